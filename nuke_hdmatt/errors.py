@@ -1,0 +1,70 @@
+"""Typed errors shared by every layer.
+
+Each carries what a user needs to find the problem (file, frame, channel, knob);
+the CLI turns them into one line and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class HDMattError(Exception):
+    """Base of every user-facing error."""
+
+    def __init__(self, message: str, *, path: str | None = None, frame: int | None = None,
+                 channel: str | None = None):
+        self.path = path
+        self.frame = frame
+        self.channel = channel
+        self.message = message
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        where = []
+        if self.path:
+            where.append(str(self.path))
+        if self.frame is not None:
+            where.append(f"frame {self.frame}")
+        if self.channel:
+            where.append(f"channel {self.channel}")
+        prefix = ", ".join(where)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+
+class PlateError(HDMattError):
+    """A plate could not be read or is unusable (missing, truncated, wrong channels)."""
+
+
+class MissingFileError(PlateError):
+    """A file that should exist does not."""
+
+
+class ChannelError(PlateError):
+    """A requested channel is not in the file."""
+
+
+class TrimapError(HDMattError):
+    """The trimap is invalid (size mismatch, NaN, unusable encoding)."""
+
+
+class SizeMismatchError(TrimapError):
+    """Plate and trimap (or matte) windows differ."""
+
+
+class ColorSpaceError(HDMattError):
+    """Unknown colour space name or unusable OCIO config."""
+
+
+class WeightsError(HDMattError):
+    """Weights file missing, corrupt, or not an HDMatt weights file."""
+
+
+class OutputError(HDMattError):
+    """The output could not be written."""
+
+
+class UsageError(HDMattError):
+    """Bad command-line or knob value."""
+
+
+class Cancelled(Exception):
+    """Work was cancelled by the user (Ctrl-C, Nuke's cancel button)."""
