@@ -1,0 +1,353 @@
+"""Content-addressed per-frame alpha cache, shared by the CLI and the Nuke plugin.
+
+A frame's key is a sha256 over everything that decides its alpha: the plate pixels, the trimap
+pixels, the weights' sha256, the engine version, the engine parameters, the OCIO config and
+the plate's colour space. Re-running a shot therefore recomputes exactly the frames whose
+inputs or settings changed, and a stale entry can never be served after a change.
+
+Where it lives (first that is set): ``--cache DIR`` / ``FrameCache(root)``, ``$HDMATT_CACHE``,
+``$XDG_CACHE_HOME/hdmatt``, ``~/.cache/hdmatt``.
+
+Entry file (``<root>/<key[:2]>/<key>.alpha``)::
+
+    b"HDMATTC1" | uint32 little-endian header length | header JSON | zlib(float32 alpha)
+
+The header holds the key, shape, and the sha256 of the compressed payload. Entries are written
+to a temporary file in the same folder and renamed into place, so a reader sees either no entry
+or a whole one, also when two processes (two farm tasks, Nuke and the CLI) write the same key at
+once: the last rename wins and both contents are identical. A payload whose checksum does not
+match is deleted and reported as a miss, so the frame is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+
+__all__ = ["FrameCache", "CacheEntry", "default_cache_root", "parse_size", "format_size"]
+
+MAGIC = b"HDMATTC1"
+SUFFIX = ".alpha"
+TMP_PREFIX = ".tmp-"
+# A temp file older than this belongs to a killed process (a live write takes seconds).
+STALE_TMP_S = 3600.0
+KEY_SCHEMA = "hdmatt-cache-key-1"
+
+
+def default_cache_root() -> Path:
+    """The cache folder when none is given: ``$HDMATT_CACHE`` else the XDG cache folder."""
+    env = os.environ.get("HDMATT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "hdmatt"
+
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+
+
+def parse_size(text: str) -> int:
+    """``"10G"``, ``"500M"``, ``"1.5T"``, ``"4096"`` -> bytes (binary units)."""
+    s = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+    unit = s[-1:] if s[-1:] in _UNITS and s[-1:].isalpha() else ""
+    number = s[: len(s) - len(unit)]
+    try:
+        value = float(number)
+    except ValueError:
+        raise UsageError(f"cannot parse size {text!r} (use e.g. 500M, 10G)") from None
+    if value < 0:
+        raise UsageError(f"size must not be negative: {text!r}")
+    return int(value * _UNITS[unit])
+
+
+def format_size(n: int) -> str:
+    """Bytes -> a short human string (``"1.2G"``)."""
+    value = float(n)
+    for unit in ("B", "K", "M", "G"):
+        if value < 1024:
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}T"
+
+
+@dataclass
+class CacheEntry:
+    """One stored frame: its key, file, size in bytes, last use (epoch s) and metadata."""
+
+    key: str
+    path: Path
+    size: int
+    mtime: float
+    meta: dict = field(default_factory=dict)
+
+
+def _hash_array(h, name: str, arr: np.ndarray) -> None:
+    arr = np.ascontiguousarray(arr)
+    # shape and dtype go in too: the same bytes as 100x60 and 60x100 are different frames
+    h.update(f"{name}:{arr.dtype.str}:{arr.shape}\n".encode())
+    h.update(memoryview(arr).cast("B"))
+
+
+class FrameCache:
+    """Per-frame alpha cache in a folder.
+
+    Parameters
+    ----------
+    root : str or Path, optional
+        Cache folder; ``None`` uses :func:`default_cache_root`. Created on first write.
+
+    Attributes
+    ----------
+    stats : dict
+        ``hits``, ``misses`` and ``corrupt`` counters for this object's lifetime.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root).expanduser() if root is not None else default_cache_root()
+        self.stats = {"hits": 0, "misses": 0, "corrupt": 0}
+
+    # ---- keys -------------------------------------------------------------------------
+    @staticmethod
+    def key(plate: np.ndarray, trimap: np.ndarray, *, weights_sha256: str, engine_version: str,
+            params: dict, color_config: str, colorspace: str) -> str:
+        """The cache key of one frame.
+
+        Parameters
+        ----------
+        plate : ndarray
+            The plate pixels as read (HxWxC, any dtype, in the file's own colour space):
+            hashing them before colour conversion keeps the key independent of OCIO
+            float noise, while ``color_config``/``colorspace`` capture the conversion.
+        trimap : ndarray
+            HxW trimap (0 / 0.5 / 1) as fed to the engine.
+        weights_sha256 : str
+            sha256 of the weights file.
+        engine_version : str
+            ``nuke_hdmatt.ENGINE_VERSION``.
+        params : dict
+            Engine parameters (patch, overlap, k, pool, precision, prior, ...). JSON-able.
+        color_config : str
+            Description of the OCIO config (name + file hash or path).
+        colorspace : str
+            The plate's resolved colour space name.
+
+        Returns
+        -------
+        str
+            64 hex digits.
+        """
+        h = hashlib.sha256()
+        h.update(KEY_SCHEMA.encode() + b"\n")
+        _hash_array(h, "plate", plate)
+        _hash_array(h, "trimap", trimap)
+        settings = {
+            "weights_sha256": str(weights_sha256),
+            "engine_version": str(engine_version),
+            "params": params,
+            "color_config": str(color_config),
+            "colorspace": str(colorspace),
+        }
+        h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+        return h.hexdigest()
+
+    def path_for(self, key: str) -> Path:
+        """The entry file for ``key`` (which may not exist)."""
+        if len(key) < 3 or not all(c in "0123456789abcdef" for c in key):
+            raise ValueError(f"not a cache key: {key!r}")
+        return self.root / key[:2] / f"{key}{SUFFIX}"
+
+    # ---- read ---------------------------------------------------------------------------
+    def get(self, key: str) -> np.ndarray | None:
+        """The cached alpha for ``key``, or ``None`` when absent or corrupt.
+
+        Returns
+        -------
+        ndarray or None
+            float32 HxW alpha in [0, 1]. A corrupt entry is deleted and counts as a miss.
+        """
+        path = self.path_for(key)
+        try:
+            data = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            self.stats["misses"] += 1
+            return None
+        try:
+            header, payload = _split_entry(data)
+            if header.get("key") != key:
+                raise ValueError("entry holds another key")
+            if hashlib.sha256(payload).hexdigest() != header["sha256"]:
+                raise ValueError("checksum mismatch")
+            shape = tuple(int(s) for s in header["shape"])
+            alpha = np.frombuffer(zlib.decompress(payload), dtype="<f4").reshape(shape)
+        except (ValueError, KeyError, TypeError, zlib.error, struct.error):
+            self.stats["corrupt"] += 1
+            self.stats["misses"] += 1
+            _unlink_quiet(path)
+            return None
+        self.stats["hits"] += 1
+        try:
+            os.utime(path)  # last use drives gc's least-recently-used order
+        except OSError:
+            pass
+        return alpha.astype(np.float32, copy=True)
+
+    def meta(self, key: str) -> dict | None:
+        """The metadata stored with ``key`` (no checksum check), or ``None``."""
+        try:
+            header, _ = _split_entry(self.path_for(key).read_bytes())
+        except (OSError, ValueError, struct.error):
+            return None
+        return header.get("meta", {})
+
+    # ---- write --------------------------------------------------------------------------
+    def put(self, key: str, alpha: np.ndarray, meta: dict | None = None) -> Path:
+        """Store ``alpha`` (HxW, values in [0, 1]) under ``key``; returns the entry path.
+
+        Atomic: written to a temporary file beside the entry and renamed into place. Safe
+        when other processes put the same key concurrently.
+        """
+        alpha = np.ascontiguousarray(alpha, dtype="<f4")
+        if alpha.ndim != 2:
+            raise ValueError(f"alpha must be HxW, got shape {alpha.shape}")
+        payload = zlib.compress(alpha.tobytes(), 1)
+        header = json.dumps({
+            "key": key,
+            "shape": list(alpha.shape),
+            "dtype": "float32",
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "created": time.time(),
+            "meta": meta or {},
+        }, default=str).encode()
+        path = self.path_for(key)
+        for attempt in range(3):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{key[:16]}-", dir=path.parent)
+                break
+            except FileNotFoundError:
+                # another process's gc removed the (then empty) folder between the two calls
+                if attempt == 2:
+                    raise
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(MAGIC + struct.pack("<I", len(header)) + header + payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            # Ctrl-C or a full disk mid-write: leave no temp file behind
+            _unlink_quiet(Path(tmp))
+            raise
+        return path
+
+    # ---- housekeeping -------------------------------------------------------------------
+    def _files(self):
+        if not self.root.is_dir():
+            return
+        for sub in sorted(self.root.iterdir()):
+            if sub.is_dir() and len(sub.name) == 2:
+                yield from sub.iterdir()
+
+    def entries(self) -> list[CacheEntry]:
+        """All entries, least recently used first. Metadata is read from each header."""
+        out = []
+        for p in self._files():
+            if not p.name.endswith(SUFFIX):
+                continue
+            try:
+                st = p.stat()
+                with open(p, "rb") as fh:
+                    head = fh.read(12)
+                    (n,) = struct.unpack("<I", head[8:12])
+                    header = json.loads(fh.read(n))
+                meta = header.get("meta", {})
+            except (OSError, ValueError, struct.error):
+                meta = {"corrupt": True}
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue
+            out.append(CacheEntry(p.name[: -len(SUFFIX)], p, st.st_size, st.st_mtime, meta))
+        out.sort(key=lambda e: e.mtime)
+        return out
+
+    def size_bytes(self) -> int:
+        """Total size of the entries in bytes."""
+        return sum(e.size for e in self.entries())
+
+    def clear(self) -> int:
+        """Delete every entry (and leftover temp files); returns how many entries went."""
+        n = 0
+        for p in list(self._files()):
+            if p.name.endswith(SUFFIX) or p.name.startswith(TMP_PREFIX):
+                n += p.name.endswith(SUFFIX)
+                _unlink_quiet(p)
+        self._remove_empty_dirs()
+        return n
+
+    def gc(self, max_bytes: int) -> tuple[int, int]:
+        """Delete least-recently-used entries until the cache holds at most ``max_bytes``.
+
+        Also removes temp files left by killed processes (older than an hour).
+
+        Returns
+        -------
+        (removed, freed_bytes) : tuple of int
+        """
+        now = time.time()
+        for p in list(self._files()):
+            if p.name.startswith(TMP_PREFIX):
+                try:
+                    if now - p.stat().st_mtime > STALE_TMP_S:
+                        _unlink_quiet(p)
+                except OSError:
+                    pass
+        entries = self.entries()
+        total = sum(e.size for e in entries)
+        removed = freed = 0
+        for e in entries:
+            if total <= max_bytes:
+                break
+            _unlink_quiet(e.path)
+            total -= e.size
+            freed += e.size
+            removed += 1
+        self._remove_empty_dirs()
+        return removed, freed
+
+    def _remove_empty_dirs(self) -> None:
+        if not self.root.is_dir():
+            return
+        for sub in self.root.iterdir():
+            if sub.is_dir() and len(sub.name) == 2:
+                try:
+                    sub.rmdir()
+                except OSError:
+                    pass  # not empty, or another process just wrote into it
+
+
+def _split_entry(data: bytes) -> tuple[dict, bytes]:
+    if data[:8] != MAGIC:
+        raise ValueError("not a cache entry")
+    (n,) = struct.unpack("<I", data[8:12])
+    header = json.loads(data[12:12 + n])
+    return header, data[12 + n:]
+
+
+def _unlink_quiet(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,145 @@
+"""Per-frame alpha cache: keys, hits, invalidation, corruption, concurrency, gc."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from nuke_hdmatt.cache import FrameCache, default_cache_root, parse_size
+from nuke_hdmatt.errors import UsageError
+
+SETTINGS = dict(weights_sha256="ab" * 32, engine_version="0.1.0",
+                params={"patch": 320, "overlap": 32, "k": 3, "pool": 30},
+                color_config="builtin cg-config", colorspace="ACEScg")
+
+
+def _frame(seed=0, h=24, w=32):
+    rng = np.random.default_rng(seed)
+    plate = rng.random((h, w, 3), dtype=np.float32)
+    trimap = np.full((h, w), 0.5, np.float32)
+    trimap[:, :4] = 0.0
+    trimap[:, -4:] = 1.0
+    alpha = rng.random((h, w), dtype=np.float32)
+    return plate, trimap, alpha
+
+
+def test_key_changes_with_any_input_or_setting():
+    plate, trimap, _ = _frame()
+    base = FrameCache.key(plate, trimap, **SETTINGS)
+    assert base == FrameCache.key(plate.copy(), trimap.copy(), **SETTINGS)
+    one_pixel = plate.copy()
+    one_pixel[3, 5, 1] = np.nextafter(one_pixel[3, 5, 1], 2)
+    t2 = trimap.copy()
+    t2[0, 10] = 1.0
+    changed = [
+        FrameCache.key(one_pixel, trimap, **SETTINGS),
+        FrameCache.key(plate, t2, **SETTINGS),
+        FrameCache.key(plate.reshape(32, 24, 3), trimap, **SETTINGS),
+    ]
+    for name, value in [("weights_sha256", "cd" * 32), ("engine_version", "0.2.0"),
+                        ("params", {**SETTINGS["params"], "k": 5}),
+                        ("color_config", "studio.ocio"), ("colorspace", "sRGB")]:
+        changed.append(FrameCache.key(plate, trimap, **{**SETTINGS, name: value}))
+    assert len(set(changed)) == len(changed) and base not in changed
+
+
+def test_put_get_round_trip_miss_and_meta(tmp_path):
+    cache = FrameCache(tmp_path / "c")
+    plate, trimap, alpha = _frame()
+    key = FrameCache.key(plate, trimap, **SETTINGS)
+    assert cache.get(key) is None
+    cache.put(key, alpha, {"frame": 1001, "plate": "p.1001.exr"})
+    got = cache.get(key)
+    assert got.dtype == np.float32 and np.array_equal(got, alpha)
+    assert cache.stats == {"hits": 1, "misses": 1, "corrupt": 0}
+    assert cache.meta(key)["frame"] == 1001
+    [entry] = cache.entries()
+    assert entry.key == key and entry.size == os.path.getsize(entry.path)
+    assert not [p for p in entry.path.parent.iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("damage", ["flip_payload", "truncate", "garbage"])
+def test_corrupt_entry_detected_deleted_and_recomputed(tmp_path, damage):
+    cache = FrameCache(tmp_path)
+    plate, trimap, alpha = _frame(1)
+    key = FrameCache.key(plate, trimap, **SETTINGS)
+    path = cache.put(key, alpha)
+    data = bytearray(path.read_bytes())
+    if damage == "flip_payload":
+        data[-5] ^= 0xFF
+    elif damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data = bytearray(b"\x00" * 40)
+    path.write_bytes(bytes(data))
+    assert cache.get(key) is None
+    assert cache.stats["corrupt"] == 1 and not path.exists()
+    cache.put(key, alpha)
+    assert np.array_equal(cache.get(key), alpha)
+
+
+def test_clear_and_gc_least_recently_used(tmp_path):
+    cache = FrameCache(tmp_path)
+    keys = []
+    for i in range(4):
+        plate, trimap, alpha = _frame(i)
+        key = FrameCache.key(plate, trimap, **SETTINGS)
+        path = cache.put(key, alpha)
+        os.utime(path, (1000 + i, 1000 + i))
+        keys.append(key)
+    cache.get(keys[0])  # touching makes entry 0 the most recently used
+    sizes = {e.key: e.size for e in cache.entries()}
+    budget = sizes[keys[0]] + sizes[keys[3]]
+    removed, freed = cache.gc(budget)
+    assert removed == 2 and freed == sizes[keys[1]] + sizes[keys[2]]
+    assert {e.key for e in cache.entries()} == {keys[0], keys[3]}
+    assert cache.clear() == 2 and cache.entries() == []
+
+
+def test_default_root_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("HDMATT_CACHE", str(tmp_path / "a"))
+    assert default_cache_root() == tmp_path / "a"
+    monkeypatch.delenv("HDMATT_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert default_cache_root() == tmp_path / "x" / "hdmatt"
+    assert FrameCache().root == tmp_path / "x" / "hdmatt"
+
+
+def test_parse_size():
+    assert parse_size("10G") == 10 * 1024 ** 3
+    assert parse_size("500M") == 500 * 1024 ** 2
+    assert parse_size("1.5k") == 1536
+    assert parse_size("4096") == 4096
+    with pytest.raises(UsageError):
+        parse_size("lots")
+
+
+WRITER = textwrap.dedent("""
+    import sys, numpy as np
+    from nuke_hdmatt.cache import FrameCache
+    root, key, value = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    cache = FrameCache(root)
+    alpha = np.full((256, 256), value, np.float32)
+    alpha[::7] = np.linspace(0, 1, 256, dtype=np.float32)  # incompressible enough to be slow
+    for _ in range(60):
+        cache.put(key, alpha)
+        got = cache.get(key)
+        assert got is not None, "reader saw a torn or missing entry"
+""")
+
+
+def test_two_processes_writing_the_same_key_never_tear(tmp_path):
+    key = "f" * 64
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), key, v],
+                              stderr=subprocess.PIPE, text=True) for v in ("0.25", "0.75")]
+    for p in procs:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    cache = FrameCache(tmp_path)
+    got = cache.get(key)
+    assert got is not None and cache.stats["corrupt"] == 0
+    assert got[1, 0] in (np.float32(0.25), np.float32(0.75))
+    assert [p.name for p in (tmp_path / "ff").iterdir()] == [f"{key}.alpha"]

@@ -1,0 +1,63 @@
+"""Frame patterns and frame-range strings (nuke_hdmatt.sequence)."""
+
+import pytest
+
+from nuke_hdmatt.errors import UsageError
+from nuke_hdmatt.sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
+
+
+@pytest.mark.parametrize("pattern, frame, expected", [
+    ("/s/plate.####.exr", 1001, "/s/plate.1001.exr"),
+    ("/s/plate.####.exr", 7, "/s/plate.0007.exr"),
+    ("plate.##.exr", 7, "plate.07.exr"),
+    ("plate.%04d.exr", 12, "plate.0012.exr"),
+    ("plate.%d.exr", 12, "plate.12.exr"),
+    ("plate.@.exr", 12, "plate.12.exr"),
+    ("plate.@@@.exr", 5, "plate.005.exr"),
+    ("/shot#1/plate.####.exr", 3, "/shot#1/plate.0003.exr"),  # folder hashes are not frames
+    ("/s/plate.exr", 3, "/s/plate.exr"),
+])
+def test_pattern_expansion(pattern, frame, expected):
+    assert FrameSequence(pattern).path(frame) == expected
+
+
+def test_single_file_is_not_a_sequence_and_sequence_needs_a_frame():
+    assert not FrameSequence("/a/b.exr").is_sequence
+    assert FrameSequence("/a/b.exr").path(None) == "/a/b.exr"
+    with pytest.raises(UsageError, match="--frames"):
+        FrameSequence("/a/b.####.exr").path(None)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1001", [1001]),
+    ("1001-1004", [1001, 1002, 1003, 1004]),
+    ("1001-1008x2", [1001, 1003, 1005, 1007]),
+    ("1-7:3", [1, 4, 7]),
+    ("1,5,10-12", [1, 5, 10, 11, 12]),
+    ("3,1-3", [3, 1, 2]),
+    (" 1, 2 ", [1, 2]),
+])
+def test_parse_frames(text, expected):
+    assert parse_frames(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "a-b", "10-1", "1-10x0", "1--", "1-5y2"])
+def test_parse_frames_rejects_malformed(bad):
+    with pytest.raises(UsageError) as info:
+        parse_frames(bad)
+    assert "--frames" in info.value.one_line()
+
+
+def test_format_frames_round_trip():
+    assert format_frames([1, 2, 3, 7, 9, 10]) == "1-3,7,9-10"
+    assert parse_frames(format_frames([5, 1, 2, 3])) == [1, 2, 3, 5]
+
+
+def test_missing_frames_reported_and_disk_scan_respects_padding(tmp_path):
+    seq = FrameSequence(str(tmp_path / "p.####.exr"))
+    for f in (1, 2, 4):
+        (tmp_path / f"p.{f:04d}.exr").write_bytes(b"x")
+    (tmp_path / "p.03.exr").write_bytes(b"x")      # wrong padding: not frame 3
+    (tmp_path / "q.0003.exr").write_bytes(b"x")    # other sequence
+    assert seq.missing([1, 2, 3, 4]) == [3]
+    assert frames_on_disk(seq) == [1, 2, 4]
