@@ -1,0 +1,150 @@
+"""install.py: Nuke hooks and engine record on a temporary HOME, --check, --uninstall.
+
+No venv is created here (``--no-env``): that is minutes of pip; CI runs the real install.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nuke_hdmatt import engine_env
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_install():
+    spec = importlib.util.spec_from_file_location("hdmatt_install", ROOT / "install.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+install = _load_install()
+
+
+def snapshot(home: Path) -> dict:
+    """Every path under ``home`` with its bytes (files) and permission bits."""
+    snap = {}
+    for p in sorted(home.rglob("*")):
+        rel = str(p.relative_to(home))
+        mode = stat.S_IMODE(p.stat().st_mode)
+        snap[rel] = (p.read_bytes() if p.is_file() else "dir", mode)
+    return snap
+
+
+@pytest.fixture
+def engine(tmp_path):
+    """A stand-in engine executable (only its path is recorded, never run here)."""
+    exe = tmp_path / "venv" / "bin" / "hdmatt"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(0o755)
+    return exe
+
+
+def test_hooks_on_empty_home_are_idempotent_and_uninstall_restores(tmp_path, engine):
+    home = tmp_path / "home"
+    home.mkdir()
+    before = snapshot(home)
+    for _ in range(2):
+        install.add_nuke_hooks(home, install.GIZMO_DIR, engine, engine.parent / "python")
+    init = (home / ".nuke" / "init.py").read_text()
+    assert init.count(install.BLOCK_START) == 1 and init.count(install.BLOCK_END) == 1
+    assert f"nuke.pluginAddPath({str(install.GIZMO_DIR)!r})" in init
+    # the gizmo side finds the recorded engine through the same file
+    env = {"PATH": ""}
+    assert engine_env.engine_executable(env=env, home=home) == str(engine)
+    install.remove_nuke_hooks(home)
+    assert snapshot(home) == before
+    assert not (home / ".nuke").exists()
+
+
+@pytest.mark.parametrize("existing", ["import nuke\nnuke.pluginAddPath('/studio/tools')\n",
+                                      "print('no trailing newline')"])
+def test_existing_init_py_survives_byte_for_byte(tmp_path, engine, existing):
+    home = tmp_path / "home"
+    (home / ".nuke").mkdir(parents=True)
+    (home / ".nuke" / "init.py").write_text(existing)
+    (home / ".nuke" / "init.py").chmod(0o640)
+    (home / ".nuke" / "menu.py").write_text("# studio menu\n")
+    before = snapshot(home)
+    install.add_nuke_hooks(home, install.GIZMO_DIR, engine, engine.parent / "python")
+    install.add_nuke_hooks(home, install.GIZMO_DIR / "moved", engine, engine.parent / "python")
+    text = (home / ".nuke" / "init.py").read_text()
+    assert text.startswith(existing.rstrip("\n"))
+    assert text.count(install.BLOCK_START) == 1
+    assert str(install.GIZMO_DIR / "moved") in text  # re-run rewrites the block in place
+    compile(text, "init.py", "exec")  # still valid Python for Nuke to run
+    install.remove_nuke_hooks(home)
+    assert snapshot(home) == before
+
+
+def test_command_line_install_and_uninstall(tmp_path, engine):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home))
+    venv = engine.parent.parent
+    run = lambda *a: subprocess.run([sys.executable, str(ROOT / "install.py"), *a],  # noqa: E731
+                                    env=env, capture_output=True, text=True, timeout=60)
+    r = run("--no-env", "--venv", str(venv))
+    assert r.returncode == 0, r.stderr
+    rec = engine_env.read_record(home / ".nuke" / "hdmatt_engine.json")
+    assert rec["hdmatt"] == str(engine) and rec["repo"] == str(ROOT)
+    r = run("--uninstall")
+    assert r.returncode == 0, r.stderr
+    assert list(home.iterdir()) == []
+
+    r = run("--no-env", "--print-nuke-path", "--venv", str(venv))
+    assert r.returncode == 0
+    assert f'export NUKE_PATH="{ROOT / "gizmos"}' in r.stdout
+    assert f'export HDMATT_ENGINE="{engine}"' in r.stdout
+    assert list(home.iterdir()) == []  # printing touches nothing
+
+
+def test_weights_sha256_check(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    w = model / "hdmatt_small.safetensors"
+    w.write_bytes(b"not really weights")
+    digest = hashlib.sha256(w.read_bytes()).hexdigest()
+    assert [r[0] for r in install.check_weights(model)] == ["WARN"]  # nothing recorded
+    (model / "hdmatt_small.safetensors.sha256").write_text(f"{digest}  hdmatt_small.safetensors\n")
+    assert [r[0] for r in install.check_weights(model)] == ["ok"]
+    w.write_bytes(b"truncated")
+    rows = install.check_weights(model)
+    assert rows[0][0] == "FAIL" and "corrupt" in rows[0][2]
+    (model / "hdmatt_small.safetensors.sha256").unlink()
+    (model / "manifest.json").write_text(
+        '{"files": {"hdmatt_small.safetensors": {"sha256": "%s"}}}'
+        % hashlib.sha256(b"truncated").hexdigest())
+    assert [r[0] for r in install.check_weights(model)] == ["ok"]
+
+
+def test_check_reports_real_environment():
+    # runs in the project venv: real torch, OpenImageIO and OpenColorIO imports
+    r = subprocess.run([sys.executable, str(ROOT / "install.py"), "--check", "--in-env"],
+                       capture_output=True, text=True, timeout=120)
+    out = r.stdout
+    for what in ("torch: 2.13.0", "CUDA:", "OpenImageIO:", "OpenColorIO:", "weights"):
+        assert what in out, out
+    assert r.returncode == (1 if "[FAIL]" in out else 0)
+
+
+def test_engine_lookup_errors_are_one_line(tmp_path):
+    from nuke_hdmatt.errors import UsageError
+    with pytest.raises(UsageError, match="run install.py"):
+        engine_env.engine_executable(env={"PATH": ""}, home=tmp_path)
+    (tmp_path / ".nuke").mkdir()
+    (tmp_path / ".nuke" / "hdmatt_engine.json").write_text("{}")
+    with pytest.raises(UsageError, match="hdmatt_engine.json"):
+        engine_env.engine_executable(env={"PATH": ""}, home=tmp_path)
+    with pytest.raises(UsageError, match="HDMATT_ENGINE"):
+        engine_env.engine_executable(env={"HDMATT_ENGINE": str(tmp_path / "nope")})
