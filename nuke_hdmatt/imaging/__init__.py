@@ -1,0 +1,30 @@
+"""Imaging layer: everything between files on disk and the engine's arrays.
+
+OpenImageIO reads and writes every file; PyOpenColorIO does every colour
+conversion. Nothing here imports torch or knows about the network.
+
+Public names are re-exported from small modules:
+
+- :mod:`.plates`   reading plates by channel name (``read_plate``, ``Plate``)
+- :mod:`.colour`   OCIO config/colour-space resolution and conversion to the network space
+- :mod:`.trimaps`  reading, snapping, generating and validating trimaps
+- :mod:`.writing`  atomic alpha output with channel/metadata preservation
+- :mod:`.describe` ``describe_image`` / ``read_hdmatt_metadata`` for ``hdmatt info``
+"""
+
+from .plates import Plate, read_plate, frame_path
+from .colour import (NETWORK_SPACE, resolve_config, plate_colorspace, to_network_space)
+from .trimaps import (Trimap, read_trimap, trimap_from_plate, trimap_from_matte, snap_trimap,
+                      fit_trimap_to_plate,
+                      check_trimap, has_unknown)
+from .writing import write_alpha, COMPRESSIONS
+from .describe import read_hdmatt_metadata, describe_image
+
+__all__ = [
+    "Plate", "read_plate", "frame_path",
+    "NETWORK_SPACE", "resolve_config", "plate_colorspace", "to_network_space",
+    "Trimap", "read_trimap", "trimap_from_plate", "trimap_from_matte", "snap_trimap",
+    "check_trimap", "has_unknown", "fit_trimap_to_plate",
+    "write_alpha", "COMPRESSIONS",
+    "read_hdmatt_metadata", "describe_image",
+]

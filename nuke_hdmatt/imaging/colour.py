@@ -1,0 +1,248 @@
+"""Colour: which OCIO config, which colour space a plate is in, and conversion to the
+network's input space.
+
+The network was trained on sRGB-encoded Rec.709 images in 0-1 (display-referred photos
+composited over backgrounds), so every plate is converted there through OCIO before the
+engine sees it. Nothing is guessed silently: the colour space is an argument, else the
+file's ``oiio:ColorSpace`` metadata, else a fixed, documented default.
+
+HDR treatment in :func:`to_network_space` (documented here once, referred to elsewhere):
+
+1. NaN and -inf become 0 and +inf becomes 65504 (the largest half value, i.e. a very
+   bright highlight) BEFORE conversion, so a single bad channel cannot spread through a
+   colour matrix into the other channels of the pixel.
+2. The OCIO processor converts to sRGB-encoded Rec.709 (the sRGB curve is extended above
+   1 and OCIO mirrors/clamps below 0 as the config defines).
+3. The result is clipped to [0, 1]: highlights above display white become white and
+   negative (out-of-gamut) values become 0. Matting only needs edges and colour contrast
+   in the range the network was trained on; the alpha is unaffected by the clip except
+   inside blown-out regions, where the plate carries no edge detail in 0-1 anyway.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+
+import numpy as np
+import PyOpenColorIO as OCIO
+
+from ..errors import ColorSpaceError
+
+log = logging.getLogger(__name__)
+
+BUILTIN_CONFIG = "ocio://cg-config-latest"
+
+#: Canonical name of the network input space in the built-in config (interop id
+#: ``srgb_rec709_scene``).
+NETWORK_SPACE = "sRGB Encoded Rec.709 (sRGB)"
+
+# Names the network space goes by in common configs (cg/studio configs, old ACES 1.x
+# configs, nuke-default), tried in order when the active config is not the built-in one.
+_NETWORK_SPACE_NAMES = ("srgb_rec709_scene", NETWORK_SPACE, "srgb_tx", "sRGB - Texture",
+                        "Utility - sRGB - Texture", "Input - Generic - sRGB - Texture",
+                        "srgb_texture", "sRGB")
+
+# Pre-interop OpenImageIO names still found in files written by older OIIO/tools.
+_LEGACY_METADATA_NAMES = {"linear": "lin_rec709_scene", "srgb": "srgb_rec709_scene"}
+
+# +inf stands for "very bright", so it maps to the largest finite half before clipping.
+_POSINF_VALUE = 65504.0
+
+
+def resolve_config(explicit: str | None = None) -> tuple["OCIO.Config", str]:
+    """Load the OCIO config: ``explicit``, else ``$OCIO``, else the built-in cg config.
+
+    Parameters
+    ----------
+    explicit : str, optional
+        Path to a ``.ocio`` file or an ``ocio://`` built-in URI.
+
+    Returns
+    -------
+    (OCIO.Config, str)
+        The config and a description for output metadata, e.g.
+        ``"ocio://cg-config-latest (cg-config-v5.0.0_aces-v2.1_ocio-v2.6)"``.
+
+    Raises
+    ------
+    ColorSpaceError
+        The config cannot be loaded; carries OCIO's message and the source
+        (argument or $OCIO).
+    """
+    if explicit:
+        source, where = str(explicit), "config argument"
+    elif os.environ.get("OCIO"):
+        source, where = os.environ["OCIO"], "$OCIO"
+    else:
+        source, where = BUILTIN_CONFIG, "built-in config"
+    if not source.startswith("ocio://") and not os.path.exists(source):
+        raise ColorSpaceError(f"OCIO config from {where} not found", path=source)
+    try:
+        config = OCIO.Config.CreateFromFile(source)
+        config.validate()
+    except OCIO.Exception as exc:
+        raise ColorSpaceError(f"cannot load OCIO config from {where}: {_one_line(exc)}",
+                              path=source) from None
+    name = config.getName()
+    return config, f"{source} ({name})" if name else source
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def _all_names(config: "OCIO.Config") -> list[str]:
+    names = []
+    for cs in config.getColorSpaces():
+        names.append(cs.getName())
+        names.extend(cs.getAliases())
+    names.extend(name for name, _ in config.getRoles())
+    return names
+
+
+def canonical_colorspace(name: str, config: "OCIO.Config", *, path: str | None = None,
+                         frame: int | None = None, what: str = "colour space") -> str:
+    """Resolve a colour-space name, alias or role to the config's canonical name.
+
+    Raises
+    ------
+    ColorSpaceError
+        Unknown name: OCIO's own message plus the closest valid names (difflib).
+    """
+    cs = config.getColorSpace(name) if name else None
+    if cs is not None:
+        return cs.getName()
+    try:
+        # Ask OCIO for its own wording of the failure, as users search for that text.
+        config.getProcessor(name, config.getColorSpaces()[0].getName())
+        message = f"unknown {what} {name!r}"
+    except OCIO.Exception as exc:
+        message = _one_line(exc)
+    close = difflib.get_close_matches(name, _all_names(config), n=3, cutoff=0.4)
+    lowered = {n.lower(): n for n in _all_names(config)}
+    if name.lower() in lowered and lowered[name.lower()] not in close:
+        close.insert(0, lowered[name.lower()])
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ColorSpaceError(f"{what} {name!r}: {message}{hint}", path=path, frame=frame)
+
+
+def network_space_name(config: "OCIO.Config") -> str | None:
+    """Name of sRGB-encoded Rec.709 in ``config``, or None when the config lacks it."""
+    for name in _NETWORK_SPACE_NAMES:
+        cs = config.getColorSpace(name)
+        if cs is not None:
+            return cs.getName()
+    return None
+
+
+def plate_colorspace(plate, explicit: str | None, config: "OCIO.Config") -> str:
+    """Decide the colour space of a plate, never silently.
+
+    Order: ``explicit``; else the file's ``oiio:ColorSpace`` metadata; else the config's
+    ``scene_linear`` role for EXR and other half/float files, or sRGB-encoded Rec.709 for
+    8/16-bit integer formats (PNG, TIFF, JPEG, DPX).
+
+    Parameters
+    ----------
+    plate : Plate
+    explicit : str or None
+        A colour-space name, alias or role of ``config``.
+    config : OCIO.Config
+
+    Returns
+    -------
+    str
+        Canonical colour-space name in ``config``.
+
+    Raises
+    ------
+    ColorSpaceError
+        Unknown explicit name, or metadata naming a space the config does not know
+        (pass one explicitly then), with the closest valid names.
+    """
+    if explicit:
+        return canonical_colorspace(explicit, config, path=plate.path, frame=plate.frame)
+    if plate.colorspace:
+        meta = plate.colorspace
+        if config.getColorSpace(meta) is None and meta.lower() in _LEGACY_METADATA_NAMES:
+            meta = _LEGACY_METADATA_NAMES[meta.lower()]
+        return canonical_colorspace(meta, config, path=plate.path, frame=plate.frame,
+                                    what="file metadata oiio:ColorSpace")
+    if plate.is_float or plate.file_format == "openexr":
+        return canonical_colorspace("scene_linear", config, path=plate.path, frame=plate.frame,
+                                    what="scene_linear role")
+    name = network_space_name(config)
+    if name is None:
+        raise ColorSpaceError("no sRGB-encoded Rec.709 colour space in the OCIO config for this "
+                              "integer image; pass the colour space explicitly",
+                              path=plate.path, frame=plate.frame)
+    return name
+
+
+def network_processor(colorspace: str, config: "OCIO.Config") -> "OCIO.CPUProcessor":
+    """CPU processor from ``colorspace`` (in ``config``) to sRGB-encoded Rec.709.
+
+    When ``config`` has no sRGB-encoded Rec.709 space, the conversion goes through the
+    built-in cg config using the configs' interchange roles (OCIO >= 2.2).
+    """
+    src = canonical_colorspace(colorspace, config)
+    dst = network_space_name(config)
+    try:
+        if dst is not None:
+            proc = config.getProcessor(src, dst)
+        else:
+            builtin = OCIO.Config.CreateFromFile(BUILTIN_CONFIG)
+            proc = OCIO.Config.GetProcessorFromConfigs(config, src, builtin, NETWORK_SPACE)
+    except OCIO.Exception as exc:
+        raise ColorSpaceError(f"cannot convert {src!r} to sRGB-encoded Rec.709: "
+                              f"{_one_line(exc)}") from None
+    return proc.getDefaultCPUProcessor()
+
+
+def to_network_space(pixels: np.ndarray, colorspace: str, config: "OCIO.Config") -> np.ndarray:
+    """Convert RGB pixels to the network input space.
+
+    Parameters
+    ----------
+    pixels : np.ndarray
+        float, shape (H, W, 3), in ``colorspace`` (any range; NaN/inf allowed).
+    colorspace : str
+        Name, alias or role in ``config``.
+    config : OCIO.Config
+
+    Returns
+    -------
+    np.ndarray
+        float32 (H, W, 3), sRGB-encoded Rec.709, every value finite and in [0, 1]. The
+        HDR treatment (NaN/inf replacement before conversion, clip to [0, 1] after) is the
+        one described in this module's docstring. The input is not modified.
+
+    Raises
+    ------
+    ColorSpaceError
+        Unknown colour space or impossible conversion.
+    ValueError
+        ``pixels`` is not (H, W, 3).
+    """
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"expected (H, W, 3) pixels, got shape {pixels.shape}")
+    rgb = np.array(pixels, dtype=np.float32, order="C", copy=True)
+    bad = ~np.isfinite(rgb)
+    n_bad = int(bad.sum())
+    if n_bad:
+        np.nan_to_num(rgb, copy=False, nan=0.0, posinf=_POSINF_VALUE, neginf=0.0)
+        log.warning("%d non-finite plate value(s) replaced before colour conversion "
+                    "(NaN, -inf -> 0; +inf -> %g)", n_bad, _POSINF_VALUE)
+    height, width = rgb.shape[:2]
+    if rgb.size:
+        cpu = network_processor(colorspace, config)
+        cpu.apply(OCIO.PackedImageDesc(rgb, width, height, 3))
+    np.nan_to_num(rgb, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+    n_clipped = int(((rgb < 0.0) | (rgb > 1.0)).sum())
+    if n_clipped:
+        log.info("%d value(s) outside [0, 1] after conversion to sRGB-encoded Rec.709 clipped",
+                 n_clipped)
+    np.clip(rgb, 0.0, 1.0, out=rgb)
+    return rgb

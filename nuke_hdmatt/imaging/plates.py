@@ -1,0 +1,250 @@
+"""Reading plates with OpenImageIO, channels chosen by name, data window honoured.
+
+Channels are never picked by position: a compositor's EXR may hold dozens of AOVs
+in any order, and a plate from another vendor may store B before R. The data window
+(EXR bbox: overscan, or a cropped region) is kept as-is; the engine works on the
+data window only and the writer puts the alpha back with the same windows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import OpenImageIO as oiio
+
+from ..errors import ChannelError, MissingFileError, PlateError
+
+Window = tuple[int, int, int, int]
+
+# Frame placeholders understood in paths: "####" (hash run), "%04d" (printf), "@@@" (Nuke/Houdini).
+_FRAME_TOKEN = re.compile(r"(#+)|(%0?(\d*)d)|(@+)")
+
+
+def frame_path(path: str, frame: int | None) -> str:
+    """Substitute ``frame`` into the first frame placeholder of ``path``.
+
+    Parameters
+    ----------
+    path : str
+        File path, optionally holding ``####``, ``%04d`` or ``@@@@``; the token width is
+        the zero padding.
+    frame : int or None
+        Frame number; ``None`` returns ``path`` unchanged.
+
+    Returns
+    -------
+    str
+        The concrete path. A path without a placeholder is returned unchanged even when a
+        frame is given (a single still used for every frame).
+    """
+    if frame is None:
+        return str(path)
+    path = str(path)
+    match = _FRAME_TOKEN.search(path)
+    if not match:
+        return path
+    if match.group(1) or match.group(4):
+        width = len(match.group(1) or match.group(4))
+    else:
+        width = int(match.group(3) or 0)
+    sign = "-" if frame < 0 else ""
+    return path[:match.start()] + sign + str(abs(frame)).zfill(width) + path[match.end():]
+
+
+@dataclass
+class Plate:
+    """Pixels of some channels of one image, plus what is needed to write results back.
+
+    Attributes
+    ----------
+    pixels : np.ndarray
+        float32, shape (H, W, C) over the DATA window, channels in ``channels`` order.
+        Values as stored in the file (no colour conversion; 8/16-bit files scaled to 0-1).
+    channels : list of str
+        Channel names as requested, e.g. ``["R", "G", "B"]``.
+    data_window, display_window : tuple of int
+        ``(x, y, width, height)`` in OpenImageIO/EXR convention (y down from the top).
+    colorspace : str or None
+        The file's ``oiio:ColorSpace`` metadata, ``None`` if absent.
+    path : str
+        The concrete file read (frame already substituted).
+    frame : int or None
+    spec : oiio.ImageSpec
+        Full spec of the source subimage (all channels, all metadata).
+    subimage : int
+        Index of the subimage (EXR part) the channels came from.
+    """
+
+    pixels: np.ndarray
+    channels: list[str]
+    data_window: Window
+    display_window: Window
+    colorspace: str | None
+    path: str
+    frame: int | None
+    spec: "oiio.ImageSpec" = field(repr=False)
+    subimage: int = 0
+
+    @property
+    def file_format(self) -> str:
+        """OpenImageIO format name of the source file, e.g. ``"openexr"``, ``"png"``."""
+        return self.spec.getattribute("oiio:FormatName") or _format_from_ext(self.path)
+
+    @property
+    def is_float(self) -> bool:
+        """True when the source channels are half/float (scene-referred storage)."""
+        return self.spec.format.basetype in (oiio.HALF, oiio.FLOAT, oiio.DOUBLE)
+
+
+def _format_from_ext(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    return {"exr": "openexr", "tif": "tiff", "jpg": "jpeg"}.get(ext, ext)
+
+
+def parse_channels(channels: str | Sequence[str]) -> list[str]:
+    """Split ``"diffuse.R,diffuse.G,diffuse.B"`` (or a sequence) into stripped names."""
+    if isinstance(channels, str):
+        names = [c.strip() for c in channels.split(",")]
+    else:
+        names = [str(c).strip() for c in channels]
+    if not names or any(not n for n in names):
+        raise ChannelError(f"empty channel name in {channels!r}")
+    return names
+
+
+def window_of(spec: "oiio.ImageSpec") -> tuple[Window, Window]:
+    """(data_window, display_window) of an ImageSpec as ``(x, y, width, height)``."""
+    return ((spec.x, spec.y, spec.width, spec.height),
+            (spec.full_x, spec.full_y, spec.full_width, spec.full_height))
+
+
+def open_image(path: str, frame: int | None = None) -> "oiio.ImageInput":
+    """Open ``path`` for reading, raising typed errors instead of returning None.
+
+    Raises
+    ------
+    MissingFileError
+        The file does not exist.
+    PlateError
+        OpenImageIO cannot read the header (unknown format, truncated header).
+    """
+    if not os.path.exists(path):
+        raise MissingFileError("file not found", path=path, frame=frame)
+    if os.path.isdir(path):
+        raise PlateError("is a folder, not an image", path=path, frame=frame)
+    inp = oiio.ImageInput.open(path)
+    if inp is None:
+        raise PlateError(f"cannot read image: {_last_error()}", path=path, frame=frame)
+    return inp
+
+
+def _last_error(inp: "oiio.ImageInput | None" = None) -> str:
+    # OIIO keeps a per-thread error queue; reading it also clears it, so a stale
+    # message never leaks into the next error.
+    msg = (inp.geterror() if inp is not None else "") or oiio.geterror()
+    msg = " ".join(msg.split())  # one line, whatever OIIO produced
+    return msg or "unknown OpenImageIO error"
+
+
+def subimage_specs(inp: "oiio.ImageInput") -> list["oiio.ImageSpec"]:
+    """Specs of every subimage (EXR part) of an open image, in file order."""
+    specs = []
+    index = 0
+    while inp.seek_subimage(index, 0):
+        specs.append(oiio.ImageSpec(inp.spec()))
+        index += 1
+    return specs
+
+
+def read_subimage(inp: "oiio.ImageInput", subimage: int, path: str,
+                  frame: int | None = None, chbegin: int = 0,
+                  chend: int | None = None) -> np.ndarray:
+    """Read channels ``[chbegin, chend)`` of one subimage as float32 (H, W, C).
+
+    Raises PlateError for truncated or corrupt pixel data (OIIO returns None then).
+    """
+    if not inp.seek_subimage(subimage, 0):
+        raise PlateError(f"no subimage {subimage}", path=path, frame=frame)
+    spec = inp.spec()
+    if chend is None:
+        chend = spec.nchannels
+    if spec.depth > 1:
+        raise PlateError("volume images are not supported", path=path, frame=frame)
+    pixels = inp.read_image(subimage, 0, chbegin, chend, oiio.FLOAT)
+    if pixels is None:
+        raise PlateError(f"cannot read pixels (truncated or corrupt?): {_last_error(inp)}",
+                         path=path, frame=frame)
+    pixels = np.asarray(pixels, dtype=np.float32)
+    return pixels.reshape(spec.height, spec.width, chend - chbegin)
+
+
+def read_plate(path: str, channels: str | Sequence[str] = ("R", "G", "B"),
+               frame: int | None = None) -> Plate:
+    """Read named channels of an image over its data window.
+
+    Parameters
+    ----------
+    path : str
+        EXR (scanline, tiled, multi-part, half/float), TIFF, PNG, JPEG, DPX, ... anything
+        OpenImageIO reads. May hold a frame placeholder (see :func:`frame_path`).
+    channels : str or sequence of str
+        Channel names, e.g. ``("R", "G", "B")`` or ``"diffuse.R,diffuse.G,diffuse.B"``.
+        Matched exactly (case-sensitive). Every subimage (EXR part) is searched; the first
+        that holds all of them is used.
+    frame : int, optional
+        Frame number substituted into ``path`` and named in errors.
+
+    Returns
+    -------
+    Plate
+        ``pixels`` float32 (H, W, len(channels)) over the data window, file values
+        (no colour conversion).
+
+    Raises
+    ------
+    MissingFileError, PlateError, ChannelError
+        ChannelError lists the channels that do exist.
+    """
+    names = parse_channels(channels)
+    path = frame_path(path, frame)
+    inp = open_image(path, frame)
+    try:
+        specs = subimage_specs(inp)
+        for index, spec in enumerate(specs):
+            have = list(spec.channelnames)
+            if all(n in have for n in names):
+                break
+        else:
+            raise ChannelError(f"channel(s) {', '.join(n for n in names if not _in_any(n, specs))}"
+                               f" not found; the file has: {_describe_channels(specs)}",
+                               path=path, frame=frame, channel=",".join(names))
+        idx = [have.index(n) for n in names]
+        lo, hi = min(idx), max(idx) + 1
+        # Read only the span of channels we need: an AOV-heavy EXR can hold 100+ channels.
+        block = read_subimage(inp, index, path, frame, lo, hi)
+        pixels = np.ascontiguousarray(block[:, :, [i - lo for i in idx]])
+    finally:
+        inp.close()
+    data_window, display_window = window_of(spec)
+    colorspace = spec.getattribute("oiio:ColorSpace") or None
+    return Plate(pixels=pixels, channels=names, data_window=data_window,
+                 display_window=display_window, colorspace=colorspace, path=path,
+                 frame=frame, spec=spec, subimage=index)
+
+
+def _in_any(name: str, specs: list["oiio.ImageSpec"]) -> bool:
+    return any(name in spec.channelnames for spec in specs)
+
+
+def _describe_channels(specs: list["oiio.ImageSpec"]) -> str:
+    if len(specs) == 1:
+        return ", ".join(specs[0].channelnames)
+    parts = []
+    for i, spec in enumerate(specs):
+        label = spec.getattribute("oiio:subimagename") or f"part {i}"
+        parts.append(f"[{label}] " + ", ".join(spec.channelnames))
+    return "; ".join(parts)

@@ -1,0 +1,304 @@
+"""Trimaps: read from a file or a plate channel, generate from a matte, snap, validate.
+
+Every trimap handed to the engine is float32 (H, W) holding exactly 0 (background),
+0.5 (unknown) or 1 (foreground), over the same data window as the plate.
+
+Snapping thresholds (:func:`snap_trimap`), applied after scaling to 0-1:
+
+- ``v < 0.2``   -> 0   (background)
+- ``v > 0.8``   -> 1   (foreground)
+- otherwise     -> 0.5 (unknown)
+
+This accepts 0/0.5/1 floats, 0/128/255 and 0/102/255 8-bit trimaps (128/255 = 0.502,
+102/255 = 0.4) and anti-aliased painted trimaps: soft edge pixels between a known region
+and the unknown band fall into the unknown band, which is the safe side (the network
+estimates them instead of copying a wrong known value). Raw integer-scaled arrays
+(max > 1) are divided by 255 or 65535 first.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import SizeMismatchError, TrimapError
+from .plates import Window, open_image, parse_channels, read_plate, frame_path, subimage_specs
+
+log = logging.getLogger(__name__)
+
+BACKGROUND_MAX = 0.2
+FOREGROUND_MIN = 0.8
+_DEFAULT_CHANNELS = ("A", "R", "Y")
+
+
+@dataclass
+class Trimap:
+    """A snapped trimap and where it came from.
+
+    Attributes
+    ----------
+    values : np.ndarray
+        float32 (H, W) over the data window, exactly 0, 0.5 or 1.
+    data_window, display_window : tuple of int or None
+        ``(x, y, width, height)``; None for a trimap generated from an array.
+    path : str or None
+    frame : int or None
+    channel : str or None
+        The channel actually used (after defaulting).
+    """
+
+    values: np.ndarray
+    data_window: Window | None = None
+    display_window: Window | None = None
+    path: str | None = None
+    frame: int | None = None
+    channel: str | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.values.shape
+
+
+def snap_trimap(values: np.ndarray, source: str = "") -> np.ndarray:
+    """Snap any common trimap encoding to exactly {0, 0.5, 1}.
+
+    Parameters
+    ----------
+    values : np.ndarray
+        (H, W) or (H, W, 1), any numeric dtype: 0-1 floats, or raw 0-255 / 0-65535 values.
+    source : str
+        File/channel named in errors.
+
+    Returns
+    -------
+    np.ndarray
+        float32 (H, W), values in {0, 0.5, 1}; thresholds in the module docstring.
+
+    Raises
+    ------
+    TrimapError
+        NaN/inf values, or not a 2D array.
+    """
+    v = np.asarray(values)
+    if v.ndim == 3 and v.shape[2] == 1:
+        v = v[:, :, 0]
+    if v.ndim != 2:
+        raise TrimapError(f"trimap must be a single channel, got shape {v.shape}", path=source or None)
+    v = v.astype(np.float32)
+    bad = ~np.isfinite(v)
+    if bad.any():
+        raise TrimapError(f"{int(bad.sum())} NaN/inf value(s) in the trimap", path=source or None)
+    peak = float(v.max()) if v.size else 0.0
+    # Float files read through OIIO are already 0-1; only raw integer arrays exceed 1.
+    if peak > 255.0:
+        v = v / 65535.0
+    elif peak > 1.0:
+        v = v / 255.0
+    out = np.full(v.shape, 0.5, dtype=np.float32)
+    out[v < BACKGROUND_MAX] = 0.0
+    out[v > FOREGROUND_MIN] = 1.0
+    return out
+
+
+def has_unknown(trimap) -> bool:
+    """True when the trimap has at least one unknown (0.5) pixel.
+
+    A trimap without unknown pixels needs no network run: the trimap itself is the
+    alpha (the caller should say so to the user).
+    """
+    values = trimap.values if isinstance(trimap, Trimap) else np.asarray(trimap)
+    return bool((values == 0.5).any())
+
+
+def _default_channel(path: str, frame: int | None) -> str:
+    inp = open_image(path, frame)
+    try:
+        specs = subimage_specs(inp)
+    finally:
+        inp.close()
+    names = list(specs[0].channelnames)
+    present = [c for c in _DEFAULT_CHANNELS if c in names]
+    if not present:
+        if len(names) == 1:
+            return names[0]
+        raise TrimapError(f"no A, R or Y channel; pick one of: {', '.join(names)}",
+                          path=path, frame=frame)
+    return present[0]
+
+
+def read_trimap(path: str, channel: str | None = None, frame: int | None = None) -> Trimap:
+    """Read a trimap from an image file.
+
+    Parameters
+    ----------
+    path : str
+        Any OpenImageIO-readable image; frame placeholder allowed.
+    channel : str, optional
+        Channel name. Default: the first of A, R, Y present (a single-channel image uses
+        its only channel). A constant A channel (an opaque RGBA painting whose trimap is in
+        RGB) carries no trimap, so then R is used instead and a warning is logged.
+    frame : int, optional
+
+    Returns
+    -------
+    Trimap
+        Snapped values over the file's data window (see :func:`snap_trimap`).
+
+    Raises
+    ------
+    MissingFileError, PlateError, ChannelError, TrimapError
+    """
+    concrete = frame_path(path, frame)
+    chosen = channel or _default_channel(concrete, frame)
+    plate = read_plate(concrete, [chosen], frame=frame)
+    raw = plate.pixels[:, :, 0]
+    if channel is None and chosen == "A" and "R" in plate.spec.channelnames \
+            and raw.size and float(raw.min()) == float(raw.max()):
+        log.warning("%s: alpha channel is constant %g, reading the trimap from R instead",
+                    concrete, float(raw.min()))
+        chosen = "R"
+        plate = read_plate(concrete, [chosen], frame=frame)
+        raw = plate.pixels[:, :, 0]
+    values = snap_trimap(raw, source=f"{concrete} channel {chosen}")
+    return Trimap(values=values, data_window=plate.data_window,
+                  display_window=plate.display_window, path=concrete, frame=frame,
+                  channel=chosen)
+
+
+def trimap_from_plate(plate_path: str, channel: str, frame: int | None = None) -> Trimap:
+    """Read a trimap stored as a channel of the plate itself, e.g. ``matte.trimap``.
+
+    Same result and errors as :func:`read_trimap` with an explicit channel; every
+    subimage (EXR part) is searched for the channel.
+    """
+    (name,) = parse_channels(channel)[:1]
+    return read_trimap(plate_path, channel=name, frame=frame)
+
+
+def trimap_from_matte(matte: np.ndarray, band: int, lo: float = 0.05,
+                      hi: float = 0.95) -> np.ndarray:
+    """Generate a trimap from a matte or roto alpha.
+
+    Foreground where ``matte >= hi``, background where ``matte <= lo``, unknown in between,
+    and the unknown region is widened by ``band`` pixels on both sides of every edge by
+    eroding the foreground and background with a Euclidean disk of radius ``band``. The
+    image border is not an edge (a matte touching the frame stays known there).
+
+    Parameters
+    ----------
+    matte : np.ndarray
+        float (H, W) or (H, W, 1), 0-1.
+    band : int
+        Unknown band half-width in pixels (>= 0).
+    lo, hi : float
+        Known-background and known-foreground thresholds, ``0 <= lo < hi <= 1``.
+
+    Returns
+    -------
+    np.ndarray
+        float32 (H, W) in {0, 0.5, 1}.
+
+    Raises
+    ------
+    TrimapError
+        NaN/inf in the matte, wrong shape, negative band or bad thresholds.
+    """
+    m = np.asarray(matte, dtype=np.float32)
+    if m.ndim == 3 and m.shape[2] == 1:
+        m = m[:, :, 0]
+    if m.ndim != 2:
+        raise TrimapError(f"matte must be a single channel, got shape {m.shape}")
+    if not np.isfinite(m).all():
+        raise TrimapError("NaN/inf values in the matte")
+    if band < 0 or int(band) != band:
+        raise TrimapError(f"unknown band must be a whole number of pixels >= 0, got {band}")
+    if not 0.0 <= lo < hi <= 1.0:
+        raise TrimapError(f"need 0 <= lo < hi <= 1, got lo={lo}, hi={hi}")
+    fg = m >= hi
+    bg = m <= lo
+    if band > 0:
+        # Distance to the nearest pixel outside the region; padding with the region itself
+        # keeps the frame border from counting as an edge.
+        fg = _erode_disk(fg, band)
+        bg = _erode_disk(bg, band)
+    out = np.full(m.shape, 0.5, dtype=np.float32)
+    out[fg] = 1.0
+    out[bg] = 0.0
+    return out
+
+
+def _erode_disk(region: np.ndarray, radius: int) -> np.ndarray:
+    if not region.any():
+        return region
+    if region.all():
+        return region
+    pad = int(radius) + 1
+    padded = np.pad(region, pad, mode="edge")
+    dist = ndimage.distance_transform_edt(padded)
+    return (dist > radius)[pad:-pad, pad:-pad]
+
+
+def check_trimap(trimap, plate) -> None:
+    """Validate a trimap against the plate it will matte.
+
+    Parameters
+    ----------
+    trimap : Trimap or np.ndarray
+        float32 (H, W), snapped.
+    plate : Plate
+
+    Raises
+    ------
+    SizeMismatchError
+        Different size, or (for a Trimap read from a file) a different data window. Use
+        :func:`fit_trimap_to_plate` to crop a larger trimap explicitly.
+    TrimapError
+        NaN/inf, or values other than 0, 0.5, 1 (not snapped).
+    """
+    values = trimap.values if isinstance(trimap, Trimap) else np.asarray(trimap)
+    path = trimap.path if isinstance(trimap, Trimap) else None
+    frame = trimap.frame if isinstance(trimap, Trimap) else plate.frame
+    h, w = plate.pixels.shape[:2]
+    if values.shape != (h, w):
+        raise SizeMismatchError(
+            f"trimap is {_size(values.shape)} but plate {plate.path} is {w}x{h} "
+            f"(data window {plate.data_window})", path=path, frame=frame)
+    if isinstance(trimap, Trimap) and trimap.data_window is not None \
+            and trimap.data_window[:2] != plate.data_window[:2]:
+        raise SizeMismatchError(
+            f"trimap data window {trimap.data_window} does not line up with plate "
+            f"{plate.path} data window {plate.data_window}", path=path, frame=frame)
+    if not np.isfinite(values).all():
+        raise TrimapError("NaN/inf values in the trimap", path=path, frame=frame)
+    if not np.isin(values, (0.0, 0.5, 1.0)).all():
+        raise TrimapError("trimap values must be 0, 0.5 or 1 (snap it first)",
+                          path=path, frame=frame)
+
+
+def _size(shape) -> str:
+    return f"{shape[1]}x{shape[0]}" if len(shape) >= 2 else str(shape)
+
+
+def fit_trimap_to_plate(trimap: Trimap, plate) -> Trimap:
+    """Crop a trimap whose data window covers the plate's data window down to it.
+
+    The common case is a full-frame painted trimap (PNG, data = display window) for an EXR
+    plate with a smaller cropped bbox: the crop is exact, nothing is invented. A trimap
+    that does not cover the plate's data window raises SizeMismatchError; identical
+    windows return the trimap unchanged.
+    """
+    if trimap.data_window is None or trimap.data_window == plate.data_window:
+        return trimap
+    tx, ty, tw, th = trimap.data_window
+    px, py, pw, ph = plate.data_window
+    if px < tx or py < ty or px + pw > tx + tw or py + ph > ty + th:
+        raise SizeMismatchError(
+            f"trimap data window {trimap.data_window} does not cover plate {plate.path} "
+            f"data window {plate.data_window}", path=trimap.path, frame=trimap.frame)
+    values = trimap.values[py - ty:py - ty + ph, px - tx:px - tx + pw].copy()
+    return Trimap(values=values, data_window=plate.data_window,
+                  display_window=trimap.display_window, path=trimap.path,
+                  frame=trimap.frame, channel=trimap.channel)

@@ -1,0 +1,311 @@
+"""Writing the alpha: EXR with every plate channel and all metadata kept, or a
+single-channel PNG/TIFF; always atomic.
+
+Atomicity: the image is written to a hidden temporary file in the target's folder,
+flushed to disk (fsync), then ``os.replace``-d over the target, so a reader (Nuke, the
+next farm task) sees either the old file or the complete new one. Any failure removes
+the temporary file and leaves an existing output untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+import OpenImageIO as oiio
+
+from .. import ENGINE_VERSION
+from ..errors import HDMattError, OutputError, UsageError
+from .plates import Plate, open_image, read_subimage, subimage_specs
+
+#: Compression names OpenEXR understands (an optional ``:level`` suffix is allowed on
+#: zip/zips/dwaa/dwab). OIIO silently writes zip for anything else, so we check first.
+COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab")
+_LEVELLED = ("zip", "zips", "dwaa", "dwab")
+_TIFF_COMPRESSIONS = ("none", "lzw", "zip", "packbits")
+_PNG_COMPRESSIONS = ("zip",)
+_EXTENSIONS = {".exr": "openexr", ".png": "png", ".tif": "tiff", ".tiff": "tiff"}
+
+METADATA_PREFIX = "hdmatt:"
+
+
+def output_format(path: str) -> str:
+    """OpenImageIO format name for an output path; UsageError for unsupported extensions."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in _EXTENSIONS:
+        raise UsageError(f"unsupported output extension {ext or '(none)'!r}; use "
+                         f"{', '.join(sorted(_EXTENSIONS))}", path=path)
+    return _EXTENSIONS[ext]
+
+
+def check_compression(compression: str, fmt: str, path: str | None = None) -> str:
+    """Validate a compression name for a format; returns it lower-cased.
+
+    Raises
+    ------
+    UsageError
+        Unknown name (lists the valid ones) or a level where none is allowed.
+    """
+    name = str(compression).strip().lower()
+    base, _, level = name.partition(":")
+    valid = {"openexr": COMPRESSIONS, "tiff": _TIFF_COMPRESSIONS, "png": _PNG_COMPRESSIONS}[fmt]
+    if base not in valid or (level and (base not in _LEVELLED or not level.isdigit())):
+        raise UsageError(f"unknown {fmt} compression {compression!r}; valid: {', '.join(valid)}",
+                         path=path, channel=None)
+    return name
+
+
+def stamp_attributes(metadata: dict | None) -> dict[str, object]:
+    """``hdmatt:*`` attributes for a metadata dict.
+
+    Strings, ints and floats are stored as such; anything else (dicts of parameters,
+    lists) as JSON text. ``engine_version`` defaults to the running engine version.
+    """
+    items = {"engine_version": ENGINE_VERSION}
+    items.update(metadata or {})
+    out = {}
+    for key, value in items.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            value = json.dumps(value, sort_keys=True, default=str)
+        out[METADATA_PREFIX + str(key)] = value
+    return out
+
+
+def _check_alpha(alpha: np.ndarray, plate: Plate | None, path: str) -> np.ndarray:
+    a = np.asarray(alpha, dtype=np.float32)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim != 2:
+        raise OutputError(f"alpha must be (H, W), got shape {a.shape}", path=path)
+    if plate is not None and a.shape != plate.pixels.shape[:2]:
+        raise OutputError(f"alpha is {a.shape[1]}x{a.shape[0]} but the plate data window is "
+                          f"{plate.pixels.shape[1]}x{plate.pixels.shape[0]}", path=path)
+    if not np.isfinite(a).all():
+        raise OutputError("alpha holds NaN/inf values", path=path)
+    return a
+
+
+def write_alpha(out_path: str, alpha: np.ndarray, plate: Plate | None, *, layer: str = "rgba",
+                compression: str = "zip", half: bool = True, metadata: dict | None = None,
+                bit_depth: int = 8) -> None:
+    """Write an alpha matte, atomically.
+
+    Parameters
+    ----------
+    out_path : str
+        ``.exr``, ``.png``, ``.tif`` or ``.tiff``; the folder must exist.
+    alpha : np.ndarray
+        float32 (H, W) in [0, 1] over the plate's DATA window (linear coverage, no colour
+        space).
+    plate : Plate or None
+        EXR output copies EVERY subimage and channel of ``plate.path`` (values and
+        per-channel formats as stored) with all metadata, and adds the alpha to the
+        plate's subimage, keeping its data and display windows. ``None`` writes the alpha
+        alone with data = display window = (0, 0, W, H).
+    layer : str
+        ``"rgba"`` writes the alpha as channel ``A`` (replacing an existing A);
+        any other name writes ``<layer>.alpha`` (replacing it if present).
+    compression : str
+        EXR: one of :data:`COMPRESSIONS` (``zip:6``, ``dwaa:45`` levels allowed);
+        TIFF: none/lzw/zip/packbits; PNG: zip. Anything else raises UsageError.
+    half : bool
+        EXR: store the alpha as half (relative error <= 2**-11) instead of float.
+        Source channels keep their own formats; integer sources become half (or float).
+    metadata : dict, optional
+        Stamped as ``hdmatt:<key>`` attributes (engine version, weights id/sha256,
+        parameters, colour config/space); see :func:`stamp_attributes`. Also written to
+        PNG/TIFF as text attributes where the format keeps them.
+    bit_depth : int
+        PNG/TIFF only: 8 or 16. The single-channel alpha covers the DISPLAY window
+        (these formats have no data window): pixels outside the data window are 0,
+        overscan outside the display window is dropped.
+
+    Raises
+    ------
+    UsageError
+        Bad extension, compression, bit depth or layer name.
+    OutputError
+        Shape mismatch, NaN in alpha, unwritable folder, or any write failure; an
+        existing file at ``out_path`` is left untouched and no temporary file remains.
+    PlateError
+        The plate's file can no longer be read (EXR channel copy).
+    """
+    out_path = str(out_path)
+    fmt = output_format(out_path)
+    compression = check_compression(compression, fmt, out_path)
+    a = _check_alpha(alpha, plate, out_path)
+    folder = os.path.dirname(os.path.abspath(out_path))
+    if not os.path.isdir(folder):
+        raise OutputError(f"output folder {folder} does not exist", path=out_path)
+    stamps = stamp_attributes(metadata)
+    if fmt == "openexr":
+        if not layer or any(c in layer for c in " ,"):
+            raise UsageError(f"bad layer name {layer!r}", path=out_path)
+        specs, images = _exr_content(a, plate, layer, compression, half, stamps, out_path)
+    else:
+        if bit_depth not in (8, 16):
+            raise UsageError(f"bit depth must be 8 or 16, got {bit_depth}", path=out_path)
+        specs, images = _flat_content(a, plate, fmt, compression, bit_depth, stamps)
+    _write_atomic(out_path, specs, images)
+
+
+def _exr_content(alpha, plate, layer, compression, half, stamps, path):
+    alpha_name = "A" if layer == "rgba" else f"{layer}.alpha"
+    alpha_type = oiio.TypeDesc("half" if half else "float")
+    if plate is None:
+        spec = oiio.ImageSpec(alpha.shape[1], alpha.shape[0], 1, alpha_type)
+        spec.channelnames = (alpha_name,)
+        spec.alpha_channel = 0 if alpha_name == "A" else -1
+        specs, images, target = [spec], [alpha[:, :, None]], None
+    else:
+        specs, images = _read_all_subimages(plate)
+        target = plate.subimage
+        specs[target], images[target] = _add_alpha_channel(
+            specs[target], images[target], alpha, alpha_name, alpha_type)
+    for index, spec in enumerate(specs):
+        spec.attribute("compression", compression)
+        spec.erase_attribute("oiio:subimages")
+        if target is None or index == target:
+            for key, value in stamps.items():
+                spec.attribute(key, value)
+    return specs, images
+
+
+def _read_all_subimages(plate: Plate):
+    """Every subimage of the plate's file: specs (metadata intact) and float32 pixels.
+
+    Integer sources (PNG, TIFF, DPX plates) cannot be stored in EXR; their channels
+    become half, which holds 8-bit codes exactly and 16-bit codes to 2**-11.
+    """
+    inp = open_image(plate.path, plate.frame)
+    try:
+        specs = subimage_specs(inp)
+        images = [read_subimage(inp, i, plate.path, plate.frame) for i in range(len(specs))]
+    finally:
+        inp.close()
+    for spec in specs:
+        formats = list(spec.channelformats) or [spec.format] * spec.nchannels
+        formats = [f if f.basetype in (oiio.HALF, oiio.FLOAT) else oiio.TypeDesc("half")
+                   for f in formats]
+        spec.set_format(oiio.TypeDesc("half") if spec.format.basetype not in
+                        (oiio.HALF, oiio.FLOAT) else spec.format)
+        spec.channelformats = tuple(formats)
+    return specs, images
+
+
+def _add_alpha_channel(spec, pixels, alpha, name, alpha_type):
+    names = list(spec.channelnames)
+    formats = list(spec.channelformats) or [spec.format] * spec.nchannels
+    if name in names:
+        index = names.index(name)
+        pixels = pixels.copy()
+        pixels[:, :, index] = alpha
+        formats[index] = alpha_type
+    else:
+        pixels = np.concatenate([pixels, alpha[:, :, None]], axis=2)
+        names.append(name)
+        formats.append(alpha_type)
+        index = len(names) - 1
+    new = oiio.ImageSpec(spec)
+    new.nchannels = len(names)
+    new.channelnames = tuple(names)
+    new.channelformats = tuple(formats)
+    if name == "A":
+        new.alpha_channel = index
+    return new, np.ascontiguousarray(pixels)
+
+
+def _flat_content(alpha, plate, fmt, compression, bit_depth, stamps):
+    if plate is not None:
+        alpha = _to_display_window(alpha, plate.data_window, plate.display_window)
+    h, w = alpha.shape
+    spec = oiio.ImageSpec(w, h, 1, oiio.UINT8 if bit_depth == 8 else oiio.UINT16)
+    spec.channelnames = ("Y",)
+    spec.attribute("compression", compression)
+    for key, value in stamps.items():
+        spec.attribute(key, value)
+    return [spec], [np.clip(alpha, 0.0, 1.0)[:, :, None]]
+
+
+def _to_display_window(alpha, data_window, display_window):
+    dx, dy, dw, dh = data_window
+    fx, fy, fw, fh = display_window
+    out = np.zeros((fh, fw), dtype=np.float32)
+    x0, y0 = max(dx, fx), max(dy, fy)
+    x1, y1 = min(dx + dw, fx + fw), min(dy + dh, fy + fh)
+    if x1 > x0 and y1 > y0:
+        out[y0 - fy:y1 - fy, x0 - fx:x1 - fx] = alpha[y0 - dy:y1 - dy, x0 - dx:x1 - dx]
+    return out
+
+
+def _write_atomic(out_path: str, specs, images) -> None:
+    folder = os.path.dirname(os.path.abspath(out_path))
+    base, ext = os.path.splitext(os.path.basename(out_path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"cannot create a file in {folder}: {exc.strerror}",
+                          path=out_path) from None
+    os.close(fd)
+    try:
+        _write_image(out_path, tmp, specs, images)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        _keep_mode(out_path, tmp)
+        os.replace(tmp, out_path)
+    except BaseException as exc:
+        # Also on Ctrl-C: never leave a half-written temporary behind.
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, HDMattError) or not isinstance(exc, Exception):
+            raise
+        raise OutputError(f"write failed: {exc}", path=out_path) from None
+
+
+def _keep_mode(out_path: str, tmp: str) -> None:
+    # mkstemp creates 0600; give the output the permissions an ordinary create would
+    # (or the existing file's), so the farm and other users can read it.
+    try:
+        mode = os.stat(out_path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
+
+
+def _write_image(out_path: str, tmp: str, specs, images) -> None:
+    # The plugin is chosen from the real output name; the temporary name ends in .tmp.exr
+    # anyway, but be explicit so a format never depends on the temp suffix.
+    out = oiio.ImageOutput.create(out_path)
+    if out is None:
+        raise OutputError(f"no writer: {oiio.geterror()}", path=out_path)
+    try:
+        if len(specs) > 1:
+            if not out.supports("multiimage"):
+                raise OutputError("format cannot hold several subimages", path=out_path)
+            ok = out.open(tmp, tuple(specs))
+        else:
+            ok = out.open(tmp, specs[0])
+        if not ok:
+            raise OutputError(f"cannot open for writing: {_error(out)}", path=out_path)
+        for index, (spec, pixels) in enumerate(zip(specs, images)):
+            if index and not out.open(tmp, spec, "AppendSubimage"):
+                raise OutputError(f"cannot append subimage {index}: {_error(out)}", path=out_path)
+            if not out.write_image(np.ascontiguousarray(pixels, dtype=np.float32)):
+                raise OutputError(f"cannot write pixels: {_error(out)}", path=out_path)
+    except BaseException:
+        out.close()
+        raise
+    if not out.close():
+        raise OutputError(f"cannot finish writing: {_error(out)}", path=out_path)
+
+
+def _error(out) -> str:
+    return " ".join((out.geterror() or oiio.geterror() or "unknown error").split())
