@@ -1,0 +1,54 @@
+"""Unpooling decoder with skip connections (DIM / IndexNet style)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .config import ModelConfig
+from .encoder import conv_bn_relu
+
+_PRIOR_EPS = 1e-4
+
+
+def logit(p: torch.Tensor) -> torch.Tensor:
+    p = p.clamp(_PRIOR_EPS, 1 - _PRIOR_EPS)
+    return torch.log(p) - torch.log1p(-p)
+
+
+class Decoder(nn.Module):
+    """Features at 1/8 -> alpha at full resolution in [0, 1].
+
+    For variant D the last layer predicts a residual on the prior's logit and is
+    zero-initialised, so an untrained network returns the prior.
+    """
+
+    def __init__(self, cfg: ModelConfig, context_channels: int):
+        super().__init__()
+        w, sw, dw = cfg.width, cfg.stem_width, cfg.decoder_width
+        self.residual = cfg.uses_prior
+        self.fuse = nn.Sequential(conv_bn_relu(cfg.aspp_width + context_channels, 2 * dw),
+                                  conv_bn_relu(2 * dw, w))
+        self.unpool = nn.MaxUnpool2d(2, 2)
+        self.up2 = nn.Sequential(conv_bn_relu(2 * w, w), conv_bn_relu(w, w))
+        self.up1 = nn.Sequential(conv_bn_relu(2 * w, dw), conv_bn_relu(dw, sw))
+        self.up0 = nn.Sequential(conv_bn_relu(2 * sw + cfg.in_channels, dw), conv_bn_relu(dw, dw))
+        self.head = nn.Conv2d(dw, 1, 3, padding=1)
+        if self.residual:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def forward(self, deep, context, feats, x, prior=None):
+        y = deep if context is None else torch.cat([deep, context], dim=1)
+        y = self.fuse(y)
+        y = self.unpool(y, feats["idx2"], output_size=feats["s2"].shape[-2:])
+        y = self.up2(torch.cat([y, feats["s2"]], dim=1))
+        y = self.unpool(y, feats["idx1"], output_size=feats["s1"].shape[-2:])
+        y = self.up1(torch.cat([y, feats["s1"]], dim=1))
+        y = self.unpool(y, feats["idx0"], output_size=feats["s0"].shape[-2:])
+        y = self.up0(torch.cat([y, feats["s0"], x], dim=1))
+        out = self.head(y).float()
+        if self.residual:
+            out = out + logit(prior.float())
+        return torch.sigmoid(out)

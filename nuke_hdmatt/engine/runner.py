@@ -1,0 +1,286 @@
+"""High-resolution tiled inference: the engine's public API.
+
+    eng = Engine.load(weights=None, device="auto", patch=320, overlap=32, k=3, pool=30)
+    alpha = eng.matte(image, trimap, progress=None, cancel=None)
+
+Memory: besides the input and output arrays (and the prior for variant D, one
+more HxW float32) the working set is fixed per frame width: compact context
+features (key, value, regions at 1/8) for at most three patch rows plus a
+reservoir of ``pool`` patches, and decoder features for two patch rows. Small
+frames keep everything (at most ``pool + 1`` patches).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import ENGINE_VERSION
+from ..errors import Cancelled, TrimapError, WeightsError
+from .config import LIGHT, ModelConfig
+from .context import score_candidates, select_top_k
+from .network import HDMattNet, make_input
+from .pool import NEIGHBOUR_ROWS, candidates, thin
+from .prior import PRIOR_METHODS, compute_prior
+from .tiling import PatchGrid
+from .weights import default_weights_path, file_sha256, load_network
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise WeightsError(f"device {device!r} requested but CUDA is not available")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+    return torch.device(device)
+
+
+class Engine:
+    """A loaded network plus inference settings. Build with :meth:`Engine.load`."""
+
+    def __init__(self, net: HDMattNet, device: torch.device, *, patch=320, overlap=32, k=3, pool=30,
+                 precision="auto", prior="auto", prior_max_side=1024, batch=None,
+                 weights_path: Path | None = None, weights_sha256: str = "", info: dict | None = None):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if prior not in ("auto",) + PRIOR_METHODS:
+            raise ValueError(f"prior must be auto, global or local, got {prior!r}")
+        if k < 1 or pool < 1:
+            raise ValueError("k and pool must be at least 1")
+        PatchGrid(patch, patch, patch, overlap)  # validates patch/overlap
+        self.net = net.eval().to(device)
+        self.cfg: ModelConfig = net.cfg
+        self.device = device
+        self.patch, self.overlap, self.k, self.pool = patch, overlap, k, pool
+        self.precision = precision
+        self.prior = "global" if prior == "auto" else prior
+        self.prior_max_side = prior_max_side
+        self.batch = batch or (16 if device.type == "cuda" else 4)
+        self.weights_path = weights_path
+        self.weights_sha256 = weights_sha256
+        self.weights_id = weights_path.stem if weights_path else "untrained-random"
+        self.info = info or {}
+
+    @classmethod
+    def load(cls, weights=None, device="auto", patch=320, overlap=32, k=3, pool=30,
+             precision="auto", prior="auto", batch=None, config: ModelConfig | None = None) -> "Engine":
+        """Load weights (default: the bundled ``model/hdmatt.safetensors``).
+
+        With no weights file at all, a randomly initialised ``config`` (default the
+        light configuration) is used, with a loud warning: its alphas are not usable.
+        """
+        dev = resolve_device(device)
+        path = Path(weights) if weights else default_weights_path()
+        if path is not None:
+            net, info = load_network(path)
+            sha = file_sha256(path)
+        else:
+            msg = ("hdmatt: WARNING: no weights file found (model/hdmatt.safetensors or "
+                   "$HDMATT_WEIGHTS); using an UNTRAINED random network - alphas are meaningless")
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+            print(msg, file=sys.stderr)
+            torch.manual_seed(0)
+            net, info, sha = HDMattNet(config or LIGHT), {}, ""
+        return cls(net, dev, patch=patch, overlap=overlap, k=k, pool=pool, precision=precision,
+                   prior=prior, batch=batch, weights_path=path, weights_sha256=sha, info=info)
+
+    def params(self) -> dict:
+        return {"patch": self.patch, "overlap": self.overlap, "k": self.k, "pool": self.pool,
+                "precision": self._dtype_name(), "prior": self.prior if self.cfg.uses_prior else "none",
+                "prior_max_side": self.prior_max_side, "device": self.device.type,
+                "variant": self.cfg.variant, "engine_version": ENGINE_VERSION}
+
+    def _dtype_name(self) -> str:
+        if self.precision != "auto":
+            return self.precision
+        return "fp16" if self.device.type == "cuda" else "fp32"
+
+    def _autocast(self):
+        name = self._dtype_name()
+        if name == "fp32":
+            return nullcontext()
+        dtype = torch.float16 if name == "fp16" else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    # ------------------------------------------------------------------------------
+    def matte(self, image: np.ndarray, trimap: np.ndarray, progress=None, cancel=None,
+              prior: np.ndarray | None = None) -> np.ndarray:
+        """Alpha for one frame.
+
+        image: float32 HxWx3, network input space (sRGB-encoded Rec.709, 0-1).
+        trimap: float32 HxW with 0 (background), 0.5 (unknown), 1 (foreground).
+        progress(done, total, stage): called per patch ("patches") and per prior solve.
+        cancel(): polled between batches; True raises :class:`Cancelled`.
+        prior: a precomputed HxW prior alpha for variant D (else computed here).
+        Returns float32 HxW in [0, 1]; known trimap pixels are copied exactly.
+        """
+        image, trimap = _check_inputs(image, trimap)
+        alpha = trimap.copy()
+        unknown = trimap == 0.5
+        if not unknown.any():
+            return alpha
+        if not self.cfg.uses_prior:
+            prior = None
+        elif prior is not None:
+            prior = np.ascontiguousarray(prior, dtype=np.float32)
+        else:
+            prior = compute_prior(image, trimap, self.prior, self.prior_max_side, self.patch,
+                                  self.overlap, progress, cancel)
+        grid = PatchGrid(*trimap.shape, self.patch, self.overlap)
+        queries = [(r, c) for r in range(grid.rows) for c in range(grid.cols)
+                   if (grid.extract(trimap, r, c) == 0.5).any()]
+        acc = np.zeros(trimap.shape, dtype=np.float32)
+        with torch.inference_mode(), self._autocast():
+            _Pass(self, grid, image, trimap, prior, queries, acc, progress, cancel).run()
+        alpha[unknown] = np.clip(acc[unknown], 0.0, 1.0)
+        return alpha
+
+
+def _check_inputs(image, trimap):
+    image = np.asarray(image)
+    trimap = np.asarray(trimap)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be HxWx3, got shape {image.shape}")
+    if trimap.shape != image.shape[:2]:
+        raise TrimapError(f"trimap is {trimap.shape[1]}x{trimap.shape[0]} but the image is "
+                          f"{image.shape[1]}x{image.shape[0]}")
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    trimap = np.ascontiguousarray(trimap, dtype=np.float32)
+    if not np.isfinite(image).all():
+        raise ValueError("image holds NaN or inf (the imaging layer must sanitise it)")
+    bad = ~np.isin(trimap, (0.0, 0.5, 1.0))
+    if bad.any():
+        raise TrimapError(f"trimap holds {int(bad.sum())} values other than 0, 0.5 and 1")
+    return image, trimap
+
+
+class _Pass:
+    """One frame's streamed pass over the query patches (see runner docstring)."""
+
+    def __init__(self, eng: Engine, grid, image, trimap, prior, queries, acc, progress, cancel):
+        self.eng, self.grid, self.acc = eng, grid, acc
+        self.image, self.trimap, self.prior = image, trimap, prior
+        self.queries, self.progress, self.cancel = queries, progress, cancel
+        self.small = len(queries) <= eng.pool + 1
+        self.ctx: dict = {}      # cell -> compact context features
+        self.full: dict = {}     # cell -> decoder features, until decoded
+        self.reservoir: list = []
+        self.done = 0
+
+    def _check_cancel(self):
+        if self.cancel is not None and self.cancel():
+            raise Cancelled("cancelled")
+
+    def run(self):
+        rows = sorted({r for r, _ in self.queries})
+        by_row = {r: [q for q in self.queries if q[0] == r] for r in rows}
+        if self.small:
+            self._encode(self.queries)
+        for i, r in enumerate(rows):
+            if not self.small:
+                for rr in rows[i:i + 2]:
+                    self._encode([q for q in by_row[rr] if q not in self.ctx])
+            self._decode(by_row[r])
+            if not self.small:
+                self._retire(rows, i)
+
+    def _retire(self, rows, i):
+        """Row i is decoded: cells out of reach of the next query row move to the reservoir."""
+        nxt = rows[i + 1] if i + 1 < len(rows) else None
+        stale = [cell for cell in self.ctx if nxt is None or cell[0] < nxt - NEIGHBOUR_ROWS]
+        for cell in sorted(stale):
+            if cell not in self.reservoir:
+                self.reservoir.append(cell)
+        self.reservoir = thin(self.reservoir, self.eng.pool)
+        keep = set(self.reservoir) | {c for c in self.ctx if c not in stale}
+        self.ctx = {c: v for c, v in self.ctx.items() if c in keep}
+
+    def _inputs(self, cells):
+        eng, g = self.eng, self.grid
+        img = np.stack([g.extract(self.image, r, c) for r, c in cells])
+        tri = np.stack([g.extract(self.trimap, r, c) for r, c in cells])
+        t_img = torch.from_numpy(img).permute(0, 3, 1, 2).to(eng.device)
+        t_tri = torch.from_numpy(tri)[:, None].to(eng.device)
+        t_pri = None
+        if self.prior is not None:
+            t_pri = torch.from_numpy(np.stack([g.extract(self.prior, r, c) for r, c in cells]))[:, None].to(eng.device)
+        return make_input(t_img, t_tri, t_pri, eng.cfg), t_tri, t_pri
+
+    def _encode(self, cells):
+        net, b = self.eng.net, self.eng.batch
+        for s in range(0, len(cells), b):
+            self._check_cancel()
+            chunk = cells[s:s + b]
+            x, tri, pri = self._inputs(chunk)
+            feats = net.encode(x)
+            ctx = net.context_features(feats, tri)
+            for j, cell in enumerate(chunk):
+                self.ctx[cell] = {k: v[j].clone() for k, v in ctx.items()}
+                self.full[cell] = {k: v[j] for k, v in feats.items()}
+                self.full[cell]["x"] = x[j]
+                self.full[cell]["prior"] = None if pri is None else pri[j]
+
+    def _select(self, chunk):
+        """Top-K context for each query of ``chunk``: stacked key/value/regions/scores."""
+        eng = self.eng
+        cands = [candidates(q, list(self.ctx), self.reservoir, eng.pool, self.small) for q in chunk]
+        n = max(1, max(len(c) for c in cands))
+        ref = self.ctx[chunk[0]]
+        dk = ref["desc"].shape[0]
+        desc = torch.zeros(len(chunk), n, dk, device=eng.device)
+        valid = torch.zeros(len(chunk), n, dtype=torch.bool, device=eng.device)
+        for i, cs in enumerate(cands):
+            for j, c in enumerate(cs):
+                desc[i, j] = self.ctx[c]["desc"].float()
+                valid[i, j] = True
+        qdesc = torch.stack([self.ctx[q]["qdesc"].float() for q in chunk])
+        idx, scores = select_top_k(score_candidates(qdesc, desc, valid), eng.k)
+        keys, values, regions, sc = [], [], [], []
+        for i, cs in enumerate(cands):
+            kk, vv, rr, ss = [], [], [], []
+            for j in range(idx.shape[1]):
+                jj = int(idx[i, j])
+                ok = jj < len(cs) and bool(valid[i, jj])
+                src = self.ctx[cs[jj]] if ok else ref
+                kk.append(src["key"])
+                vv.append(src["value"])
+                rr.append(src["regions"] if ok else torch.zeros_like(ref["regions"]))
+                ss.append(scores[i, j] if ok else scores.new_zeros(()))
+            keys.append(torch.stack(kk))
+            values.append(torch.stack(vv))
+            regions.append(torch.stack(rr))
+            s = torch.stack(ss)
+            sc.append(s / s.sum().clamp_min(1e-6))
+        return {"key": torch.stack(keys), "value": torch.stack(values),
+                "regions": torch.stack(regions), "scores": torch.stack(sc)}
+
+    def _decode(self, cells):
+        eng, g = self.eng, self.grid
+        for s in range(0, len(cells), eng.batch):
+            self._check_cancel()
+            chunk = cells[s:s + eng.batch]
+            feats = {k: torch.stack([self.full[c][k] for c in chunk])
+                     for k in ("s0", "s1", "s2", "idx0", "idx1", "idx2", "deep", "x")}
+            prior = None
+            if self.prior is not None:
+                prior = torch.stack([self.full[c]["prior"] for c in chunk])
+            q_ctx, c_sel = {}, None
+            if eng.cfg.uses_context:
+                q_ctx = {k: torch.stack([self.ctx[c][k] for c in chunk]) for k in ("key", "value", "regions")}
+                c_sel = self._select(chunk)
+            out = eng.net.decode(feats, q_ctx, c_sel, feats["x"], prior)
+            out = out[:, 0].float().cpu().numpy()
+            for j, (r, c) in enumerate(chunk):
+                g.accumulate(self.acc, out[j], r, c)
+                del self.full[(r, c)]
+            self.done += len(chunk)
+            if self.progress is not None:
+                self.progress(self.done, len(self.queries), "patches")

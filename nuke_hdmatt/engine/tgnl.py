@@ -1,0 +1,66 @@
+"""Trimap-Guided Non-Local attention (paper eq. 3) and the plain non-local of variant B.
+
+For each region R in {U, F, B} of the K context patches, every unknown query
+position attends over all context positions in R:
+    f_R[s] = v_qU[s] + sum_{i,s'} softmax_{i,s' in R}(q_U[s] . c_{i,R}[s']) v_{c_i,R}[s']
+Masked positions get exactly zero weight; a region absent from every context
+patch contributes nothing (f_R = v_qU), never NaN.
+
+The context-sampling scores d_i enter as a log-bias on each patch's logits, so
+patch selection stays differentiable (the paper keeps only the top-K; the bias
+lets the key embedding learn which patches help).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def masked_attention(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis restricted to ``mask``; rows with no valid entry are all zero.
+
+    logits (..., M) any float dtype; mask (..., M) bool, broadcastable. Returns float32.
+    """
+    logits = logits.float()
+    neg = torch.finfo(torch.float32).min
+    weights = torch.softmax(logits.masked_fill(~mask, neg), dim=-1) * mask
+    # renormalise: exact zeros stay zero, an all-masked row stays zero (0 / tiny)
+    return weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-30)
+
+
+def context_attention(q_key: torch.Tensor, q_value: torch.Tensor, q_unknown: torch.Tensor,
+                      c_key: torch.Tensor, c_value: torch.Tensor, c_regions: torch.Tensor,
+                      c_scores: torch.Tensor | None, guided: bool) -> torch.Tensor:
+    """Non-local context features for a batch of query patches.
+
+    q_key (B, Dk, h, w), q_value (B, Dv, h, w), q_unknown (B, 1, h, w) bool;
+    c_key (B, K, Dk, h', w'), c_value (B, K, Dv, h', w'), c_regions (B, K, 3, h', w')
+    bool [U, F, B] (all False for a missing context patch); c_scores (B, K) or None.
+    Returns (B, 3*Dv, h, w) when ``guided`` (TGNL: f_U, f_F, f_B) else (B, Dv, h, w),
+    zero outside the query's unknown cells.
+    """
+    b, dk, h, w = q_key.shape
+    _, k, dv = c_value.shape[:3]
+    um = q_unknown.to(q_key.dtype)
+    q = (q_key * um).flatten(2).transpose(1, 2)                       # (B, N, Dk)
+    ck = c_key.permute(0, 1, 3, 4, 2).reshape(b, -1, dk)              # (B, K*M, Dk)
+    cv = c_value.permute(0, 1, 3, 4, 2).reshape(b, -1, dv).float()   # (B, K*M, Dv)
+    m = c_key.shape[3] * c_key.shape[4]
+    logits = torch.bmm(q, ck.transpose(1, 2)).float() / math.sqrt(dk)  # (B, N, K*M)
+    if c_scores is not None:
+        bias = torch.log(c_scores.float().clamp_min(1e-6)).repeat_interleave(m, dim=1)
+        logits = logits + bias[:, None, :]
+    regions = c_regions.permute(0, 2, 1, 3, 4).reshape(b, 3, -1)      # (B, 3, K*M)
+    vq = (q_value * um).flatten(2).transpose(1, 2).float()            # (B, N, Dv)
+    if guided:
+        masks = [regions[:, r, None, :] for r in range(3)]
+    else:
+        masks = [regions.any(dim=1)[:, None, :]]
+    outs = []
+    for mask in masks:
+        att = masked_attention(logits, mask)
+        outs.append(vq + torch.bmm(att, cv))
+    out = torch.cat(outs, dim=2) * um.flatten(2).transpose(1, 2).float()
+    return out.transpose(1, 2).reshape(b, -1, h, w).to(q_value.dtype)

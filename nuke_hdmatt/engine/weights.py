@@ -1,0 +1,93 @@
+"""Weights files: safetensors with the model configuration stored in the header.
+
+Stored in float16 (small enough to commit), loaded as float32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..errors import WeightsError
+from .config import ModelConfig
+
+FORMAT = "hdmatt-weights-1"
+MODEL_DIR = Path(__file__).resolve().parents[2] / "model"
+DEFAULT_NAME = "hdmatt.safetensors"
+
+
+def default_weights_path() -> Path | None:
+    """``$HDMATT_WEIGHTS``, else ``model/hdmatt.safetensors`` beside the package, else None."""
+    import os
+    env = os.environ.get("HDMATT_WEIGHTS")
+    if env:
+        return Path(env)
+    path = MODEL_DIR / DEFAULT_NAME
+    return path if path.exists() else None
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_weights(net, path: Path, extra: dict | None = None) -> None:
+    """Write ``net``'s state (float16) and configuration atomically to ``path``."""
+    import os
+    import torch
+    from safetensors.torch import save_file
+    state = {}
+    for name, t in net.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        state[name] = t.detach().to("cpu", torch.float16 if t.is_floating_point() else t.dtype).contiguous()
+    meta = {"format": FORMAT, "config": net.cfg.to_json()}
+    if extra:
+        meta["info"] = json.dumps(extra, sort_keys=True)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file(state, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_header(path: Path) -> dict:
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except FileNotFoundError:
+        raise WeightsError("weights file not found", path=str(path)) from None
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise WeightsError(f"not a readable safetensors file ({exc})", path=str(path)) from None
+    if meta.get("format") != FORMAT:
+        raise WeightsError("not an HDMatt weights file (no hdmatt config in header)", path=str(path))
+    return meta
+
+
+def load_network(path: Path):
+    """Build the network described in the file's header and load its weights (float32)."""
+    import torch
+    from safetensors.torch import load_file
+    from .network import HDMattNet
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError("weights file not found", path=str(path))
+    meta = read_header(path)
+    cfg = ModelConfig.from_json(meta["config"])
+    net = HDMattNet(cfg)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not m.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise WeightsError(f"weights do not match their configuration (missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]})", path=str(path))
+    info = json.loads(meta.get("info", "{}"))
+    return net, info
