@@ -125,7 +125,7 @@ def canonical_colorspace(name: str, config: "OCIO.Config", *, path: str | None =
     if name.lower() in lowered and lowered[name.lower()] not in close:
         close.insert(0, lowered[name.lower()])
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ColorSpaceError(f"{what} {name!r}: {message}{hint}", path=path, frame=frame)
+    raise ColorSpaceError(f"{what}: {message.rstrip('.')}{hint}", path=path, frame=frame)
 
 
 def network_space_name(config: "OCIO.Config") -> str | None:

@@ -1,0 +1,131 @@
+"""Reading plates: EXR variants, integer formats, channel selection, broken files."""
+
+import numpy as np
+import pytest
+
+from imaging_fixtures import Part, rng_pixels, write_image, write_parts
+from nuke_hdmatt.errors import ChannelError, MissingFileError, PlateError
+from nuke_hdmatt.imaging import describe_image, frame_path, read_plate
+
+
+def test_overscan_data_window_kept(tmp_path):
+    px = rng_pixels(12, 20, 3)
+    path = write_image(tmp_path / "over.exr", px, data_origin=(-4, -2), display=(0, 0, 12, 8))
+    plate = read_plate(path)
+    assert plate.data_window == (-4, -2, 20, 12)
+    assert plate.display_window == (0, 0, 12, 8)
+    assert plate.pixels.shape == (12, 20, 3) and plate.pixels.dtype == np.float32
+    np.testing.assert_array_equal(plate.pixels, px)
+
+
+def test_cropped_bbox_inside_display(tmp_path):
+    px = rng_pixels(5, 6, 3, seed=1)
+    plate = read_plate(write_image(tmp_path / "crop.exr", px, data_origin=(10, 20),
+                                   display=(0, 0, 64, 48)))
+    assert plate.data_window == (10, 20, 6, 5)
+    np.testing.assert_array_equal(plate.pixels, px)
+
+
+@pytest.mark.parametrize("fmt", ["half", "float"])
+def test_tiled_exr_half_and_float(tmp_path, fmt):
+    px = rng_pixels(40, 36, 3, seed=2, scale=8.0)  # HDR values above 1 stay untouched
+    plate = read_plate(write_image(tmp_path / f"tiled_{fmt}.exr", px, fmt=fmt, tile=(16, 16)))
+    np.testing.assert_array_equal(plate.pixels, px)
+    assert plate.is_float and plate.file_format == "openexr"
+
+
+def test_channels_by_name_not_position(tmp_path):
+    px = rng_pixels(4, 5, 4, seed=3)
+    path = write_image(tmp_path / "bgra.exr", px, channels=("B", "G", "R", "Z"))
+    plate = read_plate(path, "R,G,B")
+    np.testing.assert_array_equal(plate.pixels, px[:, :, [2, 1, 0]])
+    assert plate.channels == ["R", "G", "B"]
+
+
+def test_multipart_channels_found_in_second_part(tmp_path):
+    beauty = rng_pixels(6, 8, 3, seed=4)
+    aovs = rng_pixels(6, 8, 3, seed=5)
+    path = write_parts(tmp_path / "mp.exr", [
+        Part(beauty, ("R", "G", "B"), name="beauty"),
+        Part(aovs, ("diffuse.R", "diffuse.G", "diffuse.B"), fmt="float", name="aovs")])
+    plate = read_plate(path, "diffuse.R,diffuse.G,diffuse.B")
+    assert plate.subimage == 1
+    np.testing.assert_array_equal(plate.pixels, aovs)
+    assert list(plate.spec.channelnames) == ["diffuse.R", "diffuse.G", "diffuse.B"]
+    info = describe_image(path)
+    assert [s["name"] for s in info["subimages"]] == ["beauty", "aovs"]
+
+
+def test_missing_channel_lists_existing(tmp_path):
+    path = write_image(tmp_path / "p.exr", rng_pixels(4, 4, 3))
+    with pytest.raises(ChannelError) as err:
+        read_plate(path, ("diffuse.R", "G", "B"), frame=12)
+    msg = err.value.one_line()
+    assert "diffuse.R" in msg and "R, G, B" in msg and "p.exr" in msg and "frame 12" in msg
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(MissingFileError) as err:
+        read_plate(tmp_path / "plate.####.exr", frame=7)
+    assert "plate.0007.exr" in str(err.value) and "frame 7" in str(err.value)
+
+
+def test_truncated_exr_raises_plate_error(tmp_path):
+    path = write_image(tmp_path / "full.exr", rng_pixels(64, 64, 3), compression="none")
+    data = open(path, "rb").read()
+    cut = tmp_path / "cut.exr"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(PlateError, match="truncated or corrupt"):
+        read_plate(cut)
+    head = tmp_path / "head.exr"
+    head.write_bytes(data[:100])
+    with pytest.raises(PlateError, match="head.exr"):
+        read_plate(head)
+
+
+def test_not_an_image(tmp_path):
+    bad = tmp_path / "notes.exr"
+    bad.write_text("not an exr")
+    with pytest.raises(PlateError):
+        read_plate(bad)
+
+
+@pytest.mark.parametrize("ext,fmt,levels", [("png", "uint8", 255), ("png", "uint16", 65535),
+                                            ("tif", "uint8", 255), ("tif", "uint16", 65535),
+                                            ("dpx", "uint16", 65535)])
+def test_integer_formats_scaled_to_unit(tmp_path, ext, fmt, levels):
+    codes = np.arange(4 * 6 * 3).reshape(4, 6, 3) * 37 % (levels + 1)
+    px = (codes / levels).astype(np.float32)
+    plate = read_plate(write_image(tmp_path / f"p.{ext}", px, fmt=fmt))
+    tol = 1.0 / 1023 if ext == "dpx" else 1e-6  # DPX stores 10 bits by default
+    np.testing.assert_allclose(plate.pixels, px, atol=tol)
+    assert not plate.is_float
+
+
+def test_jpeg_reads_with_srgb_metadata(tmp_path):
+    px = np.full((8, 8, 3), 0.5, np.float32)
+    plate = read_plate(write_image(tmp_path / "p.jpg", px, fmt="uint8"))
+    assert plate.colorspace  # OIIO tags JPEG as sRGB; plate_colorspace resolves it
+    np.testing.assert_allclose(plate.pixels, 0.5, atol=2 / 255)
+
+
+def test_frame_path_tokens():
+    assert frame_path("a.####.exr", 5) == "a.0005.exr"
+    assert frame_path("a.%04d.exr", 12) == "a.0012.exr"
+    assert frame_path("a.@@@.exr", 3) == "a.003.exr"
+    assert frame_path("a.#.exr", 1001) == "a.1001.exr"
+    assert frame_path("still.exr", 9) == "still.exr"
+    assert frame_path("a.####.exr", None) == "a.####.exr"
+
+
+def test_describe_image(tmp_path):
+    path = write_image(tmp_path / "d.exr", rng_pixels(6, 10, 4), channels=("R", "G", "B", "A"),
+                       data_origin=(2, 3), display=(0, 0, 16, 16), tile=(8, 8),
+                       attrs={"oiio:ColorSpace": "ACEScg"})
+    info = describe_image(path)
+    assert info["format"] == "openexr"
+    assert info["channels"] == ["R", "G", "B", "A"]
+    assert info["data_window"] == (2, 3, 10, 6) and info["display_window"] == (0, 0, 16, 16)
+    assert info["colorspace"] in ("ACEScg", "lin_ap1_scene")  # OIIO 3 may store the interop id
+    assert info["subimages"][0]["tile"] == (8, 8)
+    assert info["subimages"][0]["channel_formats"] == ["half"] * 4

@@ -1,0 +1,141 @@
+"""Trimaps: every encoding, channel choice, generation from a matte, validation."""
+
+import numpy as np
+import pytest
+
+from imaging_fixtures import rng_pixels, write_image
+from nuke_hdmatt.errors import ChannelError, SizeMismatchError, TrimapError
+from nuke_hdmatt.imaging import (Trimap, check_trimap, fit_trimap_to_plate, has_unknown,
+                                 read_plate, read_trimap, snap_trimap, trimap_from_matte,
+                                 trimap_from_plate)
+
+# Reference layout: left third background, middle unknown, right third foreground.
+TRUTH = np.repeat(np.array([[0.0] * 4 + [0.5] * 4 + [1.0] * 4], np.float32), 6, axis=0)
+
+
+def encoded(levels):
+    bg, unk, fg = levels
+    return np.where(TRUTH == 0, bg, np.where(TRUTH == 1, fg, unk)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name,ext,fmt,levels", [
+    ("float 0/0.5/1", "exr", "half", (0.0, 0.5, 1.0)),
+    ("8-bit 0/128/255", "png", "uint8", (0, 128 / 255, 1.0)),
+    ("8-bit 0/102/255", "png", "uint8", (0, 102 / 255, 1.0)),
+    ("16-bit 0/32768/65535", "tif", "uint16", (0, 32768 / 65535, 1.0)),
+])
+def test_file_encodings(tmp_path, name, ext, fmt, levels):
+    path = write_image(tmp_path / f"t.{ext}", encoded(levels), channels=("Y",), fmt=fmt)
+    tri = read_trimap(path)
+    np.testing.assert_array_equal(tri.values, TRUTH)
+    assert tri.values.dtype == np.float32 and tri.channel == "Y"
+
+
+def test_antialiased_edges_snap_to_unknown(tmp_path):
+    soft = encoded((0.0, 0.5, 1.0))
+    soft[:, 3] = 0.25   # soft pixel between background and unknown
+    soft[:, 8] = 0.75   # soft pixel between unknown and foreground
+    soft[0, 0], soft[0, 11] = 0.19, 0.81  # just inside the known thresholds
+    tri = read_trimap(write_image(tmp_path / "aa.png", soft, channels=("Y",), fmt="uint8"))
+    want = TRUTH.copy()
+    want[:, 3] = want[:, 8] = 0.5
+    np.testing.assert_array_equal(tri.values, want)
+
+
+def test_raw_integer_arrays():
+    np.testing.assert_array_equal(snap_trimap(encoded((0, 128, 255)).astype(np.uint8)), TRUTH)
+    np.testing.assert_array_equal(snap_trimap(encoded((0, 102, 255))), TRUTH)
+    np.testing.assert_array_equal(snap_trimap(encoded((0, 30000, 65535))), TRUTH)
+
+
+def test_default_channel_order_and_opaque_alpha(tmp_path):
+    rgba = np.zeros(TRUTH.shape + (4,), np.float32)
+    rgba[..., 3] = TRUTH
+    tri = read_trimap(write_image(tmp_path / "a.exr", rgba, channels=("R", "G", "B", "A")))
+    assert tri.channel == "A"
+    np.testing.assert_array_equal(tri.values, TRUTH)
+    # Painted RGB trimap saved with an opaque alpha: A carries nothing, R is used.
+    painted = np.repeat(TRUTH[..., None], 4, axis=2)
+    painted[..., 3] = 1.0
+    tri = read_trimap(write_image(tmp_path / "p.png", painted, channels=("R", "G", "B", "A"),
+                                  fmt="uint8"))
+    assert tri.channel == "R"
+    np.testing.assert_array_equal(tri.values, TRUTH)
+    # An explicit channel is never second-guessed.
+    tri = read_trimap(tmp_path / "p.png", channel="A")
+    assert tri.channel == "A" and not has_unknown(tri)
+
+
+def test_trimap_from_plate_channel(tmp_path):
+    px = np.concatenate([rng_pixels(6, 12, 3), TRUTH[..., None]], axis=2)
+    path = write_image(tmp_path / "plate.exr", px, channels=("R", "G", "B", "matte.trimap"))
+    tri = trimap_from_plate(path, "matte.trimap")
+    np.testing.assert_array_equal(tri.values, TRUTH)
+    with pytest.raises(ChannelError, match="matte.trimap, R|R, G, B, matte.trimap"):
+        trimap_from_plate(path, "roto.trimap", frame=3)
+
+
+def test_trimap_from_matte_band():
+    yy, xx = np.mgrid[0:64, 0:64]
+    matte = ((xx - 32) ** 2 + (yy - 32) ** 2 <= 15 ** 2).astype(np.float32)  # hard disk
+    tri = trimap_from_matte(matte, band=3)
+    dist = np.hypot(xx - 32, yy - 32)
+    assert (tri[dist <= 11] == 1).all()        # deep inside stays foreground
+    assert (tri[dist >= 20] == 0).all()        # far outside stays background
+    ring = (dist > 13.5) & (dist < 16.5)       # within ~3 px of the edge
+    assert (tri[ring] == 0.5).all()
+    assert set(np.unique(tri)) == {0.0, 0.5, 1.0}
+    # Soft matte values between lo and hi are unknown even with band 0.
+    soft = np.linspace(0, 1, 21, dtype=np.float32)[None, :]
+    np.testing.assert_array_equal(trimap_from_matte(soft, 0, lo=0.05, hi=0.95)[0],
+                                  np.where(soft[0] <= 0.05, 0, np.where(soft[0] >= 0.95, 1, 0.5)))
+    # The frame border is not an edge: an all-foreground matte stays known.
+    assert (trimap_from_matte(np.ones((8, 8), np.float32), 3) == 1).all()
+    with pytest.raises(TrimapError):
+        trimap_from_matte(np.full((4, 4), np.nan, np.float32), 2)
+    with pytest.raises(TrimapError):
+        trimap_from_matte(matte, -1)
+
+
+def test_size_and_window_mismatch(tmp_path):
+    plate = read_plate(write_image(tmp_path / "p.exr", rng_pixels(6, 12, 3)))
+    small = read_trimap(write_image(tmp_path / "t.png", TRUTH[:, :8], channels=("Y",), fmt="uint8"))
+    with pytest.raises(SizeMismatchError) as err:
+        check_trimap(small, plate)
+    assert "8x6" in str(err.value) and "12x6" in str(err.value) and "t.png" in str(err.value)
+    shifted = read_trimap(write_image(tmp_path / "s.exr", TRUTH, channels=("Y",), data_origin=(2, 0)))
+    with pytest.raises(SizeMismatchError, match="data window"):
+        check_trimap(shifted, plate)
+    check_trimap(read_trimap(write_image(tmp_path / "ok.exr", TRUTH, channels=("Y",))), plate)
+
+
+def test_fit_full_frame_trimap_to_cropped_plate(tmp_path):
+    plate = read_plate(write_image(tmp_path / "crop.exr", rng_pixels(3, 4, 3), data_origin=(6, 2),
+                                   display=(0, 0, 12, 6)))
+    full = read_trimap(write_image(tmp_path / "full.png", TRUTH, channels=("Y",), fmt="uint8"))
+    fitted = fit_trimap_to_plate(full, plate)
+    np.testing.assert_array_equal(fitted.values, TRUTH[2:5, 6:10])
+    check_trimap(fitted, plate)
+    with pytest.raises(SizeMismatchError, match="does not cover"):
+        fit_trimap_to_plate(Trimap(TRUTH[:2, :2], (0, 0, 2, 2), (0, 0, 2, 2), "x.png"), plate)
+
+
+def test_nan_and_unsnapped_values_rejected(tmp_path):
+    bad = TRUTH.copy()
+    bad[1, 1] = np.nan
+    path = write_image(tmp_path / "nan.exr", bad, channels=("Y",), fmt="float")
+    with pytest.raises(TrimapError, match="NaN") as err:
+        read_trimap(path)
+    assert "nan.exr" in str(err.value)
+    plate = read_plate(write_image(tmp_path / "p.exr", rng_pixels(6, 12, 3)))
+    with pytest.raises(TrimapError, match="NaN"):
+        check_trimap(bad, plate)
+    with pytest.raises(TrimapError, match="snap"):
+        check_trimap(TRUTH * 0.9, plate)
+
+
+def test_no_unknown_detected(tmp_path):
+    known = np.where(TRUTH == 0.5, 1.0, TRUTH).astype(np.float32)
+    tri = read_trimap(write_image(tmp_path / "k.exr", known, channels=("Y",)))
+    assert not has_unknown(tri)
+    assert has_unknown(TRUTH)
