@@ -1,0 +1,220 @@
+"""Writing alphas: channel/metadata preservation, windows, formats, atomicity."""
+
+import os
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+
+from imaging_fixtures import Part, read_all, rng_pixels, write_image, write_parts
+from nuke_hdmatt import ENGINE_VERSION
+from nuke_hdmatt.errors import OutputError, UsageError
+from nuke_hdmatt.imaging import (COMPRESSIONS, read_hdmatt_metadata, read_plate, write_alpha)
+from nuke_hdmatt.imaging import writing
+
+# Half stores 11 significant bits: |error| <= 2**-12 for values in [0.5, 1], less below.
+HALF_ATOL = 2.0 ** -12
+
+
+def alpha_like(plate, seed=9):
+    h, w = plate.pixels.shape[:2]
+    return np.random.default_rng(seed).random((h, w)).astype(np.float32)
+
+
+def aov_plate(tmp_path, **kw):
+    rgb = rng_pixels(10, 14, 3, seed=1, scale=6.0)
+    aov = rng_pixels(10, 14, 2, seed=2)
+    px = np.concatenate([rgb, aov], axis=2)
+    path = write_image(tmp_path / "plate.exr", px, channels=("R", "G", "B", "Z", "spec.R"),
+                       channel_formats=("half", "half", "half", "float", "half"),
+                       attrs={"nuke/node_hash": "b10cafe", "pipeline:shot": "ab_0010", "exposure": 1.5},
+                       **kw)
+    return path, px
+
+
+def test_exr_rgba_keeps_every_channel_and_metadata(tmp_path):
+    path, px = aov_plate(tmp_path, data_origin=(-3, -2), display=(0, 0, 10, 8), tile=(8, 8))
+    plate = read_plate(path)
+    alpha = alpha_like(plate)
+    out = tmp_path / "out.exr"
+    write_alpha(out, alpha, plate, metadata={"weights_id": "hdmatt-test", "weights_sha256": "ab" * 32,
+                                             "params": {"patch": 320, "overlap": 32, "k": 3},
+                                             "ocio_config": "ocio://cg-config-latest",
+                                             "colorspace": "ACEScg"})
+    [(spec, got)] = read_all(out)
+    names = list(spec.channelnames)
+    assert sorted(names) == sorted(["R", "G", "B", "Z", "spec.R", "A"])
+    for i, name in enumerate(["R", "G", "B", "Z", "spec.R"]):
+        np.testing.assert_array_equal(got[:, :, names.index(name)], px[:, :, i], err_msg=name)
+    np.testing.assert_allclose(got[:, :, names.index("A")], alpha, atol=HALF_ATOL, rtol=0)
+    formats = dict(zip(names, (str(f) for f in spec.channelformats)))
+    assert formats["Z"] == "float" and formats["A"] == "half"
+    assert (spec.x, spec.y, spec.width, spec.height) == (-3, -2, 14, 10)
+    assert (spec.full_x, spec.full_y, spec.full_width, spec.full_height) == (0, 0, 10, 8)
+    assert spec.getattribute("nuke/node_hash") == "b10cafe"
+    assert spec.getattribute("pipeline:shot") == "ab_0010"
+    assert spec.getattribute("exposure") == pytest.approx(1.5)
+    [(src_spec, _)] = read_all(path)
+    src_attrs = {a.name: a.value for a in src_spec.extra_attribs if a.name != "compression"}
+    out_attrs = {a.name: a.value for a in spec.extra_attribs}
+    assert {k: out_attrs.get(k) for k in src_attrs} == src_attrs  # every attribute survives
+    assert spec.tile_width == 8
+    meta = read_hdmatt_metadata(out)
+    assert meta["engine_version"] == ENGINE_VERSION
+    assert meta["weights_sha256"] == "ab" * 32 and meta["weights_id"] == "hdmatt-test"
+    assert meta["params"] == {"patch": 320, "overlap": 32, "k": 3}
+    assert meta["colorspace"] == "ACEScg"
+
+
+def test_named_layer_float_and_replacing_existing_alpha(tmp_path):
+    rgba = rng_pixels(6, 8, 4, seed=3)
+    path = write_image(tmp_path / "rgba.exr", rgba, channels=("R", "G", "B", "A"))
+    plate = read_plate(path)
+    alpha = alpha_like(plate)
+    out = tmp_path / "layer.exr"
+    write_alpha(out, alpha, plate, layer="hdmatt", half=False, compression="piz")
+    [(spec, got)] = read_all(out)
+    names = list(spec.channelnames)
+    assert sorted(names) == ["A", "B", "G", "R", "hdmatt.alpha"]
+    np.testing.assert_array_equal(got[:, :, names.index("hdmatt.alpha")], alpha)  # float: exact
+    np.testing.assert_array_equal(got[:, :, names.index("A")], rgba[:, :, 3])     # old A kept
+    assert spec.getattribute("compression") == "piz"
+    out2 = tmp_path / "replaced.exr"
+    write_alpha(out2, alpha, plate, layer="rgba")
+    [(spec2, got2)] = read_all(out2)
+    assert sorted(spec2.channelnames) == ["A", "B", "G", "R"]
+    np.testing.assert_allclose(got2[:, :, list(spec2.channelnames).index("A")], alpha,
+                               atol=HALF_ATOL, rtol=0)
+
+
+def test_multipart_plate_all_parts_survive(tmp_path):
+    beauty = rng_pixels(5, 7, 3, seed=4)
+    aovs = rng_pixels(5, 7, 3, seed=5)
+    path = write_parts(tmp_path / "mp.exr", [
+        Part(beauty, ("R", "G", "B"), name="beauty", attrs={"who": "part0"}),
+        Part(aovs, ("diffuse.R", "diffuse.G", "diffuse.B"), fmt="float", name="aovs")])
+    plate = read_plate(path, "diffuse.R,diffuse.G,diffuse.B")
+    alpha = alpha_like(plate)
+    out = tmp_path / "mp_out.exr"
+    write_alpha(out, alpha, plate, layer="hdmatt", metadata={"weights_id": "w"})
+    (s0, p0), (s1, p1) = read_all(out)
+    assert s0.getattribute("oiio:subimagename") == "beauty" and s0.getattribute("who") == "part0"
+    np.testing.assert_array_equal(p0, beauty)
+    names = list(s1.channelnames)
+    for i, n in enumerate(["diffuse.R", "diffuse.G", "diffuse.B"]):
+        np.testing.assert_array_equal(p1[:, :, names.index(n)], aovs[:, :, i])
+    np.testing.assert_allclose(p1[:, :, names.index("hdmatt.alpha")], alpha, atol=HALF_ATOL, rtol=0)
+    assert read_hdmatt_metadata(out)["weights_id"] == "w"
+
+
+def test_no_plate_writes_alpha_alone(tmp_path):
+    alpha = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
+    write_alpha(tmp_path / "a.exr", alpha, None)
+    [(spec, got)] = read_all(tmp_path / "a.exr")
+    assert list(spec.channelnames) == ["A"]
+    np.testing.assert_allclose(got[:, :, 0], alpha, atol=HALF_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("ext,bits", [("png", 8), ("png", 16), ("tif", 8), ("tif", 16)])
+def test_png_tiff_single_channel_alpha(tmp_path, ext, bits):
+    plate = read_plate(write_image(tmp_path / "p.exr", rng_pixels(6, 8, 3)))
+    alpha = alpha_like(plate)
+    out = tmp_path / f"a.{ext}"
+    write_alpha(out, alpha, plate, bit_depth=bits, metadata={"weights_id": "w"})
+    [(spec, got)] = read_all(out)
+    assert spec.nchannels == 1
+    assert str(spec.format) == {8: "uint8", 16: "uint16"}[bits]
+    levels = 2 ** bits - 1
+    np.testing.assert_allclose(got[:, :, 0], np.round(alpha * levels) / levels, atol=1e-6)
+
+
+def test_png_alpha_placed_in_display_window(tmp_path):
+    plate = read_plate(write_image(tmp_path / "o.exr", rng_pixels(4, 6, 3), data_origin=(-1, 2),
+                                   display=(0, 0, 5, 5)))
+    alpha = np.ones((4, 6), np.float32)
+    write_alpha(tmp_path / "o.png", alpha, plate)
+    [(spec, got)] = read_all(tmp_path / "o.png")
+    assert (spec.width, spec.height) == (5, 5)
+    want = np.zeros((5, 5), np.float32)
+    want[2:5, 0:5] = 1.0  # rows 2..5 of the data window lie in the display; x -1 dropped
+    np.testing.assert_array_equal(got[:, :, 0], want)
+
+
+@pytest.mark.parametrize("bad", ["zipp", "lzma", "dwaa:fast", "piz:3"])
+def test_unknown_compression_is_an_error(tmp_path, bad):
+    plate = read_plate(write_image(tmp_path / "p.exr", rng_pixels(4, 4, 3)))
+    with pytest.raises(UsageError, match="compression"):
+        write_alpha(tmp_path / "o.exr", alpha_like(plate), plate, compression=bad)
+    assert not os.path.exists(tmp_path / "o.exr")
+
+
+@pytest.mark.parametrize("name", COMPRESSIONS + ("dwaa:45", "zip:9"))
+def test_every_known_compression_is_written(tmp_path, name):
+    alpha = np.full((16, 16), 0.5, np.float32)
+    write_alpha(tmp_path / "c.exr", alpha, None, compression=name)
+    [(spec, got)] = read_all(tmp_path / "c.exr")
+    assert spec.getattribute("compression") == name.split(":")[0]
+    np.testing.assert_array_equal(got[:, :, 0], alpha)  # 0.5 survives every codec exactly
+
+
+def test_bad_arguments(tmp_path):
+    plate = read_plate(write_image(tmp_path / "p.exr", rng_pixels(4, 4, 3)))
+    with pytest.raises(UsageError, match="extension"):
+        write_alpha(tmp_path / "o.jpg", alpha_like(plate), plate)
+    with pytest.raises(UsageError, match="bit depth"):
+        write_alpha(tmp_path / "o.png", alpha_like(plate), plate, bit_depth=12)
+    with pytest.raises(OutputError, match="3x4.*4x4|data window"):
+        write_alpha(tmp_path / "o.exr", np.zeros((4, 3), np.float32), plate)
+    with pytest.raises(OutputError, match="does not exist"):
+        write_alpha(tmp_path / "nowhere" / "o.exr", alpha_like(plate), plate)
+    with pytest.raises(OutputError, match="NaN"):
+        write_alpha(tmp_path / "o.exr", np.full((4, 4), np.nan, np.float32), plate)
+
+
+def _snapshot(folder):
+    return sorted(os.listdir(folder))
+
+
+def test_failed_rename_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
+    plate = read_plate(write_image(tmp_path / "p.exr", rng_pixels(4, 4, 3)))
+    out = tmp_path / "out.exr"
+    write_alpha(out, np.zeros((4, 4), np.float32), plate)
+    before = out.read_bytes()
+    listing = _snapshot(tmp_path)
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(writing.os, "replace", broken_replace)
+    with pytest.raises(OutputError, match="No space left"):
+        write_alpha(out, np.ones((4, 4), np.float32), plate)
+    assert out.read_bytes() == before
+    assert _snapshot(tmp_path) == listing
+
+
+def test_interrupted_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
+    plate = read_plate(write_image(tmp_path / "p.exr", rng_pixels(4, 4, 3)))
+    out = tmp_path / "out.exr"
+    write_alpha(out, np.zeros((4, 4), np.float32), plate)
+    before = out.read_bytes()
+    listing = _snapshot(tmp_path)
+    real_write = writing._write_image
+
+    def write_then_interrupt(*args):
+        real_write(*args)  # the temporary file is fully written ...
+        raise KeyboardInterrupt  # ... then the user hits Ctrl-C before the rename
+    monkeypatch.setattr(writing, "_write_image", write_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_alpha(out, np.ones((4, 4), np.float32), plate)
+    assert out.read_bytes() == before
+    assert _snapshot(tmp_path) == listing
+
+
+def test_overwriting_the_plate_itself_is_safe(tmp_path):
+    path, px = aov_plate(tmp_path)
+    plate = read_plate(path)
+    alpha = alpha_like(plate)
+    write_alpha(path, alpha, plate)
+    [(spec, got)] = read_all(path)
+    names = list(spec.channelnames)
+    np.testing.assert_array_equal(got[:, :, names.index("Z")], px[:, :, 3])
+    assert oct(os.stat(path).st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
