@@ -70,8 +70,9 @@ def test_missing_file(tmp_path):
     assert "plate.0007.exr" in str(err.value) and "frame 7" in str(err.value)
 
 
-def test_truncated_exr_raises_plate_error(tmp_path):
-    path = write_image(tmp_path / "full.exr", rng_pixels(64, 64, 3), compression="none")
+@pytest.mark.parametrize("tile", [None, (16, 16)], ids=["scanline", "tiled"])
+def test_truncated_exr_raises_plate_error(tmp_path, tile):
+    path = write_image(tmp_path / "full.exr", rng_pixels(64, 64, 3), compression="none", tile=tile)
     data = open(path, "rb").read()
     cut = tmp_path / "cut.exr"
     cut.write_bytes(data[: len(data) // 2])

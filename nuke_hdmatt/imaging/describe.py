@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from .plates import frame_path, open_image, subimage_specs, window_of
+from .plates import channel_formats, frame_path, open_image, subimage_specs, window_of
 from .writing import METADATA_PREFIX
 
 
@@ -42,7 +42,7 @@ def describe_image(path: str, frame: int | None = None) -> dict:
     parts = []
     for index, spec in enumerate(specs):
         data, display = window_of(spec)
-        formats = list(spec.channelformats) or [spec.format] * spec.nchannels
+        formats = channel_formats(spec)
         parts.append({
             "index": index,
             "name": spec.getattribute("oiio:subimagename"),

@@ -122,6 +122,11 @@ def window_of(spec: "oiio.ImageSpec") -> tuple[Window, Window]:
             (spec.full_x, spec.full_y, spec.full_width, spec.full_height))
 
 
+def channel_formats(spec: "oiio.ImageSpec") -> list["oiio.TypeDesc"]:
+    """Per-channel storage formats (OIIO leaves ``channelformats`` empty when uniform)."""
+    return list(spec.channelformats) or [spec.format] * spec.nchannels
+
+
 def open_image(path: str, frame: int | None = None) -> "oiio.ImageInput":
     """Open ``path`` for reading, raising typed errors instead of returning None.
 
@@ -162,9 +167,11 @@ def subimage_specs(inp: "oiio.ImageInput") -> list["oiio.ImageSpec"]:
 
 def read_subimage(inp: "oiio.ImageInput", subimage: int, path: str,
                   frame: int | None = None, chbegin: int = 0,
-                  chend: int | None = None) -> np.ndarray:
+                  chend: int | None = None, half: bool = False) -> np.ndarray:
     """Read channels ``[chbegin, chend)`` of one subimage as float32 (H, W, C).
 
+    ``half=True`` returns float16 instead (exact for half-stored channels, half the
+    memory when copying a large AOV plate through to the output).
     Raises PlateError for truncated or corrupt pixel data (OIIO returns None then).
     """
     if not inp.seek_subimage(subimage, 0):
@@ -174,11 +181,11 @@ def read_subimage(inp: "oiio.ImageInput", subimage: int, path: str,
         chend = spec.nchannels
     if spec.depth > 1:
         raise PlateError("volume images are not supported", path=path, frame=frame)
-    pixels = inp.read_image(subimage, 0, chbegin, chend, oiio.FLOAT)
+    pixels = inp.read_image(subimage, 0, chbegin, chend, oiio.HALF if half else oiio.FLOAT)
     if pixels is None:
         raise PlateError(f"cannot read pixels (truncated or corrupt?): {_last_error(inp)}",
                          path=path, frame=frame)
-    pixels = np.asarray(pixels, dtype=np.float32)
+    pixels = np.asarray(pixels, dtype=np.float16 if half else np.float32)
     return pixels.reshape(spec.height, spec.width, chend - chbegin)
 
 

@@ -18,7 +18,7 @@ import OpenImageIO as oiio
 
 from .. import ENGINE_VERSION
 from ..errors import HDMattError, OutputError, UsageError
-from .plates import Plate, open_image, read_subimage, subimage_specs
+from .plates import Plate, channel_formats, open_image, read_subimage, subimage_specs
 
 #: Compression names OpenEXR understands (an optional ``:level`` suffix is allowed on
 #: zip/zips/dwaa/dwab). OIIO silently writes zip for anything else, so we check first.
@@ -176,30 +176,39 @@ def _exr_content(alpha, plate, layer, compression, half, stamps, path):
 
 
 def _read_all_subimages(plate: Plate):
-    """Every subimage of the plate's file: specs (metadata intact) and float32 pixels.
+    """Every subimage of the plate's file: specs (metadata intact) and pixels.
 
-    Integer sources (PNG, TIFF, DPX plates) cannot be stored in EXR; their channels
-    become half, which holds 8-bit codes exactly and 16-bit codes to 2**-11.
+    All-half subimages (the usual Nuke/renderer EXR) are carried as float16, anything
+    else as float32. Integer sources (PNG, TIFF, DPX plates) cannot be stored in EXR;
+    their channels become half, which holds 8-bit codes exactly and 16-bit codes to
+    2**-11.
     """
     inp = open_image(plate.path, plate.frame)
     try:
         specs = subimage_specs(inp)
-        images = [read_subimage(inp, i, plate.path, plate.frame) for i in range(len(specs))]
+        images = [read_subimage(inp, i, plate.path, plate.frame, half=_all_half(spec))
+                  for i, spec in enumerate(specs)]
     finally:
         inp.close()
     for spec in specs:
-        formats = list(spec.channelformats) or [spec.format] * spec.nchannels
         formats = [f if f.basetype in (oiio.HALF, oiio.FLOAT) else oiio.TypeDesc("half")
-                   for f in formats]
+                   for f in channel_formats(spec)]
         spec.set_format(oiio.TypeDesc("half") if spec.format.basetype not in
                         (oiio.HALF, oiio.FLOAT) else spec.format)
         spec.channelformats = tuple(formats)
     return specs, images
 
 
+def _all_half(spec) -> bool:
+    return all(f.basetype == oiio.HALF for f in channel_formats(spec))
+
+
 def _add_alpha_channel(spec, pixels, alpha, name, alpha_type):
     names = list(spec.channelnames)
-    formats = list(spec.channelformats) or [spec.format] * spec.nchannels
+    formats = channel_formats(spec)
+    if pixels.dtype == np.float16 and alpha_type.basetype != oiio.HALF:
+        pixels = pixels.astype(np.float32)  # a float alpha must not pass through half
+    alpha = alpha.astype(pixels.dtype)
     if name in names:
         index = names.index(name)
         pixels = pixels.copy()
@@ -298,7 +307,9 @@ def _write_image(out_path: str, tmp: str, specs, images) -> None:
         for index, (spec, pixels) in enumerate(zip(specs, images)):
             if index and not out.open(tmp, spec, "AppendSubimage"):
                 raise OutputError(f"cannot append subimage {index}: {_error(out)}", path=out_path)
-            if not out.write_image(np.ascontiguousarray(pixels, dtype=np.float32)):
+            if pixels.dtype not in (np.float16, np.float32):
+                pixels = pixels.astype(np.float32)
+            if not out.write_image(np.ascontiguousarray(pixels)):
                 raise OutputError(f"cannot write pixels: {_error(out)}", path=out_path)
     except BaseException:
         out.close()
