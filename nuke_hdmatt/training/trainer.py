@@ -1,0 +1,183 @@
+"""The training loop: Adam, cosine decay, resumable checkpoints, periodic validation.
+
+Checkpoints (model, optimiser, step, wall time) are written atomically to the run
+folder every few minutes and on Ctrl-C; starting again with the same run folder
+resumes where it stopped. Whenever validation improves, ``best.safetensors``
+(float16, with its configuration) and ``best.json`` are written beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..engine.config import PRESETS, ModelConfig
+from ..engine.network import HDMattNet, make_input
+from ..engine.weights import load_network, save_weights
+from .loss import matting_loss, patch_weights
+
+
+@dataclass
+class TrainSettings:
+    run: Path
+    data: Path
+    preset: str = "light"
+    variant: str = "D"
+    init: Path | None = None
+    batch: int = 4
+    steps: int = 3000
+    minutes: float = 0.0          # wall-time budget for this invocation (0 = none)
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    overlap: int = 32
+    ckpt_minutes: float = 4.0
+    val_minutes: float = 12.0
+    val_dataset: Path | None = None
+    val_images: tuple = ()
+    threads: int = 2
+    seed: int = 0
+    log: list = field(default_factory=list)
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def build_network(s: TrainSettings) -> HDMattNet:
+    if s.init:
+        net, _ = load_network(s.init)
+        if net.cfg.variant != s.variant:
+            print(f"init weights are variant {net.cfg.variant}; training variant {s.variant} from them")
+            cfg = net.cfg.replace(variant=s.variant)
+            fresh = HDMattNet(cfg)
+            own = fresh.state_dict()
+            for k, v in net.state_dict().items():
+                if k in own and own[k].shape == v.shape:
+                    own[k] = v
+            fresh.load_state_dict(own)
+            net = fresh
+        return net
+    cfg: ModelConfig = PRESETS[s.preset].replace(variant=s.variant)
+    torch.manual_seed(s.seed)
+    return HDMattNet(cfg)
+
+
+def batch_to_device(batch: dict, cfg: ModelConfig, device) -> tuple:
+    """Dataset batch -> (x, trimap, prior, cx, ctrimap, alpha, image, fg, bg)."""
+    g = lambda k: batch[k].to(device).float() if k in batch else None
+    image, trimap, prior = g("image"), g("trimap"), g("prior")
+    x = make_input(image, trimap, prior, cfg)
+    cx = ctri = None
+    if cfg.uses_context:
+        ci, ct, cp = g("ctx_image"), g("ctx_trimap"), g("ctx_prior")
+        b, n = ci.shape[:2]
+        cx = make_input(ci.flatten(0, 1), ct.flatten(0, 1), None if cp is None else cp.flatten(0, 1), cfg)
+        cx = cx.view(b, n, *cx.shape[1:])
+        ctri = ct
+    return x, trimap, prior, cx, ctri, g("alpha"), image, g("fg"), g("bg")
+
+
+def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
+    torch.set_num_threads(s.threads)
+    s.run.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ckpt_path = s.run / "ckpt.pt"
+    net = build_network(s).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    state = {"step": 0, "elapsed": 0.0, "best": math.inf, "history": []}
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        net.load_state_dict(ck["net"])
+        opt.load_state_dict(ck["opt"])
+        state = ck["state"]
+        print(f"resumed {ckpt_path} at step {state['step']}")
+    (s.run / "settings.json").write_text(json.dumps(
+        {k: str(v) for k, v in s.__dict__.items() if k != "log"} | {"config": net.cfg.to_dict()}, indent=1))
+    weights = None
+    sched = lambda step: 0.5 * s.lr * (1 + math.cos(math.pi * min(step, s.steps) / s.steps))
+
+    def save_ckpt():
+        _atomic_torch_save({"net": net.state_dict(), "opt": opt.state_dict(), "state": state}, ckpt_path)
+
+    def validate():
+        if not val_pairs:
+            return
+        from ..engine.runner import Engine
+        net.eval()
+        eng = Engine(net, device, patch=320, overlap=s.overlap, k=net.cfg.k, pool=30)
+        with torch.no_grad():
+            res = _eval(eng, val_pairs)
+        net.train()
+        model_sad = (res["model/trimap1"]["sad"] + res["model/trimap2"]["sad"]) / 2
+        entry = {"step": state["step"], "elapsed_min": state["elapsed"] / 60, **res}
+        state["history"].append(entry)
+        line = "  ".join(f"{k}: SAD {v['sad']:.2f} MSE {v['mse'] * 1e3:.1f} Grad {v['grad']:.2f} Conn {v['conn']:.2f}"
+                         for k, v in res.items() if isinstance(v, dict))
+        print(f"[val step {state['step']}] {line}", flush=True)
+        if model_sad < state["best"]:
+            state["best"] = model_sad
+            save_weights(net, s.run / "best.safetensors",
+                         extra={"step": state["step"], "elapsed_min": round(state["elapsed"] / 60, 1),
+                                "val": res, "data": str(s.data)})
+            (s.run / "best.json").write_text(json.dumps(entry, indent=1))
+            print(f"  new best mean SAD {model_sad:.3f} -> {s.run / 'best.safetensors'}", flush=True)
+
+    net.train()
+    start = time.time()
+    session_start = state["elapsed"]
+    last_ckpt = last_val = time.time()
+    loss_avg = None
+    if state["step"] == 0:
+        validate()
+    try:
+        while state["step"] < s.steps:
+            for batch in loader_factory(state["step"]):
+                x, tri, prior, cx, ctri, alpha, image, fg, bg = batch_to_device(batch, net.cfg, device)
+                if weights is None:
+                    weights = patch_weights(x.shape[-1], min(s.overlap, x.shape[-1] // 4)).to(device)
+                for g in opt.param_groups:
+                    g["lr"] = sched(state["step"])
+                pred = net(x, tri, prior, cx, ctri)
+                loss = matting_loss(pred, alpha, image, fg, bg, tri, weights)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                opt.step()
+                state["step"] += 1
+                now = time.time()
+                state["elapsed"] = session_start + (now - start)
+                loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
+                if state["step"] % 10 == 0:
+                    rate = state["step"] / max(state["elapsed"], 1e-6)
+                    eta = (s.steps - state["step"]) / max(rate, 1e-9)
+                    print(f"step {state['step']}/{s.steps}  loss {loss_avg:.4f}  lr {sched(state['step']):.2e}  "
+                          f"{rate:.2f} steps/s  ETA {eta / 60:.0f} min", flush=True)
+                if now - last_ckpt > s.ckpt_minutes * 60:
+                    save_ckpt()
+                    last_ckpt = now
+                if now - last_val > s.val_minutes * 60:
+                    validate()
+                    save_ckpt()
+                    last_val = time.time()
+                if state["step"] >= s.steps or (s.minutes and now - start > s.minutes * 60):
+                    raise StopIteration
+    except (StopIteration, KeyboardInterrupt) as exc:
+        print(f"stopping at step {state['step']} ({type(exc).__name__})", file=sys.stderr)
+    save_ckpt()
+    validate()
+    save_ckpt()
+    return state
+
+
+def _eval(eng, pairs):
+    from .validation import evaluate_engine
+    return evaluate_engine(eng, pairs)

@@ -1,0 +1,164 @@
+"""Network pieces: context sampling, TGNL masking, variants, configuration in the weights file."""
+
+import numpy as np
+import pytest
+import torch
+
+from nuke_hdmatt.engine.config import LIGHT, ModelConfig
+from nuke_hdmatt.engine.context import context_descriptor, query_descriptor, score_candidates, select_top_k
+from nuke_hdmatt.engine.network import HDMattNet, make_input
+from nuke_hdmatt.engine.regions import region_masks
+from nuke_hdmatt.engine.tgnl import context_attention, masked_attention
+from nuke_hdmatt.engine.weights import load_network, save_weights
+from nuke_hdmatt.errors import WeightsError
+
+torch.set_num_threads(1)
+TINY = LIGHT.replace(blocks=(1, 1, 1, 1), width=8, stem_width=8, aspp_width=16, aspp_rates=(2,),
+                     key_dim=8, value_dim=8, decoder_width=8)
+
+
+def test_context_sampling_picks_the_planted_matching_patch():
+    torch.manual_seed(0)
+    d = 16
+    q_key = torch.randn(1, d, 4, 4)
+    unknown = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    unknown[..., 1:3, 1:3] = True
+    qd = query_descriptor(q_key, unknown)
+    cands = torch.randn(1, 6, d, 4, 4) * 0.1
+    cands[0, 4] = qd[0][:, None, None] * 3  # planted: aligned with the query's unknown features
+    desc = context_descriptor(cands.flatten(0, 1)).view(1, 6, d)
+    scores = score_candidates(qd, desc)
+    idx, vals = select_top_k(scores, 3)
+    assert idx[0, 0].item() == 4
+    assert torch.allclose(scores.sum(), torch.tensor(1.0))
+    # invalid candidates get exactly zero probability and are never picked first
+    valid = torch.ones(1, 6, dtype=torch.bool)
+    valid[0, 4] = False
+    scores = score_candidates(qd, desc, valid)
+    assert scores[0, 4].item() == 0.0 and select_top_k(scores, 1)[0][0, 0].item() != 4
+
+
+def test_query_descriptor_ignores_features_outside_the_unknown_region():
+    key = torch.zeros(1, 2, 2, 2)
+    key[0, :, 0, 0] = torch.tensor([1.0, 2.0])
+    key[0, :, 1, 1] = torch.tensor([100.0, 100.0])
+    unknown = torch.zeros(1, 1, 2, 2, dtype=torch.bool)
+    unknown[0, 0, 0, 0] = True
+    assert torch.equal(query_descriptor(key, unknown), torch.tensor([[1.0, 2.0]]))
+
+
+def test_masked_attention_puts_exactly_zero_weight_on_masked_positions():
+    logits = torch.randn(2, 5, 7) * 50
+    mask = torch.zeros(2, 1, 7, dtype=torch.bool)
+    mask[0, 0, [1, 4]] = True                     # batch 1: region absent everywhere
+    w = masked_attention(logits, mask)
+    assert torch.all(w[0][:, ~mask[0, 0]] == 0)
+    torch.testing.assert_close(w[0].sum(-1), torch.ones(5))
+    assert torch.all(w[1] == 0) and torch.isfinite(w).all()
+
+
+def _tgnl_inputs(b=2, k=3, dk=8, dv=4, h=4, w=4):
+    g = torch.Generator().manual_seed(1)
+    q_key, q_val = torch.randn(b, dk, h, w, generator=g), torch.randn(b, dv, h, w, generator=g)
+    q_unknown = torch.ones(b, 1, h, w, dtype=torch.bool)
+    c_key, c_val = torch.randn(b, k, dk, h, w, generator=g), torch.randn(b, k, dv, h, w, generator=g)
+    regions = torch.zeros(b, k, 3, h, w, dtype=torch.bool)
+    regions[:, :, 0, :2] = True   # U in the top half
+    regions[:, :, 2, 2:] = True   # B in the bottom half; no F anywhere
+    return q_key, q_val, q_unknown, c_key, c_val, regions
+
+
+def test_tgnl_with_a_missing_region_is_finite_and_falls_back_to_the_query_value():
+    q_key, q_val, q_unknown, c_key, c_val, regions = _tgnl_inputs()
+    out = context_attention(q_key, q_val, q_unknown, c_key, c_val, regions, None, guided=True)
+    assert out.shape == (2, 12, 4, 4) and torch.isfinite(out).all()
+    f_f = out[:, 4:8]                       # no F region in any context patch
+    torch.testing.assert_close(f_f, q_val)
+    # changing values in masked (F-less, U) positions must not change f_B
+    c_val2 = c_val.clone()
+    c_val2[:, :, :, :2] += 1000.0            # U positions only
+    out2 = context_attention(q_key, q_val, q_unknown, c_key, c_val2, regions, None, guided=True)
+    torch.testing.assert_close(out2[:, 8:], out[:, 8:])
+    assert not torch.allclose(out2[:, :4], out[:, :4])
+
+
+def test_tgnl_output_is_zero_outside_the_query_unknown_region():
+    q_key, q_val, q_unknown, c_key, c_val, regions = _tgnl_inputs()
+    q_unknown[:, :, :, :2] = False
+    out = context_attention(q_key, q_val, q_unknown, c_key, c_val, regions, None, guided=True)
+    assert torch.all(out[..., :2] == 0) and torch.any(out[..., 2:] != 0)
+
+
+def test_plain_non_local_variant_b_has_one_region():
+    q_key, q_val, q_unknown, c_key, c_val, regions = _tgnl_inputs()
+    out = context_attention(q_key, q_val, q_unknown, c_key, c_val, regions, None, guided=False)
+    assert out.shape == (2, 4, 4, 4)
+
+
+def test_region_masks_mark_mixed_cells_unknown():
+    tri = torch.zeros(1, 1, 16, 16)
+    tri[..., :8, :] = 1.0
+    tri[..., 0, 0] = 0.5            # one unknown pixel makes its whole cell unknown
+    tri[..., 8:, 8:9] = 1.0         # a foreground pixel in background: mixed cell -> unknown
+    m = region_masks(tri)
+    assert m[0, 0, 0, 0] and not m[0, 1, 0, 0]
+    assert m[0, 1, 0, 1]
+    assert m[0, 0, 1, 1] and not m[0, 2, 1, 1]
+    assert m[0, 2, 1, 0]
+    assert torch.all(m.sum(1) == 1)
+
+
+@pytest.mark.parametrize("variant", ["A", "B", "C", "D"])
+def test_each_variant_trains_a_step_and_outputs_alpha_in_range(variant):
+    cfg = TINY.replace(variant=variant)
+    net = HDMattNet(cfg)
+    b, n, s = 2, 3, 32
+    img, pri = torch.rand(b, 3, s, s), torch.rand(b, 1, s, s)
+    tri = torch.full((b, 1, s, s), 0.5)
+    tri[..., :8, :] = 1
+    tri[..., 24:, :] = 0
+    x = make_input(img, tri, pri, cfg)
+    cx = torch.stack([x] * n, 1)
+    out = net(x, tri, pri, cx, torch.stack([tri] * n, 1))
+    assert out.shape == (b, 1, s, s) and out.min() >= 0 and out.max() <= 1
+    out.mean().backward()
+    assert all(p.grad is not None for p in net.decoder.parameters())
+
+
+def test_untrained_variant_d_returns_its_prior():
+    net = HDMattNet(TINY.replace(variant="D")).eval()
+    b, s = 1, 32
+    img, pri = torch.rand(b, 3, s, s), torch.rand(b, 1, s, s) * 0.98 + 0.01
+    tri = torch.full((b, 1, s, s), 0.5)
+    x = make_input(img, tri, pri, net.cfg)
+    out = net(x, tri, pri, torch.stack([x] * 2, 1), torch.stack([tri] * 2, 1))
+    torch.testing.assert_close(out, pri, atol=1e-5, rtol=0)
+
+
+def test_configuration_travels_inside_the_weights_file(tmp_path):
+    cfg = TINY.replace(variant="C", k=5)
+    net = HDMattNet(cfg)
+    path = tmp_path / "w.safetensors"
+    save_weights(net, path, extra={"step": 7})
+    loaded, info = load_network(path)
+    assert loaded.cfg == cfg and info == {"step": 7}
+    for (name, a), b in zip(net.state_dict().items(), loaded.state_dict().values()):
+        if a.is_floating_point():
+            torch.testing.assert_close(b, a.half().float(), msg=name)
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_config_rejects_unknown_keys_and_bad_variants():
+    with pytest.raises(ValueError, match="unknown"):
+        ModelConfig.from_dict({"variant": "C", "wdith": 3})
+    with pytest.raises(ValueError):
+        ModelConfig(variant="E")
+
+
+def test_a_file_that_is_not_hdmatt_weights_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(WeightsError, match="bad.safetensors"):
+        load_network(bad)
+    with pytest.raises(WeightsError, match="not found"):
+        load_network(tmp_path / "missing.safetensors")

@@ -1,0 +1,171 @@
+"""Tiled inference: skipped patches, exact known pixels, batching, streaming, cancel."""
+
+import numpy as np
+import pytest
+import torch
+
+from nuke_hdmatt.engine.config import LIGHT
+from nuke_hdmatt.engine.network import HDMattNet
+from nuke_hdmatt.engine.runner import Engine
+from nuke_hdmatt.errors import Cancelled, TrimapError
+
+torch.set_num_threads(1)
+TINY = LIGHT.replace(blocks=(1, 1, 1, 1), width=8, stem_width=8, aspp_width=16, aspp_rates=(2,),
+                     key_dim=8, value_dim=8, decoder_width=8)
+
+
+def make_engine(variant="C", **kw):
+    torch.manual_seed(0)
+    net = HDMattNet(TINY.replace(variant=variant))
+    # random BN statistics would make an untrained network's output degenerate; give it some spread
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.fill_(4.0)
+    kw.setdefault("patch", 32)
+    kw.setdefault("overlap", 8)
+    return Engine(net, torch.device("cpu"), **kw)
+
+
+def scene(h=100, w=150, seed=0):
+    rng = np.random.default_rng(seed)
+    image = rng.random((h, w, 3), dtype=np.float32)
+    trimap = np.zeros((h, w), np.float32)
+    trimap[20:60, 30:110] = 0.5
+    trimap[30:50, 50:90] = 1.0
+    return image, trimap
+
+
+class EncodeSpy:
+    def __init__(self, eng):
+        self.sizes = []
+        self.patches = []
+        orig = eng.net.encode
+
+        def encode(x):
+            self.sizes.append(x.shape[0])
+            self.patches.append(x.clone())
+            return orig(x)
+        eng.net.encode = encode
+
+
+def test_known_pixels_are_copied_exactly_and_alpha_is_in_range():
+    eng = make_engine()
+    image, trimap = scene()
+    alpha = eng.matte(image, trimap)
+    known = trimap != 0.5
+    assert alpha.dtype == np.float32 and alpha.shape == trimap.shape
+    np.testing.assert_array_equal(alpha[known], trimap[known])
+    assert alpha.min() >= 0 and alpha.max() <= 1
+    assert np.ptp(alpha[~known]) > 0  # the network, not a constant, filled the unknown band
+
+
+def test_patches_without_unknown_pixels_never_reach_the_network():
+    eng = make_engine()
+    image, trimap = scene()
+    spy = EncodeSpy(eng)
+    eng.matte(image, trimap)
+    # grid of 32px patches with stride 24 over 100x150: rows 0..3, cols 0..6; the unknown band
+    # (rows 20-59, cols 30-109) touches patch rows 0-2 and cols 1-4 only
+    from nuke_hdmatt.engine.tiling import PatchGrid
+    grid = PatchGrid(100, 150, 32, 8)
+    expected = sum((grid.extract(trimap, r, c) == 0.5).any() for r in range(grid.rows) for c in range(grid.cols))
+    assert sum(spy.sizes) == expected < len(grid)
+    for x in spy.patches:                           # every encoded patch holds unknown pixels
+        tri = (x[:, 3] + 1) / 2
+        assert bool(((tri - 0.5).abs() < 1e-6).flatten(1).any(1).all())
+
+
+def test_a_trimap_without_unknown_pixels_is_returned_as_the_alpha():
+    eng = make_engine()
+    image, trimap = scene()
+    trimap[trimap == 0.5] = 0.0
+    spy = EncodeSpy(eng)
+    np.testing.assert_array_equal(eng.matte(image, trimap), trimap)
+    assert spy.sizes == []
+
+
+@pytest.mark.parametrize("variant", ["A", "C", "D"])
+def test_batched_and_one_by_one_agree(variant):
+    image, trimap = scene()
+    a = make_engine(variant, batch=1).matte(image, trimap)
+    b = make_engine(variant, batch=5).matte(image, trimap)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_deterministic_on_cpu():
+    image, trimap = scene()
+    eng = make_engine()
+    np.testing.assert_array_equal(eng.matte(image, trimap), eng.matte(image, trimap))
+
+
+def test_streamed_large_frame_encodes_each_patch_once_with_a_bounded_context_store():
+    eng = make_engine(pool=4, batch=3)
+    h, w = 200, 260
+    rng = np.random.default_rng(3)
+    image = rng.random((h, w, 3), dtype=np.float32)
+    trimap = np.zeros((h, w), np.float32)
+    trimap[::7, :] = 0.5              # unknown pixels in every patch
+    trimap[3::7, ::5] = 1.0
+    from nuke_hdmatt.engine import runner
+    sizes = []
+    orig_retire = runner._Pass._retire
+
+    def retire(self, rows, i):
+        orig_retire(self, rows, i)
+        sizes.append((len(self.ctx), len(self.full)))
+    runner._Pass._retire = retire
+    spy = EncodeSpy(eng)
+    try:
+        alpha = eng.matte(image, trimap)
+    finally:
+        runner._Pass._retire = orig_retire
+    from nuke_hdmatt.engine.tiling import PatchGrid
+    grid = PatchGrid(h, w, 32, 8)
+    assert sum(spy.sizes) == len(grid)                     # each patch encoded exactly once
+    cols = grid.cols
+    # context store: at most three rows in reach plus the reservoir; decoder features: one row ahead
+    assert max(s[0] for s in sizes) <= 3 * cols + eng.pool
+    assert max(s[1] for s in sizes) <= cols
+    assert np.isfinite(alpha).all()
+
+
+def test_progress_reports_every_patch_and_cancel_stops():
+    eng = make_engine(batch=2)
+    image, trimap = scene()
+    seen = []
+    eng.matte(image, trimap, progress=lambda d, n, s: seen.append((d, n, s)))
+    assert seen[-1][0] == seen[-1][1] and all(s == "patches" for *_, s in seen)
+    assert [d for d, *_ in seen] == sorted(d for d, *_ in seen)
+    calls = []
+    with pytest.raises(Cancelled):
+        eng.matte(image, trimap, cancel=lambda: calls.append(1) or len(calls) > 2)
+
+
+def test_variant_d_uses_the_given_prior():
+    eng = make_engine("D")
+    image, trimap = scene()
+    prior = np.where(trimap == 0.5, 0.25, trimap).astype(np.float32)
+    alpha = eng.matte(image, trimap, prior=prior)
+    # untrained D returns its prior (zero-initialised residual)
+    np.testing.assert_allclose(alpha, prior, atol=1e-4)
+
+
+def test_input_errors_are_clear():
+    eng = make_engine()
+    image, trimap = scene()
+    with pytest.raises(TrimapError, match="150x100"):
+        eng.matte(image, trimap[:50])
+    bad = trimap.copy()
+    bad[0, 0] = 0.3
+    with pytest.raises(TrimapError, match="other than"):
+        eng.matte(image, bad)
+
+
+def test_load_without_weights_warns_loudly(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HDMATT_WEIGHTS", "")
+    import nuke_hdmatt.engine.weights as w
+    monkeypatch.setattr(w, "MODEL_DIR", tmp_path)
+    with pytest.warns(RuntimeWarning, match="UNTRAINED"):
+        eng = Engine.load(device="cpu")
+    assert "UNTRAINED" in capsys.readouterr().err
+    assert eng.weights_id == "untrained-random" and eng.device.type == "cpu"
