@@ -46,6 +46,10 @@ def test_raw_integer_arrays():
     np.testing.assert_array_equal(snap_trimap(encoded((0, 128, 255)).astype(np.uint8)), TRUTH)
     np.testing.assert_array_equal(snap_trimap(encoded((0, 102, 255))), TRUTH)
     np.testing.assert_array_equal(snap_trimap(encoded((0, 30000, 65535))), TRUTH)
+    np.testing.assert_array_equal(snap_trimap(encoded((0, 1, 255)).astype(np.uint8)),
+                                  np.where(TRUTH == 1, 1.0, 0.0))  # code 1 is dark, not white
+    # A filtered float trimap overshooting 1 is not mistaken for 8-bit codes.
+    np.testing.assert_array_equal(snap_trimap(encoded((-0.02, 0.5, 1.08))), TRUTH)
 
 
 def test_default_channel_order_and_opaque_alpha(tmp_path):

@@ -12,8 +12,9 @@ Snapping thresholds (:func:`snap_trimap`), applied after scaling to 0-1:
 This accepts 0/0.5/1 floats, 0/128/255 and 0/102/255 8-bit trimaps (128/255 = 0.502,
 102/255 = 0.4) and anti-aliased painted trimaps: soft edge pixels between a known region
 and the unknown band fall into the unknown band, which is the safe side (the network
-estimates them instead of copying a wrong known value). Raw integer-scaled arrays
-(max > 1) are divided by 255 or 65535 first.
+estimates them instead of copying a wrong known value). Raw code arrays (an integer
+array with max > 1, or any array with max > 2) are divided by 255 (max <= 255) or
+65535 first; float values between 1 and 2 are overshoot and count as foreground.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 BACKGROUND_MAX = 0.2
 FOREGROUND_MIN = 0.8
+RAW_CODES_ABOVE = 2.0
 _DEFAULT_CHANNELS = ("A", "R", "Y")
 
 
@@ -87,16 +89,16 @@ def snap_trimap(values: np.ndarray, source: str = "") -> np.ndarray:
         v = v[:, :, 0]
     if v.ndim != 2:
         raise TrimapError(f"trimap must be a single channel, got shape {v.shape}", path=source or None)
+    integer = np.issubdtype(v.dtype, np.integer)
     v = v.astype(np.float32)
     bad = ~np.isfinite(v)
     if bad.any():
         raise TrimapError(f"{int(bad.sum())} NaN/inf value(s) in the trimap", path=source or None)
     peak = float(v.max()) if v.size else 0.0
-    # Float files read through OIIO are already 0-1; only raw integer arrays exceed 1.
-    if peak > 255.0:
-        v = v / 65535.0
-    elif peak > 1.0:
-        v = v / 255.0
+    # Files read through OIIO are already 0-1. Values up to 2 are a float trimap with
+    # filter overshoot (a blurred or transformed roto), not 8-bit codes.
+    if (integer and peak > 1.0) or peak > RAW_CODES_ABOVE:
+        v = v / (65535.0 if peak > 255.0 else 255.0)
     out = np.full(v.shape, 0.5, dtype=np.float32)
     out[v < BACKGROUND_MAX] = 0.0
     out[v > FOREGROUND_MIN] = 1.0
