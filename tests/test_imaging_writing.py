@@ -3,7 +3,6 @@
 import os
 
 import numpy as np
-import OpenImageIO as oiio
 import pytest
 
 from imaging_fixtures import Part, read_all, rng_pixels, write_image, write_parts
@@ -175,12 +174,16 @@ def _snapshot(folder):
     return sorted(os.listdir(folder))
 
 
-def test_failed_rename_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
+def _existing_output(tmp_path):
+    """A plate and an earlier output written from it, with the folder listing and bytes."""
     plate = read_plate(write_image(tmp_path / "p.exr", rng_pixels(4, 4, 3)))
     out = tmp_path / "out.exr"
     write_alpha(out, np.zeros((4, 4), np.float32), plate)
-    before = out.read_bytes()
-    listing = _snapshot(tmp_path)
+    return plate, out, out.read_bytes(), _snapshot(tmp_path)
+
+
+def test_failed_rename_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
+    plate, out, before, listing = _existing_output(tmp_path)
 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
@@ -192,11 +195,7 @@ def test_failed_rename_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
 
 
 def test_interrupted_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
-    plate = read_plate(write_image(tmp_path / "p.exr", rng_pixels(4, 4, 3)))
-    out = tmp_path / "out.exr"
-    write_alpha(out, np.zeros((4, 4), np.float32), plate)
-    before = out.read_bytes()
-    listing = _snapshot(tmp_path)
+    plate, out, before, listing = _existing_output(tmp_path)
     real_write = writing._write_image
 
     def write_then_interrupt(*args):
