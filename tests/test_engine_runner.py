@@ -169,3 +169,10 @@ def test_load_without_weights_warns_loudly(monkeypatch, tmp_path, capsys):
         eng = Engine.load(device="cpu")
     assert "UNTRAINED" in capsys.readouterr().err
     assert eng.weights_id == "untrained-random" and eng.device.type == "cpu"
+
+
+def test_context_off_runs_plain_patches_and_changes_the_result():
+    image, trimap = scene()
+    with_ctx = make_engine().matte(image, trimap)
+    plain = make_engine(context=False).matte(image, trimap)
+    assert np.isfinite(plain).all() and not np.allclose(with_ctx, plain)

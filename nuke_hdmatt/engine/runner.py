@@ -47,7 +47,7 @@ class Engine:
     """A loaded network plus inference settings. Build with :meth:`Engine.load`."""
 
     def __init__(self, net: HDMattNet, device: torch.device, *, patch=320, overlap=32, k=3, pool=30,
-                 precision="auto", prior="auto", prior_max_side=1024, batch=None,
+                 precision="auto", prior="auto", prior_max_side=1024, batch=None, context=True,
                  weights_path: Path | None = None, weights_sha256: str = "", info: dict | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -64,6 +64,7 @@ class Engine:
         self.prior = "global" if prior == "auto" else prior
         self.prior_max_side = prior_max_side
         self.batch = batch or (16 if device.type == "cuda" else 4)
+        self.context = context
         self.weights_path = weights_path
         self.weights_sha256 = weights_sha256
         self.weights_id = weights_path.stem if weights_path else "untrained-random"
@@ -71,8 +72,13 @@ class Engine:
 
     @classmethod
     def load(cls, weights=None, device="auto", patch=320, overlap=32, k=3, pool=30,
-             precision="auto", prior="auto", batch=None, config: ModelConfig | None = None) -> "Engine":
+             precision="auto", prior="auto", batch=None, config: ModelConfig | None = None,
+             context=True) -> "Engine":
         """Load weights (default: the bundled ``model/hdmatt.safetensors``).
+
+        ``context=False`` runs the same network on plain patches: every query sees
+        no context patch (TGNL falls back to the query's own value), the paper's
+        ablation of cross-patch context.
 
         With no weights file at all, a randomly initialised ``config`` (default the
         light configuration) is used, with a loud warning: its alphas are not usable.
@@ -90,13 +96,14 @@ class Engine:
             torch.manual_seed(0)
             net, info, sha = HDMattNet(config or LIGHT), {}, ""
         return cls(net, dev, patch=patch, overlap=overlap, k=k, pool=pool, precision=precision,
-                   prior=prior, batch=batch, weights_path=path, weights_sha256=sha, info=info)
+                   prior=prior, batch=batch, context=context, weights_path=path, weights_sha256=sha, info=info)
 
     def params(self) -> dict:
         return {"patch": self.patch, "overlap": self.overlap, "k": self.k, "pool": self.pool,
                 "precision": self._dtype_name(), "prior": self.prior if self.cfg.uses_prior else "none",
                 "prior_max_side": self.prior_max_side, "device": self.device.type,
-                "variant": self.cfg.variant, "engine_version": ENGINE_VERSION}
+                "variant": self.cfg.variant, "context": self.context,
+                "engine_version": ENGINE_VERSION}
 
     def _dtype_name(self) -> str:
         if self.precision != "auto":
@@ -231,7 +238,8 @@ class _Pass:
     def _select(self, chunk):
         """Top-K context for each query of ``chunk``: stacked key/value/regions/scores."""
         eng = self.eng
-        cands = [candidates(q, list(self.ctx), self.reservoir, eng.pool, self.small) for q in chunk]
+        cands = [candidates(q, list(self.ctx), self.reservoir, eng.pool, self.small)
+                 if eng.context else [] for q in chunk]
         n = max(1, max(len(c) for c in cands))
         ref = self.ctx[chunk[0]]
         dk = ref["desc"].shape[0]
