@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import OpenImageIO as oiio
 import pytest
 
 from imaging_fixtures import Part, read_all, rng_pixels, write_image, write_parts
@@ -104,6 +105,26 @@ def test_multipart_plate_all_parts_survive(tmp_path):
         np.testing.assert_array_equal(p1[:, :, names.index(n)], aovs[:, :, i])
     np.testing.assert_allclose(p1[:, :, names.index("hdmatt.alpha")], alpha, atol=HALF_ATOL, rtol=0)
     assert read_hdmatt_metadata(out)["weights_id"] == "w"
+
+
+def test_integer_plate_to_exr_and_mipmapped_source(tmp_path):
+    png = read_plate(write_image(tmp_path / "p.png", rng_pixels(8, 8, 3), fmt="uint8"))
+    write_alpha(tmp_path / "from_png.exr", alpha_like(png), png)
+    [(spec, got)] = read_all(tmp_path / "from_png.exr")
+    assert all(str(f) == "half" for f in (spec.channelformats or [spec.format]))
+    np.testing.assert_allclose(got[:, :, :3], png.pixels, atol=HALF_ATOL, rtol=0)
+    # A MIP-mapped tiled texture as plate: the output is a plain single-level image.
+    buf = oiio.ImageBuf(oiio.ImageSpec(32, 32, 3, "half"))
+    oiio.ImageBufAlgo.fill(buf, (0.25, 0.5, 0.75))
+    assert oiio.ImageBufAlgo.make_texture(oiio.MakeTxTexture, buf, str(tmp_path / "tex.exr"),
+                                          oiio.ImageSpec())
+    tex = read_plate(tmp_path / "tex.exr")
+    write_alpha(tmp_path / "from_tex.exr", alpha_like(tex), tex)
+    inp = oiio.ImageInput.open(str(tmp_path / "from_tex.exr"))
+    assert inp.seek_subimage(0, 0) and not inp.seek_subimage(0, 1)
+    inp.close()
+    [(spec, got)] = read_all(tmp_path / "from_tex.exr")
+    np.testing.assert_array_equal(got[0, 0, :3], [0.25, 0.5, 0.75])
 
 
 def test_no_plate_writes_alpha_alone(tmp_path):

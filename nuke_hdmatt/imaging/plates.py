@@ -179,8 +179,9 @@ def read_subimage(inp: "oiio.ImageInput", subimage: int, path: str,
     spec = inp.spec()
     if chend is None:
         chend = spec.nchannels
-    if spec.depth > 1:
-        raise PlateError("volume images are not supported", path=path, frame=frame)
+    if spec.depth > 1 or spec.deep:
+        raise PlateError("deep/volume images are not supported; flatten first (DeepToImage)",
+                         path=path, frame=frame)
     pixels = inp.read_image(subimage, 0, chbegin, chend, oiio.HALF if half else oiio.FLOAT)
     if pixels is None:
         raise PlateError(f"cannot read pixels (truncated or corrupt?): {_last_error(inp)}",

@@ -30,6 +30,13 @@ _EXTENSIONS = {".exr": "openexr", ".png": "png", ".tif": "tiff", ".tiff": "tiff"
 
 METADATA_PREFIX = "hdmatt:"
 
+# Attributes that describe the SOURCE file's structure or pixels, not the image, and
+# would be false in the output: a texture's mip settings make OIIO declare MIP levels we
+# never write, and a constant/average colour or hash goes stale once a channel is added.
+_STALE_ATTRIBUTES = ("oiio:subimages", "oiio:miplevels", "textureformat",
+                     "openexr:roundingmode", "oiio:ConstantColor", "oiio:AverageColor",
+                     "oiio:SHA-1")
+
 
 def output_format(path: str) -> str:
     """OpenImageIO format name for an output path; UsageError for unsupported extensions."""
@@ -114,7 +121,9 @@ def write_alpha(out_path: str, alpha: np.ndarray, plate: Plate | None, *, layer:
         TIFF: none/lzw/zip/packbits; PNG: zip. Anything else raises UsageError.
     half : bool
         EXR: store the alpha as half (relative error <= 2**-11) instead of float.
-        Source channels keep their own formats; integer sources become half (or float).
+        Source channels keep their own formats; integer sources become half. Attributes
+        describing the source file's structure (MIP levels, constant colour, SHA-1) are
+        dropped; every other attribute is copied.
     metadata : dict, optional
         Stamped as ``hdmatt:<key>`` attributes (engine version, weights id/sha256,
         parameters, colour config/space); see :func:`stamp_attributes`. Also written to
@@ -168,7 +177,8 @@ def _exr_content(alpha, plate, layer, compression, half, stamps, path):
             specs[target], images[target], alpha, alpha_name, alpha_type)
     for index, spec in enumerate(specs):
         spec.attribute("compression", compression)
-        spec.erase_attribute("oiio:subimages")
+        for name in _STALE_ATTRIBUTES:
+            spec.erase_attribute(name)
         if target is None or index == target:
             for key, value in stamps.items():
                 spec.attribute(key, value)
@@ -180,8 +190,7 @@ def _read_all_subimages(plate: Plate):
 
     All-half subimages (the usual Nuke/renderer EXR) are carried as float16, anything
     else as float32. Integer sources (PNG, TIFF, DPX plates) cannot be stored in EXR;
-    their channels become half, which holds 8-bit codes exactly and 16-bit codes to
-    2**-11.
+    their channels become half (values within 2**-12 of the 8/16-bit originals).
     """
     inp = open_image(plate.path, plate.frame)
     try:
