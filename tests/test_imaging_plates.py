@@ -130,3 +130,20 @@ def test_describe_image(tmp_path):
     assert info["colorspace"] in ("ACEScg", "lin_ap1_scene")  # OIIO 3 may store the interop id
     assert info["subimages"][0]["tile"] == (8, 8)
     assert info["subimages"][0]["channel_formats"] == ["half"] * 4
+
+
+def test_deep_exr_is_refused(tmp_path):
+    import OpenImageIO as oiio
+    spec = oiio.ImageSpec(4, 4, 2, "float")
+    spec.channelnames = ("A", "Z")
+    spec.deep = True
+    deep = oiio.DeepData()
+    deep.init(spec)
+    for pixel in range(16):
+        deep.set_samples(pixel, 1)
+    path = str(tmp_path / "deep.exr")
+    out = oiio.ImageOutput.create(path)
+    assert out.open(path, spec) and out.write_deep_image(deep)
+    out.close()
+    with pytest.raises(PlateError, match="deep"):
+        read_plate(path, "A,Z")
