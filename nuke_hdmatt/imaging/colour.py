@@ -111,7 +111,10 @@ def canonical_colorspace(name: str, config: "OCIO.Config", *, path: str | None =
     ColorSpaceError
         Unknown name: OCIO's own message plus the closest valid names (difflib).
     """
-    cs = config.getColorSpace(name) if name else None
+    name = (name or "").strip()  # knob values often carry a stray space
+    if not name:
+        raise ColorSpaceError(f"{what}: empty name", path=path, frame=frame)
+    cs = config.getColorSpace(name)  # OCIO matches names, aliases and roles, any case
     if cs is not None:
         return cs.getName()
     try:
@@ -120,11 +123,9 @@ def canonical_colorspace(name: str, config: "OCIO.Config", *, path: str | None =
         message = f"unknown {what} {name!r}"
     except OCIO.Exception as exc:
         message = _one_line(exc)
-    close = difflib.get_close_matches(name, _all_names(config), n=3, cutoff=0.4)
-    lowered = {n.lower(): n for n in _all_names(config)}
-    if name.lower() in lowered and lowered[name.lower()] not in close:
-        close.insert(0, lowered[name.lower()])
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    by_lower = {n.lower(): n for n in _all_names(config)}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.4)
+    hint = f"; did you mean {', '.join(repr(by_lower[c]) for c in close)}?" if close else ""
     raise ColorSpaceError(f"{what}: {message.rstrip('.')}{hint}", path=path, frame=frame)
 
 
