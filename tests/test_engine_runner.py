@@ -17,10 +17,18 @@ TINY = LIGHT.replace(blocks=(1, 1, 1, 1), width=8, stem_width=8, aspp_width=16, 
 def make_engine(variant="C", **kw):
     torch.manual_seed(0)
     net = HDMattNet(TINY.replace(variant=variant))
-    # random BN statistics would make an untrained network's output degenerate; give it some spread
+    # an untrained network's default BN statistics squash its features to ~0; calibrate them
+    # on random patches so context and prior actually move the output
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_var.fill_(4.0)
+            m.momentum = None
+    net.train()
+    with torch.no_grad():
+        x = torch.rand(4, net.cfg.in_channels, 32, 32) * 2 - 1
+        tri = torch.tensor([0.0, 0.5, 1.0]).repeat_interleave(11)[:32, None].expand(4, 1, 32, 32)
+        x[:, 3:4] = tri * 2 - 1
+        prior = (x[:, 4:5] + 1) / 2 if net.cfg.uses_prior else None
+        net(x, tri, prior, torch.stack([x.flip(0)] * 3, 1), torch.stack([tri] * 3, 1))
     kw.setdefault("patch", 32)
     kw.setdefault("overlap", 8)
     return Engine(net, torch.device("cpu"), **kw)
