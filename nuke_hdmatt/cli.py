@@ -1,0 +1,436 @@
+"""The ``hdmatt`` command line.
+
+    hdmatt matte plate.####.exr trimap.####.exr -o alpha.####.exr --frames 1001-1100
+    hdmatt demo [-o DIR]
+    hdmatt info alpha.1001.exr
+    hdmatt cache ls | clear | gc --max-size 10G
+    hdmatt farm openjd plate.####.exr trimap.####.exr -o alpha.####.exr --frames 1001-1100 > job.yaml
+    hdmatt eval ... / hdmatt train ... / hdmatt farm nuke ...
+
+Exit codes: 0 every frame done; 1 some frames failed (listed); 2 usage or input error (one
+line ``hdmatt: error: ...``); 130 stopped by Ctrl-C (finished frames kept, no temp files).
+
+torch is imported only by commands that run the network (``matte``, ``demo``), so ``info``,
+``cache`` and ``farm`` start instantly and work without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+
+from . import ENGINE_VERSION
+from .errors import HDMattError, UsageError
+
+EXIT_OK, EXIT_FAILED_FRAMES, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+# Sub-commands implemented elsewhere and dispatched with the rest of the command line.
+DELEGATED = {
+    "eval": ("nuke_hdmatt.evaluation", "main", "evaluate alphas against ground truth"),
+    "train": ("nuke_hdmatt.training.cli", "main", "train HDMatt weights"),
+}
+FARM_DELEGATED = {
+    "nuke": ("nuke_hdmatt.farm.nuke_job", "main", "farm job for a Nuke script's HDMatt nodes"),
+}
+
+# Matte options a farm task must not inherit: the template sets the frames per chunk, and a
+# JSON log path would be shared by every task.
+NOT_PASSED_TO_FARM = {"frames", "json_log"}
+PATH_OPTIONS = {"ocio", "trimap_from_matte", "weights", "cache"}
+
+
+def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
+    """Options shared by ``matte`` and ``farm openjd``; returns their actions.
+
+    All default to None/False, so :func:`matte_argv` can pass on exactly what the user typed.
+    """
+    before = set(p._option_string_actions.values())
+    io = p.add_argument_group("input and output")
+    io.add_argument("--frames", help="frames to run: 1001-1100, 1001-1100x2, 1,5,10-12 "
+                    "(default: the plate sequence's frames on disk)")
+    io.add_argument("--plate-channels", metavar="R,G,B",
+                    help="plate channels to matte, by name (default R,G,B)")
+    io.add_argument("--trimap-channel", metavar="C",
+                    help="trimap (or matte) channel (default: first of A, R, Y)")
+    io.add_argument("--trimap-from-matte", metavar="MATTE",
+                    help="make the trimap from this matte/roto alpha instead of TRIMAP")
+    io.add_argument("--band", type=int, metavar="N",
+                    help="with --trimap-from-matte: unknown band half-width in pixels (default 16)")
+    io.add_argument("--layer", metavar="rgba|NAME",
+                    help="EXR output: 'rgba' writes channel A, NAME writes NAME.alpha (default rgba)")
+    io.add_argument("--compression", metavar="NAME", help="output compression (default zip)")
+    io.add_argument("--float", dest="float_alpha", action="store_true",
+                    help="EXR output: store alpha as 32-bit float instead of half")
+    io.add_argument("--bit-depth", type=int, choices=(8, 16),
+                    help="PNG/TIFF output bit depth (default 8)")
+    colour = p.add_argument_group("colour")
+    colour.add_argument("--plate-colorspace", metavar="NAME",
+                        help="plate colour space in the OCIO config (default: file metadata, "
+                        "else scene_linear for EXR / sRGB for 8-16 bit files)")
+    colour.add_argument("--ocio", metavar="CONFIG",
+                        help="OCIO config file or ocio:// URI (default $OCIO, else built-in cg config)")
+    eng = p.add_argument_group("engine")
+    eng.add_argument("--weights", metavar="FILE",
+                     help="weights .safetensors (default $HDMATT_WEIGHTS or model/hdmatt.safetensors)")
+    eng.add_argument("--device", metavar="auto|cpu|cuda", help="compute device (default auto)")
+    eng.add_argument("--patch", type=int, metavar="N", help="patch size in pixels (default 320)")
+    eng.add_argument("--overlap", type=int, metavar="N", help="patch overlap in pixels (default 32)")
+    eng.add_argument("--k", type=int, metavar="N", help="context patches per query (default 3)")
+    eng.add_argument("--pool", type=int, metavar="N", help="context candidate pool (default 30)")
+    eng.add_argument("--prior", choices=("auto", "global", "local", "none"),
+                     help="closed-form prior for prior-input weights (default auto)")
+    eng.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"),
+                     help="inference precision (default auto: fp16 on CUDA, fp32 on CPU)")
+    run = p.add_argument_group("cache and logging")
+    cache = run.add_mutually_exclusive_group()
+    cache.add_argument("--cache", metavar="DIR",
+                       help="per-frame cache folder (default $HDMATT_CACHE, else ~/.cache/hdmatt)")
+    cache.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--json-log", metavar="FILE", help="append JSON-lines progress events to FILE")
+    return [a for a in dict.fromkeys(p._option_string_actions.values()) if a not in before]
+
+
+def matte_argv(args: argparse.Namespace, actions: list[argparse.Action]) -> list[str]:
+    """The matte options the user gave, as command-line words (for farm task commands).
+
+    Path options are made absolute: a farm task runs in its own working folder.
+    """
+    words: list[str] = []
+    for action in actions:
+        dest, flag = action.dest, action.option_strings[-1]
+        value = getattr(args, dest, None)
+        if dest in NOT_PASSED_TO_FARM or value is None or value is False:
+            continue
+        if action.nargs == 0:
+            words.append(flag)
+            continue
+        if dest in PATH_OPTIONS and not str(value).startswith("ocio://"):
+            value = os.path.abspath(value)
+        words += [flag, str(value)]
+    return words
+
+
+def engine_kwargs(args: argparse.Namespace) -> dict:
+    """Engine.load keyword arguments from the options the user actually gave."""
+    kw = {name: getattr(args, name) for name in
+          ("weights", "device", "patch", "overlap", "k", "pool", "precision", "prior")
+          if getattr(args, name, None) is not None}
+    return kw
+
+
+def load_engine(args: argparse.Namespace, reporter):
+    """Load the engine once for this invocation (imports torch)."""
+    kw = engine_kwargs(args)
+    if kw.get("weights") and not os.path.isfile(kw["weights"]):
+        raise UsageError("weights file not found", path=kw["weights"])
+    t0 = time.monotonic()
+    from .engine import Engine
+    try:
+        engine = Engine.load(**kw)
+    except ValueError as exc:  # bad device/precision/prior/patch values
+        raise UsageError(" ".join(str(exc).split())) from None
+    params = engine.params()
+    reporter.message(f"engine {ENGINE_VERSION}: weights {engine.weights_id} on {params.get('device')}"
+                     f" (patch {params.get('patch')}, overlap {params.get('overlap')}, k "
+                     f"{params.get('k')}) loaded in {time.monotonic() - t0:.1f}s")
+    return engine
+
+
+def matte_job_from_args(args: argparse.Namespace):
+    """Build a :class:`~nuke_hdmatt.shot.MatteJob` from parsed ``matte`` arguments."""
+    from .imaging.plates import parse_channels
+    from .sequence import parse_frames
+    from .shot import MatteJob
+
+    job = MatteJob(plate=args.plate, trimap=args.trimap, output=args.output)
+    if args.frames:
+        job.frames = parse_frames(args.frames)
+    if args.plate_channels:
+        job.plate_channels = tuple(parse_channels(args.plate_channels))
+    for dest in ("trimap_channel", "trimap_from_matte", "plate_colorspace", "ocio", "layer",
+                 "compression", "bit_depth", "band"):
+        if getattr(args, dest) is not None:
+            setattr(job, dest, getattr(args, dest))
+    if args.band is not None and not args.trimap_from_matte:
+        raise UsageError("--band only applies with --trimap-from-matte")
+    job.half = not args.float_alpha
+    return job
+
+
+def run_matte(args: argparse.Namespace, job=None) -> int:
+    """Run a matte job (``hdmatt matte`` and ``hdmatt demo``); returns the exit code."""
+    from .cache import FrameCache
+    from .progress import ProgressReporter, SigintCancel
+    from .shot import matte_shot, plan_frames, preflight, summarize
+
+    job = job or matte_job_from_args(args)
+    plan = plan_frames(job)
+    preflight(job, plan)
+    cache = None if args.no_cache else FrameCache(args.cache)
+    reporter = ProgressReporter(len(plan.frames), quiet=args.quiet, json_log=args.json_log)
+    try:
+        with SigintCancel(on_first=lambda: print("\nhdmatt: stopping after the current patch "
+                                                 "(Ctrl-C again to abort now)", file=sys.stderr)) as cancel:
+            if plan.missing:
+                from .sequence import format_frames
+                reporter.message(f"missing frames (will be reported as failed): "
+                                 f"{format_frames(plan.missing)}")
+            engine = load_engine(args, reporter)
+            if cancel():
+                result = None
+            else:
+                if cache is not None:
+                    reporter.message(f"cache: {cache.root}")
+                result = matte_shot(job, engine, cache=cache, reporter=reporter, cancel=cancel,
+                                    plan=plan)
+    finally:
+        reporter.close()
+    if result is None or result.cancelled:
+        done = result.done if result else []
+        print(f"hdmatt: cancelled; {len(done)} frame(s) finished and kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    line = summarize(result)
+    if result.failed:
+        print(f"hdmatt: {line}", file=sys.stderr)
+        for frame in sorted(result.failed, key=lambda f: -1 if f is None else f):
+            print(f"hdmatt:   frame {frame}: {result.failed[frame]}", file=sys.stderr)
+        return EXIT_FAILED_FRAMES
+    if not args.quiet:
+        print(f"hdmatt: {line}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .imaging import describe_image, read_hdmatt_metadata
+    path = args.file
+    from .sequence import FrameSequence
+    seq = FrameSequence(path)
+    if seq.is_sequence:
+        if args.frame is None:
+            raise UsageError("is a frame sequence: give --frame N", path=path)
+        path = seq.path(args.frame)
+    desc = describe_image(path)
+    stamp = read_hdmatt_metadata(path)
+    if args.json:
+        print(json.dumps({**desc, "hdmatt": stamp}, indent=2, default=str))
+        return EXIT_OK
+    print(f"{desc['path']}  ({desc['format']})")
+    for part in desc["subimages"]:
+        name = f" '{part['name']}'" if part.get("name") else ""
+        print(f"  part {part['index']}{name}: channels {', '.join(part['channels'])}")
+        print(f"    data window {_window(part['data_window'])}, display window "
+              f"{_window(part['display_window'])}")
+        print(f"    colour space {part['colorspace'] or '(not stated)'}, compression "
+              f"{part['compression'] or '-'}")
+    if stamp:
+        print("  made by hdmatt:")
+        for key in sorted(stamp):
+            value = stamp[key]
+            if isinstance(value, (dict, list)):
+                value = json.dumps(value, sort_keys=True)
+            print(f"    {key}: {value}")
+    return EXIT_OK
+
+
+def _window(w) -> str:
+    x, y, width, height = w
+    return f"{width}x{height} at ({x}, {y})"
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .cache import FrameCache, format_size, parse_size
+    cache = FrameCache(getattr(args, "cache", None))
+    if args.cache_action == "ls":
+        entries = cache.entries()
+        now = time.time()
+        for e in entries:
+            age = now - e.mtime
+            frame = e.meta.get("frame")
+            what = e.meta.get("plate") or ""
+            print(f"{e.key[:16]}  {format_size(e.size):>7}  {_age(age):>6} ago  "
+                  f"{'' if frame is None else f'frame {frame}  '}{what}")
+        total = sum(e.size for e in entries)
+        print(f"{len(entries)} entries, {format_size(total)} in {cache.root}", file=sys.stderr)
+    elif args.cache_action == "clear":
+        n = cache.clear()
+        print(f"removed {n} entries from {cache.root}", file=sys.stderr)
+    elif args.cache_action == "gc":
+        limit = parse_size(args.max_size)
+        removed, freed = cache.gc(limit)
+        print(f"removed {removed} least recently used entries ({format_size(freed)}); "
+              f"{format_size(cache.size_bytes())} left in {cache.root}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _age(seconds: float) -> str:
+    from .progress import format_duration
+    if seconds >= 86400:
+        return f"{int(seconds // 86400)}d"
+    return format_duration(seconds)
+
+
+def cmd_matte(args: argparse.Namespace) -> int:
+    _setup_logging(args.quiet)
+    return run_matte(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    _setup_logging(args.quiet)
+    from .demo import run_demo
+    return run_demo(args)
+
+
+def cmd_farm_openjd(args: argparse.Namespace) -> int:
+    from .farm.openjd import job_template, render_yaml
+    from .sequence import parse_frames
+    if args.trimap is None and not args.trimap_from_matte:
+        raise UsageError("a trimap is needed: TRIMAP or --trimap-from-matte MATTE")
+    if args.frames is None:
+        raise UsageError("farm openjd needs --frames A-B")
+    frames = parse_frames(args.frames)
+    template = job_template(plate=args.plate, trimap=args.trimap, output=args.output,
+                            frames=frames, chunk=args.chunk, extra_args=matte_argv(args, args.matte_actions),
+                            executable=args.hdmatt, name=args.name)
+    text = render_yaml(template)
+    if args.job_output and args.job_output != "-":
+        from .farm.openjd import write_text_atomic
+        write_text_atomic(args.job_output, text)
+        print(f"hdmatt: wrote {args.job_output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _setup_logging(quiet: bool) -> None:
+    # Library warnings (non-finite plate values, constant trimap alpha, ...) reach the user as
+    # one line each; info-level chatter only without --quiet.
+    logging.basicConfig(level=logging.WARNING, format="hdmatt: %(levelname)s: %(message)s",
+                        stream=sys.stderr)
+    # The engine prints its own "hdmatt: WARNING" lines; other warnings get one line each.
+    warnings.filterwarnings("ignore", message="hdmatt: ")
+    warnings.showwarning = lambda message, category, *rest, **kw: print(
+        f"hdmatt: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="hdmatt", description="High-resolution deep image matting (HDMatt): plate + "
+        "trimap -> alpha, per shot, on a workstation or a render farm.",
+        epilog="exit codes: 0 done, 1 some frames failed, 2 usage/input error, 130 Ctrl-C")
+    ap.add_argument("--version", action="version", version=f"hdmatt {ENGINE_VERSION}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    m = sub.add_parser("matte", help="alpha for a plate (single file or sequence) and its trimap",
+                       description="Matte PLATE with TRIMAP and write the alpha to OUT. Paths are "
+                       "single files or sequences (plate.####.exr, plate.%%04d.exr, plate.@@@@.exr).")
+    m.add_argument("plate", metavar="PLATE")
+    m.add_argument("trimap", metavar="TRIMAP", nargs="?",
+                   help="trimap file or sequence (omit with --trimap-from-matte)")
+    m.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="alpha output: .exr (plate channels kept, alpha added), .png/.tif (alpha only)")
+    add_matte_options(m)
+    m.set_defaults(func=cmd_matte)
+
+    d = sub.add_parser("demo", help="run the whole chain on a generated hair plate")
+    d.add_argument("-o", "--output-dir", default="hdmatt-demo", metavar="DIR",
+                   help="where the plate, trimap, alpha and preview go (default ./hdmatt-demo)")
+    d.add_argument("--weights", metavar="FILE")
+    d.add_argument("--device", metavar="auto|cpu|cuda")
+    d.add_argument("--cache", metavar="DIR")
+    d.add_argument("--no-cache", action="store_true")
+    d.add_argument("--quiet", action="store_true")
+    d.add_argument("--json-log", metavar="FILE")
+    d.set_defaults(func=cmd_demo)
+
+    i = sub.add_parser("info", help="channels, windows, colour space; the stamp of our outputs")
+    i.add_argument("file", metavar="FILE")
+    i.add_argument("--frame", type=int, help="frame of a sequence pattern")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.set_defaults(func=cmd_info)
+
+    cache_opt = argparse.ArgumentParser(add_help=False)
+    cache_opt.add_argument("--cache", metavar="DIR", default=argparse.SUPPRESS,
+                           help="cache folder (default $HDMATT_CACHE, else $XDG_CACHE_HOME/hdmatt "
+                           "or ~/.cache/hdmatt)")
+    c = sub.add_parser("cache", parents=[cache_opt], help="list, clear or trim the per-frame cache")
+    csub = c.add_subparsers(dest="cache_action", metavar="ACTION")
+    csub.required = True
+    csub.add_parser("ls", parents=[cache_opt], help="list entries, least recently used first")
+    csub.add_parser("clear", parents=[cache_opt], help="delete every entry")
+    gc = csub.add_parser("gc", parents=[cache_opt], help="delete least recently used entries")
+    gc.add_argument("--max-size", required=True, metavar="SIZE", help="e.g. 500M, 10G")
+    c.set_defaults(func=cmd_cache)
+
+    f = sub.add_parser("farm", help="render-farm job descriptions")
+    fsub = f.add_subparsers(dest="farm_command", metavar="KIND")
+    fsub.required = True
+    o = fsub.add_parser("openjd", help="Open Job Description template (AWS Deadline Cloud)",
+                        description="Print an Open Job Description job template whose chunked "
+                        "tasks run 'hdmatt matte' on their frames.")
+    o.add_argument("plate", metavar="PLATE")
+    o.add_argument("trimap", metavar="TRIMAP", nargs="?")
+    o.add_argument("-o", "--output", required=True, metavar="OUT")
+    o.add_argument("--chunk", type=int, default=10, metavar="N", help="frames per task (default 10)")
+    o.add_argument("--hdmatt", metavar="PATH", help="hdmatt executable on the farm "
+                   "(default: this one, absolute)")
+    o.add_argument("--name", help="job name (default: hdmatt <plate file name>)")
+    o.add_argument("--job-output", metavar="FILE", help="write the template here instead of stdout")
+    o.set_defaults(func=cmd_farm_openjd, matte_actions=add_matte_options(o))
+    for name, (_, _, help_text) in FARM_DELEGATED.items():
+        fsub.add_parser(name, help=help_text, add_help=False)
+
+    for name, (_, _, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return ap
+
+
+def _delegate(module: str, func: str, argv: list[str]) -> int:
+    import importlib
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            raise UsageError(f"this command is not available in this install ({module} missing)")
+        raise
+    rc = getattr(mod, func)(argv)
+    return int(rc or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hdmatt`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        # Delegated commands parse their own options; argparse would reject them here.
+        if argv and argv[0] in DELEGATED:
+            module, func, _ = DELEGATED[argv[0]]
+            return _delegate(module, func, argv[1:])
+        if len(argv) >= 2 and argv[0] == "farm" and argv[1] in FARM_DELEGATED:
+            module, func, _ = FARM_DELEGATED[argv[1]]
+            return _delegate(module, func, argv[2:])
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except HDMattError as exc:
+        print(f"hdmatt: error: {exc.one_line()}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\nhdmatt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK  # `hdmatt cache ls | head`
+    except Exception as exc:  # a bug: say so in one line unless debugging
+        if os.environ.get("HDMATT_DEBUG"):
+            raise
+        print(f"hdmatt: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+              f"(set HDMATT_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Open Job Description job templates for ``hdmatt matte`` (what AWS Deadline Cloud runs).
+
+The template (``jobtemplate-2023-09`` with the ``TASK_CHUNKING`` extension) has one step whose
+``Frame`` task parameter is ``CHUNK[INT]`` over the shot's frames with contiguous chunks;
+each task runs::
+
+    <HdmattExecutable> matte <Plate> <Trimap> -o <Output> --frames {{Task.Param.Frame}} ...
+
+``{{Task.Param.Frame}}`` expands to a range such as ``1001-1010``, which ``--frames`` reads.
+The engine is loaded once per chunk, and frames a previous (failed or re-queued) task already
+finished come from the shared per-frame cache if ``--cache`` points at shared storage.
+
+Plate, trimap, output and the executable are job parameters of type PATH, so a farm's path
+mapping rules (Deadline Cloud storage profiles) rewrite them for the worker's OS.
+
+Submission (Deadline Cloud; the ``deadline`` CLI from PyPI ``deadline``)::
+
+    mkdir -p bundle && hdmatt farm openjd ... > bundle/template.yaml
+    deadline bundle submit bundle --farm-id farm-... --queue-id queue-...
+
+Local check and run: ``openjd check job.yaml`` and ``openjd run job.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+from ..errors import OutputError, UsageError
+from ..sequence import format_frames
+
+__all__ = ["job_template", "render_yaml", "default_executable", "write_text_atomic"]
+
+SPEC_VERSION = "jobtemplate-2023-09"
+STEP_NAME = "Matte"
+
+
+def default_executable() -> str:
+    """Absolute path of the ``hdmatt`` being run (or the one beside this Python)."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) in ("hdmatt", "hdmatt.exe") and os.path.isfile(argv0):
+        return os.path.abspath(argv0)
+    beside = os.path.join(os.path.dirname(sys.executable), "hdmatt")
+    if os.path.isfile(beside):
+        return os.path.abspath(beside)
+    found = shutil.which("hdmatt")
+    if found:
+        return os.path.abspath(found)
+    raise UsageError("cannot find the hdmatt executable; pass --hdmatt PATH")
+
+
+def _range_expression(frames: list[int]) -> str:
+    """OpenJD range expression for ``frames`` (``1001-1100`` or ``1,5,10-12``)."""
+    if not frames:
+        raise UsageError("--frames: no frames")
+    return format_frames(frames)
+
+
+def job_template(*, plate: str, trimap: str | None, output: str, frames: list[int],
+                 chunk: int = 10, extra_args: list[str] | None = None,
+                 executable: str | None = None, name: str | None = None) -> dict:
+    """Build the job template as a dict (serialise with :func:`render_yaml`).
+
+    Parameters
+    ----------
+    plate, trimap, output : str
+        Sequence patterns (``plate.####.exr``); made absolute here. ``trimap`` may be None
+        when ``extra_args`` holds ``--trimap-from-matte``.
+    frames : list of int
+        Frames of the shot; become the default of the ``Frames`` job parameter.
+    chunk : int
+        Frames per task (the chunk size; >= 1).
+    extra_args : list of str
+        Further ``hdmatt matte`` options, passed to every task unchanged.
+    executable : str, optional
+        hdmatt on the workers; default :func:`default_executable`.
+    name : str, optional
+        Job name; default ``hdmatt <plate file name>``.
+    """
+    if chunk < 1:
+        raise UsageError(f"--chunk must be at least 1, got {chunk}")
+    exe = os.path.abspath(executable) if executable else default_executable()
+    params = [
+        {"name": "HdmattExecutable", "type": "PATH", "default": exe,
+         "description": "hdmatt command on the worker (from the engine venv)"},
+        {"name": "Plate", "type": "PATH", "default": os.path.abspath(plate),
+         "description": "plate sequence, e.g. /shots/a/plate.####.exr"},
+    ]
+    args = ["matte", "{{Param.Plate}}"]
+    if trimap:
+        params.append({"name": "Trimap", "type": "PATH", "default": os.path.abspath(trimap),
+                       "description": "trimap sequence or single trimap file"})
+        args.append("{{Param.Trimap}}")
+    params += [
+        {"name": "Output", "type": "PATH", "default": os.path.abspath(output),
+         "description": "alpha output sequence"},
+        {"name": "Frames", "type": "STRING", "default": _range_expression(frames),
+         "description": "frames to matte (OpenJD range expression)"},
+        {"name": "ChunkSize", "type": "INT", "default": int(chunk), "minValue": 1,
+         "description": "frames per task"},
+    ]
+    args += ["-o", "{{Param.Output}}", "--frames", "{{Task.Param.Frame}}"]
+    args += list(extra_args or [])
+    return {
+        "specificationVersion": SPEC_VERSION,
+        "extensions": ["TASK_CHUNKING"],
+        "name": name or f"hdmatt {os.path.basename(plate)}",
+        "parameterDefinitions": params,
+        "steps": [{
+            "name": STEP_NAME,
+            "parameterSpace": {
+                "taskParameterDefinitions": [{
+                    "name": "Frame",
+                    "type": "CHUNK[INT]",
+                    "range": "{{Param.Frames}}",
+                    "chunks": {"defaultTaskCount": "{{Param.ChunkSize}}",
+                               "rangeConstraint": "CONTIGUOUS"},
+                }],
+            },
+            "script": {
+                "actions": {"onRun": {"command": "{{Param.HdmattExecutable}}", "args": args}},
+            },
+        }],
+    }
+
+
+def render_yaml(value, indent: int = 0) -> str:
+    """Serialise dicts/lists/str/int to block YAML.
+
+    Strings are written as JSON strings, which are valid YAML double-quoted scalars, so no
+    value (``{{...}}``, ``#``, ``:``) can change meaning; no YAML library is needed at runtime.
+    """
+    return "\n".join(_yaml_lines(value, indent)) + "\n"
+
+
+def _scalar(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    return json.dumps(str(value))
+
+
+def _yaml_lines(value, indent: int):
+    pad = " " * indent
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                yield f"{pad}{key}:"
+                yield from _yaml_lines(item, indent + 2)
+            else:
+                yield f"{pad}{key}: {_scalar(item) if not isinstance(item, (dict, list)) else '[]'}"
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, (dict, list)) and item:
+                lines = list(_yaml_lines(item, indent + 2))
+                yield f"{pad}- {lines[0].lstrip()}"
+                yield from lines[1:]
+            else:
+                yield f"{pad}- {_scalar(item)}"
+    else:
+        yield f"{pad}{_scalar(value)}"
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same folder and a rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".hdmatt-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"cannot write: {exc.strerror}", path=path) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 would hide the job from the submitter
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

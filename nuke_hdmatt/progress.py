@@ -1,0 +1,205 @@
+"""Progress, ETA and cancellation for long runs (a shot of frames, each of many patches).
+
+Human progress goes to stderr (stdout stays clean for ``hdmatt farm openjd > job.yaml`` and
+for scripts); ``--json-log FILE`` appends one JSON object per line for farm log parsers::
+
+    {"t": 1764048000.12, "event": "frame_start", "frame": 1001, "plate": "..."}
+    {"t": ..., "event": "progress", "frame": 1001, "done": 3, "total": 12, "stage": "...",
+     "eta_s": 4.1}
+    {"t": ..., "event": "frame_done", "frame": 1001, "output": "...", "cached": false, "seconds": 2.3}
+    {"t": ..., "event": "frame_failed", "frame": 1002, "error": "..."}
+    {"t": ..., "event": "shot_done", "done": [...], "failed": [...], "cancelled": false}
+
+Ctrl-C: :class:`SigintCancel` turns the first SIGINT into a flag that the engine polls between
+patches (it then raises :class:`~nuke_hdmatt.errors.Cancelled`), so a frame stops at a patch
+boundary and nothing is left half written; a second Ctrl-C interrupts at once.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from typing import TextIO
+
+__all__ = ["ProgressReporter", "SigintCancel", "format_duration"]
+
+# Non-interactive logs (farm, CI) get a patch line at most this often, not one per patch.
+LOG_INTERVAL_S = 5.0
+
+
+def format_duration(seconds: float | None) -> str:
+    """``75.2`` -> ``"1m15s"``; ``None`` -> ``"?"``."""
+    if seconds is None:
+        return "?"
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class ProgressReporter:
+    """Per-frame and per-patch progress with ETA on a text stream, plus a JSON-lines log.
+
+    Parameters
+    ----------
+    total_frames : int
+        Frames this run will attempt (for the shot ETA).
+    stream : text stream, optional
+        Where human-readable progress goes; default ``sys.stderr``.
+    quiet : bool
+        Suppress human progress (errors and the final summary are the caller's business).
+    json_log : str, optional
+        File to append JSON lines to.
+    """
+
+    def __init__(self, total_frames: int, *, stream: TextIO | None = None, quiet: bool = False,
+                 json_log: str | None = None):
+        self.total = max(int(total_frames), 0)
+        self.stream = stream if stream is not None else sys.stderr
+        self.quiet = quiet
+        self._json = open(json_log, "a", encoding="utf-8") if json_log else None
+        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._frame = None
+        self._frame_t0 = 0.0
+        self._last_line = 0.0
+        self._index = 0
+        self._computed_seconds: list[float] = []
+        self._open_line = False
+
+    # ---- JSON log -------------------------------------------------------------------------
+    def event(self, kind: str, **fields) -> None:
+        """Append one JSON line (``t`` epoch seconds, ``event`` kind, then ``fields``)."""
+        if self._json is None:
+            return
+        record = {"t": round(time.time(), 3), "event": kind, **fields}
+        self._json.write(json.dumps(record, default=str) + "\n")
+        self._json.flush()  # farm parsers tail the file while we run
+
+    def close(self) -> None:
+        """End the status line and close the JSON log."""
+        self._end_line()
+        if self._json is not None:
+            self._json.close()
+            self._json = None
+
+    # ---- human output ---------------------------------------------------------------------
+    def _say(self, text: str, *, transient: bool = False) -> None:
+        if self.quiet:
+            return
+        if self._tty and transient:
+            self.stream.write("\r\x1b[2K" + text)
+            self._open_line = True
+        else:
+            self._end_line()
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _end_line(self) -> None:
+        if self._open_line and not self.quiet:
+            self.stream.write("\n")
+            self.stream.flush()
+        self._open_line = False
+
+    def message(self, text: str) -> None:
+        """A free-form line (engine loaded, cache location...)."""
+        self._say(text)
+        self.event("message", text=text)
+
+    def _shot_eta(self) -> float | None:
+        if not self._computed_seconds:
+            return None
+        per_frame = sum(self._computed_seconds) / len(self._computed_seconds)
+        return per_frame * max(self.total - self._index, 0)
+
+    # ---- frames ---------------------------------------------------------------------------
+    def frame_start(self, frame, **fields) -> None:
+        """A frame begins (``frame`` is an int, or None for a single still)."""
+        self._frame = frame
+        self._frame_t0 = time.monotonic()
+        self._last_line = 0.0
+        self.event("frame_start", frame=frame, **fields)
+
+    def patch(self, done: int, total: int, stage: str = "") -> None:
+        """Engine progress callback: ``done`` of ``total`` patches of the current frame."""
+        elapsed = time.monotonic() - self._frame_t0
+        eta = elapsed / done * (total - done) if done > 0 else None
+        self.event("progress", frame=self._frame, done=done, total=total, stage=stage,
+                   eta_s=None if eta is None else round(eta, 1))
+        now = time.monotonic()
+        if not self._tty and done < total and now - self._last_line < LOG_INTERVAL_S:
+            return
+        self._last_line = now
+        pct = 100.0 * done / total if total else 100.0
+        label = "" if self._frame is None else f"frame {self._frame} "
+        self._say(f"{self._counter()}{label}{stage or 'patches'} {done}/{total} ({pct:.0f}%) "
+                  f"frame ETA {format_duration(eta)}", transient=True)
+
+    def _counter(self) -> str:
+        return f"[{self._index + 1}/{self.total}] " if self.total > 1 else ""
+
+    def frame_done(self, frame, *, output: str, cached: bool, **fields) -> None:
+        """The frame's alpha was written to ``output``."""
+        seconds = time.monotonic() - self._frame_t0
+        counter = self._counter()
+        self._index += 1
+        if not cached:
+            self._computed_seconds.append(seconds)
+        self.event("frame_done", frame=frame, output=output, cached=cached,
+                   seconds=round(seconds, 3), **fields)
+        label = "" if frame is None else f"frame {frame} "
+        how = "from cache" if cached else f"in {format_duration(seconds)}"
+        eta = self._shot_eta()
+        tail = f", shot ETA {format_duration(eta)}" if self._index < self.total and eta else ""
+        self._say(f"{counter}{label}done {how} -> {output}{tail}")
+
+    def frame_failed(self, frame, error: str) -> None:
+        """The frame could not be made; the run goes on with the next one."""
+        counter = self._counter()
+        self._index += 1
+        self.event("frame_failed", frame=frame, error=error)
+        label = "" if frame is None else f"frame {frame} "
+        self._say(f"{counter}{label}FAILED: {error}")
+
+    def shot_done(self, *, done: list, failed: list, cancelled: bool = False) -> None:
+        """Final JSON record of the run."""
+        self.event("shot_done", done=done, failed=failed, cancelled=cancelled)
+
+
+class SigintCancel:
+    """Context manager: first Ctrl-C requests a clean stop, the second interrupts at once.
+
+    Use the instance as the engine's ``cancel`` callback (it returns True once Ctrl-C was
+    pressed). Outside the main thread (e.g. inside Nuke) signals cannot be caught, and the
+    manager does nothing but still works as a never-true callback.
+    """
+
+    def __init__(self, on_first=None):
+        self.requested = False
+        self._on_first = on_first
+        self._previous = None
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        if self._on_first is not None:
+            self._on_first()
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        return False

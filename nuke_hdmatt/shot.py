@@ -1,0 +1,354 @@
+"""Matte a shot: plan its frames, then per frame read -> colour -> trimap -> cache -> engine
+-> write, with progress, per-frame failures and clean cancellation.
+
+This is the code path behind ``hdmatt matte`` and ``hdmatt demo`` (and what a farm task runs);
+it is plain Python over the imaging layer, the cache and an already loaded engine, so the
+engine is loaded once per invocation however many frames there are.
+
+Failures are split in two:
+
+* per-frame problems (a missing or truncated frame, a bad trimap on one frame) are reported,
+  the frame is listed as failed and the shot goes on (exit code 1 at the end);
+* problems that would hit every frame (unknown channel or colour space, bad weights, an
+  output that cannot be written) stop the run at once as an :class:`HDMattError`
+  (exit code 2), as does any error on a single still.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import ENGINE_VERSION
+from .cache import FrameCache
+from .errors import (Cancelled, ChannelError, ColorSpaceError, HDMattError, OutputError,
+                     UsageError, WeightsError)
+from .sequence import FrameSequence, format_frames, frames_on_disk
+
+__all__ = ["MatteJob", "FramePlan", "ShotResult", "plan_frames", "preflight", "matte_shot",
+           "engine_stamp", "summarize"]
+
+# Errors that would repeat on every frame: stop instead of failing each frame in turn.
+FATAL_ERRORS = (ChannelError, ColorSpaceError, UsageError, WeightsError, OutputError)
+
+# Matte channels tried in order when --trimap-channel is not given (roto alpha first).
+MATTE_CHANNELS = ("A", "Y", "R")
+
+
+@dataclass
+class MatteJob:
+    """What to matte and how (everything ``hdmatt matte`` takes except engine settings).
+
+    Paths are single files or sequences (see :mod:`nuke_hdmatt.sequence`).
+    """
+
+    plate: str
+    trimap: str | None
+    output: str
+    frames: list[int] | None = None
+    plate_channels: tuple[str, ...] = ("R", "G", "B")
+    trimap_channel: str | None = None
+    trimap_from_matte: str | None = None
+    band: int = 16
+    plate_colorspace: str | None = None
+    ocio: str | None = None
+    layer: str = "rgba"
+    compression: str = "zip"
+    half: bool = True
+    bit_depth: int = 8
+
+
+@dataclass
+class FramePlan:
+    """The frames to attempt and those already known to be missing (frame -> message)."""
+
+    frames: list  # int frames, or [None] for a single still
+    missing: dict = field(default_factory=dict)
+
+    @property
+    def is_still(self) -> bool:
+        return self.frames == [None]
+
+
+@dataclass
+class ShotResult:
+    """Outcome of :func:`matte_shot`. Frames are ints, or None for a single still."""
+
+    done: list = field(default_factory=list)
+    cached: list = field(default_factory=list)
+    failed: dict = field(default_factory=dict)
+    cancelled: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """0 all done, 1 some frames failed, 130 cancelled (shell convention for SIGINT)."""
+        if self.cancelled:
+            return 130
+        return 1 if self.failed else 0
+
+
+def _trimap_source(job: MatteJob) -> str:
+    return job.trimap_from_matte or job.trimap
+
+
+def plan_frames(job: MatteJob) -> FramePlan:
+    """Decide which frames to run and which are missing on disk.
+
+    Without ``job.frames`` a sequence's frames are the files found on disk for the first
+    sequence among plate, trimap/matte; gaps between the first and last are missing frames
+    (reported, never filled in from neighbours).
+
+    Raises
+    ------
+    UsageError
+        Inconsistent single files / sequences, or no frames found.
+    """
+    if job.trimap and job.trimap_from_matte:
+        raise UsageError("give either TRIMAP or --trimap-from-matte, not both")
+    if not job.trimap and not job.trimap_from_matte:
+        raise UsageError("a trimap is needed: TRIMAP or --trimap-from-matte MATTE")
+    inputs = [FrameSequence(job.plate), FrameSequence(_trimap_source(job))]
+    out = FrameSequence(job.output)
+    seqs = [s for s in inputs if s.is_sequence]
+    if not seqs and not out.is_sequence:
+        if job.frames and len(job.frames) > 1:
+            raise UsageError("--frames given but plate, trimap and output are single files")
+        frames = [None]
+    else:
+        if job.frames:
+            frames = list(job.frames)
+        elif seqs:
+            found = frames_on_disk(seqs[0])
+            if not found:
+                raise UsageError("no frames of this sequence found on disk; check the pattern "
+                                 "or give --frames", path=seqs[0].pattern)
+            frames = list(range(found[0], found[-1] + 1))
+        else:
+            raise UsageError("output is a sequence but the inputs are single files: give --frames",
+                             path=job.output)
+        if not out.is_sequence and len(frames) > 1:
+            raise UsageError(f"output is a single file but {len(frames)} frames were asked for; "
+                             "use a pattern like alpha.####.exr", path=job.output)
+    plan = FramePlan(frames=frames)
+    if frames != [None]:
+        for seq in inputs:
+            for f in seq.missing(frames):
+                plan.missing.setdefault(f, f"{seq.path(f)}: file not found")
+    return plan
+
+
+def engine_stamp(engine, colorspace: str, config_desc: str) -> dict:
+    """Metadata stamped into every output: what made this alpha.
+
+    Returns
+    -------
+    dict
+        JSON-able; keys ``engine_version``, ``weights_id``, ``weights_sha256``, ``params``,
+        ``ocio_config``, ``colorspace``.
+    """
+    return {
+        "engine_version": ENGINE_VERSION,
+        "weights_id": str(getattr(engine, "weights_id", "")),
+        "weights_sha256": str(getattr(engine, "weights_sha256", "")),
+        "params": cache_params(engine),
+        "ocio_config": config_desc,
+        "colorspace": colorspace,
+    }
+
+
+def cache_params(engine) -> dict:
+    """Engine parameters that decide the alpha.
+
+    The device is left out: CPU and GPU results differ only by float rounding, and a cache
+    shared by farm GPUs and workstation CPUs should serve both. Precision stays in.
+    """
+    params = dict(engine.params())
+    params.pop("device", None)
+    return params
+
+
+def _read_matte(path: str, channel: str | None, frame):
+    from .imaging import read_plate
+    if channel:
+        return read_plate(path, [channel], frame=None)
+    last = None
+    for name in MATTE_CHANNELS:
+        try:
+            return read_plate(path, [name], frame=None)
+        except ChannelError as exc:
+            last = exc
+    raise ChannelError(f"no A, Y or R channel in the matte; pass --trimap-channel "
+                       f"({last.message})", path=path, frame=frame)
+
+
+def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
+    """Read and prepare one frame: (plate, network-space RGB, trimap values, colour space)."""
+    from .imaging import (check_trimap, plate_colorspace, read_plate, read_trimap,
+                          to_network_space, trimap_from_matte)
+    from .imaging.trimaps import fit_trimap_to_plate
+
+    # Paths are expanded here, so imaging gets concrete files (frame=None) and the frame
+    # is added to any error afterwards.
+    plate = read_plate(FrameSequence(job.plate).path(frame), job.plate_channels, frame=None)
+    plate.frame = frame
+    if plate.pixels.shape[2] != 3:
+        raise ChannelError(f"--plate-channels needs exactly 3 channels (R,G,B), got "
+                           f"{len(plate.channels)}", path=plate.path, frame=frame)
+    colorspace = plate_colorspace(plate, job.plate_colorspace, config)
+    rgb = to_network_space(plate.pixels, colorspace, config)
+    if job.trimap_from_matte:
+        matte = _read_matte(FrameSequence(job.trimap_from_matte).path(frame),
+                            job.trimap_channel, frame)
+        trimap = trimap_from_matte(matte.pixels[:, :, 0], job.band)
+    else:
+        tri = read_trimap(FrameSequence(job.trimap).path(frame), job.trimap_channel, frame=None)
+        tri.frame = frame
+        tri = fit_trimap_to_plate(tri, plate)
+        check_trimap(tri, plate)  # window alignment needs the Trimap, not just its values
+        trimap = tri.values
+    check_trimap(trimap, plate)
+    return plate, rgb, trimap, colorspace
+
+
+def preflight(job: MatteJob, plan: FramePlan) -> None:
+    """Check the output settings and read the first available frame before the engine loads.
+
+    A wrong channel, colour space, trimap size or compression then fails in a second instead
+    of after torch and the weights have loaded. Per-frame problems of that first frame are
+    left for :func:`matte_shot` to report with the other frames.
+
+    Raises
+    ------
+    HDMattError
+        The problems :func:`matte_shot` would stop the run for.
+    """
+    from .imaging import resolve_config
+    from .imaging.writing import check_compression, output_format
+
+    first = plan.frames[0]
+    out_path = FrameSequence(job.output).path(first)
+    check_compression(job.compression, output_format(out_path), out_path)
+    config, config_desc = resolve_config(job.ocio)
+    for frame in plan.frames:
+        if frame in plan.missing:
+            continue
+        try:
+            _frame_inputs(job, frame, config, config_desc)
+        except HDMattError as exc:
+            _with_frame(exc, frame)
+            if plan.is_still or isinstance(exc, FATAL_ERRORS):
+                raise
+        return
+
+
+def _with_frame(exc: HDMattError, frame) -> HDMattError:
+    if exc.frame is None and frame is not None:
+        exc.frame = frame
+    return exc
+
+
+def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
+               cancel=None, plan: FramePlan | None = None) -> ShotResult:
+    """Matte every planned frame of ``job`` with a loaded ``engine``.
+
+    Parameters
+    ----------
+    job : MatteJob
+    engine : nuke_hdmatt.engine.Engine
+        Loaded once by the caller; ``engine.matte(rgb, trimap, progress, cancel)`` takes
+        float32 HxWx3 sRGB-encoded Rec.709 0-1 and HxW {0, 0.5, 1}.
+    cache : FrameCache or None
+        None disables caching.
+    reporter : nuke_hdmatt.progress.ProgressReporter
+    cancel : callable, optional
+        Returns True to stop; checked between frames and by the engine between patches.
+    plan : FramePlan, optional
+        From :func:`plan_frames` (computed when absent).
+
+    Returns
+    -------
+    ShotResult
+        Frames done (written), served from cache, failed (frame -> one-line message), and
+        whether the run was cancelled. Frames written before a cancel are kept.
+
+    Raises
+    ------
+    HDMattError
+        A problem that would hit every frame, or any problem on a single still.
+    """
+    from .imaging import has_unknown, resolve_config, write_alpha
+
+    plan = plan or plan_frames(job)
+    cancel = cancel or (lambda: False)
+    config, config_desc = resolve_config(job.ocio)
+    result = ShotResult()
+    for frame in plan.frames:
+        if frame in plan.missing:
+            result.failed[frame] = plan.missing[frame]
+            reporter.frame_failed(frame, plan.missing[frame])
+            continue
+        if cancel():
+            result.cancelled = True
+            break
+        out_path = FrameSequence(job.output).path(frame)
+        reporter.frame_start(frame, plate=FrameSequence(job.plate).path(frame), output=out_path)
+        try:
+            plate, rgb, trimap, colorspace = _frame_inputs(job, frame, config, config_desc)
+            stamp = engine_stamp(engine, colorspace, config_desc)
+            key = None
+            alpha = None
+            if cache is not None:
+                key = FrameCache.key(plate.pixels, trimap, weights_sha256=stamp["weights_sha256"],
+                                     engine_version=ENGINE_VERSION, params=stamp["params"],
+                                     color_config=config_desc, colorspace=colorspace)
+                alpha = cache.get(key)
+            cached = alpha is not None
+            if alpha is None:
+                if has_unknown(trimap):
+                    alpha = engine.matte(rgb, trimap, progress=reporter.patch, cancel=cancel)
+                else:
+                    # nothing unknown: the trimap is the answer, no network run needed
+                    alpha = trimap.astype(np.float32)
+                if cache is not None:
+                    cache.put(key, alpha, {"frame": frame, "plate": plate.path,
+                                           "output": out_path, **stamp})
+            metadata = {**stamp, "frame": frame, "plate": os.path.abspath(plate.path), "cache_key": key or ""}
+            os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+            write_alpha(out_path, alpha, plate, layer=job.layer, compression=job.compression,
+                        half=job.half, metadata=metadata, bit_depth=job.bit_depth)
+        except Cancelled:
+            result.cancelled = True
+            break
+        except HDMattError as exc:
+            _with_frame(exc, frame)
+            if plan.is_still or isinstance(exc, FATAL_ERRORS):
+                raise
+            result.failed[frame] = exc.one_line()
+            reporter.frame_failed(frame, exc.one_line())
+            continue
+        result.done.append(frame)
+        if cached:
+            result.cached.append(frame)
+        reporter.frame_done(frame, output=out_path, cached=cached)
+    reporter.shot_done(done=result.done, failed=sorted(result.failed, key=_order),
+                       cancelled=result.cancelled)
+    return result
+
+
+def _order(frame):
+    return -1 if frame is None else frame
+
+
+def summarize(result: ShotResult) -> str:
+    """One line for the end of a run: counts and the failed frames in range syntax."""
+    parts = [f"{len(result.done)} frame(s) written"]
+    if result.cached:
+        parts.append(f"{len(result.cached)} from cache")
+    if result.failed:
+        failed = [f for f in result.failed if f is not None]
+        parts.append(f"{len(result.failed)} failed: {format_frames(failed) if failed else 'still'}")
+    if result.cancelled:
+        parts.append("cancelled")
+    return ", ".join(parts)

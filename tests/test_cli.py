@@ -1,0 +1,127 @@
+"""``hdmatt`` end to end on tiny real files: PNG still, EXR sequence with cache, missing
+frames, bad input, info, cache commands. Every run is the real command in a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cli_fixtures import (FAST, exr_sequence, hdmatt, json_events, make_frame, read_image,
+                          temp_leftovers, write_image)
+
+
+def _assert_one_line_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("hdmatt: error:")]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_png_plate_and_trimap_to_8bit_png_alpha(tmp_path):
+    plate, trimap = make_frame(0)
+    write_image(tmp_path / "plate.png", np.clip(plate * 1.2, 0, 1), "RGB", fmt="uint8")
+    write_image(tmp_path / "trimap.png", trimap, "Y", fmt="uint8")
+    proc = hdmatt(tmp_path, "matte", "plate.png", "trimap.png", "-o", "alpha.png", *FAST,
+                  "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    spec, alpha = read_image(tmp_path / "alpha.png")
+    assert spec.nchannels == 1 and spec.format == "uint8"
+    assert (spec.width, spec.height) == (48, 48)
+    alpha = alpha[..., 0]
+    assert np.all(alpha[trimap == 1.0] == 1.0) and np.all(alpha[trimap == 0.0] == 0.0)
+    unknown = alpha[trimap == 0.5]
+    assert unknown.size and np.all((unknown >= 0) & (unknown <= 1))
+    assert temp_leftovers(tmp_path) == []
+
+
+def test_exr_sequence_cache_reuse_and_invalidation(tmp_path):
+    plate, trimap = exr_sequence(tmp_path / "in", [1001, 1002, 1003])
+    cache, log = tmp_path / "cache", tmp_path / "run.jsonl"
+    args = ["matte", plate, trimap, "-o", "out/alpha.####.exr", "--frames", "1001-1003",
+            *FAST, "--cache", cache, "--json-log", log]
+    first = hdmatt(tmp_path, *args)
+    assert first.returncode == 0, first.stderr
+    assert "[3/3] frame 1003 done" in first.stderr  # per-frame progress on stderr
+    for f in (1001, 1002, 1003):
+        spec, pixels = read_image(tmp_path / f"out/alpha.{f}.exr")
+        assert list(spec.channelnames) == ["R", "G", "B", "A"]
+        assert spec.getattribute("hdmatt:frame") == f
+        assert spec.getattribute("hdmatt:weights_id")
+    done = [e for e in json_events(log) if e["event"] == "frame_done"]
+    assert [(e["frame"], e["cached"]) for e in done] == [(1001, False), (1002, False), (1003, False)]
+    assert any(e["event"] == "progress" for e in json_events(log))
+
+    # change one pixel of one frame: only that frame is recomputed
+    changed, _ = make_frame(1002)
+    changed[5, 5] += 0.25
+    write_image(tmp_path / "in/plate.1002.exr", changed, "RGB")
+    log.unlink()
+    second = hdmatt(tmp_path, *args)
+    assert second.returncode == 0, second.stderr
+    done = [(e["frame"], e["cached"]) for e in json_events(log) if e["event"] == "frame_done"]
+    assert done == [(1001, True), (1002, False), (1003, True)]
+    assert "2 from cache" in second.stderr
+    assert temp_leftovers(tmp_path / "out", cache) == []
+
+    info = hdmatt(tmp_path, "info", "out/alpha.1002.exr")
+    assert info.returncode == 0, info.stderr
+    assert "channels R, G, B, A" in info.stdout and "made by hdmatt" in info.stdout
+    assert "weights_id" in info.stdout and "colorspace: ACEScg" in info.stdout
+
+
+def test_missing_frame_fails_that_frame_only_exit_1(tmp_path):
+    plate, trimap = exr_sequence(tmp_path / "in", [1, 2, 3])
+    (tmp_path / "in/plate.0002.exr").unlink()
+    proc = hdmatt(tmp_path, "matte", plate, trimap, "-o", "out/a.####.exr", *FAST, "--no-cache")
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "1 failed: 2" in proc.stderr
+    assert "frame 2:" in proc.stderr and "plate.0002.exr" in proc.stderr
+    assert (tmp_path / "out/a.0001.exr").exists() and (tmp_path / "out/a.0003.exr").exists()
+    assert not (tmp_path / "out/a.0002.exr").exists()
+
+
+@pytest.mark.parametrize("extra, needles", [
+    (["--plate-channels", "R,G,nope"], ["channel", "nope", "plate.0001.exr", "frame 1"]),
+    (["--plate-colorspace", "NotASpace"], ["NotASpace"]),
+    (["--frames", "5-1"], ["--frames", "5-1"]),
+    (["--compression", "lzma"], ["lzma"]),
+])
+def test_bad_input_is_one_line_exit_2_without_loading_torch(tmp_path, extra, needles):
+    plate, trimap = exr_sequence(tmp_path / "in", [1])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/a.0001.exr").write_bytes(b"previous output")
+    proc = hdmatt(tmp_path, "matte", plate, trimap, "-o", "out/a.####.exr", "--frames", "1",
+                  "--no-cache", *extra)
+    _assert_one_line_error(proc, *needles)
+    assert "engine" not in proc.stderr  # failed before the engine was loaded
+    assert (tmp_path / "out/a.0001.exr").read_bytes() == b"previous output"
+
+
+def test_info_and_cache_commands_never_import_torch(tmp_path):
+    plate, _ = exr_sequence(tmp_path, [7])
+    code = ("import sys\nfrom nuke_hdmatt.cli import main\n"
+            f"assert main(['info', {str(tmp_path / 'plate.0007.exr')!r}]) == 0\n"
+            f"assert main(['cache', '--cache', {str(tmp_path / 'c')!r}, 'ls']) == 0\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "channels R, G, B" in proc.stdout
+
+
+def test_cache_ls_gc_clear(tmp_path):
+    from nuke_hdmatt.cache import FrameCache
+    cache = FrameCache(tmp_path / "c")
+    for i in range(3):
+        cache.put(f"{i:064x}", np.full((16, 16), i / 3, np.float32), {"frame": i, "plate": "p.exr"})
+    ls = hdmatt(tmp_path, "cache", "ls", "--cache", tmp_path / "c")
+    assert ls.returncode == 0 and len(ls.stdout.splitlines()) == 3 and "3 entries" in ls.stderr
+    gc = hdmatt(tmp_path, "cache", "--cache", tmp_path / "c", "gc", "--max-size", "0")
+    assert gc.returncode == 0 and "removed 3" in gc.stderr and cache.entries() == []
+    bad = hdmatt(tmp_path, "cache", "gc", "--max-size", "lots")
+    _assert_one_line_error(bad, "lots")
