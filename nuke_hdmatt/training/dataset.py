@@ -1,0 +1,261 @@
+"""Pre-generated sample folders and the torch ``Dataset`` wrappers (the only torch import
+in data synthesis).
+
+Variant D needs a closed-form prior per training crop, and the solve costs more than a
+training step, so samples are generated ahead of time::
+
+    python -m nuke_hdmatt.training.dataset build --out runs/data192 --n 4000 --patch 192 \\
+        --seed 1 [--holdout GT02,GT10,GT18,GT24,GT27] [--context 4] [--crops 192,288,384] \\
+        [--no-prior] [--shard 1/2]
+
+Sample ``i`` depends only on (seed, i), so the build is resumable (existing files are
+skipped) and can be split across processes with ``--shard K/M``. Each sample is
+``DIR/NNNNNNN.npz`` (written atomically) holding, patch axis first (index 0 = query):
+
+- ``image``, ``fg``, ``bg``: uint8 (P+1, 3, p, p), sRGB-encoded
+- ``trimap``: uint8 (P+1, p, p) in {0, 128, 255}
+- ``alpha``, ``prior``: float16 (P+1, p, p) in [0, 1] (``prior`` absent with --no-prior)
+- ``boxes``: int32 (P+1, 3) window (y, x, side) in the scene; ``names``: source names
+
+``DIR/manifest.json`` records the synthesis configuration and seed; building into a folder
+made with another configuration is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import HDMattError, UsageError
+from . import VALIDATION_IMAGES
+from .atomic import save_npz_atomic
+from .synthesis import SampleSynthesizer, SynthesisConfig
+
+__all__ = ["build", "encode_sample", "decode_sample", "load_sample", "sample_paths",
+           "PatchFolderDataset", "SyntheticDataset", "FORMAT", "main"]
+
+FORMAT = "hdmatt-patches/1"
+MANIFEST = "manifest.json"
+
+
+def encode_sample(sample: dict) -> dict:
+    """Float sample (from :class:`SampleSynthesizer`) -> compact arrays for the ``.npz``."""
+    out = {}
+    for k in ("image", "fg", "bg"):
+        out[k] = np.round(np.clip(sample[k], 0, 1) * 255).astype(np.uint8)
+    out["trimap"] = np.round(sample["trimap"] * 255).astype(np.uint8)
+    out["trimap"][out["trimap"] == 127] = 128
+    out["alpha"] = sample["alpha"].astype(np.float16)
+    if "prior" in sample:
+        out["prior"] = sample["prior"].astype(np.float16)
+    out["boxes"] = np.asarray(sample["boxes"], np.int32)
+    out["names"] = np.array(sample.get("names", []), dtype=str)
+    return out
+
+
+def decode_sample(arrays) -> dict:
+    """Stored arrays -> float32 sample: image/fg/bg (P+1, 3, p, p) sRGB 0-1, trimap
+    (P+1, p, p) {0, 0.5, 1}, alpha and prior (P+1, p, p) 0-1, boxes int32, names list."""
+    out = {k: arrays[k].astype(np.float32) / 255.0 for k in ("image", "fg", "bg")}
+    t = arrays["trimap"]
+    out["trimap"] = np.where(t == 128, 0.5, t / 255.0).astype(np.float32)
+    out["alpha"] = arrays["alpha"].astype(np.float32)
+    if "prior" in arrays:
+        out["prior"] = arrays["prior"].astype(np.float32)
+    out["boxes"] = np.asarray(arrays["boxes"], np.int32)
+    out["names"] = [str(n) for n in arrays["names"]] if "names" in arrays else []
+    return out
+
+
+def load_sample(path) -> dict:
+    """Read one ``.npz`` sample as float32 arrays (see :func:`decode_sample`)."""
+    with np.load(path) as z:
+        return decode_sample({k: z[k] for k in z.files})
+
+
+def sample_paths(folder) -> list[Path]:
+    """Sample files of a built folder, in index order."""
+    return sorted(Path(folder).glob("[0-9]" * 7 + ".npz"))
+
+
+def _check_manifest(out: Path, manifest: dict) -> None:
+    path = out / MANIFEST
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old.get("config") != manifest["config"] or old.get("seed") != manifest["seed"]:
+            raise UsageError("folder was built with another configuration or seed; "
+                             "use a new --out", path=str(path))
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{MANIFEST}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, path)
+
+
+def build(out, n: int, config: SynthesisConfig, seed: int = 0, shard=(1, 1),
+          synthesizer: SampleSynthesizer | None = None, log=sys.stderr) -> int:
+    """Generate samples ``0..n-1`` (those of this shard) that are not on disk yet.
+
+    Returns the number written. Progress (rate, ETA) goes to ``log``.
+    """
+    out = Path(out)
+    k, m = shard
+    _check_manifest(out, {"format": FORMAT, "seed": int(seed), "config": config.to_dict()})
+    todo = [i for i in range(k - 1, n, m) if not (out / f"{i:07d}.npz").exists()]
+    if log:
+        print(f"building {len(todo)} of {n} samples into {out} (shard {k}/{m})", file=log)
+    if not todo:
+        return 0
+    synth = synthesizer or SampleSynthesizer(config)
+    start = time.monotonic()
+    for done, i in enumerate(todo, 1):
+        sample = synth(np.random.default_rng([int(seed), i]))
+        save_npz_atomic(out / f"{i:07d}.npz", **encode_sample(sample))
+        if log:
+            rate = (time.monotonic() - start) / done
+            print(f"  [{done}/{len(todo)}] {i:07d}.npz  {rate:.2f} s/sample  "
+                  f"ETA {rate * (len(todo) - done) / 60:.1f} min", file=log, flush=True)
+    return len(todo)
+
+
+def _torch_sample(sample: dict, with_prior: bool):
+    import torch
+
+    keys = ["image", "trimap", "alpha", "fg", "bg"] + (["prior"] if with_prior else [])
+    return {k: torch.from_numpy(np.ascontiguousarray(sample[k])) for k in keys}
+
+
+def _flip(sample: dict, rng: np.random.Generator) -> dict:
+    # The whole sample flips together: context must stay consistent with its query.
+    if rng.random() < 0.5:
+        for k in ("image", "trimap", "alpha", "fg", "bg", "prior"):
+            if k in sample:
+                sample[k] = sample[k][..., ::-1]
+    return sample
+
+
+def _torch_dataset_base():
+    import torch.utils.data
+
+    return torch.utils.data.Dataset
+
+
+class PatchFolderDataset(_torch_dataset_base()):
+    """Samples of a folder made by :func:`build`, as float32 torch tensors.
+
+    Item ``i`` is a dict: ``image``, ``fg``, ``bg`` (P+1, 3, p, p) sRGB 0-1; ``trimap`` (P+1,
+    p, p) {0, 0.5, 1}; ``alpha`` (P+1, p, p) 0-1; ``prior`` (P+1, p, p) when present and
+    ``with_prior`` is not False. Index 0 on the patch axis is the query. The default
+    collate stacks them to (B, P+1, ...).
+
+    A random horizontal flip is drawn from (seed, epoch, i), so workers need no seeding of
+    their own and a run is reproducible; call :meth:`set_epoch` each epoch for new flips.
+    """
+
+    def __init__(self, folder, flip: bool = True, seed: int = 0, with_prior: bool | None = None):
+        self.folder = Path(folder)
+        self.paths = sample_paths(self.folder)
+        if not self.paths:
+            raise UsageError("no samples (build them with python -m "
+                             "nuke_hdmatt.training.dataset build)", path=str(self.folder))
+        manifest = self.folder / MANIFEST
+        self.manifest = json.loads(manifest.read_text()) if manifest.exists() else {}
+        has_prior = bool(self.manifest.get("config", {}).get("prior", True))
+        if with_prior and not has_prior:
+            raise UsageError("samples were built with --no-prior", path=str(self.folder))
+        self.with_prior = has_prior if with_prior is None else with_prior
+        self.flip, self.seed, self.epoch = flip, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        sample = load_sample(self.paths[i])
+        if self.flip:
+            sample = _flip(sample, np.random.default_rng([self.seed, self.epoch, int(i)]))
+        return _torch_sample(sample, self.with_prior)
+
+
+class SyntheticDataset(_torch_dataset_base()):
+    """Samples synthesised on the fly (no prior by default: the solve is too slow for the
+    loader). Item ``i`` of epoch ``e`` comes from seed (seed, e, i): reproducible and the
+    same whatever worker draws it. Same item layout as :class:`PatchFolderDataset`."""
+
+    def __init__(self, config: SynthesisConfig, length: int, seed: int = 0):
+        self.config, self.length, self.seed, self.epoch = config, int(length), seed, 0
+        self._synth = None      # built in the worker: sources hold memory maps
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int):
+        if self._synth is None:
+            self._synth = SampleSynthesizer(self.config)
+        sample = self._synth(np.random.default_rng([self.seed, self.epoch, int(i)]))
+        return _torch_sample(sample, self.config.prior)
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        k, m = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must look like K/M, got {text!r}") from None
+    if not 1 <= k <= m:
+        raise UsageError(f"--shard {text}: need 1 <= K <= M")
+    return k, m
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nuke_hdmatt.training.dataset",
+                                     description="Pre-generate HDMatt training samples.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="write N samples (.npz) into a folder, resumable")
+    b.add_argument("--out", required=True)
+    b.add_argument("--n", type=int, required=True)
+    b.add_argument("--patch", type=int, default=320)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--holdout", default=",".join(VALIDATION_IMAGES),
+                   help="dev images never used (default: the validation split)")
+    b.add_argument("--context", type=int, default=4, help="context patches per sample")
+    b.add_argument("--crops", default=None,
+                   help="crop sides resized to --patch (default: 1x,1.5x,2x patch)")
+    b.add_argument("--scene", type=int, default=0, help="scene side (0: max crop + patch)")
+    b.add_argument("--no-prior", action="store_true", help="skip the closed-form prior")
+    b.add_argument("--shard", default="1/1", help="K/M: build every M-th sample from K")
+    args = parser.parse_args(argv)
+    try:
+        overrides = {"n_context": args.context, "scene_size": args.scene,
+                     "prior": not args.no_prior,
+                     "holdout": tuple(h.strip().upper() for h in args.holdout.split(",") if h.strip())}
+        if args.crops:
+            try:
+                overrides["crop_sizes"] = tuple(int(c) for c in args.crops.split(","))
+            except ValueError:
+                raise UsageError(f"--crops must be integers, got {args.crops!r}") from None
+        if args.n < 1 or args.patch < 16:
+            raise UsageError("--n must be >= 1 and --patch >= 16")
+        config = SynthesisConfig.for_patch(args.patch, **overrides)
+        build(args.out, args.n, config, seed=args.seed, shard=_parse_shard(args.shard))
+    except HDMattError as exc:
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished samples are kept, rerun to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

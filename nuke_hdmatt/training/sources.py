@@ -1,0 +1,269 @@
+"""Real training sources: the alphamatting-dev foregrounds and the 6K background photos.
+
+Derived data is computed once and cached (atomically) under :func:`data_cache_dir`:
+
+- foreground colours of each dev image, estimated in linear light with PyMatting's
+  ``estimate_foreground_ml`` from the image and its ground-truth alpha (about 10 s each), and
+  the same colours upsampled to the ``alpha_highres`` size;
+- each background downscaled (OpenImageIO) to a few long sides, so a crop costs
+  milliseconds instead of a 6K JPEG decode.
+
+Images in :data:`~nuke_hdmatt.training.VALIDATION_IMAGES` are never served unless asked
+for by name.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MissingFileError, PlateError
+from . import VALIDATION_IMAGES, data_cache_dir, shared_data_dir
+from .atomic import save_npy_atomic
+from .compositing import linear_to_srgb, srgb_to_linear
+from .resampling import resize
+
+__all__ = ["ForegroundSource", "DevForegrounds", "BackgroundBank", "read_image",
+           "training_names"]
+
+# Bump when the cached derivation changes, so stale caches are not reused.
+_CACHE_VERSION = "v1"
+# Cap on remembered unknown-pixel coordinates per source (for centring crops).
+_MAX_UNKNOWN_COORDS = 50_000
+
+
+@dataclass
+class ForegroundSource:
+    """One foreground layer to composite.
+
+    Attributes
+    ----------
+    fg : ndarray (H, W, 3), uint8 or float32, sRGB-encoded (0-255 or 0-1), straight colour
+    alpha : ndarray (H, W), uint8 or float32 (0-255 or 0-1)
+    name : str
+    unknown_yx : ndarray (N, 2) int, coordinates of some pixels with 0 < alpha < 1
+    max_scale : float, largest magnification allowed when placing it (1 = native pixels)
+    """
+
+    fg: np.ndarray
+    alpha: np.ndarray
+    name: str
+    unknown_yx: np.ndarray
+    max_scale: float = 1.0
+
+    def region(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
+        """float32 fg (sRGB 0-1) and alpha (0-1) of the window, zero outside the source."""
+        h, w = self.alpha.shape
+        fg = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
+        alpha = np.zeros((y1 - y0, x1 - x0), np.float32)
+        sy0, sy1, sx0, sx1 = max(y0, 0), min(y1, h), max(x0, 0), min(x1, w)
+        if sy1 > sy0 and sx1 > sx0:
+            f = np.asarray(self.fg[sy0:sy1, sx0:sx1], dtype=np.float32)
+            a = np.asarray(self.alpha[sy0:sy1, sx0:sx1], dtype=np.float32)
+            if self.fg.dtype == np.uint8:
+                f = f / 255.0
+            if self.alpha.dtype == np.uint8:
+                a = a / 255.0
+            fg[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = f
+            alpha[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = a
+        return fg, alpha
+
+
+def read_image(path) -> np.ndarray:
+    """Read an image with OpenImageIO as float32 (H, W, C) in 0-1 (8-bit files are scaled).
+
+    Raises
+    ------
+    MissingFileError, PlateError
+    """
+    import OpenImageIO as oiio
+
+    path = str(path)
+    if not os.path.exists(path):
+        raise MissingFileError("file not found", path=path)
+    inp = oiio.ImageInput.open(path)
+    if inp is None:
+        raise PlateError(f"cannot read: {oiio.geterror()}", path=path)
+    try:
+        pixels = inp.read_image(0, 0, 0, inp.spec().nchannels, "float")
+    finally:
+        inp.close()
+    if pixels is None:
+        raise PlateError("cannot decode pixels", path=path)
+    return np.asarray(pixels, dtype=np.float32).reshape(inp.spec().height, inp.spec().width, -1)
+
+
+def training_names(dev_dir, holdout=VALIDATION_IMAGES) -> list[str]:
+    """Dev image names (``GT01`` ...) that have image and alpha, minus ``holdout``."""
+    names = sorted(Path(p).stem for p in glob.glob(os.path.join(dev_dir, "alpha", "*.png")))
+    held = {h.strip().upper() for h in holdout}
+    return [n for n in names if n.upper() not in held
+            and os.path.exists(os.path.join(dev_dir, "image", f"{n}.png"))]
+
+
+def _unknown_coords(alpha_u8: np.ndarray) -> np.ndarray:
+    yx = np.argwhere((alpha_u8 > 0) & (alpha_u8 < 255)).astype(np.int32)
+    if len(yx) > _MAX_UNKNOWN_COORDS:
+        keep = np.linspace(0, len(yx) - 1, _MAX_UNKNOWN_COORDS).astype(np.int64)
+        yx = yx[keep]
+    return yx
+
+
+class DevForegrounds:
+    """The alphamatting-dev images as foreground sources (validation images excluded).
+
+    Parameters
+    ----------
+    dev_dir : path, optional
+        Folder laid out like alphamatting-dev (image/, alpha/, alpha_highres/).
+    cache_dir : path, optional
+        Default :func:`~nuke_hdmatt.training.data_cache_dir`.
+    holdout : sequence of str
+        Names never served (default the validation split).
+    highres_probability : float
+        Chance that :meth:`draw` serves the high-resolution alpha (with upsampled colours)
+        when the image has one.
+    """
+
+    def __init__(self, dev_dir=None, cache_dir=None, holdout=VALIDATION_IMAGES,
+                 highres_probability: float = 0.5):
+        self.dev_dir = Path(dev_dir) if dev_dir else shared_data_dir() / "alphamatting-dev"
+        self.cache_dir = Path(cache_dir) if cache_dir else data_cache_dir()
+        self.names = training_names(self.dev_dir, holdout)
+        if not self.names:
+            raise MissingFileError("no training foregrounds (image/ + alpha/ PNGs)",
+                                   path=str(self.dev_dir))
+        self.highres_probability = highres_probability
+        self._loaded: dict[tuple[str, bool], ForegroundSource] = {}
+
+    def _cache(self, name: str, what: str) -> Path:
+        return self.cache_dir / f"{name}_{what}_{_CACHE_VERSION}.npy"
+
+    def prepare(self, progress=None) -> None:
+        """Estimate and cache every foreground now (otherwise done lazily on first use)."""
+        for i, name in enumerate(self.names):
+            self.source(name, highres=self.has_highres(name))
+            if progress:
+                progress(i + 1, len(self.names), name)
+
+    def has_highres(self, name: str) -> bool:
+        return (self.dev_dir / "alpha_highres" / f"{name}.png").exists()
+
+    def _lowres_fg(self, name: str) -> np.ndarray:
+        path = self._cache(name, "fg")
+        if path.exists():
+            return np.load(path, mmap_mode="r")
+        from pymatting import estimate_foreground_ml
+
+        image = read_image(self.dev_dir / "image" / f"{name}.png")[..., :3]
+        alpha = read_image(self.dev_dir / "alpha" / f"{name}.png")[..., 0]
+        # The compositing equation holds for light, so solve for F in linear and encode.
+        fg_lin = estimate_foreground_ml(srgb_to_linear(image).astype(np.float64),
+                                        alpha.astype(np.float64))
+        fg = np.round(linear_to_srgb(fg_lin) * 255.0).astype(np.uint8)
+        save_npy_atomic(path, fg)
+        return fg
+
+    def _alpha_u8(self, name: str, highres: bool) -> np.ndarray:
+        folder = "alpha_highres" if highres else "alpha"
+        path = self._cache(name, "alpha_highres" if highres else "alpha")
+        if path.exists():
+            return np.load(path, mmap_mode="r")
+        alpha = read_image(self.dev_dir / folder / f"{name}.png")[..., 0]
+        alpha = np.round(alpha * 255.0).astype(np.uint8)
+        save_npy_atomic(path, alpha)
+        return alpha
+
+    def source(self, name: str, highres: bool = False) -> ForegroundSource:
+        """The cached foreground ``name`` at low or high resolution."""
+        key = (name, highres)
+        if key in self._loaded:
+            return self._loaded[key]
+        fg = self._lowres_fg(name)
+        alpha = self._alpha_u8(name, highres)
+        if highres:
+            path = self._cache(name, "fg_highres")
+            if path.exists():
+                fg = np.load(path, mmap_mode="r")
+            else:
+                fg = np.round(resize(np.asarray(fg, np.float32), *alpha.shape) ).clip(0, 255)
+                fg = fg.astype(np.uint8)
+                save_npy_atomic(path, fg)
+        src = ForegroundSource(fg=fg, alpha=alpha, name=f"{name}{'@hr' if highres else ''}",
+                               unknown_yx=_unknown_coords(np.asarray(alpha)))
+        self._loaded[key] = src
+        return src
+
+    def draw(self, rng: np.random.Generator) -> ForegroundSource:
+        name = self.names[int(rng.integers(len(self.names)))]
+        highres = self.has_highres(name) and rng.random() < self.highres_probability
+        return self.source(name, highres)
+
+
+class BackgroundBank:
+    """Random crops of the background photos, from cached downscaled copies.
+
+    Parameters
+    ----------
+    bg_dir : path, optional
+        Folder of background images (default shared/data/backgrounds).
+    cache_dir : path, optional
+    long_sides : tuple of int
+        Long sides of the cached copies; a crop picks one at random (scale variety).
+    """
+
+    def __init__(self, bg_dir=None, cache_dir=None, long_sides=(1024, 2048)):
+        self.bg_dir = Path(bg_dir) if bg_dir else shared_data_dir() / "backgrounds"
+        self.cache_dir = Path(cache_dir) if cache_dir else data_cache_dir()
+        self.paths = sorted(p for p in self.bg_dir.glob("*")
+                            if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".exr", ".tif"))
+        if not self.paths:
+            raise MissingFileError("no background images", path=str(self.bg_dir))
+        self.long_sides = tuple(long_sides)
+        self._loaded: dict[tuple[int, int], np.ndarray] = {}
+
+    def image(self, index: int, long_side: int) -> np.ndarray:
+        """uint8 (H, W, 3) sRGB copy of background ``index`` with the given long side."""
+        key = (index, long_side)
+        if key in self._loaded:
+            return self._loaded[key]
+        src = self.paths[index]
+        path = self.cache_dir / f"bg_{src.stem}_{long_side}_{_CACHE_VERSION}.npy"
+        if path.exists():
+            arr = np.load(path, mmap_mode="r")
+        else:
+            arr = self._downscale(src, long_side)
+            save_npy_atomic(path, arr)
+        self._loaded[key] = arr
+        return arr
+
+    @staticmethod
+    def _downscale(src: Path, long_side: int) -> np.ndarray:
+        import OpenImageIO as oiio
+
+        buf = oiio.ImageBuf(str(src))
+        spec = buf.spec()
+        if buf.has_error or spec.width == 0:
+            raise PlateError(f"cannot read: {buf.geterror()}", path=str(src))
+        s = min(1.0, long_side / max(spec.width, spec.height))
+        w, h = max(1, round(spec.width * s)), max(1, round(spec.height * s))
+        small = oiio.ImageBufAlgo.resize(buf, roi=oiio.ROI(0, w, 0, h, 0, 1, 0, 3))
+        pixels = small.get_pixels(oiio.FLOAT)[..., :3]
+        return np.round(np.clip(pixels, 0, 1) * 255.0).astype(np.uint8)
+
+    def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """A random (size, size, 3) float32 sRGB 0-1 crop, random scale and flip."""
+        img = self.image(int(rng.integers(len(self.paths))),
+                         self.long_sides[int(rng.integers(len(self.long_sides)))])
+        h, w = img.shape[:2]
+        side = int(min(h, w, max(8, size * rng.uniform(0.6, 1.6))))
+        y0 = int(rng.integers(0, h - side + 1))
+        x0 = int(rng.integers(0, w - side + 1))
+        crop = np.asarray(img[y0:y0 + side, x0:x0 + side], np.float32) / 255.0
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        return resize(crop, size, size)

@@ -1,0 +1,283 @@
+"""The synthesis chain as small transforms (GCA-Matting's data_generator shape).
+
+A *scene* is a dict of full-size arrays (``fg``, ``alpha``, ``bg``, ``image``, ``trimap``,
+``prior``) that each transform reads and extends; :class:`CropPatches` turns a scene into a
+*sample* (query + context patches). Every transform takes the caller's
+``np.random.Generator`` so a sample is a pure function of its seed.
+
+Array conventions in a scene: colour (S, S, 3) float32 sRGB-encoded 0-1 (straight, not
+premultiplied), alpha / trimap / prior (S, S) float32 0-1, trimap in {0, 0.5, 1}.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .compositing import composite, linear_to_srgb, merge_over, srgb_to_linear
+from .procedural import fractal_noise
+from .resampling import reduce_blocks, resize_area
+from .sources import ForegroundSource
+
+__all__ = ["PlaceForeground", "MergeForegrounds", "ColourJitter", "Composite",
+           "RandomTrimap", "ClosedFormPrior", "CropPatches", "Chain", "SAMPLE_KEYS"]
+
+#: Arrays of a sample; patch axis first (index 0 = query, 1..P = context).
+SAMPLE_KEYS = ("image", "trimap", "alpha", "fg", "bg", "prior")
+
+
+class PlaceForeground:
+    """Place a foreground source on an (S, S) canvas: random scale (never magnifying beyond
+    ``source.max_scale``), rotation within +-``max_rotation`` degrees, horizontal flip, and a
+    random unknown pixel of the source landing in the middle half of the canvas.
+
+    Shrinking by 2x or more goes through block averaging first, so thin hair keeps its
+    coverage instead of aliasing away.
+    """
+
+    def __init__(self, size: int, max_rotation: float = 15.0, flip: bool = True,
+                 min_fill: float = 0.6):
+        self.size = size
+        self.max_rotation = max_rotation
+        self.flip = flip
+        self.min_fill = min_fill
+
+    def scale_range(self, source: ForegroundSource) -> tuple[float, float]:
+        hi = source.max_scale
+        lo = min(hi, self.min_fill * self.size / max(source.alpha.shape))
+        return lo, hi
+
+    def __call__(self, source: ForegroundSource, rng: np.random.Generator):
+        size = self.size
+        lo, hi = self.scale_range(source)
+        scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        angle = np.deg2rad(rng.uniform(-self.max_rotation, self.max_rotation))
+        mirror = -1.0 if (self.flip and rng.random() < 0.5) else 1.0
+        if len(source.unknown_yx):
+            anchor = source.unknown_yx[int(rng.integers(len(source.unknown_yx)))].astype(float)
+        else:
+            anchor = np.array(source.alpha.shape, float) / 2
+        target = rng.uniform(0.25, 0.75, 2) * size
+        # canvas (y, x) -> source (y, x): src = anchor + A @ (dst - target)
+        c, s = np.cos(angle), np.sin(angle)
+        a_mat = np.array([[c, -s], [s, c]]) @ np.diag([1.0, mirror]) / scale
+        corners = np.array([[0, 0], [0, size], [size, 0], [size, size]], float) - target
+        src_pts = corners @ a_mat.T + anchor
+        y0, x0 = np.floor(src_pts.min(axis=0)).astype(int) - 2
+        y1, x1 = np.ceil(src_pts.max(axis=0)).astype(int) + 2
+        factor = max(1, int(np.floor(1.0 / scale)))
+        fg, alpha = source.region(y0, y1, x0, x1)
+        fg, alpha = reduce_blocks(fg, factor), reduce_blocks(alpha, factor)
+        # Block i covers source rows y0 + i f .. y0 + i f + f - 1, centred at + (f - 1) / 2.
+        offset = (anchor - np.array([y0, x0]) - (factor - 1) / 2.0) / factor
+        matrix = a_mat / factor
+        shift = offset - matrix @ target
+        out_a = ndimage.affine_transform(alpha, matrix, shift, output_shape=(size, size),
+                                         order=1, mode="constant", cval=0.0)
+        out_f = np.stack([ndimage.affine_transform(fg[..., ch], matrix, shift,
+                                                   output_shape=(size, size), order=1,
+                                                   mode="nearest") for ch in range(3)], -1)
+        return np.clip(out_f, 0, 1).astype(np.float32), np.clip(out_a, 0, 1).astype(np.float32)
+
+
+class MergeForegrounds:
+    """With probability ``p``, merge a second placed foreground under the first (DIM's
+    two-foreground augmentation), exact in linear light."""
+
+    def __init__(self, p: float = 0.3):
+        self.p = p
+
+    def __call__(self, scene: dict, second, rng: np.random.Generator) -> dict:
+        """``second`` is a zero-argument callable returning ``(fg, alpha)`` on the canvas;
+        called only when the merge happens (placing costs time)."""
+        if rng.random() < self.p:
+            fg2, a2 = second()
+            scene["fg"], scene["alpha"] = merge_over(scene["fg"], scene["alpha"], fg2, a2)
+        return scene
+
+
+class ColourJitter:
+    """Per-channel gain, saturation and gamma changes in sRGB, applied to ``fg`` and/or
+    ``bg`` with probability ``p`` each (independently drawn)."""
+
+    def __init__(self, p: float = 0.5, gain=(0.8, 1.2), saturation=(0.5, 1.4),
+                 gamma=(0.75, 1.33)):
+        self.p, self.gain, self.saturation, self.gamma = p, gain, saturation, gamma
+
+    def jitter(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        gain = rng.uniform(*self.gain, 3).astype(np.float32)
+        sat = np.float32(rng.uniform(*self.saturation))
+        gamma = np.float32(np.exp(rng.uniform(np.log(self.gamma[0]), np.log(self.gamma[1]))))
+        out = np.clip(rgb * gain, 0, 1)
+        grey = out.mean(axis=-1, keepdims=True)
+        out = np.clip(grey + sat * (out - grey), 0, 1)
+        return (out ** gamma).astype(np.float32)
+
+    def __call__(self, scene: dict, rng: np.random.Generator) -> dict:
+        for key in ("fg", "bg"):
+            if rng.random() < self.p:
+                scene[key] = self.jitter(scene[key], rng)
+        return scene
+
+
+class Composite:
+    """``image`` = ``fg`` over ``bg`` with ``alpha``, in linear light, encoded to sRGB.
+    With probability ``noise_p`` adds sensor-like noise (in linear, scaled by signal) so the
+    network does not learn that clean 8-bit gradients mean "composite"."""
+
+    def __init__(self, noise_p: float = 0.3, noise_sigma=(0.002, 0.02)):
+        self.noise_p, self.noise_sigma = noise_p, noise_sigma
+
+    def __call__(self, scene: dict, rng: np.random.Generator) -> dict:
+        image = composite(scene["fg"], scene["bg"], scene["alpha"])
+        if rng.random() < self.noise_p:
+            lin = srgb_to_linear(image)
+            sigma = rng.uniform(*self.noise_sigma)
+            noise = rng.standard_normal(lin.shape).astype(np.float32)
+            image = linear_to_srgb(lin + sigma * np.sqrt(lin + 0.01) * noise)
+        scene["image"] = image
+        return scene
+
+
+class RandomTrimap:
+    """Trimap from the ground truth: the band 0 < alpha < 1 grown by a random radius into
+    the foreground and (independently) into the background.
+
+    Radii are in canvas pixels, drawn log-uniform from ``radius``; with ``irregular`` the
+    radius also varies smoothly along the band, as a hand-painted trimap does. Alpha within
+    ``eps`` of 0 / 1 is snapped where the trimap is known: run it before :class:`Composite`.
+    """
+
+    def __init__(self, radius=(2.0, 30.0), irregular: float = 0.5, eps: float = 1.0 / 512):
+        self.radius, self.irregular, self.eps = radius, irregular, eps
+
+    def _radius_field(self, shape, rng):
+        lo, hi = np.log(self.radius[0]), np.log(self.radius[1])
+        r = np.float32(np.exp(rng.uniform(lo, hi)))
+        if rng.random() < self.irregular:
+            return r * (0.5 + fractal_noise(rng, shape, octaves=3)).astype(np.float32)
+        return np.full(shape, r, np.float32)
+
+    def __call__(self, scene: dict, rng: np.random.Generator) -> dict:
+        alpha = scene["alpha"]
+        fg = alpha >= 1.0 - self.eps
+        bg = alpha <= self.eps
+        # Distance (px) from each definite pixel to the nearest non-definite one; a pixel
+        # stays definite only if it is farther than the local radius (>= 1, so the known
+        # region of the trimap never holds a fractional alpha).
+        dist_fg = ndimage.distance_transform_edt(fg)
+        dist_bg = ndimage.distance_transform_edt(bg)
+        r_fg = np.maximum(self._radius_field(alpha.shape, rng), 1.0)
+        r_bg = np.maximum(self._radius_field(alpha.shape, rng), 1.0)
+        trimap = np.full(alpha.shape, 0.5, np.float32)
+        trimap[dist_fg > r_fg] = 1.0
+        trimap[dist_bg > r_bg] = 0.0
+        # Known pixels must hold exactly 0 / 1 (inference copies them from the trimap);
+        # the snap moves alpha by at most eps, and runs before compositing.
+        alpha = alpha.copy()
+        alpha[trimap == 1.0] = 1.0
+        alpha[trimap == 0.0] = 0.0
+        scene["alpha"], scene["trimap"] = alpha, trimap
+        return scene
+
+
+class ClosedFormPrior:
+    """``prior`` = PyMatting closed-form alpha of the whole composite (variant D input),
+    computed the way inference computes it: sRGB image, trimap, known pixels exact."""
+
+    def __call__(self, scene: dict, rng: np.random.Generator | None = None) -> dict:
+        from pymatting import estimate_alpha_cf
+
+        trimap = scene["trimap"].astype(np.float64)
+        if not ((trimap == 1.0).any() and (trimap == 0.0).any()):
+            # The solve needs both known regions (PyMatting raises otherwise); without one,
+            # the prior carries no information: 0.5 over the unknown region.
+            scene["prior"] = scene["trimap"].astype(np.float32).copy()
+            return scene
+        prior = estimate_alpha_cf(scene["image"].astype(np.float64), trimap)
+        prior = np.clip(prior, 0.0, 1.0)
+        prior[trimap == 1.0] = 1.0
+        prior[trimap == 0.0] = 0.0
+        scene["prior"] = prior.astype(np.float32)
+        return scene
+
+
+class CropPatches:
+    """Scene -> sample: one crop side ``c`` from ``crop_sizes`` for the whole sample; the
+    query is a c x c window around a random unknown pixel, the ``n_context`` context windows
+    are c x c at random places of the same scene (as inference draws context from the same
+    plate); every window is area-resized to ``patch``.
+
+    Colour is resized in linear light. A resized trimap pixel is known only when its whole
+    footprint was known, and alpha/prior are then set exactly, so known pixels never carry
+    fractional alpha.
+
+    Returns a dict of arrays with the patch axis first: ``image``, ``fg``, ``bg``
+    (P+1, 3, patch, patch) float32 sRGB 0-1; ``trimap``, ``alpha`` and (when the scene has
+    one) ``prior`` (P+1, patch, patch) float32; ``boxes`` (P+1, 3) int32 (y, x, side) in scene
+    pixels.
+    """
+
+    def __init__(self, patch: int, crop_sizes=(320, 480, 640), n_context: int = 4):
+        self.patch, self.crop_sizes, self.n_context = patch, tuple(crop_sizes), n_context
+
+    def windows(self, trimap: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        size = trimap.shape[0]
+        choices = [c for c in self.crop_sizes if c <= size] or [size]
+        side = int(choices[int(rng.integers(len(choices)))])
+        unknown = np.argwhere(trimap == 0.5)
+        if len(unknown):
+            cy, cx = unknown[int(rng.integers(len(unknown)))]
+        else:
+            cy, cx = rng.integers(0, size, 2)
+        y = int(np.clip(cy - side // 2 + rng.integers(-side // 4, side // 4 + 1), 0, size - side))
+        x = int(np.clip(cx - side // 2 + rng.integers(-side // 4, side // 4 + 1), 0, size - side))
+        boxes = [(y, x, side)]
+        for _ in range(self.n_context):
+            boxes.append((int(rng.integers(0, size - side + 1)),
+                          int(rng.integers(0, size - side + 1)), side))
+        return np.array(boxes, np.int32)
+
+    def _resize(self, arr, linear):
+        if arr.shape[0] == self.patch:
+            return np.array(arr, np.float32)
+        if linear:
+            return linear_to_srgb(resize_area(srgb_to_linear(arr), self.patch, self.patch))
+        return resize_area(arr, self.patch, self.patch)
+
+    def __call__(self, scene: dict, rng: np.random.Generator) -> dict:
+        boxes = self.windows(scene["trimap"], rng)
+        out = {k: [] for k in SAMPLE_KEYS if k in scene}
+        for y, x, side in boxes:
+            win = {k: scene[k][y:y + side, x:x + side] for k in out}
+            tri = win["trimap"]
+            if side == self.patch:
+                known_fg, known_bg = tri == 1.0, tri == 0.0
+            else:
+                known_fg = resize_area((tri == 1.0).astype(np.float32), self.patch, self.patch) > 1 - 1e-4
+                known_bg = resize_area((tri == 0.0).astype(np.float32), self.patch, self.patch) > 1 - 1e-4
+            trimap = np.full((self.patch, self.patch), 0.5, np.float32)
+            trimap[known_fg], trimap[known_bg] = 1.0, 0.0
+            out["trimap"].append(trimap)
+            for k in ("image", "fg", "bg"):
+                out[k].append(np.clip(self._resize(win[k], True), 0, 1).transpose(2, 0, 1))
+            for k in ("alpha", "prior"):
+                if k in out:
+                    a = np.clip(self._resize(win[k], False), 0, 1)
+                    a[known_fg], a[known_bg] = 1.0, 0.0
+                    out[k].append(a)
+        sample = {k: np.stack(v).astype(np.float32) for k, v in out.items()}
+        sample["boxes"] = boxes
+        return sample
+
+
+class Chain:
+    """Apply scene transforms in order: ``scene = t(scene, rng)`` for each."""
+
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+
+    def __call__(self, scene: dict, rng: np.random.Generator) -> dict:
+        for t in self.transforms:
+            scene = t(scene, rng)
+        return scene

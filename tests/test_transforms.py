@@ -1,0 +1,189 @@
+"""Each synthesis step on its own, on small arrays with known answers."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from nuke_hdmatt.training import VALIDATION_IMAGES, compositing, procedural, resampling
+from nuke_hdmatt.training import transforms as T
+from nuke_hdmatt.training.sources import ForegroundSource, training_names, shared_data_dir
+from nuke_hdmatt.training.synthesis import SampleSynthesizer, SynthesisConfig
+
+
+def test_srgb_curve_is_the_one_ocio_uses():
+    ocio = pytest.importorskip("PyOpenColorIO")
+    config = ocio.Config.CreateFromFile("ocio://cg-config-latest")
+    proc = config.getProcessor("Linear Rec.709 (sRGB)", "sRGB Encoded Rec.709 (sRGB)")
+    cpu = proc.getDefaultCPUProcessor()
+    lin = np.linspace(0.0, 1.0, 301, dtype=np.float32)
+    rgb = np.ascontiguousarray(np.repeat(lin[:, None], 3, axis=1))
+    cpu.applyRGB(rgb)
+    assert np.allclose(compositing.linear_to_srgb(lin), rgb[:, 0], atol=2e-5)
+    assert np.allclose(compositing.srgb_to_linear(compositing.linear_to_srgb(lin)), lin, atol=1e-5)
+
+
+def test_composite_is_linear_light():
+    white = np.ones((2, 2, 3), np.float32)
+    black = np.zeros((2, 2, 3), np.float32)
+    half = compositing.composite(white, black, np.full((2, 2), 0.5, np.float32))
+    # 50 % coverage of white over black is 0.5 in light = 0.7354 sRGB, not 0.5.
+    assert np.allclose(half, 1.055 * 0.5 ** (1 / 2.4) - 0.055, atol=1e-5)
+    assert np.allclose(compositing.composite(white, black, np.ones((2, 2))), 1.0)
+
+
+def test_merge_over_equals_compositing_twice():
+    rng = np.random.default_rng(0)
+    fa, fb, bg = (rng.random((5, 5, 3)).astype(np.float32) for _ in range(3))
+    aa, ab = rng.random((5, 5)).astype(np.float32), rng.random((5, 5)).astype(np.float32)
+    fm, am = compositing.merge_over(fa, aa, fb, ab)
+    once = compositing.composite(fm, bg, am)
+    twice = compositing.composite(fa, compositing.composite(fb, bg, ab), aa)
+    assert np.allclose(once, twice, atol=1e-4)
+
+
+def test_area_resize_keeps_thin_line_coverage():
+    img = np.zeros((64, 64), np.float32)
+    img[:, 21] = 0.3                              # a 1 px line; 2x point sampling could miss it
+    small = resampling.resize_area(img, 32, 32)
+    assert small.sum() * 4 == pytest.approx(img.sum(), rel=1e-5)
+    assert small[:, 10].max() == pytest.approx(0.15, abs=1e-6)
+    m = resampling.area_matrix(7, 3)
+    assert np.allclose(m.sum(axis=1), 1.0)
+    rgb = np.random.default_rng(1).random((9, 6, 3)).astype(np.float32)
+    per_channel = np.stack([resampling.resize_area(rgb[..., c], 4, 5) for c in range(3)], -1)
+    assert np.allclose(resampling.resize_area(rgb, 4, 5), per_channel, atol=1e-6)
+
+
+def test_a_sub_pixel_strand_splats_its_area():
+    rng = np.random.default_rng(0)
+    width, length = 0.4, 40.0
+    fg, alpha = procedural.render_strands(
+        rng, 64, roots=np.array([[32.2, 10.0]], np.float32), angles=np.zeros(1, np.float32),
+        lengths=np.array([length], np.float32), widths=np.array([width], np.float32),
+        colours=np.array([[1.0, 0.0, 0.0]], np.float32), curl=0.0, wave=0.0,
+        opacity=(1.0, 1.0))
+    coverage = -np.log1p(-alpha.astype(np.float64)).sum()
+    # Tapering to 30 % at the tip: mean width 0.65 x root width.
+    assert coverage == pytest.approx(width * length * 0.65, rel=0.05)
+    assert alpha.max() < 0.5                          # sub-pixel: never solid
+    # Strand colour, darkened towards the root (shade 0.75 in linear at the root).
+    red = fg[alpha > 0.05]
+    assert np.all(red[:, 1:] == 0) and red[:, 0].min() > 0.85 and red[:, 0].max() <= 1.0
+
+
+def test_procedural_foreground_is_seeded_and_valid():
+    a = procedural.procedural_foreground(np.random.default_rng(5), 96)
+    b = procedural.procedural_foreground(np.random.default_rng(5), 96)
+    assert np.array_equal(a.alpha, b.alpha) and np.array_equal(a.fg, b.fg)
+    assert a.alpha.shape == (96, 96) and a.fg.shape == (96, 96, 3)
+    assert 0.0 <= a.alpha.min() and a.alpha.max() <= 1.0 and 0 <= a.fg.min() and a.fg.max() <= 1
+    bg = procedural.procedural_background(np.random.default_rng(1), 40)
+    assert bg.shape == (40, 40, 3) and bg.dtype == np.float32
+
+
+def _square_source(size=40, max_scale=1.0):
+    alpha = np.zeros((size, size), np.float32)
+    alpha[10:30, 10:30] = 1.0
+    alpha[10:30, 30] = 0.5
+    fg = np.full((size, size, 3), 0.25, np.float32)
+    return ForegroundSource(fg=fg, alpha=alpha, name="square",
+                            unknown_yx=np.argwhere((alpha > 0) & (alpha < 1)), max_scale=max_scale)
+
+
+def test_place_foreground_keeps_coverage_and_scales_it():
+    src = _square_source()
+    place = T.PlaceForeground(96, max_rotation=0.0, flip=False, min_fill=10.0)
+    fg, alpha = place(src, np.random.default_rng(0))
+    assert alpha.sum() == pytest.approx(src.alpha.sum(), rel=1e-4)
+    assert np.allclose(fg[alpha > 0], 0.25, atol=1e-5)
+    # Halving: block-averaged, area a quarter of the source's.
+    half = T.PlaceForeground(96, max_rotation=0.0, flip=False, min_fill=10.0)
+    _, a2 = half(_square_source(max_scale=0.5), np.random.default_rng(0))
+    assert a2.sum() == pytest.approx(src.alpha.sum() / 4, rel=0.05)
+    # Rotation moves pixels, not coverage.
+    rot = T.PlaceForeground(96, max_rotation=15.0, min_fill=10.0)
+    _, a3 = rot(src, np.random.default_rng(3))
+    assert a3.sum() == pytest.approx(src.alpha.sum(), rel=0.02)
+
+
+def test_random_trimap_never_marks_fractional_alpha_known():
+    rng = np.random.default_rng(0)
+    alpha = procedural.procedural_foreground(np.random.default_rng(2), 80).alpha
+    scene = T.RandomTrimap(radius=(2.0, 6.0))({"alpha": alpha}, rng)
+    tri = scene["trimap"]
+    assert set(np.unique(tri)) <= {0.0, 0.5, 1.0}
+    assert (tri == 1.0).any() and np.all(scene["alpha"][tri == 1.0] == 1.0)
+    assert np.all(scene["alpha"][tri == 0.0] == 0.0)
+    assert np.abs(scene["alpha"] - alpha).max() <= 1 / 512
+    frac = (alpha > 1 / 512) & (alpha < 1 - 1 / 512)
+    assert np.all(tri[frac] == 0.5)
+    # The band is grown by at least the smallest radius (2 px) on the background side.
+    from scipy import ndimage
+    grown = ndimage.binary_dilation(alpha > 1 / 512, iterations=1)
+    assert np.all(tri[grown] != 0.0)
+
+
+def test_closed_form_prior_solves_a_soft_edge():
+    x = np.linspace(0, 1, 48, dtype=np.float32)
+    alpha = np.tile(np.clip((x - 0.3) / 0.4, 0, 1), (48, 1))
+    fg = np.zeros((48, 48, 3), np.float32); fg[..., 0] = 0.9
+    bg = np.zeros((48, 48, 3), np.float32); bg[..., 2] = 0.8
+    scene = {"fg": fg, "bg": bg, "alpha": alpha}
+    scene = T.Composite(noise_p=0.0)(scene, np.random.default_rng(0))
+    tri = np.where(alpha >= 1, 1.0, np.where(alpha <= 0, 0.0, 0.5)).astype(np.float32)
+    tri[:, 10:38] = 0.5
+    scene["trimap"] = tri
+    prior = T.ClosedFormPrior()(scene)["prior"]
+    assert np.all(prior[tri == 1] == 1) and np.all(prior[tri == 0] == 0)
+    assert np.abs(prior - alpha)[tri == 0.5].mean() < 0.1
+    # No known foreground: no solve possible, the prior says "don't know".
+    only_bg = dict(scene, trimap=np.where(tri == 1, 0.5, tri).astype(np.float32))
+    assert np.all(T.ClosedFormPrior()(only_bg)["prior"][tri == 0.5] == 0.5)
+
+
+def test_crop_patches_from_one_scene():
+    rng = np.random.default_rng(0)
+    s = 64
+    alpha = procedural.procedural_foreground(np.random.default_rng(4), s).alpha
+    scene = {"alpha": alpha, "fg": np.full((s, s, 3), 0.8, np.float32),
+             "bg": np.full((s, s, 3), 0.1, np.float32)}
+    scene = T.Composite(noise_p=0.0)(scene, rng)
+    scene = T.RandomTrimap((2, 4))(scene, rng)
+    crop = T.CropPatches(16, crop_sizes=(16, 32), n_context=3)
+    for seed in range(4):
+        sample = crop(scene, np.random.default_rng(seed))
+        assert sample["image"].shape == (4, 3, 16, 16) and sample["alpha"].shape == (4, 16, 16)
+        assert (sample["trimap"][0] == 0.5).any()                 # query has unknown pixels
+        assert np.all(sample["alpha"][sample["trimap"] == 1] == 1)
+        assert np.all(sample["alpha"][sample["trimap"] == 0] == 0)
+        y, x, side = sample["boxes"][1]
+        if side == 16:      # no resize: the context patch is the scene window exactly
+            assert np.allclose(sample["image"][1].transpose(1, 2, 0), scene["image"][y:y + 16, x:x + 16])
+
+
+def test_synthesizer_is_reproducible_and_rejects_unknown_keys():
+    cfg = SynthesisConfig.for_patch(32, scene_size=80, n_context=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        synth = SampleSynthesizer(cfg, dev=None, backgrounds=None)
+    synth.dev, synth.backgrounds = None, None          # procedural only, no shared data
+    a = synth(np.random.default_rng([7, 1]))
+    b = synth(np.random.default_rng([7, 1]))
+    for k in ("image", "alpha", "trimap", "fg", "bg"):
+        assert np.array_equal(a[k], b[k])
+    assert a["image"].shape == (3, 3, 32, 32)
+    from nuke_hdmatt.errors import UsageError
+    with pytest.raises(UsageError, match="pach"):
+        SynthesisConfig.from_dict({"pach": 3})
+    assert SynthesisConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.needs_data
+def test_validation_images_are_never_training_sources():
+    dev = shared_data_dir() / "alphamatting-dev"
+    if not dev.exists():
+        pytest.skip(f"shared data not found at {dev}")
+    names = training_names(dev)
+    assert len(names) == 13
+    assert not set(names) & set(VALIDATION_IMAGES)
