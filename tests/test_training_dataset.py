@@ -32,7 +32,7 @@ def test_build_resume_and_read_back(tmp_path, synth):
 
     # Sample i is a function of (seed, i): regenerating it gives what was stored.
     stored = D.load_sample(paths[2])
-    again = D.decode_sample(D.encode_sample(synth(np.random.default_rng([4, 2]))))
+    again = D.decode_sample(D.encode_sample(D.generate_sample(synth, 4, 2)))
     for k in ("image", "trimap", "alpha", "prior", "fg", "bg"):
         assert np.array_equal(stored[k], again[k]), k
     assert stored["image"].shape == (3, 3, 24, 24) and stored["prior"].shape == (3, 24, 24)
@@ -51,6 +51,16 @@ def test_build_resume_and_read_back(tmp_path, synth):
     assert flips == {True, False}                              # both flipped and not
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2)))
     assert batch["alpha"].shape == (2, 3, 24, 24)
+
+
+def test_samples_of_one_scene_share_it(tmp_path, synth):
+    out = tmp_path / "per_scene"
+    assert D.build(out, 4, synth.config, seed=3, per_scene=2, synthesizer=synth, log=None) == 4
+    a, b, c = (D.load_sample(out / f"{i:07d}.npz") for i in range(3))
+    assert a["names"] == b["names"]                      # same scene
+    assert not np.array_equal(a["boxes"], b["boxes"])    # different crops
+    regenerated = D.encode_sample(D.generate_sample(synth, 3, 2, per_scene=2))
+    assert np.array_equal(D.encode_sample(c)["alpha"], regenerated["alpha"])
 
 
 def test_build_refuses_another_configuration(tmp_path, synth, capsys):

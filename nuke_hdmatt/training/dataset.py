@@ -6,10 +6,12 @@ training step, so samples are generated ahead of time::
 
     python -m nuke_hdmatt.training.dataset build --out runs/data192 --n 4000 --patch 192 \\
         --seed 1 [--holdout GT02,GT10,GT18,GT24,GT27] [--context 4] [--crops 192,288,384] \\
-        [--no-prior] [--shard 1/2]
+        [--no-prior] [--per-scene 4] [--shard 1/2]
 
-Sample ``i`` depends only on (seed, i), so the build is resumable (existing files are
-skipped) and can be split across processes with ``--shard K/M``. Each sample is
+Sample ``i`` depends only on (seed, per_scene, i), so the build is resumable (existing files
+are skipped) and can be split across processes with ``--shard K/M``. ``--per-scene``
+cuts several samples (different crop side and windows) from one composite scene, sharing its
+closed-form solve. Each sample is
 ``DIR/NNNNNNN.npz`` (written atomically) holding, patch axis first (index 0 = query):
 
 - ``image``, ``fg``, ``bg``: uint8 (P+1, 3, p, p), sRGB-encoded
@@ -37,7 +39,7 @@ from . import VALIDATION_IMAGES
 from .atomic import save_npz_atomic
 from .synthesis import SampleSynthesizer, SynthesisConfig
 
-__all__ = ["build", "encode_sample", "decode_sample", "load_sample", "sample_paths",
+__all__ = ["build", "generate_sample", "encode_sample", "decode_sample", "load_sample", "sample_paths",
            "PatchFolderDataset", "SyntheticDataset", "FORMAT", "main"]
 
 FORMAT = "hdmatt-patches/1"
@@ -99,29 +101,52 @@ def _check_manifest(out: Path, manifest: dict) -> None:
 
 
 def build(out, n: int, config: SynthesisConfig, seed: int = 0, shard=(1, 1),
-          synthesizer: SampleSynthesizer | None = None, log=sys.stderr) -> int:
+          per_scene: int = 1, synthesizer: SampleSynthesizer | None = None,
+          log=sys.stderr) -> int:
     """Generate samples ``0..n-1`` (those of this shard) that are not on disk yet.
 
-    Returns the number written. Progress (rate, ETA) goes to ``log``.
+    ``per_scene`` samples share one composite scene (and its prior solve, the dominant
+    cost): sample ``i`` is crop ``i % per_scene`` of scene ``i // per_scene``, each drawn
+    from its own seed, so the result does not depend on sharding or on what already exists.
+    Shards split by scene. Returns the number written; progress (rate, ETA) goes to ``log``.
     """
     out = Path(out)
     k, m = shard
-    _check_manifest(out, {"format": FORMAT, "seed": int(seed), "config": config.to_dict()})
-    todo = [i for i in range(k - 1, n, m) if not (out / f"{i:07d}.npz").exists()]
+    _check_manifest(out, {"format": FORMAT, "seed": int(seed), "per_scene": int(per_scene),
+                          "config": config.to_dict()})
+    n_scenes = -(-n // per_scene)
+    todo = {}
+    for s in range(k - 1, n_scenes, m):
+        missing = [i for i in range(s * per_scene, min(n, (s + 1) * per_scene))
+                   if not (out / f"{i:07d}.npz").exists()]
+        if missing:
+            todo[s] = missing
+    total = sum(len(v) for v in todo.values())
     if log:
-        print(f"building {len(todo)} of {n} samples into {out} (shard {k}/{m})", file=log)
-    if not todo:
+        print(f"building {total} of {n} samples into {out} (shard {k}/{m}, "
+              f"{per_scene} per scene)", file=log)
+    if not total:
         return 0
     synth = synthesizer or SampleSynthesizer(config)
-    start = time.monotonic()
-    for done, i in enumerate(todo, 1):
-        sample = synth(np.random.default_rng([int(seed), i]))
-        save_npz_atomic(out / f"{i:07d}.npz", **encode_sample(sample))
+    start, done = time.monotonic(), 0
+    for s, indices in todo.items():
+        scene = synth.scene(np.random.default_rng([int(seed), s]))
+        for i in indices:
+            sample = synth.crop(scene, np.random.default_rng([int(seed), s, i % per_scene]))
+            save_npz_atomic(out / f"{i:07d}.npz", **encode_sample(sample))
+            done += 1
         if log:
             rate = (time.monotonic() - start) / done
-            print(f"  [{done}/{len(todo)}] {i:07d}.npz  {rate:.2f} s/sample  "
-                  f"ETA {rate * (len(todo) - done) / 60:.1f} min", file=log, flush=True)
-    return len(todo)
+            print(f"  [{done}/{total}] {indices[-1]:07d}.npz  {rate:.2f} s/sample  "
+                  f"ETA {rate * (total - done) / 60:.1f} min", file=log, flush=True)
+    return total
+
+
+def generate_sample(synth: SampleSynthesizer, seed: int, i: int, per_scene: int = 1) -> dict:
+    """Sample ``i`` exactly as :func:`build` makes it (regenerating one costs a scene)."""
+    s = i // per_scene
+    scene = synth.scene(np.random.default_rng([int(seed), s]))
+    return synth.crop(scene, np.random.default_rng([int(seed), s, i % per_scene]))
 
 
 def _torch_sample(sample: dict, with_prior: bool):
@@ -233,7 +258,9 @@ def main(argv=None) -> int:
                    help="crop sides resized to --patch (default: 1x,1.5x,2x patch)")
     b.add_argument("--scene", type=int, default=0, help="scene side (0: max crop + patch)")
     b.add_argument("--no-prior", action="store_true", help="skip the closed-form prior")
-    b.add_argument("--shard", default="1/1", help="K/M: build every M-th sample from K")
+    b.add_argument("--per-scene", type=int, default=1,
+                   help="samples cut from each composite scene (shares its prior solve)")
+    b.add_argument("--shard", default="1/1", help="K/M: build every M-th scene from K")
     args = parser.parse_args(argv)
     try:
         overrides = {"n_context": args.context, "scene_size": args.scene,
@@ -247,7 +274,10 @@ def main(argv=None) -> int:
         if args.n < 1 or args.patch < 16:
             raise UsageError("--n must be >= 1 and --patch >= 16")
         config = SynthesisConfig.for_patch(args.patch, **overrides)
-        build(args.out, args.n, config, seed=args.seed, shard=_parse_shard(args.shard))
+        if args.per_scene < 1:
+            raise UsageError("--per-scene must be >= 1")
+        build(args.out, args.n, config, seed=args.seed, shard=_parse_shard(args.shard),
+              per_scene=args.per_scene)
     except HDMattError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return 2

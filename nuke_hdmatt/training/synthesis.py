@@ -105,7 +105,7 @@ class SampleSynthesizer:
         self.chain = Chain([ColourJitter(c.jitter_probability), RandomTrimap(c.trimap_radius),
                             Composite(c.noise_probability)]
                            + ([ClosedFormPrior()] if c.prior else []))
-        self.crop = CropPatches(c.patch, c.crop_sizes, c.n_context)
+        self.cropper = CropPatches(c.patch, c.crop_sizes, c.n_context)
 
     def _placed_foreground(self, rng):
         size = self.config.canvas
@@ -139,9 +139,12 @@ class SampleSynthesizer:
                 return scene
         raise RuntimeError("could not synthesise a scene with unknown pixels")
 
-    def __call__(self, rng: np.random.Generator) -> dict:
-        """One sample (see :class:`~.transforms.CropPatches`) plus ``names``."""
-        scene = self.scene(rng)
-        sample = self.crop(scene, rng)
-        sample["names"] = scene["names"]
+    def crop(self, scene: dict, rng: np.random.Generator) -> dict:
+        """One sample cut from ``scene`` (see :class:`~.transforms.CropPatches`) + ``names``."""
+        sample = self.cropper(scene, rng)
+        sample["names"] = list(scene["names"])
         return sample
+
+    def __call__(self, rng: np.random.Generator) -> dict:
+        """One sample from a fresh scene."""
+        return self.crop(self.scene(rng), rng)

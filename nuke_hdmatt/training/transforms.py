@@ -195,7 +195,7 @@ class ClosedFormPrior:
             scene["prior"] = scene["trimap"].astype(np.float32).copy()
             return scene
         prior = estimate_alpha_cf(scene["image"].astype(np.float64), trimap)
-        prior = np.clip(prior, 0.0, 1.0)
+        prior = np.clip(np.nan_to_num(prior, nan=0.5), 0.0, 1.0)
         prior[trimap == 1.0] = 1.0
         prior[trimap == 0.0] = 0.0
         scene["prior"] = prior.astype(np.float32)
