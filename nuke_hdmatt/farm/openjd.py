@@ -10,8 +10,11 @@ each task runs::
 The engine is loaded once per chunk, and frames a previous (failed or re-queued) task already
 finished come from the shared per-frame cache if ``--cache`` points at shared storage.
 
-Plate, trimap, output and the executable are job parameters of type PATH, so a farm's path
-mapping rules (Deadline Cloud storage profiles) rewrite them for the worker's OS.
+Plate, trimap, output and the executable are STRING job parameters holding absolute paths:
+OpenJD only allows PATH parameters to default to paths relative to the template's folder,
+and a template printed to stdout cannot know where it will be saved. So the workers must see
+the shot at the same paths (shared storage); override any of them at submission with
+``-p Plate=...`` (``openjd run``) or ``--parameter Plate=...`` (``deadline bundle submit``).
 
 Submission (Deadline Cloud; the ``deadline`` CLI from PyPI ``deadline``)::
 
@@ -84,18 +87,18 @@ def job_template(*, plate: str, trimap: str | None, output: str, frames: list[in
         raise UsageError(f"--chunk must be at least 1, got {chunk}")
     exe = os.path.abspath(executable) if executable else default_executable()
     params = [
-        {"name": "HdmattExecutable", "type": "PATH", "default": exe,
+        {"name": "HdmattExecutable", "type": "STRING", "default": exe,
          "description": "hdmatt command on the worker (from the engine venv)"},
-        {"name": "Plate", "type": "PATH", "default": os.path.abspath(plate),
+        {"name": "Plate", "type": "STRING", "default": os.path.abspath(plate),
          "description": "plate sequence, e.g. /shots/a/plate.####.exr"},
     ]
     args = ["matte", "{{Param.Plate}}"]
     if trimap:
-        params.append({"name": "Trimap", "type": "PATH", "default": os.path.abspath(trimap),
+        params.append({"name": "Trimap", "type": "STRING", "default": os.path.abspath(trimap),
                        "description": "trimap sequence or single trimap file"})
         args.append("{{Param.Trimap}}")
     params += [
-        {"name": "Output", "type": "PATH", "default": os.path.abspath(output),
+        {"name": "Output", "type": "STRING", "default": os.path.abspath(output),
          "description": "alpha output sequence"},
         {"name": "Frames", "type": "STRING", "default": _range_expression(frames),
          "description": "frames to matte (OpenJD range expression)"},

@@ -1,0 +1,40 @@
+"""``hdmatt demo``: deterministic furry plate, the full matte chain, preview PNG."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cli_fixtures import hdmatt, read_image, temp_leftovers
+
+
+def test_demo_plate_is_deterministic_and_hairy():
+    from nuke_hdmatt.demo import HEIGHT, WIDTH, make_plate
+    plate, trimap, alpha = make_plate()
+    again, _, _ = make_plate()
+    assert np.array_equal(plate, again)
+    assert plate.shape == (HEIGHT, WIDTH, 3) and plate.dtype == np.float32
+    assert set(np.unique(trimap)) == {0.0, 0.5, 1.0}
+    soft = (alpha > 0.02) & (alpha < 0.98)
+    # sub-pixel strands leave many fractional-alpha pixels, all inside the unknown band
+    assert soft.sum() > 20000 and np.all(trimap[soft] == 0.5)
+    assert np.all(alpha[trimap == 1.0] > 0.99) and np.all(alpha[trimap == 0.0] < 0.01)
+
+
+def test_demo_command_writes_alpha_and_preview(tmp_path):
+    proc = hdmatt(tmp_path, "demo", "-o", "demo", "--no-cache", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / "demo"
+    for name in ("plate.exr", "trimap.exr", "alpha.exr", "alpha_truth.exr", "preview.png"):
+        assert str(folder / name) in proc.stdout, proc.stdout
+    spec, plate = read_image(folder / "plate.exr")
+    assert spec.getattribute("oiio:ColorSpace") == "lin_rec709_scene"
+    spec, alpha = read_image(folder / "alpha.exr")
+    assert list(spec.channelnames) == ["R", "G", "B", "A"]
+    assert spec.getattribute("hdmatt:colorspace") == "Linear Rec.709 (sRGB)"
+    _, trimap = read_image(folder / "trimap.exr")
+    a, t = alpha[..., 3], trimap[..., 0]
+    assert np.all(a[t == 1.0] == 1.0) and np.all(a[t == 0.0] == 0.0)
+    spec, preview = read_image(folder / "preview.png")
+    assert (spec.width, spec.height, spec.nchannels) == (4 * 640, 480, 3)
+    assert spec.format == "uint8"
+    assert temp_leftovers(folder) == []

@@ -1,0 +1,74 @@
+"""``hdmatt farm openjd``: the template passes ``openjd check`` and ``openjd run`` on a 4-frame
+EXR sequence writes every output frame (each chunk runs the real ``hdmatt matte``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cli_fixtures import FAST, exr_sequence, hdmatt, hdmatt_env, read_image
+
+VENV_BIN = Path(sys.executable).parent
+OPENJD = shutil.which("openjd", path=str(VENV_BIN)) or shutil.which("openjd")
+HDMATT = shutil.which("hdmatt", path=str(VENV_BIN))
+
+pytestmark = pytest.mark.skipif(OPENJD is None or HDMATT is None,
+                                reason="needs the openjd CLI (pip: openjd-cli) and an installed "
+                                       "hdmatt console script (python3 install.py --dev)")
+
+
+def _template(tmp_path, *extra):
+    plate, trimap = exr_sequence(tmp_path / "in", [1, 2, 3, 4])
+    proc = hdmatt(tmp_path, "farm", "openjd", plate, trimap, "-o", "out/alpha.####.exr",
+                  "--frames", "1-4", "--chunk", "2", "--hdmatt", HDMATT, *extra)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_template_structure_and_openjd_check(tmp_path):
+    text = _template(tmp_path, *FAST, "--plate-colorspace", "ACEScg", "--no-cache")
+    doc = yaml.safe_load(text)
+    assert doc["specificationVersion"] == "jobtemplate-2023-09"
+    assert "TASK_CHUNKING" in doc["extensions"]
+    params = {p["name"]: p for p in doc["parameterDefinitions"]}
+    assert params["HdmattExecutable"]["default"] == HDMATT
+    assert params["Output"]["default"] == str(tmp_path / "out/alpha.####.exr")  # made absolute
+    assert params["Frames"]["default"] == "1-4" and params["ChunkSize"]["default"] == 2
+    [step] = doc["steps"]
+    [frame] = step["parameterSpace"]["taskParameterDefinitions"]
+    assert frame["type"] == "CHUNK[INT]" and frame["range"] == "{{Param.Frames}}"
+    args = step["script"]["actions"]["onRun"]["args"]
+    assert args[:2] == ["matte", "{{Param.Plate}}"]
+    assert args[args.index("--frames") + 1] == "{{Task.Param.Frame}}"
+    assert args[args.index("--plate-colorspace") + 1] == "ACEScg" and "--no-cache" in args
+    (tmp_path / "job.yaml").write_text(text)
+    check = subprocess.run([OPENJD, "check", str(tmp_path / "job.yaml")], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_openjd_run_writes_every_frame(tmp_path):
+    job = tmp_path / "job.yaml"
+    job.write_text(_template(tmp_path, *FAST, "--cache", tmp_path / "cache"))
+    run = subprocess.run([OPENJD, "run", str(job)], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path, env=hdmatt_env(tmp_path))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for f in (1, 2, 3, 4):
+        spec, _ = read_image(tmp_path / f"out/alpha.{f:04d}.exr")
+        assert "A" in spec.channelnames and spec.getattribute("hdmatt:frame") == f
+    # two chunks of two frames: the engine ran once per chunk, not once per frame
+    assert run.stdout.count("loaded in") == 2, run.stdout[-3000:]
+
+
+def test_farm_needs_frames_and_a_trimap(tmp_path):
+    proc = hdmatt(tmp_path, "farm", "openjd", "p.####.exr", "t.####.exr", "-o", "a.####.exr")
+    assert proc.returncode == 2 and "--frames" in proc.stderr and "Traceback" not in proc.stderr
+    proc = hdmatt(tmp_path, "farm", "openjd", "p.####.exr", "-o", "a.####.exr", "--frames", "1-2")
+    assert proc.returncode == 2 and "trimap" in proc.stderr
+    assert not os.listdir(tmp_path) or "a.####.exr" not in os.listdir(tmp_path)
