@@ -130,11 +130,17 @@ def load_engine(args: argparse.Namespace, reporter):
     if kw.get("weights") and not os.path.isfile(kw["weights"]):
         raise UsageError("weights file not found", path=kw["weights"])
     t0 = time.monotonic()
+    no_prior = kw.get("prior") == "none"
+    if no_prior:
+        kw["prior"] = "auto"  # the engine only knows prior methods; "none" is checked below
     from .engine import Engine
     try:
         engine = Engine.load(**kw)
     except ValueError as exc:  # bad device/precision/prior/patch values
         raise UsageError(" ".join(str(exc).split())) from None
+    if no_prior and engine.cfg.uses_prior:
+        raise UsageError("--prior none: these weights take a closed-form prior as input; "
+                         "use auto, global or local", path=str(engine.weights_path or ""))
     params = engine.params()
     reporter.message(f"engine {ENGINE_VERSION}: weights {engine.weights_id} on {params.get('device')}"
                      f" (patch {params.get('patch')}, overlap {params.get('overlap')}, k "

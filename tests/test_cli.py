@@ -125,3 +125,19 @@ def test_cache_ls_gc_clear(tmp_path):
     assert gc.returncode == 0 and "removed 3" in gc.stderr and cache.entries() == []
     bad = hdmatt(tmp_path, "cache", "gc", "--max-size", "lots")
     _assert_one_line_error(bad, "lots")
+
+
+def test_delegated_commands_get_the_rest_of_the_command_line(monkeypatch):
+    import types
+    from nuke_hdmatt import cli
+    seen = {}
+    for name in ("nuke_hdmatt.evaluation", "nuke_hdmatt.training.cli", "nuke_hdmatt.farm.nuke_job"):
+        mod = types.ModuleType(name)
+        mod.main = lambda argv, name=name: seen.setdefault(name, list(argv)) and 0
+        monkeypatch.setitem(sys.modules, name, mod)
+    assert cli.main(["eval", "--weights", "w.safetensors", "x"]) == 0
+    assert cli.main(["train", "--steps", "5"]) == 0
+    assert cli.main(["farm", "nuke", "shot.nk", "--frames", "1-2"]) == 0
+    assert seen == {"nuke_hdmatt.evaluation": ["--weights", "w.safetensors", "x"],
+                    "nuke_hdmatt.training.cli": ["--steps", "5"],
+                    "nuke_hdmatt.farm.nuke_job": ["shot.nk", "--frames", "1-2"]}
