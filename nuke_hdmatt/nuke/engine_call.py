@@ -1,0 +1,241 @@
+"""Run ``hdmatt matte`` as a separate process and follow its JSON log (stdlib only, no ``nuke``).
+
+Nuke's Python never imports torch, so every alpha is made by the engine executable that
+``install.py`` recorded. The same argument list serves the interactive node and the farm prepass.
+
+JSON log (``--json-log FILE``, one object a line, written by :mod:`nuke_hdmatt.progress`)
+followed here; other events are ignored::
+
+    {"event": "frame_start",  "frame": 1001, ...}
+    {"event": "progress",     "frame": 1001, "done": 3, "total": 12, "stage": "patches"}
+    {"event": "frame_done",   "frame": 1001, "output": ".../alpha.1001.exr", "cached": false}
+    {"event": "frame_failed", "frame": 1002, "error": "plate.1002.exr: truncated file"}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import Cancelled
+
+__all__ = ["MatteJob", "EngineResult", "LogFollower", "run_engine"]
+
+
+@dataclass
+class MatteJob:
+    """One ``hdmatt matte`` call.
+
+    ``plate``/``trimap``/``matte``/``output`` are sequence patterns (``name.####.exr``);
+    ``trimap`` is ``None`` when ``matte`` (with ``band`` pixels of unknown) derives it.
+    """
+
+    plate: str
+    output: str
+    frames: str
+    trimap: str | None = None
+    matte: str | None = None
+    band: int = 16
+    trimap_channel: str = "A"
+    plate_colorspace: str = ""
+    ocio: str = ""
+    cache: str = ""
+    layer: str = "rgba"
+    patch: int = 320
+    overlap: int = 32
+    k: int = 3
+    pool: int = 30
+    device: str = "auto"
+    precision: str = "auto"
+
+    def argv(self, exe: str, json_log: str | None = None, frames: str | None = None) -> list[str]:
+        """The engine command line (``frames`` overrides ``self.frames``, e.g. per farm chunk)."""
+        cmd = [exe, "matte", self.plate]
+        if self.matte:
+            cmd += ["--trimap-from-matte", self.matte, "--band", str(self.band)]
+        else:
+            cmd += [self.trimap, "--trimap-channel", self.trimap_channel]
+        cmd += ["-o", self.output, "--frames", frames or self.frames, "--layer", self.layer]
+        if self.plate_colorspace:
+            cmd += ["--plate-colorspace", self.plate_colorspace]
+        if self.ocio:
+            cmd += ["--ocio", self.ocio]
+        if self.cache:
+            cmd += ["--cache", self.cache]
+        cmd += ["--patch", str(self.patch), "--overlap", str(self.overlap), "--k", str(self.k),
+                "--pool", str(self.pool), "--device", self.device, "--precision", self.precision]
+        if json_log:
+            cmd += ["--json-log", json_log]
+        return cmd
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class EngineResult:
+    """What one engine run did: exit code, frames done (and which were cache hits), failures."""
+
+    returncode: int
+    done: list[int] = field(default_factory=list)
+    cached: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    output_tail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.failed
+
+    def first_error(self) -> str:
+        """One line for the user: the first failed frame, else the engine's last output line."""
+        if self.failed:
+            frame = min(self.failed)
+            return f"frame {frame}: {self.failed[frame]}"
+        lines = [ln for ln in self.output_tail.splitlines() if ln.strip()]
+        return lines[-1] if lines else f"engine exited with code {self.returncode}"
+
+
+_KINDS = {"frame_start": "start", "frame_done": "done", "frame_failed": "failed"}
+
+
+class LogFollower:
+    """Reads new JSON lines from a growing log file; tolerates a half-written last line."""
+
+    def __init__(self, path: str, n_frames: int):
+        self.path = path
+        self.n_frames = max(1, n_frames)
+        self._pos = 0
+        self._partial = ""
+        self.result = EngineResult(returncode=-1)
+        self._patch = 0.0  # fraction of the current frame's patches
+        self.message = "starting engine"
+
+    def poll(self) -> list[str]:
+        """Read what the engine appended; returns a progress message per event."""
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                f.seek(self._pos)
+                chunk = f.read()
+                self._pos = f.tell()
+        except FileNotFoundError:
+            return []
+        text = self._partial + chunk
+        lines = text.split("\n")
+        self._partial = lines.pop()
+        messages = []
+        for line in lines:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(ev, dict) and self._apply(ev):
+                messages.append(self.message)
+        return messages
+
+    def _apply(self, ev: dict) -> bool:
+        """Update from one event; True when it is worth showing."""
+        kind = _KINDS.get(ev.get("event"), ev.get("event"))
+        frame = ev.get("frame")
+        r = self.result
+        if kind == "progress" and ev.get("total"):
+            self._patch = min(1.0, float(ev.get("done", 0)) / float(ev["total"]))
+            self.message = f"frame {frame}: {ev.get('stage') or 'patches'} {ev.get('done')}/{ev['total']}"
+        elif kind == "start":
+            self._patch = 0.0
+            self.message = f"frame {frame}: starting"
+        elif kind == "done" and frame is not None:
+            if frame not in r.done:
+                r.done.append(int(frame))
+            if ev.get("cached"):
+                r.cached.append(int(frame))
+            self._patch = 0.0
+            self.message = f"frame {frame}: {'cache hit' if frame in r.cached else 'done'}"
+        elif kind == "failed" and frame is not None:
+            r.failed[int(frame)] = str(ev.get("error") or "failed")
+            self._patch = 0.0
+            self.message = f"frame {frame}: failed"
+        else:
+            return False
+        return True
+
+    @property
+    def fraction(self) -> float:
+        finished = len(self.result.done) + len(self.result.failed)
+        return min(1.0, (finished + self._patch) / self.n_frames)
+
+
+def run_engine(argv: list[str], json_log: str, n_frames: int,
+               progress: Callable[[int, str], None] | None = None,
+               cancelled: Callable[[], bool] | None = None,
+               poll_s: float = 0.1, env=None) -> EngineResult:
+    """Run the engine, report progress, stop it on cancel.
+
+    Parameters
+    ----------
+    argv : list of str
+        From :meth:`MatteJob.argv` with ``--json-log json_log``.
+    progress : callable(percent: int, message: str), optional
+    cancelled : callable() -> bool, optional
+        Polled every ``poll_s``; when True the engine gets SIGINT (its Ctrl-C path: finished
+        frames kept, no temp files), then SIGKILL if it has not stopped within 20 s.
+
+    Raises
+    ------
+    Cancelled
+        After the engine has stopped.
+    """
+    follower = LogFollower(json_log, n_frames)
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as out:
+        # output to a file, not a pipe: a chatty engine must never block on a full pipe
+        kwargs = {}
+        if os.name != "nt":
+            kwargs["start_new_session"] = True  # Nuke's own signals stay away from the engine
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, **kwargs)
+        was_cancelled = False
+        try:
+            while proc.poll() is None:
+                _report(follower, progress)
+                if cancelled and cancelled():
+                    was_cancelled = True
+                    _stop(proc)
+                    break
+                time.sleep(poll_s)
+        except BaseException:
+            _stop(proc)
+            raise
+        _report(follower, progress)
+        out.seek(0)
+        tail = out.read()[-4000:]
+    result = follower.result
+    result.returncode = proc.returncode
+    result.output_tail = tail
+    if was_cancelled:
+        raise Cancelled(f"cancelled after {len(result.done)} of {n_frames} frames")
+    if progress:
+        progress(100, "engine finished")
+    return result
+
+
+def _report(follower: LogFollower, progress) -> None:
+    # one call per event, so no frame's verdict is lost between two polls
+    for message in follower.poll():
+        if progress:
+            progress(int(100 * follower.fraction), message)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT if os.name != "nt" else signal.CTRL_BREAK_EVENT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+

@@ -1,0 +1,64 @@
+"""Farm step 1, run by Nuke: export an HDMatt node's inputs for the engine.
+
+    nuke -t /path/to/nuke_hdmatt/nuke/prepass.py SCRIPT --node HDMatt1 --frames 1001-1100 --work DIR
+
+Writes ``DIR/plate.####.exr`` and ``DIR/trimap.####.exr`` (or ``matte.####.exr``) raw in the
+working space, and ``DIR/matte_job.json``: the engine call (:class:`MatteJob` fields) that farm
+step 2 runs per chunk without Nuke. Exit 0 on success, 2 with one line on stderr otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+JOB_FILE = "matte_job.json"
+
+
+def main(argv=None) -> int:
+    # run as a file by `nuke -t`: make the package importable from the checkout it lives in
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    import nuke
+
+    from nuke_hdmatt.errors import HDMattError
+    from nuke_hdmatt.nuke import node as hdmatt_node
+
+    ap = argparse.ArgumentParser(prog="prepass.py")
+    ap.add_argument("script")
+    ap.add_argument("--node", required=True)
+    ap.add_argument("--frames", required=True)
+    ap.add_argument("--work", required=True)
+    args = ap.parse_args(argv)
+    try:
+        if not os.path.isfile(args.script):
+            raise HDMattError("Nuke script not found", path=args.script)
+        nuke.scriptOpen(args.script)
+        node = nuke.toNode(args.node)
+        if node is None or node.knob("alpha_file") is None:
+            raise HDMattError(f"no HDMatt node named {args.node!r}", path=args.script)
+        frames = hdmatt_node.requested_frames(node, args.frames)
+        os.makedirs(args.work, exist_ok=True)
+        paths = hdmatt_node.export_inputs(node, frames, args.work)
+        job = hdmatt_node.matte_job(node, paths, frames)
+        out = os.path.join(args.work, JOB_FILE)
+        tmp = out + f".{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"script": os.path.abspath(args.script), "node": args.node,
+                       "job": job.to_dict()}, f, indent=2)
+        os.replace(tmp, out)
+    except HDMattError as exc:
+        print(f"hdmatt prepass: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # what nuke.execute raises for a failing render
+        print(f"hdmatt prepass: {args.node}: {exc}", file=sys.stderr)
+        return 2
+    print(f"hdmatt prepass: exported {len(frames)} frames of {args.node} to {args.work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

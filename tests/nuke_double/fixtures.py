@@ -1,0 +1,41 @@
+"""pytest fixture ``fake_nuke``: the ``nuke`` test double, importable only inside a test.
+
+Import it in a test module with ``from nuke_double.fixtures import fake_nuke``. The double
+and the modules that imported it are dropped afterwards, so no other test sees a ``nuke``
+module and every test starts from an empty script.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+GIZMOS = REPO / "gizmos"
+_NUKE_MODULES = ("nuke", "nuke_hdmatt.nuke.node", "nuke_hdmatt.nuke.prepass")
+
+
+def _forget():
+    for name in _NUKE_MODULES:
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def fake_nuke(monkeypatch):
+    _forget()
+    monkeypatch.syspath_prepend(str(HERE))
+    monkeypatch.delenv("OCIO", raising=False)
+    monkeypatch.delenv("NUKE_PATH", raising=False)
+    import nuke
+    # what Nuke does at start-up with the plugin path install.py registers
+    nuke.pluginAddPath(str(GIZMOS), addToSysPath=False)
+    runpy.run_path(str(GIZMOS / "init.py"))
+    runpy.run_path(str(GIZMOS / "menu.py"))
+    yield nuke
+    _forget()
+    assert "nuke" not in sys.modules

@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Stand-in ``hdmatt`` for the failure and cancel paths of the Nuke plugin tests only.
+
+It speaks the real engine's JSON-log events (``nuke_hdmatt.progress``). ``STANDIN_MODE``:
+
+``fail``  frame A done, every later frame failed with ``plate.####.exr: truncated file``, exit 1
+``crash`` print a one-line error, write no log, exit 2 (e.g. a bad colour space)
+``hang``  emit progress for frame A then wait; on SIGINT write ``$STANDIN_MARK`` and exit 130
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+
+
+def main():
+    argv = sys.argv[1:]
+    opt = lambda name: argv[argv.index(name) + 1] if name in argv else None  # noqa: E731
+    log_path, frames = opt("--json-log"), opt("--frames")
+    first, _, last = frames.partition("-")
+    first, last = int(first), int(last or first)
+    mode = os.environ.get("STANDIN_MODE", "fail")
+    if mode == "crash":
+        print("hdmatt: error: ACEScg-typo: unknown colour space", file=sys.stderr)
+        return 2
+    log = open(log_path, "a")
+
+    def event(**kw):
+        log.write(json.dumps(kw) + "\n")
+        log.flush()
+
+    if mode == "hang":
+        def stop(signum, frame):
+            with open(os.environ["STANDIN_MARK"], "w") as f:
+                f.write("SIGINT")
+            sys.exit(130)
+        signal.signal(signal.SIGINT, stop)
+        event(event="frame_start", frame=first)
+        for i in range(1, 1000):
+            event(event="progress", frame=first, done=i, total=1000, stage="patches")
+            time.sleep(0.05)
+        return 0
+    event(event="frame_start", frame=first)
+    event(event="frame_done", frame=first, output="x", cached=False)
+    for f in range(first + 1, last + 1):
+        event(event="frame_failed", frame=f, error=f"plate.{f:04d}.exr: truncated file")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

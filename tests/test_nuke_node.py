@@ -1,0 +1,223 @@
+"""The HDMatt node in the ``nuke`` test double: generate, read back, channel copy, cache,
+cancel, failure reporting. The engine is the real ``hdmatt matte`` (tiny 48x48 frames) except
+where a failure or a hang is needed (``tests/nuke_double/standin_engine.py``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+
+from nuke_double.fixtures import fake_nuke  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+HDMATT = ROOT / ".venv" / "bin" / "hdmatt"
+STANDIN = Path(__file__).resolve().parent / "nuke_double" / "standin_engine.py"
+W = H = 48
+
+
+def write_exr(path, pixels, channels):
+    spec = oiio.ImageSpec(pixels.shape[1], pixels.shape[0], len(channels), oiio.FLOAT)
+    spec.channelnames = channels
+    out = oiio.ImageOutput.create(str(path))
+    assert out.open(str(path), spec)
+    out.write_image(np.ascontiguousarray(pixels, np.float32))
+    out.close()
+
+
+def read_exr(path):
+    inp = oiio.ImageInput.open(str(path))
+    spec = inp.spec()
+    px = inp.read_image(0, 0, 0, spec.nchannels, oiio.FLOAT)
+    inp.close()
+    return dict(zip(spec.channelnames, np.moveaxis(px, -1, 0)))
+
+
+def plate_pixels(seed):
+    yy, xx = np.mgrid[0:H, 0:W] / W
+    rng = np.random.default_rng(seed)
+    return np.stack([xx, yy, 0.5 * (xx + yy)], -1) * 0.8 + 0.05 * rng.random((H, W, 3))
+
+
+def trimap_pixels():
+    tri = np.zeros((H, W), np.float32)
+    tri[:, 18:30] = 0.5
+    tri[:, 30:] = 1.0
+    return np.repeat(tri[..., None], 4, -1)  # trimap in rgba, as a roto/keyer would give
+
+
+@pytest.fixture
+def shot(fake_nuke, tmp_path, monkeypatch):
+    """A saved script with plate + trimap Reads (2 frames) and an HDMatt node."""
+    nuke = fake_nuke
+    if not os.access(HDMATT, os.X_OK):
+        pytest.skip(f"engine not installed at {HDMATT} (run install.py)")
+    monkeypatch.setenv("HDMATT_ENGINE", str(HDMATT))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # to see leftovers of a run
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in (1, 2):
+        write_exr(src / f"plate.{f:04d}.exr", plate_pixels(f), ("R", "G", "B"))
+        write_exr(src / f"trimap.{f:04d}.exr", trimap_pixels(), ("R", "G", "B", "A"))
+    root = nuke.root()
+    root["name"].setValue(str(tmp_path / "shot010.nk"))
+    root["format"].setValue(f"{W} {H} 0 0 {W} {H} 1 tiny")
+    root["first_frame"].setValue(1)
+    root["last_frame"].setValue(2)
+    root["colorManagement"].setValue("OCIO")
+    root["OCIO_config"].setValue("cg-config-v2.1.0_aces-v1.3_ocio-v2.3")
+    root["workingSpaceLUT"].setValue("ACEScg")
+    plate = nuke.nodes.Read(file=str(src / "plate.####.exr"), first=1, last=2)
+    trimap = nuke.nodes.Read(file=str(src / "trimap.####.exr"), first=1, last=2)
+    node = nuke.createNode("HDMatt")
+    node.setInput(0, plate)
+    node.setInput(1, trimap)
+    node["cache"].setValue(str(tmp_path / "cache"))
+    return nuke, node, plate, src, tmp_path
+
+
+def render(nuke, node, path, channels="rgba"):
+    w = nuke.nodes.Write(file=str(path), channels=channels, raw=True, datatype="32 bit float")
+    w.setInput(0, node)
+    nuke.execute(w, 1, 2)
+    nuke.delete(w)
+
+
+def test_menu_and_gizmo_knobs(fake_nuke):
+    nuke = fake_nuke
+    assert nuke.menu("Nodes").findItem("HDMatt").findItem("HDMatt").command == \
+        "nuke.createNode('HDMatt')"
+    node = nuke.createNode("HDMatt")
+    assert node.Class() == "HDMatt"
+    for name in ("output_channel", "plate_colorspace", "patch", "overlap", "k", "pool", "device",
+                 "precision", "cache", "generate", "generate_current", "clear_cache", "status"):
+        assert node.knob(name) is not None, name
+    assert node["output_channel"].values() == ["rgba.alpha", "hdmatt.alpha"]
+    assert (node["patch"].value(), node["overlap"].value(), node["k"].value(),
+            node["pool"].value()) == (320, 32, 3, 30)
+    # onCreate filled a deterministic output path (unsaved script: temp folder)
+    assert node["alpha_file"].value().endswith("/HDMatt1/alpha.####.exr")
+    read = node.node("alpha_read")
+    assert read["raw"].value() and read["on_error"].value() == "black"
+    assert node.node("copy_alpha")["bbox"].value() == "B"
+
+
+def test_generate_read_back_and_channel_copy(shot):
+    nuke, node, plate, src, tmp_path = shot
+    inside_before = sorted(n.name() for n in node.nodes())
+    # nothing generated yet: the node shows black alpha, never computes during a render
+    render(nuke, node, tmp_path / "before.####.exr")
+    assert not read_exr(tmp_path / "before.0001.exr")["A"].any()
+
+    assert node["generate"].execute() is None  # the button, as a user presses it
+    alpha_file = node["alpha_file"].value()
+    assert alpha_file == str(tmp_path / "hdmatt" / "shot010" / "HDMatt1" / "alpha.####.exr")
+    assert node["status"].value().startswith("2 cached, 0 missing, 0 failed"), node["status"].value()
+    task = nuke.ProgressTask.tasks[-1]
+    assert task.progress[-1] == 100 and any("frame 2" in m for m in task.messages)
+    # temporary Write nodes and exported EXRs are gone
+    assert sorted(n.name() for n in node.nodes()) == inside_before
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+    render(nuke, node, tmp_path / "out.####.exr")
+    trimap = trimap_pixels()[..., 3]
+    for f in (1, 2):
+        out = read_exr(tmp_path / f"out.{f:04d}.exr")
+        alpha = read_exr(alpha_file.replace("####", f"{f:04d}"))["A"]
+        assert np.array_equal(out["A"], alpha)  # the Read picked up the engine's alpha
+        np.testing.assert_allclose(np.stack([out["R"], out["G"], out["B"]], -1),
+                                   plate_pixels(f), atol=1e-6)  # plate passes through raw
+        assert np.all(out["A"][trimap == 0] == 0) and np.all(out["A"][trimap == 1] == 1)
+        assert 0 <= out["A"].min() and out["A"].max() <= 1
+
+    # a separate layer instead: rgba.alpha stays the plate's (none: black)
+    node["output_channel"].setValue("hdmatt.alpha")
+    nuke._fire_knob_changed(node, "output_channel")
+    render(nuke, node, tmp_path / "layer.####.exr", channels="all")
+    out = read_exr(tmp_path / "layer.0001.exr")
+    assert np.array_equal(out["hdmatt.A"], read_exr(alpha_file.replace("####", "0001"))["A"])
+    assert "A" not in out  # the plate has no alpha and HDMatt did not add one
+
+
+def test_cache_hit_on_rerun_and_input_change_invalidates(shot):
+    nuke, node, plate, src, tmp_path = shot
+    alpha2 = Path(node["alpha_file"].value().replace("####", "0002"))
+    assert node["generate"].execute() is None
+    first = read_exr(alpha2)["A"]
+    assert node["status"].value().startswith("2 cached")
+
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    assert hdmatt_node.generate(node) is True
+    msgs = nuke.ProgressTask.tasks[-1].messages
+    assert "frame 1: cache hit" in msgs and "frame 2: cache hit" in msgs
+
+    # the compositor changes frame 2 of the plate: only frame 2 is recomputed
+    write_exr(src / "plate.0002.exr", plate_pixels(2)[::-1], ("R", "G", "B"))
+    plate["reload"].execute()
+    assert hdmatt_node.generate(node) is True
+    msgs = nuke.ProgressTask.tasks[-1].messages
+    assert "frame 1: cache hit" in msgs and "frame 2: done" in msgs
+    assert not np.array_equal(read_exr(alpha2)["A"], first)
+    # and the node shows the new frame: the Read was reloaded
+    render(nuke, node, tmp_path / "out.####.exr")
+    assert np.array_equal(read_exr(tmp_path / "out.0002.exr")["A"], read_exr(alpha2)["A"])
+
+
+@pytest.fixture
+def standin(shot, monkeypatch):
+    monkeypatch.setenv("HDMATT_ENGINE", str(STANDIN))
+    return shot
+
+
+def test_cancel_stops_the_engine_and_cleans_up(standin, monkeypatch):
+    nuke, node, plate, src, tmp_path = standin
+    mark = tmp_path / "sigint"
+    monkeypatch.setenv("STANDIN_MODE", "hang")
+    monkeypatch.setenv("STANDIN_MARK", str(mark))
+    # the user presses Cancel once the engine reports patch progress
+    nuke.ProgressTask.cancel_when = staticmethod(
+        lambda task: any("patches" in m for m in task.messages))
+    assert node["generate_current"].execute() is None
+    assert mark.read_text() == "SIGINT"  # the engine got Ctrl-C: its clean-stop path
+    assert "cancelled" in node["status"].value()
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert nuke._messages == []  # a cancel is not an error dialog
+
+
+@pytest.mark.parametrize("gui", [True, False])
+def test_engine_failure_reported_on_node_and_to_user(standin, monkeypatch, capsys, gui):
+    nuke, node, plate, src, tmp_path = standin
+    monkeypatch.setenv("STANDIN_MODE", "fail")
+    nuke.GUI = gui
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    assert hdmatt_node.generate(node) is False
+    assert node["status"].value() == "error: frame 2: plate.0002.exr: truncated file"
+    err = capsys.readouterr().err
+    if gui:
+        assert nuke._messages == ["HDMatt failed\nHDMatt1: frame 2: plate.0002.exr: truncated file"]
+        assert err == ""
+    else:
+        assert err == "HDMatt: HDMatt1: frame 2: plate.0002.exr: truncated file\n"
+    assert hdmatt_node.update_status(node).endswith("1 failed (frames 1-2); failed: 2")
+
+
+def test_engine_crash_and_bad_input_are_one_line(standin, monkeypatch, capsys):
+    nuke, node, plate, src, tmp_path = standin
+    monkeypatch.setenv("STANDIN_MODE", "crash")
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    assert hdmatt_node.generate(node) is False
+    assert node["status"].value() == "error: hdmatt: error: ACEScg-typo: unknown colour space"
+    node.setInput(1, None)
+    assert hdmatt_node.generate(node) is False
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        "HDMatt: HDMatt1: connect a trimap (or a matte to derive one)"
+    node["frames"].setValue("5-1")
+    assert hdmatt_node.generate(node) is False
+    assert "HDMatt1.frames: range '5-1' runs backwards" in node["status"].value()
