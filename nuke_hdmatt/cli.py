@@ -44,6 +44,15 @@ NOT_PASSED_TO_FARM = {"frames", "json_log"}
 PATH_OPTIONS = {"ocio", "trimap_from_matte", "weights", "cache"}
 
 
+def add_shot_paths(p: argparse.ArgumentParser) -> None:
+    """PLATE [TRIMAP] -o OUT, shared by ``matte`` and ``farm openjd``."""
+    p.add_argument("plate", metavar="PLATE", help="plate file or sequence (plate.####.exr)")
+    p.add_argument("trimap", metavar="TRIMAP", nargs="?",
+                   help="trimap file or sequence (omit with --trimap-from-matte)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="alpha output: .exr (plate channels kept, alpha added), .png/.tif (alpha only)")
+
+
 def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
     """Options shared by ``matte`` and ``farm openjd``; returns their actions.
 
@@ -336,11 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("matte", help="alpha for a plate (single file or sequence) and its trimap",
                        description="Matte PLATE with TRIMAP and write the alpha to OUT. Paths are "
                        "single files or sequences (plate.####.exr, plate.%%04d.exr, plate.@@@@.exr).")
-    m.add_argument("plate", metavar="PLATE")
-    m.add_argument("trimap", metavar="TRIMAP", nargs="?",
-                   help="trimap file or sequence (omit with --trimap-from-matte)")
-    m.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="alpha output: .exr (plate channels kept, alpha added), .png/.tif (alpha only)")
+    add_shot_paths(m)
     add_matte_options(m)
     m.set_defaults(func=cmd_matte)
 
@@ -380,9 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     o = fsub.add_parser("openjd", help="Open Job Description template (AWS Deadline Cloud)",
                         description="Print an Open Job Description job template whose chunked "
                         "tasks run 'hdmatt matte' on their frames.")
-    o.add_argument("plate", metavar="PLATE")
-    o.add_argument("trimap", metavar="TRIMAP", nargs="?")
-    o.add_argument("-o", "--output", required=True, metavar="OUT")
+    add_shot_paths(o)
     o.add_argument("--chunk", type=int, default=10, metavar="N", help="frames per task (default 10)")
     o.add_argument("--hdmatt", metavar="PATH", help="hdmatt executable on the farm "
                    "(default: this one, absolute)")

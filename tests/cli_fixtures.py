@@ -9,31 +9,24 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import OpenImageIO as oiio
+
+from imaging_fixtures import read_all, write_image as write_fixture
 
 SIZE = 48
 # Small patches keep every engine run on these tiny frames well under a second.
 FAST = ["--patch", "32", "--overlap", "8"]
 
 
-def write_image(path, pixels, channels, fmt="half", colorspace=None):
+def write_image(path, pixels, channels, fmt="half"):
+    """A single-part file (``channels`` like "RGB" or "Y") written straight with OpenImageIO."""
     pixels = np.asarray(pixels, np.float32)
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    spec = oiio.ImageSpec(pixels.shape[1], pixels.shape[0], pixels.shape[2], fmt)
-    spec.channelnames = tuple(channels)
-    if colorspace:
-        spec.attribute("oiio:ColorSpace", colorspace)
-    out = oiio.ImageOutput.create(str(path))
-    assert out.open(str(path), spec), oiio.geterror()
-    assert out.write_image(np.ascontiguousarray(pixels))
-    out.close()
+    return write_fixture(path, pixels[..., None] if pixels.ndim == 2 else pixels,
+                         tuple(channels), fmt=fmt)
 
 
 def read_image(path):
-    buf = oiio.ImageBuf(str(path))
-    assert not buf.has_error, buf.geterror()
-    return buf.spec(), buf.get_pixels(oiio.FLOAT)
+    """(spec, float32 H x W x C) of the first part."""
+    return read_all(path)[0]
 
 
 def make_frame(seed, size=SIZE):
