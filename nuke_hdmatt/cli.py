@@ -350,8 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_matte)
 
     d = sub.add_parser("demo", help="run the whole chain on a generated hair plate")
-    d.add_argument("-o", "--output-dir", default="hdmatt-demo", metavar="DIR",
-                   help="where the plate, trimap, alpha and preview go (default ./hdmatt-demo)")
+    d.add_argument("-o", "--output-dir", default="hdmatt_demo", metavar="DIR",
+                   help="where the plate, trimap, alpha and preview go (default ./hdmatt_demo)")
     d.add_argument("--weights", metavar="FILE")
     d.add_argument("--device", metavar="auto|cpu|cuda")
     d.add_argument("--cache", metavar="DIR")

@@ -314,7 +314,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
                 if cache is not None:
                     cache.put(key, alpha, {"frame": frame, "plate": plate.path,
                                            "output": out_path, **stamp})
-            metadata = {**stamp, "frame": frame, "plate": os.path.abspath(plate.path), "cache_key": key or ""}
+            metadata = {**stamp, "frame": frame, "plate": os.path.abspath(plate.path), "cache_key": key}
             os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
             write_alpha(out_path, alpha, plate, layer=job.layer, compression=job.compression,
                         half=job.half, metadata=metadata, bit_depth=job.bit_depth)
