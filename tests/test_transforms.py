@@ -82,13 +82,29 @@ def test_procedural_foreground_is_seeded_and_valid():
     assert bg.shape == (40, 40, 3) and bg.dtype == np.float32
 
 
-def _square_source(size=40, max_scale=1.0):
+def _square_source(size=300, max_scale=1.0):
     alpha = np.zeros((size, size), np.float32)
-    alpha[10:30, 10:30] = 1.0
-    alpha[10:30, 30] = 0.5
+    alpha[140:160, 140:160] = 1.0
+    alpha[140:160, 160] = 0.5
     fg = np.full((size, size, 3), 0.25, np.float32)
     return ForegroundSource(fg=fg, alpha=alpha, name="square",
                             unknown_yx=np.argwhere((alpha > 0) & (alpha < 1)), max_scale=max_scale)
+
+
+def test_source_region_mirrors_outside_the_frame():
+    alpha = (np.arange(12) * 20 + 10).astype(np.uint8).reshape(3, 4)   # touches every side
+    src = ForegroundSource(np.zeros((3, 4, 3), np.uint8), alpha, "x", np.zeros((0, 2)))
+    _, a = src.region(-1, 4, -2, 6)
+    # rows -1..3 -> 1,0,1,2,1 ; columns -2..5 -> 2,1,0,1,2,3,2,1
+    expected = alpha[[1, 0, 1, 2, 1]][:, [2, 1, 0, 1, 2, 3, 2, 1]] / 255.0
+    assert np.allclose(a, expected)
+    # A subject that does not reach a side is not mirrored past it.
+    alpha = np.zeros((4, 4), np.uint8)
+    alpha[1:, 1:3] = 200                                    # touches the bottom only
+    src = ForegroundSource(np.zeros((4, 4, 3), np.uint8), alpha, "y", np.zeros((0, 2)))
+    _, a = src.region(-2, 7, 0, 4)
+    assert np.allclose(a[:2], 0) and np.allclose(a[2:6], alpha / 255.0)
+    assert np.allclose(a[6], alpha[2] / 255.0)              # mirrored below
 
 
 def test_place_foreground_keeps_coverage_and_scales_it():

@@ -286,7 +286,8 @@ def procedural_foreground(rng: np.random.Generator, size: int) -> ForegroundSour
     unknown = np.argwhere((a8 > 0) & (a8 < 255)).astype(np.int32)
     if len(unknown) > 20000:
         unknown = unknown[rng.choice(len(unknown), 20000, replace=False)]
-    return ForegroundSource(fg=fg, alpha=alpha, name=f"procedural-{kind}", unknown_yx=unknown)
+    return ForegroundSource(fg=fg, alpha=alpha, name=f"procedural-{kind}", unknown_yx=unknown,
+                            in_place=True)
 
 
 def procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:

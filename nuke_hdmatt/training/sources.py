@@ -47,6 +47,9 @@ class ForegroundSource:
     name : str
     unknown_yx : ndarray (N, 2) int, coordinates of some pixels with 0 < alpha < 1
     max_scale : float, largest magnification allowed when placing it (1 = native pixels)
+    in_place : bool, the layer was drawn for the canvas: placement keeps the anchor pixel
+        where it is (rotating/scaling about it) instead of moving it, so the layer's own
+        frame stays mostly out of view
     """
 
     fg: np.ndarray
@@ -54,23 +57,56 @@ class ForegroundSource:
     name: str
     unknown_yx: np.ndarray
     max_scale: float = 1.0
+    in_place: bool = False
 
     def region(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
-        """float32 fg (sRGB 0-1) and alpha (0-1) of the window, zero outside the source."""
+        """float32 fg (sRGB 0-1) and alpha (0-1) of the window.
+
+        Beyond a side of the frame that the subject touches, the layer is mirrored: a
+        subject cut by its photo's frame (or a procedural layer cut by its canvas) would
+        otherwise show a straight alpha edge that no real matte has, wherever placement
+        moves that frame into view. Beyond the other sides it is empty (alpha 0).
+        """
         h, w = self.alpha.shape
-        fg = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
-        alpha = np.zeros((y1 - y0, x1 - x0), np.float32)
-        sy0, sy1, sx0, sx1 = max(y0, 0), min(y1, h), max(x0, 0), min(x1, w)
-        if sy1 > sy0 and sx1 > sx0:
-            f = np.asarray(self.fg[sy0:sy1, sx0:sx1], dtype=np.float32)
-            a = np.asarray(self.alpha[sy0:sy1, sx0:sx1], dtype=np.float32)
-            if self.fg.dtype == np.uint8:
-                f = f / 255.0
-            if self.alpha.dtype == np.uint8:
-                a = a / 255.0
-            fg[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = f
-            alpha[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = a
-        return fg, alpha
+        if y0 >= 0 and x0 >= 0 and y1 <= h and x1 <= w:
+            f, a = self.fg[y0:y1, x0:x1], self.alpha[y0:y1, x0:x1]
+        else:
+            yr, xr = np.arange(y0, y1), np.arange(x0, x1)
+            ys, xs = _mirror(yr, h), _mirror(xr, w)
+            lo, hi = int(ys.min()), int(ys.max())
+            # Read only the needed rows (sources are memory-mapped), then index.
+            f = np.asarray(self.fg[lo:hi + 1])[ys - lo][:, xs]
+            a = np.asarray(self.alpha[lo:hi + 1])[ys - lo][:, xs]
+            top, bottom, left, right = self.touches_frame
+            empty = ((~top & (yr < 0)) | (~bottom & (yr >= h)))[:, None] \
+                | ((~left & (xr < 0)) | (~right & (xr >= w)))[None, :]
+            a = np.where(empty, 0, a)
+        f = np.asarray(f, dtype=np.float32)
+        a = np.asarray(a, dtype=np.float32)
+        if self.fg.dtype == np.uint8:
+            f = f / 255.0
+        if self.alpha.dtype == np.uint8:
+            a = a / 255.0
+        return f, a
+
+    @property
+    def touches_frame(self) -> tuple:
+        """(top, bottom, left, right): whether the subject reaches that side of the frame."""
+        if getattr(self, "_touches", None) is None:
+            a = self.alpha
+            limit = 5 if a.dtype == np.uint8 else 0.02
+            self._touches = tuple(np.bool_(np.asarray(edge).max() > limit)
+                                  for edge in (a[0], a[-1], a[:, 0], a[:, -1]))
+        return self._touches
+
+
+def _mirror(index: np.ndarray, n: int) -> np.ndarray:
+    """Reflect indices into [0, n) (edge pixel not repeated), any distance outside."""
+    if n == 1:
+        return np.zeros_like(index)
+    period = 2 * (n - 1)
+    i = np.mod(index, period)
+    return np.where(i < n, i, period - i)
 
 
 def read_image(path) -> np.ndarray:

@@ -58,6 +58,8 @@ class PlaceForeground:
         else:
             anchor = np.array(source.alpha.shape, float) / 2
         target = rng.uniform(0.25, 0.75, 2) * size
+        if source.in_place:
+            target = anchor.copy()
         # canvas (y, x) -> source (y, x): src = anchor + A @ (dst - target)
         c, s = np.cos(angle), np.sin(angle)
         a_mat = np.array([[c, -s], [s, c]]) @ np.diag([1.0, mirror]) / scale
