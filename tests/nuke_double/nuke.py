@@ -946,7 +946,9 @@ def _build(statements, definition=None):
                     _apply_knob(node, item, blk.knobs[item])
             for i in range(n_in):
                 node.setInput(i, stack.pop() if stack else None)
-            if isinstance(node, Group):
+            # a saved gizmo instance (``HDMatt {...}``) is one block; Group blocks (and the
+            # Gizmo block of a definition) are followed by their children and end_group
+            if blk.cls == "Group" or node is gizmo:
                 node.begin()
                 groups.append(node)
             else:

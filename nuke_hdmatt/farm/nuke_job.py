@@ -1,0 +1,228 @@
+"""Farm jobs for Nuke scripts with HDMatt nodes: ``hdmatt farm nuke``.
+
+    hdmatt farm nuke SCRIPT --node HDMatt1 --write Write1 --frames 1001-1100 [--chunk 10]
+                     [--gpu] [--work DIR] [--nuke nuke] > job.yaml
+
+emits an Open Job Description job (``jobtemplate-2023-09``, see :mod:`.openjd`) of three steps,
+each depending on the one before:
+
+1. ``ExportInputs`` (one task, needs a Nuke licence)::
+
+       nuke -t <nuke_hdmatt>/nuke/prepass.py SCRIPT --node HDMatt1 --frames A-B --work DIR
+
+   renders the node's plate and trimap (raw, working space) to ``DIR`` and writes
+   ``DIR/matte_job.json``: the exact ``hdmatt matte`` call, with the script's colour settings
+   and the node's knobs (see :mod:`nuke_hdmatt.nuke.prepass`).
+2. ``Matte`` (frame chunks, no Nuke; ``--gpu`` asks for GPU workers)::
+
+       hdmatt farm nuke --run-chunk DIR --frames {{Task.Param.Frame}}
+
+   runs that ``hdmatt matte`` call on the chunk, writing the node's alpha sequence (its
+   ``alpha_file`` knob) through the shared per-frame cache (its ``cache`` knob).
+3. ``Render`` (frame chunks, Nuke)::
+
+       nuke -F {{Task.Param.Frame}} -X Write1 -x SCRIPT
+
+   The HDMatt node only reads the alpha the previous step wrote; nothing is generated during
+   the render (the node has no render callbacks), so ``nuke -x`` never calls ``nuke.execute``
+   from a render callback.
+
+``DIR`` (default ``<script folder>/hdmatt_farm/<script>_<node>``) and the script must be on
+storage every worker sees at the same path. Submit as with :mod:`.openjd`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+
+from ..errors import HDMattError, UsageError
+from ..sequence import format_frames, parse_frames
+from .openjd import SPEC_VERSION, default_executable, render_yaml, write_text_atomic
+
+__all__ = ["job_template", "run_chunk", "main", "PREPASS"]
+
+PREPASS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "nuke",
+                       "prepass.py")
+JOB_FILE = "matte_job.json"  # written by the prepass (nuke_hdmatt.nuke.prepass.JOB_FILE)
+
+
+def check_script(script: str, node: str, write: str) -> None:
+    """Fail early, before a job is queued, if the script lacks the named nodes.
+
+    Raises
+    ------
+    UsageError
+        Script missing or unreadable, or no top-level node of that name (or wrong class).
+    """
+    from ..nuke.nk_script import node_blocks
+    try:
+        with open(script, encoding="utf-8") as f:
+            blocks = node_blocks(f.read())
+    except OSError as exc:
+        raise UsageError(f"cannot read Nuke script ({exc.strerror})", path=script)
+    except ValueError as exc:
+        raise UsageError(f"not a Nuke script I can read ({exc})", path=script)
+    top = {b.name: b for path, b in blocks if not path and b.name}
+    if node not in top:
+        raise UsageError(f"--node: no node named {node!r} at the top level", path=script)
+    if top[node].cls != "HDMatt":
+        raise UsageError(f"--node: {node} is a {top[node].cls}, not an HDMatt node", path=script)
+    if write not in top or top[write].cls != "Write":
+        raise UsageError(f"--write: no Write node named {write!r}", path=script)
+
+
+def job_template(*, script: str, node: str, write: str, frames: list[int], chunk: int = 10,
+                 work: str | None = None, nuke: str = "nuke", executable: str | None = None,
+                 gpu: bool = False, name: str | None = None) -> dict:
+    """The three-step job as a dict (serialise with :func:`~.openjd.render_yaml`).
+
+    Parameters
+    ----------
+    script : str
+        The ``.nk`` file (made absolute).
+    node, write : str
+        Top-level HDMatt node and Write node names.
+    frames : list of int
+        Frames to matte and render (the ``Frames`` job parameter's default).
+    chunk : int
+        Frames per task in the Matte and Render steps.
+    work : str, optional
+        Shared folder for the exported inputs.
+    nuke : str
+        Nuke executable on the workers.
+    executable : str, optional
+        ``hdmatt`` on the workers (default: the one running).
+    gpu : bool
+        Require a GPU (``amount.worker.gpu >= 1``) for the Matte step.
+    """
+    if chunk < 1:
+        raise UsageError(f"--chunk must be at least 1, got {chunk}")
+    if not frames:
+        raise UsageError("--frames: no frames")
+    script = os.path.abspath(script)
+    stem = os.path.splitext(os.path.basename(script))[0]
+    work = os.path.abspath(work or os.path.join(os.path.dirname(script), "hdmatt_farm",
+                                                f"{stem}_{node}"))
+    exe = os.path.abspath(executable) if executable else default_executable()
+    params = [
+        {"name": "NukeExecutable", "type": "STRING", "default": nuke,
+         "description": "Nuke on the workers of steps 1 and 3"},
+        {"name": "HdmattExecutable", "type": "STRING", "default": exe,
+         "description": "hdmatt command on the workers of step 2 (engine venv)"},
+        {"name": "Prepass", "type": "STRING", "default": PREPASS,
+         "description": "nuke_hdmatt/nuke/prepass.py, run by nuke -t"},
+        {"name": "Script", "type": "STRING", "default": script, "description": "the .nk script"},
+        {"name": "Node", "type": "STRING", "default": node, "description": "HDMatt node"},
+        {"name": "Write", "type": "STRING", "default": write, "description": "Write to render"},
+        {"name": "WorkDir", "type": "STRING", "default": work,
+         "description": "shared folder for the exported plate/trimap"},
+        {"name": "Frames", "type": "STRING", "default": format_frames(frames),
+         "description": "frames (OpenJD range expression)"},
+        {"name": "ChunkSize", "type": "INT", "default": int(chunk), "minValue": 1,
+         "description": "frames per task"},
+    ]
+    chunked = {"taskParameterDefinitions": [{
+        "name": "Frame", "type": "CHUNK[INT]", "range": "{{Param.Frames}}",
+        "chunks": {"defaultTaskCount": "{{Param.ChunkSize}}", "rangeConstraint": "CONTIGUOUS"},
+    }]}
+
+    def run(command, args):
+        return {"actions": {"onRun": {"command": command, "args": args}}}
+
+    matte = {
+        "name": "Matte",
+        "dependencies": [{"dependsOn": "ExportInputs"}],
+        "parameterSpace": chunked,
+        "script": run("{{Param.HdmattExecutable}}",
+                      ["farm", "nuke", "--run-chunk", "{{Param.WorkDir}}",
+                       "--frames", "{{Task.Param.Frame}}"]),
+    }
+    if gpu:
+        matte["hostRequirements"] = {"amounts": [{"name": "amount.worker.gpu", "min": 1}]}
+    return {
+        "specificationVersion": SPEC_VERSION,
+        "extensions": ["TASK_CHUNKING"],
+        "name": name or f"hdmatt {os.path.basename(script)} {node}",
+        "parameterDefinitions": params,
+        "steps": [
+            {"name": "ExportInputs",
+             "script": run("{{Param.NukeExecutable}}",
+                           ["-t", "{{Param.Prepass}}", "{{Param.Script}}", "--node",
+                            "{{Param.Node}}", "--frames", "{{Param.Frames}}", "--work",
+                            "{{Param.WorkDir}}"])},
+            matte,
+            {"name": "Render",
+             "dependencies": [{"dependsOn": "Matte"}],
+             "parameterSpace": chunked,
+             "script": run("{{Param.NukeExecutable}}",
+                           ["-F", "{{Task.Param.Frame}}", "-X", "{{Param.Write}}", "-x",
+                            "{{Param.Script}}"])},
+        ],
+    }
+
+
+def run_chunk(work: str, frames: str) -> int:
+    """Step 2: run the prepass's ``hdmatt matte`` call on ``frames``; returns its exit code.
+
+    Raises
+    ------
+    UsageError
+        No (readable) ``matte_job.json`` in ``work``: step 1 did not run or failed.
+    """
+    from ..cli import main as hdmatt_main
+    from ..nuke.engine_call import MatteJob
+    path = os.path.join(work, JOB_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            job = MatteJob(**json.load(f)["job"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"no usable prepass output ({exc}); did the ExportInputs step run?",
+                         path=path)
+    parse_frames(frames)
+    argv = job.argv("hdmatt", frames=frames)
+    print("+", " ".join(shlex.quote(a) for a in argv), flush=True)
+    return hdmatt_main(argv[1:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``hdmatt farm nuke ...`` (delegated here by the CLI); returns the exit code."""
+    ap = argparse.ArgumentParser(prog="hdmatt farm nuke", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("script", nargs="?", metavar="SCRIPT", help="the Nuke script (.nk)")
+    ap.add_argument("--node", help="HDMatt node name (top level)")
+    ap.add_argument("--write", help="Write node to render in step 3")
+    ap.add_argument("--frames", help="frames: 1001-1100 (or a chunk, with --run-chunk)")
+    ap.add_argument("--chunk", type=int, default=10, help="frames per task (default 10)")
+    ap.add_argument("--work", metavar="DIR", help="shared folder for exported inputs")
+    ap.add_argument("--nuke", default="nuke", help="Nuke executable on the workers")
+    ap.add_argument("--hdmatt", metavar="PATH", help="hdmatt executable on the workers")
+    ap.add_argument("--gpu", action="store_true", help="run the Matte step on GPU workers")
+    ap.add_argument("--name", help="job name")
+    ap.add_argument("--job-output", metavar="FILE", help="write the template here, not stdout")
+    ap.add_argument("--run-chunk", metavar="DIR", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    try:
+        if not args.frames:
+            raise UsageError("--frames is required (e.g. 1001-1100)")
+        if args.run_chunk:
+            return run_chunk(args.run_chunk, args.frames)
+        if not args.script or not args.node or not args.write:
+            raise UsageError("SCRIPT, --node and --write are required")
+        check_script(args.script, args.node, args.write)
+        template = job_template(script=args.script, node=args.node, write=args.write,
+                                frames=parse_frames(args.frames), chunk=args.chunk,
+                                work=args.work, nuke=args.nuke, executable=args.hdmatt,
+                                gpu=args.gpu, name=args.name)
+        text = render_yaml(template)
+        if args.job_output:
+            write_text_atomic(args.job_output, text)
+        else:
+            sys.stdout.write(text)
+    except HDMattError as exc:
+        print(f"hdmatt farm nuke: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    return 0
