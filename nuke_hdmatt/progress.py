@@ -24,6 +24,8 @@ import threading
 import time
 from typing import TextIO
 
+from .errors import UsageError
+
 __all__ = ["ProgressReporter", "SigintCancel", "format_duration"]
 
 # Non-interactive logs (farm, CI) get a patch line at most this often, not one per patch.
@@ -62,7 +64,13 @@ class ProgressReporter:
         self.total = max(int(total_frames), 0)
         self.stream = stream if stream is not None else sys.stderr
         self.quiet = quiet
-        self._json = open(json_log, "a", encoding="utf-8") if json_log else None
+        self._json = None
+        if json_log:
+            try:
+                self._json = open(json_log, "a", encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"--json-log: cannot open for writing: {exc.strerror}",
+                                 path=json_log) from None
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._frame = None
         self._frame_t0 = 0.0
