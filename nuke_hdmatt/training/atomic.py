@@ -55,8 +55,11 @@ def write_png_atomic(path, pixels: np.ndarray) -> None:
     import OpenImageIO as oiio
 
     path = Path(path)
-    pixels = np.ascontiguousarray(np.clip(pixels, 0.0, 1.0), dtype=np.float32)
-    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    pixels = np.ascontiguousarray(np.clip(pixels, 0.0, 1.0))
+    channels = pixels.shape[2]
     tmp = _temp_beside(path, ".png")
     try:
         out = oiio.ImageOutput.create(tmp)

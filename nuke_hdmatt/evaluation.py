@@ -1,0 +1,343 @@
+"""``hdmatt eval``: our network and the classical peers on the same images and trimaps.
+
+::
+
+    hdmatt eval DATASET [--weights W] [--methods hdmatt,cf,knn] [--trimaps trimap1,trimap2]
+                        [--images GT02,GT10 | --images validation] [--out table.md]
+
+DATASET is laid out like alphamatting-dev: ``image/NAME.png`` (8-bit sRGB, used as the
+network input space directly), ``trimap1/``, ``trimap2/`` (0 / 128 / 255) and ``alpha/``
+(ground truth). Methods: ``hdmatt`` (the engine with ``--weights``, default the bundled
+weights), ``cf`` (PyMatting closed-form), ``knn`` (PyMatting KNN), and ``LABEL=WEIGHTS`` for
+more engines in the same run (e.g. ``A=model/hdmatt_a.safetensors``). Metrics are those of
+:mod:`nuke_hdmatt.metrics`, over each trimap's unknown region; MSE is printed x1e-3.
+
+:func:`evaluate` is the same loop for any ``name -> callable(image, trimap) -> alpha``
+mapping (the trainer passes the model being trained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import HDMattError, MissingFileError, OutputError, TrimapError, UsageError
+from .metrics import METRIC_NAMES, all_metrics
+
+__all__ = ["EvalRow", "EvalResults", "load_case", "list_images", "evaluate", "peer_methods",
+           "engine_method", "format_table", "main"]
+
+Matter = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass
+class EvalRow:
+    """Metrics of one method on one image with one trimap set (MSE unscaled)."""
+
+    method: str
+    trimap_set: str
+    image: str
+    sad: float
+    mse: float
+    grad: float
+    conn: float
+    seconds: float
+
+
+class EvalResults:
+    """Rows of an evaluation, with means per (method, trimap set)."""
+
+    def __init__(self, rows: list[EvalRow] | None = None):
+        self.rows = list(rows or [])
+
+    def means(self) -> dict[tuple[str, str], dict[str, float]]:
+        """``{(method, trimap_set): {"sad", "mse", "grad", "conn", "seconds", "n"}}``."""
+        groups: dict[tuple[str, str], list[EvalRow]] = {}
+        for r in self.rows:
+            groups.setdefault((r.method, r.trimap_set), []).append(r)
+        out = {}
+        for key, rows in groups.items():
+            out[key] = {m: float(np.mean([getattr(r, m) for r in rows]))
+                        for m in METRIC_NAMES + ("seconds",)}
+            out[key]["n"] = len(rows)
+        return out
+
+    def to_dict(self) -> dict:
+        return {"rows": [asdict(r) for r in self.rows],
+                "means": [{"method": m, "trimap_set": t, **v} for (m, t), v in self.means().items()]}
+
+
+def _read(path: Path) -> np.ndarray:
+    import OpenImageIO as oiio
+
+    if not path.exists():
+        raise MissingFileError("file not found", path=str(path))
+    inp = oiio.ImageInput.open(str(path))
+    if inp is None:
+        raise MissingFileError(f"cannot read: {oiio.geterror()}", path=str(path))
+    try:
+        spec = inp.spec()
+        px = inp.read_image(0, 0, 0, spec.nchannels, "float")
+    finally:
+        inp.close()
+    return np.asarray(px, np.float32).reshape(spec.height, spec.width, spec.nchannels)
+
+
+def load_case(dataset_dir, name: str, trimap_set: str):
+    """Read one evaluation case.
+
+    Returns
+    -------
+    image : float32 (H, W, 3), sRGB-encoded 0-1 (the network input space)
+    trimap : float32 (H, W) in {0, 0.5, 1}
+    gt : float32 (H, W) alpha in [0, 1]
+
+    Raises
+    ------
+    MissingFileError, TrimapError (size mismatch, or no unknown pixel)
+    """
+    root = Path(dataset_dir)
+    image = _read(root / "image" / f"{name}.png")
+    image = np.repeat(image, 3, axis=2) if image.shape[2] < 3 else image[..., :3]
+    tri_path = root / trimap_set / f"{name}.png"
+    raw = _read(tri_path)[..., 0]
+    gt = _read(root / "alpha" / f"{name}.png")[..., 0]
+    if raw.shape != image.shape[:2] or gt.shape != image.shape[:2]:
+        raise TrimapError(f"size {raw.shape[1]}x{raw.shape[0]} (alpha {gt.shape[1]}x{gt.shape[0]})"
+                          f" differs from the image's {image.shape[1]}x{image.shape[0]}",
+                          path=str(tri_path))
+    trimap = np.full(raw.shape, 0.5, np.float32)
+    trimap[raw < 0.1] = 0.0
+    trimap[raw > 0.9] = 1.0
+    if not (trimap == 0.5).any():
+        raise TrimapError("no unknown pixels to evaluate", path=str(tri_path))
+    return np.ascontiguousarray(image), trimap, gt
+
+
+def list_images(dataset_dir, trimap_sets) -> list[str]:
+    """Names with an image, a ground-truth alpha and every requested trimap."""
+    root = Path(dataset_dir)
+    if not (root / "image").is_dir():
+        raise MissingFileError("not an evaluation dataset (no image/ folder)", path=str(root))
+    names = []
+    for p in sorted((root / "image").glob("*.png")):
+        if (root / "alpha" / p.name).exists() and all((root / t / p.name).exists()
+                                                       for t in trimap_sets):
+            names.append(p.stem)
+    return names
+
+
+def evaluate(dataset_dir, methods: dict[str, Matter], images=None,
+             trimap_sets=("trimap1", "trimap2"), progress=None) -> EvalResults:
+    """Run every method on every (image, trimap set) and score it.
+
+    Parameters
+    ----------
+    dataset_dir : path, laid out like alphamatting-dev
+    methods : dict of name -> callable(image float32 (H, W, 3) sRGB 0-1, trimap float32
+        (H, W) {0, 0.5, 1}) -> alpha (H, W) in [0, 1]. Known pixels are reset from the
+        trimap before scoring (they are outside the metrics' region anyway).
+    images : list of str, optional (default: all complete cases)
+    trimap_sets : sequence of folder names
+    progress : callable(done, total, label), optional
+
+    Returns
+    -------
+    EvalResults
+    """
+    names = list(images) if images else list_images(dataset_dir, trimap_sets)
+    if not names:
+        raise MissingFileError("no complete image/alpha/trimap cases", path=str(dataset_dir))
+    results = EvalResults()
+    total = len(names) * len(trimap_sets) * len(methods)
+    done = 0
+    for name in names:
+        for ts in trimap_sets:
+            image, trimap, gt = load_case(dataset_dir, name, ts)
+            for label, fn in methods.items():
+                start = time.perf_counter()
+                try:
+                    # PyMatting prints solver warnings on stdout, which carries the table.
+                    with contextlib.redirect_stdout(sys.stderr):
+                        alpha = np.asarray(fn(image, trimap), dtype=np.float32)
+                except ValueError as exc:
+                    # PyMatting's complaint about a trimap (no F or no B region, ...).
+                    raise TrimapError(f"method {label}: {exc}",
+                                      path=str(Path(dataset_dir) / ts / f"{name}.png")) from None
+                seconds = time.perf_counter() - start
+                if alpha.shape != gt.shape:
+                    raise UsageError(f"method {label} returned {alpha.shape}, expected {gt.shape}")
+                alpha = np.where(trimap == 0.5, np.clip(alpha, 0, 1), trimap)
+                m = all_metrics(alpha, gt, trimap)
+                results.rows.append(EvalRow(label, ts, name, seconds=seconds, **m))
+                done += 1
+                if progress:
+                    progress(done, total, f"{label} {name} {ts}")
+    return results
+
+
+def _pymatting(solver: str) -> Matter:
+    def run(image, trimap):
+        import pymatting
+
+        fn = pymatting.estimate_alpha_cf if solver == "cf" else pymatting.estimate_alpha_knn
+        alpha = fn(image.astype(np.float64), trimap.astype(np.float64))
+        return np.clip(np.nan_to_num(alpha, nan=0.5), 0, 1).astype(np.float32)
+
+    return run
+
+
+def peer_methods() -> dict[str, Matter]:
+    """The classical peers: ``cf`` (closed-form, Levin 2008) and ``knn`` (Chen 2013)."""
+    return {"cf": _pymatting("cf"), "knn": _pymatting("knn")}
+
+
+def engine_method(weights=None, **engine_kwargs) -> Matter:
+    """Our network as a method; the engine loads on first call (torch imports lazily)."""
+    state = {}
+
+    def run(image, trimap):
+        if "engine" not in state:
+            from .engine import Engine
+
+            state["engine"] = Engine.load(weights=weights, **engine_kwargs)
+        return state["engine"].matte(image, trimap)
+
+    return run
+
+
+def _methods_from_args(spec: str, weights, engine_kwargs) -> dict[str, Matter]:
+    peers = peer_methods()
+    methods: dict[str, Matter] = {}
+    for token in (t.strip() for t in spec.split(",")):
+        if not token:
+            continue
+        if "=" in token:
+            label, path = (s.strip() for s in token.split("=", 1))
+            if not os.path.exists(path):
+                raise MissingFileError(f"weights for method {label} not found", path=path)
+            methods[label] = engine_method(path, **engine_kwargs)
+        elif token == "hdmatt":
+            methods["hdmatt"] = engine_method(weights, **engine_kwargs)
+        elif token in peers:
+            methods[token] = peers[token]
+        else:
+            raise UsageError(f"--methods: unknown method {token!r} "
+                             "(hdmatt, cf, knn or LABEL=WEIGHTS)")
+    if not methods:
+        raise UsageError("--methods: no method given")
+    return methods
+
+
+def format_table(results: EvalResults) -> str:
+    """Markdown: per trimap set, one row per image and method, then the means; then a
+    summary of means per method and trimap set."""
+    lines = []
+    means = results.means()
+    trimap_sets = list(dict.fromkeys(r.trimap_set for r in results.rows))
+    method_names = list(dict.fromkeys(r.method for r in results.rows))
+    head = "| {} | method | SAD | MSE x1e-3 | Grad | Conn | time s |"
+    rule = "|---|---|---:|---:|---:|---:|---:|"
+    for ts in trimap_sets:
+        lines += [f"### {ts}", "", head.format("image"), rule]
+        for r in (r for r in results.rows if r.trimap_set == ts):
+            lines.append(f"| {r.image} | {r.method} | {r.sad:.2f} | {r.mse * 1e3:.2f} | "
+                         f"{r.grad:.2f} | {r.conn:.2f} | {r.seconds:.2f} |")
+        for m in method_names:
+            v = means.get((m, ts))
+            if v:
+                lines.append(f"| **mean ({v['n']})** | **{m}** | **{v['sad']:.2f}** | "
+                             f"**{v['mse'] * 1e3:.2f}** | **{v['grad']:.2f}** | "
+                             f"**{v['conn']:.2f}** | {v['seconds']:.2f} |")
+        lines.append("")
+    lines += ["### mean per method", "", head.format("trimaps"), rule]
+    for ts in trimap_sets:
+        for m in method_names:
+            v = means.get((m, ts))
+            if v:
+                lines.append(f"| {ts} | {m} | {v['sad']:.2f} | {v['mse'] * 1e3:.2f} | "
+                             f"{v['grad']:.2f} | {v['conn']:.2f} | {v['seconds']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".eval-", suffix=".md", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"cannot write: {exc.strerror}", path=path) from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write: {exc.strerror}", path=path) from None
+
+
+def main(argv=None) -> int:
+    from .training import VALIDATION_IMAGES
+
+    ap = argparse.ArgumentParser(prog="hdmatt eval",
+                                 description="SAD / MSE / Grad / Conn of HDMatt and classical "
+                                             "peers on a dataset laid out like alphamatting-dev.")
+    ap.add_argument("dataset", metavar="DATASET")
+    ap.add_argument("--weights", default=None, help="weights for method hdmatt")
+    ap.add_argument("--methods", default="hdmatt,cf,knn",
+                    help="comma list of hdmatt, cf, knn, LABEL=WEIGHTS (default hdmatt,cf,knn)")
+    ap.add_argument("--trimaps", default="trimap1,trimap2", help="trimap folders")
+    ap.add_argument("--images", default=None,
+                    help="comma list of names, or 'validation' for the held-out split "
+                         f"({','.join(VALIDATION_IMAGES)}); default all")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--patch", type=int, default=320)
+    ap.add_argument("--out", default=None, help="also write the markdown table here")
+    ap.add_argument("-q", "--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        if not Path(args.dataset).is_dir():
+            raise MissingFileError("dataset folder not found", path=args.dataset)
+        trimap_sets = [t.strip() for t in args.trimaps.split(",") if t.strip()]
+        for t in trimap_sets:
+            if not (Path(args.dataset) / t).is_dir():
+                raise MissingFileError(f"no trimap folder {t!r}", path=args.dataset)
+        if args.images == "validation":
+            images = list(VALIDATION_IMAGES)
+        elif args.images:
+            images = [n.strip() for n in args.images.split(",") if n.strip()]
+        else:
+            images = None
+        if args.weights and not os.path.exists(args.weights):
+            raise MissingFileError("weights file not found", path=args.weights)
+        methods = _methods_from_args(args.methods, args.weights,
+                                     {"device": args.device, "patch": args.patch})
+
+        def progress(done, total, label):
+            if not args.quiet:
+                print(f"  [{done}/{total}] {label}", file=sys.stderr, flush=True)
+
+        results = evaluate(args.dataset, methods, images, trimap_sets, progress)
+        table = format_table(results)
+        sys.stdout.write(table)
+        if args.out:
+            _write_text_atomic(args.out, table)
+    except HDMattError as exc:
+        print(f"hdmatt eval: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hdmatt eval: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
