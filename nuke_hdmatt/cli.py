@@ -313,10 +313,17 @@ def cmd_farm_openjd(args: argparse.Namespace) -> int:
                             frames=frames, chunk=args.chunk, extra_args=matte_argv(args, args.matte_actions),
                             executable=args.hdmatt, name=args.name)
     text = render_yaml(template)
-    if args.job_output and args.job_output != "-":
+    target = args.job_output
+    if args.bundle:
+        # a Deadline Cloud job bundle is a folder holding template.yaml
+        os.makedirs(args.bundle, exist_ok=True)
+        target = os.path.join(args.bundle, "template.yaml")
+    if target and target != "-":
         from .farm.openjd import write_text_atomic
-        write_text_atomic(args.job_output, text)
-        print(f"hdmatt: wrote {args.job_output}", file=sys.stderr)
+        write_text_atomic(target, text)
+        print(f"hdmatt: wrote {target}", file=sys.stderr)
+        if args.bundle:
+            print(f"hdmatt: submit with: deadline bundle submit {args.bundle}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return EXIT_OK
@@ -390,7 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--hdmatt", metavar="PATH", help="hdmatt executable on the farm "
                    "(default: this one, absolute)")
     o.add_argument("--name", help="job name (default: hdmatt <plate file name>)")
-    o.add_argument("--job-output", metavar="FILE", help="write the template here instead of stdout")
+    out = o.add_mutually_exclusive_group()
+    out.add_argument("--job-output", metavar="FILE", help="write the template here instead of stdout")
+    out.add_argument("--bundle", metavar="DIR", help="write a Deadline Cloud job bundle "
+                     "(DIR/template.yaml) for 'deadline bundle submit DIR'")
     o.set_defaults(func=cmd_farm_openjd, matte_actions=add_matte_options(o))
     for name, (_, _, help_text) in FARM_DELEGATED.items():
         fsub.add_parser(name, help=help_text, add_help=False)

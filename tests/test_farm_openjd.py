@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli_fixtures import FAST, exr_sequence, hdmatt, hdmatt_env, read_image
+from cli_fixtures import FAST, exr_sequence, hdmatt, hdmatt_env, read_image, temp_leftovers
 
 VENV_BIN = Path(sys.executable).parent
 OPENJD = shutil.which("openjd", path=str(VENV_BIN)) or shutil.which("openjd")
@@ -64,6 +64,18 @@ def test_openjd_run_writes_every_frame(tmp_path):
         assert "A" in spec.channelnames and spec.getattribute("hdmatt:frame") == f
     # two chunks of two frames: the engine ran once per chunk, not once per frame
     assert run.stdout.count("loaded in") == 2, run.stdout[-3000:]
+
+
+def test_bundle_folder_for_deadline_cloud(tmp_path):
+    proc = hdmatt(tmp_path, "farm", "openjd", "p.####.exr", "t.####.exr", "-o", "a.####.exr",
+                  "--frames", "1001-1100x2", "--chunk", "5", "--hdmatt", HDMATT,
+                  "--bundle", "bundle")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and "deadline bundle submit bundle" in proc.stderr
+    doc = yaml.safe_load((tmp_path / "bundle/template.yaml").read_text())
+    frames = {p["name"]: p["default"] for p in doc["parameterDefinitions"]}["Frames"]
+    assert frames == "1001-1099:2"  # every other frame, as an OpenJD range expression
+    assert temp_leftovers(tmp_path / "bundle") == []
 
 
 def test_farm_needs_frames_and_a_trimap(tmp_path):

@@ -59,7 +59,11 @@ def _range_expression(frames: list[int]) -> str:
     """OpenJD range expression for ``frames`` (``1001-1100`` or ``1,5,10-12``)."""
     if not frames:
         raise UsageError("--frames: no frames")
-    return format_frames(frames)
+    ordered = sorted(set(frames))
+    steps = {b - a for a, b in zip(ordered, ordered[1:])}
+    if len(ordered) > 2 and len(steps) == 1 and steps != {1}:
+        return f"{ordered[0]}-{ordered[-1]}:{steps.pop()}"  # 1001-1100x2 stays one range
+    return format_frames(ordered)
 
 
 def job_template(*, plate: str, trimap: str | None, output: str, frames: list[int],
