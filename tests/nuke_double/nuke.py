@@ -428,33 +428,13 @@ class Node:
         return dict(src._image(frame)) if src is not None else _black()
 
 
-class Root(Node):
-    _KNOBS = {"first_frame": Int_Knob, "last_frame": Int_Knob, "format": String_Knob,
-              "fps": Double_Knob, "colorManagement": String_Knob, "OCIO_config": String_Knob,
-              "customOCIOConfigPath": File_Knob, "workingSpaceLUT": String_Knob,
-              "project_directory": String_Knob}
-    _MAX_INPUTS = 0
+class Group(Node):
+    _MAX_INPUTS = 99
 
-    def __init__(self):
+    def __init__(self, *args, **kwargs):
         Node.__init__(self)
-        self["first_frame"].setValue(1)
-        self["last_frame"].setValue(100)
-        self["format"].setValue("2048 1556 0 0 2048 1556 1 2K_Super_35(full-ap)")
-        self["colorManagement"].setValue("Nuke")
-        self["OCIO_config"].setValue("nuke-default")
-        self["workingSpaceLUT"].setValue("linear")
         self._nodes: list[Node] = []
 
-    def name(self) -> str:
-        return self["name"].value() or "Root"
-
-    def firstFrame(self) -> int:
-        return self["first_frame"].value()
-
-    def lastFrame(self) -> int:
-        return self["last_frame"].value()
-
-    # a Root is a Group in Nuke
     def nodes(self):
         return list(self._nodes)
 
@@ -468,19 +448,6 @@ class Root(Node):
     def end(self) -> None:
         _group_stack.pop()
 
-
-class Group(Node):
-    _MAX_INPUTS = 99
-
-    def __init__(self, *args, **kwargs):
-        Node.__init__(self)
-        self._nodes: list[Node] = []
-
-    nodes = Root.nodes
-    node = Root.node
-    begin = Root.begin
-    end = Root.end
-
     def __enter__(self):
         return self.begin()
 
@@ -492,6 +459,32 @@ class Group(Node):
         if out is None:
             raise RuntimeError(f"{self.name()}: group has no Output node")
         return out._image(frame)
+
+
+class Root(Group):
+    _KNOBS = {"first_frame": Int_Knob, "last_frame": Int_Knob, "format": String_Knob,
+              "fps": Double_Knob, "colorManagement": String_Knob, "OCIO_config": String_Knob,
+              "customOCIOConfigPath": File_Knob, "workingSpaceLUT": String_Knob,
+              "project_directory": String_Knob}
+    _MAX_INPUTS = 0
+
+    def __init__(self):
+        Group.__init__(self)
+        self["first_frame"].setValue(1)
+        self["last_frame"].setValue(100)
+        self["format"].setValue("2048 1556 0 0 2048 1556 1 2K_Super_35(full-ap)")
+        self["colorManagement"].setValue("Nuke")
+        self["OCIO_config"].setValue("nuke-default")
+        self["workingSpaceLUT"].setValue("linear")
+
+    def name(self) -> str:
+        return self["name"].value() or "Root"
+
+    def firstFrame(self) -> int:
+        return self["first_frame"].value()
+
+    def lastFrame(self) -> int:
+        return self["last_frame"].value()
 
 
 class Gizmo(Group):

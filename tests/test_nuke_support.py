@@ -1,0 +1,117 @@
+"""Nuke-side modules that run without Nuke: the .nk reader, colour settings, the engine's
+JSON-log follower and the engine command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nuke_hdmatt.errors import ColorSpaceError
+from nuke_hdmatt.nuke import nk_script
+from nuke_hdmatt.nuke.colour_settings import resolve_colour
+from nuke_hdmatt.nuke.engine_call import LogFollower, MatteJob
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gizmo_file_parses_with_expected_structure():
+    blocks = nk_script.node_blocks((ROOT / "gizmos" / "HDMatt.gizmo").read_text())
+    gizmo = blocks[0][1]
+    assert gizmo.cls == "Gizmo" and gizmo.knobs["inputs"] == "3"
+    kinds = {uk.name: uk.kind for uk in gizmo.user_knobs}
+    assert kinds["output_channel"] == 4 and kinds["generate"] == 22 and kinds["status"] == 26
+    assert kinds["cache"] == 2 and kinds["patch"] == 3
+    inner = {b.name: b for path, b in blocks if path == ["Gizmo"]}
+    assert inner["alpha_read"].knobs["file"] == "[value parent.alpha_file]"
+    assert inner["alpha_read"].knobs["on_error"] == "black"
+    assert inner["copy_alpha"].knobs["bbox"] == "B"
+    for uk in gizmo.user_knobs:  # every button's Python compiles
+        if uk.kind == 22:
+            compile(uk.text, uk.name, "exec")
+    compile(gizmo.knobs["onCreate"], "onCreate", "exec")
+
+
+def test_nk_stack_order_and_escapes():
+    text = ('Read {\n inputs 0\n name A\n}\nset NA [stack 0]\nRead {\n inputs 0\n name B\n}\n'
+            'push $NA\nMerge2 {\n inputs 2\n label "say \\"hi\\"\\n\\[value x]"\n name M\n}\n')
+    st = nk_script.parse(text)
+    assert [s.kind for s in st] == ["node", "set", "node", "push", "node"]
+    assert st[4].block.knobs["label"] == 'say "hi"\n[value x]'
+    with pytest.raises(ValueError, match="line 1"):
+        nk_script.parse("Read {\n name A\n")
+
+
+@pytest.mark.parametrize("root, exe_files, env, want", [
+    ({"colorManagement": "OCIO", "OCIO_config": "custom",
+      "customOCIOConfigPath": "{cfg}", "workingSpaceLUT": "ACEScg"}, [], {}, ("{cfg}", "ACEScg")),
+    ({"colorManagement": "OCIO", "OCIO_config": "aces_1.2", "workingSpaceLUT": "ACES - ACEScg"},
+     ["aces_1.2"], {}, ("{nuke}/plugins/OCIOConfigs/configs/aces_1.2/config.ocio", "ACES - ACEScg")),
+    ({"colorManagement": "OCIO", "OCIO_config": "fn-nuke_cg-config-v1.0.0_aces-v1.3_ocio-v2.1",
+      "workingSpaceLUT": "scene_linear"}, [], {},
+     ("ocio://cg-config-v1.0.0_aces-v1.3_ocio-v2.1", "scene_linear")),
+    ({"colorManagement": "Nuke"}, ["nuke-default"], {},
+     ("{nuke}/plugins/OCIOConfigs/configs/nuke-default/config.ocio", "linear")),
+    ({"colorManagement": "OCIO", "OCIO_config": "aces_1.2", "workingSpaceLUT": "ACEScg"}, [],
+     {"OCIO": "/studio/config.ocio"}, ("/studio/config.ocio", "ACEScg")),
+])
+def test_colour_settings(tmp_path, root, exe_files, env, want):
+    nuke_dir = tmp_path / "Nuke13.2v8"
+    for name in exe_files:
+        cfg = nuke_dir / "plugins" / "OCIOConfigs" / "configs" / name / "config.ocio"
+        cfg.parent.mkdir(parents=True)
+        cfg.write_text("ocio_profile_version: 1\n")
+    custom = tmp_path / "show.ocio"
+    custom.write_text("ocio_profile_version: 2\n")
+    sub = lambda s: s.format(cfg=custom, nuke=nuke_dir)  # noqa: E731
+    root = {k: sub(v) for k, v in root.items()}
+    got = resolve_colour(root, str(nuke_dir / "Nuke13.2"), env)
+    assert (got.config, got.colorspace) == tuple(sub(w) for w in want)
+    assert resolve_colour(root, str(nuke_dir / "Nuke13.2"), env, "sRGB - Texture").colorspace == \
+        "sRGB - Texture"
+
+
+def test_colour_settings_errors_name_the_root_knob(tmp_path):
+    with pytest.raises(ColorSpaceError, match="root.customOCIOConfigPath"):
+        resolve_colour({"colorManagement": "OCIO", "OCIO_config": "custom",
+                        "customOCIOConfigPath": str(tmp_path / "gone.ocio")}, None, {})
+    with pytest.raises(ColorSpaceError, match="root.OCIO_config: config 'aces_1.2'"):
+        resolve_colour({"colorManagement": "OCIO", "OCIO_config": "aces_1.2"}, "/x/Nuke", {})
+
+
+def test_log_follower_reads_partial_lines(tmp_path):
+    log = tmp_path / "log.jsonl"
+    f = log.open("w")
+    follower = LogFollower(str(log), 2)
+    assert follower.poll() == []  # nothing yet
+    f.write(json.dumps({"event": "frame_start", "frame": 1}) + "\n")
+    f.write('{"event": "progress", "frame": 1, "done": 1, "total": 4')  # half a line
+    f.flush()
+    assert follower.poll() == ["frame 1: starting"]
+    f.write(', "stage": "patches"}\n')
+    f.write(json.dumps({"event": "frame_done", "frame": 1, "cached": True}) + "\n")
+    f.write(json.dumps({"event": "frame_failed", "frame": 2, "error": "bad"}) + "\n")
+    f.write(json.dumps({"event": "shot_done", "done": [1], "failed": [2]}) + "\n")
+    f.flush()
+    assert follower.poll() == ["frame 1: patches 1/4", "frame 1: cache hit", "frame 2: failed"]
+    assert follower.result.cached == [1] and follower.result.failed == {2: "bad"}
+    assert follower.fraction == 1.0
+
+
+def test_matte_job_argv_matches_cli_flags():
+    from nuke_hdmatt.cli import build_parser
+    job = MatteJob(plate="/w/plate.####.exr", trimap="/w/trimap.####.exr",
+                   output="/o/alpha.####.exr", frames="1-4", plate_colorspace="ACEScg",
+                   ocio="ocio://cg-config-latest", cache="/c")
+    argv = job.argv("hdmatt", "/w/log.jsonl", frames="3-4")
+    args = build_parser().parse_args(argv[1:])  # the real CLI accepts every flag
+    assert (args.plate, args.trimap, args.output, args.frames) == \
+        ("/w/plate.####.exr", "/w/trimap.####.exr", "/o/alpha.####.exr", "3-4")
+    assert (args.trimap_channel, args.layer, args.plate_colorspace, args.ocio, args.cache) == \
+        ("A", "rgba", "ACEScg", "ocio://cg-config-latest", "/c")
+    assert (args.patch, args.overlap, args.k, args.pool, args.json_log) == \
+        (320, 32, 3, 30, "/w/log.jsonl")
+    m = MatteJob(plate="p.####.exr", matte="m.####.exr", band=8, output="o.####.exr", frames="1")
+    args = build_parser().parse_args(m.argv("hdmatt")[1:])
+    assert (args.trimap, args.trimap_from_matte, args.band) == (None, "m.####.exr", 8)
