@@ -111,6 +111,9 @@ def plan_frames(job: MatteJob) -> FramePlan:
         raise UsageError("a trimap is needed: TRIMAP or --trimap-from-matte MATTE")
     inputs = [FrameSequence(job.plate), FrameSequence(_trimap_source(job))]
     out = FrameSequence(job.output)
+    for seq in inputs:
+        if os.path.abspath(seq.pattern) == os.path.abspath(out.pattern):
+            raise UsageError("output would overwrite an input; choose another -o", path=job.output)
     seqs = [s for s in inputs if s.is_sequence]
     if not seqs and not out.is_sequence:
         if job.frames and len(job.frames) > 1:

@@ -91,6 +91,7 @@ def test_missing_frame_fails_that_frame_only_exit_1(tmp_path):
     (["--plate-colorspace", "NotASpace"], ["NotASpace"]),
     (["--frames", "5-1"], ["--frames", "5-1"]),
     (["--compression", "lzma"], ["lzma"]),
+    (["-o", "in/plate.####.exr"], ["overwrite an input"]),
 ])
 def test_bad_input_is_one_line_exit_2_without_loading_torch(tmp_path, extra, needles):
     plate, trimap = exr_sequence(tmp_path / "in", [1])
