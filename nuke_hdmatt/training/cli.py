@@ -1,0 +1,117 @@
+"""``hdmatt train``: train an HDMatt network on a pre-generated sample folder.
+
+    python -m nuke_hdmatt.training.dataset build --out runs/data192 --n 8000 --patch 192
+    hdmatt train --data runs/data192 --run runs/d1 --variant D --minutes 90
+
+The sample folder may still be growing (a builder running beside the trainer): it is
+listed again at every epoch. Interrupt at any time; the same command resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import HDMattError
+
+
+def rotate_queries(batch: dict, gen, p_rotate: float = 0.5, min_unknown: float = 0.02) -> dict:
+    """Let a context patch that holds unknown pixels serve as the query (the rest as its context).
+
+    The closed-form prior makes a sample cost more than a training step; every patch of
+    a sample comes from the same composite, so each can be a query for the others."""
+    import torch
+    tri = batch["trimap"]
+    frac = ((tri > 0.25) & (tri < 0.75)).float().mean(dim=(2, 3))      # (B, P+1)
+    order = []
+    for b in range(tri.shape[0]):
+        ok = [j for j in range(1, tri.shape[1]) if frac[b, j] >= min_unknown]
+        j = 0
+        if ok and torch.rand((), generator=gen).item() < p_rotate:
+            j = ok[int(torch.randint(len(ok), (), generator=gen))]
+        order.append([j] + [i for i in range(tri.shape[1]) if i != j])
+    idx = torch.tensor(order)
+    ar = torch.arange(tri.shape[0])[:, None]
+    return {k: (v[ar, idx] if torch.is_tensor(v) and v.dim() >= 2 else v) for k, v in batch.items()}
+
+
+def split_batch(batch: dict) -> dict:
+    """Dataset batch (patch axis 1, index 0 = query) -> trainer keys."""
+    out = {}
+    for k in ("image", "fg", "bg"):
+        out[k] = batch[k][:, 0]
+    for k in ("trimap", "alpha", "prior"):
+        if k in batch:
+            out[k] = batch[k][:, 0, None]
+    out["ctx_image"] = batch["image"][:, 1:]
+    out["ctx_trimap"] = batch["trimap"][:, 1:, None]
+    if "prior" in batch:
+        out["ctx_prior"] = batch["prior"][:, 1:, None]
+    return out
+
+
+def loader_factory(data: Path, batch: int, seed: int, min_samples: int):
+    import time
+    import torch
+    from .dataset import PatchFolderDataset, sample_paths
+
+    def factory(step: int):
+        while len(sample_paths(data)) < min_samples:
+            print(f"waiting for at least {min_samples} samples in {data} ...", flush=True)
+            time.sleep(20)
+        ds = PatchFolderDataset(data, seed=seed)
+        epoch = step // max(1, len(ds) // batch)
+        ds.set_epoch(epoch)
+        g = torch.Generator().manual_seed(seed * 100003 + epoch)
+        dl = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, generator=g,
+                                         drop_last=True, num_workers=0)
+        return (split_batch(rotate_queries(b, g)) for b in dl)
+    return factory
+
+
+def main(argv=None) -> int:
+    from .. import training
+    ap = argparse.ArgumentParser(prog="hdmatt train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="sample folder from `dataset build`")
+    ap.add_argument("--run", required=True, help="run folder: checkpoints, best weights, logs")
+    ap.add_argument("--preset", default="light", choices=("light", "paper"))
+    ap.add_argument("--variant", default="D", choices=("A", "B", "C", "D"))
+    ap.add_argument("--init", default=None, help="weights to fine-tune from")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=4000, help="length of the cosine schedule")
+    ap.add_argument("--minutes", type=float, default=0, help="stop after this much wall time")
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--val-minutes", type=float, default=12)
+    ap.add_argument("--ckpt-minutes", type=float, default=4)
+    ap.add_argument("--val-data", default=str(training.shared_data_dir() / "alphamatting-dev"))
+    ap.add_argument("--val-images", default=",".join(training.VALIDATION_IMAGES))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--min-samples", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    from .trainer import TrainSettings, train
+    from .validation import load_pairs
+    s = TrainSettings(run=Path(args.run), data=Path(args.data), preset=args.preset,
+                      variant=args.variant, init=Path(args.init) if args.init else None,
+                      batch=args.batch, steps=args.steps, minutes=args.minutes, lr=args.lr,
+                      ckpt_minutes=args.ckpt_minutes, val_minutes=args.val_minutes,
+                      threads=args.threads, seed=args.seed)
+    try:
+        import torch
+        torch.set_num_threads(args.threads)
+        names = [n for n in args.val_images.split(",") if n]
+        val_dir = Path(args.val_data)
+        pairs = load_pairs(val_dir, names) if names and val_dir.exists() else []
+        if not pairs:
+            print(f"note: no validation images ({val_dir}); training without validation", file=sys.stderr)
+        train(s, loader_factory(Path(args.data), args.batch, args.seed, args.min_samples), pairs)
+    except HDMattError as exc:
+        print(f"hdmatt train: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Loss, batch plumbing, and a resumable few-step training run on a tiny network."""
+
+import numpy as np
+import torch
+
+from nuke_hdmatt.engine.config import LIGHT
+from nuke_hdmatt.engine.network import HDMattNet
+from nuke_hdmatt.engine.weights import load_network, save_weights
+from nuke_hdmatt.training.cli import rotate_queries, split_batch
+from nuke_hdmatt.training.loss import matting_loss, patch_weights, srgb_to_linear
+from nuke_hdmatt.training.trainer import TrainSettings, train
+
+torch.set_num_threads(1)
+TINY = LIGHT.replace(blocks=(1, 1, 1, 1), width=8, stem_width=8, aspp_width=16, aspp_rates=(2,),
+                     key_dim=8, value_dim=8, decoder_width=8, variant="D")
+
+
+def _batch(b=2, p=3, s=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    alpha = torch.rand(b, p + 1, s, s, generator=g)
+    tri = torch.full((b, p + 1, s, s), 0.5)
+    tri[..., :6, :] = 1.0
+    tri[..., -6:, :] = 0.0
+    alpha[..., :6, :] = 1.0
+    alpha[..., -6:, :] = 0.0
+    fg, bg = torch.rand(b, p + 1, 3, s, s, generator=g), torch.rand(b, p + 1, 3, s, s, generator=g)
+    lin = alpha[:, :, None] * srgb_to_linear(fg) + (1 - alpha[:, :, None]) * srgb_to_linear(bg)
+    image = torch.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin.clamp_min(1e-9) ** (1 / 2.4) - 0.055)
+    return {"image": image, "fg": fg, "bg": bg, "trimap": tri, "alpha": alpha,
+            "prior": (alpha + 0.2 * torch.rand(alpha.shape, generator=g)).clamp(0, 1)}
+
+
+def test_loss_is_smallest_for_the_ground_truth_and_ignores_known_pixels():
+    d = split_batch(_batch())
+    w = patch_weights(32, 8)
+    args = (d["alpha"], d["image"], d["fg"], d["bg"], d["trimap"], w)
+    perfect = matting_loss(d["alpha"], *args)
+    assert perfect.item() < 1e-3                        # linear-light composition is exact
+    worse = matting_loss((d["alpha"] + 0.1).clamp(0, 1), *args)
+    assert worse.item() > perfect.item() + 0.02
+    known_wrong = d["alpha"].clone()
+    known_wrong[..., :6, :] = 0.0                       # errors on known pixels do not count
+    torch.testing.assert_close(matting_loss(known_wrong, *args), perfect)
+
+
+def test_patch_weights_fade_towards_the_patch_border():
+    w = patch_weights(32, 8)
+    assert w[16, 16] == 1.0 and w[0, 16] < 0.1 and w[0, 0] < w[0, 16]
+
+
+def test_split_and_rotate_keep_query_and_context_from_the_same_sample():
+    batch = _batch(b=4, p=3)
+    batch["trimap"][1, 0] = 0.0                         # query of sample 1 has no unknown pixel
+    rotated = rotate_queries(batch, torch.Generator().manual_seed(0), p_rotate=1.0)
+    for b in range(4):   # a permutation of the same patches, query first
+        orig = {float(batch["alpha"][b, j].sum()) for j in range(4)}
+        assert {float(rotated["alpha"][b, j].sum()) for j in range(4)} == orig
+    assert not torch.equal(rotated["alpha"][:, 0], batch["alpha"][:, 0])
+    d = split_batch(rotated)
+    assert d["image"].shape == (4, 3, 32, 32) and d["ctx_image"].shape == (4, 3, 3, 32, 32)
+    assert d["trimap"].shape == (4, 1, 32, 32) and d["ctx_prior"].shape == (4, 3, 1, 32, 32)
+
+
+def test_training_runs_checkpoints_and_resumes(tmp_path):
+    init = tmp_path / "init.safetensors"
+    torch.manual_seed(0)
+    save_weights(HDMattNet(TINY), init)
+    batches = [split_batch(_batch(seed=i)) for i in range(3)]
+    factory = lambda step: iter(batches)
+    s = TrainSettings(run=tmp_path / "run", data=tmp_path, variant="D", init=init, steps=4, threads=1)
+    state = train(s, factory, val_pairs=None)
+    assert state["step"] == 4 and (tmp_path / "run" / "ckpt.pt").exists()
+    s.steps = 6
+    state = train(s, factory, val_pairs=None)             # resumes at 4, not 0
+    assert state["step"] == 6
+    ck = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)
+    assert ck["state"]["step"] == 6
+    net, _ = load_network(init)
+    moved = any(not torch.equal(a, b.float()) for a, b in zip(ck["net"].values(), net.state_dict().values())
+                if a.is_floating_point())
+    assert moved
+
+
+def test_validation_writes_best_weights_that_the_engine_loads(tmp_path):
+    from nuke_hdmatt.engine.runner import Engine
+    from nuke_hdmatt.training.validation import ValPair
+    init = tmp_path / "init.safetensors"
+    torch.manual_seed(0)
+    save_weights(HDMattNet(TINY), init)
+    rng = np.random.default_rng(0)
+    tri = np.zeros((40, 40), np.float32)
+    tri[10:30] = 0.5
+    tri[15:25, 10:30] = 1.0
+    gt = np.where(tri == 0.5, 0.5, tri).astype(np.float32)
+    pair = ValPair("X", "trimap1", rng.random((40, 40, 3), dtype=np.float32), tri, gt,
+                   np.where(tri == 0.5, 0.4, tri).astype(np.float32))
+    pairs = [pair, ValPair("X", "trimap2", pair.image, tri, gt, pair.prior)]
+    batches = [split_batch(_batch(seed=i)) for i in range(2)]
+    s = TrainSettings(run=tmp_path / "run", data=tmp_path, variant="D", init=init, steps=2, threads=1)
+    train(s, lambda step: iter(batches), val_pairs=pairs)
+    best = tmp_path / "run" / "best.safetensors"
+    assert best.exists() and (tmp_path / "run" / "best.json").exists()
+    eng = Engine.load(weights=best, device="cpu", patch=32, overlap=8)
+    assert eng.cfg.variant == "D" and eng.matte(pair.image, tri, prior=pair.prior).shape == (40, 40)
