@@ -104,7 +104,7 @@ def test_job_template_checks_and_runs_end_to_end(fake_nuke, farm_shot):
     interactive = read_exr(alpha1)["A"]
 
     r = hdmatt("farm", "nuke", script, "--node", "HDMatt1", "--write", "Write1", "--frames", "1-2",
-               "--chunk", "1", "--gpu", "--hdmatt", BIN / "hdmatt", env=env)
+               "--chunk", "2", "--gpu", "--hdmatt", BIN / "hdmatt", env=env)
     assert r.returncode == 0, r.stderr
     job = tmp_path / "job.yaml"
     job.write_text(r.stdout)
