@@ -22,7 +22,6 @@ After it, ``.venv/bin/hdmatt`` exists in the repository root.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -192,14 +191,6 @@ def nuke_path_lines(plugin_dir: Path, hdmatt: Path) -> str:
 # ---------------------------------------------------------------- --check
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def expected_weight_hashes(model_dir: Path) -> dict[str, str]:
     """{weights file name: sha256} from ``model/manifest.json`` or ``model/*.sha256`` sidecars.
 
@@ -232,6 +223,10 @@ def expected_weight_hashes(model_dir: Path) -> dict[str, str]:
 
 def check_weights(model_dir: Path) -> list[tuple[str, str, str]]:
     """[(status, what, detail)] for each bundled weights file; status is ok / WARN / FAIL."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from nuke_hdmatt.engine.weights import file_sha256  # torch-free: the engine's own hash
+
     rows = []
     expected = expected_weight_hashes(model_dir) if model_dir.is_dir() else {}
     files = sorted(p for ext in ("*.safetensors", "*.pt", "*.pth") for p in model_dir.glob(ext)) \
@@ -240,7 +235,7 @@ def check_weights(model_dir: Path) -> list[tuple[str, str, str]]:
         rows.append(("WARN", "weights", f"no weights in {model_dir} (engine runs untrained)"))
     for p in files:
         want = expected.get(p.name)
-        got = _sha256(p)
+        got = file_sha256(p)
         if want is None:
             rows.append(("WARN", f"weights {p.name}", f"sha256 {got[:12]}..., none recorded"))
         elif want == got:

@@ -170,6 +170,16 @@ def test_bad_names_are_one_line_errors(farm_shot, args, message):
     assert nuke_job.PREPASS.endswith("nuke_hdmatt/nuke/prepass.py")
 
 
+def test_prepass_errors_are_one_line(farm_shot):
+    tmp_path, script, env = farm_shot
+    from nuke_hdmatt.farm import nuke_job
+    r = subprocess.run(["nuke", "-t", nuke_job.PREPASS, str(script), "--node", "Write1",
+                        "--frames", "1-2", "--work", str(tmp_path / "w")], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr == f"hdmatt prepass: {script}: no HDMatt node named 'Write1'\n"
+
+
 def test_run_chunk_without_prepass_is_one_line(tmp_path):
     from nuke_hdmatt.farm import nuke_job
     assert nuke_job.main(["--run-chunk", str(tmp_path), "--frames", "1-2"]) == 2

@@ -164,6 +164,36 @@ def test_generate_read_back_channel_copy_cache_hit_and_invalidation(shot):
     render(nuke, node, tmp_path / "new.####.exr", channels="all")
     assert np.array_equal(read_exr(tmp_path / "new.0002.exr")["hdmatt.A"], read_exr(alpha2)["A"])
 
+    # Clear cache: this node's frames and the shared cache folder's entries, via the engine
+    from nuke_hdmatt.cache import FrameCache
+    assert len(FrameCache(node["cache"].value()).entries()) == 3
+    assert node["clear_cache"].execute() is None
+    assert not alpha2.exists() and FrameCache(node["cache"].value()).entries() == []
+    assert node["status"].value().startswith("0 cached, 2 missing, 0 failed")
+    render(nuke, node, tmp_path / "cleared.####.exr", channels="all")
+    assert not read_exr(tmp_path / "cleared.0002.exr")["hdmatt.A"].any()  # black, not stale
+
+
+def test_matte_input_derives_the_trimap(shot):
+    nuke, node, plate, src, tmp_path = shot
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    matte = node.input(1)
+    node.setInput(1, None)
+    node.setInput(2, matte)
+    node["band"].setValue(6)
+    work = tmp_path / "work"
+    work.mkdir()
+    paths = hdmatt_node.export_inputs(node, [1], str(work))
+    assert paths["trimap"] is None and sorted(os.listdir(work)) == ["matte.0001.exr", "plate.0001.exr"]
+    exported = read_exr(work / "plate.0001.exr")
+    assert sorted(exported) == ["B", "G", "R"]  # rgb only, raw float
+    np.testing.assert_array_equal(exported["R"], plate_pixels(1)[..., 0].astype(np.float32))
+    argv = hdmatt_node.matte_job(node, paths, [1]).argv("hdmatt")
+    i = argv.index("--trimap-from-matte")
+    assert argv[i:i + 4] == ["--trimap-from-matte", paths["matte"], "--band", "6"]
+    assert argv[argv.index("--ocio") + 1] == "ocio://cg-config-v2.1.0_aces-v1.3_ocio-v2.3"
+    assert argv[argv.index("--plate-colorspace") + 1] == "ACEScg"
+
 
 @pytest.fixture
 def standin(shot, monkeypatch):
