@@ -121,7 +121,9 @@ def export_inputs(node, frames: list[int], folder: str) -> dict:
         raise UsageError(f"{node.name()}: connect a trimap (or a matte to derive one)")
     paths = {name: None for name, _ in INPUTS}
     writes = []
-    node.begin()
+    # beside the node, fed by what feeds it: the gizmo's insides stay as the file defines them
+    group = node.parent()
+    group.begin()
     try:
         for index, (name, channels) in enumerate(INPUTS):
             if node.input(index) is None or (name == "matte" and node.input(1) is not None):
@@ -129,7 +131,7 @@ def export_inputs(node, frames: list[int], folder: str) -> dict:
             pattern = os.path.join(folder, f"{name}.####.exr").replace("\\", "/")
             write = nuke.nodes.Write(file=pattern, file_type="exr", datatype="32 bit float",
                                      channels=channels, raw=True)
-            write.setInput(0, node.node(name))
+            write.setInput(0, node.input(index))
             writes.append(write)
             paths[name] = pattern
         for write in writes:
@@ -138,7 +140,7 @@ def export_inputs(node, frames: list[int], folder: str) -> dict:
     finally:
         for write in writes:
             nuke.delete(write)
-        node.end()
+        group.end()
     return paths
 
 
