@@ -115,3 +115,23 @@ def test_matte_job_argv_matches_cli_flags():
     m = MatteJob(plate="p.####.exr", matte="m.####.exr", band=8, output="o.####.exr", frames="1")
     args = build_parser().parse_args(m.argv("hdmatt")[1:])
     assert (args.trimap, args.trimap_from_matte, args.band) == (None, "m.####.exr", 8)
+
+
+def test_nuke_side_never_imports_torch_or_numpy():
+    """What Nuke's Python loads (gizmos/init.py, the node module, the prepass) stays stdlib:
+    Nuke ships its own libtorch, and a pip torch or numpy inside it breaks."""
+    import subprocess
+    import sys
+    code = (
+        "import sys, types, runpy\n"
+        "nuke = types.ModuleType('nuke'); nuke.pluginPath = lambda: []\n"
+        "sys.modules['nuke'] = nuke\n"
+        f"runpy.run_path({str(ROOT / 'gizmos' / 'init.py')!r})\n"
+        "import nuke_hdmatt.nuke.node, nuke_hdmatt.nuke.prepass, nuke_hdmatt.farm.nuke_job\n"
+        "bad = sorted(m for m in ('torch', 'numpy', 'OpenImageIO', 'PyOpenColorIO')"
+        " if m in sys.modules)\n"
+        "print(bad)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       cwd=ROOT / "gizmos")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
