@@ -148,3 +148,20 @@ def test_engine_lookup_errors_are_one_line(tmp_path):
         engine_env.engine_executable(env={"PATH": ""}, home=tmp_path)
     with pytest.raises(UsageError, match="HDMATT_ENGINE"):
         engine_env.engine_executable(env={"HDMATT_ENGINE": str(tmp_path / "nope")})
+
+
+def test_uninstall_removes_a_venv_only_if_the_install_created_it(tmp_path, monkeypatch, engine):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    venv = engine.parent.parent
+    (venv / "bin" / "python").write_text("")
+    install.add_nuke_hooks(home, install.GIZMO_DIR, engine, venv / "bin" / "python",
+                           venv_created=False)
+    assert install.main(["--uninstall"]) == 0
+    assert venv.exists() and list(home.iterdir()) == []
+    install.add_nuke_hooks(home, install.GIZMO_DIR, engine, venv / "bin" / "python",
+                           venv_created=True)
+    install.add_nuke_hooks(home, install.GIZMO_DIR, engine, venv / "bin" / "python")  # re-run
+    assert install.main(["--uninstall"]) == 0
+    assert not venv.exists() and list(home.iterdir()) == []
