@@ -248,3 +248,15 @@ def test_engine_crash_and_bad_input_are_one_line(standin, monkeypatch, capsys):
     node["frames"].setValue("5-1")
     assert hdmatt_node.generate(node) is False
     assert "HDMatt1.frames: range '5-1' runs backwards" in node["status"].value()
+
+
+def test_broken_upstream_is_reported_not_raised(shot, capsys):
+    nuke, node, plate, src, tmp_path = shot
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    plate["last"].setValue(3)  # frame 3 of the plate does not exist
+    assert hdmatt_node.generate(node, "2-3") is False
+    status = node["status"].value()
+    assert status.startswith("error: plate input, frames 2-3: ") and "plate.0003.exr" in status
+    assert capsys.readouterr().err.count("\n") == 1
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert [n.Class() for n in nuke.root().nodes()] == ["Read", "Read", "HDMatt"]

@@ -22,7 +22,7 @@ import tempfile
 import nuke
 
 from ..engine_env import engine_executable
-from ..errors import Cancelled, HDMattError, UsageError
+from ..errors import Cancelled, HDMattError, PlateError, UsageError
 from ..sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
 from .colour_settings import resolve_colour
 from .engine_call import MatteJob, run_engine
@@ -114,6 +114,10 @@ def export_inputs(node, frames: list[int], folder: str) -> dict:
     ------
     UsageError
         No plate, or neither a trimap nor a matte connected.
+    PlateError
+        Nuke could not render an input (e.g. a Read's missing frame).
+    Cancelled
+        The user cancelled Nuke's render.
     """
     if node.input(0) is None:
         raise UsageError(f"{node.name()}: connect the plate input")
@@ -132,13 +136,18 @@ def export_inputs(node, frames: list[int], folder: str) -> dict:
             write = nuke.nodes.Write(file=pattern, file_type="exr", datatype="32 bit float",
                                      channels=channels, raw=True)
             write.setInput(0, node.input(index))
-            writes.append(write)
+            writes.append((name, write))
             paths[name] = pattern
-        for write in writes:
+        for name, write in writes:
             for first, last in _ranges(frames):
-                nuke.execute(write, first, last, 1)
+                try:
+                    nuke.execute(write, first, last, 1)
+                except RuntimeError as exc:  # what Nuke raises for a failed or cancelled render
+                    if "cancel" in str(exc).lower():
+                        raise Cancelled(f"cancelled while rendering the {name} input")
+                    raise PlateError(f"{name} input, frames {first}-{last}: {exc}")
     finally:
-        for write in writes:
+        for _, write in writes:
             nuke.delete(write)
         group.end()
     return paths
