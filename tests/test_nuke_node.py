@@ -260,3 +260,20 @@ def test_broken_upstream_is_reported_not_raised(shot, capsys):
     assert capsys.readouterr().err.count("\n") == 1
     assert list((tmp_path / "tmp").iterdir()) == []
     assert [n.Class() for n in nuke.root().nodes()] == ["Read", "Read", "HDMatt"]
+
+
+def test_clear_cache_asks_in_the_gui(standin):
+    nuke, node, plate, src, tmp_path = standin
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    nuke.GUI = True
+    node["cache"].setValue("")
+    seq = hdmatt_node.alpha_sequence(node)
+    os.makedirs(os.path.dirname(seq.path(1)))
+    for f in (1, 2):
+        write_exr(seq.path(f), trimap_pixels(), ("R", "G", "B", "A"))
+    nuke._answers[:] = [False]
+    assert hdmatt_node.clear_cache(node) == 0 and os.path.exists(seq.path(2))
+    assert nuke._messages[-1] == "Delete 2 alpha frames of HDMatt1?"
+    nuke._answers[:] = [True]
+    assert hdmatt_node.clear_cache(node) == 2 and not os.path.exists(seq.path(1))
+    assert node["status"].value() == "0 cached, 2 missing, 0 failed (frames 1-2)"
