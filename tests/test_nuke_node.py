@@ -5,7 +5,6 @@ where a failure or a hang is needed (``tests/nuke_double/standin_engine.py``).""
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 

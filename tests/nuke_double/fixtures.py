@@ -7,7 +7,6 @@ module and every test starts from an empty script.
 
 from __future__ import annotations
 
-import os
 import runpy
 import sys
 from pathlib import Path
