@@ -1,0 +1,115 @@
+"""Smoke tests for benchmarks/: the measuring pieces on tiny frames (seconds, CPU)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)
+
+import methods  # noqa: E402
+import report  # noqa: E402
+
+
+def _frame(h=64, w=80, seed=0):
+    rng = np.random.default_rng(seed)
+    image = rng.random((h, w, 3), dtype=np.float32)
+    trimap = np.zeros((h, w), np.float32)
+    trimap[h // 3: 2 * h // 3] = 0.5
+    trimap[2 * h // 3:] = 1.0
+    return image, trimap
+
+
+def test_results_section_replaced_and_others_kept(tmp_path):
+    md = tmp_path / "RESULTS.md"
+    report.update_results_section("a", "## A\nfirst\n", md)
+    report.update_results_section("b", "## B\nkept\n", md)
+    report.update_results_section("a", "## A\nsecond\n", md)
+    text = md.read_text()
+    assert "second" in text and "first" not in text and "kept" in text
+    assert text.count("<!-- BEGIN a -->") == 1
+    assert text.index("## A") < text.index("## B")  # replaced in place, not appended
+
+
+def test_markdown_table_formats_numbers_and_gaps():
+    table = report.markdown_table(["m", "x", "y"], [["cf", 1.23456, None], ["knn", 12345.6, 3]])
+    assert "| cf | 1.23 | - |" in table
+    assert "| knn | 12346 | 3 |" in table
+
+
+def test_isolated_run_reports_alpha_time_and_memory():
+    image, trimap = _frame()
+    spec = methods.hdmatt_spec(None, variant="C")
+    alpha, stats = methods.run_isolated(spec, image, trimap, threads=1, timeout=300)
+    assert alpha is not None, stats
+    assert alpha.shape == trimap.shape and alpha.dtype == np.float32
+    known = trimap != 0.5
+    np.testing.assert_array_equal(alpha[known], trimap[known])
+    assert stats["wall_s"] > 0
+    assert stats["peak_rss_mib"] >= stats["base_rss_mib"] > 50  # numpy and torch imported
+    assert stats["stages"]["patches_run"] == 1 and stats["engine"]["variant"] == "C"
+
+
+def test_isolated_run_failure_is_one_line_not_a_crash(tmp_path):
+    image, trimap = _frame()
+    spec = {**methods.hdmatt_spec(None), "weights": str(tmp_path / "missing.safetensors")}
+    alpha, stats = methods.run_isolated(spec, image, trimap, threads=1, timeout=300)
+    assert alpha is None
+    assert "exit 1" in stats["error"] and "missing.safetensors" in stats["error"]
+    assert "\n" not in stats["error"]
+
+
+@pytest.mark.parametrize("variant", ["C", "D"])
+def test_whole_image_path_matches_engine_on_one_patch_frame(variant):
+    image, trimap = _frame(320, 320)
+    spec = methods.hdmatt_spec(None, variant=variant)
+    # A given prior keeps PyMatting (and its numba compile) out of this test.
+    prior = np.where(trimap == 0.5, np.linspace(0, 1, 320, dtype=np.float32)[None, :], trimap)
+    prior = prior if variant == "D" else None
+    stages: dict = {}
+    engine_alpha = methods.run_method(spec, image, trimap, stages, prior=prior)
+    eng = methods.load_engine(spec)
+    assert "encode" not in vars(eng.net)  # the stage clock removed its wrappers
+    assert stages["patches_run"] == 1 and stages["encode"] > 0 and stages["decode"] > 0
+    whole = methods.run_method({**spec, "kind": "whole"}, image, trimap, prior=prior)
+    np.testing.assert_array_equal(whole, engine_alpha)
+
+
+def test_downsample_wrapper_keeps_size_and_known_pixels():
+    image, trimap = _frame(90, 130)
+    alpha = methods.run_method(methods.pymatting_spec("cf", downsample=48), image, trimap)
+    assert alpha.shape == trimap.shape
+    known = trimap != 0.5
+    np.testing.assert_array_equal(alpha[known], trimap[known])
+    assert 0 <= alpha.min() and alpha.max() <= 1
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.3])
+def test_synthetic_plate_has_the_asked_unknown_fraction(fraction):
+    from engine_scaling import synthetic_plate
+    bg = np.random.default_rng(1).random((400, 600, 3), dtype=np.float32)
+    image, trimap, alpha = synthetic_plate(192, 101, fraction, bg)
+    assert image.shape == (101, 192, 3) and trimap.shape == alpha.shape == (101, 192)
+    assert abs((trimap == 0.5).mean() - fraction) < 0.01
+    assert (trimap == 1).any() and (trimap == 0).any()
+    inside = trimap == 1
+    assert alpha[inside].min() > 0.5  # known foreground lies inside the blob
+
+
+def test_hair_box_prefers_strands_over_a_soft_edge():
+    import hr_composites
+    alpha = np.zeros((300, 400), np.float32)
+    yy, xx = np.mgrid[0:300, 0:400]
+    alpha[:, :150] = np.clip((150 - xx[:, :150]) / 40.0, 0, 1)  # one wide soft edge
+    for x in range(260, 380, 6):  # thin strands in the lower right
+        alpha[180:290, x] = 0.8
+    y0, y1, x0, x1 = hr_composites.hair_box(alpha, 100)
+    assert y1 - y0 == 100 and x1 - x0 == 100
+    assert x0 >= 200 and y1 > 180
