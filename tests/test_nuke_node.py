@@ -276,3 +276,15 @@ def test_clear_cache_asks_in_the_gui(standin):
     nuke._answers[:] = [True]
     assert hdmatt_node.clear_cache(node) == 2 and not os.path.exists(seq.path(1))
     assert node["status"].value() == "0 cached, 2 missing, 0 failed (frames 1-2)"
+
+
+def test_broken_engine_install_is_one_line(shot, monkeypatch, tmp_path):
+    nuke, node, plate, src, _ = shot
+    broken = tmp_path / "hdmatt"
+    broken.write_text("#!/nonexistent/python\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("HDMATT_ENGINE", str(broken))
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    assert hdmatt_node.generate(node) is False
+    assert node["status"].value() == \
+        f"error: {broken}: cannot start the engine (No such file or directory); re-run install.py"

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import Cancelled
+from ..errors import Cancelled, UsageError
 
 __all__ = ["MatteJob", "EngineResult", "LogFollower", "run_engine"]
 
@@ -189,6 +189,8 @@ def run_engine(argv: list[str], json_log: str, n_frames: int,
     ------
     Cancelled
         After the engine has stopped.
+    UsageError
+        The engine executable cannot be started.
     """
     follower = LogFollower(json_log, n_frames)
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as out:
@@ -196,7 +198,11 @@ def run_engine(argv: list[str], json_log: str, n_frames: int,
         kwargs = {}
         if os.name != "nt":
             kwargs["start_new_session"] = True  # Nuke's own signals stay away from the engine
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, **kwargs)
+        try:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, **kwargs)
+        except OSError as exc:  # a broken venv: bad shebang, missing interpreter
+            raise UsageError(f"cannot start the engine ({exc.strerror}); re-run install.py",
+                             path=argv[0])
         was_cancelled = False
         try:
             while proc.poll() is None:
