@@ -241,17 +241,26 @@ class CropPatches:
         return np.array(boxes, np.int32)
 
     def _resize(self, arr, linear):
+        """``arr`` is a window of a linear-light scene array when ``linear``."""
+        if linear:
+            if arr.shape[0] == self.patch:
+                return linear_to_srgb(arr)
+            return linear_to_srgb(resize_area(arr, self.patch, self.patch))
         if arr.shape[0] == self.patch:
             return np.array(arr, np.float32)
-        if linear:
-            return linear_to_srgb(resize_area(srgb_to_linear(arr), self.patch, self.patch))
         return resize_area(arr, self.patch, self.patch)
 
     def __call__(self, scene: dict, rng: np.random.Generator) -> dict:
         boxes = self.windows(scene["trimap"], rng)
         out = {k: [] for k in SAMPLE_KEYS if k in scene}
+        # Decoded once per scene and kept in it: several samples may be cut from one scene.
+        linear = scene.setdefault("_linear", {})
+        for k in ("image", "fg", "bg"):
+            if k not in linear:
+                linear[k] = srgb_to_linear(scene[k])
         for y, x, side in boxes:
             win = {k: scene[k][y:y + side, x:x + side] for k in out}
+            win.update({k: linear[k][y:y + side, x:x + side] for k in linear})
             tri = win["trimap"]
             if side == self.patch:
                 known_fg, known_bg = tri == 1.0, tri == 0.0
