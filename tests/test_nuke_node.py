@@ -118,6 +118,7 @@ def test_generate_read_back_channel_copy_cache_hit_and_invalidation(shot):
     assert not read_exr(tmp_path / "before.0001.exr")["A"].any()
 
     assert node["generate"].execute() is None  # the button, as a user presses it
+    assert node.node("alpha_read").reloads == 3  # as each of the 2 frames landed, and at the end
     alpha_file = node["alpha_file"].value()
     assert alpha_file == str(tmp_path / "hdmatt" / "shot010" / "HDMatt1" / "alpha.####.exr")
     assert node["status"].value().startswith("2 cached, 0 missing, 0 failed"), node["status"].value()

@@ -173,7 +173,8 @@ class LogFollower:
 def run_engine(argv: list[str], json_log: str, n_frames: int,
                progress: Callable[[int, str], None] | None = None,
                cancelled: Callable[[], bool] | None = None,
-               poll_s: float = 0.1, env=None) -> EngineResult:
+               poll_s: float = 0.1, env=None,
+               frame_done: Callable[[int], None] | None = None) -> EngineResult:
     """Run the engine, report progress, stop it on cancel.
 
     Parameters
@@ -181,6 +182,8 @@ def run_engine(argv: list[str], json_log: str, n_frames: int,
     argv : list of str
         From :meth:`MatteJob.argv` with ``--json-log json_log``.
     progress : callable(percent: int, message: str), optional
+    frame_done : callable(frame: int), optional
+        Called as each frame's alpha lands (e.g. to refresh a viewer).
     cancelled : callable() -> bool, optional
         Polled every ``poll_s``; when True the engine gets SIGINT (its Ctrl-C path: finished
         frames kept, no temp files), then SIGKILL if it has not stopped within 20 s.
@@ -206,7 +209,7 @@ def run_engine(argv: list[str], json_log: str, n_frames: int,
         was_cancelled = False
         try:
             while proc.poll() is None:
-                _report(follower, progress)
+                _report(follower, progress, frame_done)
                 if cancelled and cancelled():
                     was_cancelled = True
                     _stop(proc)
@@ -215,7 +218,7 @@ def run_engine(argv: list[str], json_log: str, n_frames: int,
         except BaseException:
             _stop(proc)
             raise
-        _report(follower, progress)
+        _report(follower, progress, frame_done)
         out.seek(0)
         tail = out.read()[-4000:]
     result = follower.result
@@ -228,11 +231,15 @@ def run_engine(argv: list[str], json_log: str, n_frames: int,
     return result
 
 
-def _report(follower: LogFollower, progress) -> None:
+def _report(follower: LogFollower, progress, frame_done) -> None:
     # one call per event, so no frame's verdict is lost between two polls
+    n_done = len(follower.result.done)
     for message in follower.poll():
         if progress:
             progress(int(100 * follower.fraction), message)
+    if frame_done:
+        for frame in follower.result.done[n_done:]:
+            frame_done(frame)
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -212,7 +212,8 @@ def _generate(node, frames: list[int]) -> bool:
             task.setMessage(message)
 
         try:
-            result = run_engine(job.argv(exe, log), log, len(frames), progress, task.isCancelled)
+            result = run_engine(job.argv(exe, log), log, len(frames), progress, task.isCancelled,
+                                frame_done=lambda frame: _reload(node))
         finally:
             _reload(node)  # also after a cancel: the finished frames are on disk
     finally:

@@ -274,6 +274,7 @@ class _ReloadKnob(Script_Knob):
 
     def execute(self) -> None:
         self._node._cache.clear()
+        self._node.reloads += 1
 
 
 _KNOB_TYPES = {1: String_Knob, 2: File_Knob, 3: Int_Knob, 4: Enumeration_Knob, 6: Boolean_Knob,
@@ -556,7 +557,8 @@ class Read(Node):
         self["after"].setValue("hold")
         self["on_error"].setValue("error")
         self._cache: dict[str, dict] = {}
-        self.reads = 0  # test hook: how many files were actually read
+        self.reads = 0  # test hooks: files actually read, reload button presses
+        self.reloads = 0
 
     def _image(self, frame):
         first, last = self["first"].value(), self["last"].value()
