@@ -47,7 +47,8 @@ def venv_hdmatt(venv: Path) -> Path:
 
 
 def run(cmd: list) -> None:
-    print("+", " ".join(str(c) for c in cmd), flush=True)
+    # stderr: stdout stays clean for `eval "$(python3 install.py --print-nuke-path)"`
+    print("+", " ".join(str(c) for c in cmd), file=sys.stderr, flush=True)
     subprocess.run([str(c) for c in cmd], check=True)
 
 
@@ -58,7 +59,7 @@ def create_env(venv: Path, python: str, extras: str) -> bool:
     if created:
         run([python, "-m", "venv", venv])
     else:
-        print(f"reusing engine environment {venv}")
+        print(f"reusing engine environment {venv}", file=sys.stderr)
     run([py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
     # torch first and pinned, so nothing below can resolve a different build
     run([py, "-m", "pip", "install", "--quiet", TORCH_PIN])
@@ -335,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         rec = add_nuke_hooks(home, GIZMO_DIR, hdmatt, venv_python(venv), venv_created)
         print(f"Nuke: {nuke_dir(home) / 'init.py'} loads {GIZMO_DIR}; engine recorded in "
               f"{nuke_dir(home) / RECORD_NAME} ({rec['hdmatt']})")
-    print(f"engine ready: {hdmatt} (python {venv_python(venv)})")
+    print(f"engine ready: {hdmatt} (python {venv_python(venv)})",
+          file=sys.stderr if args.print_nuke_path else sys.stdout)
     return 0
 
 
