@@ -196,6 +196,7 @@ def generate_current(node=None) -> bool:
 
 
 def _generate(node, frames: list[int]) -> bool:
+    apply_output_channel(node)  # knobChanged does not fire for values set from Python
     exe = engine_executable()
     work = tempfile.mkdtemp(prefix="hdmatt_nuke_")
     task = nuke.ProgressTask(f"HDMatt {node.name()}")
