@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 
 from .errors import HDMattError, MissingFileError, OutputError, TrimapError, UsageError
 from .metrics import METRIC_NAMES, all_metrics
+from .training.atomic import write_text_atomic
 
 __all__ = ["EvalRow", "EvalResults", "load_case", "list_images", "evaluate", "peer_methods",
            "engine_method", "format_table", "main"]
@@ -137,7 +137,7 @@ def list_images(dataset_dir, trimap_sets) -> list[str]:
 
 
 def evaluate(dataset_dir, methods: dict[str, Matter], images=None,
-             trimap_sets=("trimap1", "trimap2"), progress=None) -> EvalResults:
+             trimap_sets=("trimap1", "trimap2"), progress=None, chatter=None) -> EvalResults:
     """Run every method on every (image, trimap set) and score it.
 
     Parameters
@@ -149,6 +149,8 @@ def evaluate(dataset_dir, methods: dict[str, Matter], images=None,
     images : list of str, optional (default: all complete cases)
     trimap_sets : sequence of folder names
     progress : callable(done, total, label), optional
+    chatter : text stream for what methods print (PyMatting's solver warnings); default
+        stderr, ``os.devnull`` to silence. Never stdout, which carries the table.
 
     Returns
     -------
@@ -166,8 +168,7 @@ def evaluate(dataset_dir, methods: dict[str, Matter], images=None,
             for label, fn in methods.items():
                 start = time.perf_counter()
                 try:
-                    # PyMatting prints solver warnings on stdout, which carries the table.
-                    with contextlib.redirect_stdout(sys.stderr):
+                    with contextlib.redirect_stdout(chatter or sys.stderr):
                         alpha = np.asarray(fn(image, trimap), dtype=np.float32)
                 except ValueError as exc:
                     # PyMatting's complaint about a trimap (no F or no B region, ...).
@@ -269,21 +270,6 @@ def format_table(results: EvalResults) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_text_atomic(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".eval-", suffix=".md", dir=folder)
-    except OSError as exc:
-        raise OutputError(f"cannot write: {exc.strerror}", path=path) from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write: {exc.strerror}", path=path) from None
-
-
 def main(argv=None) -> int:
     from .training import VALIDATION_IMAGES
 
@@ -325,11 +311,16 @@ def main(argv=None) -> int:
             if not args.quiet:
                 print(f"  [{done}/{total}] {label}", file=sys.stderr, flush=True)
 
-        results = evaluate(args.dataset, methods, images, trimap_sets, progress)
+        with open(os.devnull, "w") as devnull:
+            results = evaluate(args.dataset, methods, images, trimap_sets, progress,
+                               chatter=devnull if args.quiet else None)
         table = format_table(results)
         sys.stdout.write(table)
         if args.out:
-            _write_text_atomic(args.out, table)
+            try:
+                write_text_atomic(args.out, table)
+            except OSError as exc:
+                raise OutputError(f"cannot write: {exc.strerror or exc}", path=args.out) from None
     except HDMattError as exc:
         print(f"hdmatt eval: error: {exc.one_line()}", file=sys.stderr)
         return 2

@@ -70,9 +70,20 @@ def test_cli_writes_the_table(dataset, tmp_path, capsys):
     (["{ds}", "--images", "GT99", "--methods", "cf"], "GT99.png"),
     (["{ds}", "--trimaps", "trimap3"], "trimap3"),
     (["{ds}", "--methods", "D=/nope/d.safetensors"], "/nope/d.safetensors"),
+    (["{ds}", "--methods", "cf", "--trimaps", "trimap1", "--images", "GT01",
+      "--out", "/proc/hdmatt-no/t.md"], "/proc/hdmatt-no/t.md"),
 ])
 def test_cli_bad_input_is_one_line(dataset, tmp_path, capsys, argv, needle):
     argv = [a.format(ds=dataset, missing=tmp_path / "nope") for a in argv]
     assert evaluation.main(argv + ["-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and err.startswith("hdmatt eval: error:")
+
+
+def test_failed_run_keeps_the_previous_table(dataset, tmp_path):
+    out = tmp_path / "table.md"
+    out.write_text("previous\n")
+    assert evaluation.main([str(dataset), "--methods", "cf", "--images", "GT01,GT99",
+                            "--out", str(out), "-q"]) == 2
+    assert out.read_text() == "previous\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
