@@ -73,3 +73,50 @@ def test_build_refuses_another_configuration(tmp_path, synth, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert D.main(["build", "--out", str(out), "--n", "1", "--crops", "a,b"]) == 2
+
+
+def _fake_dev(root, names=("GT01", "GT02", "GT03")):
+    from nuke_hdmatt.training.atomic import write_png_atomic
+
+    rng = np.random.default_rng(0)
+    x = np.linspace(0, 1, 32, dtype=np.float32)
+    for n in names:
+        alpha = np.tile(np.clip((x - 0.3) / 0.3, 0, 1), (24, 1))
+        write_png_atomic(root / "alpha" / f"{n}.png", alpha)
+        write_png_atomic(root / "image" / f"{n}.png", rng.random((24, 32, 3)))
+    big = np.kron(alpha, np.ones((3, 3), np.float32))           # 72 x 96 "alpha_highres"
+    write_png_atomic(root / "alpha_highres" / "GT01.png", big)
+
+
+def test_dev_foregrounds_are_cached_and_hold_out_validation(tmp_path):
+    from nuke_hdmatt.training.sources import DevForegrounds
+
+    dev_dir, cache = tmp_path / "dev", tmp_path / "cache"
+    _fake_dev(dev_dir)
+    dev = DevForegrounds(dev_dir, cache, holdout=("GT02",))
+    assert dev.names == ["GT01", "GT03"]
+    src = dev.source("GT01")
+    assert src.fg.shape == (24, 32, 3) and src.fg.dtype == np.uint8
+    assert len(src.unknown_yx) and np.all(np.asarray(src.alpha)[tuple(src.unknown_yx.T)] % 255 != 0)
+    cached = sorted(p.name for p in cache.iterdir())
+    assert cached == ["GT01_alpha_v1.npy", "GT01_fg_v1.npy"]
+    # Second instance reads the cache: same colours, no re-estimation needed.
+    again = DevForegrounds(dev_dir, cache, holdout=("GT02",)).source("GT01")
+    assert np.array_equal(np.asarray(again.fg), np.asarray(src.fg))
+    hr = dev.source("GT01", highres=True)
+    assert hr.alpha.shape == (72, 96) and hr.fg.shape == (72, 96, 3)
+    rng = np.random.default_rng(0)
+    drawn = {dev.draw(rng).name for _ in range(30)}
+    assert drawn <= {"GT01", "GT01@hr", "GT03"} and "GT01@hr" in drawn
+
+
+def test_background_bank_crops_cached_copies(tmp_path):
+    from nuke_hdmatt.training.atomic import write_png_atomic
+    from nuke_hdmatt.training.sources import BackgroundBank
+
+    write_png_atomic(tmp_path / "bg" / "a.png", np.random.default_rng(1).random((60, 90, 3)))
+    bank = BackgroundBank(tmp_path / "bg", tmp_path / "cache", long_sides=(45,))
+    crop = bank.draw(np.random.default_rng(0), 20)
+    assert crop.shape == (20, 20, 3) and crop.dtype == np.float32
+    assert bank.image(0, 45).shape == (30, 45, 3)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["bg_a_45_v1.npy"]
