@@ -202,18 +202,20 @@ def furry_body(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndar
 
 
 def hair_wisps(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Long flowing strands from a scalp-like arc (loose hair, flyaways), no solid body
-    in the frame or a small one."""
+    """Long flowing strands entering the frame (loose hair, flyaways, a fringe). Roots lie
+    beyond one side of the frame: hair growing out of empty air, along a straight root
+    line, is not something a plate ever shows."""
     n = int(rng.integers(80, 1500))
-    start = rng.uniform(0, 1, 2) * size
-    direction = rng.uniform(0, 2 * np.pi)
-    normal = direction + np.pi / 2
-    spread = rng.uniform(0.1, 0.8) * size
+    side = rng.uniform(0, 2 * np.pi)                 # where the hair comes from
+    direction = side + np.pi + rng.normal(0, 0.35)   # roughly inward
+    centre = np.array([size / 2, size / 2]) + 0.75 * size * np.array([np.sin(side), np.cos(side)])
+    normal = side + np.pi / 2
+    spread = rng.uniform(0.2, 1.0) * size
     u = rng.uniform(-0.5, 0.5, n) * spread
-    roots = np.stack([start[0] + u * np.sin(normal), start[1] + u * np.cos(normal)], axis=1)
-    roots += rng.normal(0, rng.uniform(1, 10), roots.shape)
+    roots = np.stack([centre[0] + u * np.sin(normal), centre[1] + u * np.cos(normal)], axis=1)
+    roots += rng.normal(0, rng.uniform(1, 0.1 * size), roots.shape)
     angles = direction + rng.normal(0, rng.uniform(0.05, 0.4), n)
-    lengths = rng.uniform(0.3, 1.0, n) * rng.uniform(0.3, 1.2) * size
+    lengths = (0.25 * size + rng.uniform(0.3, 1.0, n) * rng.uniform(0.4, 1.2) * size)
     widths = np.exp(rng.normal(np.log(rng.uniform(0.2, 0.9)), 0.3, n))
     base = _random_colour(rng, "hair")
     return render_strands(rng, size, roots.astype(np.float32), angles.astype(np.float32),
