@@ -75,6 +75,17 @@ def test_build_refuses_another_configuration(tmp_path, synth, capsys):
     assert D.main(["build", "--out", str(out), "--n", "1", "--crops", "a,b"]) == 2
 
 
+def test_folder_made_before_a_setting_existed_still_resumes(tmp_path, synth):
+    import json
+
+    out = tmp_path / "old"
+    D.build(out, 1, synth.config, seed=1, synthesizer=synth, log=None)
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["config"]["prior_downscale_probability"]      # as written by older code
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert D.build(out, 2, synth.config, seed=1, synthesizer=synth, log=None) == 1
+
+
 def _fake_dev(root, names=("GT01", "GT02", "GT03")):
     from nuke_hdmatt.training.atomic import write_png_atomic
 

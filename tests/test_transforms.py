@@ -153,6 +153,12 @@ def test_closed_form_prior_solves_a_soft_edge():
     prior = T.ClosedFormPrior()(scene)["prior"]
     assert np.all(prior[tri == 1] == 1) and np.all(prior[tri == 0] == 0)
     assert np.abs(prior - alpha)[tri == 0.5].mean() < 0.1
+    # Solved at half size and enlarged (the engine's global prior on a large plate):
+    # known pixels still exact, a soft edge still found, but not the same numbers.
+    small = T.ClosedFormPrior(downscale_p=1.0, factors=(2,))(dict(scene), np.random.default_rng(0))["prior"]
+    assert np.all(small[tri == 1] == 1) and np.all(small[tri == 0] == 0)
+    assert np.abs(small - alpha)[tri == 0.5].mean() < 0.1
+    assert not np.array_equal(small, prior)
     # No known foreground: no solve possible, the prior says "don't know".
     only_bg = dict(scene, trimap=np.where(tri == 1, 0.5, tri).astype(np.float32))
     assert np.all(T.ClosedFormPrior()(only_bg)["prior"][tri == 0.5] == 0.5)

@@ -90,7 +90,12 @@ def _check_manifest(out: Path, manifest: dict) -> None:
     path = out / MANIFEST
     if path.exists():
         old = json.loads(path.read_text())
-        if old.get("config") != manifest["config"] or old.get("seed") != manifest["seed"]:
+        try:
+            # Settings added since the folder was made compare as their defaults.
+            old_config = SynthesisConfig.from_dict(old.get("config", {})).to_dict()
+        except (UsageError, TypeError):
+            old_config = old.get("config")
+        if old_config != manifest["config"] or old.get("seed") != manifest["seed"]:
             raise UsageError("folder was built with another configuration or seed; "
                              "use a new --out", path=str(path))
         return
@@ -258,6 +263,9 @@ def main(argv=None) -> int:
                    help="crop sides resized to --patch (default: 1x,1.5x,2x patch)")
     b.add_argument("--scene", type=int, default=0, help="scene side (0: max crop + patch)")
     b.add_argument("--no-prior", action="store_true", help="skip the closed-form prior")
+    b.add_argument("--prior-downscale", type=float, default=0.0, metavar="P",
+                   help="share of scenes whose prior is solved at 1/2-1/4 size and enlarged, "
+                        "as the engine's global prior on large plates (default 0)")
     b.add_argument("--per-scene", type=int, default=1,
                    help="samples cut from each composite scene (shares its prior solve)")
     b.add_argument("--shard", default="1/1", help="K/M: build every M-th scene from K")
@@ -265,6 +273,7 @@ def main(argv=None) -> int:
     try:
         overrides = {"n_context": args.context, "scene_size": args.scene,
                      "prior": not args.no_prior,
+                     "prior_downscale_probability": args.prior_downscale,
                      "holdout": tuple(h.strip().upper() for h in args.holdout.split(",") if h.strip())}
         if args.crops:
             try:

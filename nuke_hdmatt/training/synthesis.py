@@ -46,6 +46,8 @@ class SynthesisConfig:
     jitter_probability: float = 0.5
     noise_probability: float = 0.3
     prior: bool = False
+    prior_downscale_probability: float = 0.0
+    prior_downscale_factors: tuple = (2, 3, 4)
     holdout: tuple = field(default_factory=lambda: tuple(VALIDATION_IMAGES))
 
     @property
@@ -104,7 +106,8 @@ class SampleSynthesizer:
         self.merge = MergeForegrounds(c.merge_probability)
         self.chain = Chain([ColourJitter(c.jitter_probability), RandomTrimap(c.trimap_radius),
                             Composite(c.noise_probability)]
-                           + ([ClosedFormPrior()] if c.prior else []))
+                           + ([ClosedFormPrior(c.prior_downscale_probability,
+                                               c.prior_downscale_factors)] if c.prior else []))
         self.cropper = CropPatches(c.patch, c.crop_sizes, c.n_context)
 
     def _placed_foreground(self, rng):

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from .compositing import composite, linear_to_srgb, merge_over, srgb_to_linear
 from .procedural import fractal_noise
-from .resampling import reduce_blocks, resize_area
+from .resampling import reduce_blocks, resize, resize_area
 from .sources import ForegroundSource
 
 __all__ = ["PlaceForeground", "MergeForegrounds", "ColourJitter", "Composite",
@@ -183,21 +183,48 @@ class RandomTrimap:
         return scene
 
 
+def _closed_form(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    from pymatting import estimate_alpha_cf
+
+    trimap = trimap.astype(np.float64)
+    if not ((trimap == 1.0).any() and (trimap == 0.0).any()):
+        # The solve needs both known regions (PyMatting raises otherwise); without one,
+        # the prior carries no information: 0.5 over the unknown region.
+        return trimap.astype(np.float32)
+    prior = estimate_alpha_cf(image.astype(np.float64), trimap)
+    prior = np.clip(np.nan_to_num(prior, nan=0.5), 0.0, 1.0)
+    prior[trimap == 1.0] = 1.0
+    prior[trimap == 0.0] = 0.0
+    return prior.astype(np.float32)
+
+
 class ClosedFormPrior:
     """``prior`` = PyMatting closed-form alpha of the whole composite (variant D input),
-    computed the way inference computes it: sRGB image, trimap, known pixels exact."""
+    computed the way inference computes it: sRGB image, trimap, known pixels exact.
+
+    With probability ``downscale_p`` the solve runs on the scene area-shrunk by a factor
+    from ``factors`` and is enlarged bilinearly, as the engine's global prior does on a
+    plate larger than its solve size: the network must learn to restore the hair detail
+    such a prior loses, not only to trust a full-resolution one.
+    """
+
+    def __init__(self, downscale_p: float = 0.0, factors=(2, 3, 4)):
+        self.downscale_p, self.factors = downscale_p, tuple(factors)
 
     def __call__(self, scene: dict, rng: np.random.Generator | None = None) -> dict:
-        from pymatting import estimate_alpha_cf
-
-        trimap = scene["trimap"].astype(np.float64)
-        if not ((trimap == 1.0).any() and (trimap == 0.0).any()):
-            # The solve needs both known regions (PyMatting raises otherwise); without one,
-            # the prior carries no information: 0.5 over the unknown region.
-            scene["prior"] = scene["trimap"].astype(np.float32).copy()
+        image, trimap = scene["image"], scene["trimap"]
+        if rng is None or not self.downscale_p or rng.random() >= self.downscale_p:
+            scene["prior"] = _closed_form(image, trimap)
             return scene
-        prior = estimate_alpha_cf(scene["image"].astype(np.float64), trimap)
-        prior = np.clip(np.nan_to_num(prior, nan=0.5), 0.0, 1.0)
+        f = int(self.factors[int(rng.integers(len(self.factors)))])
+        h, w = trimap.shape
+        sh, sw = max(8, round(h / f)), max(8, round(w / f))
+        small_tri = np.full((sh, sw), 0.5, np.float32)
+        # A shrunk pixel is known only where its whole footprint was (as the engine snaps).
+        small_tri[resize_area((trimap == 1.0).astype(np.float32), sh, sw) > 1 - 1e-4] = 1.0
+        small_tri[resize_area((trimap == 0.0).astype(np.float32), sh, sw) > 1 - 1e-4] = 0.0
+        small = _closed_form(resize_area(image, sh, sw), small_tri)
+        prior = np.clip(resize(small, h, w), 0.0, 1.0)
         prior[trimap == 1.0] = 1.0
         prior[trimap == 0.0] = 0.0
         scene["prior"] = prior.astype(np.float32)
