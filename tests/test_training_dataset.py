@@ -131,3 +131,17 @@ def test_background_bank_crops_cached_copies(tmp_path):
     assert crop.shape == (20, 20, 3) and crop.dtype == np.float32
     assert bank.image(0, 45).shape == (30, 45, 3)
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["bg_a_45_v1.npy"]
+
+
+def test_contact_sheet_of_a_built_folder(tmp_path, synth):
+    from nuke_hdmatt.training import contact_sheet
+    from nuke_hdmatt.training.sources import read_image
+
+    D.build(tmp_path / "s", 2, synth.config, seed=0, synthesizer=synth, log=None)
+    out = tmp_path / "sheet.png"
+    assert contact_sheet.main(["--out", str(out), "--from", str(tmp_path / "s"), "--n", "2"]) == 0
+    sheet = read_image(out)
+    # Rows of 24 px with a 4 px gap; 7 tiles a row (query, trimap, alpha, prior,
+    # fg over grey, 2 context patches) with 4 px gaps.
+    assert sheet.shape == (2 * 24 + 4, 7 * 24 + 6 * 4, 3)
+    assert contact_sheet.main(["--out", str(out), "--from", str(tmp_path / "none")]) == 2
