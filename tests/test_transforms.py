@@ -209,3 +209,13 @@ def test_validation_images_are_never_training_sources():
     names = training_names(dev)
     assert len(names) == 13
     assert not set(names) & set(VALIDATION_IMAGES)
+
+
+def test_background_blur_keeps_mean_and_softens():
+    bg = np.zeros((32, 32, 3), np.float32)
+    bg[:, ::2] = 1.0                                     # 1 px stripes
+    out = T.BackgroundBlur(p=1.0, sigma=(2.0, 2.0))({"bg": bg.copy()}, np.random.default_rng(0))["bg"]
+    assert out.mean() == pytest.approx(bg.mean(), rel=1e-3)
+    assert out[:, 8:-8].std() < 0.02 * bg.std()          # stripes gone (away from borders)
+    same = T.BackgroundBlur(p=0.0)({"bg": bg.copy()}, np.random.default_rng(0))["bg"]
+    assert np.array_equal(same, bg)

@@ -17,7 +17,7 @@ from ..errors import HDMattError, UsageError
 from . import VALIDATION_IMAGES
 from .procedural import procedural_background, procedural_foreground
 from .sources import BackgroundBank, DevForegrounds
-from .transforms import (ClosedFormPrior, Chain, ColourJitter, Composite, CropPatches,
+from .transforms import (BackgroundBlur, ClosedFormPrior, Chain, ColourJitter, Composite, CropPatches,
                          MergeForegrounds, PlaceForeground, RandomTrimap)
 
 __all__ = ["SynthesisConfig", "SampleSynthesizer"]
@@ -44,6 +44,7 @@ class SynthesisConfig:
     max_rotation: float = 15.0
     trimap_radius: tuple = (2.0, 30.0)
     jitter_probability: float = 0.5
+    background_blur_probability: float = 0.25
     noise_probability: float = 0.3
     prior: bool = False
     prior_downscale_probability: float = 0.0
@@ -104,7 +105,9 @@ class SampleSynthesizer:
         size = c.canvas
         self.place = PlaceForeground(size, max_rotation=c.max_rotation)
         self.merge = MergeForegrounds(c.merge_probability)
-        self.chain = Chain([ColourJitter(c.jitter_probability), RandomTrimap(c.trimap_radius),
+        self.chain = Chain([ColourJitter(c.jitter_probability),
+                            BackgroundBlur(c.background_blur_probability),
+                            RandomTrimap(c.trimap_radius),
                             Composite(c.noise_probability)]
                            + ([ClosedFormPrior(c.prior_downscale_probability,
                                                c.prior_downscale_factors)] if c.prior else []))

@@ -19,7 +19,7 @@ from .procedural import fractal_noise
 from .resampling import reduce_blocks, resize, resize_area
 from .sources import ForegroundSource
 
-__all__ = ["PlaceForeground", "MergeForegrounds", "ColourJitter", "Composite",
+__all__ = ["PlaceForeground", "MergeForegrounds", "ColourJitter", "BackgroundBlur", "Composite",
            "RandomTrimap", "ClosedFormPrior", "CropPatches", "Chain", "SAMPLE_KEYS"]
 
 #: Arrays of a sample; patch axis first (index 0 = query, 1..P = context).
@@ -119,6 +119,21 @@ class ColourJitter:
         for key in ("fg", "bg"):
             if rng.random() < self.p:
                 scene[key] = self.jitter(scene[key], rng)
+        return scene
+
+
+class BackgroundBlur:
+    """With probability ``p`` defocus the background (Gaussian, sigma from ``sigma`` px),
+    as a lens focused on the subject does; real plates rarely have a sharp background,
+    and a sharp one behind every training subject is a shortcut the network would learn."""
+
+    def __init__(self, p: float = 0.25, sigma=(0.7, 5.0)):
+        self.p, self.sigma = p, sigma
+
+    def __call__(self, scene: dict, rng: np.random.Generator) -> dict:
+        if rng.random() < self.p:
+            s = float(rng.uniform(*self.sigma))
+            scene["bg"] = ndimage.gaussian_filter(scene["bg"], (s, s, 0), mode="reflect")
         return scene
 
 
