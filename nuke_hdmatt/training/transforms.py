@@ -11,6 +11,9 @@ premultiplied), alpha / trimap / prior (S, S) float32 0-1, trimap in {0, 0.5, 1}
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
 from scipy import ndimage
 
@@ -206,7 +209,10 @@ def _closed_form(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
         # The solve needs both known regions (PyMatting raises otherwise); without one,
         # the prior carries no information: 0.5 over the unknown region.
         return trimap.astype(np.float32)
-    prior = estimate_alpha_cf(image.astype(np.float64), trimap)
+    # PyMatting prints a "PERFORMANCE WARNING" when its incomplete Cholesky retries with a
+    # shift; routine on composites, and thousands of them would bury the build's progress.
+    with contextlib.redirect_stdout(io.StringIO()):
+        prior = estimate_alpha_cf(image.astype(np.float64), trimap)
     prior = np.clip(np.nan_to_num(prior, nan=0.5), 0.0, 1.0)
     prior[trimap == 1.0] = 1.0
     prior[trimap == 0.0] = 0.0
