@@ -10,7 +10,8 @@ process (peak RSS from ``ru_maxrss``):
   patches run, peak RSS, and the split between prior (variant D), encode, CPC (embedding
   + context selection), TGNL, decode and the rest (patch extraction, stitching);
 - whole-image inference of the same network (one patch the size of the frame, padded to a
-  multiple of 8), skipped when the memory predicted from the smaller sizes exceeds the limit;
+  multiple of 8), skipped when the memory predicted from the smaller sizes (quadratic in the
+  pixel count: the non-local attention is all-pairs) exceeds the limit;
 - PyMatting closed-form at full resolution, skipped likewise;
 
 and, once per size, the imaging layer's cost for a frame of that size: reading a half RGBA
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 from highres_strategies import predicted_cf_gib  # noqa: E402
-from methods import found_weights, hdmatt_spec, pymatting_spec, run_isolated  # noqa: E402
+from methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, pymatting_spec, run_isolated  # noqa: E402
 from report import (REPO, available_gib, machine_info, machine_line, markdown_table,  # noqa: E402
                     results_path, save_figure, update_results_section, write_text_atomic)
 
@@ -101,16 +102,20 @@ def imaging_costs(image: np.ndarray, alpha: np.ndarray, folder: Path) -> dict:
     return {"read_s": t1 - t0, "colour_s": t2 - t1, "write_s": t3 - t2}
 
 
-def _predict(measured: list[tuple[int, float]], pixels: int) -> float | None:
-    """Working set (MiB) at ``pixels`` from the largest measured run, linear in pixels."""
-    if not measured:
-        return None
-    px, mib = max(measured)
-    return mib * pixels / px
+# Whole-image working set measured here with the light configuration: 18.4 GiB at 2048x1080.
+WHOLE_MEASURED = (2048 * 1080, 18.4 * 1024)
+
+
+def _predict(measured: list[tuple[int, float]], pixels: int) -> float:
+    """Working set (MiB) at ``pixels`` from the largest measured run (else the figure above),
+    scaled with the square of the pixel count: whole-image non-local attention (TGNL)
+    compares every feature position with every other, so memory grows quadratically."""
+    px, mib = max(measured) if measured else WHOLE_MEASURED
+    return mib * (pixels / px) ** 2
 
 
 def run(args) -> dict:
-    weights = found_weights()
+    weights = chosen_weights(args)
     main = weights[0] if weights else None
     engine = hdmatt_spec(main, label="engine")
     whole = {**hdmatt_spec(main, label="whole image"), "kind": "whole"}
@@ -132,13 +137,14 @@ def run(args) -> dict:
                 row = {"size": size, "w": w, "h": h, "mp": w * h / 1e6, "unknown": frac}
                 _, st = run_isolated(engine, image, trimap, args.threads)
                 row["engine"] = st
-                limit_mib = 1024 * min(args.max_gib, 0.7 * (available_gib() or args.max_gib))
                 for key, spec in (("whole", whole), ("cf", cf)):
+                    cap = args.max_gib if key == "cf" else args.max_whole_gib
+                    limit_mib = 1024 * min(cap, 0.7 * (available_gib() or cap))
                     if key == "cf":
                         need = predicted_cf_gib(trimap) * 1024
                     else:
                         need = _predict(measured["whole"], w * h)
-                    if need is not None and need > limit_mib:
+                    if need > limit_mib:
                         row[key] = {"error": f"skipped: predicted {need / 1024:.1f} GiB"}
                         continue
                     _, s2 = run_isolated(spec, image, trimap, args.threads)
@@ -169,7 +175,7 @@ def _ratio(a, b):
 def summarise(args, result, info) -> str:
     rows, io_rows = result["rows"], result["io"]
     main = result["weights"]
-    note = (f"weights `{main.name}`" if main else
+    note = (f"weights {describe_weights(main)}" if main else
             "NO TRAINED WEIGHTS: untrained random light variant-D network (same cost as "
             "trained weights of the light configuration)")
     t1 = []
@@ -204,8 +210,10 @@ def summarise(args, result, info) -> str:
             f"K=3, pool 30). Synthetic 1.9:1 plates (6K photo background resized, smooth blob "
             f"foreground); each method in its own process; peak RSS includes inputs and "
             f"imported libraries. Whole image = the same network on the whole frame as one "
-            f"patch (no context). Skipped = predicted memory over "
-            f"min({args.max_gib:.0f} GiB, 70 % of available).\n\n"
+            f"patch (no context). Skipped = predicted memory over min({args.max_gib:.0f} GiB "
+            f"(closed-form) or {args.max_whole_gib:.0f} GiB (whole image), 70 % of available); "
+            f"whole-image memory grows with the square of the pixel count (all-pairs "
+            f"attention).\n\n"
             f"{table}\nWhere the engine's time goes (CPU, stages timed around the network "
             f"calls; other = patch extraction, stitching, bookkeeping):\n\n{split}\n"
             f"Imaging layer per frame (add to the engine's time for a file-to-file frame):\n\n{io}\n"
@@ -246,8 +254,11 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", nargs="*", choices=list(SIZES))
     ap.add_argument("--fractions", nargs="*", type=float)
     ap.add_argument("--threads", type=int, default=1)
+    add_weights_argument(ap)
     ap.add_argument("--max-gib", type=float, default=16.0,
-                    help="skip whole-image / closed-form runs predicted above this")
+                    help="skip closed-form runs predicted above this")
+    ap.add_argument("--max-whole-gib", type=float, default=8.0,
+                    help="skip whole-image runs predicted above this (2K needs about 18 GiB)")
     args = ap.parse_args(argv)
     from hr_composites import backgrounds_6k
     if not backgrounds_6k():

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 import hr_composites as hrc  # noqa: E402
-from methods import found_weights, hdmatt_spec, pymatting_spec, run_isolated, weights_variant  # noqa: E402
+from methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, pymatting_spec, run_isolated, weights_variant  # noqa: E402
 from report import (available_gib, machine_info, machine_line, markdown_table, results_path,  # noqa: E402
                     save_figure, update_results_section, write_text_atomic)
 
@@ -93,9 +93,9 @@ def measure(spec: dict, frame, threads: int, max_cf_gib: float) -> tuple[dict, n
 
 
 def run(args) -> dict:
-    weights = found_weights()
+    weights = chosen_weights(args)
     specs = strategy_specs(weights)
-    model_note = (f"weights: {', '.join(p.name for p in weights)}" if weights else
+    model_note = (f"weights: {', '.join(describe_weights(p) for p in weights)}" if weights else
                   "NO TRAINED WEIGHTS: HDMatt rows use an untrained random light variant-D "
                   "network (timings valid, quality meaningless)")
     rows, crops = [], []
@@ -191,6 +191,7 @@ def main(argv=None) -> int:
     ap.add_argument("--names", nargs="*", help="alphamatting-dev names (default: validation images)")
     ap.add_argument("--scale", type=int, help="block-average factor (default 1, quick 2)")
     ap.add_argument("--threads", type=int, default=1, help="torch/numba threads per method")
+    add_weights_argument(ap)
     ap.add_argument("--max-cf-gib", type=float, default=16.0,
                     help="skip full-resolution closed-form above this predicted memory")
     ap.add_argument("--crop", type=int, default=320, help="hair crop side at full resolution")

@@ -42,6 +42,29 @@ def found_weights(model_dir: Path = REPO / "model") -> list[Path]:
     return sorted(paths, key=lambda p: (p.name != "hdmatt.safetensors", p.name))
 
 
+def add_weights_argument(ap) -> None:
+    ap.add_argument("--weights", nargs="*", type=Path,
+                    help="weights files to benchmark (default: every model/hdmatt*.safetensors)")
+
+
+def chosen_weights(args) -> list[Path]:
+    """``--weights`` if given (missing files are an error), else :func:`found_weights`."""
+    if args.weights:
+        missing = [str(p) for p in args.weights if not p.exists()]
+        if missing:
+            raise SystemExit(f"weights file not found: {', '.join(missing)}")
+        return list(args.weights)
+    return found_weights()
+
+
+def describe_weights(path: Path) -> str:
+    """Path (relative to the repository when inside it), variant and sha256 prefix."""
+    from nuke_hdmatt.engine.weights import file_sha256
+    path = Path(path).resolve()
+    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    return f"`{shown}` (variant {weights_variant(path)}, sha256 {file_sha256(path)[:12]})"
+
+
 def hdmatt_spec(weights: Path | None, label: str | None = None, **kw) -> dict:
     """Method dict for our engine; ``weights=None`` means an untrained light variant-D net
     (timing only: its alphas are meaningless, labels say so)."""

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 
 import hr_composites as hrc  # noqa: E402
 from highres_strategies import measure  # noqa: E402
-from methods import found_weights, hdmatt_spec, weights_variant  # noqa: E402
+from methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, weights_variant  # noqa: E402
 from report import (machine_info, machine_line, markdown_table, results_path, save_figure,  # noqa: E402
                     update_results_section, write_text_atomic)
 
@@ -39,9 +39,9 @@ PRIORS = ("global", "local")
 NETWORK_STAGES = ("encode", "cpc", "tgnl", "decode")
 
 
-def d_weights() -> Path | None:
-    """The first variant-D weights file in model/, if any."""
-    return next((w for w in found_weights() if weights_variant(w) == "D"), None)
+def d_weights(args) -> Path | None:
+    """The first variant-D weights file (``--weights`` or model/), if any."""
+    return next((w for w in chosen_weights(args) if weights_variant(w) == "D"), None)
 
 
 def specs(weights: Path | None) -> list[dict]:
@@ -97,6 +97,7 @@ def main(argv=None) -> int:
     ap.add_argument("--names", nargs="*")
     ap.add_argument("--scale", type=int)
     ap.add_argument("--threads", type=int, default=1)
+    add_weights_argument(ap)
     ap.add_argument("--six-k", dest="six_k", action=argparse.BooleanOptionalAction, default=None,
                     help="time a 6K frame (default: on in full mode)")
     ap.add_argument("--six-k-priors", nargs="*", default=["global", "local"], choices=PRIORS)
@@ -107,8 +108,8 @@ def main(argv=None) -> int:
     args.names = args.names or (["GT24"] if args.quick else hrc.validation_names())
     args.scale = args.scale or (2 if args.quick else 1)
     args.six_k = (not args.quick) if args.six_k is None else args.six_k
-    weights = d_weights()
-    note = (f"weights `{weights.name}` (variant D)" if weights else
+    weights = d_weights(args)
+    note = (f"weights {describe_weights(weights)}" if weights else
             "NO TRAINED VARIANT-D WEIGHTS: engine rows use an untrained light D network, which "
             "returns its prior unchanged (times valid, engine quality = prior quality)")
     info = machine_info(args.threads)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from methods import found_weights, hdmatt_spec, pymatting_spec, run_method, warm_up  # noqa: E402
+from methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, pymatting_spec, run_method, warm_up  # noqa: E402
 from report import (machine_info, machine_line, markdown_table, results_path, save_figure,  # noqa: E402
                     update_results_section, write_text_atomic)
 
@@ -35,10 +35,9 @@ TRIMAP_SETS = ("trimap1", "trimap2")
 METRICS = ("sad", "mse", "grad", "conn")
 
 
-def method_specs(lkm: str) -> tuple[list[dict], str]:
-    weights = found_weights()
+def method_specs(weights: list[Path], lkm: str) -> tuple[list[dict], str]:
     specs = [hdmatt_spec(w) for w in weights] or [hdmatt_spec(None)]
-    note = (f"models: {', '.join(p.name for p in weights)}" if weights else
+    note = (f"models: {', '.join(describe_weights(p) for p in weights)}" if weights else
             "NO TRAINED WEIGHTS in model/: the HDMatt row is an untrained random light "
             "variant-D network (its quality is meaningless; it only exercises the pipeline)")
     specs += [pymatting_spec("cf"), pymatting_spec("knn")]
@@ -164,6 +163,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="validation images only")
     ap.add_argument("--names", nargs="*", help="image names (default: all, or validation with --quick)")
     ap.add_argument("--threads", type=int, default=1)
+    add_weights_argument(ap)
     ap.add_argument("--lkm", choices=("all", "val", "none"),
                     help="images LKM runs on (about 40-130 s an image here; default: val, "
                          "none with --quick)")
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
     if not args.names:
         args.names = list(VALIDATION_IMAGES) if args.quick else sorted(
             training_names(args.dev, holdout=()))
-    specs, note = method_specs(args.lkm)
+    specs, note = method_specs(chosen_weights(args), args.lkm)
     info = machine_info(args.threads)
     t0 = time.time()
     rows = run(args, specs)
