@@ -10,8 +10,8 @@ ways are offered:
 * ``local``: solve each patch that holds unknown pixels (with the patch's
   reflective padding), blended with the same weights as the network's patches.
   Keeps full-resolution detail; cost grows with the number of unknown patches,
-  and a patch whose unknown band has no known pixel to anchor it gets the
-  global-style fallback of 0.5.
+  and a patch that lacks foreground or background pixels to anchor the solve
+  gets 0.5 over its unknown pixels.
 
 Frames no larger than ``max_side`` are solved whole at full resolution by both.
 """
@@ -30,8 +30,12 @@ def _solve(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
     unknown = trimap == 0.5
     if not unknown.any():
         return trimap.astype(np.float32)
-    if unknown.all():
-        return np.full(trimap.shape, 0.5, dtype=np.float32)
+    if not ((trimap == 1.0).any() and (trimap == 0.0).any()):
+        # the solve needs both known regions (PyMatting raises otherwise); without one the
+        # prior carries no information: 0.5 over the unknown region, as in training
+        out = trimap.astype(np.float32).copy()
+        out[unknown] = 0.5
+        return out
     from pymatting import estimate_alpha_cf  # imported lazily: numba compiles on first import
     alpha = estimate_alpha_cf(np.ascontiguousarray(image, dtype=np.float64),
                               np.ascontiguousarray(trimap, dtype=np.float64))

@@ -30,6 +30,16 @@ def masked_attention(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-30)
 
 
+def _unknown_rows(q_unknown: torch.Tensor):
+    """Indices (B, n) of each query's unknown cells, padded with 0, and their validity mask."""
+    u = q_unknown.flatten(1)                                           # (B, N) bool
+    n = max(1, int(u.sum(dim=1).max()))
+    # stable sort puts unknown cells first, in raster order
+    order = torch.sort((~u).to(torch.int8), dim=1, stable=True).indices[:, :n]
+    valid = torch.gather(u, 1, order)
+    return order, valid
+
+
 def context_attention(q_key: torch.Tensor, q_value: torch.Tensor, q_unknown: torch.Tensor,
                       c_key: torch.Tensor, c_value: torch.Tensor, c_regions: torch.Tensor,
                       c_scores: torch.Tensor | None, guided: bool) -> torch.Tensor:
@@ -40,27 +50,29 @@ def context_attention(q_key: torch.Tensor, q_value: torch.Tensor, q_unknown: tor
     bool [U, F, B] (all False for a missing context patch); c_scores (B, K) or None.
     Returns (B, 3*Dv, h, w) when ``guided`` (TGNL: f_U, f_F, f_B) else (B, Dv, h, w),
     zero outside the query's unknown cells.
+
+    Only the query's unknown cells attend (the others would be zeroed anyway), which
+    makes the cost proportional to the unknown area, not the patch area.
     """
     b, dk, h, w = q_key.shape
     _, k, dv = c_value.shape[:3]
-    um = q_unknown.to(q_key.dtype)
-    q = (q_key * um).flatten(2).transpose(1, 2)                       # (B, N, Dk)
+    rows, valid = _unknown_rows(q_unknown)                             # (B, n)
+    q = torch.gather(q_key.flatten(2).transpose(1, 2), 1, rows[..., None].expand(-1, -1, dk))
+    vq = torch.gather(q_value.flatten(2).transpose(1, 2), 1, rows[..., None].expand(-1, -1, dv)).float()
     ck = c_key.permute(0, 1, 3, 4, 2).reshape(b, -1, dk)              # (B, K*M, Dk)
     cv = c_value.permute(0, 1, 3, 4, 2).reshape(b, -1, dv).float()   # (B, K*M, Dv)
     m = c_key.shape[3] * c_key.shape[4]
-    logits = torch.bmm(q, ck.transpose(1, 2)).float() / math.sqrt(dk)  # (B, N, K*M)
+    logits = torch.bmm(q, ck.transpose(1, 2)).float() / math.sqrt(dk)  # (B, n, K*M)
     if c_scores is not None:
         bias = torch.log(c_scores.float().clamp_min(1e-6)).repeat_interleave(m, dim=1)
         logits = logits + bias[:, None, :]
     regions = c_regions.permute(0, 2, 1, 3, 4).reshape(b, 3, -1)      # (B, 3, K*M)
-    vq = (q_value * um).flatten(2).transpose(1, 2).float()            # (B, N, Dv)
     if guided:
         masks = [regions[:, r, None, :] for r in range(3)]
     else:
         masks = [regions.any(dim=1)[:, None, :]]
-    outs = []
-    for mask in masks:
-        att = masked_attention(logits, mask)
-        outs.append(vq + torch.bmm(att, cv))
-    out = torch.cat(outs, dim=2) * um.flatten(2).transpose(1, 2).float()
+    outs = [vq + torch.bmm(masked_attention(logits, mask), cv) for mask in masks]
+    sel = torch.cat(outs, dim=2) * valid[..., None].float()           # (B, n, C)
+    out = torch.zeros(b, h * w, sel.shape[2], dtype=sel.dtype, device=sel.device)
+    out.scatter_(1, rows[..., None].expand(-1, -1, sel.shape[2]), sel)
     return out.transpose(1, 2).reshape(b, -1, h, w).to(q_value.dtype)

@@ -51,18 +51,20 @@ def split_batch(batch: dict) -> dict:
     return out
 
 
-def loader_factory(data: Path, batch: int, seed: int, min_samples: int):
+def loader_factory(data: list[Path], batch: int, seed: int, min_samples: int):
     import time
     import torch
     from .dataset import PatchFolderDataset, sample_paths
 
     def factory(step: int):
-        while len(sample_paths(data)) < min_samples:
+        while sum(len(sample_paths(d)) for d in data) < min_samples:
             print(f"waiting for at least {min_samples} samples in {data} ...", flush=True)
             time.sleep(20)
-        ds = PatchFolderDataset(data, seed=seed)
+        ds = torch.utils.data.ConcatDataset([PatchFolderDataset(d, seed=seed) for d in data
+                                             if sample_paths(d)])
+        for part in ds.datasets:
+            part.set_epoch(step)
         epoch = step // max(1, len(ds) // batch)
-        ds.set_epoch(epoch)
         g = torch.Generator().manual_seed(seed * 100003 + epoch)
         dl = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, generator=g,
                                          drop_last=True, num_workers=0)
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
     from .. import training
     ap = argparse.ArgumentParser(prog="hdmatt train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="sample folder from `dataset build`")
+    ap.add_argument("--data", required=True, help="sample folder(s) from `dataset build`, comma-separated")
     ap.add_argument("--run", required=True, help="run folder: checkpoints, best weights, logs")
     ap.add_argument("--preset", default="light", choices=("light", "paper"))
     ap.add_argument("--variant", default="D", choices=("A", "B", "C", "D"))
@@ -90,6 +92,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--min-samples", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--validate-first", action="store_true", help="validate before the first step")
     args = ap.parse_args(argv)
     from .trainer import TrainSettings, train
     from .validation import load_pairs
@@ -97,7 +100,7 @@ def main(argv=None) -> int:
                       variant=args.variant, init=Path(args.init) if args.init else None,
                       batch=args.batch, steps=args.steps, minutes=args.minutes, lr=args.lr,
                       ckpt_minutes=args.ckpt_minutes, val_minutes=args.val_minutes,
-                      threads=args.threads, seed=args.seed)
+                      threads=args.threads, seed=args.seed, validate_first=args.validate_first)
     try:
         import torch
         torch.set_num_threads(args.threads)
@@ -106,7 +109,8 @@ def main(argv=None) -> int:
         pairs = load_pairs(val_dir, names) if names and val_dir.exists() else []
         if not pairs:
             print(f"note: no validation images ({val_dir}); training without validation", file=sys.stderr)
-        train(s, loader_factory(Path(args.data), args.batch, args.seed, args.min_samples), pairs)
+        folders = [Path(d) for d in args.data.split(",") if d]
+        train(s, loader_factory(folders, args.batch, args.seed, args.min_samples), pairs)
     except HDMattError as exc:
         print(f"hdmatt train: error: {exc.one_line()}", file=sys.stderr)
         return 2

@@ -43,6 +43,7 @@ class TrainSettings:
     val_images: tuple = ()
     threads: int = 2
     seed: int = 0
+    validate_first: bool = False
     log: list = field(default_factory=list)
 
 
@@ -136,7 +137,7 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
     session_start = state["elapsed"]
     last_ckpt = last_val = time.time()
     loss_avg = None
-    if state["step"] == 0:
+    if state["step"] == 0 and s.validate_first:
         validate()
     try:
         while state["step"] < s.steps:
