@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from highres_strategies import predicted_cf_gib  # noqa: E402
 from methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, pymatting_spec, run_isolated  # noqa: E402
-from report import (REPO, available_gib, machine_info, machine_line, markdown_table,  # noqa: E402
+from report import (MEMORY_NOTE, REPO, available_gib, machine_info, machine_line, markdown_table,  # noqa: E402
                     results_path, save_figure, update_results_section, write_text_atomic)
 
 SIZES = {"1K": (1024, 540), "2K": (2048, 1080), "4K": (4096, 2160), "6K": (6144, 3240),
@@ -208,8 +208,7 @@ def summarise(args, result, info) -> str:
     return (f"## Engine scaling{' (quick: 1K and 2K)' if args.quick else ''}\n\n"
             f"{machine_line(info)}.\n\n{note}; engine defaults (320 px patches, 32 px overlap, "
             f"K=3, pool 30). Synthetic 1.9:1 plates (6K photo background resized, smooth blob "
-            f"foreground); each method in its own process; peak RSS includes inputs and "
-            f"imported libraries. Whole image = the same network on the whole frame as one "
+            f"foreground). {MEMORY_NOTE}. Whole image = the same network on the whole frame as one "
             f"patch (no context). Skipped = predicted memory over min({args.max_gib:.0f} GiB "
             f"(closed-form) or {args.max_whole_gib:.0f} GiB (whole image), 70 % of available); "
             f"whole-image memory grows with the square of the pixel count (all-pairs "

@@ -34,8 +34,9 @@ import numpy as np  # noqa: E402
 
 import hr_composites as hrc  # noqa: E402
 from methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, pymatting_spec, run_isolated, weights_variant  # noqa: E402
-from report import (available_gib, machine_info, machine_line, markdown_table, results_path,  # noqa: E402
-                    save_figure, update_results_section, write_text_atomic)
+from report import (MEMORY_NOTE, available_gib, machine_info, machine_line,  # noqa: E402
+                    markdown_table, results_path, save_figure, update_results_section,
+                    write_text_atomic)
 
 # Measured here: closed-form took 7.3 GiB on a 3280x2310 plate with 32 % unknown pixels
 # (about 3.2 KiB per unknown pixel: the sparse Laplacian holds 81 entries per window).
@@ -146,9 +147,7 @@ def summarise(args, result, info) -> str:
             f"linear light; foreground colour = PyMatting `estimate_foreground_ml` on the "
             f"800 px dev image (linear light), upsampled bilinearly. Trimap: known where the "
             f"ground truth is 0 or 1, unknown band widened by {hrc.BAND // args.scale} px each "
-            f"side. {result['model_note']}. Each method in its own process; peak RSS includes "
-            f"the inputs and the imported libraries (torch/numba), the working set is the "
-            f"growth during the run.\n\n"
+            f"side. {result['model_note']}. {MEMORY_NOTE}.\n\n"
             f"Mean over images:\n\n{mean_table}\nPer image:\n\n{per_image}\n"
             f"Plots: `results/{results_path('highres_strategies', args.quick, '_sad.png').name}`, "
             f"hair crops: `results/{results_path('highres_strategies', args.quick, '_crops.png').name}`.\n")

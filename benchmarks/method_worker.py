@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from methods import peak_rss_mib, run_method, warm_up  # noqa: E402
+from methods import peak_rss_mib, reset_peak_rss, rss_now_mib, run_method, warm_up  # noqa: E402
 
 
 def main() -> int:
@@ -33,13 +33,14 @@ def main() -> int:
     trimap = np.load(folder / "trimap.npy")
     prior = np.load(folder / "prior.npy") if (folder / "prior.npy").exists() else None
     warm_up(spec)
-    base = peak_rss_mib()
+    reset = reset_peak_rss()
+    base = rss_now_mib() if reset else peak_rss_mib()
     stages: dict = {}
     t0 = time.perf_counter()
     alpha = run_method(spec, image, trimap, stages, prior=prior)
     wall = time.perf_counter() - t0
     stats = {"wall_s": wall, "peak_rss_mib": peak_rss_mib(), "base_rss_mib": base,
-             "stages": stages, "frame_mib": (image.nbytes + trimap.nbytes) / 2**20}
+             "stages": stages, "frame_mib": (image.nbytes + trimap.nbytes) / 2**20, "peak_reset": reset}
     if spec["kind"] == "hdmatt":
         from methods import load_engine
         eng = load_engine(spec)

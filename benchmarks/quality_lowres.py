@@ -129,7 +129,8 @@ def summarise(args, rows, specs, note, info) -> tuple[str, str]:
             f"{machine_line(info)}.\n\n{note}. `val` = held-out validation images "
             f"(GT02, GT10, GT18, GT24, GT27); `train` images' foregrounds were used in training. "
             f"Time per image after a warm-up call; HDMatt-D's time includes its closed-form prior. "
-            f"LKM (PyMatting, 40-130 s an image here) ran on: {args.lkm} images.\n\n")
+            f"LKM (PyMatting, 40-130 s an image here): "
+            f"{ {'all': 'all images', 'val': 'validation images only', 'none': 'not run'}[args.lkm]}.\n\n")
     checks = target_check(rows, specs)
     summary = head + "Means:\n\n" + mean_table + (f"\nIssue 9 target on validation:\n\n{checks}" if checks else "")
     full = summary + "\nPer image:\n\n" + per_image

@@ -28,6 +28,11 @@ smoke-sized runs and say so.
 """
 
 
+MEMORY_NOTE = ("Each method runs in its own process; peak RSS = what was resident at the start "
+               "of the run (inputs, torch, numba) + the method's working set (the RSS high-water "
+               "mark is reset after a warm-up call)")
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
