@@ -120,7 +120,7 @@ def test_streamed_large_frame_encodes_each_patch_once_with_a_bounded_context_sto
 
     def retire(self, rows, i):
         orig_retire(self, rows, i)
-        sizes.append((len(self.ctx), len(self.full)))
+        sizes.append((len(self.ctx), sum(len(c) for bs in self.pending.values() for c, _ in bs)))
     runner._Pass._retire = retire
     spy = EncodeSpy(eng)
     try:

@@ -178,7 +178,7 @@ class _Pass:
         self.queries, self.progress, self.cancel = queries, progress, cancel
         self.small = len(queries) <= eng.pool + 1
         self.ctx: dict = {}      # cell -> compact context features
-        self.full: dict = {}     # cell -> decoder features, until decoded
+        self.pending: dict = {}  # patch row -> [(cells, batched decoder features)], until decoded
         self.reservoir: list = []
         self.done = 0
 
@@ -190,14 +190,18 @@ class _Pass:
         rows = sorted({r for r, _ in self.queries})
         by_row = {r: [q for q in self.queries if q[0] == r] for r in rows}
         if self.small:
-            self._encode(self.queries)
+            # all queries are candidates of each other: encode them all, decode batch by batch
+            self._encode(self.queries, key=-1)
+            for cells, feats in self.pending.pop(-1, []):
+                self._decode(cells, feats)
+            return
         for i, r in enumerate(rows):
-            if not self.small:
-                for rr in rows[i:i + 2]:
-                    self._encode([q for q in by_row[rr] if q not in self.ctx])
-            self._decode(by_row[r])
-            if not self.small:
-                self._retire(rows, i)
+            for rr in rows[i:i + 2]:
+                if rr not in self.pending:
+                    self._encode(by_row[rr], key=rr)
+            for cells, feats in self.pending.pop(r):
+                self._decode(cells, feats)
+            self._retire(rows, i)
 
     def _retire(self, rows, i):
         """Row i is decoded: cells out of reach of the next query row move to the reservoir."""
@@ -221,8 +225,10 @@ class _Pass:
             t_pri = torch.from_numpy(np.stack([g.extract(self.prior, r, c) for r, c in cells]))[:, None].to(eng.device)
         return make_input(t_img, t_tri, t_pri, eng.cfg), t_tri, t_pri
 
-    def _encode(self, cells):
+    def _encode(self, cells, key):
+        """Encode ``cells`` in batches; keep decoder features batched (no re-stacking)."""
         net, b = self.eng.net, self.eng.batch
+        batches = self.pending.setdefault(key, [])
         for s in range(0, len(cells), b):
             self._check_cancel()
             chunk = cells[s:s + b]
@@ -231,9 +237,8 @@ class _Pass:
             ctx = net.context_features(feats, tri)
             for j, cell in enumerate(chunk):
                 self.ctx[cell] = {k: v[j].clone() for k, v in ctx.items()}
-                self.full[cell] = {k: v[j] for k, v in feats.items()}
-                self.full[cell]["x"] = x[j]
-                self.full[cell]["prior"] = None if pri is None else pri[j]
+            feats["x"], feats["prior"] = x, pri
+            batches.append((chunk, feats))
 
     def _select(self, chunk):
         """Top-K context for each query of ``chunk``: stacked key/value/regions/scores."""
@@ -270,25 +275,17 @@ class _Pass:
         return {"key": torch.stack(keys), "value": torch.stack(values),
                 "regions": torch.stack(regions), "scores": torch.stack(sc)}
 
-    def _decode(self, cells):
+    def _decode(self, chunk, feats):
         eng, g = self.eng, self.grid
-        for s in range(0, len(cells), eng.batch):
-            self._check_cancel()
-            chunk = cells[s:s + eng.batch]
-            feats = {k: torch.stack([self.full[c][k] for c in chunk])
-                     for k in ("s0", "s1", "s2", "idx0", "idx1", "idx2", "deep", "x")}
-            prior = None
-            if self.prior is not None:
-                prior = torch.stack([self.full[c]["prior"] for c in chunk])
-            q_ctx, c_sel = {}, None
-            if eng.cfg.uses_context:
-                q_ctx = {k: torch.stack([self.ctx[c][k] for c in chunk]) for k in ("key", "value", "regions")}
-                c_sel = self._select(chunk)
-            out = eng.net.decode(feats, q_ctx, c_sel, feats["x"], prior)
-            out = out[:, 0].float().cpu().numpy()
-            for j, (r, c) in enumerate(chunk):
-                g.accumulate(self.acc, out[j], r, c)
-                del self.full[(r, c)]
-            self.done += len(chunk)
-            if self.progress is not None:
-                self.progress(self.done, len(self.queries), "patches")
+        self._check_cancel()
+        q_ctx, c_sel = {}, None
+        if eng.cfg.uses_context:
+            q_ctx = {k: torch.stack([self.ctx[c][k] for c in chunk]) for k in ("key", "value", "regions")}
+            c_sel = self._select(chunk)
+        out = eng.net.decode(feats, q_ctx, c_sel, feats["x"], feats["prior"])
+        out = out[:, 0].float().cpu().numpy()
+        for j, (r, c) in enumerate(chunk):
+            g.accumulate(self.acc, out[j], r, c)
+        self.done += len(chunk)
+        if self.progress is not None:
+            self.progress(self.done, len(self.queries), "patches")
