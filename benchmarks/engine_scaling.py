@@ -36,8 +36,8 @@ import numpy as np  # noqa: E402
 
 from highres_strategies import predicted_cf_gib  # noqa: E402
 from methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, pymatting_spec, run_isolated  # noqa: E402
-from report import (MEMORY_NOTE, REPO, available_gib, machine_info, machine_line, markdown_table,  # noqa: E402
-                    results_path, save_figure, update_results_section, write_text_atomic)
+from report import (MEMORY_NOTE, REPO, available_gib, machine_info, machine_line,  # noqa: E402
+                    markdown_table, publish, results_path, save_figure)
 
 SIZES = {"1K": (1024, 540), "2K": (2048, 1080), "4K": (4096, 2160), "6K": (6144, 3240),
          "8K": (8192, 4320)}
@@ -269,10 +269,8 @@ def main(argv=None) -> int:
     t0 = time.time()
     result = run(args)
     text = summarise(args, result, info) + f"\nTotal run time {time.time() - t0:.0f} s.\n"
-    write_text_atomic(results_path("engine_scaling", args.quick, ".md"), text)
     plot(args, result)
-    update_results_section("engine_scaling" + ("_quick" if args.quick else ""), text)
-    print(text)
+    publish("engine_scaling", args.quick, text)
     return 0
 
 

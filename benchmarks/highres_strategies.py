@@ -35,8 +35,7 @@ import numpy as np  # noqa: E402
 import hr_composites as hrc  # noqa: E402
 from methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, pymatting_spec, run_isolated, weights_variant  # noqa: E402
 from report import (MEMORY_NOTE, available_gib, machine_info, machine_line,  # noqa: E402
-                    markdown_table, results_path, save_figure, update_results_section,
-                    write_text_atomic)
+                    markdown_table, publish, results_path, save_figure)
 
 # Measured here: closed-form took 7.3 GiB on a 3280x2310 plate with 32 % unknown pixels
 # (about 3.2 KiB per unknown pixel: the sparse Laplacian holds 81 entries per window).
@@ -205,10 +204,8 @@ def main(argv=None) -> int:
     t0 = time.time()
     result = run(args)
     text = summarise(args, result, info) + f"\nTotal run time {time.time() - t0:.0f} s.\n"
-    write_text_atomic(results_path("highres_strategies", args.quick, ".md"), text)
     plot(args, result)
-    update_results_section("highres_strategies" + ("_quick" if args.quick else ""), text)
-    print(text)
+    publish("highres_strategies", args.quick, text)
     return 0
 
 

@@ -33,8 +33,8 @@ import numpy as np  # noqa: E402
 import hr_composites as hrc  # noqa: E402
 from highres_strategies import measure  # noqa: E402
 from methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, weights_variant  # noqa: E402
-from report import (machine_info, machine_line, markdown_table, results_path, save_figure,  # noqa: E402
-                    update_results_section, write_text_atomic)
+from report import (machine_info, machine_line, markdown_table, publish, results_path,  # noqa: E402
+                    save_figure)
 
 PRIORS = ("global", "local")
 NETWORK_STAGES = ("encode", "cpc", "tgnl", "decode")
@@ -128,9 +128,7 @@ def main(argv=None) -> int:
                 + markdown_table(["frame", "unknown", "prior", "total s", "prior s", "network s",
                                   "other s", "patches", "peak RSS MiB", "SAD", "note"], six)
                 + f"\nTotal run time {time.time() - t0:.0f} s.\n")
-        write_text_atomic(results_path("prior_methods_6k", False, ".md"), text)
-        update_results_section("prior_methods_6k", text)
-        print(text)
+        publish("prior_methods_6k", False, text)
     return 0
 
 
@@ -165,10 +163,8 @@ def compare(args, weights, note, info) -> None:
             f"320 px patch (32 px overlap) blended like the network's patches.\n\n"
             f"{mean_table}\n{recommend(rows)}\n\nPer image:\n\n{table}"
             f"\nTotal run time {time.time() - t0:.0f} s.\n")
-    write_text_atomic(results_path("prior_methods", args.quick, ".md"), text)
     plot(args, rows)
-    update_results_section("prior_methods" + ("_quick" if args.quick else ""), text)
-    print(text)
+    publish("prior_methods", args.quick, text)
 
 
 def plot(args, rows) -> None:

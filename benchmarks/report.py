@@ -43,25 +43,23 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def memory_gib() -> float | None:
+def _meminfo_gib(field: str) -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 2**20
     except OSError:
         pass
     return None
+
+
+def memory_gib() -> float | None:
+    return _meminfo_gib("MemTotal")
 
 
 def available_gib() -> float | None:
     """MemAvailable now (other users of the machine count against what we may use)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return None
+    return _meminfo_gib("MemAvailable")
 
 
 def git_commit() -> str:
@@ -152,6 +150,13 @@ def update_results_section(name: str, markdown: str, results_md: Path = RESULTS_
     else:
         text = text.rstrip() + "\n\n" + block
     write_text_atomic(results_md, text)
+
+
+def publish(script: str, quick: bool, text: str, section: str | None = None) -> None:
+    """Write ``results/<script>[_quick].md``, replace its RESULTS.md section, print it."""
+    write_text_atomic(results_path(script, quick, ".md"), text)
+    update_results_section(section or script + ("_quick" if quick else ""), text)
+    print(text)
 
 
 def results_path(script: str, quick: bool, suffix: str) -> Path:
