@@ -1,0 +1,45 @@
+"""The shipped weights load by default and give a sane alpha on a real held-out image.
+
+Bound: on GT02 (validation split, never trained on) with trimap1, the model's SAD must be
+below 0.4 x the SAD of filling the unknown region with 0.5 (the fill scores ~40 there;
+closed-form matting ~4.3), and no worse than 1.25 x closed-form's.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nuke_hdmatt.engine.weights import DEFAULT_NAME, MODEL_DIR, load_network
+from nuke_hdmatt.metrics import sad
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alphamatting-dev"
+
+
+def test_bundled_weights_exist_and_carry_their_configuration():
+    path = MODEL_DIR / DEFAULT_NAME
+    assert path.exists(), "model/hdmatt.safetensors must be shipped"
+    net, info = load_network(path)
+    assert net.cfg.variant in "ABCD" and "step" in info
+
+
+@pytest.mark.skipif(not DATA.exists(), reason=f"real dev images not found at {DATA}")
+def test_bundled_weights_give_a_sane_alpha_on_a_held_out_image():
+    import torch
+    torch.set_num_threads(2)
+    from nuke_hdmatt.engine import Engine
+    from nuke_hdmatt.training.validation import read_png, snap
+    from nuke_hdmatt.engine.prior import global_prior
+    image = read_png(DATA / "image" / "GT02.png")[..., :3]
+    gt = read_png(DATA / "alpha" / "GT02.png")
+    trimap = snap(read_png(DATA / "trimap1" / "GT02.png"))
+    eng = Engine.load(device="cpu")
+    assert eng.weights_id == "hdmatt" and len(eng.weights_sha256) == 64
+    alpha = eng.matte(image, trimap)
+    fill = np.where(trimap == 0.5, 0.5, trimap)
+    model_sad, fill_sad = sad(alpha, gt, trimap), sad(fill, gt, trimap)
+    cf_sad = sad(global_prior(image, trimap), gt, trimap)
+    assert model_sad < 0.4 * fill_sad, (model_sad, fill_sad)
+    assert model_sad <= 1.25 * cf_sad, (model_sad, cf_sad)
+    known = trimap != 0.5
+    np.testing.assert_array_equal(alpha[known], trimap[known])
