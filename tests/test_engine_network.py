@@ -162,3 +162,22 @@ def test_a_file_that_is_not_hdmatt_weights_is_a_clear_error(tmp_path):
         load_network(bad)
     with pytest.raises(WeightsError, match="not found"):
         load_network(tmp_path / "missing.safetensors")
+
+
+def test_folding_batchnorm_keeps_the_output_and_removes_every_batchnorm():
+    import copy
+    from nuke_hdmatt.engine.fold import fold_batchnorm
+    torch.manual_seed(0)
+    net = HDMattNet(TINY.replace(variant="C"))
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):   # non-trivial statistics
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    net.eval()
+    folded = fold_batchnorm(copy.deepcopy(net))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.rand(2, 4, 32, 32)
+    a, b = net.encode(x), folded.encode(x)
+    torch.testing.assert_close(b["deep"], a["deep"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(b["s0"], a["s0"], atol=1e-5, rtol=1e-5)

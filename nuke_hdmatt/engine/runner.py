@@ -12,6 +12,7 @@ frames keep everything (at most ``pool + 1`` patches).
 
 from __future__ import annotations
 
+import copy
 import sys
 import warnings
 from contextlib import nullcontext
@@ -24,6 +25,7 @@ from .. import ENGINE_VERSION
 from ..errors import Cancelled, TrimapError, WeightsError
 from .config import LIGHT, ModelConfig
 from .context import score_candidates, select_top_k
+from .fold import fold_batchnorm
 from .network import HDMattNet, make_input
 from .pool import NEIGHBOUR_ROWS, candidates, thin
 from .prior import PRIOR_METHODS, compute_prior
@@ -56,7 +58,8 @@ class Engine:
         if k < 1 or pool < 1:
             raise ValueError("k and pool must be at least 1")
         PatchGrid(patch, patch, patch, overlap)  # validates patch/overlap
-        self.net = net.eval().to(device)
+        # a folded copy: the caller's network (e.g. one being trained) stays untouched
+        self.net = fold_batchnorm(copy.deepcopy(net).eval()).to(device)
         self.cfg: ModelConfig = net.cfg
         self.device = device
         self.patch, self.overlap, self.k, self.pool = patch, overlap, k, pool

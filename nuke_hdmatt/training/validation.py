@@ -41,9 +41,30 @@ def snap(tri: np.ndarray) -> np.ndarray:
     return out
 
 
-def load_pairs(dataset: Path, names, trimap_sets=("trimap1", "trimap2"), max_side: int = 1024) -> list[ValPair]:
-    """Read images, trimaps and ground truth; solve their closed-form priors once."""
+def cached_prior(image: np.ndarray, trimap: np.ndarray, max_side: int, cache: Path | None) -> np.ndarray:
+    """The engine's global prior, kept on disk by a hash of its inputs (a solve costs seconds)."""
+    import hashlib
     from ..engine.prior import global_prior
+    if cache is None:
+        return global_prior(image, trimap, max_side)
+    h = hashlib.sha256(image.tobytes() + trimap.tobytes() + str(max_side).encode()).hexdigest()[:24]
+    path = Path(cache) / f"prior_{h}.npy"
+    if path.exists():
+        return np.load(path)
+    prior = global_prior(image, trimap, max_side)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, prior)
+    tmp.replace(path)
+    return prior
+
+
+def load_pairs(dataset: Path, names, trimap_sets=("trimap1", "trimap2"), max_side: int = 1024,
+               cache: Path | None = None) -> list[ValPair]:
+    """Read images, trimaps and ground truth; solve (or reload) their closed-form priors."""
+    if cache is None:
+        from . import data_cache_dir
+        cache = data_cache_dir().parent / "valprior"
     pairs = []
     for name in names:
         image = read_png(dataset / "image" / f"{name}.png")[..., :3].astype(np.float32)
@@ -52,7 +73,7 @@ def load_pairs(dataset: Path, names, trimap_sets=("trimap1", "trimap2"), max_sid
         for ts in trimap_sets:
             tri = read_png(dataset / ts / f"{name}.png")
             tri = snap(tri[..., 0] if tri.ndim == 3 else tri)
-            pairs.append(ValPair(name, ts, image, tri, gt, global_prior(image, tri, max_side)))
+            pairs.append(ValPair(name, ts, image, tri, gt, cached_prior(image, tri, max_side, cache)))
     return pairs
 
 
