@@ -156,6 +156,7 @@ def plot(args, result) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401 (used as matplotlib.ticker)
     rows, specs = result["rows"], result["specs"]
     labels = [s["label"] for s in specs]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -175,6 +176,7 @@ def plot(args, result) -> None:
     ax2.set_xlabel("wall time per frame, s")
     ax2.set_ylabel("SAD")
     ax2.set_xscale("log")
+    ax2.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # crowded minor labels
     ax2.legend(fontsize=6)
     fig.suptitle("High-resolution strategies" + (" (quick)" if args.quick else ""))
     save_figure(fig, results_path("highres_strategies", args.quick, "_sad.png"))
