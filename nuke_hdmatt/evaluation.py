@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import HDMattError, MissingFileError, OutputError, TrimapError, UsageError
 from .metrics import METRIC_NAMES, all_metrics
-from .training.atomic import write_text_atomic
+from .atomic import write_text_atomic
 
 __all__ = ["EvalRow", "EvalResults", "load_case", "list_images", "evaluate", "peer_methods",
            "engine_method", "format_table", "main"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 CONFIG_VERSION = 1
 VARIANTS = ("A", "B", "C", "D")

@@ -9,6 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from ..atomic import atomic_path
 from ..errors import WeightsError
 from .config import ModelConfig
 
@@ -37,7 +38,6 @@ def file_sha256(path: Path) -> str:
 
 def save_weights(net, path: Path, extra: dict | None = None) -> None:
     """Write ``net``'s state (float16) and configuration atomically to ``path``."""
-    import os
     import torch
     from safetensors.torch import save_file
     state = {}
@@ -48,14 +48,8 @@ def save_weights(net, path: Path, extra: dict | None = None) -> None:
     meta = {"format": FORMAT, "config": net.cfg.to_json()}
     if extra:
         meta["info"] = json.dumps(extra, sort_keys=True)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        save_file(state, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path, ".safetensors") as tmp:
+        save_file(state, tmp, metadata=meta)
 
 
 def read_header(path: Path) -> dict:
@@ -74,7 +68,6 @@ def read_header(path: Path) -> dict:
 
 def load_network(path: Path):
     """Build the network described in the file's header and load its weights (float32)."""
-    import torch
     from safetensors.torch import load_file
     from .network import HDMattNet
     path = Path(path)

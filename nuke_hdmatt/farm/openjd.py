@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 
 from ..errors import OutputError, UsageError
 from ..sequence import format_frames
@@ -173,22 +172,11 @@ def _yaml_lines(value, indent: int):
 
 
 def write_text_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
+    """Write ``text`` to ``path`` atomically; a folder that cannot be written is an OutputError."""
+    from .. import atomic
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".hdmatt-", suffix=".tmp", dir=folder)
+        atomic.write_text_atomic(path, text)
     except OSError as exc:
         raise OutputError(f"cannot write: {exc.strerror}", path=path) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 would hide the job from the submitter
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 from ..errors import HDMattError, UsageError
-from .atomic import write_png_atomic
+from ..atomic import write_png_atomic
 
 __all__ = ["sample_row", "contact_sheet", "main"]
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ import numpy as np
 
 from ..errors import HDMattError, UsageError
 from . import VALIDATION_IMAGES
-from .atomic import save_npz_atomic
+from ..atomic import save_npz_atomic, write_text_atomic
 from .synthesis import SampleSynthesizer, SynthesisConfig
 
 __all__ = ["build", "generate_sample", "encode_sample", "decode_sample", "load_sample", "sample_paths",
@@ -99,10 +98,7 @@ def _check_manifest(out: Path, manifest: dict) -> None:
             raise UsageError("folder was built with another configuration or seed; "
                              "use a new --out", path=str(path))
         return
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{MANIFEST}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(manifest, indent=2))
 
 
 def build(out, n: int, config: SynthesisConfig, seed: int = 0, shard=(1, 1),

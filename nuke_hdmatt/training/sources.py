@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import MissingFileError, PlateError
 from . import VALIDATION_IMAGES, data_cache_dir, shared_data_dir
-from .atomic import save_npy_atomic
+from ..atomic import save_npy_atomic
 from .compositing import linear_to_srgb, srgb_to_linear
 from .resampling import resize
 

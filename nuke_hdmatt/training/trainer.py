@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,10 +17,12 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_path, write_text_atomic
 from ..engine.config import PRESETS, ModelConfig
 from ..engine.network import HDMattNet, make_input
 from ..engine.weights import load_network, save_weights
 from .loss import matting_loss, patch_weights
+from .validation import evaluate_engine
 
 
 @dataclass
@@ -48,9 +49,8 @@ class TrainSettings:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, ".pt") as tmp:
+        torch.save(obj, tmp)
 
 
 def build_network(s: TrainSettings) -> HDMattNet:
@@ -103,7 +103,7 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
         print(f"resumed {ckpt_path} at step {state['step']}")
     (s.run / "settings.json").write_text(json.dumps(
         {k: str(v) for k, v in s.__dict__.items() if k != "log"} | {"config": net.cfg.to_dict()}, indent=1))
-    weights = None
+    weights = None  # blend weights of the loss, made once the patch size is known
     sched = lambda step: 0.5 * s.lr * (1 + math.cos(math.pi * min(step, s.steps) / s.steps))
 
     def save_ckpt():
@@ -116,7 +116,7 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
         net.eval()
         eng = Engine(net, device, patch=320, overlap=s.overlap, k=net.cfg.k, pool=30)
         with torch.no_grad():
-            res = _eval(eng, val_pairs)
+            res = evaluate_engine(eng, val_pairs)
         net.train()
         model_sad = (res["model/trimap1"]["sad"] + res["model/trimap2"]["sad"]) / 2
         entry = {"step": state["step"], "elapsed_min": state["elapsed"] / 60, **res}
@@ -129,7 +129,7 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
             save_weights(net, s.run / "best.safetensors",
                          extra={"step": state["step"], "elapsed_min": round(state["elapsed"] / 60, 1),
                                 "val": res, "data": str(s.data)})
-            (s.run / "best.json").write_text(json.dumps(entry, indent=1))
+            write_text_atomic(s.run / "best.json", json.dumps(entry, indent=1))
             print(f"  new best mean SAD {model_sad:.3f} -> {s.run / 'best.safetensors'}", flush=True)
 
     net.train()
@@ -178,7 +178,3 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
     save_ckpt()
     return state
 
-
-def _eval(eng, pairs):
-    from .validation import evaluate_engine
-    return evaluate_engine(eng, pairs)

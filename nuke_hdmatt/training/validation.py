@@ -8,7 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import save_npy_atomic
+from ..imaging.trimaps import snap_trimap
 from ..metrics import all_metrics
+from .sources import read_image
 
 
 @dataclass
@@ -22,23 +25,14 @@ class ValPair:
 
 
 def read_png(path: Path) -> np.ndarray:
-    """8/16-bit PNG -> float32 0-1 (HxW or HxWxC) through OpenImageIO."""
-    import OpenImageIO as oiio
-    inp = oiio.ImageInput.open(str(path))
-    if inp is None:
-        raise FileNotFoundError(f"{path}: {oiio.geterror()}")
-    try:
-        px = inp.read_image(0, 0, 0, inp.spec().nchannels, "float")
-    finally:
-        inp.close()
+    """8/16-bit PNG -> float32 0-1, (H, W) for one channel else (H, W, C)."""
+    px = read_image(path)
     return px[..., 0] if px.shape[2] == 1 else px
 
 
 def snap(tri: np.ndarray) -> np.ndarray:
-    out = np.full(tri.shape, 0.5, dtype=np.float32)
-    out[tri < 0.1] = 0.0
-    out[tri > 0.9] = 1.0
-    return out
+    """Trimap values -> {0, 0.5, 1} with the thresholds inference uses."""
+    return snap_trimap(tri)
 
 
 def cached_prior(image: np.ndarray, trimap: np.ndarray, max_side: int, cache: Path | None) -> np.ndarray:
@@ -52,10 +46,7 @@ def cached_prior(image: np.ndarray, trimap: np.ndarray, max_side: int, cache: Pa
     if path.exists():
         return np.load(path)
     prior = global_prior(image, trimap, max_side)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, prior)
-    tmp.replace(path)
+    save_npy_atomic(path, prior)
     return prior
 
 

@@ -1,6 +1,10 @@
-"""Atomic writes for cached and generated data and for reports: write a temp file in the
-target's folder, then rename, so a killed run never leaves a half-written file that a later
-run would trust, and a failed run never clobbers the previous file."""
+"""Atomic writes for weights, checkpoints, cached data, job templates and reports: write a
+temp file in the target's folder, then rename, so a killed run never leaves a half-written
+file that a later run would trust, and a failed run never clobbers the previous file.
+
+Standard library only at import time (the Nuke side may use it); numpy and OpenImageIO
+are imported by the functions that need them. (Images the product outputs go through
+``imaging.writing``, which also fsyncs and keeps OIIO's specs.)"""
 
 from __future__ import annotations
 
@@ -8,8 +12,6 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-
-import numpy as np
 
 __all__ = ["atomic_path", "save_npz_atomic", "save_npy_atomic", "write_png_atomic",
            "write_text_atomic"]
@@ -25,6 +27,10 @@ def atomic_path(path, suffix: str = ".tmp"):
     os.close(fd)
     try:
         yield tmp
+        # mkstemp creates 0600; the final file gets the permissions a plain open() would
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -33,12 +39,14 @@ def atomic_path(path, suffix: str = ".tmp"):
 
 def save_npz_atomic(path, compressed: bool = True, **arrays) -> None:
     """``np.savez[_compressed]`` to ``path`` atomically."""
+    import numpy as np
     with atomic_path(path, ".npz") as tmp, open(tmp, "wb") as f:
         (np.savez_compressed if compressed else np.savez)(f, **arrays)
 
 
-def save_npy_atomic(path, array: np.ndarray) -> None:
+def save_npy_atomic(path, array) -> None:
     """``np.save`` to ``path`` atomically."""
+    import numpy as np
     with atomic_path(path, ".npy") as tmp, open(tmp, "wb") as f:
         np.save(f, array)
 
@@ -49,8 +57,9 @@ def write_text_atomic(path, text: str) -> None:
         f.write(text)
 
 
-def write_png_atomic(path, pixels: np.ndarray) -> None:
+def write_png_atomic(path, pixels) -> None:
     """Write (H, W) or (H, W, C) float 0-1 pixels as an 8-bit PNG atomically (OpenImageIO)."""
+    import numpy as np
     import OpenImageIO as oiio
 
     pixels = np.asarray(pixels, dtype=np.float32)
