@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from nuke_hdmatt import evaluation
-from nuke_hdmatt.training.atomic import write_png_atomic
+from nuke_hdmatt.atomic import write_png_atomic
 
 
 @pytest.fixture

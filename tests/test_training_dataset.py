@@ -87,7 +87,7 @@ def test_folder_made_before_a_setting_existed_still_resumes(tmp_path, synth):
 
 
 def _fake_dev(root, names=("GT01", "GT02", "GT03")):
-    from nuke_hdmatt.training.atomic import write_png_atomic
+    from nuke_hdmatt.atomic import write_png_atomic
 
     rng = np.random.default_rng(0)
     x = np.linspace(0, 1, 32, dtype=np.float32)
@@ -122,7 +122,7 @@ def test_dev_foregrounds_are_cached_and_hold_out_validation(tmp_path):
 
 
 def test_background_bank_crops_cached_copies(tmp_path):
-    from nuke_hdmatt.training.atomic import write_png_atomic
+    from nuke_hdmatt.atomic import write_png_atomic
     from nuke_hdmatt.training.sources import BackgroundBank
 
     write_png_atomic(tmp_path / "bg" / "a.png", np.random.default_rng(1).random((60, 90, 3)))
