@@ -68,3 +68,20 @@ class UsageError(HDMattError):
 
 class Cancelled(Exception):
     """Work was cancelled by the user (Ctrl-C, Nuke's cancel button)."""
+
+
+def run_reporting(prog: str, body, interrupted: str = "interrupted") -> int:
+    """Run a command's ``body()`` and turn user errors into one line and an exit code.
+
+    HDMattError -> ``prog: error: ...`` and 2; Ctrl-C -> ``prog: <interrupted>`` and 130;
+    otherwise ``body``'s return value (None counts as 0). Bugs still raise.
+    """
+    import sys
+    try:
+        return body() or 0
+    except HDMattError as exc:
+        print(f"{prog}: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: {interrupted}", file=sys.stderr)
+        return 130

@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import HDMattError, MissingFileError, OutputError, TrimapError, UsageError
+from .errors import MissingFileError, OutputError, TrimapError, UsageError, run_reporting
 from .metrics import METRIC_NAMES, all_metrics
 from .atomic import write_text_atomic
 
@@ -289,7 +289,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="also write the markdown table here")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args(argv)
-    try:
+
+    def body():
         if not Path(args.dataset).is_dir():
             raise MissingFileError("dataset folder not found", path=args.dataset)
         trimap_sets = [t.strip() for t in args.trimaps.split(",") if t.strip()]
@@ -321,13 +322,8 @@ def main(argv=None) -> int:
                 write_text_atomic(args.out, table)
             except OSError as exc:
                 raise OutputError(f"cannot write: {exc.strerror or exc}", path=args.out) from None
-    except HDMattError as exc:
-        print(f"hdmatt eval: error: {exc.one_line()}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("hdmatt eval: interrupted", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_reporting("hdmatt eval", body)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def test_build_refuses_another_configuration(tmp_path, synth, capsys):
         D.build(out, 1, synth.config, seed=2, synthesizer=synth, log=None)
     assert D.main(["build", "--out", str(out), "--n", "1", "--patch", "24", "--seed", "1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert ": error: " in err and len(err.strip().splitlines()) == 1
     assert D.main(["build", "--out", str(out), "--n", "1", "--crops", "a,b"]) == 2
 
 

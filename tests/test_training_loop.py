@@ -102,3 +102,10 @@ def test_validation_writes_best_weights_that_the_engine_loads(tmp_path):
     assert best.exists() and (tmp_path / "run" / "best.json").exists()
     eng = Engine.load(weights=best, device="cpu", patch=32, overlap=8)
     assert eng.cfg.variant == "D" and eng.matte(pair.image, tri, prior=pair.prior).shape == (40, 40)
+
+
+def test_train_command_reports_a_missing_sample_folder_in_one_line(tmp_path, capsys):
+    from nuke_hdmatt.training.cli import main
+    code = main(["--data", str(tmp_path / "nope"), "--run", str(tmp_path / "run"), "--val-images", ""])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "nope" in err[0] and "sample folder" in err[0]

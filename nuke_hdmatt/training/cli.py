@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import HDMattError
+from ..errors import UsageError, run_reporting
 
 
 def rotate_queries(batch: dict, gen, p_rotate: float = 0.5, min_unknown: float = 0.02) -> dict:
@@ -101,7 +101,15 @@ def main(argv=None) -> int:
                       batch=args.batch, steps=args.steps, minutes=args.minutes, lr=args.lr,
                       ckpt_minutes=args.ckpt_minutes, val_minutes=args.val_minutes,
                       threads=args.threads, seed=args.seed, validate_first=args.validate_first)
-    try:
+
+    def body():
+        folders = [Path(d) for d in args.data.split(",") if d]
+        missing = [str(d) for d in folders if not d.is_dir()]
+        if missing or not folders:
+            raise UsageError("no such sample folder (make one with `python -m "
+                             "nuke_hdmatt.training.dataset build`)", path=", ".join(missing) or args.data)
+        if args.steps < 1 or args.batch < 1:
+            raise UsageError("--steps and --batch must be at least 1")
         import torch
         torch.set_num_threads(args.threads)
         names = [n for n in args.val_images.split(",") if n]
@@ -109,12 +117,9 @@ def main(argv=None) -> int:
         pairs = load_pairs(val_dir, names) if names and val_dir.exists() else []
         if not pairs:
             print(f"note: no validation images ({val_dir}); training without validation", file=sys.stderr)
-        folders = [Path(d) for d in args.data.split(",") if d]
         train(s, loader_factory(folders, args.batch, args.seed, args.min_samples), pairs)
-    except HDMattError as exc:
-        print(f"hdmatt train: error: {exc.one_line()}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_reporting("hdmatt train", body, "interrupted; rerun the same command to resume")
 
 
 if __name__ == "__main__":

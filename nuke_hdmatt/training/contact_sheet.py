@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import HDMattError, UsageError
+from ..errors import OutputError, UsageError, run_reporting
 from ..atomic import write_png_atomic
 
 __all__ = ["sample_row", "contact_sheet", "main"]
@@ -69,7 +69,8 @@ def main(argv=None) -> int:
     ap.add_argument("--prior", action="store_true", help="solve the closed-form prior (slow)")
     ap.add_argument("--from", dest="source", default=None, help="a built sample folder")
     args = ap.parse_args(argv)
-    try:
+
+    def body():
         if args.n < 1:
             raise UsageError("--n must be >= 1")
         if args.source:
@@ -91,15 +92,13 @@ def main(argv=None) -> int:
                 samples.append(synth(np.random.default_rng([args.seed, i])))
                 print(f"  sample {i + 1}/{args.n}: {', '.join(samples[-1]['names'])}",
                       file=sys.stderr, flush=True)
-        write_png_atomic(args.out, contact_sheet(samples))
+        try:
+            write_png_atomic(args.out, contact_sheet(samples))
+        except OSError as exc:
+            raise OutputError(f"cannot write: {exc.strerror or exc}", path=args.out) from None
         print(f"wrote {args.out}", file=sys.stderr)
-    except HDMattError as exc:
-        print(f"error: {exc.one_line()}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: {args.out}: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_reporting("contact_sheet", body)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import HDMattError, UsageError
+from ..errors import UsageError, run_reporting
 from . import VALIDATION_IMAGES
 from ..atomic import save_npz_atomic, write_text_atomic
 from .synthesis import SampleSynthesizer, SynthesisConfig
@@ -266,7 +266,8 @@ def main(argv=None) -> int:
                    help="samples cut from each composite scene (shares its prior solve)")
     b.add_argument("--shard", default="1/1", help="K/M: build every M-th scene from K")
     args = parser.parse_args(argv)
-    try:
+
+    def body():
         overrides = {"n_context": args.context, "scene_size": args.scene,
                      "prior": not args.no_prior,
                      "prior_downscale_probability": args.prior_downscale,
@@ -283,13 +284,8 @@ def main(argv=None) -> int:
             raise UsageError("--per-scene must be >= 1")
         build(args.out, args.n, config, seed=args.seed, shard=_parse_shard(args.shard),
               per_scene=args.per_scene)
-    except HDMattError as exc:
-        print(f"error: {exc.one_line()}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished samples are kept, rerun to resume", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_reporting("dataset build", body, "interrupted; finished samples are kept, rerun to resume")
 
 
 if __name__ == "__main__":
