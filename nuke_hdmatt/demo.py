@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 
 import numpy as np
 from scipy import ndimage
@@ -132,6 +131,7 @@ def _write_image(path: str, pixels: np.ndarray, channels, *, colorspace: str | N
                  fmt: str = "half") -> None:
     """Write an image via a temp file and rename (demo inputs and preview only)."""
     import OpenImageIO as oiio
+    from .atomic import atomic_path
     from .errors import OutputError
     if pixels.ndim == 2:
         pixels = pixels[..., None]
@@ -141,26 +141,11 @@ def _write_image(path: str, pixels: np.ndarray, channels, *, colorspace: str | N
         spec.attribute("oiio:ColorSpace", colorspace)
     if path.endswith(".exr"):
         spec.attribute("compression", "zip")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".hdmatt-demo-", suffix=os.path.splitext(path)[1], dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path, os.path.splitext(path)[1]) as tmp:
         out = oiio.ImageOutput.create(path)
         if out is None or not out.open(tmp, spec) or \
                 not out.write_image(np.ascontiguousarray(pixels, np.float32)) or not out.close():
             raise OutputError(f"cannot write: {oiio.geterror()}", path=path)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the demo from others
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def preview(plate_display: np.ndarray, trimap: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ import os
 import shutil
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .errors import UsageError
 
 __all__ = ["RECORD_VERSION", "record_path", "write_record", "read_record", "engine_executable"]
@@ -57,11 +58,7 @@ def write_record(path: str | os.PathLike, hdmatt: str, python: str, repo: str,
     """
     rec = {"version": RECORD_VERSION, "hdmatt": str(hdmatt), "python": str(python),
            "repo": str(repo), "engine_version": engine_version}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(rec, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(rec, indent=2) + "\n")
     return rec
 
 

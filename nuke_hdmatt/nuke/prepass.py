@@ -24,6 +24,7 @@ def main(argv=None) -> int:
         sys.path.insert(0, repo)
     import nuke
 
+    from nuke_hdmatt.atomic import write_text_atomic
     from nuke_hdmatt.errors import HDMattError
     from nuke_hdmatt.nuke import node as hdmatt_node
 
@@ -45,11 +46,8 @@ def main(argv=None) -> int:
         paths = hdmatt_node.export_inputs(node, frames, args.work)
         job = hdmatt_node.matte_job(node, paths, frames)
         out = os.path.join(args.work, JOB_FILE)
-        tmp = out + f".{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"script": os.path.abspath(args.script), "node": args.node,
-                       "job": job.to_dict()}, f, indent=2)
-        os.replace(tmp, out)
+        write_text_atomic(out, json.dumps({"script": os.path.abspath(args.script), "node": args.node,
+                                           "job": job.to_dict()}, indent=2))
     except HDMattError as exc:
         print(f"hdmatt prepass: {exc.one_line()}", file=sys.stderr)
         return 2
