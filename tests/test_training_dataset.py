@@ -75,6 +75,18 @@ def test_build_refuses_another_configuration(tmp_path, synth, capsys):
     assert D.main(["build", "--out", str(out), "--n", "1", "--crops", "a,b"]) == 2
 
 
+def test_build_takes_source_mix_from_the_command_line(tmp_path, capsys):
+    import json
+    out = tmp_path / "mix"
+    assert D.main(["build", "--out", str(out), "--n", "1", "--patch", "24", "--no-prior",
+                   "--procedural", "1", "--highres", "0.9"]) == 0
+    config = json.loads((out / D.MANIFEST).read_text())["config"]
+    assert config["procedural_probability"] == 1.0 and config["highres_probability"] == 0.9
+    assert D.main(["build", "--out", str(tmp_path / "bad"), "--n", "1", "--highres", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--highres" in err and len(err.strip().splitlines()) == 1
+
+
 def test_folder_made_before_a_setting_existed_still_resumes(tmp_path, synth):
     import json
 

@@ -244,39 +244,39 @@ class _Pass:
             batches.append((chunk, feats))
 
     def _select(self, chunk):
-        """Top-K context for each query of ``chunk``: stacked key/value/regions/scores."""
+        """Top-K context for each query of ``chunk``: stacked key/value/regions/scores.
+
+        Each distinct candidate's features are stacked once per chunk (queries of a chunk
+        share most of their candidates) and gathered by index. Slots left empty (fewer
+        valid candidates than K) point at the chunk's first query with zero regions and a
+        zero score, so attention gives them exactly zero weight.
+        """
         eng = self.eng
         cands = [candidates(q, list(self.ctx), self.reservoir, eng.pool, self.small)
                  if eng.context else [] for q in chunk]
+        ids = sorted({c for cs in cands for c in cs})
+        row = {c: i for i, c in enumerate(ids)}
+        ids.append(chunk[0])
         n = max(1, max(len(c) for c in cands))
-        ref = self.ctx[chunk[0]]
-        dk = ref["desc"].shape[0]
-        desc = torch.zeros(len(chunk), n, dk, device=eng.device)
-        valid = torch.zeros(len(chunk), n, dtype=torch.bool, device=eng.device)
+        slot = torch.full((len(chunk), n), len(ids) - 1, dtype=torch.long)
+        lengths = torch.tensor([len(cs) for cs in cands])
         for i, cs in enumerate(cands):
-            for j, c in enumerate(cs):
-                desc[i, j] = self.ctx[c]["desc"].float()
-                valid[i, j] = True
+            slot[i, :len(cs)] = torch.tensor([row[c] for c in cs], dtype=torch.long)
+        slot = slot.to(eng.device)
+        valid = (torch.arange(n)[None, :] < lengths[:, None]).to(eng.device)
+        table = {k: torch.stack([self.ctx[c][k] for c in ids])
+                 for k in ("desc", "key", "value", "regions")}
+        desc = table["desc"].float()[slot] * valid[..., None]
         qdesc = torch.stack([self.ctx[q]["qdesc"].float() for q in chunk])
         idx, scores = select_top_k(score_candidates(qdesc, desc, valid), eng.k)
-        keys, values, regions, sc = [], [], [], []
-        for i, cs in enumerate(cands):
-            kk, vv, rr, ss = [], [], [], []
-            for j in range(idx.shape[1]):
-                jj = int(idx[i, j])
-                ok = jj < len(cs) and bool(valid[i, jj])
-                src = self.ctx[cs[jj]] if ok else ref
-                kk.append(src["key"])
-                vv.append(src["value"])
-                rr.append(src["regions"] if ok else torch.zeros_like(ref["regions"]))
-                ss.append(scores[i, j] if ok else scores.new_zeros(()))
-            keys.append(torch.stack(kk))
-            values.append(torch.stack(vv))
-            regions.append(torch.stack(rr))
-            s = torch.stack(ss)
-            sc.append(s / s.sum().clamp_min(1e-6))
-        return {"key": torch.stack(keys), "value": torch.stack(values),
-                "regions": torch.stack(regions), "scores": torch.stack(sc)}
+        ok = valid.gather(1, idx)
+        chosen = torch.where(ok, slot.gather(1, idx), len(ids) - 1)
+        regions = table["regions"][chosen]
+        regions = regions * ok.view(*ok.shape, *([1] * (regions.dim() - 2))).to(regions.dtype)
+        scores = torch.where(ok, scores, scores.new_zeros(()))
+        scores = scores / scores.sum(dim=1, keepdim=True).clamp_min(1e-6)
+        return {"key": table["key"][chosen], "value": table["value"][chosen],
+                "regions": regions, "scores": scores}
 
     def _decode(self, chunk, feats):
         eng, g = self.eng, self.grid

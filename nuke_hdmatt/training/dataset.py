@@ -262,6 +262,11 @@ def main(argv=None) -> int:
     b.add_argument("--prior-downscale", type=float, default=0.0, metavar="P",
                    help="share of scenes whose prior is solved at 1/2-1/4 size and enlarged, "
                         "as the engine's global prior on large plates (default 0)")
+    b.add_argument("--highres", type=float, default=None, metavar="P",
+                   help="share of dev foregrounds drawn from the high-resolution alphas at native "
+                        "scale (default: SynthesisConfig's)")
+    b.add_argument("--procedural", type=float, default=None, metavar="P",
+                   help="share of procedural foregrounds (default: SynthesisConfig's)")
     b.add_argument("--per-scene", type=int, default=1,
                    help="samples cut from each composite scene (shares its prior solve)")
     b.add_argument("--shard", default="1/1", help="K/M: build every M-th scene from K")
@@ -272,6 +277,12 @@ def main(argv=None) -> int:
                      "prior": not args.no_prior,
                      "prior_downscale_probability": args.prior_downscale,
                      "holdout": tuple(h.strip().upper() for h in args.holdout.split(",") if h.strip())}
+        for name, value in (("highres_probability", args.highres),
+                            ("procedural_probability", args.procedural)):
+            if value is not None:
+                if not 0.0 <= value <= 1.0:
+                    raise UsageError(f"--{name.split('_')[0]} must be in [0, 1], got {value}")
+                overrides[name] = value
         if args.crops:
             try:
                 overrides["crop_sizes"] = tuple(int(c) for c in args.crops.split(","))
