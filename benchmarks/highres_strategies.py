@@ -3,15 +3,16 @@
 On high-resolution composites of the held-out validation images (see ``hr_composites``)
 compare, at full resolution:
 
-  (a) HDMatt patches with cross-patch context (the shipped engine, default settings);
+  (a) HDMatt patches with cross-patch context (the shipped engine; variant D with the
+      global closed-form prior);
   (b) the same network on plain patches without context (``Engine.load(context=False)``);
   (c) downsample to 1024 px on the long side, run (a), upsample the alpha;
   (d) PyMatting closed-form at full resolution, skipped when its predicted memory exceeds
       ``--max-cf-gib`` or 70 % of the memory available now;
   (e) closed-form at 1024 px, upsampled (the classical downsample strategy, and variant D's
       global prior on its own);
-  for variant D weights also (a) with the local (per-patch) prior instead of the global one,
-  and (a) for every other ``model/hdmatt*.safetensors``.
+  for variant D weights also (a) with the cascade prior (the network's own alpha at 1024 px,
+  upsampled) and with the local (per-patch) prior instead of the global one, and (a) for every other ``model/hdmatt*.safetensors``.
 
 Each method runs in its own process (peak RSS from ``ru_maxrss``). Writes
 ``results/highres_strategies[_quick].md``, ``..._sad.png`` (SAD and time per method) and
@@ -50,14 +51,15 @@ def strategy_specs(weights: list[Path]) -> list[dict]:
     main = weights[0] if weights else None
     variant = weights_variant(main) if main else "D"
     specs = [
-        hdmatt_spec(main, label="(a) patches + CPC"),
-        hdmatt_spec(main, context=False, label="(b) patches, no context"),
+        hdmatt_spec(main, prior="global", label="(a) patches + CPC"),
+        hdmatt_spec(main, prior="global", context=False, label="(b) patches, no context"),
         hdmatt_spec(main, downsample=1024, label="(c) downsample 1024"),
         pymatting_spec("cf", label="(d) closed-form full res"),
         pymatting_spec("cf", downsample=1024, label="(e) closed-form 1024"),
     ]
     if variant == "D":
         specs.insert(1, hdmatt_spec(main, prior="local", label="(a) patches + CPC, local prior"))
+        specs.insert(1, hdmatt_spec(main, prior="cascade", label="(a) patches + CPC, cascade prior"))
     for extra in weights[1:]:
         specs.append(hdmatt_spec(extra, label=f"(a) HDMatt-{weights_variant(extra)} "
                                               f"({extra.stem}) patches + CPC"))

@@ -212,9 +212,12 @@ def whole_image(eng, image: np.ndarray, trimap: np.ndarray, stages: dict,
     ph, pw = -(-h // 8) * 8, -(-w // 8) * 8
     ys, xs = reflect_indices(0, ph, h), reflect_indices(0, pw, w)
     if eng.cfg.uses_prior and prior is None:
-        from nuke_hdmatt.engine.prior import compute_prior
+        from nuke_hdmatt.engine.prior import PRIOR_METHODS, compute_prior
+        # the cascade prior is itself a tiled engine pass: the whole-image baseline takes the
+        # closed-form prior it starts from
+        method = eng.prior if eng.prior in PRIOR_METHODS else "global"
         t0 = time.perf_counter()
-        prior = compute_prior(image, trimap, eng.prior, eng.prior_max_side, eng.patch, eng.overlap)
+        prior = compute_prior(image, trimap, method, eng.prior_max_side, eng.patch, eng.overlap)
         stages["prior"] = stages.get("prior", 0.0) + time.perf_counter() - t0
     pad = lambda a: np.ascontiguousarray(a[ys[:, None], xs[None, :]])  # noqa: E731
     t_img = torch.from_numpy(pad(image)).permute(2, 0, 1)[None].to(eng.device)

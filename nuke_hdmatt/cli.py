@@ -91,8 +91,10 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
     eng.add_argument("--overlap", type=int, metavar="N", help="patch overlap in pixels (default 32)")
     eng.add_argument("--k", type=int, metavar="N", help="context patches per query (default 3)")
     eng.add_argument("--pool", type=int, metavar="N", help="context candidate pool (default 30)")
-    eng.add_argument("--prior", choices=("auto", "global", "local", "none"),
-                     help="closed-form prior for prior-input weights (default auto)")
+    eng.add_argument("--prior", choices=("auto", "global", "cascade", "local", "none"),
+                     help="prior for prior-input weights: global = closed-form at <= 1024 px, "
+                          "upsampled; cascade = the network's own alpha at <= 1024 px, "
+                          "upsampled; local = closed-form per patch (default auto)")
     eng.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"),
                      help="inference precision (default auto: fp16 on CUDA, fp32 on CPU)")
     run = p.add_argument_group("cache and logging")

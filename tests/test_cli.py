@@ -142,3 +142,19 @@ def test_delegated_commands_get_the_rest_of_the_command_line(monkeypatch):
     assert seen == {"nuke_hdmatt.evaluation": ["--weights", "w.safetensors", "x"],
                     "nuke_hdmatt.training.cli": ["--steps", "5"],
                     "nuke_hdmatt.farm.nuke_job": ["shot.nk", "--frames", "1-2"]}
+
+
+def test_prior_choice_reaches_the_engine(tmp_path):
+    plate, trimap = make_frame(0)
+    write_image(tmp_path / "plate.exr", plate, "RGB")
+    write_image(tmp_path / "trimap.exr", trimap, "Y")
+    alphas = {}
+    for prior in ("global", "cascade"):
+        proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", f"{prior}.exr", *FAST,
+                      "--no-cache", "--prior", prior)
+        assert proc.returncode == 0, proc.stderr
+        alphas[prior] = read_image(tmp_path / f"{prior}.exr")[1]
+    # a 48 px frame is within the prior's 1024 px: the cascade is the global prior there
+    np.testing.assert_array_equal(alphas["global"], alphas["cascade"])
+    bad = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "x.exr", "--prior", "nope")
+    assert bad.returncode == 2 and "--prior" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,6 +1,7 @@
 """The closed-form prior of variant D: global (downsampled) and local (per patch)."""
 
 import numpy as np
+import pytest
 
 from nuke_hdmatt.engine.prior import compute_prior, global_prior, local_prior, snap_resized_trimap
 
@@ -47,3 +48,57 @@ def test_a_trimap_without_foreground_gives_one_half_not_an_error():
 def test_resized_trimap_keeps_known_only_where_a_cell_was_entirely_known():
     t = np.array([[0.0, 0.25, 1.0, 0.9999999]], np.float32)
     np.testing.assert_array_equal(snap_resized_trimap(t), [[0.0, 0.5, 1.0, 1.0]])
+
+
+def _cascade_engines(**kw):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_engine_runner import make_engine
+    return (make_engine("D", prior="cascade", prior_max_side=64, **kw),
+            make_engine("D", prior="global", prior_max_side=64, **kw))
+
+
+def _edge_scene(h, w):
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    alpha = np.clip((xx - w / 2) / 12 + 0.5 + 0.1 * np.sin(yy / 5), 0, 1)
+    rng = np.random.default_rng(3)
+    image = (alpha[..., None] * [0.9, 0.3, 0.2] + (1 - alpha[..., None]) * [0.1, 0.4, 0.8]
+             + 0.02 * rng.random((h, w, 3))).astype(np.float32)
+    trimap = np.where(alpha <= 0, 0.0, np.where(alpha >= 1, 1.0, 0.5)).astype(np.float32)
+    trimap[:, int(w / 2) - 20:int(w / 2) + 20] = 0.5
+    return image, trimap
+
+
+def test_cascade_prior_is_the_network_on_the_downsampled_frame_upsampled():
+    from nuke_hdmatt.engine.prior import downsample, upsample
+    cascade, plain = _cascade_engines()
+    image, trimap = _edge_scene(100, 150)
+    stages = []
+    got = cascade.matte(image, trimap, progress=lambda d, t, s: stages.append(s))
+    small = downsample(image, trimap, 64)
+    coarse = plain.matte(*small)                       # 64 px long side: solved whole
+    want = plain.matte(image, trimap, prior=upsample(coarse, trimap))
+    np.testing.assert_array_equal(got, want)
+    assert "coarse patches" in stages and stages[-1] == "patches"
+    # the cascade differs from the closed-form prior it starts from
+    assert not np.array_equal(got, plain.matte(image, trimap))
+
+
+def test_cascade_on_a_frame_within_the_prior_size_is_the_global_prior():
+    cascade, plain = _cascade_engines()
+    image, trimap = _edge_scene(40, 60)
+    np.testing.assert_array_equal(cascade.matte(image, trimap), plain.matte(image, trimap))
+
+
+def test_cascade_can_be_cancelled_during_its_coarse_pass():
+    from nuke_hdmatt.errors import Cancelled
+    cascade, _ = _cascade_engines()
+    image, trimap = _edge_scene(100, 150)
+    seen = []
+
+    def cancel():
+        return bool(seen)
+    with pytest.raises(Cancelled):
+        cascade.matte(image, trimap, progress=lambda d, t, s: seen.append(s), cancel=cancel)
+    assert seen and all(s.startswith("coarse") for s in seen)

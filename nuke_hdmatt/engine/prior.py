@@ -14,6 +14,9 @@ ways are offered:
   gets 0.5 over its unknown pixels.
 
 Frames no larger than ``max_side`` are solved whole at full resolution by both.
+
+The engine adds a third prior, ``cascade`` (see :mod:`.runner`): the network itself run on
+the ``global`` downsampled frame, its alpha upsampled as the full-resolution prior.
 """
 
 from __future__ import annotations
@@ -62,22 +65,35 @@ def snap_resized_trimap(trimap: np.ndarray) -> np.ndarray:
     return out
 
 
+def downsample(image: np.ndarray, trimap: np.ndarray, max_side: int):
+    """(image, trimap) area-resampled to a long side of ``max_side``, the trimap snapped;
+    None when the frame is no larger."""
+    h, w = trimap.shape
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return None
+    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+    return _resize(image, sh, sw, "area"), snap_resized_trimap(_resize(trimap, sh, sw, "area"))
+
+
+def upsample(alpha: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    """A small alpha enlarged bilinearly to the trimap's size; known pixels from the trimap."""
+    out = _resize(alpha, *trimap.shape, "bilinear")
+    known = trimap != 0.5
+    out[known] = trimap[known]
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
 def global_prior(image: np.ndarray, trimap: np.ndarray, max_side: int = 1024) -> np.ndarray:
     """Closed-form alpha solved at a long side of at most ``max_side``, upsampled to HxW.
 
     image float32 HxWx3 sRGB-encoded 0-1; trimap float32 HxW {0, 0.5, 1};
     returns float32 HxW in [0, 1] with known pixels equal to the trimap.
     """
-    h, w = trimap.shape
-    scale = max_side / max(h, w)
-    if scale >= 1:
+    small = downsample(image, trimap, max_side)
+    if small is None:
         return _solve(image, trimap)
-    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
-    small = _solve(_resize(image, sh, sw, "area"), snap_resized_trimap(_resize(trimap, sh, sw, "area")))
-    alpha = _resize(small, h, w, "bilinear")
-    known = trimap != 0.5
-    alpha[known] = trimap[known]
-    return np.clip(alpha, 0, 1).astype(np.float32)
+    return upsample(_solve(*small), trimap)
 
 
 def local_prior(image: np.ndarray, trimap: np.ndarray, patch: int = 320, overlap: int = 32,

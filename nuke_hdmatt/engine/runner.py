@@ -28,7 +28,7 @@ from .context import score_candidates, select_top_k
 from .fold import fold_batchnorm
 from .network import HDMattNet, make_input
 from .pool import NEIGHBOUR_ROWS, candidates, thin
-from .prior import PRIOR_METHODS, compute_prior
+from .prior import PRIOR_METHODS, compute_prior, downsample, upsample
 from .tiling import PatchGrid
 from .weights import default_weights_path, file_sha256, load_network
 
@@ -45,6 +45,14 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+# "cascade" (the default): the network on the frame downsampled to prior_max_side (with the
+# global closed-form prior there), its alpha upsampled as the full-resolution prior. On the
+# high-resolution composites of benchmarks/ it beat the global prior on four of five frames
+# (mean SAD 55.7 vs 58.7) for one more pass at 1024 px; frames within prior_max_side get
+# the global prior, so nothing changes for them.
+PRIOR_MODES = PRIOR_METHODS + ("cascade",)
+
+
 class Engine:
     """A loaded network plus inference settings. Build with :meth:`Engine.load`."""
 
@@ -53,8 +61,8 @@ class Engine:
                  weights_path: Path | None = None, weights_sha256: str = "", info: dict | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if prior not in ("auto",) + PRIOR_METHODS:
-            raise ValueError(f"prior must be auto, global or local, got {prior!r}")
+        if prior not in ("auto",) + PRIOR_MODES:
+            raise ValueError(f"prior must be auto, {', '.join(PRIOR_MODES)}, got {prior!r}")
         if k < 1 or pool < 1:
             raise ValueError("k and pool must be at least 1")
         PatchGrid(patch, patch, patch, overlap)  # validates patch/overlap
@@ -64,7 +72,7 @@ class Engine:
         self.device = device
         self.patch, self.overlap, self.k, self.pool = patch, overlap, k, pool
         self.precision = precision
-        self.prior = "global" if prior == "auto" else prior
+        self.prior = "cascade" if prior == "auto" else prior
         self.prior_max_side = prior_max_side
         self.batch = batch or (16 if device.type == "cuda" else 4)
         self.context = context
@@ -142,8 +150,27 @@ class Engine:
         elif prior is not None:
             prior = np.ascontiguousarray(prior, dtype=np.float32)
         else:
-            prior = compute_prior(image, trimap, self.prior, self.prior_max_side, self.patch,
-                                  self.overlap, progress, cancel)
+            prior = self._prior(image, trimap, progress, cancel)
+        return self._run(image, trimap, prior, progress, cancel)
+
+    def _prior(self, image, trimap, progress, cancel):
+        if self.prior != "cascade":
+            return compute_prior(image, trimap, self.prior, self.prior_max_side, self.patch,
+                                 self.overlap, progress, cancel)
+        small = downsample(image, trimap, self.prior_max_side)
+        if small is None:
+            return compute_prior(image, trimap, "global", self.prior_max_side)
+        coarse_progress = None if progress is None else \
+            (lambda done, total, stage: progress(done, total, f"coarse {stage}"))
+        coarse_prior = compute_prior(*small, "global", self.prior_max_side)
+        coarse = self._run(*small, coarse_prior, coarse_progress, cancel)
+        return upsample(coarse, trimap)
+
+    def _run(self, image, trimap, prior, progress, cancel):
+        alpha = trimap.copy()
+        unknown = trimap == 0.5
+        if not unknown.any():
+            return alpha
         grid = PatchGrid(*trimap.shape, self.patch, self.overlap)
         queries = [(r, c) for r in range(grid.rows) for c in range(grid.cols)
                    if (grid.extract(trimap, r, c) == 0.5).any()]
