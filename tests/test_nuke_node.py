@@ -96,9 +96,12 @@ def test_menu_and_gizmo_knobs(fake_nuke):
     node = nuke.createNode("HDMatt")
     assert node.Class() == "HDMatt"
     for name in ("output_channel", "plate_colorspace", "patch", "overlap", "k", "pool", "device",
-                 "precision", "cache", "generate", "generate_current", "clear_cache", "status"):
+                 "precision", "prior", "cache", "generate", "generate_current", "clear_cache",
+                 "status"):
         assert node.knob(name) is not None, name
     assert node["output_channel"].values() == ["rgba.alpha", "hdmatt.alpha"]
+    assert node["prior"].values() == ["auto", "cascade", "global", "local"]
+    assert node["prior"].value() == "auto"
     assert (node["patch"].value(), node["overlap"].value(), node["k"].value(),
             node["pool"].value()) == (320, 32, 3, 30)
     # onCreate filled a deterministic output path (unsaved script: temp folder)
@@ -183,6 +186,7 @@ def test_matte_input_derives_the_trimap(shot):
     node.setInput(1, None)
     node.setInput(2, matte)
     node["band"].setValue(6)
+    node["prior"].setValue("global")
     work = tmp_path / "work"
     work.mkdir()
     paths = hdmatt_node.export_inputs(node, [1], str(work))
@@ -195,6 +199,11 @@ def test_matte_input_derives_the_trimap(shot):
     assert argv[i:i + 4] == ["--trimap-from-matte", paths["matte"], "--band", "6"]
     assert argv[argv.index("--ocio") + 1] == "ocio://cg-config-v2.1.0_aces-v1.3_ocio-v2.3"
     assert argv[argv.index("--plate-colorspace") + 1] == "ACEScg"
+    assert argv[argv.index("--prior") + 1] == "global"
+    # the engine's own parser takes every value the knob offers
+    from nuke_hdmatt.cli import build_parser
+    for value in node["prior"].values():
+        build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", "--prior", value])
 
 
 @pytest.fixture

@@ -53,6 +53,7 @@ class MatteJob:
     pool: int = 30
     device: str = "auto"
     precision: str = "auto"
+    prior: str = "auto"
 
     def argv(self, exe: str, json_log: str | None = None, frames: str | None = None) -> list[str]:
         """The engine command line (``frames`` overrides ``self.frames``, e.g. per farm chunk)."""
@@ -69,7 +70,8 @@ class MatteJob:
         if self.cache:
             cmd += ["--cache", self.cache]
         cmd += ["--patch", str(self.patch), "--overlap", str(self.overlap), "--k", str(self.k),
-                "--pool", str(self.pool), "--device", self.device, "--precision", self.precision]
+                "--pool", str(self.pool), "--device", self.device, "--precision", self.precision,
+                "--prior", self.prior]
         if json_log:
             cmd += ["--json-log", json_log]
         return cmd

@@ -158,6 +158,12 @@ def _root_colour() -> dict:
     return {k: root[k].value() for k in ROOT_COLOUR_KNOBS if root.knob(k) is not None}
 
 
+def _knob_value(node, name: str, default):
+    # nodes saved before the knob existed (or converted to plain groups) lack it
+    knob = node.knob(name)
+    return default if knob is None else knob.value()
+
+
 def matte_job(node, paths: dict, frames: list[int]) -> MatteJob:
     """The engine call for ``node``'s knobs, the exported ``paths`` and ``frames``."""
     colour = resolve_colour(_root_colour(), getattr(nuke, "EXE_PATH", None),
@@ -171,7 +177,7 @@ def matte_job(node, paths: dict, frames: list[int]) -> MatteJob:
         cache=node["cache"].value().strip(), patch=int(node["patch"].value()),
         overlap=int(node["overlap"].value()), k=int(node["k"].value()),
         pool=int(node["pool"].value()), device=node["device"].value(),
-        precision=node["precision"].value())
+        precision=node["precision"].value(), prior=_knob_value(node, "prior", "auto"))
 
 
 def generate(node=None, frames: str | None = None) -> bool:
