@@ -83,6 +83,12 @@ def weights_variant(path: Path) -> str:
     return ModelConfig.from_json(read_header(path)["config"]).variant
 
 
+def weights_prior_solver(path: Path) -> str:
+    from nuke_hdmatt.engine.config import ModelConfig
+    from nuke_hdmatt.engine.weights import read_header
+    return ModelConfig.from_json(read_header(path)["config"]).prior_solver
+
+
 def hdmatt_label(spec: dict) -> str:
     if spec["weights"]:
         variant = weights_variant(Path(spec["weights"]))
@@ -190,7 +196,8 @@ def run_method(spec: dict, image: np.ndarray, trimap: np.ndarray, stages: dict |
         from nuke_hdmatt.engine.prior import compute_prior
         t0 = time.perf_counter()
         alpha = compute_prior(image, trimap, spec["prior"], spec.get("max_side", 1024),
-                              spec.get("patch", 320), spec.get("overlap", 32))
+                              spec.get("patch", 320), spec.get("overlap", 32),
+                              solver=spec.get("solver", "cf"))
         stages["prior"] = stages.get("prior", 0.0) + time.perf_counter() - t0
         return alpha
     raise ValueError(f"unknown method kind {spec['kind']!r}")
@@ -217,7 +224,8 @@ def whole_image(eng, image: np.ndarray, trimap: np.ndarray, stages: dict,
         # closed-form prior it starts from
         method = eng.prior if eng.prior in PRIOR_METHODS else "global"
         t0 = time.perf_counter()
-        prior = compute_prior(image, trimap, method, eng.prior_max_side, eng.patch, eng.overlap)
+        prior = compute_prior(image, trimap, method, eng.prior_max_side, eng.patch, eng.overlap,
+                              solver=eng.cfg.prior_solver)
         stages["prior"] = stages.get("prior", 0.0) + time.perf_counter() - t0
     pad = lambda a: np.ascontiguousarray(a[ys[:, None], xs[None, :]])  # noqa: E731
     t_img = torch.from_numpy(pad(image)).permute(2, 0, 1)[None].to(eng.device)

@@ -6,7 +6,7 @@ and Conn per image and as means, and time per image. Rows are marked ``val`` (he
 from training: ``nuke_hdmatt.training.VALIDATION_IMAGES``) or ``train`` (the model has seen
 these foregrounds, composited over other backgrounds, during training: not a fair test).
 Time per image is wall time of one call after a warm-up call (numba compilation and torch's
-first-call setup excluded); for variant D it includes the engine's own closed-form prior.
+first-call setup excluded); for variant D it includes the engine's own classical prior.
 
     .venv/bin/python benchmarks/quality_lowres.py --quick   # 5 validation images, no LKM
     .venv/bin/python benchmarks/quality_lowres.py           # all 18 (LKM on validation only)
@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, pymatting_spec, run_method, warm_up  # noqa: E402
+from methods import (add_weights_argument, chosen_weights, describe_weights, hdmatt_spec,  # noqa: E402
+                     pymatting_spec, run_method, warm_up, weights_prior_solver)
 from report import (machine_info, machine_line, markdown_table, results_path, save_figure,  # noqa: E402
                     update_results_section, write_text_atomic)
 
@@ -41,6 +42,11 @@ def method_specs(weights: list[Path], lkm: str) -> tuple[list[dict], str]:
             "NO TRAINED WEIGHTS in model/: the HDMatt row is an untrained random light "
             "variant-D network (its quality is meaningless; it only exercises the pipeline)")
     specs += [pymatting_spec("cf"), pymatting_spec("knn")]
+    # a model whose prior averages several solvers: that average alone is a peer too, so the
+    # table shows what the network adds to its own starting point
+    for solver in sorted({weights_prior_solver(w) for w in weights} - {"cf"}):
+        specs.append({"kind": "prior", "prior": "global", "solver": solver, "downsample": None,
+                      "label": f"PyMatting mean ({solver})"})
     if lkm != "none":
         specs.append(pymatting_spec("lkm", only_val=lkm == "val"))
     return specs, note
@@ -128,7 +134,7 @@ def summarise(args, rows, specs, note, info) -> tuple[str, str]:
     head = (f"## Quality on alphamatting-dev (800 px){' (quick: validation images only)' if args.quick else ''}\n\n"
             f"{machine_line(info)}.\n\n{note}. `val` = held-out validation images "
             f"(GT02, GT10, GT18, GT24, GT27); `train` images' foregrounds were used in training. "
-            f"Time per image after a warm-up call; HDMatt-D's time includes its closed-form prior. "
+            f"Time per image after a warm-up call; HDMatt-D's time includes its classical prior. "
             f"LKM (PyMatting, 40-130 s an image here): "
             f"{ {'all': 'all images', 'val': 'validation images only', 'none': 'not run'}[args.lkm]}.\n\n")
     checks = target_check(rows, specs)
@@ -159,6 +165,24 @@ def plot(args, rows, specs) -> None:
     plt.close(fig)
 
 
+def find_dev_images(args, script: str) -> bool:
+    """Set ``args.dev`` and default ``args.names`` (validation images with --quick, else all);
+    False (after a one-line message) when the shared data is missing. Also sets torch's
+    thread count from ``args.threads``."""
+    import torch
+    torch.set_num_threads(args.threads)
+    from nuke_hdmatt.training import VALIDATION_IMAGES, shared_data_dir
+    from nuke_hdmatt.training.sources import training_names
+    args.dev = shared_data_dir() / "alphamatting-dev"
+    if not (args.dev / "image").is_dir():
+        print(f"{script}: {args.dev} not found; nothing to do", file=sys.stderr)
+        return False
+    if not args.names:
+        args.names = list(VALIDATION_IMAGES) if args.quick else sorted(
+            training_names(args.dev, holdout=()))
+    return True
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="validation images only")
@@ -170,17 +194,8 @@ def main(argv=None) -> int:
                          "none with --quick)")
     args = ap.parse_args(argv)
     args.lkm = args.lkm or ("none" if args.quick else "val")
-    import torch
-    torch.set_num_threads(args.threads)
-    from nuke_hdmatt.training import VALIDATION_IMAGES, shared_data_dir
-    from nuke_hdmatt.training.sources import training_names
-    args.dev = shared_data_dir() / "alphamatting-dev"
-    if not (args.dev / "image").is_dir():
-        print(f"quality_lowres: {args.dev} not found; nothing to do", file=sys.stderr)
+    if not find_dev_images(args, "quality_lowres"):
         return 2
-    if not args.names:
-        args.names = list(VALIDATION_IMAGES) if args.quick else sorted(
-            training_names(args.dev, holdout=()))
     specs, note = method_specs(chosen_weights(args), args.lkm)
     info = machine_info(args.threads)
     t0 = time.time()

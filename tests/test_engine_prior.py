@@ -102,3 +102,48 @@ def test_cascade_can_be_cancelled_during_its_coarse_pass():
     with pytest.raises(Cancelled):
         cascade.matte(image, trimap, progress=lambda d, t, s: seen.append(s), cancel=cancel)
     assert seen and all(s.startswith("coarse") for s in seen)
+
+
+def test_a_combined_solver_averages_its_pymatting_solves():
+    import pymatting
+
+    image, trimap, alpha = disc_scene(80, 100)
+    u = trimap == 0.5
+    both = compute_prior(image, trimap, "global", solver="cf+knn")
+    cf = pymatting.estimate_alpha_cf(image.astype(np.float64), trimap.astype(np.float64))
+    knn = pymatting.estimate_alpha_knn(image.astype(np.float64), trimap.astype(np.float64))
+    np.testing.assert_allclose(both[u], (np.clip(cf, 0, 1) + np.clip(knn, 0, 1))[u] / 2, atol=1e-5)
+    np.testing.assert_array_equal(both[~u], trimap[~u])
+    assert np.abs(both[u] - alpha[u]).mean() < 0.05
+    with pytest.raises(ValueError, match="prior solver"):
+        compute_prior(image, trimap, "global", solver="cf+magic")
+
+
+def test_the_prior_solver_lives_in_the_weights_configuration():
+    from nuke_hdmatt.engine.config import LIGHT, ModelConfig
+
+    cfg = LIGHT.replace(variant="D", prior_solver="cf+knn")
+    assert ModelConfig.from_json(cfg.to_json()).prior_solver == "cf+knn"
+    old = cfg.to_dict()
+    del old["prior_solver"]                 # a file written before the field existed
+    assert ModelConfig.from_dict(old).prior_solver == "cf"
+    for bad in ("lkm", "cf+cf", "", "cf+"):
+        with pytest.raises(ValueError, match="prior_solver"):
+            LIGHT.replace(prior_solver=bad)
+
+
+def test_the_engine_solves_the_prior_its_weights_name():
+    import torch
+    from nuke_hdmatt.engine import Engine
+    from nuke_hdmatt.engine.config import LIGHT
+    from nuke_hdmatt.engine.network import HDMattNet
+
+    image, trimap, _ = disc_scene(80, 100)
+    torch.manual_seed(0)
+    for solver in ("cf", "knn"):
+        net = HDMattNet(LIGHT.replace(variant="D", prior_solver=solver))
+        eng = Engine(net, torch.device("cpu"), patch=64, overlap=16, prior="global")
+        np.testing.assert_array_equal(eng._prior(image, trimap, None, None),
+                                      global_prior(image, trimap, solver=solver))
+    assert not np.array_equal(global_prior(image, trimap, solver="cf"),
+                              global_prior(image, trimap, solver="knn"))

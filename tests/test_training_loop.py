@@ -1,6 +1,7 @@
 """Loss, batch plumbing, and a resumable few-step training run on a tiny network."""
 
 import numpy as np
+import pytest
 import torch
 
 from nuke_hdmatt.engine.config import LIGHT
@@ -96,12 +97,39 @@ def test_validation_writes_best_weights_that_the_engine_loads(tmp_path):
                    np.where(tri == 0.5, 0.4, tri).astype(np.float32))
     pairs = [pair, ValPair("X", "trimap2", pair.image, tri, gt, pair.prior)]
     batches = [split_batch(_batch(seed=i)) for i in range(2)]
-    s = TrainSettings(run=tmp_path / "run", data=tmp_path, variant="D", init=init, steps=2, threads=1)
+    s = TrainSettings(run=tmp_path / "run", data=tmp_path, variant="D", init=init, steps=2,
+                      threads=1, prior_solver="cf+knn")
     train(s, lambda step: iter(batches), val_pairs=pairs)
     best = tmp_path / "run" / "best.safetensors"
     assert best.exists() and (tmp_path / "run" / "best.json").exists()
     eng = Engine.load(weights=best, device="cpu", patch=32, overlap=8)
     assert eng.cfg.variant == "D" and eng.matte(pair.image, tri, prior=pair.prior).shape == (40, 40)
+    # fine-tuned on another solver's priors, the weights say so: the engine solves that one
+    assert eng.cfg.prior_solver == "cf+knn"
+
+
+def test_training_refuses_samples_of_another_prior_solver(tmp_path, capsys):
+    import json
+    from nuke_hdmatt.errors import UsageError
+    from nuke_hdmatt.training import dataset as D
+    from nuke_hdmatt.training.cli import main, samples_prior_solver
+
+    folders = []
+    for solver in ("cf", "cf+knn"):
+        out = tmp_path / solver
+        assert D.main(["build", "--out", str(out), "--n", "1", "--patch", "24", "--scene", "48",
+                       "--procedural", "1", "--prior-solver", solver]) == 0
+        assert json.loads((out / D.MANIFEST).read_text())["config"]["prior_solver"] == solver
+        folders.append(out)
+    assert samples_prior_solver(folders[1:], None) == "cf+knn"
+    with pytest.raises(UsageError, match="different solvers"):
+        samples_prior_solver(folders, None)
+    code = main(["--data", str(folders[1]), "--run", str(tmp_path / "run"), "--val-images", "",
+                 "--prior-solver", "cf", "--steps", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "samples were built with cf+knn" in err[-1]
+    assert D.main(["build", "--out", str(tmp_path / "bad"), "--n", "1", "--prior-solver", "lkm"]) == 2
+    assert "--prior-solver" in capsys.readouterr().err
 
 
 def test_train_command_reports_a_missing_sample_folder_in_one_line(tmp_path, capsys):

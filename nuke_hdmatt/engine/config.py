@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 CONFIG_VERSION = 1
 VARIANTS = ("A", "B", "C", "D")
+PRIOR_SOLVERS = ("cf", "knn", "lbdm", "rw", "sm")
+"""PyMatting solvers a variant-D prior may average: closed-form, KNN, learning-based,
+random walk, shared matting."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class ModelConfig:
     blocks / width: ResNet BasicBlock counts per stage and the first stage's width
     (stage widths are width * 1, 2, 4, 8); ResNet-34 is [3, 4, 6, 3] at 64.
     dilations: dilation of the last two stages (output stride 8).
+    prior_solver: variant D's classical prior, PyMatting solvers joined by "+" and averaged
+    ("cf", "cf+knn"); files written before it existed mean "cf".
     """
 
     variant: str = "C"
@@ -38,6 +43,7 @@ class ModelConfig:
     value_dim: int = 128
     k: int = 3
     decoder_width: int = 64
+    prior_solver: str = "cf"
     version: int = CONFIG_VERSION
 
     def __post_init__(self):
@@ -45,6 +51,10 @@ class ModelConfig:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if len(self.blocks) != 4 or len(self.dilations) != 2:
             raise ValueError("blocks needs 4 stage counts and dilations 2 values")
+        names = self.prior_solver.split("+")
+        if not all(n in PRIOR_SOLVERS for n in names) or len(set(names)) != len(names):
+            raise ValueError(f"prior_solver must join distinct names from {PRIOR_SOLVERS} "
+                             f"with '+', got {self.prior_solver!r}")
 
     @property
     def in_channels(self) -> int:

@@ -156,13 +156,15 @@ class Engine:
     def _prior(self, image, trimap, progress, cancel):
         if self.prior != "cascade":
             return compute_prior(image, trimap, self.prior, self.prior_max_side, self.patch,
-                                 self.overlap, progress, cancel)
+                                 self.overlap, progress, cancel, self.cfg.prior_solver)
         small = downsample(image, trimap, self.prior_max_side)
         if small is None:
-            return compute_prior(image, trimap, "global", self.prior_max_side)
+            return compute_prior(image, trimap, "global", self.prior_max_side,
+                                 solver=self.cfg.prior_solver)
         coarse_progress = None if progress is None else \
             (lambda done, total, stage: progress(done, total, f"coarse {stage}"))
-        coarse_prior = compute_prior(*small, "global", self.prior_max_side)
+        coarse_prior = compute_prior(*small, "global", self.prior_max_side,
+                                     solver=self.cfg.prior_solver)
         coarse = self._run(*small, coarse_prior, coarse_progress, cancel)
         return upsample(coarse, trimap)
 

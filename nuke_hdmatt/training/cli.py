@@ -72,6 +72,25 @@ def loader_factory(data: list[Path], batch: int, seed: int, min_samples: int):
     return factory
 
 
+def samples_prior_solver(folders, requested: str | None) -> str:
+    """The prior solver the sample folders were built with; they must agree with each other
+    and with ``requested`` (a network fed another solver's priors than it meets at inference
+    learns the wrong corrections)."""
+    from .dataset import PatchFolderDataset, sample_paths
+    found = {}
+    for d in folders:
+        if sample_paths(d):
+            found.setdefault(PatchFolderDataset(d).prior_solver, []).append(str(d))
+    if len(found) > 1:
+        raise UsageError("sample folders hold priors of different solvers: "
+                         + "; ".join(f"{k}: {', '.join(v)}" for k, v in found.items()))
+    built = next(iter(found), None)
+    if requested and built and requested != built:
+        raise UsageError(f"--prior-solver {requested}, but the samples were built with {built}",
+                         path=found[built][0])
+    return requested or built or "cf"
+
+
 def main(argv=None) -> int:
     from .. import training
     ap = argparse.ArgumentParser(prog="hdmatt train", description=__doc__,
@@ -92,6 +111,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--min-samples", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prior-solver", default=None, metavar="S",
+                    help="variant D's prior solver (default: the one the samples were built with)")
     ap.add_argument("--validate-first", action="store_true", help="validate before the first step")
     args = ap.parse_args(argv)
     from .trainer import TrainSettings, train
@@ -100,7 +121,8 @@ def main(argv=None) -> int:
                       variant=args.variant, init=Path(args.init) if args.init else None,
                       batch=args.batch, steps=args.steps, minutes=args.minutes, lr=args.lr,
                       ckpt_minutes=args.ckpt_minutes, val_minutes=args.val_minutes,
-                      threads=args.threads, seed=args.seed, validate_first=args.validate_first)
+                      threads=args.threads, seed=args.seed, validate_first=args.validate_first,
+                      prior_solver=args.prior_solver)
 
     def body():
         folders = [Path(d) for d in args.data.split(",") if d]
@@ -110,11 +132,13 @@ def main(argv=None) -> int:
                              "nuke_hdmatt.training.dataset build`)", path=", ".join(missing) or args.data)
         if args.steps < 1 or args.batch < 1:
             raise UsageError("--steps and --batch must be at least 1")
+        s.prior_solver = samples_prior_solver(folders, args.prior_solver)
         import torch
         torch.set_num_threads(args.threads)
         names = [n for n in args.val_images.split(",") if n]
         val_dir = Path(args.val_data)
-        pairs = load_pairs(val_dir, names) if names and val_dir.exists() else []
+        pairs = load_pairs(val_dir, names, solver=s.prior_solver) \
+            if names and val_dir.exists() else []
         if not pairs:
             print(f"note: no validation images ({val_dir}); training without validation", file=sys.stderr)
         train(s, loader_factory(folders, args.batch, args.seed, args.min_samples), pairs)

@@ -196,6 +196,8 @@ class PatchFolderDataset(_torch_dataset_base()):
         if with_prior and not has_prior:
             raise UsageError("samples were built with --no-prior", path=str(self.folder))
         self.with_prior = has_prior if with_prior is None else with_prior
+        # folders built before --prior-solver existed hold closed-form priors
+        self.prior_solver = self.manifest.get("config", {}).get("prior_solver", "cf")
         self.flip, self.seed, self.epoch = flip, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -259,6 +261,9 @@ def main(argv=None) -> int:
                    help="crop sides resized to --patch (default: 1x,1.5x,2x patch)")
     b.add_argument("--scene", type=int, default=0, help="scene side (0: max crop + patch)")
     b.add_argument("--no-prior", action="store_true", help="skip the closed-form prior")
+    b.add_argument("--prior-solver", default="cf", metavar="S",
+                   help="PyMatting solvers averaged for the prior, joined by '+' (cf, cf+knn); "
+                        "the network trained on these samples must use the same")
     b.add_argument("--prior-downscale", type=float, default=0.0, metavar="P",
                    help="share of scenes whose prior is solved at 1/2-1/4 size and enlarged, "
                         "as the engine's global prior on large plates (default 0)")
@@ -276,6 +281,7 @@ def main(argv=None) -> int:
         overrides = {"n_context": args.context, "scene_size": args.scene,
                      "prior": not args.no_prior,
                      "prior_downscale_probability": args.prior_downscale,
+                     "prior_solver": args.prior_solver,
                      "holdout": tuple(h.strip().upper() for h in args.holdout.split(",") if h.strip())}
         for name, value in (("highres_probability", args.highres),
                             ("procedural_probability", args.procedural)):
@@ -288,6 +294,11 @@ def main(argv=None) -> int:
                 overrides["crop_sizes"] = tuple(int(c) for c in args.crops.split(","))
             except ValueError:
                 raise UsageError(f"--crops must be integers, got {args.crops!r}") from None
+        try:
+            from ..engine.config import LIGHT
+            LIGHT.replace(prior_solver=args.prior_solver)
+        except ValueError as exc:
+            raise UsageError(f"--prior-solver: {exc}") from None
         if args.n < 1 or args.patch < 16:
             raise UsageError("--n must be >= 1 and --patch >= 16")
         config = SynthesisConfig.for_patch(args.patch, **overrides)

@@ -49,6 +49,7 @@ class SynthesisConfig:
     prior: bool = False
     prior_downscale_probability: float = 0.0
     prior_downscale_factors: tuple = (2, 3, 4)
+    prior_solver: str = "cf"
     holdout: tuple = field(default_factory=lambda: tuple(VALIDATION_IMAGES))
 
     @property
@@ -110,7 +111,8 @@ class SampleSynthesizer:
                             RandomTrimap(c.trimap_radius),
                             Composite(c.noise_probability)]
                            + ([ClosedFormPrior(c.prior_downscale_probability,
-                                               c.prior_downscale_factors)] if c.prior else []))
+                                               c.prior_downscale_factors, c.prior_solver)]
+                              if c.prior else []))
         self.cropper = CropPatches(c.patch, c.crop_sizes, c.n_context)
 
     def _placed_foreground(self, rng):

@@ -45,6 +45,7 @@ class TrainSettings:
     threads: int = 2
     seed: int = 0
     validate_first: bool = False
+    prior_solver: str | None = None
     log: list = field(default_factory=list)
 
 
@@ -54,6 +55,15 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 
 def build_network(s: TrainSettings) -> HDMattNet:
+    net = _base_network(s)
+    if s.prior_solver and net.cfg.prior_solver != s.prior_solver:
+        # the solver is data, not architecture: the same weights start from the new prior
+        print(f"prior solver {net.cfg.prior_solver} -> {s.prior_solver}")
+        net.cfg = net.cfg.replace(prior_solver=s.prior_solver)
+    return net
+
+
+def _base_network(s: TrainSettings) -> HDMattNet:
     if s.init:
         net, _ = load_network(s.init)
         if net.cfg.variant != s.variant:

@@ -201,27 +201,19 @@ class RandomTrimap:
         return scene
 
 
-def _closed_form(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
-    from pymatting import estimate_alpha_cf
+def _classical(image: np.ndarray, trimap: np.ndarray, solver: str = "cf") -> np.ndarray:
+    from ..engine.prior import solve
 
-    trimap = trimap.astype(np.float64)
-    if not ((trimap == 1.0).any() and (trimap == 0.0).any()):
-        # The solve needs both known regions (PyMatting raises otherwise); without one,
-        # the prior carries no information: 0.5 over the unknown region.
-        return trimap.astype(np.float32)
     # PyMatting prints a "PERFORMANCE WARNING" when its incomplete Cholesky retries with a
     # shift; routine on composites, and thousands of them would bury the build's progress.
     with contextlib.redirect_stdout(io.StringIO()):
-        prior = estimate_alpha_cf(image.astype(np.float64), trimap)
-    prior = np.clip(np.nan_to_num(prior, nan=0.5), 0.0, 1.0)
-    prior[trimap == 1.0] = 1.0
-    prior[trimap == 0.0] = 0.0
-    return prior.astype(np.float32)
+        return solve(image.astype(np.float32), trimap.astype(np.float32), solver)
 
 
 class ClosedFormPrior:
     """``prior`` = PyMatting closed-form alpha of the whole composite (variant D input),
-    computed the way inference computes it: sRGB image, trimap, known pixels exact.
+    computed the way inference computes it: sRGB image, trimap, known pixels exact
+    (``solver`` as in :func:`nuke_hdmatt.engine.prior.solve`, e.g. "cf+knn").
 
     With probability ``downscale_p`` the solve runs on the scene area-shrunk by a factor
     from ``factors`` and is enlarged bilinearly, as the engine's global prior does on a
@@ -229,13 +221,13 @@ class ClosedFormPrior:
     such a prior loses, not only to trust a full-resolution one.
     """
 
-    def __init__(self, downscale_p: float = 0.0, factors=(2, 3, 4)):
-        self.downscale_p, self.factors = downscale_p, tuple(factors)
+    def __init__(self, downscale_p: float = 0.0, factors=(2, 3, 4), solver: str = "cf"):
+        self.downscale_p, self.factors, self.solver = downscale_p, tuple(factors), solver
 
     def __call__(self, scene: dict, rng: np.random.Generator | None = None) -> dict:
         image, trimap = scene["image"], scene["trimap"]
         if rng is None or not self.downscale_p or rng.random() >= self.downscale_p:
-            scene["prior"] = _closed_form(image, trimap)
+            scene["prior"] = _classical(image, trimap, self.solver)
             return scene
         f = int(self.factors[int(rng.integers(len(self.factors)))])
         h, w = trimap.shape
@@ -244,7 +236,7 @@ class ClosedFormPrior:
         # A shrunk pixel is known only where its whole footprint was (as the engine snaps).
         small_tri[resize_area((trimap == 1.0).astype(np.float32), sh, sw) > 1 - 1e-4] = 1.0
         small_tri[resize_area((trimap == 0.0).astype(np.float32), sh, sw) > 1 - 1e-4] = 0.0
-        small = _closed_form(resize_area(image, sh, sw), small_tri)
+        small = _classical(resize_area(image, sh, sw), small_tri, self.solver)
         prior = np.clip(resize(small, h, w), 0.0, 1.0)
         prior[trimap == 1.0] = 1.0
         prior[trimap == 0.0] = 0.0

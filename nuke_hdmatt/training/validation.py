@@ -35,24 +35,28 @@ def snap(tri: np.ndarray) -> np.ndarray:
     return snap_trimap(tri)
 
 
-def cached_prior(image: np.ndarray, trimap: np.ndarray, max_side: int, cache: Path | None) -> np.ndarray:
+def cached_prior(image: np.ndarray, trimap: np.ndarray, max_side: int, cache: Path | None,
+                 solver: str = "cf") -> np.ndarray:
     """The engine's global prior, kept on disk by a hash of its inputs (a solve costs seconds)."""
     import hashlib
     from ..engine.prior import global_prior
     if cache is None:
-        return global_prior(image, trimap, max_side)
-    h = hashlib.sha256(image.tobytes() + trimap.tobytes() + str(max_side).encode()).hexdigest()[:24]
+        return global_prior(image, trimap, max_side, solver)
+    key = image.tobytes() + trimap.tobytes() + str(max_side).encode()
+    if solver != "cf":      # keeps the names of closed-form priors cached before solvers
+        key += solver.encode()
+    h = hashlib.sha256(key).hexdigest()[:24]
     path = Path(cache) / f"prior_{h}.npy"
     if path.exists():
         return np.load(path)
-    prior = global_prior(image, trimap, max_side)
+    prior = global_prior(image, trimap, max_side, solver)
     save_npy_atomic(path, prior)
     return prior
 
 
 def load_pairs(dataset: Path, names, trimap_sets=("trimap1", "trimap2"), max_side: int = 1024,
-               cache: Path | None = None) -> list[ValPair]:
-    """Read images, trimaps and ground truth; solve (or reload) their closed-form priors."""
+               cache: Path | None = None, solver: str = "cf") -> list[ValPair]:
+    """Read images, trimaps and ground truth; solve (or reload) their priors."""
     if cache is None:
         from . import data_cache_dir
         cache = data_cache_dir().parent / "valprior"
@@ -64,18 +68,18 @@ def load_pairs(dataset: Path, names, trimap_sets=("trimap1", "trimap2"), max_sid
         for ts in trimap_sets:
             tri = read_png(dataset / ts / f"{name}.png")
             tri = snap(tri[..., 0] if tri.ndim == 3 else tri)
-            pairs.append(ValPair(name, ts, image, tri, gt, cached_prior(image, tri, max_side, cache)))
+            pairs.append(ValPair(name, ts, image, tri, gt, cached_prior(image, tri, max_side, cache, solver)))
     return pairs
 
 
 def evaluate_engine(engine, pairs: list[ValPair]) -> dict:
-    """Mean metrics per trimap set for ``engine`` and for the closed-form prior itself."""
+    """Mean metrics per trimap set for ``engine`` and for its classical prior alone."""
     rows = {}
     t0 = time.time()
     for p in pairs:
         pred = engine.matte(p.image, p.trimap, prior=p.prior)
         rows.setdefault(("model", p.trimap_set), []).append(all_metrics(pred, p.alpha, p.trimap))
-        rows.setdefault(("closed-form", p.trimap_set), []).append(all_metrics(p.prior, p.alpha, p.trimap))
+        rows.setdefault(("prior", p.trimap_set), []).append(all_metrics(p.prior, p.alpha, p.trimap))
     out = {}
     for (method, ts), ms in rows.items():
         out[f"{method}/{ts}"] = {k: float(np.mean([m[k] for m in ms])) for k in ms[0]}
