@@ -92,9 +92,10 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
     eng.add_argument("--k", type=int, metavar="N", help="context patches per query (default 3)")
     eng.add_argument("--pool", type=int, metavar="N", help="context candidate pool (default 30)")
     eng.add_argument("--prior", choices=("auto", "global", "cascade", "local", "none"),
-                     help="prior for prior-input weights: global = closed-form at <= 1024 px, "
+                     help="prior for prior-input weights: global = the classical solve "
+                          "(the PyMatting solvers the weights name) at <= 1024 px, "
                           "upsampled; cascade = the network's own alpha at <= 1024 px, "
-                          "upsampled; local = closed-form per patch (default auto)")
+                          "upsampled; local = classical solve per patch (default auto)")
     eng.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"),
                      help="inference precision (default auto: fp16 on CUDA, fp32 on CPU)")
     run = p.add_argument_group("cache and logging")
@@ -150,7 +151,7 @@ def load_engine(args: argparse.Namespace, reporter):
     except ValueError as exc:  # bad device/precision/prior/patch values
         raise UsageError(" ".join(str(exc).split())) from None
     if no_prior and engine.cfg.uses_prior:
-        raise UsageError("--prior none: these weights take a closed-form prior as input; "
+        raise UsageError("--prior none: these weights take a classical prior as input; "
                          "use auto, global or local", path=str(engine.weights_path or ""))
     params = engine.params()
     reporter.message(f"engine {ENGINE_VERSION}: weights {engine.weights_id} on {params.get('device')}"

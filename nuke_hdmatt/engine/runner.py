@@ -46,7 +46,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 # "cascade" (the default): the network on the frame downsampled to prior_max_side (with the
-# global closed-form prior there), its alpha upsampled as the full-resolution prior. On the
+# global classical prior there), its alpha upsampled as the full-resolution prior. On the
 # high-resolution composites of benchmarks/ it beat the global prior on four of five frames
 # (mean SAD 55.7 vs 58.7) for one more pass at 1024 px; frames within prior_max_side get
 # the global prior, so nothing changes for them.
