@@ -4,13 +4,12 @@ On high-resolution composites of the held-out validation images (see ``hr_compos
 compare, at full resolution:
 
   (a) HDMatt patches with cross-patch context (the shipped engine; variant D with the
-      global closed-form prior);
+      global classical prior);
   (b) the same network on plain patches without context (``Engine.load(context=False)``);
   (c) downsample to 1024 px on the long side, run (a), upsample the alpha;
   (d) PyMatting closed-form at full resolution, skipped when its predicted memory exceeds
       ``--max-cf-gib`` or 70 % of the memory available now;
-  (e) closed-form at 1024 px, upsampled (the classical downsample strategy, and variant D's
-      global prior on its own);
+  (e) closed-form at 1024 px, upsampled (the classical downsample strategy);
   for variant D weights also (a) with the cascade prior (the network's own alpha at 1024 px,
   upsampled) and with the local (per-patch) prior instead of the global one, and (a) for every other ``model/hdmatt*.safetensors``.
 

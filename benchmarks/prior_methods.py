@@ -1,4 +1,4 @@
-"""Variant D's closed-form prior: global (downsampled solve) against local (per patch) (issue 9).
+"""Variant D's classical prior: global (downsampled solve) against local (per patch) (issue 9).
 
 On the high-resolution composites of the held-out validation images (``hr_composites``):
 
@@ -32,7 +32,8 @@ import numpy as np  # noqa: E402
 
 import hr_composites as hrc  # noqa: E402
 from highres_strategies import measure  # noqa: E402
-from methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, weights_variant  # noqa: E402
+from methods import (add_weights_argument, chosen_weights, describe_weights, hdmatt_spec,  # noqa: E402
+                     weights_prior_solver, weights_variant)
 from report import (machine_info, machine_line, markdown_table, publish, results_path,  # noqa: E402
                     save_figure)
 
@@ -47,9 +48,11 @@ def d_weights(args) -> Path | None:
 
 def specs(weights: Path | None) -> list[dict]:
     out = []
+    solver = weights_prior_solver(weights) if weights else "cf"
     for method in PRIORS:
         out.append({"kind": "prior", "prior": method, "max_side": 1024, "patch": 320,
-                    "overlap": 32, "downsample": None, "label": f"{method} prior alone"})
+                    "overlap": 32, "downsample": None, "solver": solver,
+                    "label": f"{method} prior alone"})
         out.append(hdmatt_spec(weights, prior=method, label=f"D engine, {method} prior"))
     return out
 
@@ -158,8 +161,9 @@ def compare(args, weights, note, info) -> None:
     scale_note = "full alpha_highres resolution" if args.scale == 1 else f"block-averaged by {args.scale} (quick)"
     text = (f"## Prior methods for variant D{' (quick)' if args.quick else ''}\n\n"
             f"{machine_line(info)}.\n\n{note}. Frames: {', '.join(args.names)}, {scale_note} "
-            f"(composites as in the high-resolution strategies section). Global = closed-form on "
-            f"the frame downsampled to 1024 px long side, upsampled; local = closed-form per "
+            f"(composites as in the high-resolution strategies section). Global = the weights' "
+            f"classical solve ({weights_prior_solver(weights) if weights else 'cf'}) on "
+            f"the frame downsampled to 1024 px long side, upsampled; local = the same solve per "
             f"320 px patch (32 px overlap) blended like the network's patches.\n\n"
             f"{mean_table}\n{recommend(rows)}\n\nPer image:\n\n{table}"
             f"\nTotal run time {time.time() - t0:.0f} s.\n")
