@@ -57,7 +57,8 @@ def solve(image: np.ndarray, trimap: np.ndarray, solver: str = "cf") -> np.ndarr
         out = trimap.astype(np.float32).copy()
         out[unknown] = 0.5
         return out
-    image64 = np.ascontiguousarray(image, dtype=np.float64)
+    # resampling can overshoot 1 by an ulp; PyMatting warns about any value outside [0, 1]
+    image64 = np.clip(np.ascontiguousarray(image, dtype=np.float64), 0.0, 1.0)
     trimap64 = np.ascontiguousarray(trimap, dtype=np.float64)
     alphas = [np.clip(np.nan_to_num(fn(image64, trimap64), nan=0.5), 0.0, 1.0)
               for fn in _solver_functions(solver)]
