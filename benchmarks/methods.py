@@ -77,16 +77,19 @@ def hdmatt_spec(weights: Path | None, label: str | None = None, **kw) -> dict:
     return spec
 
 
-def weights_variant(path: Path) -> str:
+def weights_config(path: Path):
+    """The ModelConfig stored in a weights file's header (no tensors are read)."""
     from nuke_hdmatt.engine.config import ModelConfig
     from nuke_hdmatt.engine.weights import read_header
-    return ModelConfig.from_json(read_header(path)["config"]).variant
+    return ModelConfig.from_json(read_header(path)["config"])
+
+
+def weights_variant(path: Path) -> str:
+    return weights_config(path).variant
 
 
 def weights_prior_solver(path: Path) -> str:
-    from nuke_hdmatt.engine.config import ModelConfig
-    from nuke_hdmatt.engine.weights import read_header
-    return ModelConfig.from_json(read_header(path)["config"]).prior_solver
+    return weights_config(path).prior_solver
 
 
 def hdmatt_label(spec: dict) -> str:

@@ -128,7 +128,7 @@ def test_the_prior_solver_lives_in_the_weights_configuration():
     del old["prior_solver"]                 # a file written before the field existed
     assert ModelConfig.from_dict(old).prior_solver == "cf"
     for bad in ("lkm", "cf+cf", "", "cf+"):
-        with pytest.raises(ValueError, match="prior_solver"):
+        with pytest.raises(ValueError, match="prior solver"):
             LIGHT.replace(prior_solver=bad)
 
 
@@ -147,3 +147,15 @@ def test_the_engine_solves_the_prior_its_weights_name():
                                       global_prior(image, trimap, solver=solver))
     assert not np.array_equal(global_prior(image, trimap, solver="cf"),
                               global_prior(image, trimap, solver="knn"))
+
+
+def test_an_image_a_hair_over_one_is_solved_without_pymatting_warnings():
+    import warnings
+
+    image, trimap, _ = disc_scene()
+    image = image / image.max() * np.float32(1.0000001)     # as resampling can overshoot
+    assert image.max() > 1.0 and (trimap == 0).any() and (trimap == 1).any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prior = compute_prior(image, trimap, "global", solver="cf+sm")
+    assert np.isfinite(prior).all() and prior.min() >= 0 and prior.max() <= 1

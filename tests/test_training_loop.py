@@ -130,6 +130,10 @@ def test_training_refuses_samples_of_another_prior_solver(tmp_path, capsys):
     assert code == 2 and "samples were built with cf+knn" in err[-1]
     assert D.main(["build", "--out", str(tmp_path / "bad"), "--n", "1", "--prior-solver", "lkm"]) == 2
     assert "--prior-solver" in capsys.readouterr().err
+    code = main(["--data", str(folders[1]), "--run", str(tmp_path / "run2"), "--val-images", "",
+                 "--prior-solver", "cf+magic", "--steps", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--prior-solver" in err[0] and "distinct names" in err[0]
 
 
 def test_train_command_reports_a_missing_sample_folder_in_one_line(tmp_path, capsys):

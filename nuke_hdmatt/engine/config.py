@@ -18,6 +18,15 @@ PRIOR_SOLVERS = ("cf", "knn", "lbdm", "rw", "sm")
 random walk, shared matting."""
 
 
+def prior_solver_names(text: str) -> tuple[str, ...]:
+    """``"cf+sm"`` -> ``("cf", "sm")``; ValueError unless distinct names from PRIOR_SOLVERS."""
+    names = tuple(text.split("+"))
+    if not all(n in PRIOR_SOLVERS for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"prior solver must join distinct names from {', '.join(PRIOR_SOLVERS)} "
+                         f"with '+', got {text!r}")
+    return names
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of an HDMatt network.
@@ -51,10 +60,7 @@ class ModelConfig:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if len(self.blocks) != 4 or len(self.dilations) != 2:
             raise ValueError("blocks needs 4 stage counts and dilations 2 values")
-        names = self.prior_solver.split("+")
-        if not all(n in PRIOR_SOLVERS for n in names) or len(set(names)) != len(names):
-            raise ValueError(f"prior_solver must join distinct names from {PRIOR_SOLVERS} "
-                             f"with '+', got {self.prior_solver!r}")
+        prior_solver_names(self.prior_solver)
 
     @property
     def in_channels(self) -> int:

@@ -47,9 +47,10 @@ def resolve_device(device: str) -> torch.device:
 
 # "cascade" (the default): the network on the frame downsampled to prior_max_side (with the
 # global classical prior there), its alpha upsampled as the full-resolution prior. On the
-# high-resolution composites of benchmarks/ it beat the global prior on four of five frames
-# (mean SAD 55.7 vs 58.7) for one more pass at 1024 px; frames within prior_max_side get
-# the global prior, so nothing changes for them.
+# high-resolution composites of benchmarks/ it beats the global prior (mean SAD 38.7 vs
+# 40.5 with the shipped weights) for one more pass at 1024 px, though not yet the 1024 px
+# pass alone, upsampled (37.6); frames within prior_max_side get the global prior, so
+# nothing changes for them.
 PRIOR_MODES = PRIOR_METHODS + ("cascade",)
 
 

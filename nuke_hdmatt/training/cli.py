@@ -76,7 +76,13 @@ def samples_prior_solver(folders, requested: str | None) -> str:
     """The prior solver the sample folders were built with; they must agree with each other
     and with ``requested`` (a network fed another solver's priors than it meets at inference
     learns the wrong corrections)."""
+    from ..engine.config import prior_solver_names
     from .dataset import PatchFolderDataset, sample_paths
+    if requested:
+        try:
+            prior_solver_names(requested)
+        except ValueError as exc:
+            raise UsageError(f"--prior-solver: {exc}") from None
     found = {}
     for d in folders:
         if sample_paths(d):

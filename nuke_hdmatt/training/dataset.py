@@ -295,8 +295,8 @@ def main(argv=None) -> int:
             except ValueError:
                 raise UsageError(f"--crops must be integers, got {args.crops!r}") from None
         try:
-            from ..engine.config import LIGHT
-            LIGHT.replace(prior_solver=args.prior_solver)
+            from ..engine.config import prior_solver_names
+            prior_solver_names(args.prior_solver)
         except ValueError as exc:
             raise UsageError(f"--prior-solver: {exc}") from None
         if args.n < 1 or args.patch < 16:
