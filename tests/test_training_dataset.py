@@ -87,6 +87,29 @@ def test_build_takes_source_mix_from_the_command_line(tmp_path, capsys):
     assert "--highres" in err and len(err.strip().splitlines()) == 1
 
 
+def test_cascade_priors_pin_the_weights_that_made_them(tmp_path, capsys):
+    import json
+    from nuke_hdmatt.engine.weights import default_weights_path, file_sha256
+    weights = default_weights_path()
+    if weights is None:
+        pytest.skip("no bundled weights (model/hdmatt.safetensors)")
+    assert D.main(["build", "--out", str(tmp_path / "a"), "--n", "1", "--prior-cascade", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--prior-downscale" in err and len(err.strip().splitlines()) == 1
+    assert D.main(["build", "--out", str(tmp_path / "b"), "--n", "1", "--prior-downscale", "1",
+                   "--prior-cascade", "1", "--cascade-weights", str(tmp_path / "none.safetensors")]) == 2
+    assert "none.safetensors" in capsys.readouterr().err
+    out = tmp_path / "c"
+    args = ["build", "--out", str(out), "--n", "1", "--patch", "24", "--procedural", "1",
+            "--prior-downscale", "1", "--prior-cascade", "1"]
+    from nuke_hdmatt.engine.weights import load_network
+    args += ["--prior-solver", load_network(weights)[0].cfg.prior_solver]
+    assert D.main(args) == 0
+    config = json.loads((out / D.MANIFEST).read_text())["config"]
+    assert config["prior_cascade_sha256"] == file_sha256(weights)
+    assert D.load_sample(out / "0000000.npz")["prior"].shape[0] == 5
+
+
 def test_folder_made_before_a_setting_existed_still_resumes(tmp_path, synth):
     import json
 

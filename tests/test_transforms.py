@@ -164,6 +164,48 @@ def test_closed_form_prior_solves_a_soft_edge():
     assert np.all(T.ClosedFormPrior()(only_bg)["prior"][tri == 0.5] == 0.5)
 
 
+def _soft_edge_scene(size=64):
+    x = np.linspace(0, 1, size, dtype=np.float32)
+    alpha = np.tile(np.clip((x - 0.3) / 0.4, 0, 1), (size, 1))
+    fg = np.zeros((size, size, 3), np.float32); fg[..., 0] = 0.9
+    bg = np.zeros((size, size, 3), np.float32); bg[..., 2] = 0.8
+    scene = T.Composite(noise_p=0.0)({"fg": fg, "bg": bg, "alpha": alpha}, np.random.default_rng(0))
+    tri = np.where(alpha >= 1, 1.0, np.where(alpha <= 0, 0.0, 0.5)).astype(np.float32)
+    tri[:, size // 5: size - size // 5] = 0.5
+    scene["trimap"] = tri
+    return scene
+
+
+def test_cascade_prior_is_the_network_run_on_the_shrunk_scene():
+    from nuke_hdmatt.engine.runner import Engine
+    from nuke_hdmatt.engine.weights import default_weights_path
+    weights = default_weights_path()
+    if weights is None:
+        pytest.skip("no bundled weights (model/hdmatt.safetensors)")
+    eng = Engine.load(weights, device="cpu", prior="global")
+    solver = eng.cfg.prior_solver
+    scene = _soft_edge_scene()
+    tri = scene["trimap"]
+    make = lambda p: T.ClosedFormPrior(1.0, (2,), solver, cascade_p=p, cascade_weights=str(weights))
+    cascade = make(1.0)(dict(scene), np.random.default_rng(0))["prior"]
+    classical = make(0.0)(dict(scene), np.random.default_rng(0))["prior"]
+    assert np.all(cascade[tri == 1] == 1) and np.all(cascade[tri == 0] == 0)
+    assert not np.allclose(cascade, classical, atol=1e-3)
+    # by definition: the engine's alpha on the half-size scene (given the classical prior
+    # there), enlarged like the classical prior is
+    small_tri = T.snap_shrunk_trimap(tri, 32, 32)
+    small_img = resampling.resize_area(scene["image"], 32, 32)
+    small = eng.matte(small_img, small_tri, prior=T._classical(small_img, small_tri, solver))
+    expected = np.clip(resampling.resize(small, 64, 64), 0, 1)
+    unknown = tri == 0.5
+    assert np.allclose(cascade[unknown], expected[unknown], atol=1e-5)
+    other = "cf" if solver != "cf" else "cf+knn"
+    with pytest.raises(ValueError, match="prior"):
+        T.ClosedFormPrior(1.0, (2,), other, 1.0, str(weights))(dict(scene), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="weights"):
+        T.ClosedFormPrior(1.0, (2,), solver, cascade_p=0.5)
+
+
 def test_crop_patches_from_one_scene():
     rng = np.random.default_rng(0)
     s = 64

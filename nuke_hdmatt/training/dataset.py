@@ -245,6 +245,18 @@ def _parse_shard(text: str) -> tuple[int, int]:
     return k, m
 
 
+def _cascade_overrides(args) -> dict:
+    from ..engine.weights import default_weights_path, file_sha256
+    if not 0.0 < args.prior_cascade <= 1.0 or not args.prior_downscale:
+        raise UsageError("--prior-cascade must be in (0, 1] and needs --prior-downscale > 0")
+    path = Path(args.cascade_weights) if args.cascade_weights else default_weights_path()
+    if path is None or not path.is_file():
+        raise UsageError("--cascade-weights: no such weights file", path=str(path or "model/"))
+    # the hash pins what made the priors: a folder resumed with other weights is refused
+    return {"prior_cascade_probability": args.prior_cascade,
+            "prior_cascade_weights": str(path.resolve()), "prior_cascade_sha256": file_sha256(path)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nuke_hdmatt.training.dataset",
                                      description="Pre-generate HDMatt training samples.")
@@ -267,6 +279,11 @@ def main(argv=None) -> int:
     b.add_argument("--prior-downscale", type=float, default=0.0, metavar="P",
                    help="share of scenes whose prior is solved at 1/2-1/4 size and enlarged, "
                         "as the engine's global prior on large plates (default 0)")
+    b.add_argument("--prior-cascade", type=float, default=0.0, metavar="P",
+                   help="share of the shrunk-prior scenes given the engine's cascade prior "
+                        "instead (the network of --cascade-weights run on the shrunk scene)")
+    b.add_argument("--cascade-weights", default=None, metavar="FILE",
+                   help="weights for --prior-cascade (default: the bundled model)")
     b.add_argument("--highres", type=float, default=None, metavar="P",
                    help="share of dev foregrounds drawn from the high-resolution alphas at native "
                         "scale (default: SynthesisConfig's)")
@@ -289,6 +306,8 @@ def main(argv=None) -> int:
                 if not 0.0 <= value <= 1.0:
                     raise UsageError(f"--{name.split('_')[0]} must be in [0, 1], got {value}")
                 overrides[name] = value
+        if args.prior_cascade:
+            overrides.update(_cascade_overrides(args))
         if args.crops:
             try:
                 overrides["crop_sizes"] = tuple(int(c) for c in args.crops.split(","))

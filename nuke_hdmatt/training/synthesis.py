@@ -50,6 +50,9 @@ class SynthesisConfig:
     prior_downscale_probability: float = 0.0
     prior_downscale_factors: tuple = (2, 3, 4)
     prior_solver: str = "cf"
+    prior_cascade_probability: float = 0.0
+    prior_cascade_weights: str = ""
+    prior_cascade_sha256: str = ""
     holdout: tuple = field(default_factory=lambda: tuple(VALIDATION_IMAGES))
 
     @property
@@ -111,7 +114,9 @@ class SampleSynthesizer:
                             RandomTrimap(c.trimap_radius),
                             Composite(c.noise_probability)]
                            + ([ClosedFormPrior(c.prior_downscale_probability,
-                                               c.prior_downscale_factors, c.prior_solver)]
+                                               c.prior_downscale_factors, c.prior_solver,
+                                               c.prior_cascade_probability,
+                                               c.prior_cascade_weights)]
                               if c.prior else []))
         self.cropper = CropPatches(c.patch, c.crop_sizes, c.n_context)
 

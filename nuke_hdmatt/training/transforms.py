@@ -210,6 +210,15 @@ def _classical(image: np.ndarray, trimap: np.ndarray, solver: str = "cf") -> np.
         return solve(image.astype(np.float32), trimap.astype(np.float32), solver)
 
 
+def snap_shrunk_trimap(trimap: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``trimap`` area-shrunk to (height, width): a pixel is known only where its whole
+    footprint was (as the engine snaps)."""
+    small = np.full((height, width), 0.5, np.float32)
+    small[resize_area((trimap == 1.0).astype(np.float32), height, width) > 1 - 1e-4] = 1.0
+    small[resize_area((trimap == 0.0).astype(np.float32), height, width) > 1 - 1e-4] = 0.0
+    return small
+
+
 class ClosedFormPrior:
     """``prior`` = PyMatting closed-form alpha of the whole composite (variant D input),
     computed the way inference computes it: sRGB image, trimap, known pixels exact
@@ -219,10 +228,30 @@ class ClosedFormPrior:
     from ``factors`` and is enlarged bilinearly, as the engine's global prior does on a
     plate larger than its solve size: the network must learn to restore the hair detail
     such a prior loses, not only to trust a full-resolution one.
+
+    Of those shrunk scenes, a share ``cascade_p`` gets the engine's cascade prior instead:
+    the network of ``cascade_weights`` run on the shrunk scene (with the classical prior
+    there), its alpha enlarged. That is what the full-resolution pass sees on a plate over
+    1024 px; trained only on classical priors, the network over-corrects that sharper prior
+    and the full-resolution pass loses to the coarse pass it refines.
     """
 
-    def __init__(self, downscale_p: float = 0.0, factors=(2, 3, 4), solver: str = "cf"):
+    def __init__(self, downscale_p: float = 0.0, factors=(2, 3, 4), solver: str = "cf",
+                 cascade_p: float = 0.0, cascade_weights: str = ""):
+        if cascade_p and not cascade_weights:
+            raise ValueError("a cascade prior needs the weights of the network that makes it")
         self.downscale_p, self.factors, self.solver = downscale_p, tuple(factors), solver
+        self.cascade_p, self.cascade_weights = cascade_p, cascade_weights
+        self._engine = None
+
+    def _cascade_engine(self):
+        if self._engine is None:
+            from ..engine.runner import Engine
+            self._engine = Engine.load(self.cascade_weights, device="cpu", prior="global")
+            if self._engine.cfg.prior_solver != self.solver:
+                raise ValueError(f"cascade weights {self.cascade_weights} use the "
+                                 f"{self._engine.cfg.prior_solver!r} prior, samples {self.solver!r}")
+        return self._engine
 
     def __call__(self, scene: dict, rng: np.random.Generator | None = None) -> dict:
         image, trimap = scene["image"], scene["trimap"]
@@ -232,11 +261,12 @@ class ClosedFormPrior:
         f = int(self.factors[int(rng.integers(len(self.factors)))])
         h, w = trimap.shape
         sh, sw = max(8, round(h / f)), max(8, round(w / f))
-        small_tri = np.full((sh, sw), 0.5, np.float32)
-        # A shrunk pixel is known only where its whole footprint was (as the engine snaps).
-        small_tri[resize_area((trimap == 1.0).astype(np.float32), sh, sw) > 1 - 1e-4] = 1.0
-        small_tri[resize_area((trimap == 0.0).astype(np.float32), sh, sw) > 1 - 1e-4] = 0.0
-        small = _classical(resize_area(image, sh, sw), small_tri, self.solver)
+        small_tri = snap_shrunk_trimap(trimap, sh, sw)
+        small_img = resize_area(image, sh, sw)
+        small = _classical(small_img, small_tri, self.solver)
+        # drawn only when asked for, so seeds of folders without cascade priors stay valid
+        if self.cascade_p and rng.random() < self.cascade_p:
+            small = self._cascade_engine().matte(np.clip(small_img, 0, 1), small_tri, prior=small)
         prior = np.clip(resize(small, h, w), 0.0, 1.0)
         prior[trimap == 1.0] = 1.0
         prior[trimap == 0.0] = 0.0
