@@ -6,12 +6,14 @@ compare, at full resolution:
   (a) HDMatt patches with cross-patch context (the shipped engine; variant D with the
       global classical prior);
   (b) the same network on plain patches without context (``Engine.load(context=False)``);
-  (c) downsample to 1024 px on the long side, run (a), upsample the alpha;
+  (c) downsample to 1024 px on the long side, run (a), upsample the alpha (bilinear, and
+      guided by the full-resolution plate: the cascade's first stage alone);
   (d) PyMatting closed-form at full resolution, skipped when its predicted memory exceeds
       ``--max-cf-gib`` or 70 % of the memory available now;
   (e) closed-form at 1024 px, upsampled (the classical downsample strategy);
-  for variant D weights also (a) with the cascade prior (the network's own alpha at 1024 px,
-  upsampled) and with the local (per-patch) prior instead of the global one, and (a) for every other ``model/hdmatt*.safetensors``.
+  for variant D weights also (a) with the cascade prior (the engine's default: the network's
+  own alpha at 1024 px, guided upsampling, then a full-resolution pass moving half way from
+  that prior to its answer; and undamped, the whole way) and with the local (per-patch) prior instead of the global one, and (a) for every other ``model/hdmatt*.safetensors``.
 
 Each method runs in its own process (peak RSS from ``ru_maxrss``). Writes
 ``results/highres_strategies[_quick].md``, ``..._sad.png`` (SAD and time per method) and
@@ -53,12 +55,15 @@ def strategy_specs(weights: list[Path]) -> list[dict]:
         hdmatt_spec(main, prior="global", label="(a) patches + CPC"),
         hdmatt_spec(main, prior="global", context=False, label="(b) patches, no context"),
         hdmatt_spec(main, downsample=1024, label="(c) downsample 1024"),
+        hdmatt_spec(main, downsample=1024, upsample="guided", label="(c) downsample 1024, guided upsampling"),
         pymatting_spec("cf", label="(d) closed-form full res"),
         pymatting_spec("cf", downsample=1024, label="(e) closed-form 1024"),
     ]
     if variant == "D":
         specs.insert(1, hdmatt_spec(main, prior="local", label="(a) patches + CPC, local prior"))
-        specs.insert(1, hdmatt_spec(main, prior="cascade", label="(a) patches + CPC, cascade prior"))
+        specs.insert(1, hdmatt_spec(main, prior="cascade", cascade_step=1.0,
+                                    label="(a) patches + CPC, cascade prior, undamped"))
+        specs.insert(1, hdmatt_spec(main, prior="cascade", label="(a) patches + CPC, cascade prior (default)"))
     for extra in weights[1:]:
         specs.append(hdmatt_spec(extra, label=f"(a) HDMatt-{weights_variant(extra)} "
                                               f"({extra.stem}) patches + CPC"))

@@ -114,7 +114,7 @@ _ENGINES: dict = {}
 
 def load_engine(spec: dict):
     key = json.dumps({k: spec.get(k) for k in ("weights", "context", "prior", "patch", "overlap",
-                                               "variant", "device")}, sort_keys=True)
+                                               "variant", "device", "cascade_step")}, sort_keys=True)
     if key not in _ENGINES:
         import torch
         from nuke_hdmatt.engine import Engine
@@ -132,6 +132,8 @@ def load_engine(spec: dict):
             torch.manual_seed(0)
             net = HDMattNet(LIGHT.replace(variant=spec.get("variant") or "D"))
             _ENGINES[key] = Engine(net, resolve_device(device), **kw)
+        if spec.get("cascade_step") is not None:
+            _ENGINES[key].cascade_step = spec["cascade_step"]
     return _ENGINES[key]
 
 
@@ -159,7 +161,11 @@ def _downsampled(spec: dict, image, trimap, stages):
     stages["resample"] = stages.get("resample", 0.0) + time.perf_counter() - t0
     small = run_method({**spec, "downsample": None}, small_img, small_tri, stages)
     t0 = time.perf_counter()
-    alpha = resize(small, h, w)
+    if spec.get("upsample") == "guided":
+        from nuke_hdmatt.engine.guided import guided_upsample
+        alpha = guided_upsample(small, small_img, image, trimap)
+    else:
+        alpha = resize(small, h, w)
     known = trimap != 0.5
     alpha[known] = trimap[known]
     stages["resample"] += time.perf_counter() - t0

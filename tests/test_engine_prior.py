@@ -1,6 +1,7 @@
 """The closed-form prior of variant D: global (downsampled) and local (per patch)."""
 
 import numpy as np
+import torch
 import pytest
 
 from nuke_hdmatt.engine.prior import compute_prior, global_prior, local_prior, snap_resized_trimap
@@ -70,19 +71,32 @@ def _edge_scene(h, w):
     return image, trimap
 
 
-def test_cascade_prior_is_the_network_on_the_downsampled_frame_upsampled():
-    from nuke_hdmatt.engine.prior import downsample, upsample
+def test_cascade_is_a_damped_full_resolution_pass_on_the_guided_coarse_alpha():
+    from nuke_hdmatt.engine.guided import guided_upsample
+    from nuke_hdmatt.engine.prior import downsample
     cascade, plain = _cascade_engines()
+    for eng in (cascade, plain):      # an untrained residual head returns the prior unchanged
+        torch.manual_seed(1)
+        torch.nn.init.normal_(eng.net.decoder.head.weight, std=0.5)
     image, trimap = _edge_scene(100, 150)
     stages = []
     got = cascade.matte(image, trimap, progress=lambda d, t, s: stages.append(s))
     small = downsample(image, trimap, 64)
     coarse = plain.matte(*small)                       # 64 px long side: solved whole
-    want = plain.matte(image, trimap, prior=upsample(coarse, trimap))
-    np.testing.assert_array_equal(got, want)
+    prior = guided_upsample(coarse, small[0], image, trimap)
+    fine = plain.matte(image, trimap, prior=prior)
+    unknown = trimap == 0.5
+    want = trimap.copy()
+    want[unknown] = prior[unknown] + cascade.cascade_step * (fine[unknown] - prior[unknown])
+    assert 0 < cascade.cascade_step < 1
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert np.array_equal(got[~unknown], trimap[~unknown])
     assert "coarse patches" in stages and stages[-1] == "patches"
-    # the cascade differs from the closed-form prior it starts from
+    # the cascade differs from the closed-form prior it starts from, and from its undamped pass
     assert not np.array_equal(got, plain.matte(image, trimap))
+    assert np.abs(got - fine)[unknown].max() > 1e-3
+    cascade.cascade_step = 1.0
+    np.testing.assert_array_equal(cascade.matte(image, trimap), fine)
 
 
 def test_cascade_on_a_frame_within_the_prior_size_is_the_global_prior():
@@ -143,7 +157,7 @@ def test_the_engine_solves_the_prior_its_weights_name():
     for solver in ("cf", "knn"):
         net = HDMattNet(LIGHT.replace(variant="D", prior_solver=solver))
         eng = Engine(net, torch.device("cpu"), patch=64, overlap=16, prior="global")
-        np.testing.assert_array_equal(eng._prior(image, trimap, None, None),
+        np.testing.assert_array_equal(eng._prior(image, trimap, None, None)[0],
                                       global_prior(image, trimap, solver=solver))
     assert not np.array_equal(global_prior(image, trimap, solver="cf"),
                               global_prior(image, trimap, solver="knn"))
