@@ -271,7 +271,8 @@ def warm_up(spec: dict) -> None:
 class StageClock:
     """Times our engine's stages by wrapping its network calls for one ``matte``.
 
-    Stages: ``prior`` (closed-form solve, variant D), ``encode`` (encoder + ASPP),
+    Stages: ``prior`` (closed-form solve, variant D), ``upsample`` (the cascade's guided
+    upsampling), ``encode`` (encoder + ASPP),
     ``cpc`` (key/value embedding and context-patch selection), ``tgnl`` (non-local
     attention over the selected context), ``decode`` (decoder, without TGNL). The caller
     computes ``other`` = wall - sum (patch extraction, stitching, bookkeeping). Only the
@@ -311,6 +312,7 @@ class StageClock:
         from nuke_hdmatt.engine import network, runner
         net = self.eng.net
         self._wrap(runner, "compute_prior", "prior")
+        self._wrap(runner, "guided_upsample", "upsample")
         self._wrap(net, "encode", "encode")
         self._wrap(net, "context_features", "cpc")
         self._wrap(runner._Pass, "_select", "cpc")

@@ -6,8 +6,9 @@ they are enlarged bilinearly and applied to the full-resolution colours. Where t
 has edges the coarse alpha could not resolve (hair a pixel or two wide at 4K), the full
 resolution colours put them back; bilinear enlargement of the alpha itself only blurs.
 
-On the high-resolution composites of the training images (``benchmarks/``) this cut the
-coarse pass's SAD by 8 % against bilinear enlargement (radius 2, eps 1e-4 in sRGB units).
+On high-resolution composites of the 13 training images this cut the coarse pass's mean
+SAD from 20.9 to 19.1 against bilinear enlargement (radius 2, eps 1e-4 in sRGB units, the
+best of radii 1-8 and eps 1e-4-1e-2).
 
 Memory: the coefficients live at the coarse size; the full-resolution frame is written in
 strips of rows, so no full-size temporary beyond the output exists.
