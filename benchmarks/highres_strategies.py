@@ -12,8 +12,8 @@ compare, at full resolution:
       ``--max-cf-gib`` or 70 % of the memory available now;
   (e) closed-form at 1024 px, upsampled (the classical downsample strategy);
   for variant D weights also (a) with the cascade prior (the engine's default: the network's
-  own alpha at 1024 px, guided upsampling, then a full-resolution pass moving half way from
-  that prior to its answer; and undamped, the whole way) and with the local (per-patch) prior instead of the global one, and (a) for every other ``model/hdmatt*.safetensors``.
+  own alpha at 1024 px, guided upsampling, then a full-resolution pass moving a quarter of the
+  way from that prior to its answer; and undamped, the whole way) and with the local (per-patch) prior instead of the global one, and (a) for every other ``model/hdmatt*.safetensors``.
 
 Each method runs in its own process (peak RSS from ``ru_maxrss``). Writes
 ``results/highres_strategies[_quick].md``, ``..._sad.png`` (SAD and time per method) and

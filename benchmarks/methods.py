@@ -123,6 +123,8 @@ def load_engine(spec: dict):
         from nuke_hdmatt.engine.runner import resolve_device
         kw = dict(patch=spec["patch"], overlap=spec["overlap"], prior=spec["prior"],
                   context=spec["context"])
+        if spec.get("cascade_step") is not None:
+            kw["cascade_step"] = spec["cascade_step"]
         device = spec.get("device", "cpu")
         if spec["weights"]:
             _ENGINES[key] = Engine.load(weights=spec["weights"], device=device, **kw)
@@ -132,8 +134,6 @@ def load_engine(spec: dict):
             torch.manual_seed(0)
             net = HDMattNet(LIGHT.replace(variant=spec.get("variant") or "D"))
             _ENGINES[key] = Engine(net, resolve_device(device), **kw)
-        if spec.get("cascade_step") is not None:
-            _ENGINES[key].cascade_step = spec["cascade_step"]
     return _ENGINES[key]
 
 

@@ -95,7 +95,8 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                      help="prior for prior-input weights: global = the classical solve "
                           "(the PyMatting solvers the weights name) at <= 1024 px, "
                           "upsampled; cascade = the network's own alpha at <= 1024 px, "
-                          "guided-upsampled, refined a quarter step at full resolution; local = classical solve per patch (default auto)")
+                          "guided-upsampled, refined a quarter step at full resolution; "
+                          "local = classical solve per patch (default auto)")
     eng.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"),
                      help="inference precision (default auto: fp16 on CUDA, fp32 on CPU)")
     run = p.add_argument_group("cache and logging")

@@ -58,3 +58,15 @@ def test_alpha_that_is_affine_in_colour_is_reproduced():
     out = guided.guided_upsample(resize_area(alpha, 32, 32), resize_area(image, 32, 32), image, trimap,
                                  eps=1e-8)
     assert np.abs(out - alpha).mean() < 0.01
+
+
+def test_cascade_step_outside_its_range_is_refused():
+    import sys
+    from pathlib import Path
+    import pytest
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_engine_runner import make_engine
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="cascade_step"):
+            make_engine("D", cascade_step=bad)
+    assert make_engine("D", cascade_step=1.0).params()["cascade_step"] == 1.0

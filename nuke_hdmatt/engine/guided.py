@@ -50,10 +50,13 @@ def _taps(n_in: int, n_out: int):
     return i0, i1, (src - i0).astype(np.float32)
 
 
-def enlarge_rows(small: np.ndarray, height: int, width: int, y0: int, y1: int) -> np.ndarray:
-    """Rows y0:y1 of ``small`` enlarged bilinearly to (height, width[, C])."""
-    r0, r1, wy = (t[y0:y1] for t in _taps(small.shape[0], height))
-    c0, c1, wx = _taps(small.shape[1], width)
+def enlarge_rows(small: np.ndarray, height: int, width: int, y0: int, y1: int,
+                 taps=None) -> np.ndarray:
+    """Rows y0:y1 of ``small`` enlarged bilinearly to (height, width[, C]); ``taps`` =
+    (row taps, column taps) from :func:`_taps`, to reuse across strips."""
+    rows_t, cols_t = taps or (_taps(small.shape[0], height), _taps(small.shape[1], width))
+    r0, r1, wy = (t[y0:y1] for t in rows_t)
+    c0, c1, wx = cols_t
     expand = (slice(None), None) + (None,) * (small.ndim - 2)
     rows = small[r0] * (1 - wy[expand]) + small[r1] * wy[expand]
     xw = wx[(None, slice(None)) + (None,) * (small.ndim - 2)]
@@ -66,10 +69,12 @@ def guided_upsample(alpha_small: np.ndarray, image_small: np.ndarray, image: np.
     ``image`` (full-resolution, same colour encoding); known pixels from the trimap."""
     a, b = coefficients(image_small, alpha_small, radius, eps)
     h, w = trimap.shape
+    taps = (_taps(a.shape[0], h), _taps(a.shape[1], w))
     out = np.empty((h, w), np.float32)
     for y0 in range(0, h, STRIP):
         y1 = min(h, y0 + STRIP)
-        out[y0:y1] = (enlarge_rows(a, h, w, y0, y1) * image[y0:y1]).sum(-1) + enlarge_rows(b, h, w, y0, y1)
+        out[y0:y1] = ((enlarge_rows(a, h, w, y0, y1, taps) * image[y0:y1]).sum(-1)
+                      + enlarge_rows(b, h, w, y0, y1, taps))
     known = trimap != 0.5
     out[known] = trimap[known]
     return np.clip(out, 0.0, 1.0, out=out)

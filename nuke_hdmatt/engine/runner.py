@@ -63,11 +63,14 @@ class Engine:
 
     def __init__(self, net: HDMattNet, device: torch.device, *, patch=320, overlap=32, k=3, pool=30,
                  precision="auto", prior="auto", prior_max_side=1024, batch=None, context=True,
-                 cascade_step=CASCADE_STEP, weights_path: Path | None = None, weights_sha256: str = "", info: dict | None = None):
+                 cascade_step=CASCADE_STEP, weights_path: Path | None = None, weights_sha256: str = "",
+                 info: dict | None = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if prior not in ("auto",) + PRIOR_MODES:
             raise ValueError(f"prior must be auto, {', '.join(PRIOR_MODES)}, got {prior!r}")
+        if not 0.0 < cascade_step <= 1.0:
+            raise ValueError(f"cascade_step must be in (0, 1], got {cascade_step!r}")
         if k < 1 or pool < 1:
             raise ValueError("k and pool must be at least 1")
         PatchGrid(patch, patch, patch, overlap)  # validates patch/overlap
@@ -90,7 +93,7 @@ class Engine:
     @classmethod
     def load(cls, weights=None, device="auto", patch=320, overlap=32, k=3, pool=30,
              precision="auto", prior="auto", batch=None, config: ModelConfig | None = None,
-             context=True) -> "Engine":
+             context=True, cascade_step=CASCADE_STEP) -> "Engine":
         """Load weights (default: the bundled ``model/hdmatt.safetensors``).
 
         ``context=False`` runs the same network on plain patches: every query sees
@@ -113,12 +116,13 @@ class Engine:
             torch.manual_seed(0)
             net, info, sha = HDMattNet(config or LIGHT), {}, ""
         return cls(net, dev, patch=patch, overlap=overlap, k=k, pool=pool, precision=precision,
-                   prior=prior, batch=batch, context=context, weights_path=path, weights_sha256=sha, info=info)
+                   prior=prior, batch=batch, context=context, cascade_step=cascade_step, weights_path=path, weights_sha256=sha, info=info)
 
     def params(self) -> dict:
         return {"patch": self.patch, "overlap": self.overlap, "k": self.k, "pool": self.pool,
                 "precision": self._dtype_name(), "prior": self.prior if self.cfg.uses_prior else "none",
-                "prior_max_side": self.prior_max_side, "cascade_step": self.cascade_step, "device": self.device.type,
+                "prior_max_side": self.prior_max_side, "cascade_step": self.cascade_step,
+                "device": self.device.type,
                 "variant": self.cfg.variant, "context": self.context,
                 "engine_version": ENGINE_VERSION}
 

@@ -231,7 +231,7 @@ class ClosedFormPrior:
 
     Of those shrunk scenes, a share ``cascade_p`` gets the engine's cascade prior instead:
     the network of ``cascade_weights`` run on the shrunk scene (with the classical prior
-    there), its alpha enlarged. That is what the full-resolution pass sees on a plate over
+    there), its alpha enlarged by the engine's guided upsampling. That is what the full-resolution pass sees on a plate over
     1024 px; trained only on classical priors, the network over-corrects that sharper prior
     and the full-resolution pass loses to the coarse pass it refines.
     """
@@ -266,8 +266,11 @@ class ClosedFormPrior:
         small = _classical(small_img, small_tri, self.solver)
         # drawn only when asked for, so seeds of folders without cascade priors stay valid
         if self.cascade_p and rng.random() < self.cascade_p:
-            small = self._cascade_engine().matte(np.clip(small_img, 0, 1), small_tri, prior=small)
-        prior = np.clip(resize(small, h, w), 0.0, 1.0)
+            from ..engine.guided import guided_upsample
+            coarse = self._cascade_engine().matte(np.clip(small_img, 0, 1), small_tri, prior=small)
+            prior = guided_upsample(coarse, small_img, image, trimap)    # as the engine enlarges it
+        else:
+            prior = np.clip(resize(small, h, w), 0.0, 1.0)
         prior[trimap == 1.0] = 1.0
         prior[trimap == 0.0] = 0.0
         scene["prior"] = prior.astype(np.float32)
