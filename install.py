@@ -4,6 +4,7 @@
     python3 install.py                     # ./.venv with pinned torch + nuke_hdmatt, Nuke hooks
     python3 install.py --python /usr/bin/python3.11
     python3 install.py --print-nuke-path   # touch nothing in $HOME; print the env lines instead
+    python3 install.py --print-nuke-path --shell powershell   # ... as PowerShell (or cmd) lines
     python3 install.py --check             # torch, CUDA, OpenImageIO, OpenColorIO, weights sha256
     python3 install.py --uninstall         # remove exactly what the install added
 
@@ -15,6 +16,13 @@ What the install adds to the user's home (and ``--uninstall`` removes again):
   as a separate process (Nuke's Python never imports torch). It also lists what the install
   created (``~/.nuke``, ``init.py``, the venv) so that ``--uninstall`` can restore the home
   exactly.
+
+A ``~/.nuke/init.py`` that is a symlink (a dotfiles repository, a studio-managed file) is
+edited where it points, never replaced by a plain file.
+
+Managed pipelines (rez, a studio ``NUKE_PATH``) should not edit homes at all: put
+``<checkout>/gizmos`` on ``NUKE_PATH`` and point ``HDMATT_ENGINE`` at the engine's
+``hdmatt``; ``--print-nuke-path`` prints exactly those two lines.
 
 After it, ``.venv/bin/hdmatt`` exists in the repository root.
 """
@@ -96,6 +104,9 @@ def _split_block(text: str) -> tuple[str, str, bool]:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    # a symlink is followed: its target is what the user keeps (dotfiles, studio file)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     if path.exists():
@@ -183,8 +194,25 @@ def remove_nuke_hooks(home: Path) -> list[str]:
     return removed
 
 
-def nuke_path_lines(plugin_dir: Path, hdmatt: Path) -> str:
-    """Shell lines that make the gizmo and the engine visible without touching ``~/.nuke``."""
+SHELLS = ("sh", "powershell", "cmd")
+
+
+def default_shell() -> str:
+    return "powershell" if os.name == "nt" else "sh"
+
+
+def nuke_path_lines(plugin_dir: Path, hdmatt: Path, shell: str = "sh") -> str:
+    """Lines for ``shell`` (sh, powershell, cmd) that make the gizmo and the engine visible
+    without touching ``~/.nuke``: ``NUKE_PATH`` gains the gizmo folder, ``HDMATT_ENGINE``
+    names the engine."""
+    if shell == "powershell":
+        return (f'$env:NUKE_PATH = "{plugin_dir}" + $(if ($env:NUKE_PATH) '
+                f'{{ ";" + $env:NUKE_PATH }} else {{ "" }})\n'
+                f'$env:HDMATT_ENGINE = "{hdmatt}"\n')
+    if shell == "cmd":
+        return (f'if defined NUKE_PATH (set "NUKE_PATH={plugin_dir};%NUKE_PATH%") '
+                f'else (set "NUKE_PATH={plugin_dir}")\n'
+                f'set "HDMATT_ENGINE={hdmatt}"\n')
     return (f'export NUKE_PATH="{plugin_dir}${{NUKE_PATH:+:$NUKE_PATH}}"\n'
             f'export HDMATT_ENGINE="{hdmatt}"\n')
 
@@ -296,7 +324,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="do not create or update the venv (hooks and record only)")
     ap.add_argument("--no-nuke", action="store_true", help="do not touch ~/.nuke")
     ap.add_argument("--print-nuke-path", action="store_true",
-                    help="print NUKE_PATH / HDMATT_ENGINE lines instead of editing ~/.nuke")
+                    help="print NUKE_PATH / HDMATT_ENGINE lines instead of editing ~/.nuke "
+                         "(the route for managed pipelines: rez, a studio NUKE_PATH)")
+    ap.add_argument("--shell", choices=SHELLS, default=default_shell(),
+                    help="syntax of the printed lines (default: %(default)s)")
     ap.add_argument("--check", action="store_true", help="verify the engine environment")
     ap.add_argument("--in-env", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--uninstall", action="store_true", help="remove what install added")
@@ -331,11 +362,14 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     hdmatt = venv_hdmatt(venv)
     if args.print_nuke_path:
-        print(nuke_path_lines(GIZMO_DIR, hdmatt), end="")
+        print(nuke_path_lines(GIZMO_DIR, hdmatt, args.shell), end="")
     elif not args.no_nuke:
         rec = add_nuke_hooks(home, GIZMO_DIR, hdmatt, venv_python(venv), venv_created)
         print(f"Nuke: {nuke_dir(home) / 'init.py'} loads {GIZMO_DIR}; engine recorded in "
               f"{nuke_dir(home) / RECORD_NAME} ({rec['hdmatt']})")
+        print(f"Or, without ~/.nuke (managed pipelines), set these in your {args.shell} "
+              "environment instead:")
+        print(nuke_path_lines(GIZMO_DIR, hdmatt, args.shell), end="")
     print(f"engine ready: {hdmatt} (python {venv_python(venv)})",
           file=sys.stderr if args.print_nuke_path else sys.stdout)
     return 0

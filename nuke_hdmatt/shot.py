@@ -281,11 +281,13 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
     HDMattError
         A problem that would hit every frame, or any problem on a single still.
     """
-    from .imaging import has_unknown, resolve_config, write_alpha
+    from .imaging import config_fingerprint, has_unknown, resolve_config, write_alpha
 
     plan = plan or plan_frames(job)
     cancel = cancel or (lambda: False)
     config, config_desc = resolve_config(job.ocio)
+    # keyed on what the config does, not its path: Nuke's install and a farm copy share entries
+    config_key = config_fingerprint(config) if cache is not None else ""
     result = ShotResult()
     for frame in plan.frames:
         if frame in plan.missing:
@@ -305,7 +307,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
             if cache is not None:
                 key = FrameCache.key(plate.pixels, trimap, weights_sha256=stamp["weights_sha256"],
                                      engine_version=ENGINE_VERSION, params=stamp["params"],
-                                     color_config=config_desc, colorspace=colorspace)
+                                     color_config=config_key, colorspace=colorspace)
                 alpha = cache.get(key)
             cached = alpha is not None
             if alpha is None:

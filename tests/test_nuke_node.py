@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,21 @@ def shot(fake_nuke, tmp_path, monkeypatch):
     return nuke, node, plate, src, tmp_path
 
 
+def finish_in_gui(nuke, node, timeout=120):
+    """Be Nuke's main-thread event loop until the node's engine run (worker thread) ends."""
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    run = hdmatt_node.running(node)
+    assert run is not None, "no engine run in progress"
+    deadline = time.monotonic() + timeout
+    while run.thread.is_alive():
+        nuke._process_events(0.02)
+        assert time.monotonic() < deadline, "engine run did not finish"
+    while nuke._process_events(0.01):
+        pass
+    assert hdmatt_node.running(node) is None
+    return run
+
+
 def render(nuke, node, path, channels="rgba"):
     w = nuke.nodes.Write(file=str(path), channels=channels, raw=True, datatype="32 bit float")
     w.setInput(0, node)
@@ -99,15 +115,22 @@ def test_menu_and_gizmo_knobs(fake_nuke):
                  "precision", "prior", "cache", "generate", "generate_current", "clear_cache",
                  "status"):
         assert node.knob(name) is not None, name
-    assert node["output_channel"].values() == ["rgba.alpha", "hdmatt.alpha"]
+    # the output channel is the inner Copy's channel knob, linked (knob type 41)
+    assert node["output_channel"].Class() == "Link_Knob"
+    assert node["output_channel"].getLinkedKnob() is node.node("copy_alpha")["to0"]
+    assert node["output_channel"].value() == "rgba.alpha"
     assert node["prior"].values() == ["auto", "cascade", "global", "local"]
     assert node["prior"].value() == "auto"
     assert (node["patch"].value(), node["overlap"].value(), node["k"].value(),
             node["pool"].value()) == (320, 32, 3, 30)
-    # onCreate filled a deterministic output path (unsaved script: temp folder)
-    assert node["alpha_file"].value().endswith("/HDMatt1/alpha.####.exr")
+    # unsaved script: the default alpha path is relative (beside a script not saved yet)
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    assert not os.path.isabs(hdmatt_node.alpha_sequence(node).pattern)
     read = node.node("alpha_read")
-    assert read["raw"].value() and read["on_error"].value() == "black"
+    assert read["raw"].value()
+    assert read["on_error"].value() == "error"  # terminal mode: a missing frame is an error
+    nuke.GUI = True
+    assert read["on_error"].value() == "black"
     assert node.node("copy_alpha")["bbox"].value() == "B"
 
 
@@ -116,13 +139,16 @@ def test_generate_read_back_channel_copy_cache_hit_and_invalidation(shot):
     graph = lambda: (sorted(n.name() for n in nuke.root().nodes()),  # noqa: E731
                      sorted(n.name() for n in node.nodes()))
     graph_before = graph()
-    # nothing generated yet: the node shows black alpha, never computes during a render
+    # nothing generated yet: the GUI shows black alpha, never computes during a render
+    nuke.GUI = True
     render(nuke, node, tmp_path / "before.####.exr")
     assert not read_exr(tmp_path / "before.0001.exr")["A"].any()
+    nuke.GUI = False
 
     assert node["generate"].execute() is None  # the button, as a user presses it
     assert node.node("alpha_read").reloads == 3  # as each of the 2 frames landed, and at the end
-    alpha_file = node["alpha_file"].value()
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    alpha_file = hdmatt_node.alpha_sequence(node).pattern.replace("%04d", "####")
     assert alpha_file == str(tmp_path / "hdmatt" / "shot010" / "HDMatt1" / "alpha.####.exr")
     assert node["status"].value().startswith("2 cached, 0 missing, 0 failed"), node["status"].value()
     task = nuke.ProgressTask.tasks[-1]
@@ -143,8 +169,7 @@ def test_generate_read_back_channel_copy_cache_hit_and_invalidation(shot):
         assert 0 <= out["A"].min() and out["A"].max() <= 1
 
     # a separate layer instead: rgba.alpha stays the plate's (none: black)
-    node["output_channel"].setValue("hdmatt.alpha")
-    nuke._fire_knob_changed(node, "output_channel")
+    node["output_channel"].getLinkedKnob().setValue("hdmatt.alpha")
     render(nuke, node, tmp_path / "layer.####.exr", channels="all")
     out = read_exr(tmp_path / "layer.0001.exr")
     assert np.array_equal(out["hdmatt.A"], read_exr(alpha_file.replace("####", "0001"))["A"])
@@ -153,7 +178,6 @@ def test_generate_read_back_channel_copy_cache_hit_and_invalidation(shot):
     # (one test, to run the engine as few times as possible) cache hit on a re-run ...
     alpha2 = Path(alpha_file.replace("####", "0002"))
     first = read_exr(alpha2)["A"]
-    from nuke_hdmatt.nuke import node as hdmatt_node
     assert hdmatt_node.generate(node) is True
     msgs = nuke.ProgressTask.tasks[-1].messages
     assert "frame 1: cache hit" in msgs and "frame 2: cache hit" in msgs
@@ -175,6 +199,7 @@ def test_generate_read_back_channel_copy_cache_hit_and_invalidation(shot):
     assert node["clear_cache"].execute() is None
     assert not alpha2.exists() and FrameCache(node["cache"].value()).entries() == []
     assert node["status"].value().startswith("0 cached, 2 missing, 0 failed")
+    nuke.GUI = True
     render(nuke, node, tmp_path / "cleared.####.exr", channels="all")
     assert not read_exr(tmp_path / "cleared.0002.exr")["hdmatt.A"].any()  # black, not stale
 
@@ -233,7 +258,11 @@ def test_engine_failure_reported_on_node_and_to_user(standin, monkeypatch, capsy
     monkeypatch.setenv("STANDIN_MODE", "fail")
     nuke.GUI = gui
     from nuke_hdmatt.nuke import node as hdmatt_node
-    assert hdmatt_node.generate(node) is False
+    if gui:  # the engine runs in a worker thread; Generate returns at once
+        assert hdmatt_node.generate(node) is True
+        assert finish_in_gui(nuke, node).ok is False
+    else:
+        assert hdmatt_node.generate(node) is False
     assert node["status"].value() == "error: frame 2: plate.0002.exr: truncated file"
     err = capsys.readouterr().err
     if gui:
@@ -241,7 +270,8 @@ def test_engine_failure_reported_on_node_and_to_user(standin, monkeypatch, capsy
         assert err == ""
     else:
         assert err == "HDMatt: HDMatt1: frame 2: plate.0002.exr: truncated file\n"
-    assert hdmatt_node.update_status(node).endswith("1 failed (frames 1-2); failed: 2")
+    assert hdmatt_node.update_status(node).startswith("0 cached, 1 missing, 1 failed "
+                                                      "(frames 1-2); failed: 2; missing")
 
 
 def test_engine_crash_and_bad_input_are_one_line(standin, monkeypatch, capsys):
@@ -265,7 +295,7 @@ def test_broken_upstream_is_reported_not_raised(shot, capsys):
     plate["last"].setValue(3)  # frame 3 of the plate does not exist
     assert hdmatt_node.generate(node, "2-3") is False
     status = node["status"].value()
-    assert status.startswith("error: plate input, frames 2-3: ") and "plate.0003.exr" in status
+    assert status.startswith("error: inputs, frames 2-3: ") and "plate.0003.exr" in status
     assert capsys.readouterr().err.count("\n") == 1
     assert list((tmp_path / "tmp").iterdir()) == []
     assert [n.Class() for n in nuke.root().nodes()] == ["Read", "Read", "HDMatt"]
@@ -285,7 +315,8 @@ def test_clear_cache_asks_in_the_gui(standin):
     assert nuke._messages[-1] == "Delete 2 alpha frames of HDMatt1?"
     nuke._answers[:] = [True]
     assert hdmatt_node.clear_cache(node) == 2 and not os.path.exists(seq.path(1))
-    assert node["status"].value() == "0 cached, 2 missing, 0 failed (frames 1-2)"
+    assert node["status"].value() == ("0 cached, 2 missing, 0 failed (frames 1-2); missing frames "
+                                      "are black in the viewer and an error in renders")
 
 
 def test_broken_engine_install_is_one_line(shot, monkeypatch, tmp_path):

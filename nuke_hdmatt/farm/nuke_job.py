@@ -6,9 +6,9 @@
 emits an Open Job Description job (``jobtemplate-2023-09``, see :mod:`.openjd`) of three steps,
 each depending on the one before:
 
-1. ``ExportInputs`` (one task, needs a Nuke licence)::
+1. ``ExportInputs`` (frame chunks like step 2, needs a Nuke licence)::
 
-       nuke -t <nuke_hdmatt>/nuke/prepass.py SCRIPT --node HDMatt1 --frames A-B --work DIR
+       nuke -t <nuke_hdmatt>/nuke/prepass.py SCRIPT --node HDMatt1 --frames {{Task.Param.Frame}} --work DIR
 
    renders the node's plate and trimap (raw, working space) to ``DIR`` and writes
    ``DIR/matte_job.json``: the exact ``hdmatt matte`` call, with the script's colour settings
@@ -27,8 +27,11 @@ each depending on the one before:
    the render (the node has no render callbacks), so ``nuke -x`` never calls ``nuke.execute``
    from a render callback.
 
-``DIR`` (default ``<script folder>/hdmatt_farm/<script>_<node>``) and the script must be on
-storage every worker sees at the same path. Submit as with :mod:`.openjd`.
+``--node`` is the node's full name: ``Group1.HDMatt1`` for one inside a Group. ``DIR``
+(default ``<script folder>/hdmatt_farm/<script>_<node>``), the script and the node's alpha
+sequence must be on storage every worker sees at the same path; an alpha sequence in a
+temp folder (``/tmp``, ``$TMPDIR``) is refused.
+Submit as with :mod:`.openjd`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import json
 import os
 import shlex
 import sys
+import tempfile
 
 from ..errors import HDMattError, UsageError
 from ..sequence import format_frames, parse_frames
@@ -50,13 +54,36 @@ PREPASS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 JOB_FILE = "matte_job.json"  # written by the prepass (nuke_hdmatt.nuke.prepass.JOB_FILE)
 
 
+def _temp_roots() -> list[str]:
+    roots = {tempfile.gettempdir(), "/tmp", "/var/tmp", "/private/tmp"}
+    roots |= {os.environ[v] for v in ("TMPDIR", "TEMP", "TMP") if os.environ.get(v)}
+    return [os.path.realpath(r) for r in roots]
+
+
+def _is_temp(path: str, script: str) -> bool:
+    """Under a temp folder, and not beside the script (which every worker sees anyway)."""
+    real = os.path.realpath(path)
+    if os.path.commonpath([real, os.path.realpath(os.path.dirname(script))]) == \
+            os.path.realpath(os.path.dirname(script)):
+        return False
+    return any(os.path.commonpath([real, r]) == r for r in _temp_roots())
+
+
+def hdmatt_nodes(blocks) -> dict:
+    """``{full name: NodeBlock}`` of every HDMatt node, inside Groups too."""
+    return {".".join([*path, b.name]): b for path, b in blocks
+            if b.name and b.cls == "HDMatt"}
+
+
 def check_script(script: str, node: str, write: str) -> None:
-    """Fail early, before a job is queued, if the script lacks the named nodes.
+    """Fail early, before a job is queued, if the script lacks the named nodes or keeps the
+    alpha where farm workers cannot see it.
 
     Raises
     ------
     UsageError
-        Script missing or unreadable, or no top-level node of that name (or wrong class).
+        Script missing or unreadable; no node of that full name (or wrong class); the
+        node's alpha sequence in a temp folder.
     """
     from ..nuke.nk_script import node_blocks
     try:
@@ -66,12 +93,20 @@ def check_script(script: str, node: str, write: str) -> None:
         raise UsageError(f"cannot read Nuke script ({exc.strerror})", path=script)
     except ValueError as exc:
         raise UsageError(f"not a Nuke script I can read ({exc})", path=script)
-    top = {b.name: b for path, b in blocks if not path and b.name}
-    if node not in top:
-        raise UsageError(f"--node: no node named {node!r} at the top level", path=script)
-    if top[node].cls != "HDMatt":
-        raise UsageError(f"--node: {node} is a {top[node].cls}, not an HDMatt node", path=script)
-    if write not in top or top[write].cls != "Write":
+    by_name = {".".join([*path, b.name]): b for path, b in blocks if b.name}
+    if node not in by_name:
+        found = sorted(hdmatt_nodes(blocks))
+        raise UsageError(f"--node: no node named {node!r}"
+                         + (f" (HDMatt nodes: {', '.join(found)})" if found else ""),
+                         path=script)
+    if by_name[node].cls != "HDMatt":
+        raise UsageError(f"--node: {node} is a {by_name[node].cls}, not an HDMatt node",
+                         path=script)
+    alpha = by_name[node].knobs.get("alpha_file", "")
+    if alpha and "[" not in alpha and "$" not in alpha and _is_temp(alpha, script):
+        raise UsageError(f"--node: {node}.alpha_file {alpha} is in a temp folder, which farm "
+                         "workers do not share; set it to shared storage", path=script)
+    if write not in by_name or by_name[write].cls != "Write":
         raise UsageError(f"--write: no Write node named {write!r}", path=script)
 
 
@@ -106,7 +141,7 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
     script = os.path.abspath(script)
     stem = os.path.splitext(os.path.basename(script))[0]
     work = os.path.abspath(work or os.path.join(os.path.dirname(script), "hdmatt_farm",
-                                                f"{stem}_{node}"))
+                                                f"{stem}_{node.replace('.', '_')}"))
     exe = os.path.abspath(executable) if executable else default_executable()
     params = [
         {"name": "NukeExecutable", "type": "STRING", "default": nuke,
@@ -150,9 +185,10 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
         "parameterDefinitions": params,
         "steps": [
             {"name": "ExportInputs",
+             "parameterSpace": chunked,
              "script": run("{{Param.NukeExecutable}}",
                            ["-t", "{{Param.Prepass}}", "{{Param.Script}}", "--node",
-                            "{{Param.Node}}", "--frames", "{{Param.Frames}}", "--work",
+                            "{{Param.Node}}", "--frames", "{{Task.Param.Frame}}", "--work",
                             "{{Param.WorkDir}}"])},
             matte,
             {"name": "Render",
@@ -193,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="hdmatt farm nuke", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("script", nargs="?", metavar="SCRIPT", help="the Nuke script (.nk)")
-    ap.add_argument("--node", help="HDMatt node name (top level)")
+    ap.add_argument("--node", help="HDMatt node's full name (Group1.HDMatt1 inside a Group)")
     ap.add_argument("--write", help="Write node to render in step 3")
     ap.add_argument("--frames", help="frames: 1001-1100 (or a chunk, with --run-chunk)")
     ap.add_argument("--chunk", type=int, default=10, help="frames per task (default 10)")

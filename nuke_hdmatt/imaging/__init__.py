@@ -13,7 +13,8 @@ Public names are re-exported from small modules:
 """
 
 from .plates import Plate, read_plate, frame_path
-from .colour import (NETWORK_SPACE, resolve_config, plate_colorspace, to_network_space)
+from .colour import (NETWORK_SPACE, config_fingerprint, resolve_config, plate_colorspace,
+                     to_network_space)
 from .trimaps import (Trimap, read_trimap, trimap_from_plate, trimap_from_matte, snap_trimap,
                       fit_trimap_to_plate,
                       check_trimap, has_unknown)
@@ -22,7 +23,7 @@ from .describe import read_hdmatt_metadata, describe_image
 
 __all__ = [
     "Plate", "read_plate", "frame_path",
-    "NETWORK_SPACE", "resolve_config", "plate_colorspace", "to_network_space",
+    "NETWORK_SPACE", "config_fingerprint", "resolve_config", "plate_colorspace", "to_network_space",
     "Trimap", "read_trimap", "trimap_from_plate", "trimap_from_matte", "snap_trimap",
     "check_trimap", "has_unknown", "fit_trimap_to_plate",
     "write_alpha", "COMPRESSIONS",

@@ -22,6 +22,7 @@ HDR treatment in :func:`to_network_space` (documented here once, referred to els
 from __future__ import annotations
 
 import difflib
+import hashlib
 import logging
 import os
 
@@ -87,6 +88,53 @@ def resolve_config(explicit: str | None = None) -> tuple["OCIO.Config", str]:
                               path=source) from None
     name = config.getName()
     return config, f"{source} ({name})" if name else source
+
+
+def config_fingerprint(config: "OCIO.Config") -> str:
+    """A digest of what the config does, not where it lives: its serialized text plus the
+    bytes of every LUT file its transforms reference.
+
+    The same config at two paths (Nuke's install on a workstation, a copy beside a farm
+    job's files, an ``ocio://`` built-in and the file it was exported to) gives the same
+    digest, so cache entries are shared; an edited LUT changes it.
+    """
+    h = hashlib.sha256(config.serialize().encode())
+    context = config.getCurrentContext()
+    for src in sorted(_file_sources(config)):
+        h.update(b"\0" + src.encode())
+        try:
+            path = context.resolveFileLocation(src)
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except (OCIO.Exception, OSError):
+            h.update(b"\0missing")  # the conversion will fail and say so; the key still differs
+    return "sha256:" + h.hexdigest()
+
+
+def _file_sources(config: "OCIO.Config") -> set[str]:
+    """``src`` of every FileTransform reachable from the config's colour spaces, looks,
+    view transforms and named transforms."""
+    roots = []
+    for cs in config.getColorSpaces():
+        roots += [cs.getTransform(OCIO.COLORSPACE_DIR_TO_REFERENCE),
+                  cs.getTransform(OCIO.COLORSPACE_DIR_FROM_REFERENCE)]
+    for look in config.getLooks():
+        roots += [look.getTransform(), look.getInverseTransform()]
+    for vt in config.getViewTransforms():
+        roots += [vt.getTransform(OCIO.VIEWTRANSFORM_DIR_TO_REFERENCE),
+                  vt.getTransform(OCIO.VIEWTRANSFORM_DIR_FROM_REFERENCE)]
+    for nt in config.getNamedTransforms():
+        roots += [nt.getTransform(OCIO.TRANSFORM_DIR_FORWARD),
+                  nt.getTransform(OCIO.TRANSFORM_DIR_INVERSE)]
+    found, todo = set(), [t for t in roots if t is not None]
+    while todo:
+        t = todo.pop()
+        if isinstance(t, OCIO.FileTransform):
+            found.add(t.getSrc())
+        elif isinstance(t, OCIO.GroupTransform):
+            todo.extend(t)  # a GroupTransform iterates over its children
+    return found
 
 
 def _one_line(exc: Exception) -> str:

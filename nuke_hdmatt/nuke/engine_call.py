@@ -25,7 +25,11 @@ from typing import Callable
 
 from ..errors import Cancelled, UsageError
 
-__all__ = ["MatteJob", "EngineResult", "LogFollower", "run_engine"]
+__all__ = ["MatteJob", "EngineResult", "LogFollower", "run_engine", "popen_options",
+           "remove_partial_outputs", "STOP_GRACE_S"]
+
+STOP_GRACE_S = 1.0  # Cancel: how long the engine gets to stop at a patch boundary after
+# Ctrl-C before its process group is killed
 
 
 @dataclass
@@ -187,8 +191,11 @@ def run_engine(argv: list[str], json_log: str, n_frames: int,
     frame_done : callable(frame: int), optional
         Called as each frame's alpha lands (e.g. to refresh a viewer).
     cancelled : callable() -> bool, optional
-        Polled every ``poll_s``; when True the engine gets SIGINT (its Ctrl-C path: finished
-        frames kept, no temp files), then SIGKILL if it has not stopped within 20 s.
+        Polled every ``poll_s`` (callable from any thread); when True the engine's process
+        group gets Ctrl-C (SIGINT; CTRL_BREAK_EVENT on Windows: its clean-stop path, finished
+        frames kept, no temp files) and is killed if it has not stopped within
+        ``STOP_GRACE_S``. After a kill, :func:`remove_partial_outputs` tidies the output
+        folder.
 
     Raises
     ------
@@ -200,11 +207,9 @@ def run_engine(argv: list[str], json_log: str, n_frames: int,
     follower = LogFollower(json_log, n_frames)
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as out:
         # output to a file, not a pipe: a chatty engine must never block on a full pipe
-        kwargs = {}
-        if os.name != "nt":
-            kwargs["start_new_session"] = True  # Nuke's own signals stay away from the engine
         try:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, **kwargs)
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                    **popen_options())
         except OSError as exc:  # a broken venv: bad shebang, missing interpreter
             raise UsageError(f"cannot start the engine ({exc.strerror}); re-run install.py",
                              path=argv[0])
@@ -244,13 +249,57 @@ def _report(follower: LogFollower, progress, frame_done) -> None:
             frame_done(frame)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def popen_options(os_name: str | None = None) -> dict:
+    """The engine runs in its own process group: Nuke's signals stay away from it, and Cancel
+    reaches the engine and whatever it started. POSIX: a new session (group id = its pid);
+    Windows: ``CREATE_NEW_PROCESS_GROUP``, without which CTRL_BREAK_EVENT cannot be sent."""
+    if (os_name or os.name) == "nt":
+        return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
+    return {"start_new_session": True}
+
+
+def _signal_group(proc: subprocess.Popen, sig) -> None:
+    try:
+        if os.name == "nt":
+            proc.send_signal(sig)
+        else:
+            os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass  # already gone
+
+
+def _stop(proc: subprocess.Popen, grace_s: float | None = None) -> None:
     if proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGINT if os.name != "nt" else signal.CTRL_BREAK_EVENT)
+    _signal_group(proc, signal.SIGINT if os.name != "nt" else signal.CTRL_BREAK_EVENT)
     try:
-        proc.wait(timeout=20)
+        proc.wait(timeout=STOP_GRACE_S if grace_s is None else grace_s)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        if os.name == "nt":
+            proc.kill()
+        else:
+            _signal_group(proc, signal.SIGKILL)
         proc.wait()
+    if os.name != "nt":  # helpers the engine started may outlive it: the group goes too
+        _signal_group(proc, signal.SIGKILL)
+
+
+def remove_partial_outputs(pattern: str) -> list[str]:
+    """Delete temp files a killed engine left beside its outputs (:func:`~nuke_hdmatt.atomic.
+    atomic_path` names them ``.<stem>.<random><suffix>``); returns what went."""
+    folder = os.path.dirname(pattern) or "."
+    stem = os.path.basename(pattern).split("#")[0].split("%")[0].split("@")[0]
+    gone = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return gone
+    for name in names:
+        if stem and name.startswith("." + stem):
+            try:
+                os.remove(os.path.join(folder, name))
+                gone.append(name)
+            except OSError:
+                pass
+    return gone
 

@@ -1,87 +1,150 @@
-"""The HDMatt gizmo's Python: buttons, knob callbacks, input export, status.
+"""The HDMatt gizmo's Python: buttons, knob callbacks, input export, status and label.
 
 The only module (with ``prepass``) that imports ``nuke``. It never imports torch: alphas come
-from the engine process (:mod:`nuke_hdmatt.nuke.engine_call`). Nothing here runs during a
-render: the gizmo's Read only shows frames the engine already wrote, so ``nuke -x`` never
-reaches ``nuke.execute`` from a render callback.
+from the engine process (:mod:`nuke_hdmatt.nuke.engine_call`). Nothing here is needed to
+render: the gizmo's Read, its range and its output channel are plain knobs and expressions
+(see ``gizmos/HDMatt.gizmo``), so a render node without ``nuke_hdmatt`` importable renders the
+same pixels.
 
-Inside the gizmo (see ``gizmos/HDMatt.gizmo``): Input nodes ``plate`` (0), ``trimap`` (1),
-``matte`` (2); Read ``alpha_read`` (file ``[value parent.alpha_file]``, raw, black on a
-missing frame); Copy ``copy_alpha`` (A: rgba.alpha of the Read, B: the plate, bbox B) writing
-the knob ``output_channel``.
+Inside the gizmo: Input nodes ``plate`` (0), ``trimap`` (1), ``matte`` (2); Read
+``alpha_read`` (its file knob, linked to the node's *alpha sequence*, defaults to a TCL
+expression of the script and node names; its range follows the generated frames in the GUI
+and is open in renders; a missing frame is black in the GUI and an error in renders, by
+``$gui``); Copy ``copy_alpha`` (A: rgba.alpha of the Read, B: the plate, bbox B), whose
+``to0`` knob is the node's *output channel* (a Link_Knob).
+
+Threads: Generate exports the inputs on the main thread (one ``nuke.executeMultiple``, with
+Nuke's own render progress), then in the GUI runs the engine from a worker thread and
+returns. The worker touches Nuke only through ``nuke.executeInMainThread`` /
+``executeInMainThreadWithResult``, except for its ``nuke.ProgressTask``, which Nuke lets
+worker threads drive. In terminal mode (``nuke -t``) there is no event loop to hand calls
+to, so the same steps run in the calling thread.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 
 import nuke
 
 from ..engine_env import engine_executable
-from ..errors import Cancelled, HDMattError, PlateError, UsageError
+from ..errors import Cancelled, ColorSpaceError, HDMattError, PlateError, UsageError
 from ..sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
 from .colour_settings import resolve_colour
-from .engine_call import MatteJob, run_engine
+from .engine_call import MatteJob, remove_partial_outputs, run_engine
 
-__all__ = ["on_create", "knob_changed", "generate", "generate_current", "clear_cache",
-           "update_status", "export_inputs", "matte_job", "default_alpha_file"]
+__all__ = ["on_create", "knob_changed", "update_ui", "generate", "generate_current",
+           "clear_cache", "update_status", "export_inputs", "matte_job", "alpha_sequence",
+           "running", "stale_reasons", "check_alpha_path", "plate_colour"]
 
 INPUTS = (("plate", "rgb"), ("trimap", "rgba"), ("matte", "rgba"))
 TRIMAP_CHANNELS = {"alpha": "A", "red": "R"}
 ROOT_COLOUR_KNOBS = ("colorManagement", "OCIO_config", "customOCIOConfigPath", "workingSpaceLUT")
+# lossless and fast; set explicitly so a studio default (DWAA, B44) cannot make exports lossy
+EXPORT_COMPRESSION = "Zip (1 scanline)"
+# knobs of upstream nodes that do not change pixels (left out of the stale check)
+_UI_KNOBS = frozenset({
+    "name", "xpos", "ypos", "selected", "label", "note_font", "note_font_size",
+    "note_font_color", "tile_color", "gl_color", "hide_input", "help", "onCreate",
+    "knobChanged", "indicators", "icon", "postage_stamp", "postage_stamp_frame", "bookmark",
+    "dope_sheet", "reload", "cached", "status", "generated", "failed_frames", "range_first",
+    "range_last", "generate", "generate_current", "clear_cache", "autolabel", "updateUI"})
+# MatteJob fields that are paths or where-to-run choices, not what decides the alpha
+_JOB_NOT_SETTINGS = ("plate", "trimap", "matte", "output", "frames", "cache", "device")
+
+_RUNS: dict[str, "_Run"] = {}  # node full name -> its engine run (GUI mode)
+_RUNS_LOCK = threading.Lock()
 
 
 def _node(node=None):
     return node if node is not None else nuke.thisNode()
 
 
-def default_alpha_file(node) -> str:
-    """``<script folder>/hdmatt/<script name>/<node>/alpha.####.exr`` (temp folder if unsaved).
-
-    Deterministic, so the same script finds the same frames on a workstation and a farm node.
-    """
-    script = nuke.root()["name"].value()
-    node_dir = node.fullName().replace(".", "_")
-    if script:
-        stem = os.path.splitext(os.path.basename(script))[0]
-        base = os.path.join(os.path.dirname(os.path.abspath(script)), "hdmatt", stem)
-    else:
-        base = os.path.join(tempfile.gettempdir(), "hdmatt", "untitled")
-    return os.path.join(base, node_dir, "alpha.####.exr").replace("\\", "/")
+def _text(node, name: str) -> str:
+    """A text knob's value with its TCL and ``$env(VAR)`` expanded, as Nuke users expect."""
+    knob = node[name]
+    if hasattr(knob, "evaluate"):
+        return str(knob.evaluate()).strip()
+    raw = str(knob.value())
+    return nuke.tcl("subst", raw).strip() if ("[" in raw or "$" in raw) else raw.strip()
 
 
 def alpha_sequence(node) -> FrameSequence:
-    if not node["alpha_file"].value():
-        node["alpha_file"].setValue(default_alpha_file(node))
-    return FrameSequence(node["alpha_file"].value())
+    """The alpha sequence the node's Read shows (TCL expanded, frame placeholders kept)."""
+    return FrameSequence(nuke.filename(node.node("alpha_read")).replace("\\", "/"))
+
+
+def _hdmatt_nodes():
+    return [n for n in nuke.allNodes(group=nuke.root(), recurseGroups=True)
+            if n.knob("alpha_file") is not None and n.node("alpha_read") is not None]
+
+
+def check_alpha_path(node) -> FrameSequence:
+    """The alpha sequence, refused when it cannot be shared or collides with another node's.
+
+    Raises
+    ------
+    UsageError
+        Unsaved script with the default (relative) path, or another HDMatt node's alpha
+        sequence (a copied node with an explicit path).
+    """
+    seq = alpha_sequence(node)
+    if not os.path.isabs(seq.pattern):
+        raise UsageError(f"{node.name()}: save the script first: the alpha sequence goes beside "
+                         "it (or set alpha sequence to an absolute path)")
+    for other in _hdmatt_nodes():
+        if other is not node and alpha_sequence(other).pattern == seq.pattern:
+            raise UsageError(f"{node.name()}.alpha_file: {seq.pattern} is also "
+                             f"{other.fullName()}'s alpha sequence; give this node its own")
+    return seq
+
+
+# ---------------------------------------------------------------- callbacks
 
 
 def on_create() -> None:
-    """``onCreate``: runs for new nodes and for every node of a loading script (also ``-x``)."""
+    """``onCreate``: runs for new nodes and for every node of a loading script (also ``-x``).
+
+    Only the status and label: everything a render needs is in the gizmo itself. In a render
+    (terminal mode) a stale alpha is reported on stderr.
+    """
     node = nuke.thisNode()
-    alpha_sequence(node)
-    apply_output_channel(node)
+    update_status(node)
+    if not nuke.GUI:
+        reasons = stale_reasons(node)
+        if reasons:
+            print(f"HDMatt: warning: {node.fullName()}: alpha is stale ({', '.join(reasons)} "
+                  "changed since Generate); renders use it as it is", file=sys.stderr)
 
 
 def knob_changed() -> None:
     node, knob = nuke.thisNode(), nuke.thisKnob()
-    if knob.name() == "output_channel":
-        apply_output_channel(node)
-    elif knob.name() in ("alpha_file", "frames"):
+    if knob is not None and knob.name() in ("alpha_file", "frames", "inputChange", "band",
+                                            "trimap_channel", "plate_colorspace", "patch",
+                                            "overlap", "k", "pool", "precision", "prior"):
         update_status(node)
 
 
-def apply_output_channel(node) -> None:
-    # Channel_Knob values cannot be linked by expression, hence this callback
-    node.node("copy_alpha")["to0"].setValue(node["output_channel"].value())
+def update_ui() -> None:
+    """``nuke.addUpdateUI`` callback (menu.py): keeps status and label current after any
+    change to the script, upstream edits included."""
+    node = nuke.thisNode()
+    if running(node) is None:
+        update_status(node)
+
+
+# ---------------------------------------------------------------- frames
 
 
 def requested_frames(node, frames: str | None = None) -> list[int]:
-    text = frames or node["frames"].value().strip()
+    text = frames or _text(node, "frames")
     if not text:
         root = nuke.root()
         text = f"{int(root['first_frame'].value())}-{int(root['last_frame'].value())}"
@@ -102,55 +165,130 @@ def _ranges(frames: list[int]):
     return [tuple(r) for r in runs]
 
 
-def export_inputs(node, frames: list[int], folder: str) -> dict:
-    """Render the connected inputs to float EXR sequences in ``folder`` (raw, working space).
+# ---------------------------------------------------------------- export
+
+
+def _connected(node) -> list[str]:
+    """Names of the inputs the engine gets; refuses what it cannot use."""
+    if node.input(0) is None:
+        raise UsageError(f"{node.name()}: connect the plate input")
+    if node.input(1) is None and node.input(2) is None:
+        raise UsageError(f"{node.name()}: connect a trimap (or a matte to derive one)")
+    if node.input(1) is not None and node.input(2) is not None:
+        raise UsageError(f"{node.name()}: both a trimap and a matte are connected; the matte "
+                         "only derives a trimap when there is none: disconnect one")
+    return ["plate", "trimap" if node.input(1) is not None else "matte"]
+
+
+def _views() -> list[str]:
+    return list(nuke.views()) if hasattr(nuke, "views") else ["main"]
+
+
+class _RenderCallbacksOff:
+    """Studio ``nuke.addBeforeRender``-style callbacks stay off the temporary Writes."""
+
+    TABLES = ("beforeRenders", "afterRenders", "beforeFrameRenders", "afterFrameRenders")
+
+    def __enter__(self):
+        cb = getattr(nuke, "callbacks", None)
+        self.saved = {}
+        for name in self.TABLES:
+            table = getattr(cb, name, None)
+            if isinstance(table, dict):
+                self.saved[name] = dict(table)
+                table.clear()
+        return self
+
+    def __exit__(self, *exc):
+        cb = getattr(nuke, "callbacks", None)
+        for name, saved in self.saved.items():
+            table = getattr(cb, name)
+            table.clear()
+            table.update(saved)
+
+
+def export_inputs(node, frames: list[int], folder: str, plate_space: str = "") -> dict:
+    """Render the connected inputs to float EXR sequences in ``folder``, in one pass.
+
+    The plate's pixels are written as they arrive (no conversion) and tagged with
+    ``plate_space`` when it is the working space; the trimap or matte is written over the
+    plate's bbox (a CopyBBox), so a Roto with a smaller bbox lines up with the plate. The
+    Writes are lossless (explicit compression), full resolution (proxy off for the render),
+    every view (``%V``) in a stereo script, and run no studio render callbacks.
 
     Returns
     -------
     dict
-        ``{"plate": pattern, "trimap": pattern or None, "matte": pattern or None}``.
+        ``{"plate": pattern, "trimap": pattern or None, "matte": pattern or None}``;
+        patterns contain ``%V`` when the script has more than one view.
 
     Raises
     ------
     UsageError
-        No plate, or neither a trimap nor a matte connected.
+        No plate, no trimap or matte, or both.
     PlateError
         Nuke could not render an input (e.g. a Read's missing frame).
     Cancelled
         The user cancelled Nuke's render.
     """
-    if node.input(0) is None:
-        raise UsageError(f"{node.name()}: connect the plate input")
-    if node.input(1) is None and node.input(2) is None:
-        raise UsageError(f"{node.name()}: connect a trimap (or a matte to derive one)")
+    names = _connected(node)
+    views = _views()
+    stereo = len(views) > 1
+    root = nuke.root()
+    working = str(root["workingSpaceLUT"].value()) if root.knob("workingSpaceLUT") else ""
     paths = {name: None for name, _ in INPUTS}
-    writes = []
+    made = []
     # beside the node, fed by what feeds it: the gizmo's insides stay as the file defines them
     group = node.parent()
     group.begin()
+    proxy = root.knob("proxy")
+    proxy_was = proxy.value() if proxy is not None else False
     try:
+        writes = []
         for index, (name, channels) in enumerate(INPUTS):
-            if node.input(index) is None or (name == "matte" and node.input(1) is not None):
+            if name not in names:
                 continue
-            pattern = os.path.join(folder, f"{name}.####.exr").replace("\\", "/")
+            pattern = os.path.join(folder, f"{name}.{'%V.' if stereo else ''}####.exr")
+            pattern = pattern.replace("\\", "/")
+            source = node.input(index)
+            if index:
+                bbox = nuke.nodes.CopyBBox()
+                bbox.setInput(0, source)
+                bbox.setInput(1, node.input(0))
+                made.append(bbox)
+                source = bbox
             write = nuke.nodes.Write(file=pattern, file_type="exr", datatype="32 bit float",
-                                     channels=channels, raw=True)
-            write.setInput(0, node.input(index))
-            writes.append((name, write))
+                                     channels=channels, compression=EXPORT_COMPRESSION,
+                                     beforeRender="", afterRender="", beforeFrameRender="",
+                                     afterFrameRender="", views=" ".join(views))
+            if index == 0 and plate_space and plate_space == working:
+                write["colorspace"].setValue(working)  # no conversion; tags the EXR
+                write["raw"].setValue(False)
+            else:
+                write["raw"].setValue(True)
+            write.setInput(0, source)
+            made.append(write)
+            writes.append(write)
             paths[name] = pattern
-        for name, write in writes:
-            for first, last in _ranges(frames):
-                try:
-                    nuke.execute(write, first, last, 1)
-                except RuntimeError as exc:  # what Nuke raises for a failed or cancelled render
-                    if "cancel" in str(exc).lower():
-                        raise Cancelled(f"cancelled while rendering the {name} input")
-                    raise PlateError(f"{name} input, frames {first}-{last}: {exc}")
+        if proxy is not None:
+            proxy.setValue(False)
+        try:
+            with _RenderCallbacksOff():
+                nuke.executeMultiple(writes, [(a, b, 1) for a, b in _ranges(frames)], views)
+        except RuntimeError as exc:  # what Nuke raises for a failed or cancelled render
+            if "cancel" in str(exc).lower():
+                raise Cancelled("cancelled while rendering the inputs")
+            raise PlateError(f"inputs, frames {format_frames(frames)}: {exc}")
     finally:
-        for _, write in writes:
-            nuke.delete(write)
+        if proxy is not None:
+            proxy.setValue(proxy_was)
+        for n in reversed(made):
+            nuke.delete(n)
         group.end()
     return paths
+
+
+# ---------------------------------------------------------------- engine job
 
 
 def _root_colour() -> dict:
@@ -164,36 +302,190 @@ def _knob_value(node, name: str, default):
     return default if knob is None else knob.value()
 
 
-def matte_job(node, paths: dict, frames: list[int]) -> MatteJob:
+def _upstream_read_space(node) -> str | None:
+    """The file colour space of a (not raw) Read feeding the plate through pass-through nodes."""
+    n = node.input(0)
+    while n is not None and n.Class() in ("Dot", "NoOp", "Crop", "Reformat"):
+        n = n.input(0)
+    if n is None or n.Class() != "Read" or n.knob("colorspace") is None:
+        return None
+    if n.knob("raw") is not None and n["raw"].value():
+        return None
+    return str(n["colorspace"].value()) or None
+
+
+def plate_colour(node):
+    """Resolve the colour settings; refuses the space the plate's Read converted from."""
+    space = _text(node, "plate_colorspace")
+    colour = resolve_colour(_root_colour(), getattr(nuke, "EXE_PATH", None), plate_colorspace=space)
+    file_space = _upstream_read_space(node)
+    if space and file_space and space == file_space and space != colour.working:
+        raise ColorSpaceError(
+            f"{node.name()}.plate_colorspace: {space!r} is the plate Read's file colour space, "
+            "but the Read already converts to the working space; leave the knob empty (it is "
+            "the space of the pixels arriving at the node)")
+    return colour
+
+
+def matte_job(node, paths: dict, frames: list[int], colour=None) -> MatteJob:
     """The engine call for ``node``'s knobs, the exported ``paths`` and ``frames``."""
-    colour = resolve_colour(_root_colour(), getattr(nuke, "EXE_PATH", None),
-                            plate_colorspace=node["plate_colorspace"].value())
+    colour = colour or plate_colour(node)
     return MatteJob(
         plate=paths["plate"], trimap=paths["trimap"], matte=paths["matte"],
         band=int(node["band"].value()), output=alpha_sequence(node).pattern,
         frames=format_frames(frames),
         trimap_channel=TRIMAP_CHANNELS[node["trimap_channel"].value()],
         plate_colorspace=colour.colorspace, ocio=colour.config,
-        cache=node["cache"].value().strip(), patch=int(node["patch"].value()),
+        cache=_text(node, "cache"), patch=int(node["patch"].value()),
         overlap=int(node["overlap"].value()), k=int(node["k"].value()),
         pool=int(node["pool"].value()), device=node["device"].value(),
         precision=node["precision"].value(), prior=_knob_value(node, "prior", "auto"))
 
 
+# ---------------------------------------------------------------- what was generated
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _graph_digest(start, frames: list[int]) -> str:
+    """Upstream of ``start``: node classes, knob values (not UI ones), Read files' size and
+    modification time over ``frames``, groups' insides."""
+    items, seen, todo = [], set(), [start]
+    while todo:
+        n = todo.pop()
+        if n is None or id(n) in seen:
+            continue
+        seen.add(id(n))
+        knobs = {}
+        for name, knob in sorted(n.knobs().items()):
+            if name in _UI_KNOBS:
+                continue
+            try:
+                knobs[name] = knob.toScript()
+            except Exception:  # a knob type that does not script (buttons, custom UI)
+                continue
+        entry = {"class": n.Class(), "knobs": knobs}
+        if n.Class() == "Read":
+            pattern = FrameSequence(nuke.filename(n) or "")
+            stats = {}
+            for f in frames:
+                try:
+                    st = os.stat(pattern.path(f))
+                    stats[f] = [st.st_size, st.st_mtime_ns]
+                except (OSError, ValueError):
+                    stats[f] = None
+            entry["files"] = stats
+        items.append(entry)
+        todo.extend(n.input(i) for i in range(n.inputs()))
+        if hasattr(n, "nodes") and n.Class() not in ("Root",):
+            todo.extend(n.nodes())
+    return _digest(items)
+
+
+def fingerprint(node, frames: list[int], job: MatteJob | None = None) -> dict:
+    """What decides the alpha, as digests: each connected input's upstream graph, and the
+    settings (engine knobs, colour)."""
+    if job is None:
+        job = matte_job(node, {"plate": "", "trimap": "" if node.input(1) else None,
+                               "matte": None if node.input(1) else ""}, frames)
+    settings = {k: v for k, v in job.to_dict().items() if k not in _JOB_NOT_SETTINGS}
+    settings["inputs"] = [name for i, (name, _) in enumerate(INPUTS) if node.input(i) is not None]
+    out = {"settings": _digest(settings)}
+    for i, (name, _) in enumerate(INPUTS):
+        if node.input(i) is not None:
+            out[name] = _graph_digest(node.input(i), frames)
+    return out
+
+
+def _record(node) -> dict | None:
+    knob = node.knob("generated")
+    if knob is None or not knob.value():
+        return None
+    try:
+        return json.loads(knob.value())
+    except ValueError:
+        return None
+
+
+def stale_reasons(node) -> list[str]:
+    """What changed since the last Generate (``["plate input", "settings"]``); [] if nothing
+    or never generated."""
+    rec = _record(node)
+    if not rec:
+        return []
+    try:
+        now = fingerprint(node, parse_frames(rec["frames"]))
+    except (HDMattError, KeyError, ValueError):
+        return ["settings"]
+    then = rec.get("digests", {})
+    reasons = [f"{name} input" for name, _ in INPUTS if now.get(name) != then.get(name)]
+    if now["settings"] != then.get("settings"):
+        reasons.append("settings")
+    return reasons
+
+
+# ---------------------------------------------------------------- Generate
+
+
+class _Run:
+    """One engine run: the worker thread and how it reaches the main thread."""
+
+    def __init__(self, node, frames, job, work, digests, threaded: bool):
+        self.node, self.frames, self.job, self.work, self.digests = node, frames, job, work, digests
+        # read on the main thread: the worker may not ask the node
+        self.name, self.key = node.name(), node.fullName()
+        self.threaded = threaded
+        self.thread = None
+        self.ok = False
+        self.percent = 0
+
+    def later(self, fn, *args) -> None:
+        if self.threaded:
+            nuke.executeInMainThread(fn, args)
+        else:
+            fn(*args)
+
+    def now(self, fn, *args):
+        return nuke.executeInMainThreadWithResult(fn, args) if self.threaded else fn(*args)
+
+
+def running(node):
+    """The node's engine run in progress (``.thread``), or None."""
+    with _RUNS_LOCK:
+        return _RUNS.get(node.fullName())
+
+
 def generate(node=None, frames: str | None = None) -> bool:
-    """Button *Generate*: make the alpha for the node's frame range; True when all succeeded."""
+    """Button *Generate*: make the alpha for the node's frame range.
+
+    Returns True when all frames succeeded (terminal mode) or the engine started (GUI: it
+    runs in a worker thread; status and label follow it).
+    """
     node = _node(node)
     try:
         if nuke.executing():
             raise UsageError(f"{node.name()}: cannot generate during a render; generate first "
                              "or use `hdmatt farm nuke`")
-        return _generate(node, requested_frames(node, frames))
+        if running(node) is not None:
+            raise UsageError(f"{node.name()}: already generating; cancel that run first")
+        run = _prepare(node, requested_frames(node, frames))
     except Cancelled as exc:
         update_status(node, note=f"cancelled ({exc})")
         return False
     except HDMattError as exc:
         report(node, exc.one_line())
         return False
+    if not run.threaded:
+        _engine_run(run)
+        return run.ok
+    with _RUNS_LOCK:
+        _RUNS[run.key] = run
+    run.thread = threading.Thread(target=_engine_run, args=(run,), daemon=True,
+                                  name=f"HDMatt {run.key}")
+    run.thread.start()
+    return True
 
 
 def generate_current(node=None) -> bool:
@@ -201,31 +493,102 @@ def generate_current(node=None) -> bool:
     return generate(node, str(nuke.frame()))
 
 
-def _generate(node, frames: list[int]) -> bool:
-    apply_output_channel(node)  # knobChanged does not fire for values set from Python
+def _prepare(node, frames: list[int]) -> _Run:
+    """Main thread: everything that can fail fast, then the one export render."""
+    _connected(node)
+    check_alpha_path(node)
+    colour = plate_colour(node)  # before rendering: a bad colour setting fails at once
     exe = engine_executable()
+    placeholder = {"plate": "", "trimap": "" if node.input(1) else None,
+                   "matte": None if node.input(1) else ""}
+    digests = fingerprint(node, frames, matte_job(node, placeholder, frames, colour))
     work = tempfile.mkdtemp(prefix="hdmatt_nuke_")
-    task = nuke.ProgressTask(f"HDMatt {node.name()}")
     try:
-        task.setMessage("rendering plate and trimap")
-        paths = export_inputs(node, frames, work)
-        if task.isCancelled():
-            raise Cancelled("cancelled before the engine started")
-        job = matte_job(node, paths, frames)
-        log = os.path.join(work, "engine.jsonl")
+        paths = export_inputs(node, frames, work, plate_space=colour.colorspace)
+        job = matte_job(node, paths, frames, colour)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    run = _Run(node, frames, job, work, digests, threaded=bool(nuke.GUI))
+    run.exe = exe
+    return run
 
-        def progress(percent, message):
-            task.setProgress(percent)
-            task.setMessage(message)
 
-        try:
-            result = run_engine(job.argv(exe, log), log, len(frames), progress, task.isCancelled,
-                                frame_done=lambda frame: _reload(node))
-        finally:
-            _reload(node)  # also after a cancel: the finished frames are on disk
+def _jobs_per_view(job: MatteJob) -> list[tuple[str, MatteJob]]:
+    """One engine call per view in a stereo export (``%V`` in the exported patterns)."""
+    if "%V" not in job.plate:
+        return [("", job)]
+    out = []
+    for view in _views():
+        d = job.to_dict()
+        for k in ("plate", "trimap", "matte"):
+            if d[k]:
+                d[k] = d[k].replace("%V", view)
+        d["output"] = d["output"].replace("%V", view)
+        out.append((view, MatteJob(**d)))
+    return out
+
+
+def _engine_run(run: _Run) -> None:
+    """Worker thread (GUI) or the caller (terminal): the engine, then the verdict on the
+    main thread. Nuke is reached only through ``run.later`` / ``run.now``."""
+    node, frames = run.node, run.frames
+    outcome, result = None, None
+    task = nuke.ProgressTask(f"HDMatt {run.name}")
+    try:
+        for view, job in _jobs_per_view(run.job):
+            log = os.path.join(run.work, f"engine{'_' + view if view else ''}.jsonl")
+
+            def progress(percent, message, view=view):
+                task.setProgress(percent)
+                task.setMessage(f"{view}: {message}" if view else message)
+                if percent != run.percent:
+                    run.percent = percent
+                    run.later(_show_running, node, percent)
+
+            try:
+                result = run_engine(job.argv(run.exe, log), log, len(frames), progress,
+                                    task.isCancelled,
+                                    frame_done=lambda frame: run.later(_reload, node))
+            finally:
+                if result is None or not result.ok:
+                    remove_partial_outputs(job.output)
+            if not result.ok:
+                break
+    except Cancelled as exc:
+        outcome = f"cancelled ({exc})"
+    except HDMattError as exc:
+        outcome = exc
+    except Exception as exc:  # never die silently in a worker thread
+        outcome = HDMattError(f"internal error: {type(exc).__name__}: {exc}")
     finally:
         del task  # Nuke closes the progress bar when the task is deleted
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(run.work, ignore_errors=True)
+    try:
+        run.ok = bool(run.now(_finish, run, result, outcome))
+    finally:
+        with _RUNS_LOCK:
+            if _RUNS.get(run.key) is run:
+                del _RUNS[run.key]
+
+
+def _show_running(node, percent: int) -> None:
+    node["label"].setValue(f"running {percent}%")
+
+
+def _finish(run: _Run, result, outcome) -> bool:
+    """Main thread: record what was generated, status, label, the user's report."""
+    node, frames = run.node, run.frames
+    _reload(node)  # also after a cancel: the finished frames are on disk
+    done = sorted(result.done) if result is not None else []
+    if done:
+        _remember(node, done, run.digests)
+    if isinstance(outcome, str):  # cancelled
+        update_status(node, frames, note=outcome)
+        return False
+    if isinstance(outcome, HDMattError):
+        report(node, outcome.one_line())
+        return False
     failed = dict(result.failed)
     if result.returncode != 0 and not failed:
         # the engine died without a per-frame verdict: every frame it did not finish failed
@@ -238,36 +601,76 @@ def _generate(node, frames: list[int]) -> bool:
     return True
 
 
+def _remember(node, done: list[int], digests: dict) -> None:
+    rec = _record(node)
+    frames = set(done)
+    if rec and rec.get("digests") == digests:
+        frames |= set(parse_frames(rec["frames"]))
+    if node.knob("generated") is not None:
+        node["generated"].setValue(json.dumps({"frames": format_frames(sorted(frames)),
+                                               "digests": digests}, sort_keys=True))
+    _set_range(node)
+
+
+def _set_range(node) -> None:
+    """The Read's range (GUI) follows the frames on disk: handles and custom ranges too."""
+    if node.knob("range_first") is None:
+        return
+    on_disk = frames_on_disk(alpha_sequence(node))
+    if on_disk:
+        node["range_first"].setValue(min(on_disk))
+        node["range_last"].setValue(max(on_disk))
+
+
 def _reload(node) -> None:
     node.node("alpha_read")["reload"].execute()
 
 
+# ---------------------------------------------------------------- status
+
+
 def update_status(node, frames: list[int] | None = None, note: str = "") -> str:
-    """Status line: frames cached / missing / failed for the node's frame range."""
+    """Status line and label: frames cached / missing / failed, stale, running."""
     try:
         frames = frames or requested_frames(node)
+        seq = alpha_sequence(node)
     except HDMattError as exc:
         node["status"].setValue(exc.one_line())
         return exc.one_line()
-    seq = alpha_sequence(node)
-    have = set(frames_on_disk(seq)) & set(frames)
+    have = set(frames_on_disk(seq)) if os.path.isabs(seq.pattern) else set()
+    in_range = have & set(frames)
     failed_text = node["failed_frames"].value().strip()
-    failed = set(parse_frames(failed_text)) - have if failed_text else set()
-    missing = set(frames) - have - failed
-    text = (f"{len(have)} cached, {len(missing)} missing, {len(failed)} failed "
+    failed = set(parse_frames(failed_text)) - in_range if failed_text else set()
+    missing = set(frames) - in_range - failed
+    text = (f"{len(in_range)} cached, {len(missing)} missing, {len(failed)} failed "
             f"(frames {format_frames(frames)})")
     if failed:
         text += f"; failed: {format_frames(sorted(failed))}"
+    stale = stale_reasons(node) if have else []
+    if stale:
+        text += f"; stale: {', '.join(stale)} changed since Generate"
     if note:
         text += f"; {note}"
+    if missing:
+        text += "; missing frames are black in the viewer and an error in renders"
     node["status"].setValue(text)
+    label = format_frames(sorted(have)) if have else "not generated"
+    if stale:
+        label += " stale"
+    if failed:
+        label += f" failed {format_frames(sorted(failed))}"
+    if note.startswith("cancelled"):
+        label += " cancelled"
+    node["label"].setValue(label)
     return text
 
 
 def report(node, message: str) -> None:
-    """A failure: on the node's status line, and in a dialog (GUI) or on stderr (terminal)."""
+    """A failure: on the node's status line and label, and in a dialog (GUI) or on stderr
+    (terminal)."""
     line = message if message.startswith(node.name()) else f"{node.name()}: {message}"
     node["status"].setValue(f"error: {message}")
+    node["label"].setValue("failed")
     if nuke.GUI:
         nuke.message(f"HDMatt failed\n{line}")
     else:
@@ -278,9 +681,12 @@ def clear_cache(node=None) -> int:
     """Button *Clear cache*: delete this node's alpha frames, and the shared per-frame cache
     folder's entries when the cache knob names one. Returns how many alpha files went."""
     node = _node(node)
+    if running(node) is not None:
+        report(node, "generating: cancel the run before clearing its cache")
+        return 0
     seq = alpha_sequence(node)
-    frames = frames_on_disk(seq)
-    cache = node["cache"].value().strip()
+    frames = frames_on_disk(seq) if os.path.isabs(seq.pattern) else []
+    cache = _text(node, "cache")
     if nuke.GUI and not nuke.ask(f"Delete {len(frames)} alpha frames of {node.name()}"
                                  + (f" and every entry in {cache}?" if cache else "?")):
         return 0
@@ -293,6 +699,8 @@ def clear_cache(node=None) -> int:
         except (HDMattError, subprocess.SubprocessError, OSError) as exc:
             report(node, f"could not clear {cache}: {exc}")
     node["failed_frames"].setValue("")
+    if node.knob("generated") is not None:
+        node["generated"].setValue("")
     _reload(node)
     update_status(node)
     return len(frames)

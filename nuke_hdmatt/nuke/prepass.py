@@ -2,9 +2,13 @@
 
     nuke -t /path/to/nuke_hdmatt/nuke/prepass.py SCRIPT --node HDMatt1 --frames 1001-1100 --work DIR
 
-Writes ``DIR/plate.####.exr`` and ``DIR/trimap.####.exr`` (or ``matte.####.exr``) raw in the
-working space, and ``DIR/matte_job.json``: the engine call (:class:`MatteJob` fields) that farm
-step 2 runs per chunk without Nuke. Exit 0 on success, 2 with one line on stderr otherwise.
+Writes ``DIR/plate.####.exr`` and ``DIR/trimap.####.exr`` (or ``matte.####.exr``) as the
+pixels arrive at the node (the working space), and ``DIR/matte_job.json``: the engine call
+(:class:`MatteJob` fields) that farm step 2 runs per chunk without Nuke. A config bundled
+with Nuke is copied to ``DIR/ocio/`` so that the engine workers need no Nuke install. Runs
+once per frame chunk (chunks may run at the same time: every chunk writes the same job file,
+atomically; step 2 passes its own frames). ``--node`` may name a node inside a Group
+(``Group1.HDMatt1``). Exit 0 on success, 2 with one line on stderr otherwise.
 """
 
 from __future__ import annotations
@@ -18,15 +22,19 @@ JOB_FILE = "matte_job.json"
 
 
 def main(argv=None) -> int:
-    # run as a file by `nuke -t`: make the package importable from the checkout it lives in
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    if repo not in sys.path:
-        sys.path.insert(0, repo)
+    # run as a file by `nuke -t`: gizmos/init.py normally made the package importable; if
+    # not, the checkout this file lives in
+    try:
+        import nuke_hdmatt  # noqa: F401
+    except ImportError:
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))))
     import nuke
 
     from nuke_hdmatt.atomic import write_text_atomic
     from nuke_hdmatt.errors import HDMattError
     from nuke_hdmatt.nuke import node as hdmatt_node
+    from nuke_hdmatt.nuke.colour_settings import copy_bundled_config
 
     ap = argparse.ArgumentParser(prog="prepass.py")
     ap.add_argument("script")
@@ -42,9 +50,12 @@ def main(argv=None) -> int:
         if node is None or node.knob("alpha_file") is None:
             raise HDMattError(f"no HDMatt node named {args.node!r}", path=args.script)
         frames = hdmatt_node.requested_frames(node, args.frames)
+        hdmatt_node.check_alpha_path(node)
+        colour = hdmatt_node.plate_colour(node)  # before rendering: bad settings fail at once
         os.makedirs(args.work, exist_ok=True)
-        paths = hdmatt_node.export_inputs(node, frames, args.work)
-        job = hdmatt_node.matte_job(node, paths, frames)
+        colour = copy_bundled_config(colour, args.work)
+        paths = hdmatt_node.export_inputs(node, frames, args.work, plate_space=colour.colorspace)
+        job = hdmatt_node.matte_job(node, paths, frames, colour)
         out = os.path.join(args.work, JOB_FILE)
         write_text_atomic(out, json.dumps({"script": os.path.abspath(args.script), "node": args.node,
                                            "job": job.to_dict()}, indent=2))

@@ -6,23 +6,44 @@ an AttributeError, never a silent no-op):
 * nodes and knobs with the real class names and signatures (checked against the PyPI
   ``types-nuke`` 13.2.8.0 stubs: see ``tests/test_nuke_double.py``); unknown knob names are
   errors, as in Nuke;
+* threads: Nuke's API belongs to the main thread. Every node, knob and module call from
+  another thread raises RuntimeError, except ``executeInMainThread`` (queued for the main
+  thread) and ``executeInMainThreadWithResult`` (blocks until the main thread ran it) and
+  ``ProgressTask``, which Nuke lets worker threads drive. The main thread's event loop is
+  the test hook ``_process_events``: a test that waits for a worker without it deadlocks, as
+  a Nuke whose main thread is busy would;
 * scripts and gizmos are loaded from the real text format (``nuke_hdmatt.nuke.nk_script``):
   ``createNode("HDMatt")`` reads ``HDMatt.gizmo`` from the plugin path, ``scriptOpen`` reads
-  ``.nk`` files; ``onCreate`` and button knobs run their Python with ``thisNode()`` set;
-* images: Read reads real files through OpenImageIO (cached until its ``reload`` knob runs,
-  like Nuke; ``on_error black`` gives black for a missing frame), Copy/Input/Output/Group pass
-  channels, ``execute(write, first, last)`` writes real EXRs through OpenImageIO and refuses
-  to nest (Nuke: "I'm already executing something else");
-* ``ProgressTask``, ``message``/``ask`` (recorded in ``_messages``), ``GUI``, ``env``.
+  ``.nk`` files; ``onCreate`` and button knobs run their Python with ``thisNode()`` set (an
+  exception in a callback is printed, as Nuke does, and the script loads on);
+* TCL: ``EvalString_Knob.evaluate()`` and ``tcl("subst", ...)`` expand ``[value K]``,
+  ``[file dirname|tail|rootname|join ...]``, ``[getenv V]``, ``$env(V)`` and ``$gui``;
+  ``.value()`` returns the text unexpanded. Knob expressions (``{{...}}``) take knob
+  references, numbers, ``$gui`` and ``c ? a : b``;
+* ``Link_Knob`` (type 41) forwards value and script text to the knob it links to;
+* images with a bbox: Read reads real files through OpenImageIO (its bbox is the file's data
+  window; cached until its ``reload`` knob runs, like Nuke; ``on_error black`` gives black
+  for a missing frame), Crop shrinks the bbox, CopyBBox takes input A's bbox, Copy follows
+  its ``bbox`` knob, Input/Output/Group pass through; ``execute`` and ``executeMultiple``
+  write real EXRs (data window = the input's bbox, display window = the format), refuse to
+  nest (Nuke: "I'm already executing something else") and are recorded in ``_renders``;
+* ``GUI`` and ``$gui`` (False: terminal mode, ``nuke -t`` / ``-x``), ``executing()``,
+  ``views()``, ``ProgressTask``, ``message``/``ask`` (recorded in ``_messages``), ``env``,
+  ``addUpdateUI`` (run by the test hook ``_update_ui``).
 
-Colour conversions are not modelled: a Write must be ``raw``.
+Colour conversions are not modelled: a Write must be ``raw`` or write in the working space
+(then its EXR is tagged ``oiio:ColorSpace`` with that space).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import queue
 import re
 import sys
+import threading
+import traceback
 
 import numpy as np
 import OpenImageIO as oiio
@@ -41,6 +62,11 @@ _messages: list[str] = []
 _answers: list[bool] = []
 _plugin_paths: list[str] = []
 _layers: dict[str, list[str]] = {"rgba": ["rgba.red", "rgba.green", "rgba.blue", "rgba.alpha"]}
+_renders: list[dict] = []  # each execute/executeMultiple: {"writes": [names], "ranges": [...]}
+_MAIN = threading.main_thread()
+_main_queue: "queue.Queue" = queue.Queue()
+MAIN_THREAD_WAIT_S = 30.0  # executeInMainThreadWithResult: a test whose main thread never
+# processes events fails after this instead of hanging (Nuke would hang)
 
 
 class CancelledError(Exception):
@@ -109,7 +135,7 @@ class Knob:
 
     def value(self, index=0):
         if self._expr is not None:
-            return self._coerce(_reference(self._node, self._expr))
+            return self._coerce(_expression(self._node, self._expr))
         return self._value
 
     def getValue(self, channel=0):
@@ -191,12 +217,16 @@ class String_Knob(Knob):
 
 class EvalString_Knob(String_Knob):
     def evaluate(self, *args, **kwargs):
-        """The value with ``[value ...]`` TCL references replaced (what Nuke's TCL does)."""
-        return re.sub(r"\[value ([^\]]+)\]", lambda m: str(_reference(self._node, m.group(1))),
-                      self.value())
+        """The value with its TCL expanded (see the module docstring for what is modelled)."""
+        return _tcl_subst(self.value(), self._node)
 
 
 class File_Knob(EvalString_Knob):
+    def evaluate(self, *args, **kwargs):
+        """TCL expanded and, as in Nuke, the current frame put into ``####`` / ``%04d``
+        (``nuke.filename(node)`` keeps the placeholders)."""
+        return _frame_path(EvalString_Knob.evaluate(self), frame())
+
     def fromUserText(self, text):
         self.setValue(text)
 
@@ -231,6 +261,12 @@ class Enumeration_Knob(Unsigned_Knob):
         self._values = [str(v) for v in values]
         self._value = self._values[0] if self._values else ""
 
+    def fromScript(self, text: str) -> None:
+        if text.startswith("{") and text.endswith("}"):
+            self._expr = text[1:-1].strip()  # an expression giving the entry's index
+        else:
+            self.setValue(text)
+
     def values(self):
         return list(self._values)
 
@@ -240,10 +276,13 @@ class Enumeration_Knob(Unsigned_Knob):
             v = self._values[v]
         if str(v) not in self._values:
             raise ValueError(f"{self._name}: {v!r} is not one of {self._values}")
+        self._expr = None
         self._value = str(v)
         return True
 
     def value(self):
+        if self._expr is not None:
+            return self._values[int(_expression(self._node, self._expr))]
         return self._value
 
     def getValue(self, *args, **kwargs):
@@ -269,6 +308,48 @@ class PyScript_Knob(Script_Knob):
     pass
 
 
+class Link_Knob(Knob):
+    """Type 41: shows, saves and sets the knob it links to (``node.knob`` inside a group is
+    looked up among the group's children first)."""
+
+    def __init__(self, name, label=None, *args, **kwargs):
+        Knob.__init__(self, name, label)
+        self._link = ""
+
+    def getLink(self):
+        return self._link
+
+    def setLink(self, s) -> None:
+        self._link = s
+
+    def makeLink(self, s, t) -> None:
+        self._link = f"{s}.{t}"
+
+    def getLinkedKnob(self):
+        node_name, _, knob = self._link.rpartition(".")
+        owner = self._node
+        target = None
+        if isinstance(owner, Group):
+            target = owner.node(node_name)
+        if target is None:
+            target = toNode(node_name)
+        if target is None or target.knob(knob) is None:
+            raise NameError(f"{self._name}: link {self._link!r} goes nowhere")
+        return target[knob]
+
+    def setValue(self) -> None:  # as the stub has it: set through getLinkedKnob()
+        raise TypeError("Link_Knob.setValue takes no value; use getLinkedKnob().setValue")
+
+    def value(self) -> str:
+        return self.getLinkedKnob().value()
+
+    def fromScript(self, text: str) -> None:
+        self.getLinkedKnob().fromScript(text)
+
+    def toScript(self, quote=False, context=None) -> str:
+        return self.getLinkedKnob().toScript()
+
+
 class _ReloadKnob(Script_Knob):
     """Read's ``reload`` button: drops the Read's cached images (a Script_Knob in Nuke)."""
 
@@ -278,11 +359,12 @@ class _ReloadKnob(Script_Knob):
 
 
 _KNOB_TYPES = {1: String_Knob, 2: File_Knob, 3: Int_Knob, 4: Enumeration_Knob, 6: Boolean_Knob,
-               7: Double_Knob, 20: Tab_Knob, 22: PyScript_Knob, 26: Text_Knob}
+               7: Double_Knob, 20: Tab_Knob, 22: PyScript_Knob, 26: Text_Knob, 41: Link_Knob}
 
 
 def _reference(node, ref: str):
-    """``root.knob`` / ``parent.knob`` / ``this.knob`` / ``Node.knob`` as seen from ``node``."""
+    """``root.knob`` / ``parent.knob`` / ``this.knob`` / ``Node.knob`` / ``knob`` seen from
+    ``node``: the knob's value (unexpanded text for string knobs, as TCL ``value`` gives)."""
     head, _, knob = ref.strip().rpartition(".")
     if head == "root":
         target = root()
@@ -291,10 +373,131 @@ def _reference(node, ref: str):
     elif head in ("this", ""):
         target = node
     else:
-        target = toNode(head)
+        target = None
+        group = node._parent if node is not None else None
+        if group is not None and not isinstance(group, Root):
+            target = group.node(head)
+        target = target or toNode(head)
     if target is None or target.knob(knob) is None:
         raise NameError(f"{ref}: no such knob")
     return target[knob].value()
+
+
+_EXPR_REF = re.compile(r"(?<![\w.$])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)")
+
+
+def _expression(node, expr: str):
+    """A knob expression: numbers, knob references, ``$gui``, arithmetic and ``c ? a : b``."""
+    text = expr.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    text = text.replace("\\$", "$").replace("\\[", "[").replace("\\]", "]")
+    text = text.replace("$gui", "(1 if GUI else 0)")
+    text = _EXPR_REF.sub(lambda m: repr(_reference(node, m.group(1))), text)
+    if "?" in text:
+        cond, _, rest = text.partition("?")
+        a, _, b = rest.partition(":")
+        text = f"(({a}) if ({cond}) else ({b}))"
+    return eval(text, {"__builtins__": {}, "GUI": GUI})
+
+
+# ---------------------------------------------------------------- TCL (the subset modelled)
+
+
+def _tcl_words(text: str) -> list[tuple[str, bool]]:
+    """Split a TCL command into (word, braced) pairs; brackets nest inside words."""
+    words, i, n = [], 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        if text[i] == "{":
+            depth, j = 1, i + 1
+            while j < n and depth:
+                depth += {"{": 1, "}": -1}.get(text[j], 0)
+                j += 1
+            words.append((text[i + 1:j - 1], True))
+            i = j
+            continue
+        quoted = text[i] == '"'
+        j = i + 1 if quoted else i
+        depth, start = 0, j
+        while j < n:
+            c = text[j]
+            if c == "[":
+                depth += 1
+            elif c == "]":
+                depth -= 1
+            elif depth == 0 and (c == '"' if quoted else c.isspace()):
+                break
+            j += 1
+        words.append((text[start:j], False))
+        i = j + 1 if quoted else j
+    return words
+
+
+def _tcl_command(words: list[str], node) -> str:
+    cmd, args = words[0], words[1:]
+    if cmd == "value":
+        v = _reference(node, args[0])
+        return ("1" if v else "0") if isinstance(v, bool) else str(v)
+    if cmd == "getenv":
+        return os.environ.get(args[0], "")
+    if cmd == "file" and args:
+        sub, rest = args[0], args[1:]
+        if sub == "dirname":
+            return os.path.dirname(rest[0]) or "."
+        if sub == "tail":
+            return os.path.basename(rest[0])
+        if sub == "rootname":
+            return os.path.splitext(rest[0])[0]
+        if sub == "join":
+            return "/".join(rest)
+    if cmd == "return":
+        return args[0] if args else ""
+    raise RuntimeError(f"TCL: invalid command name \"{cmd}\" (not modelled by the nuke double)")
+
+
+def _tcl_subst(text: str, node) -> str:
+    """Command (``[...]``) and variable (``$env(V)``, ``$gui``) substitution."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\" and i + 1 < n:
+            out.append(text[i + 1])
+            i += 2
+        elif c == "[":
+            depth, j = 1, i + 1
+            while j < n and depth:
+                depth += {"[": 1, "]": -1}.get(text[j], 0)
+                j += 1
+            if depth:
+                raise RuntimeError(f"TCL: missing close-bracket in {text!r}")
+            words = [w if braced else _tcl_subst(w, node)
+                     for w, braced in _tcl_words(text[i + 1:j - 1])]
+            out.append(_tcl_command(words, node))
+            i = j
+        elif c == "$":
+            m = re.match(r"\$env\(([^)]+)\)|\$gui\b", text[i:])
+            if m is None:
+                raise RuntimeError(f"TCL: can't read variable in {text[i:]!r} (not modelled)")
+            if m.group(1) is not None:
+                if m.group(1) not in os.environ:
+                    raise RuntimeError(f"TCL: can't read \"env({m.group(1)})\": no such variable")
+                out.append(os.environ[m.group(1)])
+            else:
+                out.append("1" if GUI else "0")
+            i += m.end()
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def tcl(cmd: str, *args: str) -> str:
+    if cmd == "subst":
+        return _tcl_subst(args[0], thisNode())
+    return _tcl_command([cmd, *args], thisNode())
 
 
 # ---------------------------------------------------------------- images
@@ -309,9 +512,49 @@ def _format_size():
     return int(parts[0]), int(parts[1])
 
 
+class _Img(dict):
+    """Channel name -> (format height, format width) float32 plane, rows top first, zero
+    outside ``bbox`` = (x, y, r, t) in Nuke's pixel coordinates (y up, r and t exclusive)."""
+
+    def __init__(self, planes=(), bbox=None):
+        dict.__init__(self, planes)
+        w, h = _format_size()
+        self.bbox = tuple(bbox) if bbox is not None else (0, 0, w, h)
+
+    def copy(self):
+        return _Img({k: v.copy() for k, v in self.items()}, self.bbox)
+
+    def rows_cols(self):
+        """Array slices of the bbox."""
+        w, h = _format_size()
+        x, y, r, t = self.bbox
+        return slice(max(0, h - t), max(0, h - y)), slice(max(0, x), min(w, r))
+
+    def clipped_to(self, bbox):
+        """Pixels outside ``bbox`` set to 0, bbox = ``bbox`` (may grow: new area is black)."""
+        out = _Img({}, bbox)
+        keep = _intersect(self.bbox, bbox)
+        for k, v in self.items():
+            plane = np.zeros_like(v)
+            if keep is not None:
+                rows, cols = _Img({}, keep).rows_cols()
+                plane[rows, cols] = v[rows, cols]
+            out[k] = plane
+        return out
+
+
+def _intersect(a, b):
+    box = (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+    return box if box[0] < box[2] and box[1] < box[3] else None
+
+
+def _union(a, b):
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
 def _black(channels=("rgba.red", "rgba.green", "rgba.blue", "rgba.alpha")):
     w, h = _format_size()
-    return {c: np.zeros((h, w), np.float32) for c in channels}
+    return _Img({c: np.zeros((h, w), np.float32) for c in channels})
 
 
 _SHORT = {"red": "R", "green": "G", "blue": "B", "alpha": "A"}
@@ -424,9 +667,9 @@ class Node:
     def height(self) -> int:
         return _format_size()[1]
 
-    def _image(self, frame: int) -> dict:
+    def _image(self, frame: int) -> "_Img":
         src = self.input(0)
-        return dict(src._image(frame)) if src is not None else _black()
+        return src._image(frame).copy() if src is not None else _black()
 
 
 class Group(Node):
@@ -466,7 +709,7 @@ class Root(Group):
     _KNOBS = {"first_frame": Int_Knob, "last_frame": Int_Knob, "format": String_Knob,
               "fps": Double_Knob, "colorManagement": String_Knob, "OCIO_config": String_Knob,
               "customOCIOConfigPath": File_Knob, "workingSpaceLUT": String_Knob,
-              "project_directory": String_Knob}
+              "project_directory": String_Knob, "proxy": Boolean_Knob, "views": String_Knob}
     _MAX_INPUTS = 0
 
     def __init__(self):
@@ -500,7 +743,7 @@ class Input(Node):
 
     def _image(self, frame):
         src = self._parent.input(self["number"].value())
-        return dict(src._image(frame)) if src is not None else _black()
+        return src._image(frame).copy() if src is not None else _black()
 
 
 class Output(Node):
@@ -538,13 +781,44 @@ class Copy(Node):
         if src.shape != shape:
             raise RuntimeError(f"{self.name()}: A is {src.shape[::-1]}, B is {shape[::-1]}")
         b[self["to0"].value()] = src
-        return b
+        mode = self["bbox"].value()
+        box = {"B": b.bbox, "A": a.bbox, "union": _union(a.bbox, b.bbox),
+               "intersection": _intersect(a.bbox, b.bbox) or (0, 0, 0, 0)}[mode]
+        return b.clipped_to(box) if box != b.bbox else b
+
+
+class Crop(Node):
+    """``box`` "x y r t": the bbox shrinks to box and input bbox overlap (``reformat`` off)."""
+
+    _KNOBS = {"box": String_Knob}
+
+    def _image(self, frame):
+        img = Node._image(self, frame)
+        box = tuple(int(float(v)) for v in self["box"].value().split())
+        return img.clipped_to(_intersect(img.bbox, box) or (0, 0, 0, 0))
+
+
+class CopyBBox(Node):
+    """Input 0 (B) with the bbox of input 1 (A); area the bbox gains is black."""
+
+    _MAX_INPUTS = 2
+
+    def _image(self, frame):
+        b = Node._image(self, frame)
+        a = self.input(1)
+        return b if a is None else b.clipped_to(a._image(frame).bbox)
+
+
+def _enum(*values):
+    return lambda name: Enumeration_Knob(name, name, values)
 
 
 class Read(Node):
-    _KNOBS = {"file": File_Knob, "first": Int_Knob, "last": Int_Knob, "before": String_Knob,
-              "after": String_Knob, "on_error": String_Knob, "raw": Boolean_Knob,
-              "colorspace": String_Knob, "format": String_Knob}
+    _KNOBS = {"file": File_Knob, "first": Int_Knob, "last": Int_Knob,
+              "before": _enum("hold", "loop", "bounce", "black"),
+              "after": _enum("hold", "loop", "bounce", "black"),
+              "on_error": _enum("error", "black", "checkerboard", "nearest frame"),
+              "raw": Boolean_Knob, "colorspace": String_Knob, "format": String_Knob}
     _DEFAULT_INPUTS = 0
     _MAX_INPUTS = 0
 
@@ -567,35 +841,60 @@ class Read(Node):
             if mode == "black":
                 return _black()
             frame = min(max(frame, first), last)
-        path = _frame_path(self["file"].evaluate(), frame)
+        path = _frame_path(_tcl_subst(self["file"].value(), self), frame)
         if path not in self._cache:
             if not os.path.isfile(path):
                 if self["on_error"].value() == "black":
                     return _black()
-                raise RuntimeError(f"{self.name()}: Read error: {path}: No such file or directory")
+                raise RuntimeError(f"{self.fullName()}: Read error: {path}: "
+                                   "No such file or directory")
             inp = oiio.ImageInput.open(path)
             if inp is None:
-                raise RuntimeError(f"{self.name()}: Read error: {path}: {oiio.geterror()}")
+                raise RuntimeError(f"{self.fullName()}: Read error: {path}: {oiio.geterror()}")
             spec = inp.spec()
             pixels = inp.read_image(0, 0, 0, spec.nchannels, oiio.FLOAT)
             inp.close()
             self.reads += 1
-            self._cache[path] = {_from_file_channel(n): np.ascontiguousarray(pixels[..., i])
-                                 for i, n in enumerate(spec.channelnames)}
-        return dict(self._cache[path])
+            w, h = _format_size()
+            if (spec.full_width, spec.full_height) != (w, h):
+                raise NotImplementedError("nuke double: Read of a file whose display window "
+                                          "is not the root format")
+            # the data window (y down, top row first) becomes the bbox (y up)
+            bbox = (spec.x, h - (spec.y + spec.height), spec.x + spec.width, h - spec.y)
+            img = _Img({}, bbox)
+            r0, c0 = spec.y, spec.x
+            rr = slice(max(0, r0), min(h, r0 + spec.height))
+            cc = slice(max(0, c0), min(w, c0 + spec.width))
+            for i, n in enumerate(spec.channelnames):
+                plane = np.zeros((h, w), np.float32)
+                plane[rr, cc] = pixels[rr.start - r0:rr.stop - r0, cc.start - c0:cc.stop - c0, i]
+                img[_from_file_channel(n)] = plane
+            self._cache[path] = img
+        return self._cache[path].copy()
 
 
 class Write(Node):
-    _KNOBS = {"file": File_Knob, "file_type": String_Knob, "datatype": String_Knob,
+    _KNOBS = {"file": File_Knob, "file_type": String_Knob,
+              "datatype": _enum("16 bit half", "32 bit float"),
               "channels": String_Knob, "raw": Boolean_Knob, "colorspace": String_Knob,
-              "compression": String_Knob, "create_directories": Boolean_Knob,
-              "first": Int_Knob, "last": Int_Knob, "use_limit": Boolean_Knob}
+              "compression": _enum("none", "Zip (1 scanline)", "Zip (16 scanlines)",
+                                   "PIZ Wavelet (32 scanlines)", "RLE", "B44", "B44A", "DWAA",
+                                   "DWAB"),
+              "create_directories": Boolean_Knob, "proxy": File_Knob,
+              "first": Int_Knob, "last": Int_Knob, "use_limit": Boolean_Knob,
+              "views": String_Knob, "beforeRender": String_Knob, "afterRender": String_Knob,
+              "beforeFrameRender": String_Knob, "afterFrameRender": String_Knob}
 
     def __init__(self, *args, **kwargs):
         Node.__init__(self)
         self["channels"].setValue("rgb")
         self["datatype"].setValue("16 bit half")
         self["file_type"].setValue("exr")
+        self["compression"].setValue("Zip (16 scanlines)")
+        for cls_knob, value in _knob_defaults.items():  # studio defaults, as Nuke applies them
+            cls_name, _, knob = cls_knob.partition(".")
+            if cls_name == "Write":
+                _apply_knob(self, knob, value)
 
     def _channels(self, img):
         want = self["channels"].value()
@@ -609,25 +908,38 @@ class Write(Node):
             return _layers[want]
         raise RuntimeError(f"{self.name()}: unknown channels {want!r}")
 
-    def _write(self, frame: int) -> str:
+    def _write(self, frame: int, view: str = "main") -> str:
+        tag = None
         if not self["raw"].value():
-            raise NotImplementedError("nuke double: Write colour conversion is not modelled; "
-                                      "use raw")
+            tag = self["colorspace"].value()
+            if tag != root()["workingSpaceLUT"].value():
+                raise NotImplementedError("nuke double: Write colour conversion is not "
+                                          "modelled; use raw or the working space")
         if self["file_type"].value() != "exr":
             raise NotImplementedError("nuke double: Write writes exr only")
+        for knob in ("beforeFrameRender",):
+            _run_python(self[knob].value(), self)
         img = Node._image(self, frame)
         names = self._channels(img)
         shape = next(iter(img.values())).shape
-        data = np.stack([img.get(c, np.zeros(shape, np.float32)) for c in names], axis=-1)
-        path = _frame_path(self["file"].evaluate(), frame)
+        rows, cols = img.rows_cols()
+        data = np.stack([img.get(c, np.zeros(shape, np.float32))[rows, cols] for c in names],
+                        axis=-1)
+        path = _frame_path(_tcl_subst(self["file"].value(), self).replace("%V", view), frame)
         folder = os.path.dirname(path)
         if folder and not os.path.isdir(folder):
             if not self["create_directories"].value():
                 raise RuntimeError(f"{self.name()}: Can't write {path}: No such file or directory")
             os.makedirs(folder)
         fmt = oiio.FLOAT if self["datatype"].value() == "32 bit float" else oiio.HALF
-        spec = oiio.ImageSpec(shape[1], shape[0], len(names), fmt)
+        spec = oiio.ImageSpec(data.shape[1], data.shape[0], len(names), fmt)
+        w, h = _format_size()
+        spec.x, spec.y = cols.start, rows.start  # data window = bbox; display window = format
+        spec.full_x, spec.full_y, spec.full_width, spec.full_height = 0, 0, w, h
         spec.channelnames = tuple(_to_file_channel(c) for c in names)
+        spec.attribute("compression", _EXR_COMPRESSION[self["compression"].value()])
+        if tag:
+            spec.attribute("oiio:ColorSpace", tag)
         tmp = f"{path}.tmp{os.getpid()}.exr"  # Nuke renders to a temp file, then renames
         out = oiio.ImageOutput.create(tmp)
         if out is None or not out.open(tmp, spec):
@@ -638,7 +950,12 @@ class Write(Node):
         return path
 
 
-_CLASSES = {c.__name__: c for c in (Node, Group, Input, Output, Dot, NoOp, Copy, Read, Write)}
+_EXR_COMPRESSION = {"none": "none", "Zip (1 scanline)": "zips", "Zip (16 scanlines)": "zip",
+                    "PIZ Wavelet (32 scanlines)": "piz", "RLE": "rle", "B44": "b44",
+                    "B44A": "b44a", "DWAA": "dwaa", "DWAB": "dwab"}
+_CLASSES = {c.__name__: c for c in (Node, Group, Input, Output, Dot, NoOp, Copy, Crop, CopyBBox,
+                                    Read, Write)}
+_knob_defaults: dict[str, str] = {}
 _root = Root()
 _group_stack: list = []
 _this: list = []
@@ -678,9 +995,17 @@ def _run_python(code: str, node, knob=None) -> None:
         _this.pop()
 
 
+def _run_callback(code: str, node, knob=None) -> None:
+    """onCreate / knobChanged: Nuke prints a failing callback's traceback and carries on."""
+    try:
+        _run_python(code, node, knob)
+    except Exception:
+        traceback.print_exc()
+
+
 def _fire_knob_changed(node, knob_name: str) -> None:
     """Test hook: what Nuke does when the user edits a knob in the panel."""
-    _run_python(node["knobChanged"].value(), node, node[knob_name])
+    _run_callback(node["knobChanged"].value(), node, node[knob_name])
 
 
 def _new_node(cls_name: str, group=None):
@@ -716,7 +1041,7 @@ def createNode(typ: str, knobs: str = "", inpanel: bool = True):
     toks = nk_script.tokens(knobs)
     for i in range(0, len(toks) - 1, 2):
         _apply_knob(node, toks[i].text, toks[i + 1].text)
-    _run_python(node["onCreate"].value(), node)
+    _run_callback(node["onCreate"].value(), node)
     return node
 
 
@@ -726,7 +1051,7 @@ class _Nodes:
             node = _new_node(cls_name)
             for name, value in knobs.items():
                 _apply_knob(node, name, value)
-            _run_python(node["onCreate"].value(), node)
+            _run_callback(node["onCreate"].value(), node)
             return node
         return make
 
@@ -774,18 +1099,174 @@ def executing(f=None) -> bool:
 
 
 def execute(nameOrNode, start, end, incr=1, views=None, continueOnError=False) -> None:
-    node = toNode(nameOrNode) if isinstance(nameOrNode, str) else nameOrNode
-    if node is None or not isinstance(node, Write):
-        raise RuntimeError(f"{nameOrNode}: cannot execute (not a Write)")
+    executeMultiple([nameOrNode], [(start, end, incr)], views, continueOnError)
+
+
+def executeMultiple(nodes, ranges, views=None, continueOnError=False) -> None:
+    """Render Writes over frame ranges ((first, last, incr), ...) and views in one pass.
+
+    Per node: its ``beforeRender``, each frame (``beforeFrameRender``), ``afterRender``, as
+    Nuke runs them; proxy mode renders at proxy scale, which the double does not model.
+    """
+    writes = []
+    for n in nodes:
+        node = toNode(n) if isinstance(n, str) else n
+        if node is None or not isinstance(node, Write):
+            raise RuntimeError(f"{n}: cannot execute (not a Write)")
+        writes.append(node)
     if _state["executing"]:
         raise RuntimeError("I'm already executing something else")
+    if root()["proxy"].value():
+        raise NotImplementedError("nuke double: rendering in proxy mode is not modelled")
+    ranges = [tuple(int(v) for v in r) for r in ranges]
+    _renders.append({"writes": [w.name() for w in writes], "ranges": ranges,
+                     "views": list(views or ["main"])})
     _state["executing"] = True
     try:
-        for f in range(int(start), int(end) + 1, int(incr)):
-            frame(f)
-            node._write(f)
+        for w in writes:
+            _run_python(w["beforeRender"].value(), w)
+            callbacks._run("beforeRenders", w)
+        for first, last, incr in ranges:
+            for f in range(first, last + 1, incr):
+                frame(f)
+                for w in writes:
+                    for view in views or ["main"]:
+                        w._write(f, view)
+        for w in writes:
+            _run_python(w["afterRender"].value(), w)
+            callbacks._run("afterRenders", w)
     finally:
         _state["executing"] = False
+
+
+REPLACE, REPLACE_VIEWS = 1, 2
+
+
+def filename(node, i=None):
+    """The node's file knob with its TCL expanded; frame placeholders kept (``####`` as
+    ``%04d``) unless ``i`` is REPLACE."""
+    knob = node.knob("file")
+    if knob is None:
+        return None
+    text = re.sub(r"#+", lambda m: "%%0%dd" % len(m.group(0)), _tcl_subst(knob.value(), node))
+    return _frame_path(text, frame()) if i == REPLACE else text
+
+
+def views():
+    return [v for v in root()["views"].value().split() if v] or ["main"]
+
+
+def knobDefault(classknob: str, value=None):
+    if value is None:
+        return _knob_defaults.get(classknob)
+    _knob_defaults[classknob] = value
+    return None
+
+
+class _Callbacks:
+    """``nuke.callbacks``: the per-class callback dicts Nuke's own callbacks.py keeps."""
+
+    def __init__(self):
+        for name in ("updateUIs", "beforeRenders", "afterRenders", "beforeFrameRenders",
+                     "afterFrameRenders"):
+            setattr(self, name, {})
+
+    def _add(self, table, call, args, kwargs, nodeClass):
+        getattr(self, table).setdefault(nodeClass, []).append((call, tuple(args), dict(kwargs)))
+
+    def _run(self, table, node) -> None:
+        d = getattr(self, table)
+        for cls in ("*", node.Class()):
+            for call, args, kwargs in list(d.get(cls, ())):
+                _this.append((node, None))
+                try:
+                    call(*args, **kwargs)
+                finally:
+                    _this.pop()
+
+
+callbacks = _Callbacks()
+
+
+def addUpdateUI(call, args=(), kwargs={}, nodeClass="*") -> None:
+    callbacks._add("updateUIs", call, args, kwargs, nodeClass)
+
+
+def addBeforeRender(call, args=(), kwargs={}, nodeClass="Write") -> None:
+    callbacks._add("beforeRenders", call, args, kwargs, nodeClass)
+
+
+def addAfterRender(call, args=(), kwargs={}, nodeClass="Write") -> None:
+    callbacks._add("afterRenders", call, args, kwargs, nodeClass)
+
+
+def _run_update_ui() -> None:
+    """Test hook: Nuke runs updateUI callbacks on idle after any change to the script."""
+    for node in allNodes(group=_root, recurseGroups=True):
+        callbacks._run("updateUIs", node)
+
+
+# ---------------------------------------------------------------- threads
+
+
+def executeInMainThread(call, args=(), kwargs={}) -> None:
+    """Queue ``call`` for the main thread's event loop (``_process_events``)."""
+    _main_queue.put((call, tuple(args) if isinstance(args, (tuple, list)) else (args,),
+                     dict(kwargs), None))
+
+
+def executeInMainThreadWithResult(call, args=(), kwargs={}):
+    """Run ``call`` on the main thread and return its result (directly when already there)."""
+    args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
+    if threading.current_thread() is _MAIN:
+        return call(*args, **kwargs)
+    box: dict = {"done": threading.Event()}
+    _main_queue.put((call, args, dict(kwargs), box))
+    if not box["done"].wait(MAIN_THREAD_WAIT_S):
+        raise RuntimeError("nuke double: the main thread never ran the call (is it blocked?)")
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+def _process_events(timeout: float = 0.05) -> int:
+    """Test hook: the main thread's event loop runs queued calls for up to ``timeout`` s."""
+    assert threading.current_thread() is _MAIN, "only the main thread processes events"
+    ran = 0
+    try:
+        item = _main_queue.get(timeout=timeout)
+    except queue.Empty:
+        return 0
+    while True:
+        call, args, kwargs, box = item
+        try:
+            result = call(*args, **kwargs)
+            if box is not None:
+                box["result"] = result
+        except Exception as exc:  # Nuke prints errors of executeInMainThread calls
+            if box is not None:
+                box["error"] = exc
+            else:
+                traceback.print_exc()
+        finally:
+            if box is not None:
+                box["done"].set()
+        ran += 1
+        try:
+            item = _main_queue.get_nowait()
+        except queue.Empty:
+            return ran
+
+
+def _main_only(func):
+    @functools.wraps(func)
+    def guarded(*args, **kwargs):
+        if threading.current_thread() is not _MAIN:
+            raise RuntimeError(f"nuke.{func.__qualname__} called from thread "
+                               f"{threading.current_thread().name!r}: Nuke's API belongs to the "
+                               "main thread (use nuke.executeInMainThread)")
+        return func(*args, **kwargs)
+    return guarded
 
 
 render = execute
@@ -799,7 +1280,9 @@ def sample(node, channel: str, x, y, dx=1, dy=1) -> float:
 
 
 class ProgressTask:
-    """Records what the plugin reports; ``cancel_when(task)`` (class hook) decides isCancelled."""
+    """Usable from any thread, as in Nuke. Records what the plugin reports and from which
+    threads (``threads``); ``cancel_when(task)`` (class hook) decides isCancelled, and
+    ``cancelled_at`` records when it first said yes (time.monotonic())."""
 
     cancel_when = None
     tasks: list = []
@@ -808,17 +1291,33 @@ class ProgressTask:
         self.title = args[0] if args else ""
         self.messages: list[str] = []
         self.progress: list[int] = []
+        self.threads: set[str] = set()
+        self.cancelled_at = None
+        self.closed = False
         ProgressTask.tasks.append(self)
 
+    def _seen(self):
+        self.threads.add(threading.current_thread().name)
+
     def setMessage(self, *args, **kwargs):
+        self._seen()
         self.messages.append(args[0])
 
     def setProgress(self, *args, **kwargs):
+        self._seen()
         self.progress.append(int(args[0]))
 
     def isCancelled(self, *args, **kwargs):
+        self._seen()
         hook = ProgressTask.cancel_when
-        return bool(hook and hook(self))
+        yes = bool(hook and hook(self))
+        if yes and self.cancelled_at is None:
+            import time
+            self.cancelled_at = time.monotonic()
+        return yes
+
+    def __del__(self):
+        self.closed = True
 
 
 def message(prompt: str) -> None:
@@ -892,6 +1391,9 @@ def _add_user_knob(node, uk) -> None:
         knob = cls(uk.name, uk.label or None, uk.values)
     elif cls in (PyScript_Knob, Text_Knob):
         knob = cls(uk.name, uk.label or None, uk.text)
+    elif cls is Link_Knob:
+        knob = cls(uk.name, uk.label or None)
+        knob.setLink(uk.text)
     else:
         knob = cls(uk.name, uk.label or None)
     knob.setTooltip(uk.tooltip)
@@ -952,7 +1454,7 @@ def _build(statements, definition=None):
     if definition:
         return gizmo
     for node in created:
-        _run_python(node["onCreate"].value(), node)
+        _run_callback(node["onCreate"].value(), node)
     return created
 
 
@@ -974,3 +1476,29 @@ def scriptOpen(filename=None) -> None:
 
 def scriptReadText(s: str) -> None:
     _build(nk_script.parse(s))
+
+
+def _guard_api() -> None:
+    """Wrap every public call of nodes, knobs and the module in the main-thread check."""
+    free = {"executeInMainThread", "executeInMainThreadWithResult", "ProgressTask",
+            "callbacks"}
+    module = sys.modules[__name__]
+    for name, obj in list(vars(module).items()):
+        if name.startswith("_") or name in free:
+            continue
+        if isinstance(obj, type) and issubclass(obj, (Knob, Node)):
+            for attr, fn in list(vars(obj).items()):
+                if callable(fn) and (not attr.startswith("_") or attr == "__getitem__"):
+                    setattr(obj, attr, _main_only(fn))
+        elif callable(obj) and getattr(obj, "__module__", None) == __name__ \
+                and not isinstance(obj, type):
+            setattr(module, name, _main_only(obj))
+    module.nodes = _GuardedNodes()
+
+
+class _GuardedNodes(_Nodes):
+    def __getattr__(self, cls_name):
+        return _main_only(_Nodes.__getattr__(self, cls_name))
+
+
+_guard_api()

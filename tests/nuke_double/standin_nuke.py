@@ -32,7 +32,11 @@ def main(argv):
     script = argv[argv.index("-x") + 1]
     first, _, last = frames.partition("-")
     nuke.scriptOpen(script)
-    nuke.execute(write, int(first), int(last or first))
+    try:
+        nuke.execute(write, int(first), int(last or first))
+    except RuntimeError as exc:  # Nuke: the error on stderr, exit code 1
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
     print(f"nuke: rendered {write} {frames}")
     return 0
 
