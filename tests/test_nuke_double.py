@@ -41,6 +41,12 @@ SIGNATURES = {
     "Knob.setVisible": "setVisible(visible)",
     "Knob.toScript": "toScript(quote=, context=)",
     "Knob.value": "value(index=)",
+    "Link_Knob.getLink": "getLink()",
+    "Link_Knob.getLinkedKnob": "getLinkedKnob()",
+    "Link_Knob.makeLink": "makeLink(s, t)",
+    "Link_Knob.setLink": "setLink(s)",
+    "Link_Knob.setValue": "setValue()",
+    "Link_Knob.value": "value()",
     "Node.Class": "Class()",
     "Node.addKnob": "addKnob(knob)",
     "Node.allKnobs": "allKnobs()",
@@ -64,11 +70,17 @@ SIGNATURES = {
     "Script_Knob.setCommand": "setCommand(cmd)",
     "String_Knob.setValue": "setValue(val, view=)",
     "String_Knob.value": "value(oc=)",
+    "addBeforeRender": "addBeforeRender(call, args=, kwargs=, nodeClass=)",
+    "addUpdateUI": "addUpdateUI(call, args=, kwargs=, nodeClass=)",
     "ask": "ask(prompt)",
     "createNode": "createNode(typ, knobs=, inpanel=)",
     "delete": "delete(n)",
     "execute": "execute(nameOrNode, start, end, incr=, views=, continueOnError=)",
+    "executeInMainThread": "executeInMainThread(call, args=, kwargs=)",
+    "executeInMainThreadWithResult": "executeInMainThreadWithResult(call, args=, kwargs=)",
+    "executeMultiple": "executeMultiple(nodes, ranges, views, continueOnError=)",
     "executing": "executing(f=)",
+    "filename": "filename(node, i=)",
     "frame": "frame(f=)",
     "menu": "menu(name)",
     "message": "message(prompt)",
@@ -78,10 +90,12 @@ SIGNATURES = {
     "sample": "sample(node, channel, x, y, dx=, dy=)",
     "scriptOpen": "scriptOpen(filename=)",
     "scriptReadText": "scriptReadText(s)",
+    "tcl": "tcl(cmd, *args)",
     "thisGroup": "thisGroup()",
     "thisKnob": "thisKnob()",
     "thisNode": "thisNode()",
     "toNode": "toNode(s)",
+    "views": "views()",
 }
 # class -> its base chain in the stubs, nearest first
 BASES = {
@@ -92,10 +106,13 @@ BASES = {
     "File_Knob": ["EvalString_Knob", "String_Knob", "Knob"],
     "PyScript_Knob": ["Script_Knob", "String_Knob", "Knob"],
     "Text_Knob": ["Knob"], "Tab_Knob": ["Knob"], "Channel_Knob": ["Knob"],
+    "Link_Knob": ["Knob"],
 }
 # what the plugin's own code uses; each must exist in the double AND be in the list above
-USED_BY_PLUGIN = ["execute", "createNode", "toNode", "thisNode", "thisKnob", "root", "message",
-                  "ask", "delete", "frame", "executing", "scriptOpen"]
+USED_BY_PLUGIN = ["executeMultiple", "createNode", "toNode", "thisNode", "thisKnob", "root",
+                  "message", "ask", "delete", "frame", "executing", "scriptOpen", "filename",
+                  "views", "tcl", "executeInMainThread", "executeInMainThreadWithResult",
+                  "addUpdateUI"]
 
 
 def shape(func) -> str:
@@ -129,7 +146,7 @@ def test_class_hierarchy_matches_stub(fake_nuke, cls):
 def test_plugin_uses_only_checked_api(fake_nuke):
     for name in USED_BY_PLUGIN:
         assert name in SIGNATURES and callable(getattr(fake_nuke, name))
-    for flag in ("GUI", "EXE_PATH", "env", "nodes", "ProgressTask"):
+    for flag in ("GUI", "EXE_PATH", "env", "nodes", "ProgressTask", "callbacks", "REPLACE"):
         assert hasattr(fake_nuke, flag)
 
 
@@ -156,3 +173,42 @@ def test_double_behaves_like_nuke_where_the_plugin_relies_on_it(fake_nuke, tmp_p
         e.setValue("c")
     with pytest.raises(ValueError, match="add_layer"):
         nuke.nodes.Copy()["to0"].setValue("nolayer.alpha")
+
+
+def test_double_models_tcl_gui_links_groups_and_executing(fake_nuke, tmp_path, monkeypatch):
+    nuke = fake_nuke
+    monkeypatch.setenv("SHOW", "/shows/x")
+    nuke.root()["name"].setValue("/shows/x/shot_v003.nk")
+    g = nuke.nodes.Group()
+    with g:
+        r = nuke.nodes.Read(file="[file dirname [value root.name]]/$env(SHOW)/"
+                                 "[file rootname [file tail [value root.name]]]/"
+                                 "[value parent.name].####.exr")
+    nuke.frame(7)
+    # .value() is the text, .evaluate() expands TCL (and puts in the frame, as Nuke does);
+    # nuke.filename keeps the frame placeholder
+    assert r["file"].value().startswith("[file dirname")
+    assert r["file"].evaluate() == "/shows/x//shows/x/shot_v003/Group1.0007.exr"
+    assert nuke.filename(r) == "/shows/x//shows/x/shot_v003/Group1.%04d.exr"
+    assert nuke.tcl("subst", "[getenv SHOW]") == "/shows/x"
+    # knob expressions with $gui: a Read that errors in renders, black in the GUI
+    r["on_error"].fromScript('{"\\$gui ? 1 : 0"}')
+    assert r["on_error"].value() == "error"
+    nuke.GUI = True
+    assert r["on_error"].value() == "black"
+    # Link_Knob: value and script text are the linked knob's
+    g.addKnob(nuke.Link_Knob("file_link"))
+    g["file_link"].setLink(f"{r.name()}.file")
+    assert g["file_link"].getLinkedKnob() is r["file"] and g["file_link"].value() == r["file"].value()
+    g["file_link"].fromScript("/a/b.####.exr")
+    assert r["file"].value() == "/a/b.####.exr"
+    # nodes inside groups are found by full name and by recursive listing
+    assert nuke.toNode(f"{g.name()}.{r.name()}") is r
+    assert r in nuke.allNodes("Read", recurseGroups=True) and r not in nuke.allNodes("Read")
+    # executing() is true while a render runs (what a callback during a render sees)
+    nuke.root()["format"].setValue("4 4 0 0 4 4 1 tiny")
+    seen = []
+    w = nuke.nodes.Write(file=str(tmp_path / "x.####.exr"), raw=True)
+    nuke.addBeforeRender(lambda: seen.append(nuke.executing()))
+    nuke.executeMultiple([w], [(1, 1, 1)], ["main"])
+    assert seen == [True] and nuke.executing() is False

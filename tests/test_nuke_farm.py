@@ -143,12 +143,14 @@ def test_job_template_checks_and_runs_end_to_end(fake_nuke, farm_shot):
 
 
 def test_render_never_generates(farm_shot):
-    """``nuke -x`` before any matte: black alpha, no engine run, no nested execute."""
+    """``nuke -x`` before any matte: an error naming the node and the frame (never black),
+    no engine run, no nested execute."""
     tmp_path, script, env = farm_shot
     r = subprocess.run(["nuke", "-F", "1-2", "-X", "Write1", "-x", str(script)], env=env,
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert not read_exr(tmp_path / "comp" / "comp.0002.exr")["A"].any()
+    assert r.returncode == 1
+    assert "HDMatt1.alpha_read: Read error: " in r.stderr and "/HDMatt1/alpha.0001.exr" in r.stderr
+    assert not (tmp_path / "comp" / "comp.0001.exr").exists()
     assert not (tmp_path / "hdmatt").exists() and not (tmp_path / "cache").exists()
 
 

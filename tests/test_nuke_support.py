@@ -21,11 +21,15 @@ def test_gizmo_file_parses_with_expected_structure():
     gizmo = blocks[0][1]
     assert gizmo.cls == "Gizmo" and gizmo.knobs["inputs"] == "3"
     kinds = {uk.name: uk.kind for uk in gizmo.user_knobs}
-    assert kinds["output_channel"] == 4 and kinds["generate"] == 22 and kinds["status"] == 26
+    # output channel and alpha sequence are links to the inner knobs: saved, no Python
+    assert kinds["output_channel"] == 41 and kinds["alpha_file"] == 41
+    links = {uk.name: uk.text for uk in gizmo.user_knobs if uk.kind == 41}
+    assert links == {"output_channel": "copy_alpha.to0", "alpha_file": "alpha_read.file"}
+    assert kinds["generate"] == 22 and kinds["status"] == 26
     assert kinds["cache"] == 2 and kinds["patch"] == 3
     inner = {b.name: b for path, b in blocks if path == ["Gizmo"]}
-    assert inner["alpha_read"].knobs["file"] == "[value parent.alpha_file]"
-    assert inner["alpha_read"].knobs["on_error"] == "black"
+    assert inner["alpha_read"].knobs["file"].startswith("[file dirname [value root.name]]/hdmatt/")
+    assert inner["alpha_read"].knobs["on_error"] == '{"\\$gui ? 1 : 0"}'  # black only in the GUI
     assert inner["copy_alpha"].knobs["bbox"] == "B"
     for uk in gizmo.user_knobs:  # every button's Python compiles
         if uk.kind == 22:

@@ -76,9 +76,15 @@ def _text(node, name: str) -> str:
     return nuke.tcl("subst", raw).strip() if ("[" in raw or "$" in raw) else raw.strip()
 
 
-def alpha_sequence(node) -> FrameSequence:
-    """The alpha sequence the node's Read shows (TCL expanded, frame placeholders kept)."""
-    return FrameSequence(nuke.filename(node.node("alpha_read")).replace("\\", "/"))
+def alpha_pattern(node) -> str:
+    """The alpha sequence the node's Read shows: TCL expanded, frame (and ``%V``)
+    placeholders kept."""
+    return nuke.filename(node.node("alpha_read")).replace("\\", "/")
+
+
+def alpha_sequence(node, view: str | None = None) -> FrameSequence:
+    """:func:`alpha_pattern` for one view (default: the script's first)."""
+    return FrameSequence(alpha_pattern(node).replace("%V", view or _views()[0]))
 
 
 def _hdmatt_nodes():
@@ -259,6 +265,7 @@ def export_inputs(node, frames: list[int], folder: str, plate_space: str = "") -
                 source = bbox
             write = nuke.nodes.Write(file=pattern, file_type="exr", datatype="32 bit float",
                                      channels=channels, compression=EXPORT_COMPRESSION,
+                                     create_directories=True,
                                      beforeRender="", afterRender="", beforeFrameRender="",
                                      afterFrameRender="", views=" ".join(views))
             if index == 0 and plate_space and plate_space == working:
@@ -332,7 +339,7 @@ def matte_job(node, paths: dict, frames: list[int], colour=None) -> MatteJob:
     colour = colour or plate_colour(node)
     return MatteJob(
         plate=paths["plate"], trimap=paths["trimap"], matte=paths["matte"],
-        band=int(node["band"].value()), output=alpha_sequence(node).pattern,
+        band=int(node["band"].value()), output=alpha_pattern(node),
         frames=format_frames(frames),
         trimap_channel=TRIMAP_CHANNELS[node["trimap_channel"].value()],
         plate_colorspace=colour.colorspace, ocio=colour.config,
@@ -497,6 +504,9 @@ def _prepare(node, frames: list[int]) -> _Run:
     """Main thread: everything that can fail fast, then the one export render."""
     _connected(node)
     check_alpha_path(node)
+    if len(_views()) > 1 and "%V" not in alpha_pattern(node):
+        raise UsageError(f"{node.name()}.alpha_file: a stereo script needs %V in the alpha "
+                         "sequence (e.g. .../alpha.%V.####.exr), one alpha per view")
     colour = plate_colour(node)  # before rendering: a bad colour setting fails at once
     exe = engine_executable()
     placeholder = {"plate": "", "trimap": "" if node.input(1) else None,
@@ -612,14 +622,16 @@ def _remember(node, done: list[int], digests: dict) -> None:
     _set_range(node)
 
 
-def _set_range(node) -> None:
-    """The Read's range (GUI) follows the frames on disk: handles and custom ranges too."""
+def _set_range(node, on_disk=None) -> None:
+    """The Read's range (GUI) follows the frames on disk: handles, custom ranges and frames
+    the farm made too."""
     if node.knob("range_first") is None:
         return
-    on_disk = frames_on_disk(alpha_sequence(node))
+    on_disk = frames_on_disk(alpha_sequence(node)) if on_disk is None else on_disk
     if on_disk:
-        node["range_first"].setValue(min(on_disk))
-        node["range_last"].setValue(max(on_disk))
+        for knob, value in (("range_first", min(on_disk)), ("range_last", max(on_disk))):
+            if node[knob].value() != value:
+                node[knob].setValue(value)
 
 
 def _reload(node) -> None:
@@ -638,6 +650,7 @@ def update_status(node, frames: list[int] | None = None, note: str = "") -> str:
         node["status"].setValue(exc.one_line())
         return exc.one_line()
     have = set(frames_on_disk(seq)) if os.path.isabs(seq.pattern) else set()
+    _set_range(node, sorted(have))
     in_range = have & set(frames)
     failed_text = node["failed_frames"].value().strip()
     failed = set(parse_frames(failed_text)) - in_range if failed_text else set()

@@ -22,6 +22,10 @@ _NUKE_MODULES = ("nuke", "nuke_hdmatt.nuke.node", "nuke_hdmatt.nuke.prepass")
 def _forget():
     for name in _NUKE_MODULES:
         sys.modules.pop(name, None)
+        parent, _, child = name.rpartition(".")
+        # `from nuke_hdmatt.nuke import node` would find the old module on the package
+        if parent in sys.modules and getattr(sys.modules[parent], child, None) is not None:
+            delattr(sys.modules[parent], child)
 
 
 @pytest.fixture

@@ -1102,7 +1102,7 @@ def execute(nameOrNode, start, end, incr=1, views=None, continueOnError=False) -
     executeMultiple([nameOrNode], [(start, end, incr)], views, continueOnError)
 
 
-def executeMultiple(nodes, ranges, views=None, continueOnError=False) -> None:
+def executeMultiple(nodes, ranges, views, continueOnError=False) -> None:
     """Render Writes over frame ranges ((first, last, incr), ...) and views in one pass.
 
     Per node: its ``beforeRender``, each frame (``beforeFrameRender``), ``afterRender``, as

@@ -6,11 +6,15 @@ It speaks the real engine's JSON-log events (``nuke_hdmatt.progress``). ``STANDI
 ``fail``  frame A done, every later frame failed with ``plate.####.exr: truncated file``, exit 1
 ``crash`` print a one-line error, write no log, exit 2 (e.g. a bad colour space)
 ``hang``  emit progress for frame A then wait; on SIGINT write ``$STANDIN_MARK`` and exit 130
+``stubborn`` ignore SIGINT, start a helper process, write "<own pid> <helper pid>" to
+          ``$STANDIN_MARK``, emit progress until killed (a stop that only a kill ends)
+``slow``  every frame: start, 3 patch progress events 0.05 s apart, done; exit 0
 """
 
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -31,6 +35,24 @@ def main():
         log.write(json.dumps(kw) + "\n")
         log.flush()
 
+    if mode == "stubborn":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        with open(os.environ["STANDIN_MARK"], "w") as f:
+            f.write(f"{os.getpid()} {helper.pid}")
+        event(event="frame_start", frame=first)
+        for i in range(1, 100000):
+            event(event="progress", frame=first, done=i, total=100000, stage="patches")
+            time.sleep(0.05)
+        return 0
+    if mode == "slow":
+        for f in range(first, last + 1):
+            event(event="frame_start", frame=f)
+            for i in range(1, 4):
+                time.sleep(0.05)
+                event(event="progress", frame=f, done=i, total=3, stage="patches")
+            event(event="frame_done", frame=f, output="x", cached=False)
+        return 0
     if mode == "hang":
         def stop(signum, frame):
             with open(os.environ["STANDIN_MARK"], "w") as f:

@@ -1,0 +1,644 @@
+"""The HDMatt node under production conditions (issue 14), one test (or more) per defect:
+Nuke stays responsive, renders never lie, paths / colour / bboxes, farm, install.
+
+Each runs in the ``nuke`` test double (``tests/nuke_double``), which refuses Nuke calls from
+other threads, models ``$gui``, TCL, bboxes and Link_Knob, so that each would fail on the
+plugin as it was before the issue. The engine is the real ``hdmatt matte`` where pixels
+matter, else the stand-in (``tests/nuke_double/standin_engine.py``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+
+from nuke_double.fixtures import fake_nuke  # noqa: F401
+from test_nuke_node import (H, STANDIN, W, finish_in_gui, plate_pixels, read_exr, render,  # noqa: F401
+                            shot, standin, trimap_pixels, write_exr)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hd():
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    return hdmatt_node
+
+
+def write_alphas(node, frames, value=0.25):
+    seq = hd().alpha_sequence(node)
+    os.makedirs(os.path.dirname(seq.path(frames[0])), exist_ok=True)
+    for f in frames:
+        write_exr(seq.path(f), np.full((H, W, 1), value * f, np.float32), ("A",))
+    return seq
+
+
+def data_window(path):
+    inp = oiio.ImageInput.open(str(path))
+    spec = inp.spec()
+    inp.close()
+    return (spec.x, spec.y, spec.width, spec.height), spec
+
+
+# ---------------------------------------------------------------- 1. responsiveness
+
+
+def test_1_gui_generate_returns_at_once_engine_in_a_worker(standin, monkeypatch):
+    nuke, node, plate, src, tmp_path = standin
+    monkeypatch.setenv("STANDIN_MODE", "slow")  # 10 frames, ~0.15 s each
+    nuke.root()["last_frame"].setValue(10)  # the Reads hold their frame 2 after it
+    nuke.GUI = True
+    t0 = time.monotonic()
+    assert node["generate"].execute() is None  # the button
+    returned = time.monotonic() - t0
+    run = hd().running(node)
+    assert run is not None and run.thread.is_alive(), node["status"].value()
+    labels, polls = set(), 0
+    while run.thread.is_alive():
+        nuke._process_events(0.02)
+        # the main thread is free: the UI can read and edit the script meanwhile
+        node["band"].value()
+        labels.add(node["label"].value())
+        polls += 1
+    while nuke._process_events(0.01):
+        pass
+    engine_time = time.monotonic() - t0
+    assert returned < engine_time / 2 and polls > 10
+    assert any(lab.startswith("running ") and lab.endswith("%") for lab in labels), labels
+    task = nuke.ProgressTask.tasks[-1]
+    assert task.threads == {run.thread.name}  # the progress bar was driven from the worker
+    assert task.progress[-1] == 100
+    # a Nuke call from the worker would have been refused and reported; none was
+    assert not node["status"].value().startswith("error"), node["status"].value()
+    assert node.node("alpha_read").reloads >= 10  # the Viewer follows each finished frame
+
+
+def test_1_cancel_kills_a_stubborn_engine_within_a_second(standin, monkeypatch):
+    nuke, node, plate, src, tmp_path = standin
+    mark = tmp_path / "pids"
+    monkeypatch.setenv("STANDIN_MODE", "stubborn")
+    monkeypatch.setenv("STANDIN_MARK", str(mark))
+    nuke.ProgressTask.cancel_when = staticmethod(
+        lambda task: any("patches" in m for m in task.messages))
+    nuke.GUI = True
+    assert hd().generate_current(node) is True
+    run = finish_in_gui(nuke, node, timeout=30)
+    task = nuke.ProgressTask.tasks[-1]
+    stopped = time.monotonic()
+    assert task.cancelled_at is not None and stopped - task.cancelled_at < 2.0
+    assert "cancelled" in node["status"].value() and run.ok is False
+    engine, helper = (int(p) for p in mark.read_text().split())
+    for pid in (engine, helper):  # the whole process group went, helpers included
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"process {pid} survived the cancel")
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_double_refuses_nuke_calls_from_other_threads(fake_nuke):
+    import threading
+    nuke = fake_nuke
+    node = nuke.nodes.NoOp()
+    seen = {}
+
+    def worker():
+        try:
+            node.name()
+        except RuntimeError as exc:
+            seen["refused"] = str(exc)
+        seen["result"] = nuke.executeInMainThreadWithResult(node.name)
+        nuke.executeInMainThread(lambda text: node["label"].setValue(text), ("from worker",))
+        task = nuke.ProgressTask("t")
+        task.setProgress(50)  # allowed from any thread
+        seen["task"] = task
+
+    t = threading.Thread(target=worker, name="w")
+    t.start()
+    while t.is_alive():
+        nuke._process_events(0.02)
+    nuke._process_events(0.01)
+    assert "main thread" in seen["refused"]
+    assert seen["result"] == node.name() and node["label"].value() == "from worker"
+    assert seen["task"].threads == {"w"}
+
+
+# ---------------------------------------------------------------- 2. one render, colour first
+
+
+def test_2_export_is_one_render_pass(shot, tmp_path):
+    nuke, node, plate, src, _ = shot
+    nuke._renders.clear()
+    paths = hd().export_inputs(node, [1, 2], str(tmp_path / "w"))
+    assert len(nuke._renders) == 1
+    assert len(nuke._renders[0]["writes"]) == 2 and nuke._renders[0]["ranges"] == [(1, 2, 1)]
+    assert paths["trimap"] and os.path.exists(paths["trimap"].replace("####", "0002"))
+
+
+def test_2_bad_colour_settings_fail_before_any_render(shot):
+    nuke, node, plate, src, _ = shot
+    nuke.root()["OCIO_config"].setValue("aces_1.2")  # not in this (fake) Nuke install
+    nuke._renders.clear()
+    assert hd().generate(node) is False
+    assert node["status"].value().startswith("error: root.OCIO_config: config 'aces_1.2'")
+    assert nuke._renders == []
+
+
+# ---------------------------------------------------------------- 3. missing alpha
+
+
+def test_3_missing_alpha_is_an_error_in_renders_black_in_the_gui(shot, tmp_path):
+    nuke, node, plate, src, _ = shot
+    write_alphas(node, [1])
+    with pytest.raises(RuntimeError, match=r"HDMatt1\.alpha_read: Read error: .*alpha\.0002\.exr"):
+        render(nuke, node, tmp_path / "farm.####.exr")  # terminal mode: nuke -x, the farm
+    nuke.GUI = True
+    nuke._run_update_ui()  # the GUI notices the frame on disk (here: made by the farm)
+    render(nuke, node, tmp_path / "gui.####.exr")
+    assert not read_exr(tmp_path / "gui.0002.exr")["A"].any()
+    assert read_exr(tmp_path / "gui.0001.exr")["A"].max() == pytest.approx(0.25)
+    status = hd().update_status(node)
+    assert "1 missing" in status and "black in the viewer and an error in renders" in status
+
+
+# ---------------------------------------------------------------- 4 + 5. range, stale, label
+
+
+def test_4_5_range_follows_generated_frames_and_stale_results_show(shot, tmp_path, capsys):
+    nuke, node, plate, src, _ = shot
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+    # handles: 0-3 around the script's 1-2 (the plate Reads hold their ends)
+    assert hd().generate(node, "0-3") is True
+    assert (node["range_first"].value(), node["range_last"].value()) == (0, 3)
+    assert node["label"].value() == "0-3"
+    nuke.GUI = True
+    w = nuke.nodes.Write(file=str(tmp_path / "h.####.exr"), channels="rgba", raw=True,
+                         datatype="32 bit float")
+    w.setInput(0, node)
+    nuke.execute(w, 0, 3)
+    for f in (0, 3):  # the handle frames show their alpha, not black
+        assert np.array_equal(read_exr(tmp_path / f"h.{f:04d}.exr")["A"],
+                              read_exr(hd().alpha_sequence(node).path(f))["A"])
+    nuke.delete(w)
+    assert "stale" not in hd().update_status(node, [0, 1, 2, 3])
+
+    # the plate changes on disk: the next UI update marks the node stale
+    time.sleep(0.01)
+    write_exr(src / "plate.0002.exr", plate_pixels(7), ("R", "G", "B"))
+    os.utime(src / "plate.0002.exr", ns=(time.time_ns(), time.time_ns() + 10**9))
+    nuke._run_update_ui()
+    assert "stale: plate input changed since Generate" in node["status"].value()
+    assert node["label"].value() == "0-3 stale"
+    # a knob change is stale too, and a render (terminal mode loading the script) warns
+    node["band"].setValue(7)  # unused with a trimap, but a setting all the same
+    node["k"].setValue(2)
+    nuke.GUI = False
+    capsys.readouterr()
+    nuke._run_callback(node["onCreate"].value(), node)
+    err = capsys.readouterr().err
+    assert "HDMatt: warning: HDMatt1: alpha is stale (plate input, settings changed" in err
+
+
+# ---------------------------------------------------------------- 6. output channel without Python
+
+
+def test_6_output_channel_is_saved_in_the_script_and_needs_no_python(fake_nuke, tmp_path,
+                                                                     monkeypatch, capsys):
+    nuke = fake_nuke
+    script = tmp_path / "shot.nk"
+    for f in (1, 2):
+        write_exr(tmp_path / f"plate.{f:04d}.exr", plate_pixels(f), ("R", "G", "B"))
+    nuke.root()["name"].setValue(str(script))
+    nuke.root()["format"].setValue(f"{W} {H} 0 0 {W} {H} 1 tiny")
+    # a render node without nuke_hdmatt: every import of the plugin's Python fails
+    monkeypatch.setitem(sys.modules, "nuke_hdmatt.nuke.node", None)
+    nuke.scriptReadText(f"""Read {{
+ inputs 0
+ file {tmp_path}/plate.####.exr
+ first 1
+ last 2
+ name ReadPlate
+}}
+HDMatt {{
+ inputs 1
+ output_channel hdmatt.alpha
+ name HDMatt1
+}}
+""")
+    err = capsys.readouterr().err
+    assert "Error: import of nuke_hdmatt.nuke.node halted" in err  # onCreate failed, printed
+    node = nuke.toNode("HDMatt1")
+    assert node.node("copy_alpha")["to0"].value() == "hdmatt.alpha"
+    seq = FrameSeq(str(tmp_path / "hdmatt" / "shot" / "HDMatt1" / "alpha.####.exr"))
+    os.makedirs(os.path.dirname(seq.path(1)))
+    for f in (1, 2):
+        write_exr(seq.path(f), np.full((H, W, 1), 0.5, np.float32), ("A",))
+    w = nuke.nodes.Write(file=str(tmp_path / "out.####.exr"), channels="all", raw=True,
+                         datatype="32 bit float")
+    w.setInput(0, node)
+    nuke.execute(w, 1, 2)
+    out = read_exr(tmp_path / "out.0001.exr")
+    assert np.all(out["hdmatt.A"] == 0.5) and "A" not in out
+
+
+def FrameSeq(pattern):
+    from nuke_hdmatt.sequence import FrameSequence
+    return FrameSequence(pattern)
+
+
+# ---------------------------------------------------------------- 7. alpha paths
+
+
+def test_7_alpha_path_follows_script_and_node_names(shot):
+    nuke, node, plate, src, tmp_path = shot
+    base = tmp_path / "hdmatt"
+    assert hd().alpha_pattern(node) == f"{base}/shot010/HDMatt1/alpha.%04d.exr"
+    node.setName("Hero")
+    assert hd().alpha_pattern(node) == f"{base}/shot010/Hero/alpha.%04d.exr"
+    nuke.root()["name"].setValue(str(tmp_path / "shot010_v002.nk"))  # versioned up
+    assert hd().alpha_pattern(node) == f"{base}/shot010_v002/Hero/alpha.%04d.exr"
+    copy = nuke.createNode("HDMatt")  # a copy of the default gets its own folder
+    assert hd().alpha_pattern(copy) == f"{base}/shot010_v002/HDMatt1/alpha.%04d.exr"
+    # an explicit path shared by a copy: Generate refuses instead of overwriting
+    shared = str(tmp_path / "alpha" / "a.####.exr")
+    node["alpha_file"].getLinkedKnob().setValue(shared)
+    copy["alpha_file"].getLinkedKnob().setValue(shared)
+    copy.setInput(0, plate)
+    copy.setInput(1, node.input(1))
+    assert hd().generate(copy) is False
+    assert "HDMatt1.alpha_file: " in copy["status"].value() and "also Hero's" in copy["status"].value()
+
+
+def test_7_unsaved_script_is_refused(shot):
+    nuke, node, plate, src, tmp_path = shot
+    nuke.root()["name"].setValue("")
+    assert hd().generate(node) is False
+    assert node["status"].value() == ("error: HDMatt1: save the script first: the alpha sequence "
+                                      "goes beside it (or set alpha sequence to an absolute path)")
+    assert nuke._renders == []
+
+
+def test_7_farm_refuses_an_alpha_sequence_in_a_temp_folder(tmp_path):
+    from nuke_hdmatt.errors import UsageError
+    from nuke_hdmatt.farm.nuke_job import check_script
+    script = tmp_path / "shot.nk"
+    script.write_text("HDMatt {\n inputs 0\n alpha_file /var/tmp/hdmatt/alpha.####.exr\n"
+                      " name HDMatt1\n}\nWrite {\n name Write1\n}\n")
+    with pytest.raises(UsageError, match="HDMatt1.alpha_file /var/tmp/hdmatt/alpha.####.exr is "
+                                         "in a temp folder"):
+        check_script(str(script), "HDMatt1", "Write1")
+    script.write_text(script.read_text().replace("/var/tmp/hdmatt", str(tmp_path / "alpha")))
+    check_script(str(script), "HDMatt1", "Write1")  # beside the script: shared with it
+
+
+# ---------------------------------------------------------------- 8. TCL and $env
+
+
+def test_8_knobs_are_evaluated_where_nuke_users_expect(shot, monkeypatch):
+    nuke, node, plate, src, tmp_path = shot
+    monkeypatch.setenv("SHOW_CACHE", str(tmp_path / "showcache"))
+    monkeypatch.setenv("SHOT_SPACE", "ACEScg")
+    node["cache"].setValue("$env(SHOW_CACHE)/hdmatt")
+    node["alpha_file"].getLinkedKnob().setValue(
+        "[getenv SHOW_CACHE]/alphas/[value parent.name]/a.####.exr")
+    node["plate_colorspace"].setValue("$env(SHOT_SPACE)")
+    node["frames"].setValue("[value root.first_frame]-[value root.last_frame]")
+    frames = hd().requested_frames(node)
+    job = hd().matte_job(node, {"plate": "p", "trimap": "t", "matte": None}, frames)
+    assert frames == [1, 2]
+    assert job.cache == f"{tmp_path}/showcache/hdmatt"
+    assert job.output == f"{tmp_path}/showcache/alphas/HDMatt1/a.%04d.exr"
+    assert job.plate_colorspace == "ACEScg"
+    assert node["cache"].value() == "$env(SHOW_CACHE)/hdmatt"  # .value() stays raw
+
+
+# ---------------------------------------------------------------- 9. bbox
+
+
+def test_9_trimap_with_a_smaller_bbox_is_exported_over_the_plate_bbox(shot):
+    nuke, node, plate, src, tmp_path = shot
+    trimap = node.input(1)
+    crop = nuke.nodes.Crop(box="0 0 40 48")  # a Roto-like bbox: x 0-40 of 48
+    crop.setInput(0, trimap)
+    node.setInput(1, crop)
+    work = tmp_path / "w"
+    paths = hd().export_inputs(node, [1], str(work))
+    plate_win, _ = data_window(work / "plate.0001.exr")
+    tri_win, _ = data_window(Path(paths["trimap"].replace("####", "0001")))
+    assert tri_win == plate_win == (0, 0, W, H)
+    tri = read_exr(Path(paths["trimap"].replace("####", "0001")))["A"]
+    assert not tri[:, 40:].any() and tri[:, 30:40].min() == 1  # outside the Roto: background
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+    assert hd().generate(node, "1") is True, node["status"].value()
+    alpha = read_exr(hd().alpha_sequence(node).path(1))["A"]
+    assert not alpha[:, 40:].any() and np.all(alpha[:, 30:40] == 1)
+
+
+def test_double_write_uses_the_bbox_as_data_window(fake_nuke, tmp_path):
+    nuke = fake_nuke
+    nuke.root()["format"].setValue("16 8 0 0 16 8 1 tiny")
+    src = tmp_path / "src.0001.exr"
+    write_exr(src, np.ones((8, 16, 4), np.float32), ("R", "G", "B", "A"))
+    read = nuke.nodes.Read(file=str(tmp_path / "src.####.exr"))
+    crop = nuke.nodes.Crop(box="2 1 10 5")
+    crop.setInput(0, read)
+    w = nuke.nodes.Write(file=str(tmp_path / "o.####.exr"), channels="rgba", raw=True)
+    w.setInput(0, crop)
+    nuke.execute(w, 1, 1)
+    win, spec = data_window(tmp_path / "o.0001.exr")
+    # bbox y 1-5 (up) of 8 rows = file rows 3-7 (down)
+    assert win == (2, 3, 8, 4) and (spec.full_width, spec.full_height) == (16, 8)
+
+
+# ---------------------------------------------------------------- 10. plate colour space
+
+
+def test_10_plate_is_tagged_with_the_working_space_and_the_file_space_refused(shot):
+    nuke, node, plate, src, tmp_path = shot
+    assert "arriving" in node["plate_colorspace"].tooltip()
+    colour = hd().plate_colour(node)
+    assert colour.colorspace == "ACEScg"
+    work = tmp_path / "w"
+    hd().export_inputs(node, [1], str(work), plate_space=colour.colorspace)
+    _, spec = data_window(work / "plate.0001.exr")
+    # OpenImageIO may store the interop id of the name
+    assert spec.getattribute("oiio:ColorSpace") in ("ACEScg", "lin_ap1_scene")
+    # the compositor sets the knob to the file's colour space: that would convert twice
+    plate["colorspace"].setValue("sRGB - Texture")
+    node["plate_colorspace"].setValue("sRGB - Texture")
+    assert hd().generate(node) is False
+    assert node["status"].value().startswith(
+        "error: HDMatt1.plate_colorspace: 'sRGB - Texture' is the plate Read's file colour space")
+    plate["raw"].setValue(True)  # a raw Read delivers the file's pixels: then it is right
+    assert hd().plate_colour(node).colorspace == "sRGB - Texture"
+
+
+# ---------------------------------------------------------------- 11. OCIO for the farm
+
+
+def test_11_builtin_configs_become_uris_others_are_copied(tmp_path):
+    from nuke_hdmatt.nuke.colour_settings import copy_bundled_config, resolve_colour
+    nuke_dir = tmp_path / "Nuke15.1v1"
+    for name in ("fn-nuke_cg-config-v2.1.0_aces-v1.3_ocio-v2.3", "nuke-default"):
+        cfg = nuke_dir / "plugins" / "OCIOConfigs" / "configs" / name / "config.ocio"
+        (cfg.parent / "luts").mkdir(parents=True)
+        cfg.write_text("ocio_profile_version: 1\n")
+        (cfg.parent / "luts" / "srgb.spi1d").write_text("lut\n")
+    exe = str(nuke_dir / "Nuke15.1")
+    cg = resolve_colour({"colorManagement": "OCIO", "workingSpaceLUT": "ACEScg",
+                         "OCIO_config": "fn-nuke_cg-config-v2.1.0_aces-v1.3_ocio-v2.3"}, exe, {})
+    assert cg.config == "ocio://cg-config-v2.1.0_aces-v1.3_ocio-v2.3"  # not the install's file
+    legacy = resolve_colour({"colorManagement": "Nuke"}, exe, {})
+    assert legacy.bundled and legacy.config.startswith(str(nuke_dir))
+    job = tmp_path / "job"
+    copied = copy_bundled_config(legacy, str(job))
+    assert copied.config == f"{job}/ocio/nuke-default/config.ocio"
+    assert (job / "ocio" / "nuke-default" / "luts" / "srgb.spi1d").read_text() == "lut\n"
+    assert copy_bundled_config(legacy, str(job)) == copied  # a second chunk reuses it
+    assert copy_bundled_config(cg, str(job)) is cg
+
+
+def test_11_cache_is_keyed_on_config_content_not_path(tmp_path):
+    import PyOpenColorIO as OCIO
+    from cli_fixtures import FAST, exr_sequence, hdmatt_env
+    text = OCIO.Config.CreateFromFile("ocio://cg-config-v2.1.0_aces-v1.3_ocio-v2.3").serialize()
+    configs = []
+    for where in ("workstation/Nuke/plugins", "farm/job/ocio"):
+        cfg = tmp_path / where / "config.ocio"
+        cfg.parent.mkdir(parents=True)
+        cfg.write_text(text)
+        configs.append(cfg)
+    plate, trimap = exr_sequence(tmp_path / "in", [1], size=32)
+    outs = []
+    for i, cfg in enumerate(configs):
+        r = subprocess.run([sys.executable, "-m", "nuke_hdmatt.cli", "matte", plate, trimap,
+                            "-o", f"out{i}/a.####.exr", "--frames", "1", *FAST, "--ocio",
+                            str(cfg), "--plate-colorspace", "ACEScg", "--cache",
+                            str(tmp_path / "cache")],
+                           cwd=tmp_path, env=hdmatt_env(tmp_path), capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        outs.append(r.stderr)
+    assert "from cache" in outs[1] and "from cache" not in outs[0]
+
+
+# ---------------------------------------------------------------- 12. temporary Writes
+
+
+def test_12_temporary_writes_ignore_studio_defaults_callbacks_and_proxy(shot):
+    nuke, node, plate, src, tmp_path = shot
+    calls = []
+    nuke.knobDefault("Write.compression", "DWAA")
+    nuke.knobDefault("Write.beforeRender", "raise RuntimeError('studio publish check')")
+    nuke.addBeforeRender(lambda: calls.append(nuke.thisNode().name()), nodeClass="Write")
+    nuke.root()["proxy"].setValue(True)
+    work = tmp_path / "w"
+    hd().export_inputs(node, [1], str(work))
+    assert calls == []
+    _, spec = data_window(work / "plate.0001.exr")
+    assert spec.getattribute("compression") == "zips"  # lossless, not the studio's DWAA
+    assert nuke.root()["proxy"].value() is True  # restored
+    # stereo: every view written
+    nuke.root()["views"].setValue("left right")
+    paths = hd().export_inputs(node, [1], str(tmp_path / "s"))
+    assert "%V" in paths["plate"]
+    assert sorted(os.listdir(tmp_path / "s")) == ["plate.left.0001.exr", "plate.right.0001.exr",
+                                                  "trimap.left.0001.exr", "trimap.right.0001.exr"]
+    assert hd().generate(node) is False  # one alpha per view needs %V in the alpha sequence
+    assert "a stereo script needs %V" in node["status"].value()
+    # a studio Write made outside the plugin still gets its callback
+    w = nuke.nodes.Write(file=str(tmp_path / "x.####.exr"), raw=True, beforeRender="")
+    nuke.root()["proxy"].setValue(False)
+    nuke.root()["views"].setValue("")
+    w.setInput(0, plate)
+    nuke.execute(w, 1, 1)
+    assert calls == [w.name()]
+
+
+# ---------------------------------------------------------------- 13. farm
+
+
+GROUP_SCRIPT = """Root {{
+ inputs 0
+ name {dir}/shot030.nk
+ first_frame 1
+ last_frame 4
+ format "48 48 0 0 48 48 1 tiny"
+ colorManagement OCIO
+ OCIO_config cg-config-v2.1.0_aces-v1.3_ocio-v2.3
+ workingSpaceLUT ACEScg
+}}
+Group {{
+ inputs 0
+ name Comp
+}}
+ Read {{
+  inputs 0
+  file {dir}/src/trimap.####.exr
+  first 1
+  last 4
+  name ReadTrimap
+ }}
+ Read {{
+  inputs 0
+  file {dir}/src/plate.####.exr
+  first 1
+  last 4
+  name ReadPlate
+ }}
+ HDMatt {{
+  inputs 2
+  name HDMatt1
+ }}
+ Output {{
+  name Output1
+ }}
+end_group
+Write {{
+ file {dir}/comp.####.exr
+ name Write1
+}}
+"""
+
+
+def test_13_farm_finds_nodes_in_groups_and_chunks_the_prepass(fake_nuke, tmp_path, monkeypatch):
+    from nuke_hdmatt.farm import nuke_job
+    from nuke_hdmatt.nuke import prepass
+    (tmp_path / "src").mkdir()
+    for f in range(1, 5):
+        write_exr(tmp_path / "src" / f"plate.{f:04d}.exr", plate_pixels(f), ("R", "G", "B"))
+        write_exr(tmp_path / "src" / f"trimap.{f:04d}.exr", trimap_pixels(), ("R", "G", "B", "A"))
+    script = tmp_path / "shot030.nk"
+    script.write_text(GROUP_SCRIPT.format(dir=tmp_path))
+    nuke_job.check_script(str(script), "Comp.HDMatt1", "Write1")
+    from nuke_hdmatt.errors import UsageError
+    with pytest.raises(UsageError, match=r"no node named 'HDMatt1' \(HDMatt nodes: Comp.HDMatt1\)"):
+        nuke_job.check_script(str(script), "HDMatt1", "Write1")
+    tpl = nuke_job.job_template(script=str(script), node="Comp.HDMatt1", write="Write1",
+                                frames=[1, 2, 3, 4], chunk=2, executable=sys.executable)
+    export = tpl["steps"][0]
+    assert export["parameterSpace"] == tpl["steps"][1]["parameterSpace"]
+    assert export["script"]["actions"]["onRun"]["args"][5:7] == ["--frames", "{{Task.Param.Frame}}"]
+    # one chunk of the prepass, in the double, finds the node inside the Group
+    work = tmp_path / "work"
+    assert prepass.main([str(script), "--node", "Comp.HDMatt1", "--frames", "3-4",
+                         "--work", str(work)]) == 0
+    assert sorted(p.name for p in work.glob("*.exr")) == \
+        ["plate.0003.exr", "plate.0004.exr", "trimap.0003.exr", "trimap.0004.exr"]
+    import json
+    job = json.loads((work / "matte_job.json").read_text())
+    assert job["node"] == "Comp.HDMatt1"
+    assert job["job"]["output"] == f"{tmp_path}/hdmatt/shot030/HDMatt1/alpha.%04d.exr"
+
+
+# ---------------------------------------------------------------- 14. Windows cancel
+
+
+def test_14_engine_gets_its_own_process_group_on_windows(monkeypatch, tmp_path):
+    import subprocess as sp
+
+    from nuke_hdmatt.nuke import engine_call
+    assert engine_call.popen_options("nt") == {"creationflags": 0x200}  # CREATE_NEW_PROCESS_GROUP
+    assert engine_call.popen_options("posix") == {"start_new_session": True}
+    seen = {}
+    monkeypatch.setattr(engine_call, "popen_options", lambda: {"creationflags": 0x200})
+
+    def fake_popen(argv, **kwargs):
+        seen.update(kwargs)
+        raise OSError(2, "No such file or directory")
+    monkeypatch.setattr(sp, "Popen", fake_popen)
+    with pytest.raises(Exception):
+        engine_call.run_engine(["hdmatt"], str(tmp_path / "log"), 1)
+    assert seen["creationflags"] == 0x200
+
+
+# ---------------------------------------------------------------- 15. install
+
+
+def _install():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("hdmatt_install14", ROOT / "install.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_15_symlinked_init_py_is_edited_in_place(tmp_path):
+    install = _install()
+    home = tmp_path / "home"
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    (home / ".nuke").mkdir(parents=True)
+    target = dotfiles / "nuke_init.py"
+    target.write_text("import nuke\n")
+    (home / ".nuke" / "init.py").symlink_to(target)
+    engine = tmp_path / "hdmatt"
+    install.add_nuke_hooks(home, install.GIZMO_DIR, engine, engine)
+    assert (home / ".nuke" / "init.py").is_symlink()
+    assert install.BLOCK_START in target.read_text()
+    install.remove_nuke_hooks(home)
+    assert (home / ".nuke" / "init.py").is_symlink() and target.read_text() == "import nuke\n"
+
+
+def test_15_setup_lines_for_each_shell(tmp_path):
+    install = _install()
+    g, e = Path("C:/hdmatt/gizmos"), Path("C:/hdmatt/.venv/Scripts/hdmatt.exe")
+    ps = install.nuke_path_lines(g, e, "powershell")
+    assert ps.splitlines()[1] == f'$env:HDMATT_ENGINE = "{e}"'
+    assert ps.startswith(f'$env:NUKE_PATH = "{g}"')
+    cmd = install.nuke_path_lines(g, e, "cmd")
+    assert f'set "NUKE_PATH={g};%NUKE_PATH%"' in cmd and cmd.endswith(f'set "HDMATT_ENGINE={e}"\n')
+    sh = install.nuke_path_lines(Path("/g"), Path("/e"), "sh")
+    r = subprocess.run(["sh", "-c", sh + 'printf "%s|%s" "$NUKE_PATH" "$HDMATT_ENGINE"'],
+                       capture_output=True, text=True, env={"NUKE_PATH": "/studio"})
+    assert r.stdout == "/g:/studio|/e"
+
+
+def test_15_gizmo_init_does_not_put_the_checkout_on_sys_path():
+    code = (
+        "import sys, types, runpy\n"
+        "nuke = types.ModuleType('nuke'); nuke.pluginPath = lambda: []\n"
+        "sys.modules['nuke'] = nuke\n"
+        f"before = list(sys.path)\n"
+        f"runpy.run_path({str(ROOT / 'gizmos' / 'init.py')!r})\n"
+        "import nuke_hdmatt.nuke.nk_script\n"
+        "print(nuke_hdmatt.__file__)\n"
+        f"print({str(ROOT)!r} in sys.path, sys.path == before)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                       timeout=60, cwd="/", env=env)
+    assert r.returncode == 0, r.stderr
+    path, flags = r.stdout.splitlines()
+    assert path == str(ROOT / "nuke_hdmatt" / "__init__.py")
+    assert flags == "False True"
+
+
+# ---------------------------------------------------------------- 16. matte + trimap
+
+
+def test_16_matte_and_trimap_together_are_refused(shot):
+    nuke, node, plate, src, tmp_path = shot
+    node.setInput(2, node.input(1))
+    assert hd().generate(node) is False
+    assert node["status"].value() == (
+        "error: HDMatt1: both a trimap and a matte are connected; the matte only derives a "
+        "trimap when there is none: disconnect one")
+    assert nuke._renders == []
