@@ -582,8 +582,14 @@ def _engine_run(run: _Run) -> None:
                 del _RUNS[run.key]
 
 
+def _set(node, knob: str, value) -> None:
+    # only real changes: setting a knob is itself a change that re-runs updateUI callbacks
+    if node[knob].value() != value:
+        node[knob].setValue(value)
+
+
 def _show_running(node, percent: int) -> None:
-    node["label"].setValue(f"running {percent}%")
+    _set(node, "label", f"running {percent}%")
 
 
 def _finish(run: _Run, result, outcome) -> bool:
@@ -647,7 +653,7 @@ def update_status(node, frames: list[int] | None = None, note: str = "") -> str:
         frames = frames or requested_frames(node)
         seq = alpha_sequence(node)
     except HDMattError as exc:
-        node["status"].setValue(exc.one_line())
+        _set(node, "status", exc.one_line())
         return exc.one_line()
     have = set(frames_on_disk(seq)) if os.path.isabs(seq.pattern) else set()
     _set_range(node, sorted(have))
@@ -666,7 +672,7 @@ def update_status(node, frames: list[int] | None = None, note: str = "") -> str:
         text += f"; {note}"
     if missing:
         text += "; missing frames are black in the viewer and an error in renders"
-    node["status"].setValue(text)
+    _set(node, "status", text)
     label = format_frames(sorted(have)) if have else "not generated"
     if stale:
         label += " stale"
@@ -674,7 +680,7 @@ def update_status(node, frames: list[int] | None = None, note: str = "") -> str:
         label += f" failed {format_frames(sorted(failed))}"
     if note.startswith("cancelled"):
         label += " cancelled"
-    node["label"].setValue(label)
+    _set(node, "label", label)
     return text
 
 

@@ -8,7 +8,7 @@ It speaks the real engine's JSON-log events (``nuke_hdmatt.progress``). ``STANDI
 ``hang``  emit progress for frame A then wait; on SIGINT write ``$STANDIN_MARK`` and exit 130
 ``stubborn`` ignore SIGINT, start a helper process, write "<own pid> <helper pid>" to
           ``$STANDIN_MARK``, emit progress until killed (a stop that only a kill ends)
-``slow``  every frame: start, 3 patch progress events 0.05 s apart, done; exit 0
+``slow``  every frame: start, 3 patch progress events ``$STANDIN_STEP_S`` (0.05) s apart, done
 """
 
 import json
@@ -49,7 +49,7 @@ def main():
         for f in range(first, last + 1):
             event(event="frame_start", frame=f)
             for i in range(1, 4):
-                time.sleep(0.05)
+                time.sleep(float(os.environ.get("STANDIN_STEP_S", "0.05")))
                 event(event="progress", frame=f, done=i, total=3, stage="patches")
             event(event="frame_done", frame=f, output="x", cached=False)
         return 0
