@@ -60,6 +60,8 @@ def test_1_gui_generate_returns_at_once_engine_in_a_worker(standin, monkeypatch)
     returned = time.monotonic() - t0
     run = hd().running(node)
     assert run is not None and run.thread.is_alive(), node["status"].value()
+    assert hd().generate(node) is False  # a second press while it runs is refused
+    assert nuke._messages[-1].endswith("HDMatt1: already generating; cancel that run first")
     labels, polls = set(), 0
     while run.thread.is_alive():
         nuke._process_events(0.02)

@@ -8,9 +8,10 @@ each depending on the one before:
 
 1. ``ExportInputs`` (frame chunks like step 2, needs a Nuke licence)::
 
-       nuke -t <nuke_hdmatt>/nuke/prepass.py SCRIPT --node HDMatt1 --frames {{Task.Param.Frame}} --work DIR
+       nuke -t <nuke_hdmatt>/nuke/prepass.py SCRIPT --node HDMatt1 \
+              --frames {{Task.Param.Frame}} --work DIR
 
-   renders the node's plate and trimap (raw, working space) to ``DIR`` and writes
+   renders the node's plate and trimap (as they arrive, working space) to ``DIR`` and writes
    ``DIR/matte_job.json``: the exact ``hdmatt matte`` call, with the script's colour settings
    and the node's knobs (see :mod:`nuke_hdmatt.nuke.prepass`).
 2. ``Matte`` (frame chunks, no Nuke; ``--gpu`` asks for GPU workers)::

@@ -79,7 +79,11 @@ def _text(node, name: str) -> str:
 def alpha_pattern(node) -> str:
     """The alpha sequence the node's Read shows: TCL expanded, frame (and ``%V``)
     placeholders kept."""
-    return nuke.filename(node.node("alpha_read")).replace("\\", "/")
+    text = nuke.filename(node.node("alpha_read")) or ""
+    if not text.strip():
+        raise UsageError(f"{node.name()}.alpha_file: empty; set an alpha sequence "
+                         "(e.g. /shots/a/hdmatt/alpha.####.exr)")
+    return text.replace("\\", "/")
 
 
 def alpha_sequence(node, view: str | None = None) -> FrameSequence:
@@ -106,7 +110,11 @@ def check_alpha_path(node) -> FrameSequence:
         raise UsageError(f"{node.name()}: save the script first: the alpha sequence goes beside "
                          "it (or set alpha sequence to an absolute path)")
     for other in _hdmatt_nodes():
-        if other is not node and alpha_sequence(other).pattern == seq.pattern:
+        try:
+            theirs = alpha_sequence(other).pattern if other is not node else None
+        except HDMattError:
+            continue  # the other node's own problem
+        if theirs == seq.pattern:
             raise UsageError(f"{node.name()}.alpha_file: {seq.pattern} is also "
                              f"{other.fullName()}'s alpha sequence; give this node its own")
     return seq
@@ -576,6 +584,8 @@ def _engine_run(run: _Run) -> None:
         shutil.rmtree(run.work, ignore_errors=True)
     try:
         run.ok = bool(run.now(_finish, run, result, outcome))
+    except Exception as exc:  # e.g. the node was deleted or the script closed meanwhile
+        print(f"HDMatt: {run.key}: {type(exc).__name__}: {exc}", file=sys.stderr)
     finally:
         with _RUNS_LOCK:
             if _RUNS.get(run.key) is run:
@@ -703,7 +713,11 @@ def clear_cache(node=None) -> int:
     if running(node) is not None:
         report(node, "generating: cancel the run before clearing its cache")
         return 0
-    seq = alpha_sequence(node)
+    try:
+        seq = alpha_sequence(node)
+    except HDMattError as exc:
+        report(node, exc.one_line())
+        return 0
     frames = frames_on_disk(seq) if os.path.isabs(seq.pattern) else []
     cache = _text(node, "cache")
     if nuke.GUI and not nuke.ask(f"Delete {len(frames)} alpha frames of {node.name()}"

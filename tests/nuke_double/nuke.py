@@ -387,12 +387,13 @@ _EXPR_REF = re.compile(r"(?<![\w.$])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)")
 
 
 def _expression(node, expr: str):
-    """A knob expression: numbers, knob references, ``$gui``, arithmetic and ``c ? a : b``."""
+    """A knob expression: TCL substitution (``[value K]``, ``$gui``), then numbers, knob
+    references, arithmetic and ``c ? a : b``."""
     text = expr.strip()
     if len(text) >= 2 and text[0] == text[-1] == '"':
         text = text[1:-1]
     text = text.replace("\\$", "$").replace("\\[", "[").replace("\\]", "]")
-    text = text.replace("$gui", "(1 if GUI else 0)")
+    text = _tcl_subst(text, node)  # [value ...] and $gui first, as Nuke does
     text = _EXPR_REF.sub(lambda m: repr(_reference(node, m.group(1))), text)
     if "?" in text:
         cond, _, rest = text.partition("?")
