@@ -650,3 +650,29 @@ def test_16_matte_and_trimap_together_are_refused(shot):
         "error: HDMatt1: both a trimap and a matte are connected; the matte only derives a "
         "trimap when there is none: disconnect one")
     assert nuke._renders == []
+
+
+def test_11_prepass_copies_a_bundled_config_beside_the_job(fake_nuke, tmp_path, monkeypatch):
+    from nuke_hdmatt.nuke import prepass
+    nuke_dir = tmp_path / "Nuke13.2v8"
+    cfg = nuke_dir / "plugins" / "OCIOConfigs" / "configs" / "nuke-default" / "config.ocio"
+    (cfg.parent / "luts").mkdir(parents=True)
+    cfg.write_text("ocio_profile_version: 1\n")
+    (cfg.parent / "luts" / "srgb.spi1d").write_text("lut\n")
+    monkeypatch.setattr(fake_nuke, "EXE_PATH", str(nuke_dir / "Nuke13.2"))
+    (tmp_path / "src").mkdir()
+    for f in (1, 2):
+        write_exr(tmp_path / "src" / f"plate.{f:04d}.exr", plate_pixels(f), ("R", "G", "B"))
+        write_exr(tmp_path / "src" / f"trimap.{f:04d}.exr", trimap_pixels(), ("R", "G", "B", "A"))
+    script = tmp_path / "shot030.nk"
+    script.write_text(GROUP_SCRIPT.format(dir=tmp_path).replace(
+        " colorManagement OCIO\n OCIO_config cg-config-v2.1.0_aces-v1.3_ocio-v2.3\n"
+        " workingSpaceLUT ACEScg\n", " colorManagement Nuke\n workingSpaceLUT linear\n"))
+    work = tmp_path / "work"
+    assert prepass.main([str(script), "--node", "Comp.HDMatt1", "--frames", "1",
+                         "--work", str(work)]) == 0
+    import json
+    job = json.loads((work / "matte_job.json").read_text())["job"]
+    assert job["ocio"] == f"{work}/ocio/nuke-default/config.ocio"  # not the Nuke install
+    assert (work / "ocio" / "nuke-default" / "luts" / "srgb.spi1d").exists()
+    assert job["plate_colorspace"] == "linear"
