@@ -122,6 +122,20 @@ def window_of(spec: "oiio.ImageSpec") -> tuple[Window, Window]:
             (spec.full_x, spec.full_y, spec.full_width, spec.full_height))
 
 
+def rewindow(values: np.ndarray, source: Window, target: Window) -> np.ndarray:
+    """(H, W) ``values`` over window ``source`` re-cut to window ``target``: cropped where
+    ``target`` is smaller, 0 where it reaches outside ``source`` (outside its data window an
+    image is black, as in Nuke)."""
+    sx, sy, sw, sh = source
+    tx, ty, tw, th = target
+    out = np.zeros((th, tw), dtype=np.float32)
+    x0, y0 = max(sx, tx), max(sy, ty)
+    x1, y1 = min(sx + sw, tx + tw), min(sy + sh, ty + th)
+    if x1 > x0 and y1 > y0:
+        out[y0 - ty:y1 - ty, x0 - tx:x1 - tx] = values[y0 - sy:y1 - sy, x0 - sx:x1 - sx]
+    return out
+
+
 def channel_formats(spec: "oiio.ImageSpec") -> list["oiio.TypeDesc"]:
     """Per-channel storage formats (OIIO leaves ``channelformats`` empty when uniform)."""
     return list(spec.channelformats) or [spec.format] * spec.nchannels
