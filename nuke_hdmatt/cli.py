@@ -211,6 +211,8 @@ def matte_job_from_args(args: argparse.Namespace):
             setattr(job, dest, getattr(args, dest))
     if args.band is not None and not args.trimap_from_matte:
         raise UsageError("--band only applies with --trimap-from-matte")
+    if args.band is not None and args.band < 0:
+        raise UsageError(f"--band must be 0 or more pixels, got {args.band}")
     job.half = not args.float_alpha
     check_engine_options(args)
     return job

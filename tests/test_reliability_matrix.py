@@ -18,6 +18,7 @@ import hashlib
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -52,6 +53,8 @@ def template(tmp_path_factory) -> Path:
     data = (shot / "plate.0001.exr").read_bytes()
     (shot / "truncated.exr").write_bytes(data[: len(data) // 2])
     (shot / "empty.exr").write_bytes(b"")
+    (shot / "P.EXR").write_bytes(data)
+    (shot / "huge.exr").write_bytes(_claim_size(data, 20000, 20000))
     (shot / "text.exr").write_text("not an image\n")
     (shot / "a_file").write_text("a file where a folder is expected\n")
     (shot / "folder.exr").mkdir()
@@ -59,6 +62,15 @@ def template(tmp_path_factory) -> Path:
     weird = shot / "dir with spaces é"
     exr_sequence(weird, [1])
     return shot
+
+
+def _claim_size(exr: bytes, width: int, height: int) -> bytes:
+    """The EXR with data and display windows rewritten to claim ``width`` x ``height``."""
+    data = bytearray(exr)
+    for name in (b"dataWindow", b"displayWindow"):
+        at = data.index(name + b"\x00box2i\x00") + len(name) + 7 + 4  # name, type, size
+        data[at + 8:at + 16] = struct.pack("<2i", width - 1, height - 1)
+    return bytes(data)
 
 
 @pytest.fixture
@@ -193,6 +205,8 @@ CASES = [
     ("plate-truncated", ["matte", "truncated.exr", "t.png", "-o", "a.png"], None, ["truncated.exr"]),
     ("plate-empty-file", ["matte", "empty.exr", "t.png", "-o", "a.png"], None, ["empty.exr"]),
     ("plate-is-text", ["matte", "text.exr", "t.png", "-o", "a.png"], None, ["text.exr"]),
+    ("plate-header-claims-20000x20000", ["matte", "huge.exr", "t.png", "-o", "a.png"], None,
+     ["huge.exr"]),
     ("plate-is-a-folder", ["matte", "folder.exr", "t.png", "-o", "a.png"], None,
      ["folder.exr", "folder"]),
     ("plate-luminance-only", ["matte", "luma.exr", "t.png", "-o", "a.png"], None,
@@ -204,6 +218,10 @@ CASES = [
     ("ocio-config-missing", [*MATTE, "--ocio", "missing.ocio"], None, ["missing.ocio"]),
     ("ocio-config-junk", [*MATTE, "--ocio", "bad.ocio"], _ocio_junk, ["bad.ocio"]),
     ("band-without-matte", [*MATTE, "--band", "4"], None, ["--band"]),
+    ("band-negative", ["matte", "p.png", "--trimap-from-matte", "t.png", "-o", "a.png", "--band",
+                       "-3"], None, ["--band", "-3"]),
+    ("uppercase-extension-bad-channel", ["matte", "P.EXR", "t.png", "-o", "A.PNG",
+                                         "--plate-channels", "R,G,Q"], None, ["P.EXR", "Q"]),
     ("trimap-and-matte", [*MATTE, "--trimap-from-matte", "t.png"], None, ["either"]),
     ("spaces-and-accents-bad-channel", ["matte", "dir with spaces é/plate.####.exr",
                                         "dir with spaces é/trimap.####.exr", "-o", "o.####.exr",
@@ -291,6 +309,20 @@ def test_unusable_cache_warns_once_and_the_shot_is_written(shot):
     assert len(warned) == 1 and "cachefile" in warned[0], proc.stderr
     assert (shot / "out/a.0001.exr").exists() and (shot / "out/a.0002.exr").exists()
     assert temp_leftovers(shot) == []
+
+
+@pytest.mark.skipif(ROOT, reason="root writes into read-only folders")
+def test_read_only_cache_folder_warns_once_and_the_shot_is_written(shot):
+    (shot / "ro_cache").mkdir()
+    os.chmod(shot / "ro_cache", 0o555)
+    try:
+        proc = run_in(shot, "matte", *SEQ, "-o", "out/a.####.exr", *FAST, "--cache", "ro_cache")
+    finally:
+        os.chmod(shot / "ro_cache", 0o755)
+    assert proc.returncode == 0, proc.stderr
+    warned = [ln for ln in _warnings(proc) if "cache" in ln]
+    assert len(warned) == 1 and "ro_cache" in warned[0], proc.stderr
+    assert (shot / "out/a.0002.exr").exists() and temp_leftovers(shot) == []
 
 
 def test_unreadable_cache_entry_is_a_miss_with_one_warning(shot):
@@ -498,3 +530,13 @@ def test_trimap_bbox_inside_the_plates_display_window_runs(shot):
     outside[8:40, 8:40] = False
     assert (alpha[..., 3][outside] == 0).all()
     assert (alpha[..., 3][8:40, 8:40][trimap[8:40, 8:40] == 1.0] == 1).all()
+
+
+def test_paths_with_spaces_accents_and_uppercase_extensions_just_work(shot):
+    folder = "dir with spaces é"
+    proc = run_in(shot, "matte", f"{folder}/plate.####.exr", f"{folder}/trimap.####.exr",
+                  "-o", f"{folder}/sortie ü/α.####.EXR", *FAST, "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    spec, _ = read_image(shot / folder / "sortie ü" / "α.0001.EXR")
+    assert "A" in spec.channelnames
+    assert temp_leftovers(shot) == []

@@ -19,6 +19,7 @@ import OpenImageIO as oiio
 from ..errors import ChannelError, MissingFileError, PlateError
 
 Window = tuple[int, int, int, int]
+MAX_PIXELS = 16384 * 16384
 
 # Frame placeholders understood in paths: "####" (hash run), "%04d" (printf), "@@@" (Nuke/Houdini).
 _FRAME_TOKEN = re.compile(r"(#+)|(%0?(\d*)d)|(@+)")
@@ -196,6 +197,10 @@ def read_subimage(inp: "oiio.ImageInput", subimage: int, path: str,
     if spec.depth > 1 or spec.deep:
         raise PlateError("deep/volume images are not supported; flatten first (DeepToImage)",
                          path=path, frame=frame)
+    if spec.width * spec.height > MAX_PIXELS:
+        # a damaged header (or a mistaken file) must not ask for hundreds of GB
+        raise PlateError(f"is {spec.width}x{spec.height}, more than the {MAX_PIXELS} pixels "
+                         "(16384x16384) hdmatt reads", path=path, frame=frame)
     pixels = inp.read_image(subimage, 0, chbegin, chend, oiio.HALF if half else oiio.FLOAT)
     if pixels is None:
         raise PlateError(f"cannot read pixels (truncated or corrupt?): {_last_error(inp)}",
