@@ -27,7 +27,7 @@ import time
 import warnings
 
 from . import ENGINE_VERSION
-from .errors import HDMattError, UsageError
+from .errors import ArgumentParser as Parser, HDMattError, UsageError
 
 EXIT_OK, EXIT_FAILED_FRAMES, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -44,14 +44,6 @@ FARM_DELEGATED = {
 # JSON log path would be shared by every task.
 NOT_PASSED_TO_FARM = {"frames", "json_log"}
 PATH_OPTIONS = {"ocio", "trimap_from_matte", "weights", "cache"}
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one ``hdmatt: error: ...`` line (exit 2), not a
-    usage block; sub-command parsers are of this class too."""
-
-    def error(self, message):
-        raise UsageError(f"{' '.join(message.split())} (see '{self.prog} --help')")
 
 
 def add_shot_paths(p: argparse.ArgumentParser) -> None:

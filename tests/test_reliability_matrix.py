@@ -540,3 +540,11 @@ def test_paths_with_spaces_accents_and_uppercase_extensions_just_work(shot):
     spec, _ = read_image(shot / folder / "sortie ü" / "α.0001.EXR")
     assert "A" in spec.channelnames
     assert temp_leftovers(shot) == []
+
+
+@pytest.mark.parametrize("argv, prog", [(["eval", "--bogus"], "hdmatt eval"),
+                                        (["train", "--steps", "x"], "hdmatt train")])
+def test_delegated_commands_usage_errors_are_one_line(shot, argv, prog):
+    proc = run_in(shot, *argv)
+    assert proc.returncode == 2, proc.stderr
+    assert f"see '{prog} --help'" in error_line(proc)

@@ -39,7 +39,7 @@ import os
 import shlex
 import sys
 
-from ..errors import HDMattError, UsageError
+from ..errors import ArgumentParser, HDMattError, UsageError
 from ..sequence import format_frames, parse_frames
 from .openjd import SPEC_VERSION, default_executable, render_yaml, write_text_atomic
 
@@ -190,7 +190,7 @@ def run_chunk(work: str, frames: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``hdmatt farm nuke ...`` (delegated here by the CLI); returns the exit code."""
-    ap = argparse.ArgumentParser(prog="hdmatt farm nuke", description=__doc__,
+    ap = ArgumentParser(prog="hdmatt farm nuke", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("script", nargs="?", metavar="SCRIPT", help="the Nuke script (.nk)")
     ap.add_argument("--node", help="HDMatt node name (top level)")
