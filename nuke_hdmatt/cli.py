@@ -89,7 +89,8 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
     eng.add_argument("--weights", metavar="FILE",
                      help="weights .safetensors (default $HDMATT_WEIGHTS or model/hdmatt.safetensors)")
     eng.add_argument("--device", metavar="auto|cpu|cuda", help="compute device (default auto)")
-    eng.add_argument("--patch", type=int, metavar="N", help="patch size in pixels (default 320)")
+    eng.add_argument("--patch", type=int, metavar="N",
+                     help="patch size in pixels, a multiple of 8 up to 1024 (default 320)")
     eng.add_argument("--overlap", type=int, metavar="N", help="patch overlap in pixels (default 32)")
     eng.add_argument("--k", type=int, metavar="N", help="context patches per query (default 3)")
     eng.add_argument("--pool", type=int, metavar="N", help="context candidate pool (default 30)")
@@ -389,6 +390,9 @@ def cmd_farm_openjd(args: argparse.Namespace) -> int:
     plan = plan_frames(job)
     if plan.is_still:
         raise UsageError("farm openjd needs frame sequences (plate.####.exr) and --frames")
+    if args.weights:
+        from .engine.weights import verified_sha256  # no torch: the file and its .sha256
+        verified_sha256(args.weights)
     created = preflight(job, plan)
     try:
         template = job_template(plate=args.plate, trimap=args.trimap, output=args.output,

@@ -251,6 +251,9 @@ CASES = [
     ("farm-template-over-plate", ["farm", "openjd", *SEQ, "-o", "a.####.exr", "--frames", "1-2",
                                   "--hdmatt", "hdmatt", "--job-output", "plate.0001.exr"], None,
      ["plate.0001.exr", "overwrite an input"]),
+    ("farm-weights-damaged", ["farm", "openjd", *SEQ, "-o", "a.####.exr", "--frames", "1-2",
+                              "--hdmatt", "hdmatt", "--weights", "w.safetensors"], _bad_weights,
+     ["w.safetensors", "sha256"]),
     # other commands
     ("info-missing-file", ["info", "nope.exr"], None, ["nope.exr"]),
     ("cache-gc-bad-size", ["cache", "gc", "--max-size", "lots"], None, ["lots"]),
