@@ -348,8 +348,7 @@ class FrameCache:
         n = 0
         for p in list(self._files()):
             if p.name.endswith(SUFFIX) or p.name.startswith(TMP_PREFIX):
-                n += p.name.endswith(SUFFIX)
-                _unlink_quiet(p)
+                n += _unlink_quiet(p) and p.name.endswith(SUFFIX)
         self._remove_empty_dirs()
         return n
 
@@ -376,7 +375,8 @@ class FrameCache:
         for e in entries:
             if total <= max_bytes:
                 break
-            _unlink_quiet(e.path)
+            if not _unlink_quiet(e.path):
+                continue  # another user's entry: theirs to remove
             total -= e.size
             freed += e.size
             removed += 1
@@ -402,8 +402,11 @@ def _split_entry(data: bytes) -> tuple[dict, bytes]:
     return header, data[12 + n:]
 
 
-def _unlink_quiet(path: Path) -> None:
+def _unlink_quiet(path: Path) -> bool:
+    """Remove ``path``; False when it is gone already or not ours to remove (another
+    user's entry in a shared folder is left alone, never a crash)."""
     try:
         path.unlink()
-    except FileNotFoundError:
-        pass
+    except OSError:
+        return False
+    return True

@@ -551,3 +551,19 @@ def test_delegated_commands_usage_errors_are_one_line(shot, argv, prog):
     proc = run_in(shot, *argv)
     assert proc.returncode == 2, proc.stderr
     assert f"see '{prog} --help'" in error_line(proc)
+
+
+def test_another_users_corrupt_entry_is_a_miss_not_a_crash(tmp_path, monkeypatch):
+    """In a shared cache a damaged entry may belong to someone else: it cannot be removed
+    (EACCES), so it is a miss and left for its owner; gc and clear skip it too."""
+    from nuke_hdmatt.cache import FrameCache
+    cache = FrameCache(tmp_path / "c")
+    path = cache.put("e" * 64, np.full((8, 8), 0.25, np.float32))
+    path.write_bytes(path.read_bytes()[:-5])  # damaged payload
+
+    def not_yours(self, *a, **k):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(Path, "unlink", not_yours)
+    assert cache.get("e" * 64) is None and cache.stats["corrupt"] == 1
+    assert cache.gc(0) == (0, 0) and cache.clear() == 0
+    assert path.exists()
