@@ -8,6 +8,7 @@ for scripts); ``--json-log FILE`` appends one JSON object per line for farm log 
      "eta_s": 4.1}
     {"t": ..., "event": "frame_done", "frame": 1001, "output": "...", "cached": false, "seconds": 2.3}
     {"t": ..., "event": "frame_failed", "frame": 1002, "error": "..."}
+    {"t": ..., "event": "warning", "text": "..."}
     {"t": ..., "event": "shot_done", "done": [...], "failed": [...], "cancelled": false}
 
 Ctrl-C (and SIGTERM): :class:`SigintCancel` turns the first SIGINT into a flag that the engine polls between

@@ -184,6 +184,9 @@ CASES = [
      ["folder.exr", "is a folder"]),
     ("bad-layer", [*MATTE, "--layer=a b"], _previous_output, ["layer", "a b"]),
     ("bad-output-extension", ["matte", *SEQ, "-o", "out/a.####.jpg"], None, [".jpg"]),
+    ("output-dash", ["matte", "p.png", "t.png", "-o", "-"], None, ["extension"]),
+    ("output-without-extension", ["matte", "p.png", "t.png", "-o", "alpha"], None,
+     ["alpha", "extension"]),
     ("bad-compression", [*MATTE, "--compression", "lzma"], _previous_output, ["lzma"]),
     # 12, 15: frame lists
     ("frames-empty", [*MATTE, "--frames", ""], None, ["--frames", "empty"]),
@@ -216,6 +219,8 @@ CASES = [
      ["nope", "plate.0001.exr", "frame 1"]),
     ("unknown-colour-space", [*MATTE, "--plate-colorspace", "NotASpace"], None, ["NotASpace"]),
     ("ocio-config-missing", [*MATTE, "--ocio", "missing.ocio"], None, ["missing.ocio"]),
+    ("ocio-uri-unknown", [*MATTE, "--ocio", "ocio://no-such-config"], None,
+     ["ocio://no-such-config"]),
     ("ocio-config-junk", [*MATTE, "--ocio", "bad.ocio"], _ocio_junk, ["bad.ocio"]),
     ("band-without-matte", [*MATTE, "--band", "4"], None, ["--band"]),
     ("band-negative", ["matte", "p.png", "--trimap-from-matte", "t.png", "-o", "a.png", "--band",
@@ -567,3 +572,15 @@ def test_another_users_corrupt_entry_is_a_miss_not_a_crash(tmp_path, monkeypatch
     assert cache.get("e" * 64) is None and cache.stats["corrupt"] == 1
     assert cache.gc(0) == (0, 0) and cache.clear() == 0
     assert path.exists()
+
+
+@pytest.mark.parametrize("variable, value, needle", [
+    ("OCIO", "missing.ocio", "missing.ocio"),
+    ("HDMATT_WEIGHTS", "gone.safetensors", "gone.safetensors"),
+])
+def test_bad_environment_is_one_line_exit_2(shot, variable, value, needle):
+    before = snapshot(shot)
+    proc = run_in(shot, *MATTE, env={**hdmatt_env(shot.parent), variable: value})
+    assert proc.returncode == 2, proc.stderr
+    assert needle in error_line(proc)
+    assert snapshot(shot) == before
