@@ -146,12 +146,12 @@ def check_engine_options(args: argparse.Namespace) -> None:
     given = {name: getattr(args, name, None) for name in ("patch", "overlap", "k", "pool")}
     values = {"patch": 320, "overlap": 32, "k": 3, "pool": 30}
     values.update({k: v for k, v in given.items() if v is not None})
-    if given["patch"] is not None and given["overlap"] is None:
-        values["overlap"] = min(values["overlap"], values["patch"] // 2)
     try:
         check_settings(**values)
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        hint = " (the default; give --overlap)" if "--overlap" in str(exc) and \
+            given["overlap"] is None else ""
+        raise UsageError(f"{exc}{hint}") from None
 
 
 def load_engine(args: argparse.Namespace, reporter):
@@ -181,11 +181,8 @@ def load_engine(args: argparse.Namespace, reporter):
 def matte_job_from_args(args: argparse.Namespace):
     """Build a :class:`~nuke_hdmatt.shot.MatteJob` from parsed ``matte`` arguments."""
     from .imaging.plates import parse_channels
-    from .sequence import parse_frames
-    from .shot import MatteJob
-
-    from .sequence import FrameCountError, FrameSequence
-    from .shot import frames_found
+    from .sequence import FrameCountError, FrameSequence, parse_frames
+    from .shot import MatteJob, frames_found
 
     job = MatteJob(plate=args.plate, trimap=args.trimap, output=args.output)
     if args.frames is not None:
@@ -217,9 +214,9 @@ def _check_json_log(args: argparse.Namespace, job, plan) -> None:
         return
     from .sequence import FrameSequence
     from .shot import overwritten_input
-    clash = overwritten_input(FrameSequence(args.json_log),
-                              [FrameSequence(job.plate), FrameSequence(job.trimap or job.trimap_from_matte),
-                               FrameSequence(job.output)], plan.frames[:1] if plan.is_still else plan.frames)
+    files = [FrameSequence(p) for p in (job.plate, job.trimap or job.trimap_from_matte,
+                                        job.output)]
+    clash = overwritten_input(FrameSequence(args.json_log), files, plan.frames)
     if clash:
         raise UsageError(f"--json-log would write into {clash[1]}; choose another file",
                          path=args.json_log)
@@ -227,9 +224,7 @@ def _check_json_log(args: argparse.Namespace, job, plan) -> None:
 
 def run_matte(args: argparse.Namespace, job=None) -> int:
     """Run a matte job (``hdmatt matte`` and ``hdmatt demo``); returns the exit code."""
-    from .cache import FrameCache
-    from .progress import ProgressReporter, SigintCancel
-    from .shot import matte_shot, plan_frames, preflight, remove_created, summarize
+    from .shot import plan_frames, preflight, remove_created, summarize
 
     job = job or matte_job_from_args(args)
     plan = plan_frames(job)
@@ -447,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = Parser(
         prog="hdmatt", description="High-resolution deep image matting (HDMatt): plate + "
         "trimap -> alpha, per shot, on a workstation or a render farm.",
-        epilog="exit codes: 0 done, 1 some frames failed, 2 usage/input error, 130 Ctrl-C")
+        epilog="exit codes: 0 done, 1 some frames failed, 2 usage/input error, 130 Ctrl-C, "
+        "143 SIGTERM")
     ap.add_argument("--version", action="version", version=f"hdmatt {ENGINE_VERSION}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

@@ -11,9 +11,9 @@ for scripts); ``--json-log FILE`` appends one JSON object per line for farm log 
     {"t": ..., "event": "warning", "text": "..."}
     {"t": ..., "event": "shot_done", "done": [...], "failed": [...], "cancelled": false}
 
-Ctrl-C (and SIGTERM): :class:`SigintCancel` turns the first SIGINT into a flag that the engine polls between
-patches (it then raises :class:`~nuke_hdmatt.errors.Cancelled`), so a frame stops at a patch
-boundary and nothing is left half written; a second Ctrl-C interrupts at once.
+Ctrl-C: :class:`SigintCancel` turns the first SIGINT (or SIGTERM) into a flag that the engine
+polls between patches (it then raises :class:`~nuke_hdmatt.errors.Cancelled`), so a frame stops
+at a patch boundary and nothing is left half written; a second one interrupts at once.
 """
 
 from __future__ import annotations

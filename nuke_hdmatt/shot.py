@@ -149,7 +149,7 @@ def plan_frames(job: MatteJob) -> FramePlan:
 
 
 def frames_found(seq: FrameSequence) -> str:
-    """``"3 frames of plate.####.exr on disk (1-3)"``: what the sequence has, for messages."""
+    """``"3 frame(s) of plate.####.exr on disk (1-3)"``: what the sequence has, for messages."""
     found = frames_on_disk(seq)
     span = f" ({found[0]}-{found[-1]})" if found else ""
     return f"{len(found)} frame(s) of {seq.pattern} on disk{span}"
