@@ -184,6 +184,7 @@ def matte_job_from_args(args: argparse.Namespace):
     from .sequence import FrameCountError, FrameSequence, parse_frames
     from .shot import MatteJob, frames_found
 
+    _check_not_empty(args)
     job = MatteJob(plate=args.plate, trimap=args.trimap, output=args.output)
     if args.frames is not None:
         try:
@@ -206,6 +207,18 @@ def matte_job_from_args(args: argparse.Namespace):
     job.half = not args.float_alpha
     check_engine_options(args)
     return job
+
+
+def _check_not_empty(args: argparse.Namespace) -> None:
+    """An empty path or name (``--cache ""`` from an unset shell variable) is a mistake, not
+    "the current folder" or "the default"."""
+    names = {"plate": "PLATE", "trimap": "TRIMAP", "output": "-o"}
+    for dest in ("plate", "trimap", "output", "trimap_from_matte", "plate_channels",
+                 "trimap_channel", "layer", "compression", "plate_colorspace", "ocio",
+                 "weights", "device", "cache", "json_log"):
+        value = getattr(args, dest, None)
+        if isinstance(value, str) and not value.strip():
+            raise UsageError(f"{names.get(dest, '--' + dest.replace('_', '-'))} is empty")
 
 
 def _check_json_log(args: argparse.Namespace, job, plan) -> None:
