@@ -17,12 +17,19 @@ to a temporary file in the same folder and renamed into place, so a reader sees 
 or a whole one, also when two processes (two farm tasks, Nuke and the CLI) write the same key at
 once: the last rename wins and both contents are identical. A payload whose checksum does not
 match is deleted and reported as a miss, so the frame is recomputed.
+
+The cache is an accelerator, never a reason to stop: a folder that cannot be created, read or
+written (a file in its place, read-only, another user's unreadable entry, a full disk) gives
+one warning naming the folder and the run goes on without it. Entries get the permissions an
+ordinary file would (the umask; a setgid folder's group is inherited), so one cache folder
+can be shared by the farm and the workstations of a group.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import struct
 import tempfile
@@ -43,6 +50,8 @@ TMP_PREFIX = ".tmp-"
 # A temp file older than this belongs to a killed process (a live write takes seconds).
 STALE_TMP_S = 3600.0
 KEY_SCHEMA = "hdmatt-cache-key-1"
+
+log = logging.getLogger(__name__)
 
 
 def default_cache_root() -> Path:
@@ -117,6 +126,33 @@ class FrameCache:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root).expanduser() if root is not None else default_cache_root()
         self.stats = {"hits": 0, "misses": 0, "corrupt": 0}
+        self.writable = True
+        self._warned: set[str] = set()
+
+    def _warn(self, kind: str, exc: OSError) -> None:
+        """One warning per kind of problem (read, write) for this object's lifetime."""
+        if kind in self._warned:
+            return
+        self._warned.add(kind)
+        reason = exc.strerror or type(exc).__name__
+        log.warning("cache %s: cannot %s (%s); going on without %s", self.root, kind, reason,
+                    "cached frames" if kind == "read" else "storing frames")
+
+    def usable(self) -> bool:
+        """Create the folder and test-write a temp file there; on failure warn once and stop
+        writing (reads still work where they can). Call before a run, not per frame."""
+        try:
+            if self.root.exists() and not self.root.is_dir():
+                raise NotADirectoryError(20, "not a folder")
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}probe-", dir=self.root)
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            self.writable = False
+            self._warn("write", exc)
+            return False
+        return True
 
     # ---- keys -------------------------------------------------------------------------
     @staticmethod
@@ -183,6 +219,10 @@ class FrameCache:
         except (FileNotFoundError, NotADirectoryError):
             self.stats["misses"] += 1
             return None
+        except OSError as exc:  # another user's entry, an unreadable folder: recompute
+            self.stats["misses"] += 1
+            self._warn("read", exc)
+            return None
         try:
             header, payload = _split_entry(data)
             if header.get("key") != key:
@@ -212,12 +252,23 @@ class FrameCache:
         return header.get("meta", {})
 
     # ---- write --------------------------------------------------------------------------
-    def put(self, key: str, alpha: np.ndarray, meta: dict | None = None) -> Path:
-        """Store ``alpha`` (HxW, values in [0, 1]) under ``key``; returns the entry path.
+    def put(self, key: str, alpha: np.ndarray, meta: dict | None = None) -> Path | None:
+        """Store ``alpha`` (HxW, values in [0, 1]) under ``key``; returns the entry path, or
+        None when the cache cannot be written (warned once; later puts are skipped).
 
         Atomic: written to a temporary file beside the entry and renamed into place. Safe
         when other processes put the same key concurrently.
         """
+        if not self.writable:
+            return None
+        try:
+            return self._put(key, alpha, meta)
+        except OSError as exc:
+            self.writable = False
+            self._warn("write", exc)
+            return None
+
+    def _put(self, key: str, alpha: np.ndarray, meta: dict | None) -> Path:
         alpha = np.ascontiguousarray(alpha, dtype="<f4")
         if alpha.ndim != 2:
             raise ValueError(f"alpha must be HxW, got shape {alpha.shape}")
@@ -241,6 +292,11 @@ class FrameCache:
                 if attempt == 2:
                     raise
         try:
+            # mkstemp creates 0600: give the entry the umask's permissions (group-readable
+            # in a shared cache) like an ordinary file
+            mask = os.umask(0)
+            os.umask(mask)
+            os.fchmod(fd, 0o666 & ~mask)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(MAGIC + struct.pack("<I", len(header)) + header + payload)
                 fh.flush()
@@ -292,8 +348,7 @@ class FrameCache:
         n = 0
         for p in list(self._files()):
             if p.name.endswith(SUFFIX) or p.name.startswith(TMP_PREFIX):
-                n += p.name.endswith(SUFFIX)
-                _unlink_quiet(p)
+                n += _unlink_quiet(p) and p.name.endswith(SUFFIX)
         self._remove_empty_dirs()
         return n
 
@@ -320,7 +375,8 @@ class FrameCache:
         for e in entries:
             if total <= max_bytes:
                 break
-            _unlink_quiet(e.path)
+            if not _unlink_quiet(e.path):
+                continue  # another user's entry: theirs to remove
             total -= e.size
             freed += e.size
             removed += 1
@@ -346,8 +402,11 @@ def _split_entry(data: bytes) -> tuple[dict, bytes]:
     return header, data[12 + n:]
 
 
-def _unlink_quiet(path: Path) -> None:
+def _unlink_quiet(path: Path) -> bool:
+    """Remove ``path``; False when it is gone already or not ours to remove (another
+    user's entry in a shared folder is left alone, never a crash)."""
     try:
         path.unlink()
-    except FileNotFoundError:
-        pass
+    except OSError:
+        return False
+    return True

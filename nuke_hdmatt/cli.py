@@ -8,7 +8,8 @@
     hdmatt eval ... / hdmatt train ... / hdmatt farm nuke ...
 
 Exit codes: 0 every frame done; 1 some frames failed (listed); 2 usage or input error (one
-line ``hdmatt: error: ...``); 130 stopped by Ctrl-C (finished frames kept, no temp files).
+line ``hdmatt: error: ...``); 130 stopped by Ctrl-C, 143 by SIGTERM (finished frames kept,
+no temp files).
 
 torch is imported only by commands that run the network (``matte``, ``demo``), so ``info``,
 ``cache`` and ``farm`` start instantly and work without it.
@@ -17,6 +18,7 @@ torch is imported only by commands that run the network (``matte``, ``demo``), s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -25,7 +27,7 @@ import time
 import warnings
 
 from . import ENGINE_VERSION
-from .errors import HDMattError, UsageError
+from .errors import ArgumentParser as Parser, HDMattError, UsageError
 
 EXIT_OK, EXIT_FAILED_FRAMES, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -87,7 +89,8 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
     eng.add_argument("--weights", metavar="FILE",
                      help="weights .safetensors (default $HDMATT_WEIGHTS or model/hdmatt.safetensors)")
     eng.add_argument("--device", metavar="auto|cpu|cuda", help="compute device (default auto)")
-    eng.add_argument("--patch", type=int, metavar="N", help="patch size in pixels (default 320)")
+    eng.add_argument("--patch", type=int, metavar="N",
+                     help="patch size in pixels, a multiple of 8 up to 1024 (default 320)")
     eng.add_argument("--overlap", type=int, metavar="N", help="patch overlap in pixels (default 32)")
     eng.add_argument("--k", type=int, metavar="N", help="context patches per query (default 3)")
     eng.add_argument("--pool", type=int, metavar="N", help="context candidate pool (default 30)")
@@ -137,6 +140,20 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
     return kw
 
 
+def check_engine_options(args: argparse.Namespace) -> None:
+    """Patch, overlap, k and pool within their bounds, before torch loads (numpy only)."""
+    from .engine.tiling import check_settings
+    given = {name: getattr(args, name, None) for name in ("patch", "overlap", "k", "pool")}
+    values = {"patch": 320, "overlap": 32, "k": 3, "pool": 30}
+    values.update({k: v for k, v in given.items() if v is not None})
+    try:
+        check_settings(**values)
+    except ValueError as exc:
+        hint = " (the default; give --overlap)" if "--overlap" in str(exc) and \
+            given["overlap"] is None else ""
+        raise UsageError(f"{exc}{hint}") from None
+
+
 def load_engine(args: argparse.Namespace, reporter):
     """Load the engine once for this invocation (imports torch)."""
     kw = engine_kwargs(args)
@@ -164,12 +181,19 @@ def load_engine(args: argparse.Namespace, reporter):
 def matte_job_from_args(args: argparse.Namespace):
     """Build a :class:`~nuke_hdmatt.shot.MatteJob` from parsed ``matte`` arguments."""
     from .imaging.plates import parse_channels
-    from .sequence import parse_frames
-    from .shot import MatteJob
+    from .sequence import FrameCountError, FrameSequence, parse_frames
+    from .shot import MatteJob, frames_found
 
+    _check_not_empty(args)
     job = MatteJob(plate=args.plate, trimap=args.trimap, output=args.output)
-    if args.frames:
-        job.frames = parse_frames(args.frames)
+    if args.frames is not None:
+        try:
+            job.frames = parse_frames(args.frames)
+        except FrameCountError as exc:
+            seqs = [FrameSequence(p) for p in (args.plate, args.trimap or args.trimap_from_matte)
+                    if p and FrameSequence(p).is_sequence]
+            raise UsageError(exc.message + (f"; there are {frames_found(seqs[0])}" if seqs
+                                            else "")) from None
     if args.plate_channels:
         job.plate_channels = tuple(parse_channels(args.plate_channels))
     for dest in ("trimap_channel", "trimap_from_matte", "plate_colorspace", "ocio", "layer",
@@ -178,20 +202,80 @@ def matte_job_from_args(args: argparse.Namespace):
             setattr(job, dest, getattr(args, dest))
     if args.band is not None and not args.trimap_from_matte:
         raise UsageError("--band only applies with --trimap-from-matte")
+    if args.band is not None and args.band < 0:
+        raise UsageError(f"--band must be 0 or more pixels, got {args.band}")
     job.half = not args.float_alpha
+    check_engine_options(args)
     return job
+
+
+def _check_not_empty(args: argparse.Namespace) -> None:
+    """An empty path or name (``--cache ""`` from an unset shell variable) is a mistake, not
+    "the current folder" or "the default"."""
+    names = {"plate": "PLATE", "trimap": "TRIMAP", "output": "-o"}
+    for dest in ("plate", "trimap", "output", "trimap_from_matte", "plate_channels",
+                 "trimap_channel", "layer", "compression", "plate_colorspace", "ocio",
+                 "weights", "device", "cache", "json_log"):
+        value = getattr(args, dest, None)
+        if isinstance(value, str) and not value.strip():
+            raise UsageError(f"{names.get(dest, '--' + dest.replace('_', '-'))} is empty")
+
+
+def _check_json_log(args: argparse.Namespace, job, plan) -> None:
+    """``--json-log`` is appended to: it must not be one of the inputs or outputs."""
+    if not getattr(args, "json_log", None):
+        return
+    from .sequence import FrameSequence
+    from .shot import overwritten_input
+    files = [FrameSequence(p) for p in (job.plate, job.trimap or job.trimap_from_matte,
+                                        job.output)]
+    clash = overwritten_input(FrameSequence(args.json_log), files, plan.frames)
+    if clash:
+        raise UsageError(f"--json-log would write into {clash[1]}; choose another file",
+                         path=args.json_log)
 
 
 def run_matte(args: argparse.Namespace, job=None) -> int:
     """Run a matte job (``hdmatt matte`` and ``hdmatt demo``); returns the exit code."""
-    from .cache import FrameCache
-    from .progress import ProgressReporter, SigintCancel
-    from .shot import matte_shot, plan_frames, preflight, summarize
+    from .shot import plan_frames, preflight, remove_created, summarize
 
     job = job or matte_job_from_args(args)
     plan = plan_frames(job)
-    preflight(job, plan)
+    _check_json_log(args, job, plan)
+    created = preflight(job, plan)
+    result = None
+    try:
+        # Nothing of a matte run belongs on stdout (progress is on stderr): libraries'
+        # prints (PyMatting's PERFORMANCE WARNING blocks) go to stderr, or nowhere if quiet.
+        with open(os.devnull, "w") if args.quiet else contextlib.nullcontext(sys.stderr) as chatter, \
+                contextlib.redirect_stdout(chatter):
+            result = _run_planned(args, job, plan)
+    finally:
+        if result is None or not result.done:
+            remove_created(created)
+    if result.cancelled:
+        print(f"hdmatt: cancelled; {len(result.done)} frame(s) finished and kept", file=sys.stderr)
+        return 128 + (result.signum or 2)
+    line = summarize(result)
+    if result.failed:
+        print(f"hdmatt: {line}", file=sys.stderr)
+        for frame in sorted(result.failed, key=lambda f: -1 if f is None else f):
+            print(f"hdmatt:   frame {frame}: {result.failed[frame]}", file=sys.stderr)
+        return EXIT_FAILED_FRAMES
+    if not args.quiet:
+        print(f"hdmatt: {line}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _run_planned(args: argparse.Namespace, job, plan):
+    """Load the engine and matte the planned frames; a ShotResult (cancelled when stopped)."""
+    from .cache import FrameCache
+    from .progress import ProgressReporter, SigintCancel
+    from .shot import ShotResult, matte_shot
+
     cache = None if args.no_cache else FrameCache(args.cache)
+    if cache is not None and not cache.usable():
+        cache = None  # warned once, naming the folder; the run goes on without it
     reporter = ProgressReporter(len(plan.frames), quiet=args.quiet, json_log=args.json_log)
     try:
         with SigintCancel(on_first=lambda: print("\nhdmatt: stopping after the current patch "
@@ -202,27 +286,16 @@ def run_matte(args: argparse.Namespace, job=None) -> int:
                                  f"{format_frames(plan.missing)}")
             engine = load_engine(args, reporter)
             if cancel():
-                result = None
+                result = ShotResult(cancelled=True)
             else:
                 if cache is not None:
                     reporter.message(f"cache: {cache.root}")
                 result = matte_shot(job, engine, cache=cache, reporter=reporter, cancel=cancel,
                                     plan=plan)
+            result.signum = cancel.signum
     finally:
         reporter.close()
-    if result is None or result.cancelled:
-        done = result.done if result else []
-        print(f"hdmatt: cancelled; {len(done)} frame(s) finished and kept", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    line = summarize(result)
-    if result.failed:
-        print(f"hdmatt: {line}", file=sys.stderr)
-        for frame in sorted(result.failed, key=lambda f: -1 if f is None else f):
-            print(f"hdmatt:   frame {frame}: {result.failed[frame]}", file=sys.stderr)
-        return EXIT_FAILED_FRAMES
-    if not args.quiet:
-        print(f"hdmatt: {line}", file=sys.stderr)
-    return EXIT_OK
+    return result
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -263,8 +336,17 @@ def _window(w) -> str:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .cache import FrameCache, format_size, parse_size
+    from .cache import FrameCache
     cache = FrameCache(getattr(args, "cache", None))
+    try:
+        _cache_action(args, cache)
+    except OSError as exc:
+        raise UsageError(f"cache folder: {exc.strerror or exc}", path=str(cache.root)) from None
+    return EXIT_OK
+
+
+def _cache_action(args: argparse.Namespace, cache) -> None:
+    from .cache import format_size, parse_size
     if args.cache_action == "ls":
         entries = cache.entries()
         now = time.time()
@@ -284,7 +366,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
         removed, freed = cache.gc(limit)
         print(f"removed {removed} least recently used entries ({format_size(freed)}); "
               f"{format_size(cache.size_bytes())} left in {cache.root}", file=sys.stderr)
-    return EXIT_OK
 
 
 def _age(seconds: float) -> str:
@@ -307,21 +388,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_farm_openjd(args: argparse.Namespace) -> int:
     from .farm.openjd import job_template, render_yaml
-    from .sequence import parse_frames
+    from .shot import plan_frames, preflight, remove_created
     if args.trimap is None and not args.trimap_from_matte:
         raise UsageError("a trimap is needed: TRIMAP or --trimap-from-matte MATTE")
     if args.frames is None:
         raise UsageError("farm openjd needs --frames A-B")
-    frames = parse_frames(args.frames)
-    template = job_template(plate=args.plate, trimap=args.trimap, output=args.output,
-                            frames=frames, chunk=args.chunk, extra_args=matte_argv(args, args.matte_actions),
-                            executable=args.hdmatt, name=args.name)
+    # every task runs `hdmatt matte`: refuse now what each of them would refuse
+    job = matte_job_from_args(args)
+    plan = plan_frames(job)
+    if plan.is_still:
+        raise UsageError("farm openjd needs frame sequences (plate.####.exr) and --frames")
+    if args.weights:
+        from .engine.weights import verified_sha256  # no torch: the file and its .sha256
+        verified_sha256(args.weights)
+    created = preflight(job, plan)
+    try:
+        template = job_template(plate=args.plate, trimap=args.trimap, output=args.output,
+                                frames=plan.frames, chunk=args.chunk,
+                                extra_args=matte_argv(args, args.matte_actions),
+                                executable=args.hdmatt, name=args.name)
+    except BaseException:
+        remove_created(created)
+        raise
     text = render_yaml(template)
     target = args.job_output
     if args.bundle:
+        target = os.path.join(args.bundle, "template.yaml")
+    if target and target != "-":
+        from .sequence import FrameSequence
+        from .shot import overwritten_input
+        clash = overwritten_input(FrameSequence(target), [FrameSequence(p) for p in (
+            job.plate, job.trimap or job.trimap_from_matte)], plan.frames)
+        if clash:
+            remove_created(created)
+            raise UsageError(f"the job template would overwrite an input ({clash[1]})",
+                             path=target)
+    if args.bundle:
         # a Deadline Cloud job bundle is a folder holding template.yaml
         os.makedirs(args.bundle, exist_ok=True)
-        target = os.path.join(args.bundle, "template.yaml")
     if target and target != "-":
         from .farm.openjd import write_text_atomic
         write_text_atomic(target, text)
@@ -340,15 +444,19 @@ def _setup_logging(quiet: bool) -> None:
                         stream=sys.stderr)
     # The engine prints its own "hdmatt: WARNING" lines; other warnings get one line each.
     warnings.filterwarnings("ignore", message="hdmatt: ")
+    # PyMatting's solver divides by zero on degenerate frames; the engine then warns once
+    # that it fell back, which is the line the user needs
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module="pymatting")
     warnings.showwarning = lambda message, category, *rest, **kw: print(
         f"hdmatt: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = Parser(
         prog="hdmatt", description="High-resolution deep image matting (HDMatt): plate + "
         "trimap -> alpha, per shot, on a workstation or a render farm.",
-        epilog="exit codes: 0 done, 1 some frames failed, 2 usage/input error, 130 Ctrl-C")
+        epilog="exit codes: 0 done, 1 some frames failed, 2 usage/input error, 130 Ctrl-C, "
+        "143 SIGTERM")
     ap.add_argument("--version", action="version", version=f"hdmatt {ENGINE_VERSION}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -377,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(func=cmd_info)
 
-    cache_opt = argparse.ArgumentParser(add_help=False)
+    cache_opt = Parser(add_help=False)
     cache_opt.add_argument("--cache", metavar="DIR", default=argparse.SUPPRESS,
                            help="cache folder (default $HDMATT_CACHE, else $XDG_CACHE_HOME/hdmatt "
                            "or ~/.cache/hdmatt)")
@@ -428,6 +536,16 @@ def _delegate(module: str, func: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hdmatt`` console script; returns the exit code."""
+    from .progress import install_stop_handlers, restore_handlers
+    previous = install_stop_handlers()
+    try:
+        return _main(argv)
+    finally:
+        restore_handlers(previous)
+
+
+def _main(argv: list[str] | None) -> int:
+    from .progress import stop_signal
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         # Delegated commands parse their own options; argparse would reject them here.
@@ -443,16 +561,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hdmatt: error: {exc.one_line()}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("\nhdmatt: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted(stop_signal())
     except BrokenPipeError:
         return EXIT_OK  # `hdmatt cache ls | head`
     except Exception as exc:  # a bug: say so in one line unless debugging
+        if stop_signal():
+            # Ctrl-C inside an import or a C extension can surface as another exception
+            # (ImportError: initialization failed): it is still the user's Ctrl-C
+            return _interrupted(stop_signal())
         if os.environ.get("HDMATT_DEBUG"):
             raise
         print(f"hdmatt: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
               f"(set HDMATT_DEBUG=1 for a traceback)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _interrupted(signum) -> int:
+    import signal
+    name = "terminated" if signum == signal.SIGTERM else "interrupted"
+    print(f"\nhdmatt: {name}", file=sys.stderr)
+    return 128 + (signum or signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ the CLI turns them into one line and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import argparse
+
 
 class HDMattError(Exception):
     """Base of every user-facing error."""
@@ -68,6 +70,15 @@ class UsageError(HDMattError):
 
 class Cancelled(Exception):
     """Work was cancelled by the user (Ctrl-C, Nuke's cancel button)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors raise :class:`UsageError` (one line, exit 2 where the
+    command reports errors) instead of printing a usage block; sub-command parsers are of
+    this class too."""
+
+    def error(self, message):
+        raise UsageError(f"{' '.join(message.split())} (see '{self.prog} --help')")
 
 
 def run_reporting(prog: str, body, interrupted: str = "interrupted") -> int:

@@ -29,7 +29,8 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import MissingFileError, OutputError, TrimapError, UsageError, run_reporting
+from .errors import (ArgumentParser, MissingFileError, OutputError, TrimapError, UsageError,
+                     run_reporting)
 from .metrics import METRIC_NAMES, all_metrics
 from .atomic import write_text_atomic
 
@@ -273,7 +274,7 @@ def format_table(results: EvalResults) -> str:
 def main(argv=None) -> int:
     from .training import VALIDATION_IMAGES
 
-    ap = argparse.ArgumentParser(prog="hdmatt eval",
+    ap = ArgumentParser(prog="hdmatt eval",
                                  description="SAD / MSE / Grad / Conn of HDMatt and classical "
                                              "peers on a dataset laid out like alphamatting-dev.")
     ap.add_argument("dataset", metavar="DATASET")

@@ -21,12 +21,25 @@ from dataclasses import dataclass
 
 from .errors import UsageError
 
-__all__ = ["FrameSequence", "parse_frames", "format_frames", "frames_on_disk", "is_pattern"]
+__all__ = ["FrameSequence", "parse_frames", "format_frames", "frames_on_disk", "is_pattern",
+           "FrameCountError", "MAX_FRAMES"]
 
 # Only the last frame token in the file name counts: directories like ``shot_#1`` are rare,
 # but a hash in a folder name must not be taken as the frame number.
 _TOKEN = re.compile(r"(#+|@+|%0?(\d*)d)")
 _RANGE = re.compile(r"^(-?\d+)(?:-(-?\d+)(?:[x:](\d+))?)?$")
+
+# More frames than any shot has: a typo like 1-30000000 is refused at once (counted, not
+# expanded) instead of building a list of millions of frames and checking each on disk.
+MAX_FRAMES = 1_000_000
+
+
+class FrameCountError(UsageError):
+    """``--frames`` asks for more than :data:`MAX_FRAMES` frames; ``count`` says how many."""
+
+    def __init__(self, message: str, count: int):
+        super().__init__(message)
+        self.count = count
 
 
 @dataclass(frozen=True)
@@ -144,11 +157,11 @@ def parse_frames(text: str) -> list[int]:
     ------
     UsageError
         On any malformed part, a reversed range or a zero step; the message names the part.
+        :class:`FrameCountError` (a UsageError) for more than :data:`MAX_FRAMES` frames.
     """
     if text is None or not str(text).strip():
         raise UsageError("--frames: empty frame range")
-    out: list[int] = []
-    seen: set[int] = set()
+    ranges = []
     for part in str(text).replace(" ", "").split(","):
         m = _RANGE.match(part)
         if not m:
@@ -160,7 +173,15 @@ def parse_frames(text: str) -> list[int]:
             raise UsageError(f"--frames: step must be at least 1 in {part!r}")
         if end < start:
             raise UsageError(f"--frames: range {part!r} runs backwards")
-        for f in range(start, end + 1, step):
+        ranges.append(range(start, end + 1, step))
+    count = sum(len(r) for r in ranges)
+    if count > MAX_FRAMES:
+        raise FrameCountError(f"--frames {str(text).strip()!r} asks for {count} frames "
+                              f"(at most {MAX_FRAMES} per run)", count)
+    out: list[int] = []
+    seen: set[int] = set()
+    for r in ranges:
+        for f in r:
             if f not in seen:
                 seen.add(f)
                 out.append(f)

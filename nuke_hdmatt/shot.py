@@ -80,6 +80,7 @@ class ShotResult:
     cached: list = field(default_factory=list)
     failed: dict = field(default_factory=dict)
     cancelled: bool = False
+    signum: int | None = None  # the signal that stopped the run (SIGINT, SIGTERM)
 
     @property
     def exit_code(self) -> int:
@@ -111,9 +112,6 @@ def plan_frames(job: MatteJob) -> FramePlan:
         raise UsageError("a trimap is needed: TRIMAP or --trimap-from-matte MATTE")
     inputs = [FrameSequence(job.plate), FrameSequence(_trimap_source(job))]
     out = FrameSequence(job.output)
-    for seq in inputs:
-        if os.path.abspath(seq.pattern) == os.path.abspath(out.pattern):
-            raise UsageError("output would overwrite an input; choose another -o", path=job.output)
     seqs = [s for s in inputs if s.is_sequence]
     if not seqs and not out.is_sequence:
         if job.frames and len(job.frames) > 1:
@@ -122,6 +120,8 @@ def plan_frames(job: MatteJob) -> FramePlan:
     else:
         if job.frames:
             frames = list(job.frames)
+            if seqs:
+                _check_frames_on_disk(frames, seqs[0])
         elif seqs:
             found = frames_on_disk(seqs[0])
             if not found:
@@ -134,12 +134,80 @@ def plan_frames(job: MatteJob) -> FramePlan:
         if not out.is_sequence and len(frames) > 1:
             raise UsageError(f"output is a single file but {len(frames)} frames were asked for; "
                              "use a pattern like alpha.####.exr", path=job.output)
+    clash = overwritten_input(out, inputs, frames)
+    if clash:
+        frame, path = clash
+        raise UsageError(f"output would overwrite an input ({path}"
+                         f"{'' if frame is None else f', frame {frame}'}); choose another -o",
+                         path=job.output)
     plan = FramePlan(frames=frames)
     if frames != [None]:
         for seq in inputs:
             for f in seq.missing(frames):
                 plan.missing.setdefault(f, f"{seq.path(f)}: file not found")
     return plan
+
+
+def frames_found(seq: FrameSequence) -> str:
+    """``"3 frame(s) of plate.####.exr on disk (1-3)"``: what the sequence has, for messages."""
+    found = frames_on_disk(seq)
+    span = f" ({found[0]}-{found[-1]})" if found else ""
+    return f"{len(found)} frame(s) of {seq.pattern} on disk{span}"
+
+
+def _check_frames_on_disk(frames: list, seq: FrameSequence) -> None:
+    """Frames asked for outside the sequence's first..last file on disk are a mistake (a
+    typo, the wrong shot), refused at once; gaps inside it are missing frames."""
+    found = frames_on_disk(seq)
+    if not found:
+        raise UsageError("no frames of this sequence found on disk; check the pattern",
+                         path=seq.pattern)
+    outside = sum(1 for f in frames if f < found[0] or f > found[-1])
+    if outside:
+        raise UsageError(f"--frames: {outside} of the {len(frames)} frame(s) asked for lie "
+                         f"outside the {frames_found(seq)}")
+
+
+def overwritten_input(out: FrameSequence, inputs, frames):
+    """(frame, input path) of the first frame whose output is one of its inputs, else None.
+
+    Files are compared, not strings: ``plate.%04d.exr`` for ``plate.####.exr``, a symlink,
+    a hard link or ``..`` in the path all name the plate. An existing output is compared by
+    device and inode; one that does not exist yet by its normalised real path.
+    """
+    real_dirs: dict[str, str] = {}
+
+    def where(path: str) -> str:
+        folder = os.path.dirname(os.path.abspath(path))
+        if folder not in real_dirs:
+            real_dirs[folder] = os.path.realpath(folder)
+        return os.path.normcase(os.path.join(real_dirs[folder], os.path.basename(path)))
+
+    try:
+        existing = set(os.listdir(os.path.dirname(os.path.abspath(out.path(frames[0])))))
+    except OSError:
+        existing = set()
+    for frame in frames:
+        target = out.path(frame)
+        here = where(target)
+        stat = None
+        if os.path.basename(target) in existing:
+            try:
+                stat = os.stat(target)
+            except OSError:
+                pass
+        for seq in inputs:
+            source = seq.path(frame)
+            if where(source) == here:
+                return frame, source
+            if stat is not None:
+                try:
+                    other = os.stat(source)
+                except OSError:
+                    continue
+                if (other.st_dev, other.st_ino) == (stat.st_dev, stat.st_ino):
+                    return frame, source
+    return None
 
 
 def engine_stamp(engine, colorspace: str, config_desc: str) -> dict:
@@ -190,7 +258,7 @@ def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
     """Read and prepare one frame: (plate, network-space RGB, trimap values, colour space)."""
     from .imaging import (check_trimap, plate_colorspace, read_plate, read_trimap,
                           to_network_space, trimap_from_matte)
-    from .imaging.trimaps import fit_trimap_to_plate
+    from .imaging.trimaps import fit_to_plate, fit_trimap_to_plate
 
     # Paths are expanded here, so imaging gets concrete files (frame=None) and the frame
     # is added to any error afterwards.
@@ -204,7 +272,9 @@ def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
     if job.trimap_from_matte:
         matte = _read_matte(FrameSequence(job.trimap_from_matte).path(frame),
                             job.trimap_channel, frame)
-        trimap = trimap_from_matte(matte.pixels[:, :, 0], job.band)
+        values = fit_to_plate(matte.pixels[:, :, 0], matte.data_window, matte.display_window,
+                              plate, "matte", matte.path, frame)
+        trimap = trimap_from_matte(values, job.band)
     else:
         tri = read_trimap(FrameSequence(job.trimap).path(frame), job.trimap_channel, frame=None)
         tri.frame = frame
@@ -215,12 +285,20 @@ def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
     return plate, rgb, trimap, colorspace
 
 
-def preflight(job: MatteJob, plan: FramePlan) -> None:
-    """Check the output settings and read the first available frame before the engine loads.
+def preflight(job: MatteJob, plan: FramePlan) -> list[str]:
+    """Check the output settings and location and read the first available frame before
+    the engine loads.
 
-    A wrong channel, colour space, trimap size or compression then fails in a second instead
-    of after torch and the weights have loaded. Per-frame problems of that first frame are
-    left for :func:`matte_shot` to report with the other frames.
+    A wrong channel, colour space, trimap size, compression, layer or an output folder that
+    cannot be written then fails in a second instead of after torch and the weights have
+    loaded (or after the first frame was computed). Per-frame problems of that first frame
+    are left for :func:`matte_shot` to report with the other frames. The output folder is
+    created, and temp files that killed runs left there (older than a day) are removed.
+
+    Returns
+    -------
+    list of str
+        Folders this call created (for :func:`remove_created` when the run then fails).
 
     Raises
     ------
@@ -228,11 +306,16 @@ def preflight(job: MatteJob, plan: FramePlan) -> None:
         The problems :func:`matte_shot` would stop the run for.
     """
     from .imaging import resolve_config
-    from .imaging.writing import check_compression, output_format
+    from .imaging.writing import check_compression, check_layer, output_format
 
     first = plan.frames[0]
     out_path = FrameSequence(job.output).path(first)
-    check_compression(job.compression, output_format(out_path), out_path)
+    fmt = output_format(out_path)
+    check_compression(job.compression, fmt, out_path)
+    if fmt == "openexr":
+        check_layer(job.layer, out_path)
+    elif job.bit_depth not in (8, 16):
+        raise UsageError(f"--bit-depth must be 8 or 16, got {job.bit_depth}", path=out_path)
     config, config_desc = resolve_config(job.ocio)
     for frame in plan.frames:
         if frame in plan.missing:
@@ -243,7 +326,50 @@ def preflight(job: MatteJob, plan: FramePlan) -> None:
             _with_frame(exc, frame)
             if plan.is_still or isinstance(exc, FATAL_ERRORS):
                 raise
-        return
+        break
+    return _prepare_output(job, plan)
+
+
+def _prepare_output(job: MatteJob, plan: FramePlan) -> list[str]:
+    from .imaging.writing import check_output_location, remove_stale_temps
+
+    out = FrameSequence(job.output)
+    out_path = out.path(plan.frames[0])
+    folder = os.path.dirname(os.path.abspath(out_path))
+    created = []
+    probe = folder
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        created.append(probe)
+        probe = os.path.dirname(probe)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        remove_created(created)
+        raise OutputError(f"cannot create the output folder {folder}: "
+                          f"{exc.strerror or exc}", path=out_path) from None
+    try:
+        check_output_location(out_path)
+        names = set(os.listdir(folder))
+        for frame in plan.frames:
+            path = out.path(frame)
+            if os.path.basename(path) in names and os.path.isdir(path):
+                raise OutputError("is a folder; give a file name for the output", path=path)
+    except BaseException:
+        remove_created(created)
+        raise
+    rx = out.glob_regex() if out.is_sequence else None
+    name = os.path.basename(out.pattern)
+    remove_stale_temps(folder, lambda n: n == name or bool(rx and rx.match(n)))
+    return created
+
+
+def remove_created(folders: list[str]) -> None:
+    """Remove the folders :func:`preflight` created, deepest first, where still empty."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
 
 
 def _with_frame(exc: HDMattError, frame) -> HDMattError:
@@ -301,6 +427,10 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
         reporter.frame_start(frame, plate=FrameSequence(job.plate).path(frame), output=out_path)
         try:
             plate, rgb, trimap, colorspace = _frame_inputs(job, frame, config, config_desc)
+            if not has_unknown(trimap):
+                where = FrameSequence(_trimap_source(job)).path(frame)
+                reporter.warning(f"{where}: the trimap has no unknown pixel; it is written as "
+                                 "the alpha (no network run)")
             stamp = engine_stamp(engine, colorspace, config_desc)
             key = None
             alpha = None

@@ -67,7 +67,9 @@ def test_openjd_run_writes_every_frame(tmp_path):
 
 
 def test_bundle_folder_for_deadline_cloud(tmp_path):
-    proc = hdmatt(tmp_path, "farm", "openjd", "p.####.exr", "t.####.exr", "-o", "a.####.exr",
+    # the template is checked against the shot as `matte` would check it: the files must exist
+    exr_sequence(tmp_path, range(1001, 1100), size=16)
+    proc = hdmatt(tmp_path, "farm", "openjd", "plate.####.exr", "trimap.####.exr", "-o", "a.####.exr",
                   "--frames", "1001-1100x2", "--chunk", "5", "--hdmatt", HDMATT,
                   "--bundle", "bundle")
     assert proc.returncode == 0, proc.stderr

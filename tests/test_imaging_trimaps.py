@@ -120,8 +120,28 @@ def test_fit_full_frame_trimap_to_cropped_plate(tmp_path):
     fitted = fit_trimap_to_plate(full, plate)
     np.testing.assert_array_equal(fitted.values, TRUTH[2:5, 6:10])
     check_trimap(fitted, plate)
-    with pytest.raises(SizeMismatchError, match="does not cover"):
+    with pytest.raises(SizeMismatchError, match="display window") as err:
         fit_trimap_to_plate(Trimap(TRUTH[:2, :2], (0, 0, 2, 2), (0, 0, 2, 2), "x.png"), plate)
+    assert "2x2" in str(err.value) and "4x3" in str(err.value)
+
+
+def test_trimap_bbox_inside_the_plates_display_window_is_filled_with_background(tmp_path):
+    # Nuke semantics: outside its data window an image is 0, so the trimap's bbox may be
+    # smaller than, or offset from, the plate's as long as both share one display window
+    plate = read_plate(write_image(tmp_path / "p.exr", rng_pixels(6, 12, 3)))
+    bbox = read_trimap(write_image(tmp_path / "b.exr", TRUTH[1:4, 2:9], channels=("Y",),
+                                   data_origin=(2, 1), display=(0, 0, 12, 6)))
+    fitted = fit_trimap_to_plate(bbox, plate)
+    expect = np.zeros_like(TRUTH)
+    expect[1:4, 2:9] = TRUTH[1:4, 2:9]
+    np.testing.assert_array_equal(fitted.values, expect)
+    check_trimap(fitted, plate)
+    # a larger trimap of another format is refused, never cropped to its corner
+    big = read_trimap(write_image(tmp_path / "big.png", np.pad(TRUTH, 4), channels=("Y",),
+                                  fmt="uint8"))
+    with pytest.raises(SizeMismatchError) as err:
+        fit_trimap_to_plate(big, plate)
+    assert "20x14" in str(err.value) and "12x6" in str(err.value) and "big.png" in str(err.value)
 
 
 def test_nan_and_unsnapped_values_rejected(tmp_path):

@@ -30,8 +30,8 @@ from .guided import guided_upsample
 from .network import HDMattNet, make_input
 from .pool import NEIGHBOUR_ROWS, candidates, thin
 from .prior import PRIOR_METHODS, compute_prior, downsample
-from .tiling import PatchGrid
-from .weights import default_weights_path, file_sha256, load_network
+from .tiling import PatchGrid, check_settings
+from .weights import default_weights_path, load_network, verified_sha256
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
@@ -71,9 +71,7 @@ class Engine:
             raise ValueError(f"prior must be auto, {', '.join(PRIOR_MODES)}, got {prior!r}")
         if not 0.0 < cascade_step <= 1.0:
             raise ValueError(f"cascade_step must be in (0, 1], got {cascade_step!r}")
-        if k < 1 or pool < 1:
-            raise ValueError("k and pool must be at least 1")
-        PatchGrid(patch, patch, patch, overlap)  # validates patch/overlap
+        check_settings(patch, overlap, k, pool)
         # a folded copy: the caller's network (e.g. one being trained) stays untouched
         self.net = fold_batchnorm(copy.deepcopy(net).eval()).to(device)
         self.cfg: ModelConfig = net.cfg
@@ -106,8 +104,8 @@ class Engine:
         dev = resolve_device(device)
         path = Path(weights) if weights else default_weights_path()
         if path is not None:
+            sha = verified_sha256(path)
             net, info = load_network(path)
-            sha = file_sha256(path)
         else:
             msg = ("hdmatt: WARNING: no weights file found (model/hdmatt.safetensors or "
                    "$HDMATT_WEIGHTS); using an UNTRAINED random network - alphas are meaningless")
@@ -171,18 +169,31 @@ class Engine:
         """(prior, step): the full-resolution pass moves alpha ``step`` of the way from the
         prior to the network's answer (see CASCADE_STEP)."""
         if self.prior != "cascade":
-            return compute_prior(image, trimap, self.prior, self.prior_max_side, self.patch,
-                                 self.overlap, progress, cancel, self.cfg.prior_solver), 1.0
+            return self._classical(image, trimap, self.prior, progress, cancel), 1.0
         small = downsample(image, trimap, self.prior_max_side)
         if small is None:
-            return compute_prior(image, trimap, "global", self.prior_max_side,
-                                 solver=self.cfg.prior_solver), 1.0
+            return self._classical(image, trimap, "global"), 1.0
         coarse_progress = None if progress is None else \
             (lambda done, total, stage: progress(done, total, f"coarse {stage}"))
-        coarse_prior = compute_prior(*small, "global", self.prior_max_side,
-                                     solver=self.cfg.prior_solver)
+        coarse_prior = self._classical(*small, "global")
         coarse = self._run(*small, coarse_prior, coarse_progress, cancel)
         return guided_upsample(coarse, small[0], image, trimap), self.cascade_step
+
+    def _classical(self, image, trimap, method, progress=None, cancel=None):
+        """The classical prior; a solve that fails (no convergence on a degenerate frame such
+        as a 1-pixel strip) falls back to the trimap-based prior of training (0.5 over the
+        unknown region), with a warning: the network still gives an alpha."""
+        try:
+            return compute_prior(image, trimap, method, self.prior_max_side, self.patch,
+                                 self.overlap, progress, cancel, self.cfg.prior_solver)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            h, w = trimap.shape
+            warnings.warn(f"classical prior failed on the {w}x{h} frame "
+                          f"({' '.join(str(exc).split())}); using the trimap-based prior",
+                          RuntimeWarning, stacklevel=2)
+            out = trimap.astype(np.float32).copy()
+            out[trimap == 0.5] = 0.5
+            return out
 
     def _run(self, image, trimap, prior, progress, cancel):
         alpha = trimap.copy()

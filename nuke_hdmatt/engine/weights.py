@@ -36,6 +36,34 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def verified_sha256(path: Path) -> str:
+    """The file's sha256, checked against ``<file>.sha256`` when one sits beside it (as it
+    does for the shipped weights): a damaged or swapped file must not load and run.
+
+    Raises
+    ------
+    WeightsError
+        The file is missing, or its sha256 differs from the one recorded beside it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError("weights file not found", path=str(path))
+    sha = file_sha256(path)
+    record = path.with_name(path.name + ".sha256")
+    try:
+        words = record.read_text(encoding="utf-8").split()
+    except FileNotFoundError:
+        return sha
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"cannot read its checksum file {record}: {exc}", path=str(path)) from None
+    expected = words[0].lower() if words else ""
+    if expected != sha:
+        raise WeightsError(f"sha256 {sha[:12]}... does not match {record.name} "
+                           f"({expected[:12] or 'empty'}...): the file is damaged or not the "
+                           "one recorded", path=str(path))
+    return sha
+
+
 def save_weights(net, path: Path, extra: dict | None = None) -> None:
     """Write ``net``'s state (float16) and configuration atomically to ``path``."""
     import torch

@@ -44,7 +44,7 @@ import shlex
 import sys
 import tempfile
 
-from ..errors import HDMattError, UsageError
+from ..errors import ArgumentParser, HDMattError, UsageError
 from ..sequence import format_frames, parse_frames
 from .openjd import SPEC_VERSION, default_executable, render_yaml, write_text_atomic
 
@@ -227,7 +227,7 @@ def run_chunk(work: str, frames: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``hdmatt farm nuke ...`` (delegated here by the CLI); returns the exit code."""
-    ap = argparse.ArgumentParser(prog="hdmatt farm nuke", description=__doc__,
+    ap = ArgumentParser(prog="hdmatt farm nuke", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("script", nargs="?", metavar="SCRIPT", help="the Nuke script (.nk)")
     ap.add_argument("--node", help="HDMatt node's full name (Group1.HDMatt1 inside a Group)")

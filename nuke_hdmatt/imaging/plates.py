@@ -19,6 +19,7 @@ import OpenImageIO as oiio
 from ..errors import ChannelError, MissingFileError, PlateError
 
 Window = tuple[int, int, int, int]
+MAX_PIXELS = 16384 * 16384
 
 # Frame placeholders understood in paths: "####" (hash run), "%04d" (printf), "@@@" (Nuke/Houdini).
 _FRAME_TOKEN = re.compile(r"(#+)|(%0?(\d*)d)|(@+)")
@@ -122,6 +123,20 @@ def window_of(spec: "oiio.ImageSpec") -> tuple[Window, Window]:
             (spec.full_x, spec.full_y, spec.full_width, spec.full_height))
 
 
+def rewindow(values: np.ndarray, source: Window, target: Window) -> np.ndarray:
+    """(H, W) ``values`` over window ``source`` re-cut to window ``target``: cropped where
+    ``target`` is smaller, 0 where it reaches outside ``source`` (outside its data window an
+    image is black, as in Nuke)."""
+    sx, sy, sw, sh = source
+    tx, ty, tw, th = target
+    out = np.zeros((th, tw), dtype=np.float32)
+    x0, y0 = max(sx, tx), max(sy, ty)
+    x1, y1 = min(sx + sw, tx + tw), min(sy + sh, ty + th)
+    if x1 > x0 and y1 > y0:
+        out[y0 - ty:y1 - ty, x0 - tx:x1 - tx] = values[y0 - sy:y1 - sy, x0 - sx:x1 - sx]
+    return out
+
+
 def channel_formats(spec: "oiio.ImageSpec") -> list["oiio.TypeDesc"]:
     """Per-channel storage formats (OIIO leaves ``channelformats`` empty when uniform)."""
     return list(spec.channelformats) or [spec.format] * spec.nchannels
@@ -182,6 +197,10 @@ def read_subimage(inp: "oiio.ImageInput", subimage: int, path: str,
     if spec.depth > 1 or spec.deep:
         raise PlateError("deep/volume images are not supported; flatten first (DeepToImage)",
                          path=path, frame=frame)
+    if spec.width * spec.height > MAX_PIXELS:
+        # a damaged header (or a mistaken file) must not ask for hundreds of GB
+        raise PlateError(f"is {spec.width}x{spec.height}, more than the {MAX_PIXELS} pixels "
+                         "(16384x16384) hdmatt reads", path=path, frame=frame)
     pixels = inp.read_image(subimage, 0, chbegin, chend, oiio.HALF if half else oiio.FLOAT)
     if pixels is None:
         raise PlateError(f"cannot read pixels (truncated or corrupt?): {_last_error(inp)}",

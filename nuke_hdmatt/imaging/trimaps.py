@@ -26,7 +26,8 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import SizeMismatchError, TrimapError
-from .plates import Window, open_image, parse_channels, read_plate, frame_path, subimage_specs
+from .plates import (Window, open_image, parse_channels, read_plate, frame_path, rewindow,
+                     subimage_specs)
 
 log = logging.getLogger(__name__)
 
@@ -284,23 +285,53 @@ def _size(shape) -> str:
     return f"{shape[1]}x{shape[0]}" if len(shape) >= 2 else str(shape)
 
 
-def fit_trimap_to_plate(trimap: Trimap, plate) -> Trimap:
-    """Crop a trimap whose data window covers the plate's data window down to it.
+def fit_to_plate(values: np.ndarray, data_window: Window | None,
+                 display_window: Window | None, plate, what: str = "trimap",
+                 path: str | None = None, frame: int | None = None) -> np.ndarray:
+    """A trimap's or matte's (H, W) values over the plate's data window.
 
-    The common case is a full-frame painted trimap (PNG, data = display window) for an EXR
-    plate with a smaller cropped bbox: the crop is exact, nothing is invented. A trimap
-    that does not cover the plate's data window raises SizeMismatchError; identical
-    windows return the trimap unchanged.
+    Same data window: returned unchanged. A different data window inside the SAME display
+    window (an EXR bbox, or a full-frame PNG trimap for a cropped EXR plate) is what Nuke
+    does with two images of one format: the values are cropped to the plate's data window
+    and filled with 0 (background) where the plate's window reaches outside theirs. Any
+    other difference in size is an error: stretching or cropping to a corner would put
+    the trimap on the wrong pixels.
+
+    Raises
+    ------
+    SizeMismatchError
+        Names both sizes (and windows).
     """
-    if trimap.data_window is None or trimap.data_window == plate.data_window:
-        return trimap
-    tx, ty, tw, th = trimap.data_window
-    px, py, pw, ph = plate.data_window
-    if px < tx or py < ty or px + pw > tx + tw or py + ph > ty + th:
+    ph, pw = plate.pixels.shape[:2]
+    h, w = values.shape[:2]
+    if data_window is None or tuple(data_window) == tuple(plate.data_window):
+        if (h, w) != (ph, pw):
+            raise SizeMismatchError(f"{what} is {w}x{h} but plate {plate.path} is {pw}x{ph}",
+                                    path=path, frame=frame)
+        return values
+    if display_window is None or tuple(display_window) != tuple(plate.display_window):
         raise SizeMismatchError(
-            f"trimap data window {trimap.data_window} does not cover plate {plate.path} "
-            f"data window {plate.data_window}", path=trimap.path, frame=trimap.frame)
-    values = trimap.values[py - ty:py - ty + ph, px - tx:px - tx + pw].copy()
+            f"{what} is {w}x{h} (display window {_window_text(display_window)}) but plate "
+            f"{plate.path} is {pw}x{ph} (display window {_window_text(plate.display_window)}); "
+            "sizes must match, or differ only in data window inside one display window",
+            path=path, frame=frame)
+    return rewindow(values, (*data_window[:2], w, h), plate.data_window)
+
+
+def _window_text(window) -> str:
+    if window is None:
+        return "none"
+    x, y, w, h = window
+    return f"{w}x{h} at ({x}, {y})"
+
+
+def fit_trimap_to_plate(trimap: Trimap, plate) -> Trimap:
+    """The trimap over the plate's data window (see :func:`fit_to_plate`); identical
+    windows return the trimap unchanged."""
+    values = fit_to_plate(trimap.values, trimap.data_window, trimap.display_window, plate,
+                          "trimap", trimap.path, trimap.frame)
+    if values is trimap.values:
+        return trimap
     return Trimap(values=values, data_window=plate.data_window,
                   display_window=trimap.display_window, path=trimap.path,
                   frame=trimap.frame, channel=trimap.channel)

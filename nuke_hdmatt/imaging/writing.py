@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
 
 import numpy as np
 import OpenImageIO as oiio
 
 from .. import ENGINE_VERSION
 from ..errors import HDMattError, OutputError, UsageError
-from .plates import Plate, channel_formats, open_image, read_subimage, subimage_specs
+from .plates import Plate, channel_formats, open_image, read_subimage, rewindow, subimage_specs
 
 #: Compression names OpenEXR understands (an optional ``:level`` suffix is allowed on
 #: zip/zips/dwaa/dwab). OIIO silently writes zip for anything else, so we check first.
@@ -29,6 +31,12 @@ _PNG_COMPRESSIONS = ("zip",)
 _EXTENSIONS = {".exr": "openexr", ".png": "png", ".tif": "tiff", ".tiff": "tiff"}
 
 METADATA_PREFIX = "hdmatt:"
+
+# Temp files are ".<name>.<8 random>.tmp<ext>" beside the output (mkstemp's random part);
+# one older than this was left by a killed run (SIGKILL, power loss): a live write takes
+# seconds, and another user's run on the same shot is not a day long.
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<ext>\.[^.]+)$")
+STALE_TEMP_S = 86400.0
 
 # Attributes that describe the SOURCE file's structure or pixels, not the image, and
 # would be false in the output: a texture's mip settings make OIIO declare MIP levels we
@@ -62,6 +70,68 @@ def check_compression(compression: str, fmt: str, path: str | None = None) -> st
         raise UsageError(f"unknown {fmt} compression {compression!r}; valid: {', '.join(valid)}",
                          path=path, channel=None)
     return name
+
+
+def check_layer(layer: str, path: str | None = None) -> None:
+    """``--layer``: ``rgba`` or a layer name without spaces or commas (EXR output only)."""
+    if not layer or any(c in layer for c in " ,") or layer.startswith(".") or layer.endswith("."):
+        raise UsageError(f"bad layer name {layer!r} (use rgba or a name like hdmatt)", path=path)
+
+
+def _temp_file(out_path: str) -> str:
+    """A new empty temp file beside ``out_path`` (see _TEMP_NAME); OutputError if the
+    folder does not take files."""
+    folder = os.path.dirname(os.path.abspath(out_path))
+    base, ext = os.path.splitext(os.path.basename(out_path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"cannot create a file in {folder}: {exc.strerror}",
+                          path=out_path) from None
+    os.close(fd)
+    return tmp
+
+
+def check_output_location(out_path: str) -> None:
+    """Fail now, not after the frame is computed, if ``out_path`` cannot be written: its
+    folder must exist and take a file (a temp file is created and removed), and the path
+    must not be a folder.
+
+    Raises
+    ------
+    OutputError
+    """
+    if os.path.isdir(out_path):
+        raise OutputError("is a folder; give a file name for the output", path=out_path)
+    folder = os.path.dirname(os.path.abspath(out_path))
+    if not os.path.isdir(folder):
+        raise OutputError(f"output folder {folder} does not exist", path=out_path)
+    tmp = _temp_file(out_path)
+    os.unlink(tmp)
+
+
+def remove_stale_temps(folder: str, is_output, max_age_s: float = STALE_TEMP_S) -> int:
+    """Remove temp files of killed runs from ``folder``: only ours (``is_output(name)`` is
+    true for the output file name they stood for) and only older than ``max_age_s``.
+    Returns how many went; anything that cannot be removed is left alone."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    now = time.time()
+    removed = 0
+    for name in names:
+        m = _TEMP_NAME.match(name)
+        if not m or not is_output(m.group("name") + m.group("ext")):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            if os.path.isfile(path) and now - os.stat(path).st_mtime > max_age_s:
+                os.unlink(path)
+                removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def stamp_attributes(metadata: dict | None) -> dict[str, object]:
@@ -152,8 +222,7 @@ def write_alpha(out_path: str, alpha: np.ndarray, plate: Plate | None, *, layer:
         raise OutputError(f"output folder {folder} does not exist", path=out_path)
     stamps = stamp_attributes(metadata)
     if fmt == "openexr":
-        if not layer or any(c in layer for c in " ,"):
-            raise UsageError(f"bad layer name {layer!r}", path=out_path)
+        check_layer(layer, out_path)
         specs, images = _exr_content(a, plate, layer, compression, half, stamps, out_path)
     else:
         if bit_depth not in (8, 16):
@@ -239,7 +308,7 @@ def _add_alpha_channel(spec, pixels, alpha, name, alpha_type):
 
 def _flat_content(alpha, plate, fmt, compression, bit_depth, stamps):
     if plate is not None:
-        alpha = _to_display_window(alpha, plate.data_window, plate.display_window)
+        alpha = rewindow(alpha, plate.data_window, plate.display_window)
     h, w = alpha.shape
     spec = oiio.ImageSpec(w, h, 1, oiio.UINT8 if bit_depth == 8 else oiio.UINT16)
     spec.channelnames = ("Y",)
@@ -249,26 +318,8 @@ def _flat_content(alpha, plate, fmt, compression, bit_depth, stamps):
     return [spec], [np.clip(alpha, 0.0, 1.0)[:, :, None]]
 
 
-def _to_display_window(alpha, data_window, display_window):
-    dx, dy, dw, dh = data_window
-    fx, fy, fw, fh = display_window
-    out = np.zeros((fh, fw), dtype=np.float32)
-    x0, y0 = max(dx, fx), max(dy, fy)
-    x1, y1 = min(dx + dw, fx + fw), min(dy + dh, fy + fh)
-    if x1 > x0 and y1 > y0:
-        out[y0 - fy:y1 - fy, x0 - fx:x1 - fx] = alpha[y0 - dy:y1 - dy, x0 - dx:x1 - dx]
-    return out
-
-
 def _write_atomic(out_path: str, specs, images) -> None:
-    folder = os.path.dirname(os.path.abspath(out_path))
-    base, ext = os.path.splitext(os.path.basename(out_path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=folder)
-    except OSError as exc:
-        raise OutputError(f"cannot create a file in {folder}: {exc.strerror}",
-                          path=out_path) from None
-    os.close(fd)
+    tmp = _temp_file(out_path)
     try:
         _write_image(out_path, tmp, specs, images)
         with open(tmp, "rb+") as handle:

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import UsageError, run_reporting
+from ..errors import ArgumentParser, UsageError, run_reporting
 
 
 def rotate_queries(batch: dict, gen, p_rotate: float = 0.5, min_unknown: float = 0.02) -> dict:
@@ -99,7 +99,7 @@ def samples_prior_solver(folders, requested: str | None) -> str:
 
 def main(argv=None) -> int:
     from .. import training
-    ap = argparse.ArgumentParser(prog="hdmatt train", description=__doc__,
+    ap = ArgumentParser(prog="hdmatt train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="sample folder(s) from `dataset build`, comma-separated")
     ap.add_argument("--run", required=True, help="run folder: checkpoints, best weights, logs")
