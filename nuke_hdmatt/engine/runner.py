@@ -165,6 +165,19 @@ class Engine:
             alpha[unknown] = prior[unknown] + step * (alpha[unknown] - prior[unknown])
         return alpha
 
+    def foreground(self, linear: np.ndarray, alpha: np.ndarray, progress=None,
+                   cancel=None) -> np.ndarray:
+        """Unpremultiplied foreground colour of a frame, on the engine's device.
+
+        linear: float32 HxWx3, the plate in scene-linear light (not the network's sRGB input:
+        the matting equation holds for light). alpha: float32 HxW in [0, 1] (from
+        :meth:`matte`). Returns float32 HxWx3 in the same space; see
+        :func:`.foreground.estimate_foreground` (progress stage ``"foreground"``).
+        """
+        from .foreground import estimate_foreground
+        return estimate_foreground(linear, alpha, device=self.device, progress=progress,
+                                   cancel=cancel)
+
     def _prior(self, image, trimap, progress, cancel):
         """(prior, step): the full-resolution pass moves alpha ``step`` of the way from the
         prior to the network's answer (see CASCADE_STEP)."""
