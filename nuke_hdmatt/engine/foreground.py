@@ -14,6 +14,11 @@ Where this differs from PyMatting, and why:
 * Pixels with alpha exactly 1 are foreground (F = I) and alpha exactly 0 background (B = I):
   the equation is exact there, so they are fixed rather than estimated, and anchor their
   neighbours' solves.
+* The gradient weight is 0.1, not PyMatting's 1: with less smoothing across alpha edges the
+  colour of thin strands stays their own. Chosen on composites of four training images
+  (GT01, GT05, GT07, GT12, ground-truth alpha, new background): mean re-composite error at
+  800 px 1.87e-3 (weight 1), 1.47e-3 (0.5), 1.27e-3 (0.25), 1.17e-3 (0.1), 1.45e-3 (0),
+  PyMatting 1.92e-3; at 3K (GT01, GT07) 1.10e-3 (1), 0.92e-3 (0.1), PyMatting 1.29e-3.
 * Values are clipped to the plate's own range (at least [0, 1]) instead of [0, 1]: in scene
   linear light, highlights are above 1.
 
@@ -37,7 +42,7 @@ from ..errors import Cancelled
 __all__ = ["estimate_foreground"]
 
 REGULARIZATION = 1e-5
-GRADIENT_WEIGHT = 1.0
+GRADIENT_WEIGHT = 0.1
 SMALL_SIZE = 32
 SMALL_ITERATIONS = 10
 BIG_ITERATIONS = 2
@@ -70,7 +75,8 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray, *, device="cpu",
         Where the solve runs (the engine's device).
     regularization, gradient_weight : float
         Smoothness towards the neighbours' colours: ``regularization + gradient_weight *
-        |alpha - alpha_neighbour|`` (PyMatting's defaults).
+        |alpha - alpha_neighbour|`` (PyMatting's regularization; see the module notes
+        for the gradient weight).
     small_iterations, big_iterations, small_size : int
         Sweeps per level: ``small_iterations`` while both sides are at most ``small_size``.
     base_side : int
