@@ -223,8 +223,8 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=int, default=1,
                     help="block-average the high-resolution frames by this (default 1)")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (default 1: on a shared machine more threads can be
-                    slower)")
+                    help="torch threads (default 1: on a shared machine more threads can be "
+                    "slower)")
     ap.add_argument("--no-6k", action="store_true", help="skip the 6K timing")
     ap.add_argument("--worker-6k", metavar="DIR", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
