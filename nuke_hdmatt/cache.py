@@ -198,6 +198,19 @@ class FrameCache:
         h.update(json.dumps(settings, sort_keys=True, default=str).encode())
         return h.hexdigest()
 
+    @staticmethod
+    def foreground_key(alpha_key: str, params: dict) -> str:
+        """The key of a frame's foreground colour, stored beside its alpha.
+
+        The alpha's key already covers the plate, the colour conversion and everything
+        that decides the alpha; ``params`` are the foreground estimate's own settings.
+        The entry is an ordinary one holding float32 HxWx3 scene-linear colour.
+        """
+        h = hashlib.sha256()
+        h.update(f"{KEY_SCHEMA}:foreground\n{alpha_key}\n".encode())
+        h.update(json.dumps(params, sort_keys=True, default=str).encode())
+        return h.hexdigest()
+
     def path_for(self, key: str) -> Path:
         """The entry file for ``key`` (which may not exist)."""
         if len(key) < 3 or not all(c in "0123456789abcdef" for c in key):
@@ -270,7 +283,7 @@ class FrameCache:
 
     def _put(self, key: str, alpha: np.ndarray, meta: dict | None) -> Path:
         alpha = np.ascontiguousarray(alpha, dtype="<f4")
-        if alpha.ndim != 2:
+        if alpha.ndim not in (2, 3):  # HxWx3: a foreground entry (see foreground_key)
             raise ValueError(f"alpha must be HxW, got shape {alpha.shape}")
         payload = zlib.compress(alpha.tobytes(), 1)
         header = json.dumps({

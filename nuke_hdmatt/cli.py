@@ -79,6 +79,12 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                     help="EXR output: store alpha as 32-bit float instead of half")
     io.add_argument("--bit-depth", type=int, choices=(8, 16),
                     help="PNG/TIFF output bit depth (default 8)")
+    io.add_argument("--foreground", nargs="?", const="fg", metavar="LAYER",
+                    help="EXR output: also write the estimated unpremultiplied foreground "
+                    "colour as LAYER.R/G/B (default fg), in the plate's colour space")
+    io.add_argument("--premultiplied", action="store_true",
+                    help="EXR output: write alpha x foreground into the alpha layer's R, G, B "
+                    "(a ready element; PNG/TIFF outputs refuse both options)")
     colour = p.add_argument_group("colour")
     colour.add_argument("--plate-colorspace", metavar="NAME",
                         help="plate colour space in the OCIO config (default: file metadata, "
@@ -197,7 +203,7 @@ def matte_job_from_args(args: argparse.Namespace):
     if args.plate_channels:
         job.plate_channels = tuple(parse_channels(args.plate_channels))
     for dest in ("trimap_channel", "trimap_from_matte", "plate_colorspace", "ocio", "layer",
-                 "compression", "bit_depth", "band"):
+                 "compression", "bit_depth", "band", "foreground"):
         if getattr(args, dest) is not None:
             setattr(job, dest, getattr(args, dest))
     if args.band is not None and not args.trimap_from_matte:
@@ -206,6 +212,7 @@ def matte_job_from_args(args: argparse.Namespace):
         raise UsageError(f"--band must be 0 or more pixels, got {args.band}")
     job.half = not args.float_alpha
     check_engine_options(args)
+    job.premultiplied = bool(getattr(args, "premultiplied", False))
     return job
 
 
@@ -316,6 +323,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     for part in desc["subimages"]:
         name = f" '{part['name']}'" if part.get("name") else ""
         print(f"  part {part['index']}{name}: channels {', '.join(part['channels'])}")
+        print("    layers " + ", ".join(f"{layer} ({', '.join(chans)})"
+                                      for layer, chans in part["layers"].items()))
         print(f"    data window {_window(part['data_window'])}, display window "
               f"{_window(part['display_window'])}")
         print(f"    colour space {part['colorspace'] or '(not stated)'}, compression "

@@ -58,6 +58,8 @@ class MatteJob:
     compression: str = "zip"
     half: bool = True
     bit_depth: int = 8
+    foreground: str | None = None  # layer for the unpremultiplied foreground (EXR only)
+    premultiplied: bool = False    # alpha * foreground into the alpha's layer R, G, B
 
 
 @dataclass
@@ -306,6 +308,7 @@ def preflight(job: MatteJob, plan: FramePlan) -> list[str]:
         The problems :func:`matte_shot` would stop the run for.
     """
     from .imaging import resolve_config
+    from .foreground_layers import check_foreground_job
     from .imaging.writing import check_compression, check_layer, output_format
 
     first = plan.frames[0]
@@ -316,12 +319,14 @@ def preflight(job: MatteJob, plan: FramePlan) -> list[str]:
         check_layer(job.layer, out_path)
     elif job.bit_depth not in (8, 16):
         raise UsageError(f"--bit-depth must be 8 or 16, got {job.bit_depth}", path=out_path)
+    check_foreground_job(job, fmt, out_path)
     config, config_desc = resolve_config(job.ocio)
     for frame in plan.frames:
         if frame in plan.missing:
             continue
         try:
-            _frame_inputs(job, frame, config, config_desc)
+            plate = _frame_inputs(job, frame, config, config_desc)[0]
+            check_foreground_job(job, output_format(out_path), out_path, plate)
         except HDMattError as exc:
             _with_frame(exc, frame)
             if plan.is_still or isinstance(exc, FATAL_ERRORS):
@@ -407,6 +412,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
     HDMattError
         A problem that would hit every frame, or any problem on a single still.
     """
+    from .foreground_layers import foreground_channels, wants_foreground
     from .imaging import config_fingerprint, has_unknown, resolve_config, write_alpha
 
     plan = plan or plan_frames(job)
@@ -450,9 +456,17 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
                     cache.put(key, alpha, {"frame": frame, "plate": plate.path,
                                            "output": out_path, **stamp})
             metadata = {**stamp, "frame": frame, "plate": os.path.abspath(plate.path), "cache_key": key}
+            channels = foreground_channels(
+                job, engine, plate, alpha, colorspace, config, cache=cache, key=key,
+                meta={"frame": frame, "plate": plate.path, "output": out_path, **stamp},
+                progress=reporter.patch, cancel=cancel)
+            if wants_foreground(job):
+                metadata.update(foreground=job.foreground, premultiplied=job.premultiplied,
+                                foreground_params=engine.foreground_params())
             os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
             write_alpha(out_path, alpha, plate, layer=job.layer, compression=job.compression,
-                        half=job.half, metadata=metadata, bit_depth=job.bit_depth)
+                        half=job.half, metadata=metadata, bit_depth=job.bit_depth,
+                        channels=channels)
         except Cancelled:
             result.cancelled = True
             break

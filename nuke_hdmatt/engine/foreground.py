@@ -177,7 +177,9 @@ class _Solver:
         """Red-black Gauss-Seidel sweeps of the per-pixel 2x2 solve (Germer et al. eq. 5).
 
         F and B travel stacked as one (2C, H, W) tensor, so each half-sweep is one pass of
-        neighbour sums; fixed pixels (alpha 0 or 1) are set once and never updated."""
+        neighbour sums; fixed pixels (alpha 0 or 1) are set once and never updated. The
+        half-sweeps work in preallocated buffers: thousands of frame-sized temporaries per
+        frame otherwise cost more in page faults than in arithmetic."""
         c = img.shape[0]
         weights = [self.reg + self.grad * (a - n).abs() for n in _neighbours(a[None])[:, 0]]
         total = sum(weights)
@@ -187,35 +189,43 @@ class _Solver:
         m00, m01, m11 = inv * a11, -inv * a01, inv * a00
         data = torch.cat([a * img, a1 * img])
         fixed = torch.cat([(a >= 1.0).expand(c, -1, -1), (a <= 0.0).expand(c, -1, -1)])
-        x = torch.where(fixed, torch.cat([img, img]), torch.cat([f, b]))
+        x = torch.where(fixed, torch.cat([img, img]), torch.cat([f, b])).contiguous()
         h, w = a.shape
         yy = torch.arange(h, device=a.device)[:, None]
         xx = torch.arange(w, device=a.device)[None, :]
         red = (yy + xx) % 2 == 0
+        masks = (red & ~fixed, ~red & ~fixed)
+        pad = x.new_empty((2 * c, h + 2, w + 2))
+        rhs, new = torch.empty_like(x), torch.empty_like(x)
+        wl, wr, wu, wd = (wt.expand_as(x) for wt in weights)
+        m00, m01, m11 = (m.expand(c, -1, -1) for m in (m00, m01, m11))
         for _ in range(iterations):
-            for colour in (red, ~red):
-                rhs = data + _weighted_neighbours(x, weights)
+            for mask in masks:
+                _replicate_pad(x, pad)
+                torch.mul(wl, pad[:, 1:-1, :-2], out=rhs)
+                rhs.addcmul_(wr, pad[:, 1:-1, 2:]).addcmul_(wu, pad[:, :-2, 1:-1])
+                rhs.addcmul_(wd, pad[:, 2:, 1:-1]).add_(data)
                 rf, rb = rhs[:c], rhs[c:]
-                new = torch.cat([m00 * rf + m01 * rb, m01 * rf + m11 * rb]).clamp_(self.lo, self.hi)
-                x = torch.where(colour & ~fixed, new, x)
+                torch.mul(m00, rf, out=new[:c]).addcmul_(m01, rb)
+                torch.mul(m01, rf, out=new[c:]).addcmul_(m11, rb)
+                new.clamp_(self.lo, self.hi)
+                torch.where(mask, new, x, out=x)
         return x[:c], x[c:]
+
+
+def _replicate_pad(x: torch.Tensor, out: torch.Tensor) -> None:
+    """``out`` (C, H+2, W+2) = ``x`` (C, H, W) with its edge rows and columns repeated."""
+    out[:, 1:-1, 1:-1] = x
+    out[:, 0, 1:-1] = x[:, 0]
+    out[:, -1, 1:-1] = x[:, -1]
+    out[:, :, 0] = out[:, :, 1]
+    out[:, :, -1] = out[:, :, -2]
 
 
 def _neighbours(x: torch.Tensor) -> torch.Tensor:
     """(4, C, H, W): left, right, up, down neighbours of (C, H, W), edges repeated."""
     p = nnf.pad(x[None], (1, 1, 1, 1), mode="replicate")[0]
     return torch.stack([p[:, 1:-1, :-2], p[:, 1:-1, 2:], p[:, :-2, 1:-1], p[:, 2:, 1:-1]])
-
-
-def _weighted_neighbours(x: torch.Tensor, weights) -> torch.Tensor:
-    """sum over the four neighbours of weight * neighbour value, for (C, H, W) ``x``."""
-    p = nnf.pad(x[None], (1, 1, 1, 1), mode="replicate")[0]
-    wl, wr, wu, wd = weights
-    out = wl * p[:, 1:-1, :-2]
-    out.addcmul_(wr.expand_as(out), p[:, 1:-1, 2:])
-    out.addcmul_(wu.expand_as(out), p[:, :-2, 1:-1])
-    out.addcmul_(wd.expand_as(out), p[:, 2:, 1:-1])
-    return out
 
 
 def _tiled(solver, sizes, n_base, f_base, b_base, tile, progress, cancel):

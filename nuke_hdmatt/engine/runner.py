@@ -178,6 +178,15 @@ class Engine:
         return estimate_foreground(linear, alpha, device=self.device, progress=progress,
                                    cancel=cancel)
 
+    def foreground_params(self) -> dict:
+        """What decides :meth:`foreground`'s answer besides its inputs (for cache keys)."""
+        from . import foreground
+        return {"method": "multilevel-redblack", "regularization": foreground.REGULARIZATION,
+                "gradient_weight": foreground.GRADIENT_WEIGHT,
+                "iterations": [foreground.SMALL_ITERATIONS, foreground.BIG_ITERATIONS],
+                "base_side": foreground.BASE_SIDE, "tile": foreground.TILE,
+                "margin": foreground.MARGIN, "engine_version": ENGINE_VERSION}
+
     def _prior(self, image, trimap, progress, cancel):
         """(prior, step): the full-resolution pass moves alpha ``step`` of the way from the
         prior to the network's answer (see CASCADE_STEP)."""

@@ -14,7 +14,7 @@ Public names are re-exported from small modules:
 
 from .plates import Plate, read_plate, frame_path
 from .colour import (NETWORK_SPACE, config_fingerprint, resolve_config, plate_colorspace,
-                     to_network_space)
+                     to_network_space, to_scene_linear, from_scene_linear)
 from .trimaps import (Trimap, read_trimap, trimap_from_plate, trimap_from_matte, snap_trimap,
                       fit_trimap_to_plate,
                       check_trimap, has_unknown)
@@ -24,6 +24,7 @@ from .describe import read_hdmatt_metadata, describe_image
 __all__ = [
     "Plate", "read_plate", "frame_path",
     "NETWORK_SPACE", "config_fingerprint", "resolve_config", "plate_colorspace", "to_network_space",
+    "to_scene_linear", "from_scene_linear",
     "Trimap", "read_trimap", "trimap_from_plate", "trimap_from_matte", "snap_trimap",
     "check_trimap", "has_unknown", "fit_trimap_to_plate",
     "write_alpha", "COMPRESSIONS",

@@ -275,15 +275,7 @@ def to_network_space(pixels: np.ndarray, colorspace: str, config: "OCIO.Config")
     ValueError
         ``pixels`` is not (H, W, 3).
     """
-    if pixels.ndim != 3 or pixels.shape[2] != 3:
-        raise ValueError(f"expected (H, W, 3) pixels, got shape {pixels.shape}")
-    rgb = np.array(pixels, dtype=np.float32, order="C", copy=True)
-    bad = ~np.isfinite(rgb)
-    n_bad = int(bad.sum())
-    if n_bad:
-        np.nan_to_num(rgb, copy=False, nan=0.0, posinf=_POSINF_VALUE, neginf=0.0)
-        log.warning("%d non-finite plate value(s) replaced before colour conversion "
-                    "(NaN, -inf -> 0; +inf -> %g)", n_bad, _POSINF_VALUE)
+    rgb = _finite_rgb(pixels)
     height, width = rgb.shape[:2]
     if rgb.size:
         cpu = network_processor(colorspace, config)
@@ -295,3 +287,62 @@ def to_network_space(pixels: np.ndarray, colorspace: str, config: "OCIO.Config")
                  n_clipped)
     np.clip(rgb, 0.0, 1.0, out=rgb)
     return rgb
+
+
+def _finite_rgb(pixels: np.ndarray) -> np.ndarray:
+    """A float32 C-contiguous copy of (H, W, 3) ``pixels`` with step 1 of the HDR
+    treatment (NaN, -inf -> 0; +inf -> 65504) applied."""
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"expected (H, W, 3) pixels, got shape {pixels.shape}")
+    rgb = np.array(pixels, dtype=np.float32, order="C", copy=True)
+    n_bad = int((~np.isfinite(rgb)).sum())
+    if n_bad:
+        np.nan_to_num(rgb, copy=False, nan=0.0, posinf=_POSINF_VALUE, neginf=0.0)
+        log.warning("%d non-finite plate value(s) replaced before colour conversion "
+                    "(NaN, -inf -> 0; +inf -> %g)", n_bad, _POSINF_VALUE)
+    return rgb
+
+
+def _scene_linear_processor(colorspace: str, config: "OCIO.Config", inverse: bool):
+    src = canonical_colorspace(colorspace, config)
+    if config.getColorSpace(OCIO.ROLE_SCENE_LINEAR) is None:
+        raise ColorSpaceError("the OCIO config has no scene_linear role (needed to estimate "
+                              "the foreground colour in linear light)")
+    try:
+        proc = (config.getProcessor(OCIO.ROLE_SCENE_LINEAR, src) if inverse else
+                config.getProcessor(src, OCIO.ROLE_SCENE_LINEAR))
+    except OCIO.Exception as exc:
+        raise ColorSpaceError(f"cannot convert between {src!r} and scene_linear: "
+                              f"{_one_line(exc)}") from None
+    return proc.getDefaultCPUProcessor()
+
+
+def to_scene_linear(pixels: np.ndarray, colorspace: str, config: "OCIO.Config") -> np.ndarray:
+    """Plate RGB in ``colorspace`` -> the config's ``scene_linear`` role, where the matting
+    equation (light adds) holds.
+
+    Parameters
+    ----------
+    pixels : np.ndarray, float, shape (H, W, 3), any range (NaN/inf allowed)
+    colorspace, config : as for :func:`to_network_space`
+
+    Returns
+    -------
+    np.ndarray
+        float32 (H, W, 3), finite (step 1 of the HDR treatment), NOT clipped: highlights
+        above 1 and negative values stay.
+    """
+    rgb = _finite_rgb(pixels)
+    if rgb.size:
+        _scene_linear_processor(colorspace, config, False).apply(
+            OCIO.PackedImageDesc(rgb, rgb.shape[1], rgb.shape[0], 3))
+    return np.nan_to_num(rgb, copy=False, nan=0.0, posinf=_POSINF_VALUE, neginf=-_POSINF_VALUE)
+
+
+def from_scene_linear(pixels: np.ndarray, colorspace: str, config: "OCIO.Config") -> np.ndarray:
+    """The inverse of :func:`to_scene_linear`: float32 (H, W, 3) in ``colorspace``."""
+    rgb = np.array(pixels, dtype=np.float32, order="C", copy=True)
+    if rgb.size:
+        _scene_linear_processor(colorspace, config, True).apply(
+            OCIO.PackedImageDesc(rgb, rgb.shape[1], rgb.shape[0], 3))
+    return np.nan_to_num(rgb, copy=False, nan=0.0, posinf=_POSINF_VALUE, neginf=-_POSINF_VALUE)

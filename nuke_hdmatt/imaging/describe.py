@@ -22,8 +22,8 @@ def describe_image(path: str, frame: int | None = None) -> dict:
     -------
     dict
         ``path``, ``format`` (OIIO format name) and ``subimages`` (a list, one entry per
-        EXR part, each with ``index``, ``name``, ``channels``, ``channel_formats``,
-        ``data_window``, ``display_window`` (x, y, width, height), ``tile`` ((w, h) or
+        EXR part, each with ``index``, ``name``, ``channels``, ``layers``
+        (:func:`channel_layers`), ``channel_formats``, ``data_window``, ``display_window`` (x, y, width, height), ``tile`` ((w, h) or
         None), ``colorspace`` (oiio:ColorSpace or None), ``compression``). The first
         subimage's ``channels``, ``data_window``, ``display_window`` and ``colorspace``
         are repeated at the top level for convenience.
@@ -47,6 +47,7 @@ def describe_image(path: str, frame: int | None = None) -> dict:
             "index": index,
             "name": spec.getattribute("oiio:subimagename"),
             "channels": list(spec.channelnames),
+            "layers": channel_layers(spec.channelnames),
             "channel_formats": [str(f) for f in formats],
             "data_window": data,
             "display_window": display,
@@ -58,6 +59,16 @@ def describe_image(path: str, frame: int | None = None) -> dict:
     return {"path": path, "format": fmt, "channels": first["channels"],
             "data_window": first["data_window"], "display_window": first["display_window"],
             "colorspace": first["colorspace"], "subimages": parts}
+
+
+def channel_layers(channels) -> dict[str, list[str]]:
+    """Channels grouped by layer, as Nuke shows them: ``fg.R`` is channel R of layer fg;
+    a name without a dot belongs to ``rgba``. Layers in order of first appearance."""
+    layers: dict[str, list[str]] = {}
+    for name in channels:
+        layer, _, channel = name.rpartition(".")
+        layers.setdefault(layer or "rgba", []).append(channel)
+    return layers
 
 
 def read_hdmatt_metadata(path: str, frame: int | None = None) -> dict:

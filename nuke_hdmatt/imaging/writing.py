@@ -168,7 +168,7 @@ def _check_alpha(alpha: np.ndarray, plate: Plate | None, path: str) -> np.ndarra
 
 def write_alpha(out_path: str, alpha: np.ndarray, plate: Plate | None, *, layer: str = "rgba",
                 compression: str = "zip", half: bool = True, metadata: dict | None = None,
-                bit_depth: int = 8) -> None:
+                bit_depth: int = 8, channels: dict[str, np.ndarray] | None = None) -> None:
     """Write an alpha matte, atomically.
 
     Parameters
@@ -198,6 +198,11 @@ def write_alpha(out_path: str, alpha: np.ndarray, plate: Plate | None, *, layer:
         Stamped as ``hdmatt:<key>`` attributes (engine version, weights id/sha256,
         parameters, colour config/space); see :func:`stamp_attributes`. Also written to
         PNG/TIFF as text attributes where the format keeps them.
+    channels : dict of str to np.ndarray, optional
+        EXR only: more float32 (H, W) channels over the same data window, stored like the
+        alpha (half unless ``half=False``), each added to the plate's subimage or replacing
+        the channel of that name (the foreground: ``fg.R``... or a premultiplied ``R``...).
+        PNG/TIFF hold the alpha alone: any channel here is a UsageError.
     bit_depth : int
         PNG/TIFF only: 8 or 16. The single-channel alpha covers the DISPLAY window
         (these formats have no data window): pixels outside the data window are 0,
@@ -217,13 +222,18 @@ def write_alpha(out_path: str, alpha: np.ndarray, plate: Plate | None, *, layer:
     fmt = output_format(out_path)
     compression = check_compression(compression, fmt, out_path)
     a = _check_alpha(alpha, plate, out_path)
+    extra = {name: _check_alpha(values, plate, out_path) for name, values in (channels or {}).items()}
+    if extra and fmt != "openexr":
+        raise UsageError(f"{fmt.upper()} output holds the alpha only; write .exr for the "
+                         f"foreground channels", path=out_path)
     folder = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(folder):
         raise OutputError(f"output folder {folder} does not exist", path=out_path)
     stamps = stamp_attributes(metadata)
     if fmt == "openexr":
         check_layer(layer, out_path)
-        specs, images = _exr_content(a, plate, layer, compression, half, stamps, out_path)
+        specs, images = _exr_content(a, plate, layer, compression, half, stamps, out_path,
+                                     extra)
     else:
         if bit_depth not in (8, 16):
             raise UsageError(f"bit depth must be 8 or 16, got {bit_depth}", path=out_path)
@@ -231,7 +241,7 @@ def write_alpha(out_path: str, alpha: np.ndarray, plate: Plate | None, *, layer:
     _write_atomic(out_path, specs, images)
 
 
-def _exr_content(alpha, plate, layer, compression, half, stamps, path):
+def _exr_content(alpha, plate, layer, compression, half, stamps, path, extra=None):
     alpha_name = "A" if layer == "rgba" else f"{layer}.alpha"
     alpha_type = oiio.TypeDesc("half" if half else "float")
     if plate is None:
@@ -244,6 +254,10 @@ def _exr_content(alpha, plate, layer, compression, half, stamps, path):
         target = plate.subimage
         specs[target], images[target] = _add_alpha_channel(
             specs[target], images[target], alpha, alpha_name, alpha_type)
+    for name, values in (extra or {}).items():
+        index = 0 if target is None else target
+        specs[index], images[index] = _add_alpha_channel(
+            specs[index], images[index], values, name, alpha_type)
     for index, spec in enumerate(specs):
         spec.attribute("compression", compression)
         for name in _STALE_ATTRIBUTES:
