@@ -58,6 +58,8 @@ class MatteJob:
     device: str = "auto"
     precision: str = "auto"
     prior: str = "auto"
+    foreground: str = ""         # layer for the estimated foreground colour ("": none)
+    premultiplied: bool = False  # also alpha x foreground into the file's R, G, B
 
     def argv(self, exe: str, json_log: str | None = None, frames: str | None = None) -> list[str]:
         """The engine command line (``frames`` overrides ``self.frames``, e.g. per farm chunk)."""
@@ -76,6 +78,10 @@ class MatteJob:
         cmd += ["--patch", str(self.patch), "--overlap", str(self.overlap), "--k", str(self.k),
                 "--pool", str(self.pool), "--device", self.device, "--precision", self.precision,
                 "--prior", self.prior]
+        if self.foreground:
+            cmd += ["--foreground", self.foreground]
+        if self.premultiplied:
+            cmd += ["--premultiplied"]
         if json_log:
             cmd += ["--json-log", json_log]
         return cmd

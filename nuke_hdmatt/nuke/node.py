@@ -18,7 +18,10 @@ Nuke's own render progress), then in the GUI runs the engine from a worker threa
 returns. The worker touches Nuke only through ``nuke.executeInMainThread`` /
 ``executeInMainThreadWithResult``, except for its ``nuke.ProgressTask``, which Nuke lets
 worker threads drive. In terminal mode (``nuke -t``) there is no event loop to hand calls
-to, so the same steps run in the calling thread.
+to, so the same steps run in the calling thread. Then Copy ``copy_fg`` (the Read's fg.red/green/blue into
+the fg layer) and Copy ``copy_premult`` (the Read's rgb, alpha x foreground, into rgb), each
+enabled by the knob ``foreground_output`` (:data:`FOREGROUND_OUTPUTS`); their ``disable``
+knobs are set when that knob changes and saved with the script, so renders need no Python.
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ __all__ = ["on_create", "knob_changed", "update_ui", "generate", "generate_curre
 
 INPUTS = (("plate", "rgb"), ("trimap", "rgba"), ("matte", "rgba"))
 TRIMAP_CHANNELS = {"alpha": "A", "red": "R"}
+# foreground_output knob values: what the engine is asked for and which Copy shows it. The
+# premultiplied mode writes the fg layer too, so switching between the two needs no re-run.
+FOREGROUND_OUTPUTS = {"alpha only": ("", False, None),
+                      "alpha + foreground layer": ("fg", False, "copy_fg"),
+                      "premultiplied foreground": ("fg", True, "copy_premult")}
 ROOT_COLOUR_KNOBS = ("colorManagement", "OCIO_config", "customOCIOConfigPath", "workingSpaceLUT")
 # lossless and fast; set explicitly so a studio default (DWAA, B44) cannot make exports lossy
 EXPORT_COMPRESSION = "Zip (1 scanline)"
@@ -144,6 +152,23 @@ def knob_changed() -> None:
                                             "trimap_channel", "plate_colorspace", "patch",
                                             "overlap", "k", "pool", "precision", "prior"):
         update_status(node)
+    elif knob is not None and knob.name() == "foreground_output":
+        apply_foreground_output(node)
+
+
+def apply_foreground_output(node) -> None:
+    """Enable the inner Copy that shows the chosen foreground output, disable the other."""
+    shown = _foreground_output(node)[2]
+    for name in ("copy_fg", "copy_premult"):
+        inner = node.node(name)
+        if inner is not None:  # gizmos saved before the foreground outputs lack them
+            inner["disable"].setValue(name != shown)
+
+
+def _foreground_output(node) -> tuple:
+    """(foreground layer or "", premultiplied, Copy node showing it or None) for the knob."""
+    value = _knob_value(node, "foreground_output", "alpha only")
+    return FOREGROUND_OUTPUTS.get(value, FOREGROUND_OUTPUTS["alpha only"])
 
 
 def update_ui() -> None:
@@ -354,7 +379,8 @@ def matte_job(node, paths: dict, frames: list[int], colour=None) -> MatteJob:
         cache=_text(node, "cache"), patch=int(node["patch"].value()),
         overlap=int(node["overlap"].value()), k=int(node["k"].value()),
         pool=int(node["pool"].value()), device=node["device"].value(),
-        precision=node["precision"].value(), prior=_knob_value(node, "prior", "auto"))
+        precision=node["precision"].value(), prior=_knob_value(node, "prior", "auto"),
+        foreground=_foreground_output(node)[0], premultiplied=_foreground_output(node)[1])
 
 
 # ---------------------------------------------------------------- what was generated

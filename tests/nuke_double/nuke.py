@@ -760,28 +760,38 @@ class NoOp(Node):
 
 
 class Copy(Node):
-    _KNOBS = {"from0": Channel_Knob, "to0": Channel_Knob, "bbox": String_Knob}
+    # Nuke's Copy copies up to four channels, from<i> of input A (1) to to<i> of B (0);
+    # disabled, it passes B through
+    _KNOBS = {**{f"{d}{i}": Channel_Knob for i in range(4) for d in ("from", "to")},
+              "bbox": String_Knob}
     _MAX_INPUTS = 2
 
     def __init__(self, *args, **kwargs):
         Node.__init__(self)
         self["from0"].setValue("rgba.alpha")
         self["to0"].setValue("rgba.alpha")
+        for i in range(1, 4):
+            self[f"from{i}"].setValue("none")
+            self[f"to{i}"].setValue("none")
         self["bbox"].setValue("union")
 
     def _image(self, frame):
         b = Node._image(self, frame)
         a_node = self.input(1)
-        if a_node is None:
+        if a_node is None or self["disable"].value():
             return b
         a = a_node._image(frame)
-        src = a.get(self["from0"].value())
         shape = next(iter(b.values())).shape
-        if src is None:
-            src = np.zeros(shape, np.float32)
-        if src.shape != shape:
-            raise RuntimeError(f"{self.name()}: A is {src.shape[::-1]}, B is {shape[::-1]}")
-        b[self["to0"].value()] = src
+        for i in range(4):
+            name, target = self[f"from{i}"].value(), self[f"to{i}"].value()
+            if name == "none" or target == "none":
+                continue
+            src = a.get(name)
+            if src is None:
+                src = np.zeros(shape, np.float32)
+            if src.shape != shape:
+                raise RuntimeError(f"{self.name()}: A is {src.shape[::-1]}, B is {shape[::-1]}")
+            b[target] = src
         mode = self["bbox"].value()
         box = {"B": b.bbox, "A": a.bbox, "union": _union(a.bbox, b.bbox),
                "intersection": _intersect(a.bbox, b.bbox) or (0, 0, 0, 0)}[mode]
