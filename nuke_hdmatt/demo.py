@@ -3,8 +3,10 @@
 The plate is procedural and deterministic (same pixels on every machine): a soft-edged body
 with a few thousand thin, curved, sub-pixel hair strands, composited in linear light over a
 textured background, 640x480, written as a linear Rec.709 EXR (tagged ``lin_rec709_scene``)
-with its trimap. It then runs exactly the ``hdmatt matte`` code path and writes the alpha EXR
-plus a preview PNG (plate | trimap | alpha | comp over a checkerboard).
+with its trimap. It then runs exactly the ``hdmatt matte --foreground`` code path and writes
+the alpha EXR (with the estimated foreground colour in layer ``fg``) plus a preview PNG
+(plate | trimap | alpha | the foreground over a checkerboard | the plate premultiplied by
+the alpha over it, for comparison: the old background shows through the fur there).
 
 Strand rendering: each strand is marched in 0.5 px steps and deposits its covered area
 (width x step) bilinearly into a density image; coverage is ``1 - exp(-density)``, which is
@@ -28,6 +30,7 @@ PLATE_COLORSPACE = "lin_rec709_scene"
 STRANDS = 2600
 STEP_PX = 0.5
 CHECKER_PX = 16
+CHECKER_LINEAR = (0.52, 0.17)  # about 0.75 and 0.45 once sRGB-encoded
 KNOWN_MARGIN_PX = 4.0
 
 
@@ -148,32 +151,36 @@ def _write_image(path: str, pixels: np.ndarray, channels, *, colorspace: str | N
             raise OutputError(f"cannot write: {oiio.geterror()}", path=path)
 
 
-def preview(plate_display: np.ndarray, trimap: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Side-by-side preview: plate | trimap | alpha | comp over a checkerboard.
+def checker_comp(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Unpremultiplied ``colour`` (float32 (H, W, 3), linear) over a checkerboard, in linear
+    light: float32 (H, W, 3), linear."""
+    h, w = alpha.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    checker = np.where(((yy // CHECKER_PX) + (xx // CHECKER_PX)) % 2, *CHECKER_LINEAR)
+    a = alpha[..., None]
+    return (a * colour + (1 - a) * checker[..., None]).astype(np.float32)
+
+
+def preview(plate_display: np.ndarray, trimap: np.ndarray, alpha: np.ndarray,
+            comp_foreground: np.ndarray, comp_plate: np.ndarray) -> np.ndarray:
+    """Side-by-side preview: plate | trimap | alpha | foreground comp | plate comp.
 
     Parameters
     ----------
-    plate_display : ndarray
-        float32 (H, W, 3), sRGB-encoded Rec.709 in [0, 1].
+    plate_display, comp_foreground, comp_plate : ndarray
+        float32 (H, W, 3), sRGB-encoded Rec.709 in [0, 1]: the plate, and the two
+        :func:`checker_comp` results (estimated foreground; the plate itself) encoded.
     trimap, alpha : ndarray
         float32 (H, W) in [0, 1].
 
     Returns
     -------
     ndarray
-        float32 (H, 4W, 3), display-referred sRGB in [0, 1].
+        float32 (H, 5W, 3), display-referred sRGB in [0, 1].
     """
-    from pymatting import estimate_foreground_ml
-    h, w = alpha.shape
-    # The plate's edge pixels still hold background colour; a comp needs the foreground
-    # colour alone, estimated as a compositor's edge-extend would.
-    fg = estimate_foreground_ml(plate_display.astype(np.float64), alpha.astype(np.float64))
-    yy, xx = np.mgrid[0:h, 0:w]
-    checker = np.where(((yy // CHECKER_PX) + (xx // CHECKER_PX)) % 2, 0.75, 0.45)
-    comp = alpha[..., None] * fg + (1 - alpha[..., None]) * checker[..., None]
     grey = lambda m: np.repeat(m[..., None], 3, axis=2)  # noqa: E731
-    panels = [plate_display, grey(trimap), grey(alpha), np.clip(comp, 0, 1)]
-    return np.concatenate([p.astype(np.float32) for p in panels], axis=1)
+    panels = [plate_display, grey(trimap), grey(alpha), comp_foreground, comp_plate]
+    return np.concatenate([np.clip(p, 0, 1).astype(np.float32) for p in panels], axis=1)
 
 
 def run_demo(args) -> int:
@@ -198,23 +205,27 @@ def run_demo(args) -> int:
     _write_image(paths["trimap.exr"], trimap, ("Y",))
     _write_image(paths["alpha_truth.exr"], truth, ("Y",), fmt="float")
 
-    job = MatteJob(plate=paths["plate.exr"], trimap=paths["trimap.exr"], output=paths["alpha.exr"])
+    job = MatteJob(plate=paths["plate.exr"], trimap=paths["trimap.exr"], output=paths["alpha.exr"],
+                   foreground="fg")
     rc = run_matte(args, job)
     if rc != 0:
         return rc
 
     alpha = read_plate(paths["alpha.exr"], ["A"]).pixels[:, :, 0]
+    fg = read_plate(paths["alpha.exr"], ["fg.R", "fg.G", "fg.B"]).pixels  # linear, as the plate
     config, _ = resolve_config(None)
-    display = to_network_space(plate, PLATE_COLORSPACE, config)
-    _write_image(paths["preview.png"], preview(display, trimap, alpha), ("R", "G", "B"),
-                 fmt="uint8")
+    shown = lambda rgb: to_network_space(rgb, PLATE_COLORSPACE, config)  # noqa: E731
+    panels = preview(shown(plate), trimap, alpha, shown(checker_comp(fg, alpha)),
+                     shown(checker_comp(plate, alpha)))
+    _write_image(paths["preview.png"], panels, ("R", "G", "B"), fmt="uint8")
     error = sad(alpha, truth, trimap)
     lines = [
         f"plate    {paths['plate.exr']}  (linear Rec.709, {PLATE_COLORSPACE})",
         f"trimap   {paths['trimap.exr']}",
         f"truth    {paths['alpha_truth.exr']}  (the alpha the plate was built with)",
-        f"alpha    {paths['alpha.exr']}  (plate channels + A)",
-        f"preview  {paths['preview.png']}  (plate | trimap | alpha | comp over checkerboard)",
+        f"alpha    {paths['alpha.exr']}  (plate channels + A + foreground colour fg.R/G/B)",
+        f"preview  {paths['preview.png']}  (plate | trimap | alpha | foreground over checkerboard"
+        f" | plate premultiplied over checkerboard)",
         f"SAD against the true alpha over the unknown region: {error:.2f}",
     ]
     print("\n".join(lines))

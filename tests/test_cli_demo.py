@@ -29,12 +29,18 @@ def test_demo_command_writes_alpha_and_preview(tmp_path):
     spec, plate = read_image(folder / "plate.exr")
     assert spec.getattribute("oiio:ColorSpace") == "lin_rec709_scene"
     spec, alpha = read_image(folder / "alpha.exr")
-    assert list(spec.channelnames) == ["R", "G", "B", "A"]
+    assert list(spec.channelnames) == ["R", "G", "B", "A", "fg.R", "fg.G", "fg.B"]
     assert spec.getattribute("hdmatt:colorspace") == "Linear Rec.709 (sRGB)"
     _, trimap = read_image(folder / "trimap.exr")
     a, t = alpha[..., 3], trimap[..., 0]
     assert np.all(a[t == 1.0] == 1.0) and np.all(a[t == 0.0] == 0.0)
     spec, preview = read_image(folder / "preview.png")
-    assert (spec.width, spec.height, spec.nchannels) == (4 * 640, 480, 3)
+    assert (spec.width, spec.height, spec.nchannels) == (5 * 640, 480, 3)
     assert spec.format == "uint8"
+    # brown fur over the checkerboard: with the estimated foreground the hair pixels lose
+    # the green-blue plate background that the premultiplied plate drags along
+    hair = (a > 0.2) & (a < 0.8) & (t == 0.5)
+    fg_comp, plate_comp = preview[:, 3 * 640:4 * 640], preview[:, 4 * 640:]
+    warmth = lambda img: float((img[..., 0] - img[..., 2])[hair].mean())  # noqa: E731
+    assert hair.sum() > 1000 and warmth(fg_comp) > warmth(plate_comp) + 0.02
     assert temp_leftovers(folder) == []
