@@ -6,22 +6,22 @@ render: the gizmo's Read, its range and its output channel are plain knobs and e
 (see ``gizmos/HDMatt.gizmo``), so a render node without ``nuke_hdmatt`` importable renders the
 same pixels.
 
-Inside the gizmo: Input nodes ``plate`` (0), ``trimap`` (1), ``matte`` (2); Read
-``alpha_read`` (its file knob, linked to the node's *alpha sequence*, defaults to a TCL
-expression of the script and node names; its range follows the generated frames in the GUI
-and is open in renders; a missing frame is black in the GUI and an error in renders, by
-``$gui``); Copy ``copy_alpha`` (A: rgba.alpha of the Read, B: the plate, bbox B), whose
-``to0`` knob is the node's *output channel* (a Link_Knob).
+Inside the gizmo: Input nodes ``plate`` (0), ``trimap`` (1), ``matte`` (2); Read ``alpha_read``
+(its file knob, linked to the node's *alpha sequence*, defaults to a TCL expression of the
+script and node names; its range follows the generated frames in the GUI and is open in
+renders; a missing frame is black in the GUI and an error in renders, by ``$gui``); Copy
+``copy_alpha`` (A: rgba.alpha of the Read, B: the plate, bbox B), whose ``to0`` knob is the
+node's *output channel* (a Link_Knob). Then Copy ``copy_fg`` (the Read's fg.red/green/blue into
+the fg layer) and Copy ``copy_premult`` (the Read's rgb, alpha x foreground, into rgb), each
+enabled by the knob ``foreground_output`` (:data:`FOREGROUND_OUTPUTS`); their ``disable`` knobs
+are set when that knob changes and saved with the script, so renders need no Python.
 
 Threads: Generate exports the inputs on the main thread (one ``nuke.executeMultiple``, with
 Nuke's own render progress), then in the GUI runs the engine from a worker thread and
 returns. The worker touches Nuke only through ``nuke.executeInMainThread`` /
 ``executeInMainThreadWithResult``, except for its ``nuke.ProgressTask``, which Nuke lets
 worker threads drive. In terminal mode (``nuke -t``) there is no event loop to hand calls
-to, so the same steps run in the calling thread. Then Copy ``copy_fg`` (the Read's fg.red/green/blue into
-the fg layer) and Copy ``copy_premult`` (the Read's rgb, alpha x foreground, into rgb), each
-enabled by the knob ``foreground_output`` (:data:`FOREGROUND_OUTPUTS`); their ``disable``
-knobs are set when that knob changes and saved with the script, so renders need no Python.
+to, so the same steps run in the calling thread.
 """
 
 from __future__ import annotations
