@@ -113,3 +113,18 @@ def test_hair_box_prefers_strands_over_a_soft_edge():
     y0, y1, x0, x1 = hr_composites.hair_box(alpha, 100)
     assert y1 - y0 == 100 and x1 - x0 == 100
     assert x0 >= 200 and y1 > 180
+
+
+def test_foreground_recomposite_error_is_zero_for_the_truth_and_not_for_the_plate():
+    import foreground as fg_bench
+    rng = np.random.default_rng(2)
+    h, w = 40, 50
+    alpha = np.clip(rng.random((h, w)) * 1.4 - 0.2, 0, 1).astype(np.float32)
+    fg, bg, new_bg = (rng.random((h, w, 3), dtype=np.float32) for _ in range(3))
+    from nuke_hdmatt.training.compositing import composite
+    frame = {"alpha": alpha, "fg": fg, "trimap": np.full((h, w), 0.5, np.float32),
+             "image": composite(fg, bg, alpha)}
+    plate = fg_bench._lin(frame["image"])
+    err = fg_bench.recomposite_errors(frame, alpha, {"truth": fg_bench._lin(fg),
+                                                     "plate": plate}, new_bg)
+    assert err["truth"] < 1e-6 and err["plate"] > 0.02
