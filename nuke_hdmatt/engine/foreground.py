@@ -52,10 +52,6 @@ TILE = 512
 # tile's clamped border out of the part that is kept, also after it is enlarged to the next
 # level (tests/test_engine_foreground.py checks tiled against whole-frame solves).
 MARGIN = 16
-# Colours fade towards 0 through dark regions sweep after sweep until they are subnormal
-# floats, which the CPU computes with 10-20x slower (42 s instead of 2.3 s for one 6K frame
-# here); anything smaller than this is 0. Far below any colour difference that shows.
-TINY = 1e-30
 
 
 def estimate_foreground(image: np.ndarray, alpha: np.ndarray, *, device="cpu",
@@ -158,7 +154,6 @@ class _Solver:
             cut = np.ix_(ys, xs)
             img, a = self.image[cut], self.alpha[cut]
         img = torch.from_numpy(np.ascontiguousarray(img)).to(self.dev).permute(2, 0, 1)
-        img = img.masked_fill(img.abs() < TINY, 0.0)
         return img, torch.from_numpy(np.ascontiguousarray(a)).to(self.dev)
 
     def level(self, size, f_prev, b_prev, window):
@@ -215,7 +210,7 @@ class _Solver:
                 rf, rb = rhs[:c], rhs[c:]
                 torch.mul(m00, rf, out=new[:c]).addcmul_(m01, rb)
                 torch.mul(m01, rf, out=new[c:]).addcmul_(m11, rb)
-                new.clamp_(self.lo, self.hi).masked_fill_(new.abs() < TINY, 0.0)
+                new.clamp_(self.lo, self.hi)
                 torch.where(mask, new, x, out=x)
         return x[:c], x[c:]
 
