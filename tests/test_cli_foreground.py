@@ -89,7 +89,7 @@ def test_bad_foreground_options_one_line_exit_2_before_the_engine(tmp_path, extr
 
 def test_farm_template_passes_the_foreground_options_on(tmp_path):
     import yaml
-    plate, trimap = exr_sequence(tmp_path / "in", [1])
+    plate, trimap = exr_sequence(tmp_path / "in", [1, 2, 3, 4])
     proc = hdmatt(tmp_path, "farm", "openjd", plate, trimap, "-o", "out/a.####.exr",
                   "--frames", "1-4", "--hdmatt", "/opt/hdmatt", "--foreground", "hair",
                   "--premultiplied")

@@ -42,7 +42,9 @@ def test_each_choice_renders_what_it_says(shot):
     nuke, node, _, _, tmp_path = shot
     _choose(nuke, node, CHOICES[2])
     assert node["generate"].execute() is None
-    engine_file = read_exr(node["alpha_file"].value().replace("####", "0001"))
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    alpha_file = hdmatt_node.alpha_sequence(node).pattern.replace("%04d", "####")
+    engine_file = read_exr(alpha_file.replace("####", "0001"))
     assert {"fg.R", "fg.G", "fg.B"} <= set(engine_file)
     plate = plate_pixels(1)
     rgb = lambda img: np.stack([img["R"], img["G"], img["B"]], -1)  # noqa: E731
