@@ -177,7 +177,7 @@ class Engine:
             (lambda done, total, stage: progress(done, total, f"coarse {stage}"))
         coarse_prior = self._classical(*small, "global")
         coarse = self._run(*small, coarse_prior, coarse_progress, cancel)
-        return guided_upsample(coarse, small[0], image, trimap), self.cascade_step
+        return guided_upsample(coarse, small[0], image, trimap, device=self.device), self.cascade_step
 
     def _classical(self, image, trimap, method, progress=None, cancel=None):
         """The classical prior; a solve that fails (no convergence on a degenerate frame such
