@@ -172,10 +172,10 @@ class Engine:
             return self._classical(image, trimap, self.prior, progress, cancel), 1.0
         small = downsample(image, trimap, self.prior_max_side)
         if small is None:
-            return self._classical(image, trimap, "global"), 1.0
+            return self._classical(image, trimap, "global", cancel=cancel), 1.0
         coarse_progress = None if progress is None else \
             (lambda done, total, stage: progress(done, total, f"coarse {stage}"))
-        coarse_prior = self._classical(*small, "global")
+        coarse_prior = self._classical(*small, "global", cancel=cancel)
         coarse = self._run(*small, coarse_prior, coarse_progress, cancel)
         return guided_upsample(coarse, small[0], image, trimap, device=self.device), self.cascade_step
 
@@ -185,7 +185,7 @@ class Engine:
         unknown region), with a warning: the network still gives an alpha."""
         try:
             return compute_prior(image, trimap, method, self.prior_max_side, self.patch,
-                                 self.overlap, progress, cancel, self.cfg.prior_solver)
+                                 self.overlap, progress, cancel, self.cfg.prior_solver, self.device)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             h, w = trimap.shape
             warnings.warn(f"classical prior failed on the {w}x{h} frame "
