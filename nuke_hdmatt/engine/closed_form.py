@@ -9,11 +9,13 @@ mean, M_k = (Sigma_k + eps/n)^-1 (n pixels a window) and, for a field p,
     a_k = M_k (1/n) sum_{j in w_k} c_{k,j} p_j,      pbar_k = mean_{j in w_k} p_j,
 He, Sun & Tang's fast large-kernel form (CVPR 2010) gives
     (L p)_i = N_i p_i - sum_{k : i in w_k} (pbar_k + a_k . c_{k,i}),
-N_i the number of windows holding i. Only the windows that touch an unknown pixel are kept
-(the others do not enter the system), each as its n neighbour indices, centred colours and
-M_k, so the cost of an iteration follows the unknown area, not the frame. Colours stay
-centred on their window (never raw second moments): float32 then resolves the 1e-8
-variances epsilon competes with.
+N_i the number of windows holding i. Written per window, pbar_k + a_k . c_{k,i} is the
+n x n block W_k = (1 + c_k M_k c_k') / n applied to the window's values, so each window keeps
+its n neighbour indices and W_k (computed once, in float64 from colours centred on the
+window, never raw second moments, so the 1e-8 variances epsilon competes with are resolved;
+kept in float32), and an iteration is one batched n x n product plus a gather: L itself is
+never assembled. Only the windows that touch an unknown pixel are kept (the others do not
+enter the system), so the cost of an iteration follows the unknown area, not the frame.
 
 The system is solved by conjugate gradients with a Jacobi preconditioner, warm-started from
 the same solve on the frame halved (coarse to fine), in float32 on the image's device. It
@@ -72,22 +74,18 @@ class UnknownLaplacian:
         colours = image.double().flatten(1).t()[nbr]                             # (K, n, 3)
         c = colours - colours.mean(1, keepdim=True)
         cov = torch.einsum("kdi,kdj->kij", c, c) / n + (eps / n) * torch.eye(3, dtype=c.dtype, device=dev)
-        m = torch.linalg.inv(cov)
-        quad = torch.einsum("kdi,kij,kdj->kd", c, m, c)
-        self.c, self.m, self.n = c.float(), m.float(), n
-        self.diagonal = self._assemble(((1 - (1 + quad) / n) - 0.0).float(), diagonal=True)
+        cm = c @ torch.linalg.inv(cov)
+        self.blocks = ((1 + cm @ c.transpose(1, 2)) / n).float()               # (K, n, n)
+        self.diagonal = self._assemble(1 - torch.diagonal(self.blocks, dim1=1, dim2=2))
 
-    def _assemble(self, t: torch.Tensor, diagonal=False) -> torch.Tensor:
+    def _assemble(self, t: torch.Tensor) -> torch.Tensor:
         """sum over the windows holding each unknown pixel of t[k, d] (t: (K, n))."""
         t_ext = torch.cat([t.flatten(), t.new_zeros(1)])
         return t_ext[self.scatter].sum(1)
 
     def window_terms(self, p: torch.Tensor) -> torch.Tensor:
         """(K, n) field values p at each window's pixels -> pbar_k + a_k . c_{k,d}."""
-        pbar = p.mean(1, keepdim=True)
-        g = torch.einsum("kdc,kd->kc", self.c, p) / self.n
-        a = torch.einsum("kij,kj->ki", self.m, g)
-        return pbar + torch.einsum("kdc,kc->kd", self.c, a)
+        return torch.bmm(self.blocks, p[..., None])[..., 0]
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
         """L_UU v for v over the unknown pixels."""
