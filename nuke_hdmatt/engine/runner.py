@@ -24,12 +24,14 @@ import torch
 from .. import ENGINE_VERSION
 from ..errors import Cancelled, TrimapError, WeightsError
 from .config import LIGHT, ModelConfig
+from .bank import FeatureBank
 from .context import score_candidates, select_top_k
 from .fold import fold_batchnorm
 from .guided import guided_upsample
 from .network import HDMattNet, make_input
 from .pool import NEIGHBOUR_ROWS, candidates, thin
 from .prior import PRIOR_METHODS, compute_prior, downsample
+from .regions import max_unknown_cells
 from .tiling import PatchGrid, check_settings
 from .weights import default_weights_path, load_network, verified_sha256
 
@@ -236,7 +238,7 @@ class _Pass:
         self.image, self.trimap, self.prior = image, trimap, prior
         self.queries, self.progress, self.cancel = queries, progress, cancel
         self.small = len(queries) <= eng.pool + 1
-        self.ctx: dict = {}      # cell -> compact context features
+        self.ctx = FeatureBank()  # cell -> compact context features
         self.pending: dict = {}  # patch row -> [(cells, batched decoder features)], until decoded
         self.reservoir: list = []
         self.done = 0
@@ -270,8 +272,7 @@ class _Pass:
             if cell not in self.reservoir:
                 self.reservoir.append(cell)
         self.reservoir = thin(self.reservoir, self.eng.pool)
-        keep = set(self.reservoir) | {c for c in self.ctx if c not in stale}
-        self.ctx = {c: v for c, v in self.ctx.items() if c in keep}
+        self.ctx.keep(set(self.reservoir) | {c for c in self.ctx if c not in stale})
 
     def _inputs(self, cells):
         eng, g = self.eng, self.grid
@@ -282,7 +283,7 @@ class _Pass:
         t_pri = None
         if self.prior is not None:
             t_pri = torch.from_numpy(np.stack([g.extract(self.prior, r, c) for r, c in cells]))[:, None].to(eng.device)
-        return make_input(t_img, t_tri, t_pri, eng.cfg), t_tri, t_pri
+        return make_input(t_img, t_tri, t_pri, eng.cfg), t_tri, t_pri, max_unknown_cells(tri)
 
     def _encode(self, cells, key):
         """Encode ``cells`` in batches; keep decoder features batched (no re-stacking)."""
@@ -291,12 +292,11 @@ class _Pass:
         for s in range(0, len(cells), b):
             self._check_cancel()
             chunk = cells[s:s + b]
-            x, tri, pri = self._inputs(chunk)
+            x, tri, pri, max_unknown = self._inputs(chunk)
             feats = net.encode(x)
             ctx = net.context_features(feats, tri)
-            for j, cell in enumerate(chunk):
-                self.ctx[cell] = {k: v[j].clone() for k, v in ctx.items()}
-            feats["x"], feats["prior"] = x, pri
+            self.ctx.add(chunk, ctx)
+            feats["x"], feats["prior"], feats["max_unknown"] = x, pri, max_unknown
             batches.append((chunk, feats))
 
     def _select(self, chunk):
@@ -314,16 +314,14 @@ class _Pass:
         row = {c: i for i, c in enumerate(ids)}
         ids.append(chunk[0])
         n = max(1, max(len(c) for c in cands))
-        slot = torch.full((len(chunk), n), len(ids) - 1, dtype=torch.long)
-        lengths = torch.tensor([len(cs) for cs in cands])
-        for i, cs in enumerate(cands):
-            slot[i, :len(cs)] = torch.tensor([row[c] for c in cs], dtype=torch.long)
-        slot = slot.to(eng.device)
-        valid = (torch.arange(n)[None, :] < lengths[:, None]).to(eng.device)
-        table = {k: torch.stack([self.ctx[c][k] for c in ids])
-                 for k in ("desc", "key", "value", "regions")}
+        dev = eng.device
+        slot = torch.tensor([[row[c] for c in cs] + [len(ids) - 1] * (n - len(cs)) for cs in cands],
+                            dtype=torch.long, device=dev)
+        lengths = torch.tensor([len(cs) for cs in cands], device=dev)
+        valid = torch.arange(n, device=dev)[None, :] < lengths[:, None]
+        table = self.ctx.gather(ids, ("desc", "key", "value", "regions"))
         desc = table["desc"].float()[slot] * valid[..., None]
-        qdesc = torch.stack([self.ctx[q]["qdesc"].float() for q in chunk])
+        qdesc = self.ctx.gather(chunk, ("qdesc",))["qdesc"].float()
         idx, scores = select_top_k(score_candidates(qdesc, desc, valid), eng.k)
         ok = valid.gather(1, idx)
         chosen = torch.where(ok, slot.gather(1, idx), len(ids) - 1)
@@ -339,9 +337,9 @@ class _Pass:
         self._check_cancel()
         q_ctx, c_sel = {}, None
         if eng.cfg.uses_context:
-            q_ctx = {k: torch.stack([self.ctx[c][k] for c in chunk]) for k in ("key", "value", "regions")}
+            q_ctx = self.ctx.gather(chunk, ("key", "value", "regions"))
             c_sel = self._select(chunk)
-        out = eng.net.decode(feats, q_ctx, c_sel, feats["x"], feats["prior"])
+        out = eng.net.decode(feats, q_ctx, c_sel, feats["x"], feats["prior"], feats["max_unknown"])
         out = out[:, 0].float().cpu().numpy()
         for j, (r, c) in enumerate(chunk):
             g.accumulate(self.acc, out[j], r, c)
