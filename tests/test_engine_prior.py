@@ -274,3 +274,21 @@ def test_ported_solvers_match_pymatting_on_dev_images():
             want = np.clip(fn(image.astype(np.float64), tri.astype(np.float64)), 0, 1)
             got = compute_prior(image, tri, "global", max_side=10_000, solver=solver)
             assert np.abs(got - want)[u].mean() <= 0.01, (name, ts, solver)
+
+
+def test_the_cf_and_sm_prior_imports_neither_pymatting_nor_numba():
+    """Nothing compiles at first use on the inference path (numba took ~90 s on a fresh
+    install when PyMatting solved the prior)."""
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np\n"
+            "sys.path.insert(0, 'tests')\n"
+            "from test_engine_prior import disc_scene\n"
+            "from nuke_hdmatt.engine.prior import compute_prior\n"
+            "image, trimap, _ = disc_scene(60, 80)\n"
+            "compute_prior(image, trimap, 'global', solver='cf+sm')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pymatting', 'numba')))\n")
+    from pathlib import Path
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]", out.stdout
