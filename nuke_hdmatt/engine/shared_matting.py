@@ -139,10 +139,28 @@ def _first(hit: torch.Tensor) -> torch.Tensor:
     return torch.where(hit.any(1), (hit * pos).argmax(1), n)
 
 
-def _march(fr: _Frame, ys, xs, angle_index):
+def _distances(fr: _Frame):
+    """Chessboard distance of every pixel to the nearest F and to the nearest B pixel (0 on
+    them; beyond any ray's reach where there is none), flattened, on the frame's device."""
+    from scipy import ndimage
+    labels = fr.trimap.reshape(fr.h, fr.w).cpu().numpy()
+    far = 2 * max(fr.h, fr.w) + 2
+    out = []
+    for value in (1.0, 0.0):
+        hit = labels == value
+        d = ndimage.distance_transform_cdt(~hit, metric="chessboard") if hit.any() else \
+            np.full(labels.shape, far)
+        out.append(torch.from_numpy(d.astype(np.int64).ravel()).to(fr.trimap.device))
+    return out
+
+
+def _march(fr: _Frame, ys, xs, angle_index, dist_f, dist_b):
     """The first F and first B pixel along each pixel's ray at 2 pi / ANGLES * a + its start
-    angle; -> (flat index of F or -1, flat index of B or -1) for each pixel. Steps are taken
-    in growing chunks (most rays end within a few pixels)."""
+    angle, stepping as PyMatting does (position trunc(p + step * direction), step 0, 1, ...
+    until both are found or the ray leaves the frame); -> (flat index of F or -1, of B or
+    -1). Steps that cannot land on the missing label are skipped: a step moves the sampled
+    pixel by at most one in each axis, so none of the next d - 1 steps reaches a label
+    whose nearest pixel is at chessboard distance d (the sampled pixels are the same)."""
     n = 8
     start = ((xs % n) + (ys % n) * n) * 99991 % (n * n)
     table = np.array([2.0 * np.pi / ANGLES * angle_index + 2.0 * np.pi / (n * n) * i for i in range(n * n)])
@@ -152,25 +170,27 @@ def _march(fr: _Frame, ys, xs, angle_index):
     found_b = found_f.clone()
     live = torch.arange(len(ys), device=ys.device)
     xf, yf = xs.double(), ys.double()
-    step, chunk, max_steps = 0, 8, 2 * max(fr.h, fr.w)
-    while len(live) and step < max_steps:
+    step = torch.zeros(len(ys), dtype=torch.long, device=ys.device)
+    max_steps = 2 * max(fr.h, fr.w)
+    while len(live):
         fr.poll()
-        steps = torch.arange(step, min(step + chunk, max_steps), device=ys.device, dtype=torch.float64)
-        x2 = torch.trunc(xf[live, None] + steps * cos[live, None]).long()
-        y2 = torch.trunc(yf[live, None] + steps * sin[live, None]).long()
-        inside = (x2 >= 0) & (y2 >= 0) & (x2 < fr.w) & (y2 < fr.h)
-        inside = inside.cumprod(1).bool()          # the ray stops at the first step outside
-        q = y2.clamp(0, fr.h - 1) * fr.w + x2.clamp(0, fr.w - 1)
+        st = step[live].double()
+        x2 = torch.trunc(xf[live] + st * cos[live]).long()
+        y2 = torch.trunc(yf[live] + st * sin[live]).long()
+        inside = (x2 >= 0) & (y2 >= 0) & (x2 < fr.w) & (y2 < fr.h) & (step[live] < max_steps)
+        live, x2, y2 = live[inside], x2[inside], y2[inside]
+        q = y2 * fr.w + x2
         label = fr.trimap[q]
-        rows = torch.arange(len(live), device=ys.device)
-        for found, value in ((found_f, 1), (found_b, 0)):
-            first = _first(inside & (label == value))
-            new = (found[live] < 0) & (first < len(steps))
-            found[live[new]] = q[rows[new], first[new]]
-        keep = inside[:, -1] & ((found_f[live] < 0) | (found_b[live] < 0))
+        need_f, need_b = found_f[live] < 0, found_b[live] < 0
+        new_f, new_b = need_f & (label == 1), need_b & (label == 0)
+        found_f[live[new_f]] = q[new_f]
+        found_b[live[new_b]] = q[new_b]
+        need_f, need_b = need_f & ~new_f, need_b & ~new_b
+        skip = torch.where(need_f & need_b, torch.minimum(dist_f[q], dist_b[q]),
+                           torch.where(need_f, dist_f[q], dist_b[q])).clamp_min(1)
+        keep = need_f | need_b
         live = live[keep]
-        step += len(steps)
-        chunk = min(chunk * 2, 256)
+        step[live] += skip[keep]
     return found_f, found_b
 
 
@@ -178,7 +198,8 @@ def sample_gathering(fr: _Frame, ys, xs, avg_f, avg_b, weights=WEIGHTS, np_radiu
     """Best F, B pair of the samples found along ANGLES rays -> (alpha, F, B) per pixel."""
     e_n, e_a, e_f, e_b = weights
     m = len(ys)
-    rays = [_march(fr, ys, xs, a) for a in range(ANGLES)]
+    dist_f, dist_b = _distances(fr)
+    rays = [_march(fr, ys, xs, a, dist_f, dist_b) for a in range(ANGLES)]
     own = ys * fr.w + xs
 
     def samples(which, fallback):
