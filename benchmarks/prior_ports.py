@@ -63,14 +63,14 @@ def main(argv=None) -> int:
                 t2 = time.perf_counter()
                 mad = float(np.abs(got - want)[u].mean())
                 sums[s].append((mad, t1 - t0, t2 - t1))
-                row += [mad, t1 - t0, t2 - t1]
+                row += [f"{mad:.5f}", t1 - t0, t2 - t1]
             rows.append(row)
             print(" ".join(str(v) for v in row), flush=True)
     for label, fn in (("mean", np.mean), ("max", np.max)):
         row = [f"**{label}**", "", ""]
         for s in SOLVERS:
             a = np.array(sums[s])
-            row += [fn(a[:, 0]), fn(a[:, 1]), fn(a[:, 2])]
+            row += [f"{fn(a[:, 0]):.5f}", fn(a[:, 1]), fn(a[:, 2])]
         rows.append(row)
     header = ["image", "trimap", "unknown"] + [f"{s} {c}" for s in SOLVERS
                                                 for c in ("mean abs diff", "PyMatting s", "torch s")]
