@@ -78,6 +78,17 @@ def measure(eng, image, trimap) -> dict:
     return row
 
 
+def write(out: Path, info: dict, warm_s: float, results: list) -> None:
+    write_text_atomic(out / "gpu_check.json", json.dumps({"info": info, "warm_up_s": warm_s, "rows": results}, indent=1))
+    cols = ["size", "w x h", "unknown", "total s", "prior s", "network s", "guided s", "other s",
+            "peak GPU GiB", "peak RSS MiB"]
+    table = markdown_table(cols, [[r["size"], f"{r['w']}x{r['h']}", f"{r['unknown']:.0%}", r["wall_s"],
+                                   r["prior_s"], r["network_s"], r["guided_s"], r["other_s"],
+                                   r.get("peak_gpu_gib"), r["peak_rss_mib"]] for r in results])
+    write_text_atomic(out / "gpu_check.md", f"## Engine on {info['device']}\n\n{machine_line(info)}.\n\n"
+                                            f"Warm-up (first 1K frame, not in the table): {warm_s:.1f} s.\n\n{table}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
@@ -99,21 +110,14 @@ def main(argv=None) -> int:
     warm_s = time.perf_counter() - t0
     print(f"warm-up 1K frame: {warm_s:.1f} s", flush=True)
     results = []
+    out = Path(args.out)
     for label, w, h, frac in rows:
         image, trimap, _ = synthetic_plate(w, h, frac, background(h, w))
         row = {"size": label, "w": w, "h": h, "unknown": frac, **measure(eng, image, trimap)}
         results.append(row)
         print(json.dumps(row), flush=True)
-    out = Path(args.out)
-    write_text_atomic(out / "gpu_check.json", json.dumps({"info": info, "warm_up_s": warm_s, "rows": results}, indent=1))
-    cols = ["size", "w x h", "unknown", "total s", "prior s", "network s", "guided s", "other s",
-            "peak GPU GiB", "peak RSS MiB"]
-    table = markdown_table(cols, [[r["size"], f"{r['w']}x{r['h']}", f"{r['unknown']:.0%}", r["wall_s"],
-                                   r["prior_s"], r["network_s"], r["guided_s"], r["other_s"],
-                                   r.get("peak_gpu_gib"), r["peak_rss_mib"]] for r in results])
-    write_text_atomic(out / "gpu_check.md", f"## Engine on {info['device']}\n\n{machine_line(info)}.\n\n"
-                                            f"Warm-up (first 1K frame, not in the table): {warm_s:.1f} s.\n\n{table}")
-    print(table)
+        write(out, info, warm_s, results)          # after every row: a timeout keeps the rest
+    print((out / "gpu_check.md").read_text() if results else "no rows")
     return 0
 
 
