@@ -93,7 +93,12 @@ def expand_trimap(fr: _Frame, ys, xs, k_i=EXPANSION_RADIUS, k_c=EXPANSION_THRESH
     colour = fr.image[ys * fr.w + xs]
     k_c = torch.tensor(k_c, dtype=torch.float32, device=ys.device)
     offsets = _offsets(k_i, by_distance=True)
-    live = torch.arange(len(ys), device=ys.device)
+    # only pixels within k_i (chessboard, so a superset of the euclidean disc) of a known one
+    from scipy import ndimage
+    labels = fr.trimap.reshape(fr.h, fr.w).cpu().numpy()
+    near = torch.from_numpy(ndimage.distance_transform_cdt(
+        (labels != 0) & (labels != 1), metric="chessboard").ravel() <= k_i).to(ys.device)
+    live = torch.nonzero(near[ys * fr.w + xs], as_tuple=True)[0]
     for s in range(0, len(offsets), 32):
         if not len(live):
             break
