@@ -292,3 +292,23 @@ def test_the_cf_and_sm_prior_imports_neither_pymatting_nor_numba():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_frame_narrower_than_a_window_is_refused_by_closed_form_and_falls_back():
+    from nuke_hdmatt.engine import closed_form
+    img = torch.rand(3, 1, 50)
+    tri = torch.full((1, 50), 0.5)
+    tri[0, 0], tri[0, -1] = 0.0, 1.0
+    with pytest.raises(ValueError, match="at least 3x3"):
+        closed_form.solve(img, tri)
+
+
+def test_a_solve_short_of_iterations_warns_and_returns_its_iterate(monkeypatch):
+    from nuke_hdmatt.engine import closed_form
+    image, trimap, alpha = disc_scene()
+    monkeypatch.setattr(closed_form, "MAX_ITER", 2)
+    monkeypatch.setattr(closed_form.solve, "__defaults__",
+                        (closed_form.EPSILON, closed_form.RADIUS, closed_form.RTOL, 2, None, True))
+    with pytest.warns(RuntimeWarning, match="short of convergence"):
+        prior = compute_prior(image, trimap, "global", solver="cf")
+    assert np.isfinite(prior).all() and np.array_equal(prior[trimap != 0.5], trimap[trimap != 0.5])

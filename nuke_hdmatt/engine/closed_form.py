@@ -141,9 +141,12 @@ def solve(image: torch.Tensor, trimap: torch.Tensor, eps: float = EPSILON, r: in
           rtol: float = RTOL, max_iter: int = MAX_ITER, cancel=None, coarse_to_fine=True):
     """Closed-form alpha for image (3, H, W) and trimap (H, W) {0, 0.5, 1}, float32 tensors
     on one device -> (alpha (H, W), unclipped; relative residual of the finest solve).
-    The trimap needs both known regions (else the system has no anchor)."""
+    The trimap needs both known regions (else the system has no anchor); a frame narrower
+    than a window is a ValueError (the caller falls back to the trimap-based prior)."""
     unknown = trimap == 0.5
     h, w = trimap.shape
+    if min(h, w) < 2 * r + 1:       # no window fits: the energy says nothing about alpha
+        raise ValueError(f"closed-form matting needs at least {2 * r + 1}x{2 * r + 1} pixels")
     start = torch.full_like(trimap, 0.5)
     if coarse_to_fine and min(h, w) // 2 >= COARSEST:
         small_img, small_tri = halve(image, trimap)

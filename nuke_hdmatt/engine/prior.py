@@ -67,8 +67,13 @@ def _solve_one(name: str, image: np.ndarray, trimap: np.ndarray, device, cancel)
     try:
         with torch.inference_mode():
             if name == "cf":
-                from .closed_form import solve as solve_cf
-                alpha, _ = solve_cf(img.permute(2, 0, 1).contiguous(), tri, cancel=cancel)
+                from .closed_form import RTOL, solve as solve_cf
+                alpha, rel = solve_cf(img.permute(2, 0, 1).contiguous(), tri, cancel=cancel)
+                if rel > 10 * RTOL:      # its last iterate is still used: warn, never raise
+                    import warnings
+                    warnings.warn(f"closed-form prior stopped short of convergence on the "
+                                  f"{tri.shape[1]}x{tri.shape[0]} frame (relative residual "
+                                  f"{rel:.1e})", RuntimeWarning, stacklevel=2)
             else:
                 from .shared_matting import estimate_alpha_sm
                 alpha = estimate_alpha_sm(img, tri, cancel)
