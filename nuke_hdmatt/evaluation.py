@@ -8,7 +8,8 @@
 DATASET is laid out like alphamatting-dev: ``image/NAME.png`` (8-bit sRGB, used as the
 network input space directly), ``trimap1/``, ``trimap2/`` (0 / 128 / 255) and ``alpha/``
 (ground truth). Methods: ``hdmatt`` (the engine with ``--weights``, default the bundled
-weights), ``cf`` (PyMatting closed-form), ``knn`` (PyMatting KNN), and ``LABEL=WEIGHTS`` for
+weights), ``cf`` (closed-form: the engine's torch solve of PyMatting's energy), ``knn``
+(PyMatting KNN, when the optional PyMatting is installed), and ``LABEL=WEIGHTS`` for
 more engines in the same run (e.g. ``A=model/hdmatt_a.safetensors``). Metrics are those of
 :mod:`nuke_hdmatt.metrics`, over each trimap's unknown region; MSE is printed x1e-3.
 
@@ -187,20 +188,28 @@ def evaluate(dataset_dir, methods: dict[str, Matter], images=None,
     return results
 
 
-def _pymatting(solver: str) -> Matter:
+def _pymatting_available() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("pymatting") is not None
+
+
+def _classical(solver: str) -> Matter:
     def run(image, trimap):
+        if solver == "cf":           # the engine's torch solve of PyMatting's closed-form energy
+            from .engine.prior import solve
+            return solve(image, trimap, "cf")
         import pymatting
 
-        fn = pymatting.estimate_alpha_cf if solver == "cf" else pymatting.estimate_alpha_knn
-        alpha = fn(image.astype(np.float64), trimap.astype(np.float64))
+        alpha = pymatting.estimate_alpha_knn(image.astype(np.float64), trimap.astype(np.float64))
         return np.clip(np.nan_to_num(alpha, nan=0.5), 0, 1).astype(np.float32)
 
     return run
 
 
 def peer_methods() -> dict[str, Matter]:
-    """The classical peers: ``cf`` (closed-form, Levin 2008) and ``knn`` (Chen 2013)."""
-    return {"cf": _pymatting("cf"), "knn": _pymatting("knn")}
+    """The classical peers: ``cf`` (closed-form, Levin 2008: the engine's torch solve of
+    PyMatting's energy) and ``knn`` (Chen 2013, PyMatting: an optional extra)."""
+    return {"cf": _classical("cf"), "knn": _classical("knn")}
 
 
 def engine_method(weights=None, **engine_kwargs) -> Matter:
@@ -231,6 +240,9 @@ def _methods_from_args(spec: str, weights, engine_kwargs) -> dict[str, Matter]:
         elif token == "hdmatt":
             methods["hdmatt"] = engine_method(weights, **engine_kwargs)
         elif token in peers:
+            if token == "knn" and not _pymatting_available():
+                raise UsageError("--methods: knn needs PyMatting, an optional extra "
+                                 "(pip install 'nuke_hdmatt[bench]')")
             methods[token] = peers[token]
         else:
             raise UsageError(f"--methods: unknown method {token!r} "
@@ -279,8 +291,9 @@ def main(argv=None) -> int:
                                              "peers on a dataset laid out like alphamatting-dev.")
     ap.add_argument("dataset", metavar="DATASET")
     ap.add_argument("--weights", default=None, help="weights for method hdmatt")
-    ap.add_argument("--methods", default="hdmatt,cf,knn",
-                    help="comma list of hdmatt, cf, knn, LABEL=WEIGHTS (default hdmatt,cf,knn)")
+    ap.add_argument("--methods", default=None,
+                    help="comma list of hdmatt, cf, knn, LABEL=WEIGHTS (default hdmatt,cf,knn; "
+                         "hdmatt,cf without PyMatting)")
     ap.add_argument("--trimaps", default="trimap1,trimap2", help="trimap folders")
     ap.add_argument("--images", default=None,
                     help="comma list of names, or 'validation' for the held-out split "
@@ -306,7 +319,8 @@ def main(argv=None) -> int:
             images = None
         if args.weights and not os.path.exists(args.weights):
             raise MissingFileError("weights file not found", path=args.weights)
-        methods = _methods_from_args(args.methods, args.weights,
+        spec = args.methods or ("hdmatt,cf,knn" if _pymatting_available() else "hdmatt,cf")
+        methods = _methods_from_args(spec, args.weights,
                                      {"device": args.device, "patch": args.patch})
 
         def progress(done, total, label):

@@ -18,10 +18,54 @@ def _torch_bilinear(x, h, w):
 
 def test_strips_enlarge_exactly_like_torch_bilinear():
     rng = np.random.default_rng(0)
-    for shape, (h, w) in (((7, 11), (30, 41)), ((9, 5, 3), (23, 17)), ((4, 4), (4, 4))):
-        small = rng.random(shape).astype(np.float32)
-        whole = np.concatenate([guided.enlarge_rows(small, h, w, y, min(h, y + 6)) for y in range(0, h, 6)])
-        assert np.allclose(whole, _torch_bilinear(small, h, w), atol=1e-6)
+    for shape, (h, w) in (((1, 7, 11), (30, 41)), ((3, 9, 5), (23, 17)), ((1, 4, 4), (4, 4))):
+        small = torch.from_numpy(rng.random(shape).astype(np.float32))
+        whole = torch.cat([guided.enlarge_rows(small, h, w, y, min(h, y + 6)) for y in range(0, h, 6)], 1)
+        want = F.interpolate(small[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        assert torch.allclose(whole, want, atol=1e-6)
+
+
+def _reference_guided_upsample(alpha_small, image_small, image, trimap, r=guided.RADIUS, eps=guided.EPS):
+    """The float64 numpy/scipy implementation the torch one replaced (engine 0.2.0)."""
+    from scipy import ndimage
+
+    def box(x):
+        return ndimage.uniform_filter(x, size=(2 * r + 1, 2 * r + 1) + (1,) * (x.ndim - 2), mode="reflect")
+    g, p = image_small.astype(np.float64), alpha_small.astype(np.float64)
+    m_i, m_p = box(g), box(p)
+    cov = box(g * p[..., None]) - m_i * m_p[..., None]
+    var = box(g[..., :, None] * g[..., None, :]) - m_i[..., :, None] * m_i[..., None, :]
+    a = np.linalg.solve(var + eps * np.eye(3), cov[..., None])[..., 0]
+    b = m_p - (a * m_i).sum(-1)
+    a, b = box(a), box(b)
+    h, w = trimap.shape
+    a_big = np.stack([_torch_bilinear(np.ascontiguousarray(a[..., c]), h, w) for c in range(3)], -1)
+    out = (a_big * image).sum(-1) + _torch_bilinear(b, h, w)
+    known = trimap != 0.5
+    out[known] = trimap[known]
+    return np.clip(out, 0, 1)
+
+
+def test_torch_float32_matches_the_float64_reference_on_a_real_plate():
+    """Within 1e-3 of the numpy float64 filter it replaced, strips and all (several strips,
+    dark and saturated colours, flat regions where the window variance is below eps)."""
+    rng = np.random.default_rng(4)
+    h, w = 2 * guided.STRIP + 37, 301
+    image = rng.random((h // 8, w // 8, 3)).astype(np.float32)
+    image = np.clip(_torch_bilinear(image, h, w) + 0.02 * rng.standard_normal((h, w, 3)), 0, 1).astype(np.float32)
+    image[:60, :80] = 0.0                                   # flat black corner
+    image[-60:, -80:] = [1.0, 0.99, 0.98]                  # flat near-white corner
+    alpha = np.clip(image @ np.array([0.6, -0.3, 0.5], np.float32) + 0.2 * np.sin(np.arange(w) / 9), 0, 1)
+    trimap = np.full((h, w), 0.5, np.float32)
+    trimap[:20] = 0.0
+    trimap[-20:] = 1.0
+    small_h, small_w = h // 3, w // 3
+    image_small, alpha_small = resize_area(image, small_h, small_w), resize_area(alpha, small_h, small_w)
+    got = guided.guided_upsample(alpha_small, image_small, image, trimap)
+    want = _reference_guided_upsample(alpha_small, image_small, image, trimap)
+    assert got.dtype == np.float32 and got.shape == (h, w)
+    assert np.abs(got - want).max() < 1e-3, np.abs(got - want).max()
+    assert np.array_equal(got[trimap != 0.5], trimap[trimap != 0.5])
 
 
 def _edge_frame(n=256, factor=4):

@@ -181,3 +181,54 @@ def test_folding_batchnorm_keeps_the_output_and_removes_every_batchnorm():
     a, b = net.encode(x), folded.encode(x)
     torch.testing.assert_close(b["deep"], a["deep"], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(b["s0"], a["s0"], atol=1e-5, rtol=1e-5)
+
+
+def test_tgnl_given_an_unknown_bound_gives_the_same_features():
+    q_key, q_val, q_unknown, c_key, c_val, regions = _tgnl_inputs()
+    q_unknown[0, :, :, :2] = False
+    args = (q_key, q_val, q_unknown, c_key, c_val, regions, None)
+    want = context_attention(*args, guided=True)
+    for bound in (int(q_unknown.flatten(1).sum(1).max()), 16, 1000):
+        torch.testing.assert_close(context_attention(*args, guided=True, max_unknown=bound), want)
+
+
+def test_host_count_of_unknown_cells_matches_the_region_masks():
+    from nuke_hdmatt.engine.regions import max_unknown_cells
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        tri = rng.choice([0.0, 0.5, 1.0], size=(3, 40, 48), p=[0.45, 0.1, 0.45]).astype(np.float32)
+        tri[1, :16] = 1.0
+        want = region_masks(torch.from_numpy(tri)[:, None])[:, 0].flatten(1).sum(1).max()
+        assert max_unknown_cells(tri) == int(want)
+
+
+def test_tgnl_logits_do_not_overflow_in_fp16():
+    """Keys of a few hundred: q.k reaches 1e6, beyond fp16 (65504); attention stays finite
+    and equal to its float32 result under fp16 autocast."""
+    q_key, q_val, q_unknown, c_key, c_val, regions = _tgnl_inputs()
+    q_key, c_key = q_key.sign() * 300.0, c_key.sign() * 300.0
+    args = (q_key, q_val, q_unknown, c_key, c_val, regions, None)
+    want = context_attention(*args, guided=True)
+    try:
+        with torch.autocast("cpu", dtype=torch.float16):
+            got = context_attention(*args, guided=True)
+    except RuntimeError as exc:                        # a CPU build without fp16 autocast
+        pytest.skip(f"no fp16 autocast on CPU: {exc}")
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.float(), want, atol=2e-2, rtol=1e-2)
+
+
+def test_feature_bank_keeps_gathers_and_reuses_slots():
+    from nuke_hdmatt.engine.bank import FeatureBank
+    bank = FeatureBank()
+    feats = lambda base: {"key": torch.arange(4.0)[:, None] + base, "tag": torch.arange(4)[:, None] + int(base)}
+    bank.add([(0, 0), (0, 1), (0, 2), (0, 3)], feats(0.0))
+    bank.add([(1, 0), (1, 1), (1, 2), (1, 3)], feats(10.0))      # grows
+    assert list(bank)[:2] == [(0, 0), (0, 1)] and len(bank) == 8
+    got = bank.gather([(1, 2), (0, 1)], ("key", "tag"))
+    assert got["key"][:, 0].tolist() == [12.0, 1.0] and got["tag"][:, 0].tolist() == [12, 1]
+    bank.keep({(1, 2), (0, 1)})
+    assert set(bank) == {(1, 2), (0, 1)}
+    bank.add([(2, 0)], {"key": torch.tensor([[99.0]]), "tag": torch.tensor([[99]])})
+    assert bank.store["key"].shape[0] == 8                              # a freed slot reused
+    assert bank.gather([(2, 0), (1, 2)], ("key",))["key"][:, 0].tolist() == [99.0, 12.0]

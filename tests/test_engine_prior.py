@@ -118,19 +118,87 @@ def test_cascade_can_be_cancelled_during_its_coarse_pass():
     assert seen and all(s.startswith("coarse") for s in seen)
 
 
-def test_a_combined_solver_averages_its_pymatting_solves():
-    import pymatting
+def test_a_combined_solver_averages_its_solves():
+    pymatting = pytest.importorskip("pymatting")
 
     image, trimap, alpha = disc_scene(80, 100)
     u = trimap == 0.5
     both = compute_prior(image, trimap, "global", solver="cf+knn")
-    cf = pymatting.estimate_alpha_cf(image.astype(np.float64), trimap.astype(np.float64))
+    cf = compute_prior(image, trimap, "global", solver="cf")
     knn = pymatting.estimate_alpha_knn(image.astype(np.float64), trimap.astype(np.float64))
-    np.testing.assert_allclose(both[u], (np.clip(cf, 0, 1) + np.clip(knn, 0, 1))[u] / 2, atol=1e-5)
+    np.testing.assert_allclose(both[u], (cf + np.clip(knn, 0, 1))[u] / 2, atol=1e-5)
     np.testing.assert_array_equal(both[~u], trimap[~u])
     assert np.abs(both[u] - alpha[u]).mean() < 0.05
     with pytest.raises(ValueError, match="prior solver"):
         compute_prior(image, trimap, "global", solver="cf+magic")
+
+
+def test_torch_closed_form_and_shared_matting_reproduce_pymatting():
+    """The ported solvers give PyMatting's alphas on a textured synthetic scene."""
+    pymatting = pytest.importorskip("pymatting")
+    image, trimap, _ = disc_scene(90, 110)
+    rng = np.random.default_rng(5)
+    image = np.clip(image + 0.03 * rng.standard_normal(image.shape), 0, 1).astype(np.float32)
+    u = trimap == 0.5
+    for name, fn in (("cf", pymatting.estimate_alpha_cf), ("sm", pymatting.estimate_alpha_sm)):
+        want = np.clip(fn(image.astype(np.float64), trimap.astype(np.float64)), 0, 1)
+        got = compute_prior(image, trimap, "global", solver=name)
+        assert np.abs(got - want)[u].mean() < 0.01, name
+    assert not np.array_equal(compute_prior(image, trimap, solver="cf"),
+                              compute_prior(image, trimap, solver="sm"))
+
+
+def test_the_closed_form_operator_is_pymattings_laplacian():
+    from pymatting.laplacian.cf_laplacian import cf_laplacian
+    from nuke_hdmatt.engine.closed_form import UnknownLaplacian
+
+    rng = np.random.default_rng(0)
+    img = rng.random((13, 17, 3))
+    lap = cf_laplacian(img)                 # all windows: nothing is known
+    op = UnknownLaplacian(torch.from_numpy(img).permute(2, 0, 1).float(), torch.ones(13, 17, dtype=torch.bool))
+    p = rng.random(13 * 17)
+    np.testing.assert_allclose(op(torch.from_numpy(p).float()).numpy(), lap @ p, atol=1e-5)
+    np.testing.assert_allclose(op.diagonal.numpy(), lap.diagonal(), atol=1e-5)
+
+
+def test_the_closed_form_solve_stops_on_cancel_and_returns_its_iterate_when_short_of_iterations():
+    from nuke_hdmatt.engine import closed_form
+    from nuke_hdmatt.errors import Cancelled
+
+    image, trimap, alpha = disc_scene()
+    img = torch.from_numpy(image).permute(2, 0, 1).contiguous()
+    tri = torch.from_numpy(trimap)
+    polls = []
+
+    def cancel():
+        polls.append(1)
+        return len(polls) > 5
+    with pytest.raises(Cancelled):
+        closed_form.solve(img, tri, cancel=cancel)
+    assert len(polls) == 6                                # polled every iteration
+    short, rel = closed_form.solve(img, tri, max_iter=3, coarse_to_fine=False)
+    full, rel_full = closed_form.solve(img, tri)
+    assert rel > 10 * rel_full and rel_full <= closed_form.RTOL   # no raise, a worse iterate
+    u = trimap == 0.5
+    assert np.abs(full.numpy() - alpha)[u].mean() < np.abs(short.numpy() - alpha)[u].mean()
+
+
+def test_cancel_during_the_engines_prior_solve_is_prompt():
+    """Ctrl-C during the classical prior stops it at its next iteration."""
+    import time
+    from nuke_hdmatt.errors import Cancelled
+    eng = _cascade_engines()[1]
+    eng.prior_max_side = 1024
+    image, trimap = _edge_scene(300, 400)
+    t0 = [None]
+
+    def cancel():
+        if t0[0] is None:
+            t0[0] = time.perf_counter()
+        return True
+    with pytest.raises(Cancelled, match="prior"):
+        eng.matte(image, trimap, cancel=cancel)
+    assert time.perf_counter() - t0[0] < 1.0
 
 
 def test_the_prior_solver_lives_in_the_weights_configuration():
@@ -154,16 +222,16 @@ def test_the_engine_solves_the_prior_its_weights_name():
 
     image, trimap, _ = disc_scene(80, 100)
     torch.manual_seed(0)
-    for solver in ("cf", "knn"):
+    for solver in ("cf", "sm"):
         net = HDMattNet(LIGHT.replace(variant="D", prior_solver=solver))
         eng = Engine(net, torch.device("cpu"), patch=64, overlap=16, prior="global")
         np.testing.assert_array_equal(eng._prior(image, trimap, None, None)[0],
                                       global_prior(image, trimap, solver=solver))
     assert not np.array_equal(global_prior(image, trimap, solver="cf"),
-                              global_prior(image, trimap, solver="knn"))
+                              global_prior(image, trimap, solver="sm"))
 
 
-def test_an_image_a_hair_over_one_is_solved_without_pymatting_warnings():
+def test_an_image_a_hair_over_one_is_solved_without_warnings():
     import warnings
 
     image, trimap, _ = disc_scene()
@@ -173,3 +241,74 @@ def test_an_image_a_hair_over_one_is_solved_without_pymatting_warnings():
         warnings.simplefilter("error")
         prior = compute_prior(image, trimap, "global", solver="cf+sm")
     assert np.isfinite(prior).all() and prior.min() >= 0 and prior.max() <= 1
+
+
+def test_shared_matting_polls_cancel_between_steps():
+    from nuke_hdmatt.engine.shared_matting import estimate_alpha_sm
+    from nuke_hdmatt.errors import Cancelled
+    image, trimap, _ = disc_scene()
+    polls = []
+    with pytest.raises(Cancelled):
+        estimate_alpha_sm(torch.from_numpy(image), torch.from_numpy(trimap),
+                          cancel=lambda: polls.append(1) or len(polls) > 3)
+    assert len(polls) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.needs_data
+def test_ported_solvers_match_pymatting_on_dev_images():
+    """Mean abs difference over the unknown pixels <= 0.01 (all 36 cases:
+    benchmarks/prior_ports.py); here the smallest unknown region, to stay quick."""
+    pymatting = pytest.importorskip("pymatting")
+    from nuke_hdmatt.training import shared_data_dir
+    from nuke_hdmatt.training.validation import read_png, snap
+    dev = shared_data_dir() / "alphamatting-dev"
+    if not (dev / "image").is_dir():
+        pytest.skip(f"{dev} not found")
+    for name, ts in (("GT05", "trimap1"),):
+        image = np.clip(read_png(dev / "image" / f"{name}.png")[..., :3], 0, 1).astype(np.float32)
+        tri = read_png(dev / ts / f"{name}.png")
+        tri = snap(tri[..., 0] if tri.ndim == 3 else tri)
+        u = tri == 0.5
+        for solver, fn in (("cf", pymatting.estimate_alpha_cf), ("sm", pymatting.estimate_alpha_sm)):
+            want = np.clip(fn(image.astype(np.float64), tri.astype(np.float64)), 0, 1)
+            got = compute_prior(image, tri, "global", max_side=10_000, solver=solver)
+            assert np.abs(got - want)[u].mean() <= 0.01, (name, ts, solver)
+
+
+def test_the_cf_and_sm_prior_imports_neither_pymatting_nor_numba():
+    """Nothing compiles at first use on the inference path (numba took ~90 s on a fresh
+    install when PyMatting solved the prior)."""
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np\n"
+            "sys.path.insert(0, 'tests')\n"
+            "from test_engine_prior import disc_scene\n"
+            "from nuke_hdmatt.engine.prior import compute_prior\n"
+            "image, trimap, _ = disc_scene(60, 80)\n"
+            "compute_prior(image, trimap, 'global', solver='cf+sm')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pymatting', 'numba')))\n")
+    from pathlib import Path
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_frame_narrower_than_a_window_is_refused_by_closed_form_and_falls_back():
+    from nuke_hdmatt.engine import closed_form
+    img = torch.rand(3, 1, 50)
+    tri = torch.full((1, 50), 0.5)
+    tri[0, 0], tri[0, -1] = 0.0, 1.0
+    with pytest.raises(ValueError, match="at least 3x3"):
+        closed_form.solve(img, tri)
+
+
+def test_a_solve_short_of_iterations_warns_and_returns_its_iterate(monkeypatch):
+    from nuke_hdmatt.engine import closed_form
+    image, trimap, alpha = disc_scene()
+    monkeypatch.setattr(closed_form, "MAX_ITER", 2)
+    monkeypatch.setattr(closed_form.solve, "__defaults__",
+                        (closed_form.EPSILON, closed_form.RADIUS, closed_form.RTOL, 2, None, True))
+    with pytest.warns(RuntimeWarning, match="short of convergence"):
+        prior = compute_prior(image, trimap, "global", solver="cf")
+    assert np.isfinite(prior).all() and np.array_equal(prior[trimap != 0.5], trimap[trimap != 0.5])

@@ -87,3 +87,15 @@ def test_failed_run_keeps_the_previous_table(dataset, tmp_path):
                             "--out", str(out), "-q"]) == 2
     assert out.read_text() == "previous\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_knn_without_pymatting_is_a_one_line_error_and_not_in_the_default(dataset, monkeypatch, capsys):
+    monkeypatch.setattr(evaluation, "_pymatting_available", lambda: False)
+    assert evaluation.main([str(dataset), "--methods", "knn", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "PyMatting" in err and err.startswith("hdmatt eval: error:")
+    seen = []
+    monkeypatch.setattr(evaluation, "evaluate", lambda ds, methods, *a, **k: seen.append(list(methods)) or
+                        evaluation.EvalResults())
+    evaluation.main([str(dataset), "-q"])
+    assert seen == [["hdmatt", "cf"]]

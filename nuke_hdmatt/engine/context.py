@@ -35,7 +35,9 @@ def score_candidates(query_desc: torch.Tensor, cand_desc: torch.Tensor,
     query_desc (B, D); cand_desc (B, N, D); valid (B, N) bool or None.
     Returns (B, N) probabilities, exactly zero on invalid candidates.
     """
-    logits = torch.einsum("bd,bnd->bn", query_desc.float(), cand_desc.float()) / math.sqrt(query_desc.shape[1])
+    with torch.autocast(query_desc.device.type, enabled=False):      # float32, as in TGNL
+        logits = torch.einsum("bd,bnd->bn", query_desc.float() / math.sqrt(query_desc.shape[1]),
+                              cand_desc.float())
     if valid is not None:
         logits = logits.masked_fill(~valid, float("-inf"))
         all_invalid = ~valid.any(dim=1, keepdim=True)

@@ -1,6 +1,13 @@
-"""Classical alpha prior for variant D: PyMatting's closed-form solve (``estimate_alpha_cf``),
-or the mean of several of its solvers (``solver="cf+knn"``), as the weights' configuration
-names.
+"""Classical alpha prior for variant D: closed-form matting, shared matting, or the mean of
+several solvers (``solver="cf+sm"``), as the weights' configuration names.
+
+``cf`` and ``sm`` are torch ports of PyMatting's ``estimate_alpha_cf`` and
+``estimate_alpha_sm`` (:mod:`.closed_form`, :mod:`.shared_matting`), run on the engine's
+device: nothing compiles at first use and the solve can be cancelled between iterations.
+They reproduce PyMatting's alphas (mean abs difference over the unknown pixels of the
+alphamatting dev images: ``benchmarks/prior_ports.py``), so weights trained on PyMatting's
+priors see the prior they were trained on. The other names (``knn``, ``lbdm``, ``rw``) still
+call PyMatting, which is an optional extra (``pip install nuke_hdmatt[bench]``).
 
 Closed-form matting on a whole 6K frame does not fit in 24 GiB, so two bounded
 ways are offered:
@@ -31,21 +38,63 @@ from .tiling import PatchGrid
 PRIOR_METHODS = ("global", "local")
 
 
-def _solver_functions(solver: str):
-    names = prior_solver_names(solver)
-    import pymatting  # imported lazily: numba compiles on first import
-
-    return [getattr(pymatting, f"estimate_alpha_{n}") for n in names]
+TORCH_SOLVERS = ("cf", "sm")
 
 
-def solve(image: np.ndarray, trimap: np.ndarray, solver: str = "cf") -> np.ndarray:
+def _pymatting_solver(name: str):
+    try:
+        import pymatting  # imported lazily: numba compiles on first import
+    except ImportError:
+        raise ValueError(f"prior solver {name!r} needs PyMatting, an optional extra "
+                         "(pip install 'nuke_hdmatt[bench]'); cf and sm need nothing") from None
+    return getattr(pymatting, f"estimate_alpha_{name}")
+
+
+def _solve_one(name: str, image: np.ndarray, trimap: np.ndarray, device, cancel) -> np.ndarray:
+    import torch
+
+    if name not in TORCH_SOLVERS:
+        fn = _pymatting_solver(name)
+        return fn(np.ascontiguousarray(image, dtype=np.float64), np.ascontiguousarray(trimap, dtype=np.float64))
+    img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
+    tri = torch.from_numpy(np.ascontiguousarray(trimap, dtype=np.float32)).to(device)
+    # On the CPU the solvers are many small ops: one thread. Several only gained 20 % on an
+    # idle 2-core machine and lost 13-25x on a busy one (each op waits on its thread team).
+    threads = torch.get_num_threads()
+    cpu = torch.device(device).type == "cpu"
+    if cpu:
+        torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            if name == "cf":
+                from .closed_form import RTOL, solve as solve_cf
+                alpha, rel = solve_cf(img.permute(2, 0, 1).contiguous(), tri, cancel=cancel)
+                if rel > 10 * RTOL:      # its last iterate is still used: warn, never raise
+                    import warnings
+                    warnings.warn(f"closed-form prior stopped short of convergence on the "
+                                  f"{tri.shape[1]}x{tri.shape[0]} frame (relative residual "
+                                  f"{rel:.1e})", RuntimeWarning, stacklevel=2)
+            else:
+                from .shared_matting import estimate_alpha_sm
+                alpha = estimate_alpha_sm(img, tri, cancel)
+            return alpha.cpu().numpy()
+    finally:
+        if cpu:
+            torch.set_num_threads(threads)
+
+
+def solve(image: np.ndarray, trimap: np.ndarray, solver: str = "cf", device="cpu",
+          cancel=None) -> np.ndarray:
     """Classical alpha for an HxWx3 float image (0-1) and HxW trimap -> HxW float32.
 
-    ``solver`` names PyMatting solvers joined by "+"; their alphas are averaged (the solvers
-    err in different places: on the 13 training dev images closed-form + shared matting has
-    the SAD of the best single solver and lower MSE and Grad than any;
-    ``benchmarks/prior_solvers.py``). Known pixels equal the trimap.
+    ``solver`` names solvers joined by "+"; their alphas are averaged (the solvers err in
+    different places: on the 13 training dev images closed-form + shared matting has the SAD
+    of the best single solver and lower MSE and Grad than any; ``benchmarks/prior_solvers.py``).
+    Known pixels equal the trimap. ``cancel()`` is polled between solver iterations (True
+    raises :class:`~nuke_hdmatt.errors.Cancelled`); a solve that does not converge returns
+    its last iterate.
     """
+    names = prior_solver_names(solver)
     unknown = trimap == 0.5
     if not unknown.any():
         return trimap.astype(np.float32)
@@ -56,10 +105,9 @@ def solve(image: np.ndarray, trimap: np.ndarray, solver: str = "cf") -> np.ndarr
         out[unknown] = 0.5
         return out
     # resampling can overshoot 1 by an ulp; PyMatting warns about any value outside [0, 1]
-    image64 = np.clip(np.ascontiguousarray(image, dtype=np.float64), 0.0, 1.0)
-    trimap64 = np.ascontiguousarray(trimap, dtype=np.float64)
-    alphas = [np.clip(np.nan_to_num(fn(image64, trimap64), nan=0.5), 0.0, 1.0)
-              for fn in _solver_functions(solver)]
+    image = np.clip(image, 0.0, 1.0)
+    alphas = [np.clip(np.nan_to_num(_solve_one(n, image, trimap, device, cancel), nan=0.5), 0.0, 1.0)
+              for n in names]
     alpha = np.mean(alphas, axis=0).astype(np.float32)
     alpha[~unknown] = trimap[~unknown]
     return alpha
@@ -103,7 +151,7 @@ def upsample(alpha: np.ndarray, trimap: np.ndarray) -> np.ndarray:
 
 
 def global_prior(image: np.ndarray, trimap: np.ndarray, max_side: int = 1024,
-                 solver: str = "cf") -> np.ndarray:
+                 solver: str = "cf", device="cpu", cancel=None) -> np.ndarray:
     """Classical alpha solved at a long side of at most ``max_side``, upsampled to HxW.
 
     image float32 HxWx3 sRGB-encoded 0-1; trimap float32 HxW {0, 0.5, 1};
@@ -111,16 +159,17 @@ def global_prior(image: np.ndarray, trimap: np.ndarray, max_side: int = 1024,
     """
     small = downsample(image, trimap, max_side)
     if small is None:
-        return solve(image, trimap, solver)
-    return upsample(solve(*small, solver), trimap)
+        return solve(image, trimap, solver, device, cancel)
+    return upsample(solve(*small, solver, device, cancel), trimap)
 
 
 def local_prior(image: np.ndarray, trimap: np.ndarray, patch: int = 320, overlap: int = 32,
-                max_side: int = 1024, progress=None, cancel=None, solver: str = "cf") -> np.ndarray:
+                max_side: int = 1024, progress=None, cancel=None, solver: str = "cf",
+                device="cpu") -> np.ndarray:
     """Classical alpha solved per patch over the engine's patch grid and blended."""
     h, w = trimap.shape
     if max(h, w) <= max_side:
-        return solve(image, trimap, solver)
+        return solve(image, trimap, solver, device, cancel)
     grid = PatchGrid(h, w, patch, overlap)
     out = trimap.astype(np.float32).copy()
     unknown = trimap == 0.5
@@ -132,8 +181,8 @@ def local_prior(image: np.ndarray, trimap: np.ndarray, patch: int = 320, overlap
         if cancel is not None and cancel():
             from ..errors import Cancelled
             raise Cancelled("cancelled during the prior solve")
-        grid.accumulate(acc, solve(grid.extract(image, r, c), grid.extract(trimap, r, c), solver),
-                        r, c)
+        grid.accumulate(acc, solve(grid.extract(image, r, c), grid.extract(trimap, r, c), solver,
+                                   device, cancel), r, c)
         if progress is not None:
             progress(i + 1, len(cells), "prior")
     out[unknown] = acc[unknown]
@@ -142,9 +191,9 @@ def local_prior(image: np.ndarray, trimap: np.ndarray, patch: int = 320, overlap
 
 def compute_prior(image: np.ndarray, trimap: np.ndarray, method: str = "global",
                   max_side: int = 1024, patch: int = 320, overlap: int = 32,
-                  progress=None, cancel=None, solver: str = "cf") -> np.ndarray:
+                  progress=None, cancel=None, solver: str = "cf", device="cpu") -> np.ndarray:
     if method == "global":
-        return global_prior(image, trimap, max_side, solver)
+        return global_prior(image, trimap, max_side, solver, device, cancel)
     if method == "local":
-        return local_prior(image, trimap, patch, overlap, max_side, progress, cancel, solver)
+        return local_prior(image, trimap, patch, overlap, max_side, progress, cancel, solver, device)
     raise ValueError(f"prior method must be one of {PRIOR_METHODS}, got {method!r}")

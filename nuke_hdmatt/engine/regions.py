@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -21,3 +22,13 @@ def region_masks(trimap: torch.Tensor, stride: int = 8) -> torch.Tensor:
     bg = hi <= _EPS
     unknown = ~(fg | bg)
     return torch.cat([unknown, fg, bg], dim=1)
+
+
+def max_unknown_cells(trimaps: np.ndarray, stride: int = 8) -> int:
+    """The most U cells of :func:`region_masks` in any of (B, H, W) numpy trimap patches,
+    counted on the host (so attention need not read the count off the device)."""
+    b, h, w = trimaps.shape
+    cells = trimaps[:, :h // stride * stride, :w // stride * stride].reshape(
+        b, h // stride, stride, w // stride, stride)
+    known = (cells.min(axis=(2, 4)) >= 1 - _EPS) | (cells.max(axis=(2, 4)) <= _EPS)
+    return int((~known).sum(axis=(1, 2)).max())

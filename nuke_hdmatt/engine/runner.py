@@ -24,12 +24,14 @@ import torch
 from .. import ENGINE_VERSION
 from ..errors import Cancelled, TrimapError, WeightsError
 from .config import LIGHT, ModelConfig
+from .bank import FeatureBank
 from .context import score_candidates, select_top_k
 from .fold import fold_batchnorm
 from .guided import guided_upsample
 from .network import HDMattNet, make_input
 from .pool import NEIGHBOUR_ROWS, candidates, thin
 from .prior import PRIOR_METHODS, compute_prior, downsample
+from .regions import max_unknown_cells
 from .tiling import PatchGrid, check_settings
 from .weights import default_weights_path, load_network, verified_sha256
 
@@ -194,12 +196,12 @@ class Engine:
             return self._classical(image, trimap, self.prior, progress, cancel), 1.0
         small = downsample(image, trimap, self.prior_max_side)
         if small is None:
-            return self._classical(image, trimap, "global"), 1.0
+            return self._classical(image, trimap, "global", cancel=cancel), 1.0
         coarse_progress = None if progress is None else \
             (lambda done, total, stage: progress(done, total, f"coarse {stage}"))
-        coarse_prior = self._classical(*small, "global")
+        coarse_prior = self._classical(*small, "global", cancel=cancel)
         coarse = self._run(*small, coarse_prior, coarse_progress, cancel)
-        return guided_upsample(coarse, small[0], image, trimap), self.cascade_step
+        return guided_upsample(coarse, small[0], image, trimap, device=self.device), self.cascade_step
 
     def _classical(self, image, trimap, method, progress=None, cancel=None):
         """The classical prior; a solve that fails (no convergence on a degenerate frame such
@@ -207,7 +209,7 @@ class Engine:
         unknown region), with a warning: the network still gives an alpha."""
         try:
             return compute_prior(image, trimap, method, self.prior_max_side, self.patch,
-                                 self.overlap, progress, cancel, self.cfg.prior_solver)
+                                 self.overlap, progress, cancel, self.cfg.prior_solver, self.device)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             h, w = trimap.shape
             warnings.warn(f"classical prior failed on the {w}x{h} frame "
@@ -258,7 +260,7 @@ class _Pass:
         self.image, self.trimap, self.prior = image, trimap, prior
         self.queries, self.progress, self.cancel = queries, progress, cancel
         self.small = len(queries) <= eng.pool + 1
-        self.ctx: dict = {}      # cell -> compact context features
+        self.ctx = FeatureBank()  # cell -> compact context features
         self.pending: dict = {}  # patch row -> [(cells, batched decoder features)], until decoded
         self.reservoir: list = []
         self.done = 0
@@ -292,8 +294,7 @@ class _Pass:
             if cell not in self.reservoir:
                 self.reservoir.append(cell)
         self.reservoir = thin(self.reservoir, self.eng.pool)
-        keep = set(self.reservoir) | {c for c in self.ctx if c not in stale}
-        self.ctx = {c: v for c, v in self.ctx.items() if c in keep}
+        self.ctx.keep(set(self.reservoir) | {c for c in self.ctx if c not in stale})
 
     def _inputs(self, cells):
         eng, g = self.eng, self.grid
@@ -304,7 +305,7 @@ class _Pass:
         t_pri = None
         if self.prior is not None:
             t_pri = torch.from_numpy(np.stack([g.extract(self.prior, r, c) for r, c in cells]))[:, None].to(eng.device)
-        return make_input(t_img, t_tri, t_pri, eng.cfg), t_tri, t_pri
+        return make_input(t_img, t_tri, t_pri, eng.cfg), t_tri, t_pri, max_unknown_cells(tri)
 
     def _encode(self, cells, key):
         """Encode ``cells`` in batches; keep decoder features batched (no re-stacking)."""
@@ -313,12 +314,11 @@ class _Pass:
         for s in range(0, len(cells), b):
             self._check_cancel()
             chunk = cells[s:s + b]
-            x, tri, pri = self._inputs(chunk)
+            x, tri, pri, max_unknown = self._inputs(chunk)
             feats = net.encode(x)
             ctx = net.context_features(feats, tri)
-            for j, cell in enumerate(chunk):
-                self.ctx[cell] = {k: v[j].clone() for k, v in ctx.items()}
-            feats["x"], feats["prior"] = x, pri
+            self.ctx.add(chunk, ctx)
+            feats["x"], feats["prior"], feats["max_unknown"] = x, pri, max_unknown
             batches.append((chunk, feats))
 
     def _select(self, chunk):
@@ -336,16 +336,14 @@ class _Pass:
         row = {c: i for i, c in enumerate(ids)}
         ids.append(chunk[0])
         n = max(1, max(len(c) for c in cands))
-        slot = torch.full((len(chunk), n), len(ids) - 1, dtype=torch.long)
-        lengths = torch.tensor([len(cs) for cs in cands])
-        for i, cs in enumerate(cands):
-            slot[i, :len(cs)] = torch.tensor([row[c] for c in cs], dtype=torch.long)
-        slot = slot.to(eng.device)
-        valid = (torch.arange(n)[None, :] < lengths[:, None]).to(eng.device)
-        table = {k: torch.stack([self.ctx[c][k] for c in ids])
-                 for k in ("desc", "key", "value", "regions")}
+        dev = eng.device
+        slot = torch.tensor([[row[c] for c in cs] + [len(ids) - 1] * (n - len(cs)) for cs in cands],
+                            dtype=torch.long, device=dev)
+        lengths = torch.tensor([len(cs) for cs in cands], device=dev)
+        valid = torch.arange(n, device=dev)[None, :] < lengths[:, None]
+        table = self.ctx.gather(ids, ("desc", "key", "value", "regions"))
         desc = table["desc"].float()[slot] * valid[..., None]
-        qdesc = torch.stack([self.ctx[q]["qdesc"].float() for q in chunk])
+        qdesc = self.ctx.gather(chunk, ("qdesc",))["qdesc"].float()
         idx, scores = select_top_k(score_candidates(qdesc, desc, valid), eng.k)
         ok = valid.gather(1, idx)
         chosen = torch.where(ok, slot.gather(1, idx), len(ids) - 1)
@@ -361,9 +359,9 @@ class _Pass:
         self._check_cancel()
         q_ctx, c_sel = {}, None
         if eng.cfg.uses_context:
-            q_ctx = {k: torch.stack([self.ctx[c][k] for c in chunk]) for k in ("key", "value", "regions")}
+            q_ctx = self.ctx.gather(chunk, ("key", "value", "regions"))
             c_sel = self._select(chunk)
-        out = eng.net.decode(feats, q_ctx, c_sel, feats["x"], feats["prior"])
+        out = eng.net.decode(feats, q_ctx, c_sel, feats["x"], feats["prior"], feats["max_unknown"])
         out = out[:, 0].float().cpu().numpy()
         for j, (r, c) in enumerate(chunk):
             g.accumulate(self.acc, out[j], r, c)

@@ -30,10 +30,12 @@ def masked_attention(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-30)
 
 
-def _unknown_rows(q_unknown: torch.Tensor):
-    """Indices (B, n) of each query's unknown cells, padded with 0, and their validity mask."""
+def _unknown_rows(q_unknown: torch.Tensor, n: int | None = None):
+    """Indices (B, n) of each query's unknown cells, padded with 0, and their validity mask.
+    ``n``: at least the largest count of unknown cells (the caller may know it without
+    reading the device); else it is read from ``q_unknown`` (a host sync)."""
     u = q_unknown.flatten(1)                                           # (B, N) bool
-    n = max(1, int(u.sum(dim=1).max()))
+    n = min(u.shape[1], max(1, n)) if n is not None else max(1, int(u.sum(dim=1).max()))
     # stable sort puts unknown cells first, in raster order
     order = torch.sort((~u).to(torch.int8), dim=1, stable=True).indices[:, :n]
     valid = torch.gather(u, 1, order)
@@ -42,7 +44,8 @@ def _unknown_rows(q_unknown: torch.Tensor):
 
 def context_attention(q_key: torch.Tensor, q_value: torch.Tensor, q_unknown: torch.Tensor,
                       c_key: torch.Tensor, c_value: torch.Tensor, c_regions: torch.Tensor,
-                      c_scores: torch.Tensor | None, guided: bool) -> torch.Tensor:
+                      c_scores: torch.Tensor | None, guided: bool,
+                      max_unknown: int | None = None) -> torch.Tensor:
     """Non-local context features for a batch of query patches.
 
     q_key (B, Dk, h, w), q_value (B, Dv, h, w), q_unknown (B, 1, h, w) bool;
@@ -52,17 +55,22 @@ def context_attention(q_key: torch.Tensor, q_value: torch.Tensor, q_unknown: tor
     zero outside the query's unknown cells.
 
     Only the query's unknown cells attend (the others would be zeroed anyway), which
-    makes the cost proportional to the unknown area, not the patch area.
+    makes the cost proportional to the unknown area, not the patch area; ``max_unknown``
+    (an upper bound on any query's unknown cells) saves reading that count off the device.
+
+    The logits q.k are taken in float32 whatever the autocast dtype: keys of a few hundred
+    summed over 64 channels overflow fp16 before any scaling could help.
     """
     b, dk, h, w = q_key.shape
     _, k, dv = c_value.shape[:3]
-    rows, valid = _unknown_rows(q_unknown)                             # (B, n)
+    rows, valid = _unknown_rows(q_unknown, max_unknown)                # (B, n)
     q = torch.gather(q_key.flatten(2).transpose(1, 2), 1, rows[..., None].expand(-1, -1, dk))
     vq = torch.gather(q_value.flatten(2).transpose(1, 2), 1, rows[..., None].expand(-1, -1, dv)).float()
     ck = c_key.permute(0, 1, 3, 4, 2).reshape(b, -1, dk)              # (B, K*M, Dk)
     cv = c_value.permute(0, 1, 3, 4, 2).reshape(b, -1, dv).float()   # (B, K*M, Dv)
     m = c_key.shape[3] * c_key.shape[4]
-    logits = torch.bmm(q, ck.transpose(1, 2)).float() / math.sqrt(dk)  # (B, n, K*M)
+    with torch.autocast(q.device.type, enabled=False):
+        logits = torch.bmm(q.float() / math.sqrt(dk), ck.float().transpose(1, 2))   # (B, n, K*M)
     if c_scores is not None:
         bias = torch.log(c_scores.float().clamp_min(1e-6)).repeat_interleave(m, dim=1)
         logits = logits + bias[:, None, :]

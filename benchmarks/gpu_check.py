@@ -1,0 +1,125 @@
+"""The engine's scaling rows and the 6K frame's time split on one device (issue 16).
+
+Synthetic plates (``engine_scaling.synthetic_plate`` over a procedural background, so no
+shared data is needed: the GPU machine has none): 1K-8K at 5 / 15 / 30 % unknown pixels
+(6K and 8K at 15 % only, to keep a GPU run short), then a 6000x4000 frame at 10 % and 15 %
+unknown split into prior (classical solve at 1024 px), network (encode, CPC, TGNL, decode,
+both cascade passes), guided upsampling and other. Each row: wall time after a warm-up
+frame, peak GPU memory (``torch.cuda.max_memory_allocated``) on CUDA, peak RSS.
+
+    python3 benchmarks/gpu_check.py --device cuda --out "$OUT"        # benchmarks/gpu_check.sh
+    .venv/bin/python benchmarks/gpu_check.py --device cpu --threads 2 --rows 6k   # the split on CPU
+
+Writes ``gpu_check.md`` and ``gpu_check.json`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+from engine_scaling import SIZES, synthetic_plate  # noqa: E402
+from methods import StageClock, peak_rss_mib  # noqa: E402
+from report import machine_info, machine_line, markdown_table, write_text_atomic  # noqa: E402
+
+NETWORK = ("encode", "cpc", "tgnl", "decode")
+
+
+def background(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A photo-like procedural background: smooth colour fields plus fine texture."""
+    import torch
+    import torch.nn.functional as F
+    rng = np.random.default_rng(seed)
+    out = np.zeros((h, w, 3), np.float32)
+    for scale, weight in ((256, 0.6), (32, 0.25), (4, 0.15)):
+        low = torch.from_numpy(rng.random((1, 3, max(2, h // scale), max(2, w // scale)), dtype=np.float32))
+        out += weight * F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
+    return out
+
+
+def rows_wanted(which: str) -> list[tuple[str, int, int, float]]:
+    rows = []
+    if which in ("all", "scaling"):
+        for size, (w, h) in SIZES.items():
+            for frac in ((0.05, 0.15, 0.30) if size in ("1K", "2K", "4K") else (0.15,)):
+                rows.append((size, w, h, frac))
+    if which in ("all", "6k"):
+        rows += [("6K frame", 6000, 4000, 0.10), ("6K frame", 6000, 4000, 0.15)]
+    return rows
+
+
+def measure(eng, image, trimap) -> dict:
+    import torch
+    cuda = eng.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    stages: dict = {}
+    t0 = time.perf_counter()
+    with StageClock(eng, stages):
+        eng.matte(image, trimap)
+    if cuda:
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    network = sum(stages.get(k, 0.0) for k in NETWORK)
+    row = {"wall_s": wall, "prior_s": stages.get("prior", 0.0), "network_s": network,
+           "guided_s": stages.get("upsample", 0.0),
+           "other_s": wall - network - stages.get("prior", 0.0) - stages.get("upsample", 0.0),
+           "peak_rss_mib": peak_rss_mib()}
+    if cuda:
+        row["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+    return row
+
+
+def write(out: Path, info: dict, warm_s: float, results: list) -> None:
+    write_text_atomic(out / "gpu_check.json", json.dumps({"info": info, "warm_up_s": warm_s, "rows": results}, indent=1))
+    cols = ["size", "w x h", "unknown", "total s", "prior s", "network s", "guided s", "other s",
+            "peak GPU GiB", "peak RSS MiB"]
+    table = markdown_table(cols, [[r["size"], f"{r['w']}x{r['h']}", f"{r['unknown']:.0%}", r["wall_s"],
+                                   r["prior_s"], r["network_s"], r["guided_s"], r["other_s"],
+                                   r.get("peak_gpu_gib"), r["peak_rss_mib"]] for r in results])
+    write_text_atomic(out / "gpu_check.md", f"## Engine on {info['device']}\n\n{machine_line(info)}.\n\n"
+                                            f"Warm-up (first 1K frame, not in the table): {warm_s:.1f} s.\n\n{table}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--rows", choices=("all", "scaling", "6k"), default="all")
+    ap.add_argument("--sizes", nargs="*", help="only these sizes (e.g. 1K 6K 'frame')")
+    ap.add_argument("--out", default=".", help="folder for gpu_check.md / .json")
+    args = ap.parse_args(argv)
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from nuke_hdmatt.engine import Engine
+    eng = Engine.load(device=args.device)
+    info = machine_info(args.threads, eng.device.type)
+    rows = [r for r in rows_wanted(args.rows) if not args.sizes or any(s in r[0] for s in args.sizes)]
+    warm = synthetic_plate(1024, 540, 0.15, background(540, 1024))
+    t0 = time.perf_counter()
+    eng.matte(*warm[:2])
+    warm_s = time.perf_counter() - t0
+    print(f"warm-up 1K frame: {warm_s:.1f} s", flush=True)
+    results = []
+    out = Path(args.out)
+    for label, w, h, frac in rows:
+        image, trimap, _ = synthetic_plate(w, h, frac, background(h, w))
+        row = {"size": label, "w": w, "h": h, "unknown": frac, **measure(eng, image, trimap)}
+        results.append(row)
+        print(json.dumps(row), flush=True)
+        write(out, info, warm_s, results)          # after every row: a timeout keeps the rest
+    print((out / "gpu_check.md").read_text() if results else "no rows")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

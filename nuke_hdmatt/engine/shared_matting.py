@@ -1,0 +1,327 @@
+"""Shared matting (Gastal & Oliveira 2010) in torch, as PyMatting's ``estimate_alpha_sm``
+implements it (its defaults, its quirks: the expanded trimap, the fixed 8x8 start angles,
+the edge cost that steps ``y`` by the ``x`` increment, unnormalised Gaussians), so the alpha
+the network was trained on is reproduced. Vectorised over the unknown pixels; the loops are
+over angles, ray steps and window offsets, never over pixels. Where PyMatting's numba kernels
+compute in float64 (costs, distances, weights) so does this; colours and alphas are float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+EXPANSION_RADIUS = 10
+EXPANSION_THRESHOLD = 0.02
+ANGLES = 4
+WEIGHTS = (3.0, 2.0, 1.0, 4.0)       # exponents of Np, Ap, Dp_f, Dp_b in the gathering cost
+NP_RADIUS = 1
+REFINE_RADIUS = 5
+SMOOTH_RADIUS = 5
+SIGMA_SQ2 = 0.1
+
+
+class _Frame:
+    """The frame's pixels flattened, and window offsets of a list of pixels; ``poll()``
+    raises :class:`~nuke_hdmatt.errors.Cancelled` when ``cancel()`` says so."""
+
+    def __init__(self, image: torch.Tensor, trimap: torch.Tensor, cancel=None):
+        self.cancel = cancel
+        self.h, self.w = trimap.shape
+        self.image = image.reshape(-1, 3)               # (H*W, 3) float32
+        self.trimap = trimap.reshape(-1)
+
+    def poll(self):
+        if self.cancel is not None and self.cancel():
+            from ..errors import Cancelled
+            raise Cancelled("cancelled during the prior solve")
+
+    def offset(self, ys, xs, dy, dx):
+        """(valid, flat index) of (ys + dy, xs + dx); the index is clamped where invalid."""
+        y2, x2 = ys + dy, xs + dx
+        valid = (y2 >= 0) & (y2 < self.h) & (x2 >= 0) & (x2 < self.w)
+        return valid, y2.clamp(0, self.h - 1) * self.w + x2.clamp(0, self.w - 1)
+
+    def clamped(self, ys, xs):
+        return ys.clamp(0, self.h - 1) * self.w + xs.clamp(0, self.w - 1)
+
+
+CHUNK = 1 << 14        # pixels whose windows are held at once
+
+
+def _windows(fr: _Frame, ys, xs, radius):
+    """(slice, valid, flat index), each (n, (2r+1)^2), for chunks of the pixels (ys, xs)."""
+    offs = _offsets(radius)
+    dy = torch.tensor([o[0] for o in offs], device=ys.device)
+    dx = torch.tensor([o[1] for o in offs], device=ys.device)
+    for s in range(0, len(ys), CHUNK):
+        fr.poll()
+        sl = slice(s, s + CHUNK)
+        valid, q = fr.offset(ys[sl, None], xs[sl, None], dy, dx)
+        yield sl, valid, q
+
+
+def _alpha(i, f, b):
+    """estimate_alpha: projection of I on the F-B line, clipped; float32 (..., 3) inputs."""
+    fb, ib = f - b, i - b
+    denom = (fb[..., 0] * fb[..., 0] + fb[..., 1] * fb[..., 1] + fb[..., 2] * fb[..., 2]).double() + 1e-5
+    num = (ib[..., 0] * fb[..., 0] + ib[..., 1] * fb[..., 1] + ib[..., 2] * fb[..., 2]).double()
+    return (num / denom).clamp(0.0, 1.0).float()
+
+
+def _mp2(i, f, b):
+    """Squared chromatic distortion of I against the F, B pair (float64)."""
+    a = _alpha(i, f, b).double()[..., None]
+    d = a * f.double() + (1.0 - a) * b.double() - i.double()
+    return (d * d).sum(-1)
+
+
+def _offsets(radius, by_distance=False):
+    offs = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+    if by_distance:     # nearest first; ties in raster order (a stable sort)
+        offs = [o for o in sorted(offs, key=lambda o: math.hypot(o[1], o[0]))
+                if math.hypot(o[1], o[0]) <= radius]
+    return offs
+
+
+def expand_trimap(fr: _Frame, ys, xs, k_i=EXPANSION_RADIUS, k_c=EXPANSION_THRESHOLD):
+    """Unknown pixels (ys, xs) take the label of the nearest known pixel within k_i whose
+    colour is within k_c; -> the expanded labels of those pixels (0.5 where none)."""
+    out = torch.full(ys.shape, 0.5, dtype=torch.float32, device=ys.device)
+    colour = fr.image[ys * fr.w + xs]
+    k_c = torch.tensor(k_c, dtype=torch.float32, device=ys.device)
+    offsets = _offsets(k_i, by_distance=True)
+    # only pixels within k_i (chessboard, so a superset of the euclidean disc) of a known one
+    from scipy import ndimage
+    labels = fr.trimap.reshape(fr.h, fr.w).cpu().numpy()
+    near = torch.from_numpy(ndimage.distance_transform_cdt(
+        (labels != 0) & (labels != 1), metric="chessboard").ravel() <= k_i).to(ys.device)
+    live = torch.nonzero(near[ys * fr.w + xs], as_tuple=True)[0]
+    for s in range(0, len(offsets), 32):
+        if not len(live):
+            break
+        dy = torch.tensor([o[0] for o in offsets[s:s + 32]], device=ys.device)
+        dx = torch.tensor([o[1] for o in offsets[s:s + 32]], device=ys.device)
+        valid, q = fr.offset(ys[live, None], xs[live, None], dy, dx)
+        label = fr.trimap[q]
+        d = colour[live, None] - fr.image[q]
+        dist = torch.sqrt(d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1] + d[..., 2] * d[..., 2])
+        first = _first(valid & ((label == 0) | (label == 1)) & ~(dist > k_c))
+        hit = first < len(dy)
+        rows = torch.arange(len(live), device=ys.device)
+        out[live[hit]] = label[rows[hit], first[hit]]
+        live = live[~hit]
+    return out
+
+
+def _edge_cost(fr: _Frame, px, py, sx, sy):
+    """PyMatting's Ep: image gradient along the segment to a sample, at most 10 steps."""
+    img = fr.image.double()
+    spx, spy = (sx - px).double(), (sy - py).double()
+    d = torch.hypot(spx, spy)
+    steps = torch.ceil(d).clamp(1, 10)
+    step_x, step_y = spx / steps, spy / steps
+    total = torch.zeros_like(d)
+    for i in range(11):
+        live = (i <= steps) & (d != 0)
+        qx = torch.trunc(px + i * step_x).long()
+        qy = torch.trunc(py + i * step_x).long()        # sic: PyMatting steps y by step_x
+        q_l, q_r = fr.clamped(qy, qx - 1), fr.clamped(qy, qx + 1)
+        q_u, q_d = fr.clamped(qy + 1, qx), fr.clamped(qy - 1, qx)
+        ix = 0.5 * (img[q_r] - img[q_l])
+        iy = 0.5 * (img[q_u] - img[q_d])
+        v = step_x[:, None] * ix + step_y[:, None] * iy
+        total = total + torch.where(live, torch.sqrt((v * v).sum(-1)), 0.0)
+    return total.float().double()
+
+
+def _first(hit: torch.Tensor) -> torch.Tensor:
+    """Index of the first True of each row, or the row length where there is none."""
+    n = hit.shape[1]
+    pos = torch.arange(n, 0, -1, device=hit.device)
+    return torch.where(hit.any(1), (hit * pos).argmax(1), n)
+
+
+def _distances(fr: _Frame):
+    """Chessboard distance of every pixel to the nearest F and to the nearest B pixel (0 on
+    them; beyond any ray's reach where there is none), flattened, on the frame's device."""
+    from scipy import ndimage
+    labels = fr.trimap.reshape(fr.h, fr.w).cpu().numpy()
+    far = 2 * max(fr.h, fr.w) + 2
+    out = []
+    for value in (1.0, 0.0):
+        hit = labels == value
+        d = ndimage.distance_transform_cdt(~hit, metric="chessboard") if hit.any() else \
+            np.full(labels.shape, far)
+        out.append(torch.from_numpy(d.astype(np.int64).ravel()).to(fr.trimap.device))
+    return out
+
+
+def _march(fr: _Frame, ys, xs, angle_index, dist_f, dist_b):
+    """The first F and first B pixel along each pixel's ray at 2 pi / ANGLES * a + its start
+    angle, stepping as PyMatting does (position trunc(p + step * direction), step 0, 1, ...
+    until both are found or the ray leaves the frame); -> (flat index of F or -1, of B or
+    -1). Steps that cannot land on the missing label are skipped: a step moves the sampled
+    pixel by at most one in each axis, so none of the next d - 1 steps reaches a label
+    whose nearest pixel is at chessboard distance d (the sampled pixels are the same)."""
+    n = 8
+    start = ((xs % n) + (ys % n) * n) * 99991 % (n * n)
+    table = np.array([2.0 * np.pi / ANGLES * angle_index + 2.0 * np.pi / (n * n) * i for i in range(n * n)])
+    cos = torch.from_numpy(np.cos(table)).to(ys.device)[start]
+    sin = torch.from_numpy(np.sin(table)).to(ys.device)[start]
+    found_f = torch.full(ys.shape, -1, dtype=torch.long, device=ys.device)
+    found_b = found_f.clone()
+    live = torch.arange(len(ys), device=ys.device)
+    xf, yf = xs.double(), ys.double()
+    step = torch.zeros(len(ys), dtype=torch.long, device=ys.device)
+    max_steps = 2 * max(fr.h, fr.w)
+    while len(live):
+        fr.poll()
+        st = step[live].double()
+        x2 = torch.trunc(xf[live] + st * cos[live]).long()
+        y2 = torch.trunc(yf[live] + st * sin[live]).long()
+        inside = (x2 >= 0) & (y2 >= 0) & (x2 < fr.w) & (y2 < fr.h) & (step[live] < max_steps)
+        live, x2, y2 = live[inside], x2[inside], y2[inside]
+        q = y2 * fr.w + x2
+        label = fr.trimap[q]
+        need_f, need_b = found_f[live] < 0, found_b[live] < 0
+        new_f, new_b = need_f & (label == 1), need_b & (label == 0)
+        found_f[live[new_f]] = q[new_f]
+        found_b[live[new_b]] = q[new_b]
+        need_f, need_b = need_f & ~new_f, need_b & ~new_b
+        skip = torch.where(need_f & need_b, torch.minimum(dist_f[q], dist_b[q]),
+                           torch.where(need_f, dist_f[q], dist_b[q])).clamp_min(1)
+        keep = need_f | need_b
+        live = live[keep]
+        step[live] += skip[keep]
+    return found_f, found_b
+
+
+def sample_gathering(fr: _Frame, ys, xs, avg_f, avg_b, weights=WEIGHTS, np_radius=NP_RADIUS):
+    """Best F, B pair of the samples found along ANGLES rays -> (alpha, F, B) per pixel."""
+    e_n, e_a, e_f, e_b = weights
+    m = len(ys)
+    dist_f, dist_b = _distances(fr)
+    rays = [_march(fr, ys, xs, a, dist_f, dist_b) for a in range(ANGLES)]
+    own = ys * fr.w + xs
+
+    def samples(which, fallback):
+        idx = torch.stack([r[which] for r in rays], 1)                       # (m, ANGLES)
+        ok = idx >= 0
+        # PyMatting packs the found samples first, in angle order
+        order = torch.sort((~ok).to(torch.int8), dim=1, stable=True).indices
+        idx, ok = idx.gather(1, order), ok.gather(1, order)
+        none = ~ok.any(1)
+        ok[:, 0] |= none                 # no sample: the frame's mean colour, at the pixel
+        idx[:, 0] = torch.where(none, own, idx[:, 0])
+        colours = fr.image[idx.clamp_min(0)]
+        colours[:, 0] = torch.where(none[:, None], fallback, colours[:, 0])
+        return idx, ok, colours
+
+    f_idx, f_ok, f_col = samples(0, avg_f)
+    b_idx, b_ok, b_col = samples(1, avg_b)
+    xd, yd = xs.double(), ys.double()
+
+    def min_edge(idx, ok):
+        costs = [torch.where(ok[:, i], _edge_cost(fr, xd, yd, (idx[:, i] % fr.w).double(),
+                                                  (idx[:, i] // fr.w).double()), math.inf)
+                 for i in range(ANGLES)]
+        return torch.stack(costs, 1).min(1).values
+
+    ep_f, ep_b = min_edge(f_idx, f_ok), min_edge(b_idx, b_ok)
+    pf = ep_b / (ep_f + ep_b + 1e-5)
+    colour = fr.image[own]
+    nbrs = [fr.clamped(ys + dy, xs + dx) for dy, dx in _offsets(np_radius)]
+    best = torch.full((m,), math.inf, dtype=torch.float64, device=ys.device)
+    alpha = torch.zeros(m, dtype=torch.float32, device=ys.device)
+    f_out, b_out = f_col[:, 0].clone(), b_col[:, 0].clone()
+    for i in range(ANGLES):
+        for j in range(ANGLES):
+            fr.poll()
+            f, b = f_col[:, i], b_col[:, j]
+            a = _alpha(colour, f, b)
+            ap = pf + (1.0 - 2.0 * pf) * a.double()
+            dpf = torch.hypot(xd - (f_idx[:, i] % fr.w).double(), yd - (f_idx[:, i] // fr.w).double())
+            dpb = torch.hypot(xd - (b_idx[:, j] % fr.w).double(), yd - (b_idx[:, j] // fr.w).double())
+            npc = sum(_mp2(fr.image[q], f, b).float().double() for q in nbrs).float().double()
+            cost = npc ** e_n * ap ** e_a * dpf ** e_f * dpb ** e_b
+            better = f_ok[:, i] & b_ok[:, j] & (cost < best)
+            best = torch.where(better, cost, best)
+            alpha = torch.where(better, a, alpha)
+            f_out = torch.where(better[:, None], f, f_out)
+            b_out = torch.where(better[:, None], b, b_out)
+    return alpha, f_out, b_out
+
+
+def estimate_alpha_sm(image: torch.Tensor, trimap: torch.Tensor, cancel=None) -> torch.Tensor:
+    """Shared-matting alpha of image (H, W, 3) float32 0-1 and trimap (H, W) {0, 0.5, 1}
+    (both known regions present) -> (H, W) float32 in [0, 1]. ``cancel()`` is polled
+    between steps (True raises :class:`~nuke_hdmatt.errors.Cancelled`)."""
+    dev = image.device
+    fr = _Frame(image.float().contiguous(), trimap.float().contiguous(), cancel)
+    ys, xs = torch.nonzero(trimap == 0.5, as_tuple=True)
+    expanded = fr.trimap.clone()
+    expanded[ys * fr.w + xs] = expand_trimap(fr, ys, xs)
+    fr = _Frame(fr.image.reshape(image.shape), expanded.reshape(trimap.shape), cancel)
+    avg_f = fr.image[expanded == 1].mean(0)
+    avg_b = fr.image[expanded == 0].mean(0)
+    keep = expanded[ys * fr.w + xs] == 0.5
+    ys, xs = ys[keep], xs[keep]
+    own = ys * fr.w + xs
+    colour = fr.image[own]
+    hw = fr.h * fr.w
+    # gathering: every pixel's F, B (known pixels: their colour and the other side's mean)
+    g_alpha, g_f, g_b = sample_gathering(fr, ys, xs, avg_f, avg_b)
+    is_f, is_b = (expanded == 1)[:, None], (expanded == 0)[:, None]
+    gath_f = torch.where(is_f, fr.image, avg_f.expand(hw, 3)).clone()
+    gath_b = torch.where(is_b, fr.image, avg_b.expand(hw, 3)).clone()
+    gath_f[own], gath_b[own] = g_f, g_b
+    # refinement: the mean of the three neighbouring pairs that best explain the colour
+    ref_f, ref_b = torch.empty_like(colour), torch.empty_like(colour)
+    for sl, valid, q in _windows(fr, ys, xs, REFINE_RADIUS):
+        cost = torch.where(valid, _mp2(colour[sl, None], gath_f[q], gath_b[q]).float(), math.inf)
+        # the three cheapest; on equal costs the earlier offset (raster order), as PyMatting
+        best = torch.sort(cost, dim=1, stable=True).indices[:, :3]
+        qb = q.gather(1, best)
+        ref_f[sl], ref_b[sl] = gath_f[qb].sum(1) / 3, gath_b[qb].sum(1) / 3
+    ref_alpha = expanded.clone()
+    ref_alpha[own] = _alpha(colour, ref_f, ref_b)
+    full_f, full_b = gath_f.clone(), gath_b.clone()
+    full_f[own], full_b[own] = ref_f, ref_b
+    # local smoothing of F and B, and the low-frequency alpha
+    sigma1 = float(np.float32((2 * SMOOTH_RADIUS + 1) ** 2 / (9.0 * np.pi)))
+    offs = torch.tensor(_offsets(SMOOTH_RADIUS), device=dev, dtype=torch.float64)
+    gauss = torch.exp(-1.0 / sigma1 * (offs ** 2).sum(1))
+    centre = (offs == 0).all(1)
+    a_p = ref_alpha[own]
+    fin_f, fin_b = torch.empty_like(colour), torch.empty_like(colour)
+    low = torch.empty_like(a_p)
+    for sl, valid, q in _windows(fr, ys, xs, SMOOTH_RADIUS):
+        a_q = ref_alpha[q].double()
+        wc = torch.where(centre, gauss, gauss * (a_p[sl, None] - ref_alpha[q]).abs().double())
+        w_f = torch.where(valid, (wc * a_q).clamp_min(1e-5), 0.0)
+        w_b = torch.where(valid, (wc * (1.0 - a_q)).clamp_min(1e-5), 0.0)
+        fin_f[sl] = ((w_f[..., None] * full_f[q].double()).sum(1) / w_f.sum(1, keepdim=True)).float()
+        fin_b[sl] = ((w_b[..., None] * full_b[q].double()).sum(1) / w_b.sum(1, keepdim=True)).float()
+        known_q = ((expanded[q] == 0) | (expanded[q] == 1)).double()
+        w_a = torch.where(valid, gauss + known_q, 0.0)
+        low[sl] = ((w_a * a_q).sum(1) / w_a.sum(1)).float()
+    fin_alpha = _alpha(colour, fin_f, fin_b)
+    # confidence: F-B distance against its neighbourhood's, and how well F, B explain I
+    w_fb = torch.zeros(hw, dtype=torch.float32, device=dev)
+    w_fb[own] = a_p * (1.0 - a_p)
+    all_f, all_b = full_f.clone(), full_b.clone()
+    all_f[own], all_b[own] = fin_f, fin_b
+    fb_dist = torch.linalg.vector_norm(all_f - all_b, dim=1)
+    d_fb = torch.empty(len(ys), dtype=torch.float64, device=dev)
+    for sl, valid, q in _windows(fr, ys, xs, SMOOTH_RADIUS):
+        wq = torch.where(valid, w_fb[q].double(), 0.0)
+        d_fb[sl] = (wq * fb_dist[q].double()).sum(1) / (wq.sum(1) + 1e-5) + 1e-5
+    conf = (fb_dist[own].double() / d_fb).clamp_max(1.0) * torch.exp(
+        -1.0 / float(np.float32(SIGMA_SQ2)) * torch.sqrt(_mp2(colour, fin_f, fin_b).float().double()))
+    conf = conf.float()
+    out = expanded.clone()
+    out[own] = conf * fin_alpha + (1.0 - conf) * low
+    return out.reshape(trimap.shape)
