@@ -6,7 +6,8 @@ for scripts); ``--json-log FILE`` appends one JSON object per line for farm log 
     {"t": 1764048000.12, "event": "frame_start", "frame": 1001, "plate": "..."}
     {"t": ..., "event": "progress", "frame": 1001, "done": 3, "total": 12, "stage": "...",
      "eta_s": 4.1}
-    {"t": ..., "event": "frame_done", "frame": 1001, "output": "...", "cached": false, "seconds": 2.3}
+    {"t": ..., "event": "frame_done", "frame": 1001, "output": "...", "cached": false, "seconds": 2.3,
+     "weights": "/abs/model/hdmatt.safetensors", "weights_sha256": "..."}
     {"t": ..., "event": "frame_failed", "frame": 1002, "error": "..."}
     {"t": ..., "event": "warning", "text": "..."}
     {"t": ..., "event": "shot_done", "done": [...], "failed": [...], "cancelled": false}

@@ -480,7 +480,10 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
         result.done.append(frame)
         if cached:
             result.cached.append(frame)
-        reporter.frame_done(frame, output=out_path, cached=cached)
+        # which weights made it: the Nuke node records this to tell when its alpha is stale
+        reporter.frame_done(frame, output=out_path, cached=cached,
+                            weights=str(getattr(engine, "weights_path", None) or ""),
+                            weights_sha256=stamp["weights_sha256"])
     reporter.shot_done(done=result.done, failed=sorted(result.failed, key=_order),
                        cancelled=result.cancelled)
     return result

@@ -220,6 +220,36 @@ def test_4_5_range_follows_generated_frames_and_stale_results_show(shot, tmp_pat
     assert "HDMatt: warning: HDMatt1: alpha is stale (plate input, settings changed" in err
 
 
+def test_5_changed_weights_mark_the_node_stale(shot, tmp_path, monkeypatch):
+    from nuke_hdmatt.engine.weights import file_sha256
+    nuke, node, plate, src, _ = shot
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+    mine = tmp_path / "mine.safetensors"
+    mine.write_bytes((ROOT / "model" / "hdmatt.safetensors").read_bytes())
+    monkeypatch.setenv("HDMATT_WEIGHTS", str(mine))  # the engine inherits Nuke's environment
+    assert hd().generate(node, "1") is True
+    # the record holds the weights the engine reported in its JSON log
+    rec = hd()._record(node)
+    assert rec["weights"] == {"path": str(mine), "sha256": file_sha256(mine)}
+    assert "stale" not in hd().update_status(node, [1])
+    # other weights: $HDMATT_WEIGHTS names another file
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(mine.read_bytes() + b" ")
+    monkeypatch.setenv("HDMATT_WEIGHTS", str(other))
+    nuke._run_update_ui()
+    assert "stale: weights changed since Generate" in node["status"].value()
+    assert node["label"].value() == "1 stale"
+    # the same file again: fresh; then the file itself is replaced
+    monkeypatch.setenv("HDMATT_WEIGHTS", str(mine))
+    nuke._run_update_ui()
+    assert "stale" not in node["status"].value()
+    mine.write_bytes(other.read_bytes())
+    os.utime(mine, ns=(time.time_ns(), time.time_ns() + 10**9))
+    nuke._run_update_ui()
+    assert node["label"].value() == "1 stale"
+
+
 # ---------------------------------------------------------------- 6. output channel without Python
 
 
@@ -479,6 +509,42 @@ def test_12_temporary_writes_ignore_studio_defaults_callbacks_and_proxy(shot):
     w.setInput(0, plate)
     nuke.execute(w, 1, 1)
     assert calls == [w.name()]
+
+
+def test_12_stereo_engine_runs_per_view_and_the_read_reads_per_view(shot):
+    nuke, node, plate, src, tmp_path = shot
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+    nuke.root()["views"].setValue("left right")
+    for view, seed in (("left", 1), ("right", 9)):
+        write_exr(src / f"plate.{view}.0001.exr", plate_pixels(seed), ("R", "G", "B"))
+    plate["file"].setValue(str(src / "plate.%V.####.exr"))
+    alpha = tmp_path / "out" / "alpha.%V.####.exr"
+    node["alpha_file"].getLinkedKnob().setValue(str(alpha))
+    assert hd().generate(node, "1") is True
+    made = {}
+    for view in ("left", "right"):
+        path = tmp_path / "out" / f"alpha.{view}.0001.exr"
+        _, spec = data_window(path)
+        # one engine call per view, each on that view's exported plate
+        assert f"/plate.{view}.0001.exr" in spec.getattribute("hdmatt:plate")
+        made[view] = read_exr(path)["A"]
+    assert not np.array_equal(made["left"], made["right"])
+    assert "1 cached, 0 missing" in node["status"].value()
+    # the node's Read shows each view's alpha in a render of both views
+    w = nuke.nodes.Write(file=str(tmp_path / "comp.%V.####.exr"), channels="rgba", raw=True,
+                         datatype="32 bit float")
+    w.setInput(0, node)
+    nuke.executeMultiple([w], [(1, 1, 1)], ["left", "right"])
+    for view in ("left", "right"):
+        assert np.array_equal(read_exr(tmp_path / f"comp.{view}.0001.exr")["A"], made[view])
+    nuke.delete(w)
+    # a change to one view's plate is a stale plate input
+    assert "stale" not in hd().update_status(node, [1])
+    write_exr(src / "plate.right.0001.exr", plate_pixels(3), ("R", "G", "B"))
+    os.utime(src / "plate.right.0001.exr", ns=(time.time_ns(), time.time_ns() + 10**9))
+    nuke._run_update_ui()
+    assert "stale: plate input changed since Generate" in node["status"].value()
 
 
 # ---------------------------------------------------------------- 13. farm

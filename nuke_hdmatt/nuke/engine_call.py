@@ -8,7 +8,8 @@ followed here; other events are ignored::
 
     {"event": "frame_start",  "frame": 1001, ...}
     {"event": "progress",     "frame": 1001, "done": 3, "total": 12, "stage": "patches"}
-    {"event": "frame_done",   "frame": 1001, "output": ".../alpha.1001.exr", "cached": false}
+    {"event": "frame_done",   "frame": 1001, "output": ".../alpha.1001.exr", "cached": false,
+     "weights": "/abs/model/hdmatt.safetensors", "weights_sha256": "9f2c..."}
     {"event": "frame_failed", "frame": 1002, "error": "plate.1002.exr: truncated file"}
 """
 
@@ -99,6 +100,8 @@ class EngineResult:
     cached: list[int] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)
     output_tail: str = ""
+    # the weights the engine reported using: {"path": ..., "sha256": ...}, or None
+    weights: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -166,6 +169,9 @@ class LogFollower:
                 r.done.append(int(frame))
             if ev.get("cached"):
                 r.cached.append(int(frame))
+            if "weights_sha256" in ev:
+                r.weights = {"path": str(ev.get("weights") or ""),
+                             "sha256": str(ev["weights_sha256"])}
             self._patch = 0.0
             self.message = f"frame {frame}: {'cache hit' if frame in r.cached else 'done'}"
         elif kind == "failed" and frame is not None:

@@ -37,11 +37,12 @@ import threading
 
 import nuke
 
+from ..engine.weights import verified_sha256  # torch-free: the engine's own check
 from ..engine_env import engine_executable
 from ..errors import Cancelled, ColorSpaceError, HDMattError, PlateError, UsageError
 from ..sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
 from .colour_settings import resolve_colour
-from .engine_call import MatteJob, remove_partial_outputs, run_engine
+from .engine_call import EngineResult, MatteJob, remove_partial_outputs, run_engine
 
 __all__ = ["on_create", "knob_changed", "update_ui", "generate", "generate_current",
            "clear_cache", "update_status", "export_inputs", "matte_job", "alpha_sequence",
@@ -67,6 +68,7 @@ _UI_KNOBS = frozenset({
 # MatteJob fields that are paths or where-to-run choices, not what decides the alpha
 _JOB_NOT_SETTINGS = ("plate", "trimap", "matte", "output", "frames", "cache", "device")
 
+_WEIGHTS_SHA: dict[tuple, str | None] = {}  # (path, size, mtime_ns) -> sha256
 _RUNS: dict[str, "_Run"] = {}  # node full name -> its engine run (GUI mode)
 _RUNS_LOCK = threading.Lock()
 
@@ -409,14 +411,16 @@ def _graph_digest(start, frames: list[int]) -> str:
                 continue
         entry = {"class": n.Class(), "knobs": knobs}
         if n.Class() == "Read":
-            pattern = FrameSequence(nuke.filename(n) or "")
+            text = nuke.filename(n) or ""
             stats = {}
-            for f in frames:
-                try:
-                    st = os.stat(pattern.path(f))
-                    stats[f] = [st.st_size, st.st_mtime_ns]
-                except (OSError, ValueError):
-                    stats[f] = None
+            for view in (_views() if "%V" in text else [""]):
+                pattern = FrameSequence(text.replace("%V", view))
+                for f in frames:
+                    try:
+                        st = os.stat(pattern.path(f))
+                        stats[f"{view}{f}"] = [st.st_size, st.st_mtime_ns]
+                    except (OSError, ValueError):
+                        stats[f"{view}{f}"] = None
             entry["files"] = stats
         items.append(entry)
         todo.extend(n.input(i) for i in range(n.inputs()))
@@ -450,9 +454,37 @@ def _record(node) -> dict | None:
         return None
 
 
+def _weights_sha(path: str) -> str | None:
+    """sha256 of a weights file as the engine checks it (against its ``.sha256``); None when
+    missing or damaged. Remembered per size and modification time: status updates run often."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _WEIGHTS_SHA:
+        try:
+            _WEIGHTS_SHA[key] = verified_sha256(path)
+        except HDMattError:
+            _WEIGHTS_SHA[key] = None
+    return _WEIGHTS_SHA[key]
+
+
+def weights_changed(used: dict | None) -> bool:
+    """Whether the engine would now load other weights than the ``used`` ones it reported
+    (``{"path", "sha256"}``): the file ``$HDMATT_WEIGHTS`` names (the engine inherits Nuke's
+    environment), else the reported one, has other content (or is gone)."""
+    if not used:
+        return False  # generated before the engine reported its weights: unknown
+    path = os.environ.get("HDMATT_WEIGHTS") or used.get("path") or ""
+    if not path:
+        return bool(used.get("sha256"))  # untrained then, and still no file to compare
+    return _weights_sha(path) != used.get("sha256")
+
+
 def stale_reasons(node) -> list[str]:
-    """What changed since the last Generate (``["plate input", "settings"]``); [] if nothing
-    or never generated."""
+    """What changed since the last Generate (``["plate input", "settings", "weights"]``);
+    [] if nothing or never generated."""
     rec = _record(node)
     if not rec:
         return []
@@ -464,6 +496,8 @@ def stale_reasons(node) -> list[str]:
     reasons = [f"{name} input" for name, _ in INPUTS if now.get(name) != then.get(name)]
     if now["settings"] != then.get("settings"):
         reasons.append("settings")
+    if weights_changed(rec.get("weights")):
+        reasons.append("weights")
     return reasons
 
 
@@ -573,14 +607,34 @@ def _jobs_per_view(job: MatteJob) -> list[tuple[str, MatteJob]]:
     return out
 
 
+def _merged(results: list[EngineResult], n_views: int) -> EngineResult | None:
+    """One verdict for a stereo run's per-view results: a frame is done when every view is."""
+    if not results:
+        return None
+    if n_views == 1:
+        return results[0]
+    bad = next((r for r in results if not r.ok), None)
+    done = set(results[0].done)
+    for r in results[1:]:
+        done &= set(r.done)
+    return EngineResult(
+        returncode=bad.returncode if bad else 0,
+        done=sorted(done) if len(results) == n_views else [],
+        cached=sorted(set.intersection(*(set(r.cached) for r in results))),
+        failed=dict(bad.failed) if bad else {},
+        output_tail=bad.output_tail if bad else results[-1].output_tail,
+        weights=next((r.weights for r in results if r.weights), None))
+
+
 def _engine_run(run: _Run) -> None:
     """Worker thread (GUI) or the caller (terminal): the engine, then the verdict on the
     main thread. Nuke is reached only through ``run.later`` / ``run.now``."""
     node, frames = run.node, run.frames
-    outcome, result = None, None
+    outcome, results = None, []
     task = nuke.ProgressTask(f"HDMatt {run.name}")
+    jobs = _jobs_per_view(run.job)
     try:
-        for view, job in _jobs_per_view(run.job):
+        for view, job in jobs:
             log = os.path.join(run.work, f"engine{'_' + view if view else ''}.jsonl")
 
             def progress(percent, message, view=view):
@@ -590,6 +644,7 @@ def _engine_run(run: _Run) -> None:
                     run.percent = percent
                     run.later(_show_running, node, percent)
 
+            result = None
             try:
                 result = run_engine(job.argv(run.exe, log), log, len(frames), progress,
                                     task.isCancelled,
@@ -597,6 +652,7 @@ def _engine_run(run: _Run) -> None:
             finally:
                 if result is None or not result.ok:
                     remove_partial_outputs(job.output)
+            results.append(result)
             if not result.ok:
                 break
     except Cancelled as exc:
@@ -608,6 +664,7 @@ def _engine_run(run: _Run) -> None:
     finally:
         del task  # Nuke closes the progress bar when the task is deleted
         shutil.rmtree(run.work, ignore_errors=True)
+    result = _merged(results, len(jobs))
     try:
         run.ok = bool(run.now(_finish, run, result, outcome))
     except Exception as exc:  # e.g. the node was deleted or the script closed meanwhile
@@ -634,7 +691,7 @@ def _finish(run: _Run, result, outcome) -> bool:
     _reload(node)  # also after a cancel: the finished frames are on disk
     done = sorted(result.done) if result is not None else []
     if done:
-        _remember(node, done, run.digests)
+        _remember(node, done, run.digests, result.weights)
     if isinstance(outcome, str):  # cancelled
         update_status(node, frames, note=outcome)
         return False
@@ -653,14 +710,17 @@ def _finish(run: _Run, result, outcome) -> bool:
     return True
 
 
-def _remember(node, done: list[int], digests: dict) -> None:
+def _remember(node, done: list[int], digests: dict, weights: dict | None = None) -> None:
+    """The hidden ``generated`` record: frames, input/settings digests and the weights the
+    engine reported (``{"path", "sha256"}``)."""
     rec = _record(node)
     frames = set(done)
-    if rec and rec.get("digests") == digests:
+    if rec and rec.get("digests") == digests and rec.get("weights") == weights:
         frames |= set(parse_frames(rec["frames"]))
     if node.knob("generated") is not None:
         node["generated"].setValue(json.dumps({"frames": format_frames(sorted(frames)),
-                                               "digests": digests}, sort_keys=True))
+                                               "digests": digests, "weights": weights},
+                                              sort_keys=True))
     _set_range(node)
 
 

@@ -27,6 +27,7 @@ an AttributeError, never a silent no-op):
   its ``bbox`` knob, Input/Output/Group pass through; ``execute`` and ``executeMultiple``
   write real EXRs (data window = the input's bbox, display window = the format), refuse to
   nest (Nuke: "I'm already executing something else") and are recorded in ``_renders``;
+  in each view of ``views`` a Read's ``%V`` is that view (outside a render: the first view);
 * ``GUI`` and ``$gui`` (False: terminal mode, ``nuke -t`` / ``-x``), ``executing()``,
   ``views()``, ``ProgressTask``, ``message``/``ask`` (recorded in ``_messages``), ``env``,
   ``addUpdateUI`` (run by the test hook ``_update_ui``).
@@ -852,7 +853,9 @@ class Read(Node):
             if mode == "black":
                 return _black()
             frame = min(max(frame, first), last)
-        path = _frame_path(_tcl_subst(self["file"].value(), self), frame)
+        # %V: the view being rendered (outside a render, the viewer's: the first view)
+        view = _state["view"] or views()[0]
+        path = _frame_path(_tcl_subst(self["file"].value(), self).replace("%V", view), frame)
         if path not in self._cache:
             if not os.path.isfile(path):
                 if self["on_error"].value() == "black":
@@ -970,7 +973,7 @@ _knob_defaults: dict[str, str] = {}
 _root = Root()
 _group_stack: list = []
 _this: list = []
-_state = {"frame": 1, "executing": False}
+_state = {"frame": 1, "executing": False, "view": None}  # view: the one being rendered
 
 
 # ---------------------------------------------------------------- module functions
@@ -1142,12 +1145,14 @@ def executeMultiple(nodes, ranges, views, continueOnError=False) -> None:
                 frame(f)
                 for w in writes:
                     for view in views or ["main"]:
+                        _state["view"] = view
                         w._write(f, view)
         for w in writes:
             _run_python(w["afterRender"].value(), w)
             callbacks._run("afterRenders", w)
     finally:
         _state["executing"] = False
+        _state["view"] = None
 
 
 REPLACE, REPLACE_VIEWS = 1, 2
