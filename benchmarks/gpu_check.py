@@ -45,13 +45,17 @@ def background(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def rows_wanted(which: str) -> list[tuple[str, int, int, float]]:
+    # the 6K frame first: the targets are set on it, and a short budget may cut the rest
     rows = []
-    if which in ("all", "scaling"):
-        for size, (w, h) in SIZES.items():
-            for frac in ((0.05, 0.15, 0.30) if size in ("1K", "2K", "4K") else (0.15,)):
-                rows.append((size, w, h, frac))
     if which in ("all", "6k"):
-        rows += [("6K frame", 6000, 4000, 0.10), ("6K frame", 6000, 4000, 0.15)]
+        rows += [("6K frame", 6000, 4000, 0.15), ("6K frame", 6000, 4000, 0.10)]
+    if which in ("all", "scaling"):
+        big = [(s, wh) for s, wh in SIZES.items() if s not in ("1K", "2K", "4K")]
+        for size, (w, h) in big[::-1]:
+            rows.append((size, w, h, 0.15))
+        for size, (w, h) in SIZES.items():
+            if size in ("1K", "2K", "4K"):
+                rows += [(size, w, h, frac) for frac in (0.05, 0.15, 0.30)]
     return rows
 
 

@@ -145,7 +145,7 @@ def test_dev_foregrounds_are_cached_and_hold_out_validation(tmp_path):
     assert src.fg.shape == (24, 32, 3) and src.fg.dtype == np.uint8
     assert len(src.unknown_yx) and np.all(np.asarray(src.alpha)[tuple(src.unknown_yx.T)] % 255 != 0)
     cached = sorted(p.name for p in cache.iterdir())
-    assert cached == ["GT01_alpha_v1.npy", "GT01_fg_v1.npy"]
+    assert cached == ["GT01_alpha_v2.npy", "GT01_fg_v2.npy"]
     # Second instance reads the cache: same colours, no re-estimation needed.
     again = DevForegrounds(dev_dir, cache, holdout=("GT02",)).source("GT01")
     assert np.array_equal(np.asarray(again.fg), np.asarray(src.fg))
@@ -165,7 +165,7 @@ def test_background_bank_crops_cached_copies(tmp_path):
     crop = bank.draw(np.random.default_rng(0), 20)
     assert crop.shape == (20, 20, 3) and crop.dtype == np.float32
     assert bank.image(0, 45).shape == (30, 45, 3)
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["bg_a_45_v1.npy"]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["bg_a_45_v2.npy"]
 
 
 def test_contact_sheet_of_a_built_folder(tmp_path, synth):

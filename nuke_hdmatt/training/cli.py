@@ -51,7 +51,7 @@ def split_batch(batch: dict) -> dict:
     return out
 
 
-def loader_factory(data: list[Path], batch: int, seed: int, min_samples: int):
+def loader_factory(data: list[Path], batch: int, seed: int, min_samples: int, workers: int = 0):
     import time
     import torch
     from .dataset import PatchFolderDataset, sample_paths
@@ -67,7 +67,8 @@ def loader_factory(data: list[Path], batch: int, seed: int, min_samples: int):
         epoch = step // max(1, len(ds) // batch)
         g = torch.Generator().manual_seed(seed * 100003 + epoch)
         dl = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, generator=g,
-                                         drop_last=True, num_workers=0)
+                                         drop_last=True, num_workers=workers,
+                                         pin_memory=torch.cuda.is_available())
         return (split_batch(rotate_queries(b, g)) for b in dl)
     return factory
 
@@ -108,7 +109,8 @@ def main(argv=None) -> int:
     ap.add_argument("--init", default=None, help="weights to fine-tune from")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--steps", type=int, default=4000, help="length of the cosine schedule")
-    ap.add_argument("--minutes", type=float, default=0, help="stop after this much wall time")
+    ap.add_argument("--minutes", type=float, default=0,
+                    help="stop after this much wall time (the cosine schedule then ends there too)")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--val-minutes", type=float, default=12)
     ap.add_argument("--ckpt-minutes", type=float, default=4)
@@ -120,6 +122,12 @@ def main(argv=None) -> int:
     ap.add_argument("--prior-solver", default=None, metavar="S",
                     help="variant D's prior solver (default: the one the samples were built with)")
     ap.add_argument("--validate-first", action="store_true", help="validate before the first step")
+    ap.add_argument("--warmup", action="store_true",
+                    help="raise the learning rate linearly over the first 50 steps")
+    ap.add_argument("--workers", type=int, default=0, help="data-loading processes (0: in the trainer)")
+    ap.add_argument("--keep-val-weights", action="store_true",
+                    help="keep the weights of every validated step (val_stepNNNNNN.safetensors), "
+                         "to choose a checkpoint by cross-validation afterwards")
     args = ap.parse_args(argv)
     from .trainer import TrainSettings, train
     from .validation import load_pairs
@@ -128,7 +136,8 @@ def main(argv=None) -> int:
                       batch=args.batch, steps=args.steps, minutes=args.minutes, lr=args.lr,
                       ckpt_minutes=args.ckpt_minutes, val_minutes=args.val_minutes,
                       threads=args.threads, seed=args.seed, validate_first=args.validate_first,
-                      prior_solver=args.prior_solver)
+                      prior_solver=args.prior_solver, keep_val_weights=args.keep_val_weights,
+                      warmup=args.warmup)
 
     def body():
         folders = [Path(d) for d in args.data.split(",") if d]
@@ -136,18 +145,20 @@ def main(argv=None) -> int:
         if missing or not folders:
             raise UsageError("no such sample folder (make one with `python -m "
                              "nuke_hdmatt.training.dataset build`)", path=", ".join(missing) or args.data)
-        if args.steps < 1 or args.batch < 1:
-            raise UsageError("--steps and --batch must be at least 1")
+        if args.steps < 1 or args.batch < 1 or args.workers < 0:
+            raise UsageError("--steps and --batch must be at least 1, --workers at least 0")
         s.prior_solver = samples_prior_solver(folders, args.prior_solver)
         import torch
         torch.set_num_threads(args.threads)
         names = [n for n in args.val_images.split(",") if n]
         val_dir = Path(args.val_data)
-        pairs = load_pairs(val_dir, names, solver=s.prior_solver) \
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        pairs = load_pairs(val_dir, names, solver=s.prior_solver, device=device) \
             if names and val_dir.exists() else []
         if not pairs:
             print(f"note: no validation images ({val_dir}); training without validation", file=sys.stderr)
-        train(s, loader_factory(folders, args.batch, args.seed, args.min_samples), pairs)
+        train(s, loader_factory(folders, args.batch, args.seed, args.min_samples, args.workers),
+              pairs)
 
     return run_reporting("hdmatt train", body, "interrupted; rerun the same command to resume")
 

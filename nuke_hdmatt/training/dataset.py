@@ -103,7 +103,7 @@ def _check_manifest(out: Path, manifest: dict) -> None:
 
 def build(out, n: int, config: SynthesisConfig, seed: int = 0, shard=(1, 1),
           per_scene: int = 1, synthesizer: SampleSynthesizer | None = None,
-          log=sys.stderr) -> int:
+          log=sys.stderr, device: str = "cpu") -> int:
     """Generate samples ``0..n-1`` (those of this shard) that are not on disk yet.
 
     ``per_scene`` samples share one composite scene (and its prior solve, the dominant
@@ -128,7 +128,7 @@ def build(out, n: int, config: SynthesisConfig, seed: int = 0, shard=(1, 1),
               f"{per_scene} per scene)", file=log)
     if not total:
         return 0
-    synth = synthesizer or SampleSynthesizer(config)
+    synth = synthesizer or SampleSynthesizer(config, device=device)
     start, done = time.monotonic(), 0
     for s, indices in todo.items():
         scene = synth.scene(np.random.default_rng([int(seed), s]))
@@ -289,6 +289,14 @@ def main(argv=None) -> int:
                         "scale (default: SynthesisConfig's)")
     b.add_argument("--procedural", type=float, default=None, metavar="P",
                    help="share of procedural foregrounds (default: SynthesisConfig's)")
+    b.add_argument("--see-through", type=float, default=None, metavar="P",
+                   help="share of procedural foregrounds that are translucent fabric, meshes "
+                        "or smoke (default: SynthesisConfig's)")
+    b.add_argument("--colour-overlap", type=float, default=None, metavar="P",
+                   help="share of scenes whose foreground colours are pulled towards the "
+                        "background's (default: SynthesisConfig's)")
+    b.add_argument("--device", default="cpu",
+                   help="torch device of the prior solves and foreground colours (cpu, cuda)")
     b.add_argument("--per-scene", type=int, default=1,
                    help="samples cut from each composite scene (shares its prior solve)")
     b.add_argument("--shard", default="1/1", help="K/M: build every M-th scene from K")
@@ -300,11 +308,14 @@ def main(argv=None) -> int:
                      "prior_downscale_probability": args.prior_downscale,
                      "prior_solver": args.prior_solver,
                      "holdout": tuple(h.strip().upper() for h in args.holdout.split(",") if h.strip())}
-        for name, value in (("highres_probability", args.highres),
-                            ("procedural_probability", args.procedural)):
+        for flag, name, value in (("highres", "highres_probability", args.highres),
+                                  ("procedural", "procedural_probability", args.procedural),
+                                  ("see-through", "see_through_probability", args.see_through),
+                                  ("colour-overlap", "colour_overlap_probability",
+                                   args.colour_overlap)):
             if value is not None:
                 if not 0.0 <= value <= 1.0:
-                    raise UsageError(f"--{name.split('_')[0]} must be in [0, 1], got {value}")
+                    raise UsageError(f"--{flag} must be in [0, 1], got {value}")
                 overrides[name] = value
         if args.prior_cascade:
             overrides.update(_cascade_overrides(args))
@@ -323,8 +334,11 @@ def main(argv=None) -> int:
         config = SynthesisConfig.for_patch(args.patch, **overrides)
         if args.per_scene < 1:
             raise UsageError("--per-scene must be >= 1")
+        if args.device != "cpu":
+            from ..engine.runner import resolve_device
+            resolve_device(args.device)         # one line for a missing CUDA, before any work
         build(args.out, args.n, config, seed=args.seed, shard=_parse_shard(args.shard),
-              per_scene=args.per_scene)
+              per_scene=args.per_scene, device=args.device)
 
     return run_reporting("dataset build", body, "interrupted; finished samples are kept, rerun to resume")
 

@@ -267,21 +267,31 @@ def motion_blur(rng: np.random.Generator, fg: np.ndarray, alpha: np.ndarray,
 _KINDS = (("fur", 0.45), ("wisps", 0.25), ("soft", 0.2), ("fur+wisps", 0.1))
 
 
-def procedural_foreground(rng: np.random.Generator, size: int) -> ForegroundSource:
+def _hair_foreground(rng: np.random.Generator, size: int):
+    kind = str(rng.choice([k for k, _ in _KINDS], p=[p for _, p in _KINDS]))
+    if kind == "fur":
+        return kind, *furry_body(rng, size)
+    if kind == "wisps":
+        return kind, *hair_wisps(rng, size)
+    if kind == "soft":
+        return kind, *soft_shapes(rng, size)
+    return kind, *merge_over(*hair_wisps(rng, size), *furry_body(rng, size))
+
+
+def procedural_foreground(rng: np.random.Generator, size: int,
+                          see_through: float = 0.0) -> ForegroundSource:
     """A random procedural foreground layer of (size, size).
 
-    Kinds: furry/hairy body (45 %), loose wisps (25 %), soft or semi-transparent shapes with
-    holes (20 %), body plus wisps (10 %); 20 % get motion blur.
+    With probability ``see_through`` (drawn only when it is set, so older sample folders keep
+    their seeds) a translucent fabric, mesh or smoke layer (``see_through.py``); otherwise
+    a furry/hairy body (45 %), loose wisps (25 %), soft or semi-transparent shapes with
+    holes (20 %), body plus wisps (10 %). 20 % get motion blur.
     """
-    kind = rng.choice([k for k, _ in _KINDS], p=[p for _, p in _KINDS])
-    if kind == "fur":
-        fg, alpha = furry_body(rng, size)
-    elif kind == "wisps":
-        fg, alpha = hair_wisps(rng, size)
-    elif kind == "soft":
-        fg, alpha = soft_shapes(rng, size)
+    if see_through and rng.random() < see_through:
+        from .see_through import see_through_foreground
+        kind, fg, alpha = see_through_foreground(rng, size)
     else:
-        fg, alpha = merge_over(*hair_wisps(rng, size), *furry_body(rng, size))
+        kind, fg, alpha = _hair_foreground(rng, size)
     if rng.random() < 0.2:
         fg, alpha = motion_blur(rng, fg, alpha)
     a8 = np.round(alpha * 255)

@@ -2,8 +2,9 @@
 
 Derived data is computed once and cached (atomically) under :func:`data_cache_dir`:
 
-- foreground colours of each dev image, estimated in linear light with PyMatting's
-  ``estimate_foreground_ml`` from the image and its ground-truth alpha (about 10 s each), and
+- foreground colours of each dev image, estimated in linear light with the engine's own
+  multilevel estimator (``engine.foreground``, on ``device``) from the image and its
+  ground-truth alpha, and
   the same colours upsampled to the ``alpha_highres`` size;
 - each background downscaled (OpenImageIO) to a few long sides, so a crop costs
   milliseconds instead of a 6K JPEG decode.
@@ -31,7 +32,8 @@ __all__ = ["ForegroundSource", "DevForegrounds", "BackgroundBank", "read_image",
            "training_names"]
 
 # Bump when the cached derivation changes, so stale caches are not reused.
-_CACHE_VERSION = "v1"
+# v2: foreground colours from engine.foreground (v1: PyMatting estimate_foreground_ml).
+_CACHE_VERSION = "v2"
 # Cap on remembered unknown-pixel coordinates per source (for centring crops).
 _MAX_UNKNOWN_COORDS = 50_000
 
@@ -163,10 +165,13 @@ class DevForegrounds:
     highres_probability : float
         Chance that :meth:`draw` serves the high-resolution alpha (with upsampled colours)
         when the image has one.
+    device : str
+        Where foreground colours are estimated (a torch device; the result is cached).
     """
 
     def __init__(self, dev_dir=None, cache_dir=None, holdout=VALIDATION_IMAGES,
-                 highres_probability: float = 0.5):
+                 highres_probability: float = 0.5, device: str = "cpu"):
+        self.device = device
         self.dev_dir = Path(dev_dir) if dev_dir else shared_data_dir() / "alphamatting-dev"
         self.cache_dir = Path(cache_dir) if cache_dir else data_cache_dir()
         self.names = training_names(self.dev_dir, holdout)
@@ -193,13 +198,13 @@ class DevForegrounds:
         path = self._cache(name, "fg")
         if path.exists():
             return np.load(path, mmap_mode="r")
-        from pymatting import estimate_foreground_ml
+        from ..engine.foreground import estimate_foreground
 
         image = read_image(self.dev_dir / "image" / f"{name}.png")[..., :3]
         alpha = read_image(self.dev_dir / "alpha" / f"{name}.png")[..., 0]
         # The compositing equation holds for light, so solve for F in linear and encode.
-        fg_lin = estimate_foreground_ml(srgb_to_linear(image).astype(np.float64),
-                                        alpha.astype(np.float64))
+        fg_lin = estimate_foreground(srgb_to_linear(image).astype(np.float32),
+                                     alpha.astype(np.float32), device=self.device)
         fg = np.round(linear_to_srgb(fg_lin) * 255.0).astype(np.uint8)
         save_npy_atomic(path, fg)
         return fg

@@ -17,7 +17,8 @@ from ..errors import HDMattError, UsageError
 from . import VALIDATION_IMAGES
 from .procedural import procedural_background, procedural_foreground
 from .sources import BackgroundBank, DevForegrounds
-from .transforms import (BackgroundBlur, ClosedFormPrior, Chain, ColourJitter, Composite, CropPatches,
+from .transforms import (BackgroundBlur, ClosedFormPrior, Chain, ColourJitter, ColourOverlap, Composite,
+                         CropPatches,
                          MergeForegrounds, PlaceForeground, RandomTrimap)
 
 __all__ = ["SynthesisConfig", "SampleSynthesizer"]
@@ -38,6 +39,8 @@ class SynthesisConfig:
     scene_size: int = 0
     n_context: int = 4
     procedural_probability: float = 0.5
+    see_through_probability: float = 0.0
+    colour_overlap_probability: float = 0.0
     merge_probability: float = 0.3
     procedural_background_probability: float = 0.2
     highres_probability: float = 0.5
@@ -90,14 +93,19 @@ class SampleSynthesizer:
         Default: the shared alphamatting-dev images minus ``config.holdout``. When the shared
         data is missing, only procedural foregrounds/backgrounds are used (with a warning).
     backgrounds : BackgroundBank, optional
+    device : str
+        Torch device of the prior solve and of the foreground-colour estimate (not part of
+        the configuration: it changes the speed, not the data beyond float rounding).
     """
 
-    def __init__(self, config: SynthesisConfig | None = None, dev=None, backgrounds=None):
+    def __init__(self, config: SynthesisConfig | None = None, dev=None, backgrounds=None,
+                 device: str = "cpu"):
         self.config = config or SynthesisConfig()
         c = self.config
         if dev is None:
             try:
-                dev = DevForegrounds(holdout=c.holdout, highres_probability=c.highres_probability)
+                dev = DevForegrounds(holdout=c.holdout, highres_probability=c.highres_probability,
+                                     device=device)
             except HDMattError as exc:
                 warnings.warn(f"no real foregrounds, procedural only: {exc.one_line()}")
         if backgrounds is None:
@@ -110,20 +118,21 @@ class SampleSynthesizer:
         self.place = PlaceForeground(size, max_rotation=c.max_rotation)
         self.merge = MergeForegrounds(c.merge_probability)
         self.chain = Chain([ColourJitter(c.jitter_probability),
+                            ColourOverlap(c.colour_overlap_probability),
                             BackgroundBlur(c.background_blur_probability),
                             RandomTrimap(c.trimap_radius),
                             Composite(c.noise_probability)]
                            + ([ClosedFormPrior(c.prior_downscale_probability,
                                                c.prior_downscale_factors, c.prior_solver,
                                                c.prior_cascade_probability,
-                                               c.prior_cascade_weights)]
+                                               c.prior_cascade_weights, device)]
                               if c.prior else []))
         self.cropper = CropPatches(c.patch, c.crop_sizes, c.n_context)
 
     def _placed_foreground(self, rng):
         size = self.config.canvas
         if self.dev is None or rng.random() < self.config.procedural_probability:
-            src = procedural_foreground(rng, size)
+            src = procedural_foreground(rng, size, self.config.see_through_probability)
         else:
             src = self.dev.draw(rng)
         fg, alpha = self.place(src, rng)

@@ -46,7 +46,12 @@ class TrainSettings:
     seed: int = 0
     validate_first: bool = False
     prior_solver: str | None = None
+    warmup: bool = False            # linear warm-up over WARMUP_STEPS
+    keep_val_weights: bool = False  # weights of every validated step (choose by cross-validation later)
     log: list = field(default_factory=list)
+
+
+WARMUP_STEPS = 50
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -97,6 +102,13 @@ def batch_to_device(batch: dict, cfg: ModelConfig, device) -> tuple:
     return x, trimap, prior, cx, ctri, g("alpha"), image, g("fg"), g("bg")
 
 
+def _autocast(device: torch.device):
+    """bf16 on CUDA (fp32 master weights; bf16 keeps fp32's range, so no loss scaling)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
 def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
     torch.set_num_threads(s.threads)
     s.run.mkdir(parents=True, exist_ok=True)
@@ -114,13 +126,22 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
     (s.run / "settings.json").write_text(json.dumps(
         {k: str(v) for k, v in s.__dict__.items() if k != "log"} | {"config": net.cfg.to_dict()}, indent=1))
     weights = None  # blend weights of the loss, made once the patch size is known
-    sched = lambda step: 0.5 * s.lr * (1 + math.cos(math.pi * min(step, s.steps) / s.steps))
+
+    def sched(step: int) -> float:
+        """Cosine decay to 0 at ``steps`` or at the end of ``minutes``, whichever comes first
+        (a GPU run's step rate is not known in advance), after a short warm-up (fine-tuning
+        with a large batch)."""
+        progress = step / s.steps
+        if s.minutes:
+            progress = max(progress, (time.time() - start) / (s.minutes * 60))
+        warm = min(1.0, (step + 1) / WARMUP_STEPS) if s.warmup else 1.0
+        return warm * 0.5 * s.lr * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     def save_ckpt():
         _atomic_torch_save({"net": net.state_dict(), "opt": opt.state_dict(), "state": state}, ckpt_path)
 
     def validate():
-        if not val_pairs:
+        if not val_pairs or (state["history"] and state["history"][-1]["step"] == state["step"]):
             return
         from ..engine.runner import Engine
         net.eval()
@@ -131,9 +152,13 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
         model_sad = (res["model/trimap1"]["sad"] + res["model/trimap2"]["sad"]) / 2
         entry = {"step": state["step"], "elapsed_min": state["elapsed"] / 60, **res}
         state["history"].append(entry)
+        write_text_atomic(s.run / "history.json", json.dumps(state["history"], indent=1))
         line = "  ".join(f"{k}: SAD {v['sad']:.2f} MSE {v['mse'] * 1e3:.1f} Grad {v['grad']:.2f} Conn {v['conn']:.2f}"
-                         for k, v in res.items() if isinstance(v, dict))
+                         for k, v in res.items() if "/" in k)
         print(f"[val step {state['step']}] {line}", flush=True)
+        if s.keep_val_weights:
+            save_weights(net, s.run / f"val_step{state['step']:06d}.safetensors",
+                         extra={"step": state["step"], "data": str(s.data)})
         if model_sad < state["best"]:
             state["best"] = model_sad
             save_weights(net, s.run / "best.safetensors",
@@ -157,8 +182,9 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
                     weights = patch_weights(x.shape[-1], min(s.overlap, x.shape[-1] // 4)).to(device)
                 for g in opt.param_groups:
                     g["lr"] = sched(state["step"])
-                pred = net(x, tri, prior, cx, ctri)
-                loss = matting_loss(pred, alpha, image, fg, bg, tri, weights)
+                with _autocast(device):
+                    pred = net(x, tri, prior, cx, ctri)
+                loss = matting_loss(pred.float(), alpha, image, fg, bg, tri, weights)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -22,7 +22,7 @@ from .procedural import fractal_noise
 from .resampling import reduce_blocks, resize, resize_area
 from .sources import ForegroundSource
 
-__all__ = ["PlaceForeground", "MergeForegrounds", "ColourJitter", "BackgroundBlur", "Composite",
+__all__ = ["PlaceForeground", "MergeForegrounds", "ColourOverlap", "ColourJitter", "BackgroundBlur", "Composite",
            "RandomTrimap", "ClosedFormPrior", "CropPatches", "Chain", "SAMPLE_KEYS"]
 
 #: Arrays of a sample; patch axis first (index 0 = query, 1..P = context).
@@ -98,6 +98,29 @@ class MergeForegrounds:
         if rng.random() < self.p:
             fg2, a2 = second()
             scene["fg"], scene["alpha"] = merge_over(scene["fg"], scene["alpha"], fg2, a2)
+        return scene
+
+
+class ColourOverlap:
+    """With probability ``p``, pull the foreground's colours towards the background behind it
+    (in linear light, by a share drawn from ``share``): foreground and background colours that
+    overlap are where classical solvers fail and the network must not key the subject out
+    (the dark flag over a dusk sky of issue 19).
+
+    Drawn only when ``p`` is set, so folders built before it keep their seeds."""
+
+    def __init__(self, p: float = 0.0, share=(0.3, 0.8)):
+        self.p, self.share = p, share
+
+    def __call__(self, scene: dict, rng: np.random.Generator) -> dict:
+        if not self.p or rng.random() >= self.p:
+            return scene
+        fg, bg, alpha = scene["fg"], scene["bg"], scene["alpha"]
+        weight = alpha[..., None] + 1e-6
+        behind = (srgb_to_linear(bg) * weight).sum(axis=(0, 1)) / weight.sum(axis=(0, 1))
+        t = np.float32(rng.uniform(*self.share))
+        lin = srgb_to_linear(fg)
+        scene["fg"] = linear_to_srgb((1 - t) * lin + t * behind[None, None, :]).astype(np.float32)
         return scene
 
 
@@ -201,13 +224,14 @@ class RandomTrimap:
         return scene
 
 
-def _classical(image: np.ndarray, trimap: np.ndarray, solver: str = "cf") -> np.ndarray:
+def _classical(image: np.ndarray, trimap: np.ndarray, solver: str = "cf",
+               device: str = "cpu") -> np.ndarray:
     from ..engine.prior import solve
 
     # PyMatting prints a "PERFORMANCE WARNING" when its incomplete Cholesky retries with a
     # shift; routine on composites, and thousands of them would bury the build's progress.
     with contextlib.redirect_stdout(io.StringIO()):
-        return solve(image.astype(np.float32), trimap.astype(np.float32), solver)
+        return solve(image.astype(np.float32), trimap.astype(np.float32), solver, device)
 
 
 def snap_shrunk_trimap(trimap: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -237,17 +261,18 @@ class ClosedFormPrior:
     """
 
     def __init__(self, downscale_p: float = 0.0, factors=(2, 3, 4), solver: str = "cf",
-                 cascade_p: float = 0.0, cascade_weights: str = ""):
+                 cascade_p: float = 0.0, cascade_weights: str = "", device: str = "cpu"):
         if cascade_p and not cascade_weights:
             raise ValueError("a cascade prior needs the weights of the network that makes it")
         self.downscale_p, self.factors, self.solver = downscale_p, tuple(factors), solver
         self.cascade_p, self.cascade_weights = cascade_p, cascade_weights
+        self.device = device
         self._engine = None
 
     def _cascade_engine(self):
         if self._engine is None:
             from ..engine.runner import Engine
-            self._engine = Engine.load(self.cascade_weights, device="cpu", prior="global")
+            self._engine = Engine.load(self.cascade_weights, device=self.device, prior="global")
             if self._engine.cfg.prior_solver != self.solver:
                 raise ValueError(f"cascade weights {self.cascade_weights} use the "
                                  f"{self._engine.cfg.prior_solver!r} prior, samples {self.solver!r}")
@@ -256,14 +281,14 @@ class ClosedFormPrior:
     def __call__(self, scene: dict, rng: np.random.Generator | None = None) -> dict:
         image, trimap = scene["image"], scene["trimap"]
         if rng is None or not self.downscale_p or rng.random() >= self.downscale_p:
-            scene["prior"] = _classical(image, trimap, self.solver)
+            scene["prior"] = _classical(image, trimap, self.solver, self.device)
             return scene
         f = int(self.factors[int(rng.integers(len(self.factors)))])
         h, w = trimap.shape
         sh, sw = max(8, round(h / f)), max(8, round(w / f))
         small_tri = snap_shrunk_trimap(trimap, sh, sw)
         small_img = resize_area(image, sh, sw)
-        small = _classical(small_img, small_tri, self.solver)
+        small = _classical(small_img, small_tri, self.solver, self.device)
         # drawn only when asked for, so seeds of folders without cascade priors stay valid
         if self.cascade_p and rng.random() < self.cascade_p:
             from ..engine.guided import guided_upsample

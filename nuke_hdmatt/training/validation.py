@@ -36,12 +36,12 @@ def snap(tri: np.ndarray) -> np.ndarray:
 
 
 def cached_prior(image: np.ndarray, trimap: np.ndarray, max_side: int, cache: Path | None,
-                 solver: str = "cf") -> np.ndarray:
+                 solver: str = "cf", device: str = "cpu") -> np.ndarray:
     """The engine's global prior, kept on disk by a hash of its inputs (a solve costs seconds)."""
     import hashlib
     from ..engine.prior import global_prior
     if cache is None:
-        return global_prior(image, trimap, max_side, solver)
+        return global_prior(image, trimap, max_side, solver, device)
     key = image.tobytes() + trimap.tobytes() + str(max_side).encode()
     if solver != "cf":      # keeps the names of closed-form priors cached before solvers
         key += solver.encode()
@@ -49,13 +49,13 @@ def cached_prior(image: np.ndarray, trimap: np.ndarray, max_side: int, cache: Pa
     path = Path(cache) / f"prior_{h}.npy"
     if path.exists():
         return np.load(path)
-    prior = global_prior(image, trimap, max_side, solver)
+    prior = global_prior(image, trimap, max_side, solver, device)
     save_npy_atomic(path, prior)
     return prior
 
 
 def load_pairs(dataset: Path, names, trimap_sets=("trimap1", "trimap2"), max_side: int = 1024,
-               cache: Path | None = None, solver: str = "cf") -> list[ValPair]:
+               cache: Path | None = None, solver: str = "cf", device: str = "cpu") -> list[ValPair]:
     """Read images, trimaps and ground truth; solve (or reload) their priors."""
     if cache is None:
         from . import data_cache_dir
@@ -68,19 +68,25 @@ def load_pairs(dataset: Path, names, trimap_sets=("trimap1", "trimap2"), max_sid
         for ts in trimap_sets:
             tri = read_png(dataset / ts / f"{name}.png")
             tri = snap(tri[..., 0] if tri.ndim == 3 else tri)
-            pairs.append(ValPair(name, ts, image, tri, gt, cached_prior(image, tri, max_side, cache, solver)))
+            pairs.append(ValPair(name, ts, image, tri, gt, cached_prior(image, tri, max_side, cache, solver,
+                                                                            device)))
     return pairs
 
 
 def evaluate_engine(engine, pairs: list[ValPair]) -> dict:
-    """Mean metrics per trimap set for ``engine`` and for its classical prior alone."""
-    rows = {}
+    """Mean metrics per trimap set for ``engine`` and for its classical prior alone
+    (``"model/trimap1"``, ``"prior/trimap1"``, ...), and each pair's under ``"per_image"``
+    (``"GT02/trimap1": {"model": ..., "prior": ...}``), so a checkpoint can be chosen on some
+    images and reported on others."""
+    rows, per_image = {}, {}
     t0 = time.time()
     for p in pairs:
         pred = engine.matte(p.image, p.trimap, prior=p.prior)
-        rows.setdefault(("model", p.trimap_set), []).append(all_metrics(pred, p.alpha, p.trimap))
-        rows.setdefault(("prior", p.trimap_set), []).append(all_metrics(p.prior, p.alpha, p.trimap))
-    out = {}
+        model, prior = all_metrics(pred, p.alpha, p.trimap), all_metrics(p.prior, p.alpha, p.trimap)
+        rows.setdefault(("model", p.trimap_set), []).append(model)
+        rows.setdefault(("prior", p.trimap_set), []).append(prior)
+        per_image[f"{p.name}/{p.trimap_set}"] = {"model": model, "prior": prior}
+    out = {"per_image": per_image}
     for (method, ts), ms in rows.items():
         out[f"{method}/{ts}"] = {k: float(np.mean([m[k] for m in ms])) for k in ms[0]}
     out["seconds"] = time.time() - t0
