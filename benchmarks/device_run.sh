@@ -35,20 +35,24 @@ fi
 export HDMATT_SHARED_DATA="$PWD/.gpu_data" HDMATT_DATA_CACHE="$WORK/fg"
 python3 -c "import torch, OpenImageIO; assert torch.cuda.is_available()" || { echo "no CUDA or OIIO"; exit 2; }
 cores=$(nproc)
+pin() {   # pin CORES command...: taskset where the machine has it
+    local c=$1; shift
+    if command -v taskset >/dev/null; then taskset -c "$c" "$@"; else "$@"; fi
+}
 
 SAMPLES="--n 12000 --patch 192 --per-scene 8 --prior-downscale 0.6 --highres 0.75 \
     --procedural 0.5 --see-through 0.4 --colour-overlap 0.2 --prior-solver cf+sm"
 build() {   # folder seed device shards cores
     local n=$4
     for k in $(seq 1 "$n"); do
-        OMP_NUM_THREADS=1 nice -n 5 taskset -c "$5" python3 -m nuke_hdmatt.training.dataset build \
+        pin "$5" env OMP_NUM_THREADS=1 nice -n 5 python3 -m nuke_hdmatt.training.dataset build \
             --out "$1" --seed "$2" --device "$3" --shard "$k/$n" $SAMPLES >>"$WORK/build_$2.log" 2>&1 &
     done
 }
 # Foreground colours (engine.foreground) and background copies are derived once, before the
 # builders start (each would otherwise derive them), on the cores the GPU check leaves free.
 (
-    OMP_NUM_THREADS=$((cores - 4)) taskset -c "4-$((cores - 1))" python3 - <<'EOF' 2>&1 | tee "$WORK/prepare.log"
+    pin "4-$((cores - 1))" env OMP_NUM_THREADS=$((cores - 4)) python3 - <<'EOF' 2>&1 | tee "$WORK/prepare.log"
 from nuke_hdmatt.training.sources import BackgroundBank, DevForegrounds
 DevForegrounds(device="cpu").prepare()
 bank = BackgroundBank()
@@ -60,7 +64,7 @@ EOF
     build "$WORK/cpu192" 31 cpu $((cores - 5)) "4-$((cores - 1))"
 ) &
 
-GPU_CHECK_SECONDS=$GPU_CHECK_SECONDS taskset -c 0-3 bash benchmarks/gpu_check.sh 2>&1 \
+pin 0-3 env GPU_CHECK_SECONDS="$GPU_CHECK_SECONDS" bash benchmarks/gpu_check.sh 2>&1 \
     | tee "$WORK/gpu_check_run.log"
 # gpu_check.sh wrote into $OUT; one archive keeps the returned file count low (8 at most)
 (cd "$OUT" && tar czf gpu_check.tgz gpu.txt cuda_report.jsonl cuda_tests.log gpu_check.md \
@@ -74,7 +78,7 @@ python3 -m nuke_hdmatt.training.cli --data "$WORK/cpu192,$WORK/gpu192" --run "$W
     --variant D --init model/hdmatt.safetensors --batch 32 --steps 100000 --minutes "$minutes" \
     --lr 3e-4 --warmup --val-minutes "$VAL_MINUTES" --ckpt-minutes 100 --workers 4 --threads 4 \
     --min-samples 256 --validate-first --keep-val-weights 2>&1 | tee "$WORK/train.log"
-pkill -f nuke_hdmatt.training.dataset 2>/dev/null
+pkill -f nuke_hdmatt.training.dataset 2>/dev/null || true
 python3 -m nuke_hdmatt.training.selection "$WORK/run/history.json" --out "$WORK/selection.json" \
     2>&1 | tee "$WORK/selection.log"
 python3 - "$WORK" "$OUT" <<'EOF'
