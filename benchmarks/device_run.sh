@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared command for a lent GPU machine (issues 16 and 19), from the repository root:
 #   1. benchmarks/gpu_check.sh: the CUDA tests, then the 6K frame split and the 1K-8K rows
-#      (pinned to 4 cores, nothing else running), GPU_CHECK_SECONDS in all;
+#      (pinned to 4 cores, nothing else on the GPU), GPU_CHECK_SECONDS in all (0: skipped);
 #   2. training: sample builders on the other cores (CPU priors while the check runs, then
 #      GPU priors as well), and `hdmatt train` on the GPU in bf16 from the shipped weights,
 #      validating on the held-out dev images every VAL_MINUTES and keeping those weights;
@@ -62,16 +62,18 @@ for i in range(len(bank.paths)):
 print("prepared")
 EOF
     build "$WORK/cpu192" 31 cpu $((cores - 5)) "4-$((cores - 1))"
+    [ "$GPU_CHECK_SECONDS" -gt 0 ] || build "$WORK/gpu192" 32 cuda 4 "0-3"
 ) &
 
-pin 0-3 env GPU_CHECK_SECONDS="$GPU_CHECK_SECONDS" bash benchmarks/gpu_check.sh 2>&1 \
-    | tee "$WORK/gpu_check_run.log"
-# gpu_check.sh wrote into $OUT; one archive keeps the returned file count low (8 at most)
-(cd "$OUT" && tar czf gpu_check.tgz gpu.txt cuda_report.jsonl cuda_tests.log gpu_check.md \
-    gpu_check.json gpu_check.log 2>/dev/null; rm -f gpu.txt cuda_report.jsonl cuda_tests.log \
-    gpu_check.md gpu_check.json gpu_check.log)
-
-build "$WORK/gpu192" 32 cuda 4 "0-3"
+if [ "$GPU_CHECK_SECONDS" -gt 0 ]; then
+    pin 0-3 env GPU_CHECK_SECONDS="$GPU_CHECK_SECONDS" bash benchmarks/gpu_check.sh 2>&1 \
+        | tee "$WORK/gpu_check_run.log"
+    # gpu_check.sh wrote into $OUT; one archive keeps the returned file count low (8 at most)
+    (cd "$OUT" && tar czf gpu_check.tgz gpu.txt cuda_report.jsonl cuda_tests.log gpu_check.md \
+        gpu_check.json gpu_check.log 2>/dev/null; rm -f gpu.txt cuda_report.jsonl cuda_tests.log \
+        gpu_check.md gpu_check.json gpu_check.log)
+    build "$WORK/gpu192" 32 cuda 4 "0-3"
+fi
 minutes=$(python3 -c "print(max(0.5, ($(left) - 75) / 60))")
 echo "training for $minutes min ($(ls "$WORK"/cpu192/*.npz 2>/dev/null | wc -l) samples so far)"
 python3 -m nuke_hdmatt.training.cli --data "$WORK/cpu192,$WORK/gpu192" --run "$WORK/run" \
