@@ -106,7 +106,7 @@ def test_peak_gpu_memory_at_8k_is_bounded():
     from nuke_hdmatt.engine import Engine
     image, trimap, _ = plate(4320, 7680, 0.10)
     eng = Engine.load(device="cuda")
-    eng.matte(*plate(270, 480, 0.1))                                    # warm-up
+    eng.matte(*plate(270, 480, 0.1)[:2])                                  # warm-up
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
