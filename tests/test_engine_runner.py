@@ -114,19 +114,19 @@ def test_streamed_large_frame_encodes_each_patch_once_with_a_bounded_context_sto
     trimap = np.zeros((h, w), np.float32)
     trimap[::7, :] = 0.5              # unknown pixels in every patch
     trimap[3::7, ::5] = 1.0
-    from nuke_hdmatt.engine import runner
+    from nuke_hdmatt.engine import streamed_pass as runner
     sizes = []
-    orig_retire = runner._Pass._retire
+    orig_retire = runner.StreamedPass._retire
 
     def retire(self, rows, i):
         orig_retire(self, rows, i)
         sizes.append((len(self.ctx), sum(len(c) for bs in self.pending.values() for c, _ in bs)))
-    runner._Pass._retire = retire
+    runner.StreamedPass._retire = retire
     spy = EncodeSpy(eng)
     try:
         alpha = eng.matte(image, trimap)
     finally:
-        runner._Pass._retire = orig_retire
+        runner.StreamedPass._retire = orig_retire
     from nuke_hdmatt.engine.tiling import PatchGrid
     grid = PatchGrid(h, w, 32, 8)
     assert sum(spy.sizes) == len(grid)                     # each patch encoded exactly once
@@ -184,3 +184,13 @@ def test_context_off_runs_plain_patches_and_changes_the_result():
     with_ctx = make_engine().matte(image, trimap)
     plain = make_engine(context=False).matte(image, trimap)
     assert np.isfinite(plain).all() and not np.allclose(with_ctx, plain)
+
+
+def test_the_stage_hook_times_each_network_stage_and_is_off_by_default():
+    image, trimap = scene()
+    seen = []
+    eng = make_engine(on_stage=lambda stage, seconds: seen.append((stage, seconds)))
+    plain = make_engine()
+    np.testing.assert_array_equal(eng.matte(image, trimap), plain.matte(image, trimap))
+    assert {s for s, _ in seen} == {"encode", "cpc", "decode"}
+    assert all(t >= 0 for _, t in seen) and plain.on_stage is None
