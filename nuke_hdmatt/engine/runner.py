@@ -215,9 +215,10 @@ class Engine:
         grid = PatchGrid(*trimap.shape, self.patch, self.overlap)
         queries = [(r, c) for r in range(grid.rows) for c in range(grid.cols)
                    if (grid.extract(trimap, r, c) == 0.5).any()]
-        acc = np.zeros(trimap.shape, dtype=np.float32)
         with torch.inference_mode(), self._autocast():
+            acc = torch.zeros(trimap.shape, dtype=torch.float32, device=self.device)
             StreamedPass(self, grid, image, trimap, prior, queries, acc, progress, cancel).run()
+            acc = acc.cpu().numpy()        # the pass's only download
         alpha[unknown] = np.clip(acc[unknown], 0.0, 1.0)
         return alpha
 
