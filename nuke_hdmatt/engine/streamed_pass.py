@@ -67,12 +67,15 @@ class StreamedPass:
         if self.with_pool:
             self._encode_pool()
         if self.kept:
-            for chunk, feats in self.kept:
-                self._decode(chunk, feats)
-            self.kept = []
+            while self.kept:     # each batch's skips are freed once it is decoded
+                self._decode(*self.kept.pop(0))
             return
         for chunk in self._batches(self.queries):
-            self._decode(chunk, self._encode(chunk)[0])
+            # pass 1 has the query's compact features already (same batch, same numbers)
+            feats, _ = self._encode(chunk, context=not self.with_pool)
+            if self.with_pool:
+                feats["ctx"] = self.ctx.gather(chunk, tuple(self.ctx.store))
+            self._decode(chunk, feats)
 
     # --- pass 1 ------------------------------------------------------------------------
     def _encode_pool(self):
@@ -105,15 +108,17 @@ class StreamedPass:
             t_pri = self._upload(np.stack([g.extract(self.prior, r, c) for r, c in cells]))[:, None]
         return make_input(t_img, t_tri, t_pri, eng.cfg), t_tri, t_pri, max_unknown_cells(tri)
 
-    def _encode(self, cells):
-        """(decoder features, compact context features) of a batch of cells."""
+    def _encode(self, cells, context=True):
+        """(decoder features, compact context features or None) of a batch of cells."""
         net, eng = self.eng.net, self.eng
         self._check_cancel()
         x, tri, pri, max_unknown = self._inputs(cells)
         with eng.stage("encode"):
             feats = net.encode(x)
-        with eng.stage("cpc"):
-            ctx = net.context_features(feats, tri)
+        ctx = None
+        if context:
+            with eng.stage("cpc"):
+                ctx = net.context_features(feats, tri)
         feats["x"], feats["prior"], feats["max_unknown"] = x, pri, max_unknown
         feats["ctx"] = ctx
         return feats, ctx
