@@ -26,11 +26,11 @@ class FeatureBank:
     def __contains__(self, cell):
         return cell in self.slots
 
-    def _grow(self, need: int):
+    def _grow(self, need: int, exact: bool = False):
         cap = next(iter(self.store.values())).shape[0]
         if len(self.slots) + need <= cap:
             return
-        new_cap = max(2 * cap, len(self.slots) + need, 8)
+        new_cap = len(self.slots) + need if exact else max(2 * cap, len(self.slots) + need, 8)
         for k, v in self.store.items():
             grown = v.new_zeros((new_cap,) + v.shape[1:])
             grown[:cap] = v
@@ -40,7 +40,7 @@ class FeatureBank:
         """Room for ``n`` patches in all (once the first batch has set shapes and dtypes), so
         a frame whose size is known up front is stored without regrowing."""
         if self.store:
-            self._grow(n - len(self.slots))
+            self._grow(n - len(self.slots), exact=True)
 
     def add(self, cells: list, feats: dict):
         """Store row j of each ``feats`` tensor (B, ...) as cell ``cells[j]``."""
