@@ -10,12 +10,14 @@ every query sees all of pass 1, so the result does not depend on the order of th
 Memory (besides the frame's input and output arrays, the prior for variant D, and the
 alpha accumulator, one HxW float32 on the device): the compact features of every encoded
 patch, about 0.6 MB a 320 px patch for the light configuration in fp32 (key 32 + value 64
-channels at 40x40; 0.3 MB under fp16 autocast), so ~130 MB for the 210 patches of a 6K
-frame with a 10 % unknown band; plus the decoder features (skips at 1/1, 1/2, 1/4 and
-their pooling indices, ~18 MB a patch) of one batch of queries. Those are not kept from
-pass 1 but recomputed in pass 2 (re-encoding a query costs about one more encoder run),
-except on small frames (at most ``pool + 1`` queries) where pass 1 keeps them: at most
-``pool + 1`` patches' skips, and no encoder run twice.
+channels at 40x40; 0.3 MB under fp16 autocast), so ~90 MB for the 144 patches (81
+queries, 63 bordering) of the benchmarks' 6000x4000 frame with a 10 % unknown band; plus
+the decoder features (skips at 1/1, 1/2, 1/4, their pooling indices and the input, ~17 MB
+a patch) of one batch of queries. Those are not kept from pass 1 but recomputed in pass 2:
+a query's encoder runs twice (on CPU the encoder is about 45 % of a query's encode +
+decode time), where keeping them would hold ~17 MB a query (1.4 GB at 6K). Small frames
+(at most ``pool + 1`` queries) keep theirs from pass 1: at most ``pool + 1`` patches'
+skips, and no encoder run twice.
 
 Uploads come from pinned host memory on CUDA; patches are cut on the host, blended into
 the accumulator on the device, and the frame's alpha is downloaded once at the end; the
