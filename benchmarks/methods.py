@@ -240,16 +240,20 @@ def whole_image(eng, image: np.ndarray, trimap: np.ndarray, stages: dict,
     t_img = torch.from_numpy(pad(image)).permute(2, 0, 1)[None].to(eng.device)
     t_tri = torch.from_numpy(pad(trimap))[None, None].to(eng.device)
     t_pri = None if not eng.cfg.uses_prior else torch.from_numpy(pad(prior))[None, None].to(eng.device)
-    with torch.inference_mode(), eng._autocast(), StageClock(eng, stages):
+    with torch.inference_mode(), eng._autocast(), StageClock(eng, stages) as clock:
         x = make_input(t_img, t_tri, t_pri, eng.cfg)
-        feats = eng.net.encode(x)
-        q_ctx = eng.net.context_features(feats, t_tri)
+        with clock.stage("encode"):
+            feats = eng.net.encode(x)
+        with clock.stage("cpc"):
+            q_ctx = eng.net.context_features(feats, t_tri)
         c_sel = None
         if eng.cfg.uses_context:
             c_sel = {"key": q_ctx["key"][:, None], "value": q_ctx["value"][:, None],
                      "regions": torch.zeros_like(q_ctx["regions"])[:, None],
                      "scores": q_ctx["key"].new_zeros((1, 1))}
-        out = eng.net.decode(feats, q_ctx, c_sel, x, t_pri)[0, 0, :h, :w].float().cpu().numpy()
+        with clock.stage("decode"):
+            out = eng.net.decode(feats, q_ctx, c_sel, x, t_pri)
+        out = out[0, 0, :h, :w].float().cpu().numpy()
     alpha = trimap.copy()
     unknown = trimap == 0.5
     alpha[unknown] = np.clip(out[unknown], 0.0, 1.0)
@@ -269,66 +273,49 @@ def warm_up(spec: dict) -> None:
 
 
 class StageClock:
-    """Times our engine's stages by wrapping its network calls for one ``matte``.
+    """Times our engine's stages for one ``matte`` through the engine's ``on_stage`` hook.
 
-    Stages: ``prior`` (closed-form solve, variant D), ``upsample`` (the cascade's guided
-    upsampling), ``encode`` (encoder + ASPP),
-    ``cpc`` (key/value embedding and context-patch selection), ``tgnl`` (non-local
-    attention over the selected context), ``decode`` (decoder, without TGNL). The caller
-    computes ``other`` = wall - sum (patch extraction, stitching, bookkeeping). Only the
-    benchmark's process is affected; the wrappers are removed on exit.
+    Stages: ``prior`` (classical solve, variant D), ``upsample`` (the cascade's guided
+    upsampling), ``encode`` (encoder + ASPP), ``cpc`` (key/value embedding and context-patch
+    selection), ``tgnl`` (non-local attention over the selected context), ``decode``
+    (decoder, without TGNL). The engine reports ``decode`` with TGNL inside; TGNL is split
+    out by timing the network module's public ``context_attention`` (wrapped for this
+    process only, removed on exit). The caller computes ``other`` = wall - sum (patch
+    extraction, stitching, bookkeeping). :meth:`stage` times code that calls the network
+    directly (the whole-image method).
     """
 
     def __init__(self, eng, stages: dict):
         self.eng, self.stages = eng, stages
-        self._undo: list = []
+        self._saved_hook = None
+        self._saved_attention = None
 
-    def _sync(self):
-        if self.eng.device.type == "cuda":
-            import torch
-            torch.cuda.synchronize()
+    def _add(self, stage: str, seconds: float):
+        self.stages[stage] = self.stages.get(stage, 0.0) + seconds
 
-    def _wrap(self, owner, name, stage):
-        original = getattr(owner, name, None)
-        if original is None:
-            # The engine renamed an internal: that stage's time falls into "other" instead
-            # of failing the benchmark.
-            return
-        clock = self
-
-        def timed(*args, **kwargs):
-            clock._sync()
-            t0 = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                clock._sync()
-                clock.stages[stage] = clock.stages.get(stage, 0.0) + time.perf_counter() - t0
-        had_own = name in vars(owner) if not isinstance(owner, type) else True
-        setattr(owner, name, timed)
-        self._undo.append((owner, name, original, had_own))
+    def stage(self, name: str):
+        """Inside the clock: the engine's own timer, reporting to this clock."""
+        return self.eng.stage(name)
 
     def __enter__(self):
-        from nuke_hdmatt.engine import network, runner
-        net = self.eng.net
-        self._wrap(runner, "compute_prior", "prior")
-        self._wrap(runner, "guided_upsample", "upsample")
-        self._wrap(net, "encode", "encode")
-        self._wrap(net, "context_features", "cpc")
-        self._wrap(runner._Pass, "_select", "cpc")
-        self._wrap(network, "context_attention", "tgnl")
-        self._wrap(net, "decode", "decode_total")
+        from nuke_hdmatt.engine import network
+        self._saved_hook = self.eng.on_stage
+        self.eng.on_stage = self._add
+        self._saved_attention = network.context_attention
+        original, clock = network.context_attention, self
+
+        def timed(*args, **kwargs):
+            with clock.stage("tgnl"):
+                return original(*args, **kwargs)
+        network.context_attention = timed
         return self
 
     def __exit__(self, *exc):
-        for owner, name, original, had_own in reversed(self._undo):
-            if isinstance(owner, type) or had_own:
-                setattr(owner, name, original)
-            else:
-                delattr(owner, name)
-        if "decode_total" in self.stages:
-            self.stages["decode"] = (self.stages.pop("decode_total")
-                                     - self.stages.get("tgnl", 0.0) + self.stages.get("decode", 0.0))
+        from nuke_hdmatt.engine import network
+        network.context_attention = self._saved_attention
+        self.eng.on_stage = self._saved_hook
+        if "decode" in self.stages:
+            self.stages["decode"] -= self.stages.get("tgnl", 0.0)
         return False
 
 

@@ -218,17 +218,17 @@ def test_tgnl_logits_do_not_overflow_in_fp16():
     torch.testing.assert_close(got.float(), want, atol=2e-2, rtol=1e-2)
 
 
-def test_feature_bank_keeps_gathers_and_reuses_slots():
+def test_feature_bank_stores_grows_and_gathers_in_any_order():
     from nuke_hdmatt.engine.bank import FeatureBank
     bank = FeatureBank()
     feats = lambda base: {"key": torch.arange(4.0)[:, None] + base, "tag": torch.arange(4)[:, None] + int(base)}
     bank.add([(0, 0), (0, 1), (0, 2), (0, 3)], feats(0.0))
-    bank.add([(1, 0), (1, 1), (1, 2), (1, 3)], feats(10.0))      # grows
-    assert list(bank)[:2] == [(0, 0), (0, 1)] and len(bank) == 8
-    got = bank.gather([(1, 2), (0, 1)], ("key", "tag"))
-    assert got["key"][:, 0].tolist() == [12.0, 1.0] and got["tag"][:, 0].tolist() == [12, 1]
-    bank.keep({(1, 2), (0, 1)})
-    assert set(bank) == {(1, 2), (0, 1)}
-    bank.add([(2, 0)], {"key": torch.tensor([[99.0]]), "tag": torch.tensor([[99]])})
-    assert bank.store["key"].shape[0] == 8                              # a freed slot reused
-    assert bank.gather([(2, 0), (1, 2)], ("key",))["key"][:, 0].tolist() == [99.0, 12.0]
+    bank.reserve(12)
+    assert bank.store["key"].shape[0] == 12
+    bank.add([(1, 0), (1, 1), (1, 2), (1, 3)], feats(10.0))
+    bank.add([(2, 0), (2, 1), (2, 2), (2, 3)], feats(20.0))
+    assert bank.store["key"].shape[0] == 12                           # reserved: no regrowth
+    bank.add([(3, 0)], {"key": torch.tensor([[99.0]]), "tag": torch.tensor([[99]])})   # grows
+    assert list(bank)[:2] == [(0, 0), (0, 1)] and len(bank) == 13 and (3, 0) in bank
+    got = bank.gather([(3, 0), (1, 2), (0, 1), (2, 3)], ("key", "tag"))
+    assert got["key"][:, 0].tolist() == [99.0, 12.0, 1.0, 23.0] and got["tag"][:, 0].tolist() == [99, 12, 1, 23]

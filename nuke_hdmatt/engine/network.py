@@ -1,7 +1,7 @@
 """HDMatt network: encoder, cross-patch context (CPC + TGNL), decoder.
 
-The forward pass is split so inference can encode every patch once and reuse its
-features both as a query and as context for other patches:
+The forward pass is split so inference can encode a frame's patches once for their compact
+context features and decode each query against the others' (see ``streamed_pass``):
 
     feats = net.encode(x)                 # x: (B, C, H, W) = RGB, trimap[, prior]
     ctx   = net.context_features(feats, trimap)

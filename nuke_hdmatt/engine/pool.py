@@ -1,53 +1,67 @@
-"""Which patches serve as context for which query (the context pool rule).
+"""Which patches are encoded as context, and which of them each query may choose from.
 
-Only patches that hold unknown pixels are encoded (the others are copied from the
-trimap and never go through the network); each encoded patch is a query and a
-context candidate for the others. The unknown band lies between foreground and
-background, so these patches carry the F and B regions TGNL needs.
+Encode first, decode second (:mod:`.streamed_pass`): every patch that holds unknown
+pixels is a query and a context candidate; so are the patches with only foreground and
+background pixels that share an edge with a query patch (:func:`border_cells`): they are
+the cleanest F and B samples TGNL's U-F and U-B branches attend to, and they lie next to
+the unknown band.
 
-* Small frames (at most ``pool + 1`` query patches): every other query patch is a
-  candidate, and all are encoded up front.
-* Larger frames are streamed in patch rows so memory stays bounded: a query's
-  candidates are its encoded neighbours within one row and two columns (nearest
-  first), then a spread sample of patches from rows already passed (a reservoir
-  thinned to every other entry whenever it outgrows ``pool``), up to ``pool`` in all.
+Each query then chooses its top-K context from ``n`` candidates (``pool``, 30 by default
+as in the paper) picked over the whole frame by :func:`candidates`:
+
+* all the other encoded patches when there are at most ``n`` (in raster order);
+* else its nearest ``min(NEAR, n // 2)`` patches, then one patch from each of the remaining
+  ``n - near`` strata of the other patches sorted by distance (equal-count runs, so the
+  strata reach the farthest patch of the frame in every direction), within a stratum the
+  patch farthest from those already chosen (spread over positions, not bunched on one side).
+
+The rule reads only cell coordinates: it does not depend on the order cells were encoded
+in, and it accepts any coordinates (grid cells here; training's crop positions in a
+composite), so inference and training choose context the same way. Ties break by
+distance, then raster order.
 """
 
 from __future__ import annotations
 
-NEIGHBOUR_ROWS = 1
-NEIGHBOUR_COLS = 2
+import numpy as np
+
+NEAR = 8
+"""Nearest candidates kept before the frame-wide strata: the ring of grid cells around a
+query (capped at half the pool so the strata keep at least half)."""
 
 
-def neighbours(cell, encoded) -> list:
-    """Encoded cells near ``cell`` (excluding it), nearest first; ties in raster order."""
-    r, c = cell
-    near = [e for e in encoded if e != cell
-            and abs(e[0] - r) <= NEIGHBOUR_ROWS and abs(e[1] - c) <= NEIGHBOUR_COLS]
-    return sorted(near, key=lambda e: ((e[0] - r) ** 2 + (e[1] - c) ** 2, e))
+def border_cells(queries, grid_shape: tuple[int, int]) -> list:
+    """Grid cells sharing an edge with a query cell that are not queries themselves (they
+    hold only F and B pixels), inside a ``(rows, cols)`` grid, in raster order."""
+    rows, cols = grid_shape
+    qs = set(queries)
+    near = {(r + dr, c + dc) for r, c in qs for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))}
+    return sorted(cell for cell in near - qs if 0 <= cell[0] < rows and 0 <= cell[1] < cols)
 
 
-def spread(items: list, n: int) -> list:
-    """``n`` items evenly spaced through ``items`` (all of them if there are fewer)."""
-    if n <= 0:
-        return []
-    if len(items) <= n:
-        return list(items)
-    step = len(items) / n
-    return [items[int(i * step)] for i in range(n)]
-
-
-def candidates(cell, encoded, reservoir: list, pool: int, small: bool) -> list:
-    """Context candidates for query ``cell``: see the module docstring."""
-    if small:
-        return [e for e in sorted(encoded) if e != cell]
-    near = neighbours(cell, encoded)[:pool]
-    far = [e for e in reservoir if e not in near and e != cell]
-    return near + spread(far, pool - len(near))
-
-
-def thin(reservoir: list, pool: int) -> list:
-    """Keep every other entry until the reservoir fits ``pool`` (keeps spatial spread)."""
-    while len(reservoir) > pool:
-        reservoir = reservoir[::2]
-    return reservoir
+def candidates(query, encoded, n: int) -> list:
+    """Up to ``n`` context candidates for ``query`` among ``encoded`` (see the module
+    docstring). Cells are (row, col) pairs of any numbers; ``query`` itself is never a
+    candidate; the result is the same whatever order ``encoded`` comes in."""
+    query = tuple(query)
+    others = sorted({tuple(e) for e in encoded} - {query})
+    if len(others) <= n:
+        return others
+    pts = np.asarray(others, dtype=np.float64)
+    dist = np.hypot(*(pts - np.asarray(query, dtype=np.float64)).T)
+    order = np.lexsort((pts[:, 1], pts[:, 0], dist))        # by distance, ties in raster order
+    near = min(NEAR, n // 2)
+    chosen = list(order[:near])
+    rest = order[near:]
+    # distance from each cell to the nearest of the query and the chosen cells
+    gap = dist.copy()
+    for i in chosen:
+        gap = np.minimum(gap, np.hypot(*(pts - pts[i]).T))
+    strata = n - near
+    bounds = [i * len(rest) // strata for i in range(strata + 1)]
+    for a, b in zip(bounds, bounds[1:]):
+        run = rest[a:b]
+        pick = run[int(np.argmax(gap[run]))]                # first of equals: nearer, then raster
+        chosen.append(pick)
+        gap = np.minimum(gap, np.hypot(*(pts - pts[pick]).T))
+    return [others[i] for i in chosen]

@@ -3,19 +3,17 @@
     eng = Engine.load(weights=None, device="auto", patch=320, overlap=32, k=3, pool=30)
     alpha = eng.matte(image, trimap, progress=None, cancel=None)
 
-Memory: besides the input and output arrays (and the prior for variant D, one
-more HxW float32) the working set is fixed per frame width: compact context
-features (key, value, regions at 1/8) for at most three patch rows plus a
-reservoir of ``pool`` patches, and decoder features for two patch rows. Small
-frames keep everything (at most ``pool + 1`` patches).
+The prior and the cascade live in :mod:`.cascade`, the network's pass over a frame's
+patches in :mod:`.streamed_pass` (its memory bound is stated there).
 """
 
 from __future__ import annotations
 
 import copy
 import sys
+import time
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +21,15 @@ import torch
 
 from .. import ENGINE_VERSION
 from ..errors import Cancelled, TrimapError, WeightsError
+from .cascade import CASCADE_STEP, PRIOR_MODES, classical_prior, prior_and_step
 from .config import LIGHT, ModelConfig
-from .bank import FeatureBank
-from .context import score_candidates, select_top_k
 from .fold import fold_batchnorm
-from .guided import guided_upsample
-from .network import HDMattNet, make_input
-from .pool import NEIGHBOUR_ROWS, candidates, thin
-from .prior import PRIOR_METHODS, compute_prior, downsample
-from .regions import max_unknown_cells
+from .network import HDMattNet
+from .streamed_pass import StreamedPass
 from .tiling import PatchGrid, check_settings
 from .weights import default_weights_path, load_network, verified_sha256
+
+__all__ = ["Engine", "resolve_device", "PRECISIONS", "PRIOR_MODES", "CASCADE_STEP"]
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
@@ -48,25 +44,20 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-# "cascade" (the default): the network on the frame downsampled to prior_max_side (with the
-# global classical prior there); its alpha enlarged by guided upsampling (the full-resolution
-# plate's colours put back edges the coarse alpha blurred); then the full-resolution pass,
-# moved only CASCADE_STEP of the way from that prior to its answer. Trained on classical
-# priors, the network over-corrects its own, sharper one: undamped, the full-resolution pass
-# loses to the prior it starts from. The step was chosen on high-resolution composites of the
-# training images (benchmarks/, mean SAD 19.10 / 18.82 / 19.31 / 22.20 at steps 0, 0.25,
-# 0.5, 1). Frames within prior_max_side get the global prior and the whole step.
-PRIOR_MODES = PRIOR_METHODS + ("cascade",)
-CASCADE_STEP = 0.25
-
-
 class Engine:
-    """A loaded network plus inference settings. Build with :meth:`Engine.load`."""
+    """A loaded network plus inference settings. Build with :meth:`Engine.load`.
+
+    ``on_stage``: an optional callback ``(stage, seconds)`` told how long each stage of a
+    frame took: ``prior`` (classical solve), ``upsample`` (the cascade's guided upsampling),
+    ``encode`` (encoder + ASPP), ``cpc`` (key/value embedding and context selection),
+    ``decode`` (TGNL + decoder). With it set the engine waits for the device around each
+    stage (so the times are true, and the run is slower on a GPU); without it, no clock runs.
+    """
 
     def __init__(self, net: HDMattNet, device: torch.device, *, patch=320, overlap=32, k=3, pool=30,
                  precision="auto", prior="auto", prior_max_side=1024, batch=None, context=True,
                  cascade_step=CASCADE_STEP, weights_path: Path | None = None, weights_sha256: str = "",
-                 info: dict | None = None):
+                 info: dict | None = None, on_stage=None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if prior not in ("auto",) + PRIOR_MODES:
@@ -89,6 +80,7 @@ class Engine:
         self.weights_sha256 = weights_sha256
         self.weights_id = weights_path.stem if weights_path else "untrained-random"
         self.info = info or {}
+        self.on_stage = on_stage
 
     @classmethod
     def load(cls, weights=None, device="auto", patch=320, overlap=32, k=3, pool=30,
@@ -190,34 +182,30 @@ class Engine:
                 "margin": foreground.MARGIN, "engine_version": ENGINE_VERSION}
 
     def _prior(self, image, trimap, progress, cancel):
-        """(prior, step): the full-resolution pass moves alpha ``step`` of the way from the
-        prior to the network's answer (see CASCADE_STEP)."""
-        if self.prior != "cascade":
-            return self._classical(image, trimap, self.prior, progress, cancel), 1.0
-        small = downsample(image, trimap, self.prior_max_side)
-        if small is None:
-            return self._classical(image, trimap, "global", cancel=cancel), 1.0
-        coarse_progress = None if progress is None else \
-            (lambda done, total, stage: progress(done, total, f"coarse {stage}"))
-        coarse_prior = self._classical(*small, "global", cancel=cancel)
-        coarse = self._run(*small, coarse_prior, coarse_progress, cancel)
-        return guided_upsample(coarse, small[0], image, trimap, device=self.device), self.cascade_step
+        """(prior, step): see :func:`.cascade.prior_and_step`."""
+        return prior_and_step(self, image, trimap, progress, cancel)
 
     def _classical(self, image, trimap, method, progress=None, cancel=None):
-        """The classical prior; a solve that fails (no convergence on a degenerate frame such
-        as a 1-pixel strip) falls back to the trimap-based prior of training (0.5 over the
-        unknown region), with a warning: the network still gives an alpha."""
+        return classical_prior(self, image, trimap, method, progress, cancel)
+
+    @contextmanager
+    def stage(self, name: str):
+        """Time the enclosed work as stage ``name`` for :attr:`on_stage` (if set)."""
+        hook = self.on_stage
+        if hook is None:
+            yield
+            return
+        self._sync()
+        t0 = time.perf_counter()
         try:
-            return compute_prior(image, trimap, method, self.prior_max_side, self.patch,
-                                 self.overlap, progress, cancel, self.cfg.prior_solver, self.device)
-        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
-            h, w = trimap.shape
-            warnings.warn(f"classical prior failed on the {w}x{h} frame "
-                          f"({' '.join(str(exc).split())}); using the trimap-based prior",
-                          RuntimeWarning, stacklevel=2)
-            out = trimap.astype(np.float32).copy()
-            out[trimap == 0.5] = 0.5
-            return out
+            yield
+        finally:
+            self._sync()
+            hook(name, time.perf_counter() - t0)
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def _run(self, image, trimap, prior, progress, cancel):
         alpha = trimap.copy()
@@ -227,9 +215,10 @@ class Engine:
         grid = PatchGrid(*trimap.shape, self.patch, self.overlap)
         queries = [(r, c) for r in range(grid.rows) for c in range(grid.cols)
                    if (grid.extract(trimap, r, c) == 0.5).any()]
-        acc = np.zeros(trimap.shape, dtype=np.float32)
         with torch.inference_mode(), self._autocast():
-            _Pass(self, grid, image, trimap, prior, queries, acc, progress, cancel).run()
+            acc = torch.zeros(trimap.shape, dtype=torch.float32, device=self.device)
+            StreamedPass(self, grid, image, trimap, prior, queries, acc, progress, cancel).run()
+            acc = acc.cpu().numpy()        # the pass's only download
         alpha[unknown] = np.clip(acc[unknown], 0.0, 1.0)
         return alpha
 
@@ -250,121 +239,3 @@ def _check_inputs(image, trimap):
     if bad.any():
         raise TrimapError(f"trimap holds {int(bad.sum())} values other than 0, 0.5 and 1")
     return image, trimap
-
-
-class _Pass:
-    """One frame's streamed pass over the query patches (see runner docstring)."""
-
-    def __init__(self, eng: Engine, grid, image, trimap, prior, queries, acc, progress, cancel):
-        self.eng, self.grid, self.acc = eng, grid, acc
-        self.image, self.trimap, self.prior = image, trimap, prior
-        self.queries, self.progress, self.cancel = queries, progress, cancel
-        self.small = len(queries) <= eng.pool + 1
-        self.ctx = FeatureBank()  # cell -> compact context features
-        self.pending: dict = {}  # patch row -> [(cells, batched decoder features)], until decoded
-        self.reservoir: list = []
-        self.done = 0
-
-    def _check_cancel(self):
-        if self.cancel is not None and self.cancel():
-            raise Cancelled("cancelled")
-
-    def run(self):
-        rows = sorted({r for r, _ in self.queries})
-        by_row = {r: [q for q in self.queries if q[0] == r] for r in rows}
-        if self.small:
-            # all queries are candidates of each other: encode them all, decode batch by batch
-            self._encode(self.queries, key=-1)
-            for cells, feats in self.pending.pop(-1, []):
-                self._decode(cells, feats)
-            return
-        for i, r in enumerate(rows):
-            for rr in rows[i:i + 2]:
-                if rr not in self.pending:
-                    self._encode(by_row[rr], key=rr)
-            for cells, feats in self.pending.pop(r):
-                self._decode(cells, feats)
-            self._retire(rows, i)
-
-    def _retire(self, rows, i):
-        """Row i is decoded: cells out of reach of the next query row move to the reservoir."""
-        nxt = rows[i + 1] if i + 1 < len(rows) else None
-        stale = [cell for cell in self.ctx if nxt is None or cell[0] < nxt - NEIGHBOUR_ROWS]
-        for cell in sorted(stale):
-            if cell not in self.reservoir:
-                self.reservoir.append(cell)
-        self.reservoir = thin(self.reservoir, self.eng.pool)
-        self.ctx.keep(set(self.reservoir) | {c for c in self.ctx if c not in stale})
-
-    def _inputs(self, cells):
-        eng, g = self.eng, self.grid
-        img = np.stack([g.extract(self.image, r, c) for r, c in cells])
-        tri = np.stack([g.extract(self.trimap, r, c) for r, c in cells])
-        t_img = torch.from_numpy(img).permute(0, 3, 1, 2).to(eng.device)
-        t_tri = torch.from_numpy(tri)[:, None].to(eng.device)
-        t_pri = None
-        if self.prior is not None:
-            t_pri = torch.from_numpy(np.stack([g.extract(self.prior, r, c) for r, c in cells]))[:, None].to(eng.device)
-        return make_input(t_img, t_tri, t_pri, eng.cfg), t_tri, t_pri, max_unknown_cells(tri)
-
-    def _encode(self, cells, key):
-        """Encode ``cells`` in batches; keep decoder features batched (no re-stacking)."""
-        net, b = self.eng.net, self.eng.batch
-        batches = self.pending.setdefault(key, [])
-        for s in range(0, len(cells), b):
-            self._check_cancel()
-            chunk = cells[s:s + b]
-            x, tri, pri, max_unknown = self._inputs(chunk)
-            feats = net.encode(x)
-            ctx = net.context_features(feats, tri)
-            self.ctx.add(chunk, ctx)
-            feats["x"], feats["prior"], feats["max_unknown"] = x, pri, max_unknown
-            batches.append((chunk, feats))
-
-    def _select(self, chunk):
-        """Top-K context for each query of ``chunk``: stacked key/value/regions/scores.
-
-        Each distinct candidate's features are stacked once per chunk (queries of a chunk
-        share most of their candidates) and gathered by index. Slots left empty (fewer
-        valid candidates than K) point at the chunk's first query with zero regions and a
-        zero score, so attention gives them exactly zero weight.
-        """
-        eng = self.eng
-        cands = [candidates(q, list(self.ctx), self.reservoir, eng.pool, self.small)
-                 if eng.context else [] for q in chunk]
-        ids = sorted({c for cs in cands for c in cs})
-        row = {c: i for i, c in enumerate(ids)}
-        ids.append(chunk[0])
-        n = max(1, max(len(c) for c in cands))
-        dev = eng.device
-        slot = torch.tensor([[row[c] for c in cs] + [len(ids) - 1] * (n - len(cs)) for cs in cands],
-                            dtype=torch.long, device=dev)
-        lengths = torch.tensor([len(cs) for cs in cands], device=dev)
-        valid = torch.arange(n, device=dev)[None, :] < lengths[:, None]
-        table = self.ctx.gather(ids, ("desc", "key", "value", "regions"))
-        desc = table["desc"].float()[slot] * valid[..., None]
-        qdesc = self.ctx.gather(chunk, ("qdesc",))["qdesc"].float()
-        idx, scores = select_top_k(score_candidates(qdesc, desc, valid), eng.k)
-        ok = valid.gather(1, idx)
-        chosen = torch.where(ok, slot.gather(1, idx), len(ids) - 1)
-        regions = table["regions"][chosen]
-        regions = regions * ok.view(*ok.shape, *([1] * (regions.dim() - 2))).to(regions.dtype)
-        scores = torch.where(ok, scores, scores.new_zeros(()))
-        scores = scores / scores.sum(dim=1, keepdim=True).clamp_min(1e-6)
-        return {"key": table["key"][chosen], "value": table["value"][chosen],
-                "regions": regions, "scores": scores}
-
-    def _decode(self, chunk, feats):
-        eng, g = self.eng, self.grid
-        self._check_cancel()
-        q_ctx, c_sel = {}, None
-        if eng.cfg.uses_context:
-            q_ctx = self.ctx.gather(chunk, ("key", "value", "regions"))
-            c_sel = self._select(chunk)
-        out = eng.net.decode(feats, q_ctx, c_sel, feats["x"], feats["prior"], feats["max_unknown"])
-        out = out[:, 0].float().cpu().numpy()
-        for j, (r, c) in enumerate(chunk):
-            g.accumulate(self.acc, out[j], r, c)
-        self.done += len(chunk)
-        if self.progress is not None:
-            self.progress(self.done, len(self.queries), "patches")

@@ -1,0 +1,190 @@
+"""One frame's pass of the network over its query patches: encode first, decode second.
+
+Pass 1 encodes every patch that holds unknown pixels (the queries) and the pure F / B
+patches bordering them (:func:`.pool.border_cells`), keeping only their compact context
+features (key, value, regions and descriptors at 1/8 resolution) in a :class:`.bank.FeatureBank`
+on the engine's device. Pass 2 decodes the queries batch by batch, each with its top-K
+context from the ``pool`` candidates :func:`.pool.candidates` picks over the whole frame;
+every query sees all of pass 1, so the result does not depend on the order of the patches.
+
+Memory (besides the frame's input and output arrays, the prior for variant D, and the
+alpha accumulator, one HxW float32 on the device): the compact features of every encoded
+patch, about 0.6 MB a 320 px patch for the light configuration in fp32 (key 32 + value 64
+channels at 40x40; 0.3 MB under fp16 autocast), so ~90 MB for the 144 patches (81
+queries, 63 bordering) of the benchmarks' 6000x4000 frame with a 10 % unknown band; plus
+the decoder features (skips at 1/1, 1/2, 1/4, their pooling indices and the input, ~17 MB
+a patch) of one batch of queries. Those are not kept from pass 1 but recomputed in pass 2:
+a query's encoder runs twice (on CPU the encoder is about 45 % of a query's encode +
+decode time), where keeping them would hold ~17 MB a query (1.4 GB at 6K). Small frames
+(at most ``pool + 1`` queries) keep theirs from pass 1: at most ``pool + 1`` patches'
+skips, and no encoder run twice.
+
+Uploads come from pinned host memory on CUDA; patches are cut on the host, blended into
+the accumulator on the device, and the frame's alpha is downloaded once at the end; the
+host waits for the device only there (cancel and progress are polled per batch without
+reading anything back).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import Cancelled
+from .bank import FeatureBank
+from .context import score_candidates, select_top_k
+from .network import make_input
+from .pool import border_cells, candidates
+from .regions import max_unknown_cells
+
+
+class StreamedPass:
+    """Encode, then decode, the query patches of one frame (see the module docstring).
+
+    ``acc``: an HxW float32 device tensor the blended alpha is added into.
+    """
+
+    def __init__(self, eng, grid, image, trimap, prior, queries, acc, progress, cancel):
+        self.eng, self.grid, self.acc = eng, grid, acc
+        self.image, self.trimap, self.prior = image, trimap, prior
+        self.queries, self.progress, self.cancel = list(queries), progress, cancel
+        self.with_pool = eng.cfg.uses_context and eng.context
+        self.keep_skips = len(self.queries) <= eng.pool + 1
+        self.encoded = (self.queries + border_cells(self.queries, (grid.rows, grid.cols))
+                        if self.with_pool else [])
+        self.ctx = FeatureBank()
+        self.kept: list = []          # [(cells, decoder features)] of small frames, from pass 1
+        self._weights: dict = {}
+        self.done = 0
+
+    def _check_cancel(self):
+        if self.cancel is not None and self.cancel():
+            raise Cancelled("cancelled")
+
+    def _batches(self, cells):
+        b = self.eng.batch
+        return [cells[s:s + b] for s in range(0, len(cells), b)]
+
+    def run(self):
+        if self.with_pool:
+            self._encode_pool()
+        if self.kept:
+            while self.kept:     # each batch's skips are freed once it is decoded
+                self._decode(*self.kept.pop(0))
+            return
+        for chunk in self._batches(self.queries):
+            # pass 1 has the query's compact features already (same batch, same numbers)
+            feats, _ = self._encode(chunk, context=not self.with_pool)
+            if self.with_pool:
+                feats["ctx"] = self.ctx.gather(chunk, tuple(self.ctx.store))
+            self._decode(chunk, feats)
+
+    # --- pass 1 ------------------------------------------------------------------------
+    def _encode_pool(self):
+        """Compact context features of every encoded cell; skips only on small frames."""
+        n_query = len(self.queries)
+        for cells, keep in ((self.queries, self.keep_skips), (self.encoded[n_query:], False)):
+            for chunk in self._batches(cells):
+                feats, ctx = self._encode(chunk)
+                self.ctx.add(chunk, ctx)
+                self.ctx.reserve(len(self.encoded))
+                if keep:
+                    self.kept.append((chunk, feats))
+                del feats        # else the skips would live on into the next batch's encode
+
+    def _upload(self, array: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(array))
+        if self.eng.device.type == "cuda":
+            # pinned memory lets the copy run asynchronously with the host cutting patches
+            return t.pin_memory().to(self.eng.device, non_blocking=True)
+        return t
+
+    def _inputs(self, cells):
+        eng, g = self.eng, self.grid
+        img = np.stack([g.extract(self.image, r, c) for r, c in cells])
+        tri = np.stack([g.extract(self.trimap, r, c) for r, c in cells])
+        t_img = self._upload(img).permute(0, 3, 1, 2)
+        t_tri = self._upload(tri)[:, None]
+        t_pri = None
+        if self.prior is not None:
+            t_pri = self._upload(np.stack([g.extract(self.prior, r, c) for r, c in cells]))[:, None]
+        return make_input(t_img, t_tri, t_pri, eng.cfg), t_tri, t_pri, max_unknown_cells(tri)
+
+    def _encode(self, cells, context=True):
+        """(decoder features, compact context features or None) of a batch of cells."""
+        net, eng = self.eng.net, self.eng
+        self._check_cancel()
+        x, tri, pri, max_unknown = self._inputs(cells)
+        with eng.stage("encode"):
+            feats = net.encode(x)
+        ctx = None
+        if context:
+            with eng.stage("cpc"):
+                ctx = net.context_features(feats, tri)
+        feats["x"], feats["prior"], feats["max_unknown"] = x, pri, max_unknown
+        feats["ctx"] = ctx
+        return feats, ctx
+
+    # --- pass 2 ------------------------------------------------------------------------
+    def _select(self, chunk, q_ctx):
+        """Top-K context for each query of ``chunk``: stacked key/value/regions/scores.
+
+        Each distinct candidate's features are gathered once per chunk (queries of a chunk
+        share many of their candidates) and indexed from there. Slots left empty (fewer
+        candidates than K, or context off) point at the query itself with zero regions and
+        a zero score, so attention gives them exactly zero weight.
+        """
+        eng, dev = self.eng, self.eng.device
+        cands = [candidates(q, self.encoded, eng.pool) if self.with_pool else [] for q in chunk]
+        ids = sorted({c for cs in cands for c in cs})
+        b = len(chunk)
+        if not ids:
+            return {"key": q_ctx["key"][:, None], "value": q_ctx["value"][:, None],
+                    "regions": torch.zeros_like(q_ctx["regions"])[:, None],
+                    "scores": q_ctx["key"].new_zeros((b, 1)).float()}
+        row = {c: i for i, c in enumerate(ids)}
+        n = max(1, max(len(c) for c in cands))
+        blank = len(ids)       # the empty slot's index: one past the table, see below
+        slot = torch.tensor([[row[c] for c in cs] + [blank] * (n - len(cs)) for cs in cands],
+                            dtype=torch.long, device=dev)
+        lengths = torch.tensor([len(cs) for cs in cands], device=dev)
+        valid = torch.arange(n, device=dev)[None, :] < lengths[:, None]
+        table = self.ctx.gather(ids, ("desc", "key", "value", "regions"))
+        # the empty slot: one query's own features (zero regions and score hide them)
+        table = {k: torch.cat([v, q_ctx[k][:1]]) for k, v in table.items()}
+        desc = table["desc"].float()[slot] * valid[..., None]
+        idx, scores = select_top_k(score_candidates(q_ctx["qdesc"].float(), desc, valid), eng.k)
+        ok = valid.gather(1, idx)
+        chosen = torch.where(ok, slot.gather(1, idx), blank)
+        regions = table["regions"][chosen]
+        regions = regions * ok.view(*ok.shape, *([1] * (regions.dim() - 2))).to(regions.dtype)
+        scores = torch.where(ok, scores, scores.new_zeros(()))
+        scores = scores / scores.sum(dim=1, keepdim=True).clamp_min(1e-6)
+        return {"key": table["key"][chosen], "value": table["value"][chosen],
+                "regions": regions, "scores": scores}
+
+    def _decode(self, chunk, feats):
+        eng = self.eng
+        self._check_cancel()
+        q_ctx, c_sel = feats.pop("ctx"), None
+        if eng.cfg.uses_context:
+            with eng.stage("cpc"):
+                c_sel = self._select(chunk, q_ctx)
+        with eng.stage("decode"):
+            out = eng.net.decode(feats, q_ctx, c_sel, feats["x"], feats["prior"], feats["max_unknown"])
+        out = out[:, 0].float()
+        for j, (r, c) in enumerate(chunk):
+            self._accumulate(out[j], r, c)
+        self.done += len(chunk)
+        if self.progress is not None:
+            self.progress(self.done, len(self.queries), "patches")
+
+    def _accumulate(self, values: torch.Tensor, r: int, c: int):
+        """``acc += weights * values`` over cell (r, c)'s in-frame part, on the device (the
+        same float32 products and sums as :meth:`.tiling.PatchGrid.accumulate`)."""
+        g = self.grid
+        key = (r > 0, r < g.rows - 1, c > 0, c < g.cols - 1)    # the ramps depend only on this
+        if key not in self._weights:
+            self._weights[key] = self._upload(g.weights(r, c)).to(self.acc.device)
+        y0, y1, x0, x1 = g.cell_bounds(r, c)
+        self.acc[y0:y1, x0:x1] += (self._weights[key] * values)[:y1 - y0, :x1 - x0]
