@@ -14,7 +14,7 @@
 # in the checkout on the developer machine:
 #   ln -s ../shared/data .gpu_data; printf '/.gpu_data\n/.whl/\n' >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
-#       --implementation cp --platform manylinux_2_28_x86_64 -d .whl OpenImageIO==3.2.2.0
+#       --implementation cp --platform manylinux_2_28_x86_64 -d .whl OpenImageIO==3.2.2.0 opencolorio==2.6.0
 # Device call (about 35 MiB travels):
 #   run(command="bash benchmarks/device_run.sh", timeout_s=600,
 #       carry=[".whl", ".gpu_data/alphamatting-dev", ".gpu_data/backgrounds"])
@@ -77,7 +77,7 @@ fi
 minutes=$(python3 -c "print(max(0.5, ($(left) - 75) / 60))")
 echo "training for $minutes min ($(ls "$WORK"/cpu192/*.npz 2>/dev/null | wc -l) samples so far)"
 python3 -m nuke_hdmatt.training.cli --data "$WORK/cpu192,$WORK/gpu192" --run "$WORK/run" \
-    --variant D --init model/hdmatt.safetensors --batch 32 --steps 100000 --minutes "$minutes" \
+    --variant D --init model/hdmatt.safetensors --prior-solver cf+sm --batch 32 --steps 100000 --minutes "$minutes" \
     --lr 3e-4 --warmup --val-minutes "$VAL_MINUTES" --ckpt-minutes 100 --workers 4 --threads 4 \
     --min-samples 256 --validate-first --keep-val-weights 2>&1 | tee "$WORK/train.log"
 pkill -f nuke_hdmatt.training.dataset 2>/dev/null || true

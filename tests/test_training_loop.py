@@ -141,3 +141,22 @@ def test_train_command_reports_a_missing_sample_folder_in_one_line(tmp_path, cap
     code = main(["--data", str(tmp_path / "nope"), "--run", str(tmp_path / "run"), "--val-images", ""])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "nope" in err[0] and "sample folder" in err[0]
+
+
+def test_prior_solver_comes_from_manifests_or_the_init_weights_before_any_sample(tmp_path):
+    import json
+    from nuke_hdmatt.training.cli import samples_prior_solver
+    from nuke_hdmatt.training.dataset import MANIFEST
+
+    built = tmp_path / "building"
+    built.mkdir()
+    (built / MANIFEST).write_text(json.dumps({"config": {"prior_solver": "cf+sm"}}))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    # a run started while its builders have written only their manifest keeps their solver
+    assert samples_prior_solver([built, empty], None) == "cf+sm"
+    init = tmp_path / "init.safetensors"
+    save_weights(HDMattNet(TINY.replace(prior_solver="cf+sm")), init)
+    # no manifest at all: the solver the init weights were trained with, not closed-form
+    assert samples_prior_solver([empty], None, init) == "cf+sm"
+    assert samples_prior_solver([empty], None) == "cf"

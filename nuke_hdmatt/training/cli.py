@@ -73,12 +73,15 @@ def loader_factory(data: list[Path], batch: int, seed: int, min_samples: int, wo
     return factory
 
 
-def samples_prior_solver(folders, requested: str | None) -> str:
+def samples_prior_solver(folders, requested: str | None, init=None) -> str:
     """The prior solver the sample folders were built with; they must agree with each other
     and with ``requested`` (a network fed another solver's priors than it meets at inference
-    learns the wrong corrections)."""
-    from ..engine.config import prior_solver_names
-    from .dataset import PatchFolderDataset, sample_paths
+    learns the wrong corrections). Read from the folders' manifests, which builders write
+    before their first sample (a run may start while its folders are still empty); with no
+    manifest yet, the solver of the ``init`` weights, else closed-form."""
+    import json
+    from ..engine.config import ModelConfig, prior_solver_names
+    from .dataset import MANIFEST
     if requested:
         try:
             prior_solver_names(requested)
@@ -86,8 +89,11 @@ def samples_prior_solver(folders, requested: str | None) -> str:
             raise UsageError(f"--prior-solver: {exc}") from None
     found = {}
     for d in folders:
-        if sample_paths(d):
-            found.setdefault(PatchFolderDataset(d).prior_solver, []).append(str(d))
+        manifest = Path(d) / MANIFEST
+        if manifest.exists():
+            config = json.loads(manifest.read_text()).get("config", {})
+            # folders built before --prior-solver existed hold closed-form priors
+            found.setdefault(config.get("prior_solver", "cf"), []).append(str(d))
     if len(found) > 1:
         raise UsageError("sample folders hold priors of different solvers: "
                          + "; ".join(f"{k}: {', '.join(v)}" for k, v in found.items()))
@@ -95,7 +101,12 @@ def samples_prior_solver(folders, requested: str | None) -> str:
     if requested and built and requested != built:
         raise UsageError(f"--prior-solver {requested}, but the samples were built with {built}",
                          path=found[built][0])
-    return requested or built or "cf"
+    if requested or built:
+        return requested or built
+    if init:
+        from ..engine.weights import read_header
+        return ModelConfig.from_json(read_header(Path(init))["config"]).prior_solver
+    return "cf"
 
 
 def main(argv=None) -> int:
@@ -147,7 +158,7 @@ def main(argv=None) -> int:
                              "nuke_hdmatt.training.dataset build`)", path=", ".join(missing) or args.data)
         if args.steps < 1 or args.batch < 1 or args.workers < 0:
             raise UsageError("--steps and --batch must be at least 1, --workers at least 0")
-        s.prior_solver = samples_prior_solver(folders, args.prior_solver)
+        s.prior_solver = samples_prior_solver(folders, args.prior_solver, args.init)
         import torch
         torch.set_num_threads(args.threads)
         names = [n for n in args.val_images.split(",") if n]
