@@ -31,7 +31,7 @@ from cli_fixtures import (FAST, exr_sequence, hdmatt_env, make_frame, read_image
                           write_image)
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
-MODEL = Path(__file__).resolve().parents[1] / "model" / "hdmatt.safetensors"
+MODEL = Path(__file__).resolve().parents[1] / "nuke_hdmatt" / "model" / "hdmatt.safetensors"
 
 
 # ---- the shot every case starts from -----------------------------------------------------
