@@ -221,7 +221,7 @@ def nuke_path_lines(plugin_dir: Path, hdmatt: Path, shell: str = "sh") -> str:
 
 
 def expected_weight_hashes(model_dir: Path) -> dict[str, str]:
-    """{weights file name: sha256} from ``model/manifest.json`` or ``model/*.sha256`` sidecars.
+    """{weights file name: sha256} from ``manifest.json`` or ``*.sha256`` sidecars in ``model_dir``.
 
     Sidecars use ``sha256sum`` format (``HEX  NAME``, NAME optional: ``x.safetensors.sha256``
     then names ``x.safetensors``).
@@ -261,7 +261,8 @@ def check_weights(model_dir: Path) -> list[tuple[str, str, str]]:
     files = sorted(p for ext in ("*.safetensors", "*.pt", "*.pth") for p in model_dir.glob(ext)) \
         if model_dir.is_dir() else []
     if not files:
-        rows.append(("WARN", "weights", f"no weights in {model_dir} (engine runs untrained)"))
+        rows.append(("FAIL", "weights", f"no weights in {model_dir} (hdmatt matte refuses to run "
+                     "without --weights or $HDMATT_WEIGHTS)"))
     for p in files:
         want = expected.get(p.name)
         got = file_sha256(p)
@@ -302,7 +303,7 @@ def check_here() -> list[tuple[str, str, str]]:
                      f"{len(list(cfg.getColorSpaceNames()))} colour spaces"))
     except Exception as exc:  # ImportError or an OCIO exception: both mean unusable
         rows.append(("FAIL", "OpenColorIO", str(exc)))
-    rows.extend(check_weights(ROOT / "model"))
+    rows.extend(check_weights(ROOT / "nuke_hdmatt" / "model"))
     return rows
 
 

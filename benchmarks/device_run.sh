@@ -77,7 +77,7 @@ fi
 minutes=$(python3 -c "print(max(0.5, ($(left) - 75) / 60))")
 echo "training for $minutes min ($(ls "$WORK"/cpu192/*.npz 2>/dev/null | wc -l) samples so far)"
 python3 -m nuke_hdmatt.training.cli --data "$WORK/cpu192,$WORK/gpu192" --run "$WORK/run" \
-    --variant D --init model/hdmatt.safetensors --prior-solver cf+sm --batch 32 --steps 100000 --minutes "$minutes" \
+    --variant D --init nuke_hdmatt/model/hdmatt.safetensors --prior-solver cf+sm --batch 32 --steps 100000 --minutes "$minutes" \
     --lr 3e-4 --warmup --val-minutes "$VAL_MINUTES" --ckpt-minutes 100 --workers 4 --threads 4 \
     --min-samples 256 --validate-first --keep-val-weights 2>&1 | tee "$WORK/train.log"
 pkill -f nuke_hdmatt.training.dataset 2>/dev/null || true

@@ -13,7 +13,7 @@ compare, at full resolution:
   (e) closed-form at 1024 px, upsampled (the classical downsample strategy);
   for variant D weights also (a) with the cascade prior (the engine's default: the network's
   own alpha at 1024 px, guided upsampling, then a full-resolution pass moving a quarter of the
-  way from that prior to its answer; and undamped, the whole way) and with the local (per-patch) prior instead of the global one, and (a) for every other ``model/hdmatt*.safetensors``.
+  way from that prior to its answer; and undamped, the whole way) and with the local (per-patch) prior instead of the global one, and (a) for every other ``nuke_hdmatt/model/hdmatt*.safetensors``.
 
 Each method runs in its own process (peak RSS from ``ru_maxrss``). Writes
 ``results/highres_strategies[_quick].md``, ``..._sad.png`` (SAD and time per method) and

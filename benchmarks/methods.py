@@ -2,7 +2,7 @@
 
 A method is a small JSON-able dict (so a child process can be told which one to run):
 
-    {"label": "HDMatt-D", "kind": "hdmatt", "weights": "model/hdmatt.safetensors",
+    {"label": "HDMatt-D", "kind": "hdmatt", "weights": "nuke_hdmatt/model/hdmatt.safetensors",
      "context": True, "prior": "global", "patch": 320, "overlap": 32, "downsample": None}
     {"label": "closed-form", "kind": "cf"}        # also "knn", "lkm" (PyMatting)
 
@@ -37,15 +37,16 @@ PYMATTING_KINDS = ("cf", "knn", "lkm")
 WORKER = Path(__file__).resolve().parent / "method_worker.py"
 
 
-def found_weights(model_dir: Path = REPO / "model") -> list[Path]:
-    """Every ``model/hdmatt*.safetensors`` (the shipped default first)."""
+def found_weights(model_dir: Path = REPO / "nuke_hdmatt" / "model") -> list[Path]:
+    """Every ``nuke_hdmatt/model/hdmatt*.safetensors`` (the shipped default first)."""
     paths = sorted(Path(p) for p in glob.glob(str(model_dir / "hdmatt*.safetensors")))
     return sorted(paths, key=lambda p: (p.name != "hdmatt.safetensors", p.name))
 
 
 def add_weights_argument(ap) -> None:
     ap.add_argument("--weights", nargs="*", type=Path,
-                    help="weights files to benchmark (default: every model/hdmatt*.safetensors)")
+                    help="weights files to benchmark (default: every "
+                         "nuke_hdmatt/model/hdmatt*.safetensors)")
 
 
 def chosen_weights(args) -> list[Path]:
@@ -116,11 +117,8 @@ def load_engine(spec: dict):
     key = json.dumps({k: spec.get(k) for k in ("weights", "context", "prior", "patch", "overlap",
                                                "variant", "device", "cascade_step")}, sort_keys=True)
     if key not in _ENGINES:
-        import torch
         from nuke_hdmatt.engine import Engine
         from nuke_hdmatt.engine.config import LIGHT
-        from nuke_hdmatt.engine.network import HDMattNet
-        from nuke_hdmatt.engine.runner import resolve_device
         kw = dict(patch=spec["patch"], overlap=spec["overlap"], prior=spec["prior"],
                   context=spec["context"])
         if spec.get("cascade_step") is not None:
@@ -129,11 +127,8 @@ def load_engine(spec: dict):
         if spec["weights"]:
             _ENGINES[key] = Engine.load(weights=spec["weights"], device=device, **kw)
         else:
-            # Built directly rather than through Engine.load(weights=None), which would pick
-            # up model/hdmatt.safetensors if it appeared mid-run under an "untrained" label.
-            torch.manual_seed(0)
-            net = HDMattNet(LIGHT.replace(variant=spec.get("variant") or "D"))
-            _ENGINES[key] = Engine(net, resolve_device(device), **kw)
+            _ENGINES[key] = Engine.load(random_init=True, device=device, **kw,
+                                        config=LIGHT.replace(variant=spec.get("variant") or "D"))
     return _ENGINES[key]
 
 

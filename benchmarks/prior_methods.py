@@ -42,7 +42,7 @@ NETWORK_STAGES = ("encode", "cpc", "tgnl", "decode")
 
 
 def d_weights(args) -> Path | None:
-    """The first variant-D weights file (``--weights`` or model/), if any."""
+    """The first variant-D weights file (``--weights`` or nuke_hdmatt/model/), if any."""
     return next((w for w in chosen_weights(args) if weights_variant(w) == "D"), None)
 
 

@@ -1,6 +1,6 @@
 """Quality on the real low-resolution alphamatting.com dev images (issue 7.1).
 
-Every ``model/hdmatt*.safetensors`` against PyMatting closed-form, KNN and LKM on
+Every ``nuke_hdmatt/model/hdmatt*.safetensors`` against PyMatting closed-form, KNN and LKM on
 ``shared/data/alphamatting-dev`` (800 px images) with trimap1 and trimap2: SAD, MSE, Grad
 and Conn per image and as means, and time per image. Rows are marked ``val`` (held out
 from training: ``nuke_hdmatt.training.VALIDATION_IMAGES``) or ``train`` (the model has seen
@@ -39,7 +39,7 @@ METRICS = ("sad", "mse", "grad", "conn")
 def method_specs(weights: list[Path], lkm: str) -> tuple[list[dict], str]:
     specs = [hdmatt_spec(w) for w in weights] or [hdmatt_spec(None)]
     note = (f"models: {', '.join(describe_weights(p) for p in weights)}" if weights else
-            "NO TRAINED WEIGHTS in model/: the HDMatt row is an untrained random light "
+            "NO TRAINED WEIGHTS in nuke_hdmatt/model/: the HDMatt row is an untrained random light "
             "variant-D network (its quality is meaningless; it only exercises the pipeline)")
     specs += [pymatting_spec("cf"), pymatting_spec("knn")]
     # a model whose prior averages several solvers: that average alone is a peer too, so the

@@ -93,7 +93,8 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                         help="OCIO config file or ocio:// URI (default $OCIO, else built-in cg config)")
     eng = p.add_argument_group("engine")
     eng.add_argument("--weights", metavar="FILE",
-                     help="weights .safetensors (default $HDMATT_WEIGHTS or model/hdmatt.safetensors)")
+                     help="weights .safetensors (default $HDMATT_WEIGHTS, else the weights "
+                     "shipped in the package)")
     eng.add_argument("--device", metavar="auto|cpu|cuda", help="compute device (default auto)")
     eng.add_argument("--patch", type=int, metavar="N",
                      help="patch size in pixels, a multiple of 8 up to 1024 (default 320)")
@@ -158,6 +159,28 @@ def check_engine_options(args: argparse.Namespace) -> None:
         hint = " (the default; give --overlap)" if "--overlap" in str(exc) and \
             given["overlap"] is None else ""
         raise UsageError(f"{exc}{hint}") from None
+
+
+def resolve_weights(args: argparse.Namespace) -> None:
+    """Set ``args.weights`` to the file to load: ``--weights``, else ``$HDMATT_WEIGHTS``, else
+    the weights shipped in the package. No file there is a usage error naming where it looked
+    (never an untrained network)."""
+    from .engine.weights import BUNDLED_WEIGHTS  # no torch
+    from .errors import WeightsError
+    if args.weights is not None:
+        if not args.weights.strip():
+            raise UsageError("--weights is empty")
+        return
+    env = os.environ.get("HDMATT_WEIGHTS")
+    if env:
+        if not os.path.isfile(env):
+            raise WeightsError("weights file named by $HDMATT_WEIGHTS not found", path=env)
+        args.weights = env
+    elif BUNDLED_WEIGHTS.is_file():
+        args.weights = str(BUNDLED_WEIGHTS)
+    else:
+        raise WeightsError(f"no weights found: no --weights, $HDMATT_WEIGHTS unset, and none "
+                           f"shipped at {BUNDLED_WEIGHTS} (reinstall, or give --weights FILE)")
 
 
 def load_engine(args: argparse.Namespace, reporter):
@@ -386,11 +409,13 @@ def _age(seconds: float) -> str:
 
 def cmd_matte(args: argparse.Namespace) -> int:
     _setup_logging(args.quiet)
+    resolve_weights(args)
     return run_matte(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     _setup_logging(args.quiet)
+    resolve_weights(args)  # before the demo writes its plate
     from .demo import run_demo
     return run_demo(args)
 
@@ -451,8 +476,6 @@ def _setup_logging(quiet: bool) -> None:
     # one line each; info-level chatter only without --quiet.
     logging.basicConfig(level=logging.WARNING, format="hdmatt: %(levelname)s: %(message)s",
                         stream=sys.stderr)
-    # The engine prints its own "hdmatt: WARNING" lines; other warnings get one line each.
-    warnings.filterwarnings("ignore", message="hdmatt: ")
     # PyMatting's solver divides by zero on degenerate frames; the engine then warns once
     # that it fell back, which is the line the user needs
     warnings.filterwarnings("ignore", category=RuntimeWarning, module="pymatting")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nuke_hdmatt.engine.weights import DEFAULT_NAME, MODEL_DIR, load_network
+from nuke_hdmatt.engine.weights import BUNDLED_WEIGHTS, DEFAULT_NAME, MODEL_DIR, load_network
 from nuke_hdmatt.metrics import sad
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alphamatting-dev"
@@ -18,7 +18,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alphamatting-d
 
 def test_bundled_weights_exist_and_carry_their_configuration():
     path = MODEL_DIR / DEFAULT_NAME
-    assert path.exists(), "model/hdmatt.safetensors must be shipped"
+    assert path.exists(), "nuke_hdmatt/model/hdmatt.safetensors must be shipped"
     net, info = load_network(path)
     assert net.cfg.variant in "ABCD" and "step" in info
 
@@ -33,7 +33,8 @@ def test_bundled_weights_give_a_sane_alpha_on_a_held_out_image():
     image = read_png(DATA / "image" / "GT02.png")[..., :3]
     gt = read_png(DATA / "alpha" / "GT02.png")
     trimap = snap(read_png(DATA / "trimap1" / "GT02.png"))
-    eng = Engine.load(device="cpu")
+    eng = Engine.load(device="cpu")  # the default: the weights shipped in the package
+    assert eng.weights_path == BUNDLED_WEIGHTS == MODEL_DIR / DEFAULT_NAME
     assert eng.weights_id == "hdmatt" and len(eng.weights_sha256) == 64
     alpha = eng.matte(image, trimap)
     fill = np.where(trimap == 0.5, 0.5, trimap)

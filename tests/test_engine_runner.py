@@ -1,5 +1,7 @@
 """Tiled inference: skipped patches, exact known pixels, batching, streaming, cancel."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -145,14 +147,26 @@ def test_input_errors_are_clear():
         eng.matte(image, bad)
 
 
-def test_load_without_weights_warns_loudly(monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("HDMATT_WEIGHTS", "")
-    import nuke_hdmatt.engine.weights as w
-    monkeypatch.setattr(w, "MODEL_DIR", tmp_path)
-    with pytest.warns(RuntimeWarning, match="UNTRAINED"):
-        eng = Engine.load(device="cpu")
-    assert "UNTRAINED" in capsys.readouterr().err
-    assert eng.weights_id == "untrained-random" and eng.device.type == "cpu"
+def test_missing_weights_file_is_an_error_naming_it_and_prints_nothing(tmp_path, capsys):
+    from nuke_hdmatt.errors import WeightsError
+    gone = tmp_path / "gone.safetensors"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning either: never an untrained fallback
+        with pytest.raises(WeightsError, match="not found") as err:
+            Engine.load(weights=gone, device="cpu")
+    assert str(gone) in str(err.value)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_random_network_only_when_asked_for_explicitly(capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        eng = Engine.load(random_init=True, device="cpu", config=TINY, patch=32, overlap=8)
+    assert eng.weights_id == "untrained-random" and eng.weights_path is None
+    assert eng.weights_sha256 == "" and eng.cfg == TINY and eng.device.type == "cpu"
+    assert capsys.readouterr() == ("", "")
+    with pytest.raises(ValueError, match="random_init"):
+        Engine.load(weights="x.safetensors", random_init=True, device="cpu")
 
 
 def test_context_off_runs_plain_patches_and_changes_the_result():

@@ -113,6 +113,8 @@ def test_command_line_install_and_uninstall(tmp_path, engine):
 def test_weights_sha256_check(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
+    rows = install.check_weights(model)  # no weights: hdmatt refuses to run, so FAIL
+    assert [r[0] for r in rows] == ["FAIL"] and str(model) in rows[0][2]
     w = model / "hdmatt_small.safetensors"
     w.write_bytes(b"not really weights")
     digest = hashlib.sha256(w.read_bytes()).hexdigest()

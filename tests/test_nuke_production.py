@@ -226,7 +226,7 @@ def test_5_changed_weights_mark_the_node_stale(shot, tmp_path, monkeypatch):
     node["patch"].setValue(48)
     node["overlap"].setValue(8)
     mine = tmp_path / "mine.safetensors"
-    mine.write_bytes((ROOT / "model" / "hdmatt.safetensors").read_bytes())
+    mine.write_bytes((ROOT / "nuke_hdmatt" / "model" / "hdmatt.safetensors").read_bytes())
     monkeypatch.setenv("HDMATT_WEIGHTS", str(mine))  # the engine inherits Nuke's environment
     assert hd().generate(node, "1") is True
     # the record holds the weights the engine reported in its JSON log

@@ -1,5 +1,6 @@
 """Bad input and faults against the real ``hdmatt`` command, the way a new user and a pipeline
-TD try it. README's "Reliability" section promises exactly what is checked here:
+TD try it. The "Reliability" section of docs/COMMAND_LINE.md promises exactly what is checked
+here:
 
 * bad input: exit 2 and ONE line ``hdmatt: error: ...`` naming the file, frame, channel or
   option, before the engine loads; no traceback;
@@ -31,7 +32,7 @@ from cli_fixtures import (FAST, exr_sequence, hdmatt_env, make_frame, read_image
                           write_image)
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
-MODEL = Path(__file__).resolve().parents[1] / "model" / "hdmatt.safetensors"
+MODEL = Path(__file__).resolve().parents[1] / "nuke_hdmatt" / "model" / "hdmatt.safetensors"
 
 
 # ---- the shot every case starts from -----------------------------------------------------

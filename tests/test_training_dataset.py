@@ -92,7 +92,7 @@ def test_cascade_priors_pin_the_weights_that_made_them(tmp_path, capsys):
     from nuke_hdmatt.engine.weights import default_weights_path, file_sha256
     weights = default_weights_path()
     if weights is None:
-        pytest.skip("no bundled weights (model/hdmatt.safetensors)")
+        pytest.skip("no bundled weights (nuke_hdmatt/model/hdmatt.safetensors)")
     assert D.main(["build", "--out", str(tmp_path / "a"), "--n", "1", "--prior-cascade", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "--prior-downscale" in err and len(err.strip().splitlines()) == 1

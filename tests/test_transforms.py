@@ -184,7 +184,7 @@ def test_cascade_prior_is_the_network_run_on_the_shrunk_scene():
     from nuke_hdmatt.engine.weights import default_weights_path
     weights = default_weights_path()
     if weights is None:
-        pytest.skip("no bundled weights (model/hdmatt.safetensors)")
+        pytest.skip("no bundled weights (nuke_hdmatt/model/hdmatt.safetensors)")
     eng = Engine.load(weights, device="cpu", prior="global")
     solver = eng.cfg.prior_solver
     scene = _soft_edge_scene()

@@ -58,8 +58,8 @@ def _solve_one(name: str, image: np.ndarray, trimap: np.ndarray, device, cancel)
         return fn(np.ascontiguousarray(image, dtype=np.float64), np.ascontiguousarray(trimap, dtype=np.float64))
     img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
     tri = torch.from_numpy(np.ascontiguousarray(trimap, dtype=np.float32)).to(device)
-    # The solve uses the threads torch is given (the caller's choice): on an idle 2-core
-    # machine 2 threads take 0.66x the time of 1 (1K plate, 15 % unknown, cf+sm: 5.2 vs 7.9 s).
+    # The solve uses the threads torch is given (the caller's choice; measured: docs/ENGINE.md,
+    # "Threads").
     with torch.inference_mode():
         if name == "cf":
             from .closed_form import RTOL, solve as solve_cf

@@ -10,7 +10,6 @@ patches in :mod:`.streamed_pass` (its memory bound is stated there).
 from __future__ import annotations
 
 import copy
-import sys
 import time
 import warnings
 from contextlib import contextmanager, nullcontext
@@ -27,7 +26,7 @@ from .fold import fold_batchnorm
 from .network import HDMattNet
 from .streamed_pass import StreamedPass
 from .tiling import PatchGrid, check_settings
-from .weights import default_weights_path, load_network, verified_sha256
+from .weights import BUNDLED_WEIGHTS, load_network, verified_sha256
 
 __all__ = ["Engine", "resolve_device", "PRECISIONS", "PRIOR_MODES", "CASCADE_STEP"]
 
@@ -85,28 +84,32 @@ class Engine:
     @classmethod
     def load(cls, weights=None, device="auto", patch=320, overlap=32, k=3, pool=30,
              precision="auto", prior="auto", batch=None, config: ModelConfig | None = None,
-             context=True, cascade_step=CASCADE_STEP) -> "Engine":
-        """Load weights (default: the bundled ``model/hdmatt.safetensors``).
+             context=True, cascade_step=CASCADE_STEP, random_init=False) -> "Engine":
+        """Load weights (default: the shipped ``nuke_hdmatt/model/hdmatt.safetensors``).
 
         ``context=False`` runs the same network on plain patches: every query sees
         no context patch (TGNL falls back to the query's own value), the paper's
         ablation of cross-patch context.
 
-        With no weights file at all, a randomly initialised ``config`` (default the
-        light configuration) is used, with a loud warning: its alphas are not usable.
+        ``random_init=True`` (tests and timings only) loads no file: a randomly initialised
+        ``config`` network (default the light configuration, seed 0), ``weights_id``
+        "untrained-random"; its alphas are not usable.
+
+        Raises
+        ------
+        WeightsError
+            The weights file is missing (named in the error), damaged or not HDMatt weights.
         """
         dev = resolve_device(device)
-        path = Path(weights) if weights else default_weights_path()
-        if path is not None:
+        if random_init:
+            if weights is not None:
+                raise ValueError("random_init=True takes no weights file")
+            torch.manual_seed(0)
+            path, net, info, sha = None, HDMattNet(config or LIGHT), {}, ""
+        else:
+            path = Path(weights) if weights else BUNDLED_WEIGHTS
             sha = verified_sha256(path)
             net, info = load_network(path)
-        else:
-            msg = ("hdmatt: WARNING: no weights file found (model/hdmatt.safetensors or "
-                   "$HDMATT_WEIGHTS); using an UNTRAINED random network - alphas are meaningless")
-            warnings.warn(msg, RuntimeWarning, stacklevel=2)
-            print(msg, file=sys.stderr)
-            torch.manual_seed(0)
-            net, info, sha = HDMattNet(config or LIGHT), {}, ""
         return cls(net, dev, patch=patch, overlap=overlap, k=k, pool=pool, precision=precision,
                    prior=prior, batch=batch, context=context, cascade_step=cascade_step, weights_path=path, weights_sha256=sha, info=info)
 

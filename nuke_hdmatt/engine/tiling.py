@@ -27,7 +27,8 @@ def reflect_indices(start: int, length: int, size: int) -> np.ndarray:
 
 
 # Bounds of the inference settings: the engine's working set grows with patch**2 * batch
-# and with the context pool, so these keep any setting within the memory the README states.
+# and with the context pool, so these keep any setting within the memory docs/COMMAND_LINE.md
+# states (Reliability: engine settings are bounded).
 MAX_PATCH = 1024
 MAX_POOL = 256
 

@@ -14,18 +14,17 @@ from ..errors import WeightsError
 from .config import ModelConfig
 
 FORMAT = "hdmatt-weights-1"
-MODEL_DIR = Path(__file__).resolve().parents[2] / "model"
+# The shipped weights are package data (nuke_hdmatt/model/), so a wheel carries them.
+MODEL_DIR = Path(__file__).resolve().parents[1] / "model"
 DEFAULT_NAME = "hdmatt.safetensors"
+BUNDLED_WEIGHTS = MODEL_DIR / DEFAULT_NAME
 
 
 def default_weights_path() -> Path | None:
-    """``$HDMATT_WEIGHTS``, else ``model/hdmatt.safetensors`` beside the package, else None."""
-    import os
-    env = os.environ.get("HDMATT_WEIGHTS")
-    if env:
-        return Path(env)
-    path = MODEL_DIR / DEFAULT_NAME
-    return path if path.exists() else None
+    """The weights shipped in the package (``nuke_hdmatt/model/hdmatt.safetensors``), or None
+    when this install has none. Environment variables are the caller's business (the CLI
+    reads ``$HDMATT_WEIGHTS``)."""
+    return BUNDLED_WEIGHTS if BUNDLED_WEIGHTS.is_file() else None
 
 
 def file_sha256(path: Path) -> str:
