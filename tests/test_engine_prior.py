@@ -97,6 +97,17 @@ def test_cascade_is_a_damped_full_resolution_pass_on_the_guided_coarse_alpha():
     assert np.abs(got - fine)[unknown].max() > 1e-3
     cascade.cascade_step = 1.0
     np.testing.assert_array_equal(cascade.matte(image, trimap), fine)
+    # detail 0: the guided-upsampled 1024 px alpha itself; the full-resolution pass never runs
+    cascade.cascade_step = 0.0
+    stages.clear()
+    np.testing.assert_allclose(cascade.matte(image, trimap, progress=lambda d, t, s: stages.append(s)),
+                               np.where(unknown, prior, trimap), atol=1e-6)
+    assert "patches" not in stages and "coarse patches" in stages
+
+
+def test_detail_outside_zero_to_one_is_refused():
+    with pytest.raises(ValueError, match="detail"):
+        _cascade_engines(cascade_step=1.5)
 
 
 def test_cascade_on_a_frame_within_the_prior_size_is_the_global_prior():

@@ -4,11 +4,11 @@
 ``prior_max_side`` (with the global classical prior there); its alpha enlarged by guided
 upsampling (the full-resolution plate's colours put back edges the coarse alpha blurred);
 then the full-resolution pass, moved only ``cascade_step`` of the way from that prior to its
-answer. Trained on classical priors, the network over-corrects its own, sharper one:
-undamped, the full-resolution pass loses to the prior it starts from. The step was chosen
-on high-resolution composites of the training images (benchmarks/, mean SAD 19.10 / 18.82 /
-19.31 / 22.20 at steps 0, 0.25, 0.5, 1). Frames within ``prior_max_side`` get the global
-prior and the whole step.
+answer (``hdmatt matte --detail``: 0 keeps the enlarged 1024 px alpha and skips the
+full-resolution pass, 1 takes the pass whole). Trained on classical priors, the network
+over-corrects its own, sharper one: undamped, the full-resolution pass loses to the prior it
+starts from (the measurements that chose the default step: docs/ENGINE.md, "The cascade
+step"). Frames within ``prior_max_side`` get the global prior and the whole step.
 
 The other modes (:data:`.prior.PRIOR_METHODS`) solve the classical prior alone and take the
 whole step.

@@ -61,8 +61,8 @@ class Engine:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if prior not in ("auto",) + PRIOR_MODES:
             raise ValueError(f"prior must be auto, {', '.join(PRIOR_MODES)}, got {prior!r}")
-        if not 0.0 < cascade_step <= 1.0:
-            raise ValueError(f"cascade_step must be in (0, 1], got {cascade_step!r}")
+        if not 0.0 <= cascade_step <= 1.0:
+            raise ValueError(f"cascade_step (detail) must be in [0, 1], got {cascade_step!r}")
         check_settings(patch, overlap, k, pool)
         # a folded copy: the caller's network (e.g. one being trained) stays untouched
         self.net = fold_batchnorm(copy.deepcopy(net).eval()).to(device)
@@ -157,6 +157,9 @@ class Engine:
             prior = np.ascontiguousarray(prior, dtype=np.float32)
         else:
             prior, step = self._prior(image, trimap, progress, cancel)
+        if step == 0.0:          # detail 0: the enlarged coarse alpha, no full-resolution pass
+            alpha[unknown] = prior[unknown]
+            return alpha
         alpha = self._run(image, trimap, prior, progress, cancel)
         if step != 1.0:
             alpha[unknown] = prior[unknown] + step * (alpha[unknown] - prior[unknown])

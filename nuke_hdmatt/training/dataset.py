@@ -251,7 +251,7 @@ def _cascade_overrides(args) -> dict:
         raise UsageError("--prior-cascade must be in (0, 1] and needs --prior-downscale > 0")
     path = Path(args.cascade_weights) if args.cascade_weights else default_weights_path()
     if path is None or not path.is_file():
-        raise UsageError("--cascade-weights: no such weights file", path=str(path or "model/"))
+        raise UsageError("--cascade-weights: no such weights file", path=str(path or "nuke_hdmatt/model/"))
     # the hash pins what made the priors: a folder resumed with other weights is refused
     return {"prior_cascade_probability": args.prior_cascade,
             "prior_cascade_weights": str(path.resolve()), "prior_cascade_sha256": file_sha256(path)}
