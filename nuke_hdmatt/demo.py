@@ -183,22 +183,22 @@ def preview(plate_display: np.ndarray, trimap: np.ndarray, alpha: np.ndarray,
     return np.concatenate([np.clip(p, 0, 1).astype(np.float32) for p in panels], axis=1)
 
 
-def run_demo(args) -> int:
-    """Generate the shot into ``args.output_dir``, matte it like ``hdmatt matte``, preview it.
+def run_demo(output_dir: str, settings) -> int:
+    """Generate the shot into ``output_dir``, matte it like ``hdmatt matte``, preview it.
 
-    ``args`` is the parsed ``hdmatt demo`` namespace (output_dir, weights, device, cache,
-    no_cache, quiet, json_log). Returns the exit code.
+    ``settings`` is the :class:`~nuke_hdmatt.workflow.RunSettings` of the run (weights,
+    device, cache, quiet, JSON log). Returns the exit code.
     """
-    from .cli import run_matte
     from .imaging import read_plate, resolve_config, to_network_space
     from .metrics import sad
     from .shot import MatteJob
+    from .workflow import run_matte
 
-    folder = os.path.abspath(args.output_dir)
+    folder = os.path.abspath(output_dir)
     os.makedirs(folder, exist_ok=True)
     paths = {name: os.path.join(folder, name) for name in
              ("plate.exr", "trimap.exr", "alpha_truth.exr", "alpha.exr", "preview.png")}
-    say = (lambda *a: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+    say = (lambda *a: None) if settings.quiet else (lambda text: print(text, file=sys.stderr))
     say(f"hdmatt demo: generating a {WIDTH}x{HEIGHT} furry plate in {folder}")
     plate, trimap, truth = make_plate()
     _write_image(paths["plate.exr"], plate, ("R", "G", "B"), colorspace=PLATE_COLORSPACE)
@@ -207,7 +207,7 @@ def run_demo(args) -> int:
 
     job = MatteJob(plate=paths["plate.exr"], trimap=paths["trimap.exr"], output=paths["alpha.exr"],
                    foreground="fg")
-    rc = run_matte(args, job)
+    rc = run_matte(job, settings)
     if rc != 0:
         return rc
 

@@ -7,6 +7,19 @@ the CLI turns them into one line and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import signal
+
+# The exit codes of every hdmatt command (the shell convention 128 + signal for a stop).
+EXIT_OK = 0
+EXIT_FAILED_FRAMES = 1   # some frames failed; the others were written
+EXIT_USAGE = 2           # bad input: one line ``prog: error: ...``
+EXIT_INTERNAL = 3        # a bug
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+
+
+def exit_for_signal(signum: int | None) -> int:
+    """Exit code of a run stopped by ``signum`` (Ctrl-C when unknown)."""
+    return 128 + (signum or signal.SIGINT)
 
 
 class HDMattError(Exception):
@@ -92,7 +105,7 @@ def run_reporting(prog: str, body, interrupted: str = "interrupted") -> int:
         return body() or 0
     except HDMattError as exc:
         print(f"{prog}: error: {exc.one_line()}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{prog}: {interrupted}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

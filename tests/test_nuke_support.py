@@ -121,6 +121,28 @@ def test_matte_job_argv_matches_cli_flags():
     assert (args.trimap, args.trimap_from_matte, args.band) == (None, "m.####.exr", 8)
 
 
+@pytest.mark.parametrize("fields", [
+    dict(trimap="/w/trimap.####.exr", trimap_channel="R", plate_colorspace="ACEScg",
+         ocio="ocio://cg-config-latest", cache="/c", layer="hd", patch=256, overlap=24, k=2,
+         pool=12, device="cpu", precision="fp32", prior="global", foreground="fg",
+         premultiplied=True),
+    dict(matte="/w/matte.####.exr", band=8),
+])
+def test_farm_chunk_runs_the_job_the_cli_would_build(fields):
+    """Farm step 2 calls the workflow directly: the same job and engine options as
+    ``hdmatt matte`` parsing the call's argv."""
+    from nuke_hdmatt.cli import build_parser, engine_kwargs, matte_job_from_args
+    from nuke_hdmatt.farm.nuke_job import shot_job
+    call = MatteJob(plate="/w/plate.####.exr", output="/o/alpha.####.exr", frames="1-4",
+                    **fields)
+    args = build_parser().parse_args(call.argv("hdmatt", frames="3-4")[1:])
+    job, settings = shot_job(call, [3, 4])
+    assert job == matte_job_from_args(args)
+    assert settings.engine == engine_kwargs(args)
+    assert (settings.cache, settings.no_cache, settings.json_log) == \
+        (args.cache, args.no_cache, args.json_log)
+
+
 def test_nuke_side_never_imports_torch_or_numpy():
     """What Nuke's Python loads (gizmos/init.py, the node module, the prepass) stays stdlib:
     Nuke ships its own libtorch, and a pip torch or numpy inside it breaks."""
