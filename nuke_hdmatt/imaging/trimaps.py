@@ -26,7 +26,8 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import SizeMismatchError, TrimapError
-from .plates import (Window, open_image, parse_channels, read_plate, frame_path, rewindow,
+from ..sequence import frame_file
+from .plates import (Window, open_image, parse_channels, read_plate, rewindow,
                      subimage_specs)
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def read_trimap(path: str, channel: str | None = None, frame: int | None = None)
     ------
     MissingFileError, PlateError, ChannelError, TrimapError
     """
-    concrete = frame_path(path, frame)
+    concrete = frame_file(path, frame)
     chosen = channel or _default_channel(concrete, frame)
     plate = read_plate(concrete, [chosen], frame=frame)
     raw = plate.pixels[:, :, 0]
