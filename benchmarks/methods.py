@@ -137,15 +137,9 @@ def load_engine(spec: dict):
     return _ENGINES[key]
 
 
-def snap_trimap(trimap: np.ndarray) -> np.ndarray:
-    out = np.full(trimap.shape, 0.5, dtype=np.float32)
-    out[trimap <= 1e-4] = 0.0
-    out[trimap >= 1 - 1e-4] = 1.0
-    return out
-
-
 def _downsampled(spec: dict, image, trimap, stages):
     from nuke_hdmatt.training.resampling import reduce_blocks, resize
+    from nuke_hdmatt.trimap_snap import RESAMPLED_TOLERANCE, snap
     h, w = trimap.shape
     side = spec["downsample"]
     scale = side / max(h, w)
@@ -157,7 +151,7 @@ def _downsampled(spec: dict, image, trimap, stages):
     factor = max(1, int(1 / scale) // 2)
     small_img = resize(reduce_blocks(image, factor), sh, sw)
     # A cell keeps F/B only if it was entirely F/B (same rule as the engine's global prior).
-    small_tri = snap_trimap(resize(reduce_blocks(trimap, factor), sh, sw))
+    small_tri = snap(resize(reduce_blocks(trimap, factor), sh, sw), RESAMPLED_TOLERANCE)
     stages["resample"] = stages.get("resample", 0.0) + time.perf_counter() - t0
     small = run_method({**spec, "downsample": None}, small_img, small_tri, stages)
     t0 = time.perf_counter()

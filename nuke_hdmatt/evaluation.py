@@ -32,6 +32,7 @@ import numpy as np
 
 from .errors import (ArgumentParser, MissingFileError, OutputError, TrimapError, UsageError,
                      run_reporting)
+from .imaging.trimaps import snap_trimap
 from .metrics import METRIC_NAMES, all_metrics
 from .atomic import write_text_atomic
 
@@ -117,9 +118,7 @@ def load_case(dataset_dir, name: str, trimap_set: str):
         raise TrimapError(f"size {raw.shape[1]}x{raw.shape[0]} (alpha {gt.shape[1]}x{gt.shape[0]})"
                           f" differs from the image's {image.shape[1]}x{image.shape[0]}",
                           path=str(tri_path))
-    trimap = np.full(raw.shape, 0.5, np.float32)
-    trimap[raw < 0.1] = 0.0
-    trimap[raw > 0.9] = 1.0
+    trimap = snap_trimap(raw, str(tri_path))
     if not (trimap == 0.5).any():
         raise TrimapError("no unknown pixels to evaluate", path=str(tri_path))
     return np.ascontiguousarray(image), trimap, gt

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 import pytest
 
-from nuke_hdmatt.engine.prior import compute_prior, global_prior, local_prior, snap_resized_trimap
+from nuke_hdmatt.engine.prior import compute_prior, global_prior, local_prior
 
 
 def disc_scene(h=160, w=200):
@@ -47,8 +47,17 @@ def test_a_trimap_without_foreground_gives_one_half_not_an_error():
 
 
 def test_resized_trimap_keeps_known_only_where_a_cell_was_entirely_known():
-    t = np.array([[0.0, 0.25, 1.0, 0.9999999]], np.float32)
-    np.testing.assert_array_equal(snap_resized_trimap(t), [[0.0, 0.5, 1.0, 1.0]])
+    from nuke_hdmatt.engine.prior import downsample
+    # 2x2 cells: all background, background with one unknown, all foreground, mostly
+    # foreground with one pixel a hair below 1 (resampling rounding)
+    trimap = np.array([[0, 0, 0, 0.5, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1, 0.9999999]],
+                      np.float32)
+    _, small = downsample(np.zeros((2, 8, 3), np.float32), trimap, 4)
+    np.testing.assert_array_equal(small, [[0.0, 0.5, 1.0, 1.0]])
+    # a file's anti-aliased 0.15 / 0.85 are known; a resampled cell's mix is not
+    from nuke_hdmatt.trimap_snap import FILE_TOLERANCE, RESAMPLED_TOLERANCE, snap
+    np.testing.assert_array_equal(snap([0.15, 0.85], FILE_TOLERANCE), [0.0, 1.0])
+    np.testing.assert_array_equal(snap([0.15, 0.85], RESAMPLED_TOLERANCE), [0.5, 0.5])
 
 
 def _cascade_engines(**kw):
