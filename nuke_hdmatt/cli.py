@@ -25,7 +25,7 @@ import time
 
 from . import ENGINE_VERSION
 from .errors import ArgumentParser as Parser
-from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, HDMattError, UsageError, exit_for_signal
+from .errors import EXIT_OK, UsageError, run_reporting
 
 # Sub-commands implemented elsewhere and dispatched with the rest of the command line.
 DELEGATED = {
@@ -446,9 +446,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    from .progress import stop_signal
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
+
+    def body() -> int:
         # Delegated commands parse their own options; argparse would reject them here.
         if argv and argv[0] in DELEGATED:
             module, func, _ = DELEGATED[argv[0]]
@@ -458,30 +458,8 @@ def _main(argv: list[str] | None) -> int:
             return _delegate(module, func, argv[2:])
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except HDMattError as exc:
-        print(f"hdmatt: error: {exc.one_line()}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return _interrupted(stop_signal())
-    except BrokenPipeError:
-        return EXIT_OK  # `hdmatt cache ls | head`
-    except Exception as exc:  # a bug: say so in one line unless debugging
-        if stop_signal():
-            # Ctrl-C inside an import or a C extension can surface as another exception
-            # (ImportError: initialization failed): it is still the user's Ctrl-C
-            return _interrupted(stop_signal())
-        if os.environ.get("HDMATT_DEBUG"):
-            raise
-        print(f"hdmatt: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
-              f"(set HDMATT_DEBUG=1 for a traceback)", file=sys.stderr)
-        return EXIT_INTERNAL
 
-
-def _interrupted(signum) -> int:
-    import signal
-    name = "terminated" if signum == signal.SIGTERM else "interrupted"
-    print(f"\nhdmatt: {name}", file=sys.stderr)
-    return exit_for_signal(signum)
+    return run_reporting("hdmatt", body, report_bugs=True)
 
 
 if __name__ == "__main__":

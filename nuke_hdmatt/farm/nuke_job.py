@@ -44,7 +44,8 @@ import shlex
 import sys
 import tempfile
 
-from ..errors import ArgumentParser, HDMattError, UsageError
+from ..errors import EXIT_OK, ArgumentParser, UsageError, run_reporting
+from ..nuke.engine_call import JOB_FILE, EngineCall
 from ..sequence import format_frames, parse_frames
 from .openjd import SPEC_VERSION, default_executable, render_yaml, write_text_atomic
 
@@ -52,7 +53,6 @@ __all__ = ["job_template", "run_chunk", "shot_job", "main", "PREPASS"]
 
 PREPASS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "nuke",
                        "prepass.py")
-JOB_FILE = "matte_job.json"  # written by the prepass (nuke_hdmatt.nuke.prepass.JOB_FILE)
 
 
 def _temp_roots() -> list[str]:
@@ -210,12 +210,11 @@ def run_chunk(work: str, frames: str) -> int:
     UsageError
         No (readable) ``matte_job.json`` in ``work``: step 1 did not run or failed.
     """
-    from ..nuke.engine_call import MatteJob
     from ..workflow import run_matte, setup_logging
     path = os.path.join(work, JOB_FILE)
     try:
         with open(path, encoding="utf-8") as f:
-            call = MatteJob(**json.load(f)["job"])
+            call = EngineCall(**json.load(f)["job"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"no usable prepass output ({exc}); did the ExportInputs step run?",
                          path=path)
@@ -262,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", help="job name")
     ap.add_argument("--job-output", metavar="FILE", help="write the template here, not stdout")
     ap.add_argument("--run-chunk", metavar="DIR", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    try:
+
+    def body() -> int:
+        args = ap.parse_args(argv)
         if not args.frames:
             raise UsageError("--frames is required (e.g. 1001-1100)")
         if args.run_chunk:
@@ -280,7 +280,6 @@ def main(argv: list[str] | None = None) -> int:
             write_text_atomic(args.job_output, text)
         else:
             sys.stdout.write(text)
-    except HDMattError as exc:
-        print(f"hdmatt farm nuke: error: {exc.one_line()}", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_OK
+
+    return run_reporting("hdmatt farm nuke", body)
