@@ -27,7 +27,8 @@ import numpy as np  # noqa: E402
 
 from engine_scaling import SIZES, synthetic_plate  # noqa: E402
 from methods import StageClock, peak_rss_mib  # noqa: E402
-from report import machine_info, machine_line, markdown_table, write_text_atomic  # noqa: E402
+from nuke_hdmatt.atomic import write_text_atomic  # noqa: E402
+from report import machine_info, machine_line, markdown_table  # noqa: E402
 
 NETWORK = ("encode", "cpc", "tgnl", "decode")
 

@@ -30,8 +30,9 @@ import numpy as np  # noqa: E402
 
 from methods import add_weights_argument, chosen_weights, describe_weights, weights_prior_solver  # noqa: E402
 from quality_lowres import TRIMAP_SETS, find_dev_images, load_pair  # noqa: E402
+from nuke_hdmatt.atomic import write_text_atomic  # noqa: E402
 from report import (machine_info, machine_line, markdown_table, results_path, save_figure,  # noqa: E402
-                    update_results_section, write_text_atomic)
+                    update_results_section)
 
 SOLVERS = ("cf", "knn", "sm", "lbdm")
 METRICS = ("sad", "mse", "grad", "conn")

@@ -29,8 +29,9 @@ import numpy as np  # noqa: E402
 
 from methods import (add_weights_argument, chosen_weights, describe_weights, hdmatt_spec,  # noqa: E402
                      pymatting_spec, run_method, warm_up, weights_prior_solver)
+from nuke_hdmatt.atomic import write_text_atomic  # noqa: E402
 from report import (machine_info, machine_line, markdown_table, results_path, save_figure,  # noqa: E402
-                    update_results_section, write_text_atomic)
+                    update_results_section)
 
 TRIMAP_SETS = ("trimap1", "trimap2")
 METRICS = ("sad", "mse", "grad", "conn")

@@ -342,8 +342,8 @@ def cmd_farm_openjd(args: argparse.Namespace) -> int:
         # a Deadline Cloud job bundle is a folder holding template.yaml
         os.makedirs(args.bundle, exist_ok=True)
     if target and target != "-":
-        from .farm.openjd import write_text_atomic
-        write_text_atomic(target, text)
+        from .farm.openjd import write_template
+        write_template(target, text)
         print(f"hdmatt: wrote {target}", file=sys.stderr)
         if args.bundle:
             print(f"hdmatt: submit with: deadline bundle submit {args.bundle}", file=sys.stderr)

@@ -47,7 +47,7 @@ import tempfile
 from ..errors import EXIT_OK, ArgumentParser, UsageError, run_reporting
 from ..nuke.engine_call import JOB_FILE, EngineCall
 from ..sequence import format_frames, parse_frames
-from .openjd import SPEC_VERSION, default_executable, render_yaml, write_text_atomic
+from .openjd import SPEC_VERSION, default_executable, render_yaml, write_template
 
 __all__ = ["job_template", "run_chunk", "shot_job", "main", "PREPASS"]
 
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                                 gpu=args.gpu, name=args.name)
         text = render_yaml(template)
         if args.job_output:
-            write_text_atomic(args.job_output, text)
+            write_template(args.job_output, text)
         else:
             sys.stdout.write(text)
         return EXIT_OK
