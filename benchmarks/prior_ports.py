@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from quality_lowres import TRIMAP_SETS, find_dev_images, load_pair  # noqa: E402
+from nuke_hdmatt.devset import load_case  # noqa: E402
+from quality_lowres import TRIMAP_SETS, find_dev_images  # noqa: E402
 from report import machine_info, machine_line, markdown_table, publish  # noqa: E402
 
 SOLVERS = ("cf", "sm")
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     rows, sums = [], {s: [] for s in SOLVERS}
     for name in args.names:
         for ts in TRIMAP_SETS:
-            image, trimap, _ = load_pair(args.dev, name, ts)
+            image, trimap, _ = load_case(args.dev, name, ts)
             image = np.clip(image, 0, 1)
             u = trimap == 0.5
             row = [name, ts, f"{u.mean():.1%}"]

@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 from methods import add_weights_argument, chosen_weights, describe_weights, weights_prior_solver  # noqa: E402
-from quality_lowres import TRIMAP_SETS, find_dev_images, load_pair  # noqa: E402
+from nuke_hdmatt.devset import load_case  # noqa: E402
+from quality_lowres import TRIMAP_SETS, find_dev_images  # noqa: E402
 from nuke_hdmatt.atomic import write_text_atomic  # noqa: E402
 from report import (machine_info, machine_line, markdown_table, results_path, save_figure,  # noqa: E402
                     update_results_section)
@@ -49,7 +50,7 @@ def solve_all(args, names) -> tuple[dict, dict]:
     alphas, seconds = {}, dict.fromkeys(args.solvers, 0.0)
     for name in names:
         for ts in TRIMAP_SETS:
-            image, tri, _ = load_pair(args.dev, name, ts)
+            image, tri, _ = load_case(args.dev, name, ts)
             for s in args.solvers:
                 t0 = time.perf_counter()
                 alphas[(name, ts, s)] = solve(image, tri, s)
@@ -79,7 +80,7 @@ def score(args, names, alphas, seconds, weights) -> list[dict]:
     for name in names:
         split = "val" if name in VALIDATION_IMAGES else "train"
         for ts in TRIMAP_SETS:
-            image, tri, gt = load_pair(args.dev, name, ts)
+            image, tri, gt = load_case(args.dev, name, ts)
             for combo in combinations(args.solvers):
                 prior = np.mean([alphas[(name, ts, s)] for s in combo], axis=0)
                 rows.append({"image": name, "split": split, "trimap": ts, "method": "+".join(combo),

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from methods import (add_weights_argument, chosen_weights, describe_weights, hdmatt_spec,  # noqa: E402
                      pymatting_spec, run_method, warm_up, weights_prior_solver)
 from nuke_hdmatt.atomic import write_text_atomic  # noqa: E402
+from nuke_hdmatt.devset import load_case  # noqa: E402
 from report import (machine_info, machine_line, markdown_table, results_path, save_figure,  # noqa: E402
                     update_results_section)
 
@@ -53,16 +54,6 @@ def method_specs(weights: list[Path], lkm: str) -> tuple[list[dict], str]:
     return specs, note
 
 
-def load_pair(dev: Path, name: str, trimap_set: str):
-    from nuke_hdmatt.training.validation import read_png, snap
-    image = read_png(dev / "image" / f"{name}.png")[..., :3].astype(np.float32)
-    gt = read_png(dev / "alpha" / f"{name}.png")
-    tri = read_png(dev / trimap_set / f"{name}.png")
-    gt = (gt[..., 0] if gt.ndim == 3 else gt).astype(np.float32)
-    tri = snap(tri[..., 0] if tri.ndim == 3 else tri)
-    return image, tri, gt
-
-
 def run(args, specs) -> list[dict]:
     from nuke_hdmatt.metrics import all_metrics
     from nuke_hdmatt.training import VALIDATION_IMAGES
@@ -72,7 +63,7 @@ def run(args, specs) -> list[dict]:
     for name in args.names:
         split = "val" if name in VALIDATION_IMAGES else "train"
         for ts in TRIMAP_SETS:
-            image, tri, gt = load_pair(args.dev, name, ts)
+            image, tri, gt = load_case(args.dev, name, ts)
             for spec in specs:
                 if spec.get("only_val") and split != "val":
                     continue

@@ -270,14 +270,13 @@ def test_ported_solvers_match_pymatting_on_dev_images():
     benchmarks/prior_ports.py); here the smallest unknown region, to stay quick."""
     pymatting = pytest.importorskip("pymatting")
     from nuke_hdmatt.training import shared_data_dir
-    from nuke_hdmatt.training.validation import read_png, snap
+    from nuke_hdmatt.devset import load_case
     dev = shared_data_dir() / "alphamatting-dev"
     if not (dev / "image").is_dir():
         pytest.skip(f"{dev} not found")
     for name, ts in (("GT05", "trimap1"),):
-        image = np.clip(read_png(dev / "image" / f"{name}.png")[..., :3], 0, 1).astype(np.float32)
-        tri = read_png(dev / ts / f"{name}.png")
-        tri = snap(tri[..., 0] if tri.ndim == 3 else tri)
+        image, tri, _ = load_case(dev, name, ts)
+        image = np.clip(image, 0, 1)
         u = tri == 0.5
         for solver, fn in (("cf", pymatting.estimate_alpha_cf), ("sm", pymatting.estimate_alpha_sm)):
             want = np.clip(fn(image.astype(np.float64), tri.astype(np.float64)), 0, 1)
