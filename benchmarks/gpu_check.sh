@@ -26,7 +26,7 @@ HDMATT_GPU_REPORT="$OUT/cuda_report.jsonl" timeout 200 python3 -m pytest -q -rs 
     -o addopts="" tests/test_engine_cuda.py 2>&1 | tee "$OUT/cuda_tests.log"
 tests_rc=${PIPESTATUS[0]}
 echo "CUDA tests: rc $tests_rc in $((SECONDS - start)) s"
-timeout $((340 - (SECONDS - start))) python3 benchmarks/gpu_check.py --device cuda --out "$OUT" 2>&1 | tee "$OUT/gpu_check.log"
+timeout $((340 - (SECONDS - start))) python3 -m benchmarks.gpu_check --device cuda --out "$OUT" 2>&1 | tee "$OUT/gpu_check.log"
 bench_rc=${PIPESTATUS[0]}
 echo "scaling + 6K split: rc $bench_rc; total $((SECONDS - start)) s"
 exit $(( tests_rc != 0 ? tests_rc : bench_rc ))

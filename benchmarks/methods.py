@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from report import REPO
+from .report import REPO
 
 PYMATTING_KINDS = ("cf", "knn", "lkm")
-WORKER = Path(__file__).resolve().parent / "method_worker.py"
+WORKER = "benchmarks.method_worker"  # run as a module: the package imports its siblings
 
 
 def found_weights(model_dir: Path = REPO / "model") -> list[Path]:
@@ -375,7 +375,7 @@ def run_isolated(spec: dict, image: np.ndarray, trimap: np.ndarray, threads: int
         np.save(tmp / "trimap.npy", trimap)
         if prior is not None:
             np.save(tmp / "prior.npy", prior)
-        cmd = [sys.executable, str(WORKER), "--spec", json.dumps(spec), "--dir", str(tmp),
+        cmd = [sys.executable, "-m", WORKER, "--spec", json.dumps(spec), "--dir", str(tmp),
                "--threads", str(threads)]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads),
                    MKL_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))

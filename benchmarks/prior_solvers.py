@@ -10,8 +10,8 @@ so those images are a fair test of the priors alone, and the validation images s
 out for the model's numbers. (The network rows on training images are not fair: it has
 seen those foregrounds.)
 
-    .venv/bin/python benchmarks/prior_solvers.py --quick   # validation images, cf/knn/sm
-    .venv/bin/python benchmarks/prior_solvers.py           # all 18 images, all four solvers
+    .venv/bin/python -m benchmarks.prior_solvers --quick   # validation images, cf/knn/sm
+    .venv/bin/python -m benchmarks.prior_solvers           # all 18 images, all four solvers
 
 Writes ``results/prior_solvers[_quick].md`` and ``..._sad.png`` and a RESULTS.md section.
 """
@@ -22,18 +22,16 @@ import argparse
 import itertools
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from nuke_hdmatt.atomic import write_text_atomic
+from nuke_hdmatt.devset import load_case
 
-from methods import add_weights_argument, chosen_weights, describe_weights, weights_prior_solver  # noqa: E402
-from nuke_hdmatt.devset import load_case  # noqa: E402
-from quality_lowres import TRIMAP_SETS, find_dev_images  # noqa: E402
-from nuke_hdmatt.atomic import write_text_atomic  # noqa: E402
-from report import (machine_info, machine_line, markdown_table, results_path, save_figure,  # noqa: E402
-                    update_results_section)
+from .methods import add_weights_argument, chosen_weights, describe_weights, weights_prior_solver
+from .quality_lowres import TRIMAP_SETS, find_dev_images
+from .report import (machine_info, machine_line, markdown_table, results_path, save_figure,
+                     update_results_section)
 
 SOLVERS = ("cf", "knn", "sm", "lbdm")
 METRICS = ("sad", "mse", "grad", "conn")
