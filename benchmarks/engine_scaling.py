@@ -18,8 +18,8 @@ and, once per size, the imaging layer's cost for a frame of that size: reading a
 EXR (OpenImageIO), the OCIO conversion ACEScg -> sRGB-encoded Rec.709, and writing the
 alpha EXR. Ratios (engine / whole image, engine / closed-form) come from the same run.
 
-    .venv/bin/python benchmarks/engine_scaling.py --quick      # 1K and 2K
-    .venv/bin/python benchmarks/engine_scaling.py --threads 2  # 1K-8K
+    .venv/bin/python -m benchmarks.engine_scaling --quick      # 1K and 2K
+    .venv/bin/python -m benchmarks.engine_scaling --threads 2  # 1K-8K
 """
 
 from __future__ import annotations
@@ -30,14 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from highres_strategies import predicted_cf_gib  # noqa: E402
-from methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, pymatting_spec, run_isolated  # noqa: E402
-from report import (MEMORY_NOTE, REPO, available_gib, machine_info, machine_line,  # noqa: E402
-                    markdown_table, publish, results_path, save_figure)
+from .highres_strategies import predicted_cf_gib
+from .methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, pymatting_spec, run_isolated
+from .report import (MEMORY_NOTE, REPO, available_gib, machine_info, machine_line,
+                     markdown_table, publish, results_path, save_figure)
 
 SIZES = {"1K": (1024, 540), "2K": (2048, 1080), "4K": (4096, 2160), "6K": (6144, 3240),
          "8K": (8192, 4320)}
@@ -120,7 +118,7 @@ def run(args) -> dict:
     engine = hdmatt_spec(main, label="engine")
     whole = {**hdmatt_spec(main, label="whole image"), "kind": "whole"}
     cf = pymatting_spec("cf")
-    from hr_composites import backgrounds_6k
+    from .hr_composites import backgrounds_6k
     from nuke_hdmatt.training.sources import read_image
     bg_photo = read_image(backgrounds_6k()[0])[..., :3]
     rows, io_rows = [], []
@@ -259,7 +257,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-whole-gib", type=float, default=8.0,
                     help="skip whole-image runs predicted above this (2K needs about 18 GiB)")
     args = ap.parse_args(argv)
-    from hr_composites import backgrounds_6k
+    from .hr_composites import backgrounds_6k
     if not backgrounds_6k():
         print("engine_scaling: no 6K background in shared/data/backgrounds", file=sys.stderr)
         return 2

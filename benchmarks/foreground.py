@@ -21,26 +21,25 @@ own process: the engine's alpha, then the foreground; CPU seconds (the process's
 processes on a shared machine do not inflate as they do wall time) and wall seconds of each,
 and the process's peak RSS after each.
 
-    .venv/bin/python benchmarks/foreground.py --quick   # 2 images at 800 px and at full size
-    .venv/bin/python benchmarks/foreground.py           # the 5 validation images
+    .venv/bin/python -m benchmarks.foreground --quick   # 2 images at 800 px and at full size
+    .venv/bin/python -m benchmarks.foreground           # the 5 validation images
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import hr_composites as hrc  # noqa: E402
-from report import MEMORY_NOTE, machine_info, machine_line, markdown_table, publish  # noqa: E402
+from . import hr_composites as hrc
+from .report import MEMORY_NOTE, REPO, machine_info, machine_line, markdown_table, publish
 
 #: Unknown band half-width at 800 px (the high-resolution frames use hr_composites.BAND).
 BAND_800 = 4
@@ -127,7 +126,7 @@ def measure(engine, frame: dict, index: int, size_label: str) -> list[dict]:
 # ---- 6K timing, in its own process ------------------------------------------------------
 def worker_6k(folder: Path, threads: int) -> int:
     import torch
-    from methods import peak_rss_mib, reset_peak_rss, rss_now_mib
+    from .methods import peak_rss_mib, reset_peak_rss, rss_now_mib
     from nuke_hdmatt.engine import Engine
     torch.set_num_threads(threads)
     image, trimap = np.load(folder / "image.npy"), np.load(folder / "trimap.npy")
@@ -151,7 +150,7 @@ def worker_6k(folder: Path, threads: int) -> int:
 
 
 def timing_6k(threads: int, fraction: float = 0.10) -> dict:
-    from engine_scaling import synthetic_plate
+    from .engine_scaling import synthetic_plate
     bg = hrc._read_rgb(hrc.backgrounds_6k()[0])
     image, trimap, _ = synthetic_plate(6144, 3240, fraction, bg)
     print(f"6K timing: 6144x3240, {np.mean(trimap == 0.5):.1%} unknown", flush=True)
@@ -159,8 +158,10 @@ def timing_6k(threads: int, fraction: float = 0.10) -> dict:
         np.save(Path(tmp) / "image.npy", image)
         np.save(Path(tmp) / "trimap.npy", trimap)
         del image, trimap
-        subprocess.run([sys.executable, __file__, "--worker-6k", tmp, "--threads", str(threads)],
-                       check=True)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        subprocess.run([sys.executable, "-m", "benchmarks.foreground", "--worker-6k", tmp,
+                        "--threads", str(threads)], check=True, env=env)
         stats = json.loads((Path(tmp) / "stats.json").read_text())
     print(f"  matte {stats['matte_cpu_s']:.1f} s CPU ({stats['matte_s']:.1f} s wall), foreground "
           f"{stats['fg_cpu_s']:.1f} s CPU ({stats['fg_s']:.1f} s wall), peak RSS "

@@ -7,8 +7,8 @@ unknown split into prior (classical solve at 1024 px), network (encode, CPC, TGN
 both cascade passes), guided upsampling and other. Each row: wall time after a warm-up
 frame, peak GPU memory (``torch.cuda.max_memory_allocated``) on CUDA, peak RSS.
 
-    python3 benchmarks/gpu_check.py --device cuda --out "$OUT"        # benchmarks/gpu_check.sh
-    .venv/bin/python benchmarks/gpu_check.py --device cpu --threads 2 --rows 6k   # the split on CPU
+    python3 -m benchmarks.gpu_check --device cuda --out "$OUT"        # benchmarks/gpu_check.sh
+    .venv/bin/python -m benchmarks.gpu_check --device cpu --threads 2 --rows 6k   # the split on CPU
 
 Writes ``gpu_check.md`` and ``gpu_check.json`` into ``--out``.
 """
@@ -21,13 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from nuke_hdmatt.atomic import write_text_atomic
 
-from engine_scaling import SIZES, synthetic_plate  # noqa: E402
-from methods import StageClock, peak_rss_mib  # noqa: E402
-from report import machine_info, machine_line, markdown_table, write_text_atomic  # noqa: E402
+from .engine_scaling import SIZES, synthetic_plate
+from .methods import StageClock, peak_rss_mib
+from .report import machine_info, machine_line, markdown_table
 
 NETWORK = ("encode", "cpc", "tgnl", "decode")
 

@@ -28,7 +28,7 @@ HDMATT_GPU_REPORT="$OUT/cuda_report.jsonl" timeout $((budget * 55 / 100)) python
     -o addopts="" tests/test_engine_cuda.py 2>&1 | tee "$OUT/cuda_tests.log"
 tests_rc=${PIPESTATUS[0]}
 echo "CUDA tests: rc $tests_rc in $((SECONDS - start)) s"
-timeout $((budget - (SECONDS - start))) python3 benchmarks/gpu_check.py --device cuda --out "$OUT" 2>&1 | tee "$OUT/gpu_check.log"
+timeout $((budget - (SECONDS - start))) python3 -m benchmarks.gpu_check --device cuda --out "$OUT" 2>&1 | tee "$OUT/gpu_check.log"
 bench_rc=${PIPESTATUS[0]}
 echo "scaling + 6K split: rc $bench_rc; total $((SECONDS - start)) s"
 exit $(( tests_rc != 0 ? tests_rc : bench_rc ))

@@ -19,8 +19,8 @@ Each method runs in its own process (peak RSS from ``ru_maxrss``). Writes
 ``results/highres_strategies[_quick].md``, ``..._sad.png`` (SAD and time per method) and
 ``..._crops.png`` (side-by-side hair crops), and a section of ``RESULTS.md``.
 
-    .venv/bin/python benchmarks/highres_strategies.py --quick     # GT24 at half size
-    .venv/bin/python benchmarks/highres_strategies.py --threads 2  # all 5, full size
+    .venv/bin/python -m benchmarks.highres_strategies --quick     # GT24 at half size
+    .venv/bin/python -m benchmarks.highres_strategies --threads 2  # all 5, full size
 """
 
 from __future__ import annotations
@@ -30,14 +30,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import hr_composites as hrc  # noqa: E402
-from methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, pymatting_spec, run_isolated, weights_variant  # noqa: E402
-from report import (MEMORY_NOTE, available_gib, machine_info, machine_line,  # noqa: E402
-                    markdown_table, publish, results_path, save_figure)
+from . import hr_composites as hrc
+from .methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, pymatting_spec, run_isolated, weights_variant
+from .report import (MEMORY_NOTE, available_gib, machine_info, machine_line,
+                     markdown_table, publish, results_path, save_figure)
 
 # Measured here: closed-form took 7.3 GiB on a 3280x2310 plate with 32 % unknown pixels
 # (about 3.2 KiB per unknown pixel: the sparse Laplacian holds 81 entries per window).

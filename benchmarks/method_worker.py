@@ -12,11 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from methods import peak_rss_mib, reset_peak_rss, rss_now_mib, run_method, warm_up  # noqa: E402
+from .methods import peak_rss_mib, reset_peak_rss, rss_now_mib, run_method, warm_up
 
 
 def main() -> int:
@@ -42,7 +40,7 @@ def main() -> int:
     stats = {"wall_s": wall, "peak_rss_mib": peak_rss_mib(), "base_rss_mib": base,
              "stages": stages, "frame_mib": (image.nbytes + trimap.nbytes) / 2**20, "peak_reset": reset}
     if spec["kind"] == "hdmatt":
-        from methods import load_engine
+        from .methods import load_engine
         eng = load_engine(spec)
         stats["engine"] = eng.params()
         stats["weights_id"] = eng.weights_id

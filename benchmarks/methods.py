@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from report import REPO
+from .report import REPO
 
 PYMATTING_KINDS = ("cf", "knn", "lkm")
-WORKER = Path(__file__).resolve().parent / "method_worker.py"
+WORKER = "benchmarks.method_worker"  # run as a module: the package imports its siblings
 
 
 def found_weights(model_dir: Path = REPO / "nuke_hdmatt" / "model") -> list[Path]:
@@ -132,15 +132,9 @@ def load_engine(spec: dict):
     return _ENGINES[key]
 
 
-def snap_trimap(trimap: np.ndarray) -> np.ndarray:
-    out = np.full(trimap.shape, 0.5, dtype=np.float32)
-    out[trimap <= 1e-4] = 0.0
-    out[trimap >= 1 - 1e-4] = 1.0
-    return out
-
-
 def _downsampled(spec: dict, image, trimap, stages):
     from nuke_hdmatt.training.resampling import reduce_blocks, resize
+    from nuke_hdmatt.trimap_snap import RESAMPLED_TOLERANCE, snap
     h, w = trimap.shape
     side = spec["downsample"]
     scale = side / max(h, w)
@@ -152,7 +146,7 @@ def _downsampled(spec: dict, image, trimap, stages):
     factor = max(1, int(1 / scale) // 2)
     small_img = resize(reduce_blocks(image, factor), sh, sw)
     # A cell keeps F/B only if it was entirely F/B (same rule as the engine's global prior).
-    small_tri = snap_trimap(resize(reduce_blocks(trimap, factor), sh, sw))
+    small_tri = snap(resize(reduce_blocks(trimap, factor), sh, sw), RESAMPLED_TOLERANCE)
     stages["resample"] = stages.get("resample", 0.0) + time.perf_counter() - t0
     small = run_method({**spec, "downsample": None}, small_img, small_tri, stages)
     t0 = time.perf_counter()
@@ -363,7 +357,7 @@ def run_isolated(spec: dict, image: np.ndarray, trimap: np.ndarray, threads: int
         np.save(tmp / "trimap.npy", trimap)
         if prior is not None:
             np.save(tmp / "prior.npy", prior)
-        cmd = [sys.executable, str(WORKER), "--spec", json.dumps(spec), "--dir", str(tmp),
+        cmd = [sys.executable, "-m", WORKER, "--spec", json.dumps(spec), "--dir", str(tmp),
                "--threads", str(threads)]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads),
                    MKL_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))

@@ -11,9 +11,9 @@ within 2 %, the faster one). The full mode also times one 6K frame (6000x4000: a
 truth upsampled to fill a 6K background, see ``hr_composites.frame_6k``) with the D engine
 on CPU, split between the prior and the network.
 
-    .venv/bin/python benchmarks/prior_methods.py --quick       # GT24 at half size, no 6K
-    .venv/bin/python benchmarks/prior_methods.py --threads 2   # 5 images + the 6K frame
-    .venv/bin/python benchmarks/prior_methods.py --six-k-only  # just the 6K timing
+    .venv/bin/python -m benchmarks.prior_methods --quick       # GT24 at half size, no 6K
+    .venv/bin/python -m benchmarks.prior_methods --threads 2   # 5 images + the 6K frame
+    .venv/bin/python -m benchmarks.prior_methods --six-k-only  # just the 6K timing
 
 Without trained variant-D weights the engine rows use an untrained light D network, which
 is initialised to return its prior unchanged: they then time the pipeline only.
@@ -26,16 +26,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import hr_composites as hrc  # noqa: E402
-from highres_strategies import measure  # noqa: E402
-from methods import (add_weights_argument, chosen_weights, describe_weights, hdmatt_spec,  # noqa: E402
-                     weights_prior_solver, weights_variant)
-from report import (machine_info, machine_line, markdown_table, publish, results_path,  # noqa: E402
-                    save_figure)
+from . import hr_composites as hrc
+from .highres_strategies import measure
+from .methods import (add_weights_argument, chosen_weights, describe_weights, hdmatt_spec,
+                      weights_prior_solver, weights_variant)
+from .report import (machine_info, machine_line, markdown_table, publish, results_path,
+                     save_figure)
 
 PRIORS = ("global", "local")
 NETWORK_STAGES = ("encode", "cpc", "tgnl", "decode")

@@ -6,8 +6,8 @@ engine's solve (``nuke_hdmatt.engine.prior.solve``) and PyMatting's ``estimate_a
 ``estimate_alpha_sm`` (the peer, an optional extra), and both solve times from the same run
 (PyMatting warmed up first: numba compiles its kernels on first call).
 
-    .venv/bin/python benchmarks/prior_ports.py --names GT05 GT24 --threads 2
-    .venv/bin/python benchmarks/prior_ports.py                 # all 18 images
+    .venv/bin/python -m benchmarks.prior_ports --names GT05 GT24 --threads 2
+    .venv/bin/python -m benchmarks.prior_ports                 # all 18 images
 
 Writes ``results/prior_ports.md`` and a RESULTS.md section.
 """
@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from nuke_hdmatt.devset import load_case
 
-from quality_lowres import TRIMAP_SETS, find_dev_images, load_pair  # noqa: E402
-from report import machine_info, machine_line, markdown_table, publish  # noqa: E402
+from .quality_lowres import TRIMAP_SETS, find_dev_images
+from .report import machine_info, machine_line, markdown_table, publish
 
 SOLVERS = ("cf", "sm")
 
@@ -51,7 +50,7 @@ def main(argv=None) -> int:
     rows, sums = [], {s: [] for s in SOLVERS}
     for name in args.names:
         for ts in TRIMAP_SETS:
-            image, trimap, _ = load_pair(args.dev, name, ts)
+            image, trimap, _ = load_case(args.dev, name, ts)
             image = np.clip(image, 0, 1)
             u = trimap == 0.5
             row = [name, ts, f"{u.mean():.1%}"]

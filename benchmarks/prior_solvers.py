@@ -10,8 +10,8 @@ so those images are a fair test of the priors alone, and the validation images s
 out for the model's numbers. (The network rows on training images are not fair: it has
 seen those foregrounds.)
 
-    .venv/bin/python benchmarks/prior_solvers.py --quick   # validation images, cf/knn/sm
-    .venv/bin/python benchmarks/prior_solvers.py           # all 18 images, all four solvers
+    .venv/bin/python -m benchmarks.prior_solvers --quick   # validation images, cf/knn/sm
+    .venv/bin/python -m benchmarks.prior_solvers           # all 18 images, all four solvers
 
 Writes ``results/prior_solvers[_quick].md`` and ``..._sad.png`` and a RESULTS.md section.
 """
@@ -22,16 +22,16 @@ import argparse
 import itertools
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from nuke_hdmatt.atomic import write_text_atomic
+from nuke_hdmatt.devset import load_case
 
-from methods import add_weights_argument, chosen_weights, describe_weights, weights_prior_solver  # noqa: E402
-from quality_lowres import TRIMAP_SETS, find_dev_images, load_pair  # noqa: E402
-from report import (machine_info, machine_line, markdown_table, results_path, save_figure,  # noqa: E402
-                    update_results_section, write_text_atomic)
+from .methods import add_weights_argument, chosen_weights, describe_weights, weights_prior_solver
+from .quality_lowres import TRIMAP_SETS, find_dev_images
+from .report import (machine_info, machine_line, markdown_table, results_path, save_figure,
+                     update_results_section)
 
 SOLVERS = ("cf", "knn", "sm", "lbdm")
 METRICS = ("sad", "mse", "grad", "conn")
@@ -48,7 +48,7 @@ def solve_all(args, names) -> tuple[dict, dict]:
     alphas, seconds = {}, dict.fromkeys(args.solvers, 0.0)
     for name in names:
         for ts in TRIMAP_SETS:
-            image, tri, _ = load_pair(args.dev, name, ts)
+            image, tri, _ = load_case(args.dev, name, ts)
             for s in args.solvers:
                 t0 = time.perf_counter()
                 alphas[(name, ts, s)] = solve(image, tri, s)
@@ -78,7 +78,7 @@ def score(args, names, alphas, seconds, weights) -> list[dict]:
     for name in names:
         split = "val" if name in VALIDATION_IMAGES else "train"
         for ts in TRIMAP_SETS:
-            image, tri, gt = load_pair(args.dev, name, ts)
+            image, tri, gt = load_case(args.dev, name, ts)
             for combo in combinations(args.solvers):
                 prior = np.mean([alphas[(name, ts, s)] for s in combo], axis=0)
                 rows.append({"image": name, "split": split, "trimap": ts, "method": "+".join(combo),

@@ -8,8 +8,8 @@ these foregrounds, composited over other backgrounds, during training: not a fai
 Time per image is wall time of one call after a warm-up call (numba compilation and torch's
 first-call setup excluded); for variant D it includes the engine's own classical prior.
 
-    .venv/bin/python benchmarks/quality_lowres.py --quick   # 5 validation images, no LKM
-    .venv/bin/python benchmarks/quality_lowres.py           # all 18 (LKM on validation only)
+    .venv/bin/python -m benchmarks.quality_lowres --quick   # 5 validation images, no LKM
+    .venv/bin/python -m benchmarks.quality_lowres           # all 18 (LKM on validation only)
 
 Writes ``results/quality_lowres[_quick].md`` and ``..._sad.png`` and a RESULTS.md section,
 with the issue-9 target check (mean SAD and Conn at most 0.85 x closed-form's, MSE and Grad
@@ -23,14 +23,15 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from nuke_hdmatt.atomic import write_text_atomic
+from nuke_hdmatt.devset import load_case
 
-from methods import (add_weights_argument, chosen_weights, describe_weights, hdmatt_spec,  # noqa: E402
-                     pymatting_spec, run_method, warm_up, weights_prior_solver)
-from report import (machine_info, machine_line, markdown_table, results_path, save_figure,  # noqa: E402
-                    update_results_section, write_text_atomic)
+from .methods import (add_weights_argument, chosen_weights, describe_weights, hdmatt_spec,
+                      pymatting_spec, run_method, warm_up, weights_prior_solver)
+from .report import (machine_info, machine_line, markdown_table, results_path, save_figure,
+                     update_results_section)
 
 TRIMAP_SETS = ("trimap1", "trimap2")
 METRICS = ("sad", "mse", "grad", "conn")
@@ -52,16 +53,6 @@ def method_specs(weights: list[Path], lkm: str) -> tuple[list[dict], str]:
     return specs, note
 
 
-def load_pair(dev: Path, name: str, trimap_set: str):
-    from nuke_hdmatt.training.validation import read_png, snap
-    image = read_png(dev / "image" / f"{name}.png")[..., :3].astype(np.float32)
-    gt = read_png(dev / "alpha" / f"{name}.png")
-    tri = read_png(dev / trimap_set / f"{name}.png")
-    gt = (gt[..., 0] if gt.ndim == 3 else gt).astype(np.float32)
-    tri = snap(tri[..., 0] if tri.ndim == 3 else tri)
-    return image, tri, gt
-
-
 def run(args, specs) -> list[dict]:
     from nuke_hdmatt.metrics import all_metrics
     from nuke_hdmatt.training import VALIDATION_IMAGES
@@ -71,7 +62,7 @@ def run(args, specs) -> list[dict]:
     for name in args.names:
         split = "val" if name in VALIDATION_IMAGES else "train"
         for ts in TRIMAP_SETS:
-            image, tri, gt = load_pair(args.dev, name, ts)
+            image, tri, gt = load_case(args.dev, name, ts)
             for spec in specs:
                 if spec.get("only_val") and split != "val":
                     continue

@@ -1,10 +1,16 @@
-"""Atomic writes for weights, checkpoints, cached data, job templates and reports: write a
-temp file in the target's folder, then rename, so a killed run never leaves a half-written
-file that a later run would trust, and a failed run never clobbers the previous file.
+"""Atomic writes for every file this project writes (alphas, weights, checkpoints, cached
+data, job templates, reports, the Nuke hook): write a temp file in the target's folder, then
+rename, so a killed run never leaves a half-written file that a later run would trust, and a
+failed run never clobbers the previous file. Otherwise as ``open(path, "w")``: a symlink is
+written through (its target is what the user keeps: dotfiles, a studio file), an existing
+file keeps its permissions and a new one gets the umask's.
 
-Standard library only at import time (the Nuke side may use it); numpy and OpenImageIO
-are imported by the functions that need them. (Images the product outputs go through
-``imaging.writing``, which also fsyncs and keeps OIIO's specs.)"""
+Temp files are named ``.<stem>.<random><suffix>`` beside the target, which is how
+``imaging.writing.remove_stale_temps`` and ``nuke.engine_call.remove_partial_outputs``
+recognise what a killed run left.
+
+Standard library only at import time (the Nuke side and ``install.py`` use it); numpy and
+OpenImageIO are imported by the functions that need them."""
 
 from __future__ import annotations
 
@@ -13,28 +19,59 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_path", "save_npz_atomic", "save_npy_atomic", "write_png_atomic",
+__all__ = ["atomic_path", "temp_beside", "save_npz_atomic", "save_npy_atomic", "write_png_atomic",
            "write_text_atomic"]
 
 
-@contextlib.contextmanager
-def atomic_path(path, suffix: str = ".tmp"):
-    """Yield a temp path beside ``path``; on success rename it onto ``path``, on any
-    error remove it and re-raise."""
+def temp_beside(path, suffix: str = ".tmp") -> str:
+    """A new empty temp file in ``path``'s folder, named ``.<stem>.<random><suffix>``.
+
+    Raises
+    ------
+    OSError
+        The folder does not take files.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
     os.close(fd)
+    return tmp
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = ".tmp", *, fsync: bool = False, make_folder: bool = True):
+    """Yield a temp path beside ``path``; on success rename it onto ``path``, on any
+    error remove it and re-raise.
+
+    ``fsync`` flushes the temp file to disk before the rename (outputs others read at once:
+    a farm's alphas); ``make_folder`` creates missing parent folders.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    if make_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_beside(path, suffix)
     try:
         yield tmp
-        # mkstemp creates 0600; the final file gets the permissions a plain open() would
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
+        if fsync:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        os.chmod(tmp, _final_mode(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _final_mode(path: Path) -> int:
+    # mkstemp creates 0600; the final file gets the permissions a plain open() would give
+    # it (the existing file's, else the umask's), so the farm and other users can read it
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def save_npz_atomic(path, compressed: bool = True, **arrays) -> None:

@@ -18,18 +18,14 @@ torch is imported only by commands that run the network (``matte``, ``demo``), s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import logging
 import os
 import sys
 import time
-import warnings
 
 from . import ENGINE_VERSION
-from .errors import ArgumentParser as Parser, HDMattError, UsageError
-
-EXIT_OK, EXIT_FAILED_FRAMES, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from .errors import ArgumentParser as Parser
+from .errors import EXIT_OK, UsageError, run_reporting
 
 # Sub-commands implemented elsewhere and dispatched with the rest of the command line.
 DELEGATED = {
@@ -139,6 +135,14 @@ def matte_argv(args: argparse.Namespace, actions: list[argparse.Action]) -> list
     return words
 
 
+def run_settings(args: argparse.Namespace):
+    """The :class:`~nuke_hdmatt.workflow.RunSettings` of parsed ``matte``/``demo`` options."""
+    from .workflow import RunSettings
+    return RunSettings(engine=engine_kwargs(args), cache=getattr(args, "cache", None),
+                       no_cache=bool(args.no_cache), quiet=bool(args.quiet),
+                       json_log=args.json_log)
+
+
 def engine_kwargs(args: argparse.Namespace) -> dict:
     """Engine.load keyword arguments from the options the user actually gave."""
     kw = {name: getattr(args, name) for name in
@@ -183,30 +187,6 @@ def resolve_weights(args: argparse.Namespace) -> None:
                            f"shipped at {BUNDLED_WEIGHTS} (reinstall, or give --weights FILE)")
 
 
-def load_engine(args: argparse.Namespace, reporter):
-    """Load the engine once for this invocation (imports torch)."""
-    kw = engine_kwargs(args)
-    if kw.get("weights") and not os.path.isfile(kw["weights"]):
-        raise UsageError("weights file not found", path=kw["weights"])
-    t0 = time.monotonic()
-    no_prior = kw.get("prior") == "none"
-    if no_prior:
-        kw["prior"] = "auto"  # the engine only knows prior methods; "none" is checked below
-    from .engine import Engine
-    try:
-        engine = Engine.load(**kw)
-    except ValueError as exc:  # bad device/precision/prior/patch values
-        raise UsageError(" ".join(str(exc).split())) from None
-    if no_prior and engine.cfg.uses_prior:
-        raise UsageError("--prior none: these weights take a classical prior as input; "
-                         "use auto, global or local", path=str(engine.weights_path or ""))
-    params = engine.params()
-    reporter.message(f"engine {ENGINE_VERSION}: weights {engine.weights_id} on {params.get('device')}"
-                     f" (patch {params.get('patch')}, overlap {params.get('overlap')}, k "
-                     f"{params.get('k')}) loaded in {time.monotonic() - t0:.1f}s")
-    return engine
-
-
 def matte_job_from_args(args: argparse.Namespace):
     """Build a :class:`~nuke_hdmatt.shot.MatteJob` from parsed ``matte`` arguments."""
     from .imaging.plates import parse_channels
@@ -249,83 +229,6 @@ def _check_not_empty(args: argparse.Namespace) -> None:
         value = getattr(args, dest, None)
         if isinstance(value, str) and not value.strip():
             raise UsageError(f"{names.get(dest, '--' + dest.replace('_', '-'))} is empty")
-
-
-def _check_json_log(args: argparse.Namespace, job, plan) -> None:
-    """``--json-log`` is appended to: it must not be one of the inputs or outputs."""
-    if not getattr(args, "json_log", None):
-        return
-    from .sequence import FrameSequence
-    from .shot import overwritten_input
-    files = [FrameSequence(p) for p in (job.plate, job.trimap or job.trimap_from_matte,
-                                        job.output)]
-    clash = overwritten_input(FrameSequence(args.json_log), files, plan.frames)
-    if clash:
-        raise UsageError(f"--json-log would write into {clash[1]}; choose another file",
-                         path=args.json_log)
-
-
-def run_matte(args: argparse.Namespace, job=None) -> int:
-    """Run a matte job (``hdmatt matte`` and ``hdmatt demo``); returns the exit code."""
-    from .shot import plan_frames, preflight, remove_created, summarize
-
-    job = job or matte_job_from_args(args)
-    plan = plan_frames(job)
-    _check_json_log(args, job, plan)
-    created = preflight(job, plan)
-    result = None
-    try:
-        # Nothing of a matte run belongs on stdout (progress is on stderr): libraries'
-        # prints (PyMatting's PERFORMANCE WARNING blocks) go to stderr, or nowhere if quiet.
-        with open(os.devnull, "w") if args.quiet else contextlib.nullcontext(sys.stderr) as chatter, \
-                contextlib.redirect_stdout(chatter):
-            result = _run_planned(args, job, plan)
-    finally:
-        if result is None or not result.done:
-            remove_created(created)
-    if result.cancelled:
-        print(f"hdmatt: cancelled; {len(result.done)} frame(s) finished and kept", file=sys.stderr)
-        return 128 + (result.signum or 2)
-    line = summarize(result)
-    if result.failed:
-        print(f"hdmatt: {line}", file=sys.stderr)
-        for frame in sorted(result.failed, key=lambda f: -1 if f is None else f):
-            print(f"hdmatt:   frame {frame}: {result.failed[frame]}", file=sys.stderr)
-        return EXIT_FAILED_FRAMES
-    if not args.quiet:
-        print(f"hdmatt: {line}", file=sys.stderr)
-    return EXIT_OK
-
-
-def _run_planned(args: argparse.Namespace, job, plan):
-    """Load the engine and matte the planned frames; a ShotResult (cancelled when stopped)."""
-    from .cache import FrameCache
-    from .progress import ProgressReporter, SigintCancel
-    from .shot import ShotResult, matte_shot
-
-    cache = None if args.no_cache else FrameCache(args.cache)
-    if cache is not None and not cache.usable():
-        cache = None  # warned once, naming the folder; the run goes on without it
-    reporter = ProgressReporter(len(plan.frames), quiet=args.quiet, json_log=args.json_log)
-    try:
-        with SigintCancel(on_first=lambda: print("\nhdmatt: stopping after the current patch "
-                                                 "(Ctrl-C again to abort now)", file=sys.stderr)) as cancel:
-            if plan.missing:
-                from .sequence import format_frames
-                reporter.message(f"missing frames (will be reported as failed): "
-                                 f"{format_frames(plan.missing)}")
-            engine = load_engine(args, reporter)
-            if cancel():
-                result = ShotResult(cancelled=True)
-            else:
-                if cache is not None:
-                    reporter.message(f"cache: {cache.root}")
-                result = matte_shot(job, engine, cache=cache, reporter=reporter, cancel=cancel,
-                                    plan=plan)
-            result.signum = cancel.signum
-    finally:
-        reporter.close()
-    return result
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -408,16 +311,19 @@ def _age(seconds: float) -> str:
 
 
 def cmd_matte(args: argparse.Namespace) -> int:
-    _setup_logging(args.quiet)
+    from .workflow import run_matte, setup_logging
+    setup_logging()
     resolve_weights(args)
-    return run_matte(args)
+    job = matte_job_from_args(args)
+    return run_matte(job, run_settings(args))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    _setup_logging(args.quiet)
-    resolve_weights(args)  # before the demo writes its plate
     from .demo import run_demo
-    return run_demo(args)
+    from .workflow import setup_logging
+    setup_logging()
+    resolve_weights(args)  # before the demo writes its plate
+    return run_demo(args.output_dir, run_settings(args))
 
 
 def cmd_farm_openjd(args: argparse.Namespace) -> int:
@@ -461,26 +367,14 @@ def cmd_farm_openjd(args: argparse.Namespace) -> int:
         # a Deadline Cloud job bundle is a folder holding template.yaml
         os.makedirs(args.bundle, exist_ok=True)
     if target and target != "-":
-        from .farm.openjd import write_text_atomic
-        write_text_atomic(target, text)
+        from .farm.openjd import write_template
+        write_template(target, text)
         print(f"hdmatt: wrote {target}", file=sys.stderr)
         if args.bundle:
             print(f"hdmatt: submit with: deadline bundle submit {args.bundle}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return EXIT_OK
-
-
-def _setup_logging(quiet: bool) -> None:
-    # Library warnings (non-finite plate values, constant trimap alpha, ...) reach the user as
-    # one line each; info-level chatter only without --quiet.
-    logging.basicConfig(level=logging.WARNING, format="hdmatt: %(levelname)s: %(message)s",
-                        stream=sys.stderr)
-    # PyMatting's solver divides by zero on degenerate frames; the engine then warns once
-    # that it fell back, which is the line the user needs
-    warnings.filterwarnings("ignore", category=RuntimeWarning, module="pymatting")
-    warnings.showwarning = lambda message, category, *rest, **kw: print(
-        f"hdmatt: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -577,9 +471,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    from .progress import stop_signal
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
+
+    def body() -> int:
         # Delegated commands parse their own options; argparse would reject them here.
         if argv and argv[0] in DELEGATED:
             module, func, _ = DELEGATED[argv[0]]
@@ -589,30 +483,8 @@ def _main(argv: list[str] | None) -> int:
             return _delegate(module, func, argv[2:])
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except HDMattError as exc:
-        print(f"hdmatt: error: {exc.one_line()}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return _interrupted(stop_signal())
-    except BrokenPipeError:
-        return EXIT_OK  # `hdmatt cache ls | head`
-    except Exception as exc:  # a bug: say so in one line unless debugging
-        if stop_signal():
-            # Ctrl-C inside an import or a C extension can surface as another exception
-            # (ImportError: initialization failed): it is still the user's Ctrl-C
-            return _interrupted(stop_signal())
-        if os.environ.get("HDMATT_DEBUG"):
-            raise
-        print(f"hdmatt: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
-              f"(set HDMATT_DEBUG=1 for a traceback)", file=sys.stderr)
-        return EXIT_INTERNAL
 
-
-def _interrupted(signum) -> int:
-    import signal
-    name = "terminated" if signum == signal.SIGTERM else "interrupted"
-    print(f"\nhdmatt: {name}", file=sys.stderr)
-    return 128 + (signum or signal.SIGINT)
+    return run_reporting("hdmatt", body, report_bugs=True)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,8 @@ the alpha EXR (with the estimated foreground colour in layer ``fg``) plus a prev
 (plate | trimap | alpha | the foreground over a checkerboard | the plate premultiplied by
 the alpha over it, for comparison: the old background shows through the fur there).
 
-Strand rendering: each strand is marched in 0.5 px steps and deposits its covered area
-(width x step) bilinearly into a density image; coverage is ``1 - exp(-density)``, which is
-how overlapping semi-transparent fibres add up, so strands narrower than a pixel give the
-fractional alphas real hair has.
+Strand rendering: each strand is marched in 0.5 px steps and splatted as coverage
+(:mod:`nuke_hdmatt.strands`, as the training generator does).
 """
 
 from __future__ import annotations
@@ -21,6 +19,8 @@ import sys
 
 import numpy as np
 from scipy import ndimage
+
+from .strands import splat_bilinear
 
 __all__ = ["make_plate", "run_demo"]
 
@@ -69,8 +69,7 @@ def _strands(rng, cx, cy, a, b):
     width = rng.uniform(0.25, 0.9, n)
     colour = np.array([0.32, 0.19, 0.09], np.float32) * rng.uniform(0.5, 1.8, (n, 1))
     colour[rng.random(n) < 0.15] = [0.75, 0.66, 0.52]  # a few pale guard hairs
-    density = np.zeros(h * w, np.float64)
-    coloured = np.zeros((h * w, 3), np.float64)
+    points = []  # (y, x, area, colour) of the live strands at each step
     steps = int(length.max() / STEP_PX)
     for i in range(steps):
         along = i * STEP_PX
@@ -78,22 +77,12 @@ def _strands(rng, cx, cy, a, b):
         if not alive.any():
             break
         taper = np.clip(1.0 - along / length, 0.0, 1.0) ** 0.7
-        amount = np.where(alive, width * taper * STEP_PX, 0.0)
-        x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
-        fx, fy = x - x0, y - y0
-        for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
-                            (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-            px, py = x0 + dx, y0 + dy
-            ok = alive & (px >= 0) & (px < w) & (py >= 0) & (py < h)
-            idx = py[ok] * w + px[ok]
-            dep = (amount * wgt)[ok]
-            np.add.at(density, idx, dep)
-            for c in range(3):
-                np.add.at(coloured[:, c], idx, dep * colour[ok, c])
+        points.append((y[alive], x[alive], (width * taper * STEP_PX)[alive], colour[alive]))
         phi = phi + curl + rng.normal(0, 0.02, n)
         x = x + STEP_PX * np.cos(phi)
         y = y + STEP_PX * (np.sin(phi) + 0.15 * along / length)  # tips droop
-    return density.reshape(h, w), coloured.reshape(h, w, 3)
+    y, x, area, colours = (np.concatenate(part) for part in zip(*points))
+    return splat_bilinear(y, x, area, colours, (h, w))
 
 
 def make_plate(seed: int = SEED):
@@ -183,22 +172,22 @@ def preview(plate_display: np.ndarray, trimap: np.ndarray, alpha: np.ndarray,
     return np.concatenate([np.clip(p, 0, 1).astype(np.float32) for p in panels], axis=1)
 
 
-def run_demo(args) -> int:
-    """Generate the shot into ``args.output_dir``, matte it like ``hdmatt matte``, preview it.
+def run_demo(output_dir: str, settings) -> int:
+    """Generate the shot into ``output_dir``, matte it like ``hdmatt matte``, preview it.
 
-    ``args`` is the parsed ``hdmatt demo`` namespace (output_dir, weights, device, cache,
-    no_cache, quiet, json_log). Returns the exit code.
+    ``settings`` is the :class:`~nuke_hdmatt.workflow.RunSettings` of the run (weights,
+    device, cache, quiet, JSON log). Returns the exit code.
     """
-    from .cli import run_matte
     from .imaging import read_plate, resolve_config, to_network_space
     from .metrics import sad
     from .shot import MatteJob
+    from .workflow import run_matte
 
-    folder = os.path.abspath(args.output_dir)
+    folder = os.path.abspath(output_dir)
     os.makedirs(folder, exist_ok=True)
     paths = {name: os.path.join(folder, name) for name in
              ("plate.exr", "trimap.exr", "alpha_truth.exr", "alpha.exr", "preview.png")}
-    say = (lambda *a: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+    say = (lambda *a: None) if settings.quiet else (lambda text: print(text, file=sys.stderr))
     say(f"hdmatt demo: generating a {WIDTH}x{HEIGHT} furry plate in {folder}")
     plate, trimap, truth = make_plate()
     _write_image(paths["plate.exr"], plate, ("R", "G", "B"), colorspace=PLATE_COLORSPACE)
@@ -207,7 +196,7 @@ def run_demo(args) -> int:
 
     job = MatteJob(plate=paths["plate.exr"], trimap=paths["trimap.exr"], output=paths["alpha.exr"],
                    foreground="fg")
-    rc = run_matte(args, job)
+    rc = run_matte(job, settings)
     if rc != 0:
         return rc
 

@@ -11,10 +11,15 @@ Lookup order (first hit wins):
 2. The record file: ``$HDMATT_ENGINE_RECORD`` if set, else ``~/.nuke/hdmatt_engine.json``.
 3. ``hdmatt`` on ``PATH``.
 
-Record format (JSON object, ``version`` 1)::
+Record format (JSON object, ``version`` 1; :func:`write_record` is the one writer, used by
+``install.py``)::
 
     {"version": 1, "hdmatt": "/abs/.venv/bin/hdmatt", "python": "/abs/.venv/bin/python",
-     "repo": "/abs/checkout", "engine_version": "0.1.0"}
+     "repo": "/abs/checkout", "engine_version": "0.1.0",
+     "plugin_path": "/abs/checkout/gizmos", "created": {"nuke_dir": true, ...}}
+
+``plugin_path`` and ``created`` (what the install made, so that ``install.py --uninstall``
+removes exactly that) are written by the installer and optional for readers.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from pathlib import Path
 from .atomic import write_text_atomic
 from .errors import UsageError
 
-__all__ = ["RECORD_VERSION", "record_path", "write_record", "read_record", "engine_executable"]
+__all__ = ["RECORD_VERSION", "RECORD_NAME", "record_path", "write_record", "read_record",
+           "engine_executable"]
 
 RECORD_VERSION = 1
+RECORD_NAME = "hdmatt_engine.json"  # in ~/.nuke
 ENV_ENGINE = "HDMATT_ENGINE"
 ENV_RECORD = "HDMATT_ENGINE_RECORD"
 
@@ -44,11 +51,12 @@ def record_path(home: str | os.PathLike | None = None, env=None) -> Path:
     env = os.environ if env is None else env
     if home is None and env.get(ENV_RECORD):
         return Path(env[ENV_RECORD])
-    return nuke_home(home) / "hdmatt_engine.json"
+    return nuke_home(home) / RECORD_NAME
 
 
 def write_record(path: str | os.PathLike, hdmatt: str, python: str, repo: str,
-                 engine_version: str) -> dict:
+                 engine_version: str, *, plugin_path: str | None = None,
+                 created: dict | None = None) -> dict:
     """Write the record atomically (temp file in the same folder, then rename).
 
     Returns
@@ -58,6 +66,10 @@ def write_record(path: str | os.PathLike, hdmatt: str, python: str, repo: str,
     """
     rec = {"version": RECORD_VERSION, "hdmatt": str(hdmatt), "python": str(python),
            "repo": str(repo), "engine_version": engine_version}
+    if plugin_path is not None:
+        rec["plugin_path"] = str(plugin_path)
+    if created is not None:
+        rec["created"] = dict(created)
     write_text_atomic(path, json.dumps(rec, indent=2) + "\n")
     return rec
 

@@ -7,6 +7,19 @@ the CLI turns them into one line and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import signal
+
+# The exit codes of every hdmatt command (the shell convention 128 + signal for a stop).
+EXIT_OK = 0
+EXIT_FAILED_FRAMES = 1   # some frames failed; the others were written
+EXIT_USAGE = 2           # bad input: one line ``prog: error: ...``
+EXIT_INTERNAL = 3        # a bug
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+
+
+def exit_for_signal(signum: int | None) -> int:
+    """Exit code of a run stopped by ``signum`` (Ctrl-C when unknown)."""
+    return 128 + (signum or signal.SIGINT)
 
 
 class HDMattError(Exception):
@@ -81,18 +94,48 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{' '.join(message.split())} (see '{self.prog} --help')")
 
 
-def run_reporting(prog: str, body, interrupted: str = "interrupted") -> int:
-    """Run a command's ``body()`` and turn user errors into one line and an exit code.
+def run_reporting(prog: str, body, interrupted: str = "interrupted", *,
+                  report_bugs: bool = False) -> int:
+    """Run a command's ``body()`` and turn what stops it into one line and an exit code.
 
-    HDMattError -> ``prog: error: ...`` and 2; Ctrl-C -> ``prog: <interrupted>`` and 130;
-    otherwise ``body``'s return value (None counts as 0). Bugs still raise.
+    The one place every ``hdmatt`` command (and the Nuke prepass) maps outcomes to exits:
+
+    - :class:`HDMattError` -> ``prog: error: ...`` and :data:`EXIT_USAGE`;
+    - Ctrl-C or SIGTERM -> ``prog: <interrupted>`` (its first word ``terminated`` for
+      SIGTERM) and 128 + the signal; also a bug raised while a stop signal was arriving
+      (Ctrl-C inside an import or a C extension surfaces as another exception);
+    - a closed stdout pipe (``hdmatt cache ls | head``) -> :data:`EXIT_OK`;
+    - a bug raises, or with ``report_bugs`` becomes ``prog: internal error: ...`` and
+      :data:`EXIT_INTERNAL` (``HDMATT_DEBUG=1`` still raises, for the traceback);
+    - otherwise ``body``'s return value (None counts as 0).
     """
+    import os
     import sys
+
+    from .progress import stop_signal
     try:
-        return body() or 0
+        return body() or EXIT_OK
     except HDMattError as exc:
         print(f"{prog}: error: {exc.one_line()}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"{prog}: {interrupted}", file=sys.stderr)
-        return 130
+        return _stopped(prog, interrupted, stop_signal())
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:
+        if stop_signal():
+            return _stopped(prog, interrupted, stop_signal())
+        if not report_bugs or os.environ.get("HDMATT_DEBUG"):
+            raise
+        print(f"{prog}: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+              f"(set HDMATT_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _stopped(prog: str, interrupted: str, signum: int | None) -> int:
+    import sys
+    if signum == signal.SIGTERM and interrupted.startswith("interrupted"):
+        interrupted = "terminated" + interrupted[len("interrupted"):]
+    # a new line: Ctrl-C leaves the terminal mid-line (^C, a progress line)
+    print(f"\n{prog}: {interrupted}", file=sys.stderr)
+    return exit_for_signal(signum)

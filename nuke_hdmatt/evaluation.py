@@ -32,6 +32,7 @@ import numpy as np
 
 from .errors import (ArgumentParser, MissingFileError, OutputError, TrimapError, UsageError,
                      run_reporting)
+from .devset import list_images, load_case
 from .metrics import METRIC_NAMES, all_metrics
 from .atomic import write_text_atomic
 
@@ -76,66 +77,6 @@ class EvalResults:
     def to_dict(self) -> dict:
         return {"rows": [asdict(r) for r in self.rows],
                 "means": [{"method": m, "trimap_set": t, **v} for (m, t), v in self.means().items()]}
-
-
-def _read(path: Path) -> np.ndarray:
-    import OpenImageIO as oiio
-
-    if not path.exists():
-        raise MissingFileError("file not found", path=str(path))
-    inp = oiio.ImageInput.open(str(path))
-    if inp is None:
-        raise MissingFileError(f"cannot read: {oiio.geterror()}", path=str(path))
-    try:
-        spec = inp.spec()
-        px = inp.read_image(0, 0, 0, spec.nchannels, "float")
-    finally:
-        inp.close()
-    return np.asarray(px, np.float32).reshape(spec.height, spec.width, spec.nchannels)
-
-
-def load_case(dataset_dir, name: str, trimap_set: str):
-    """Read one evaluation case.
-
-    Returns
-    -------
-    image : float32 (H, W, 3), sRGB-encoded 0-1 (the network input space)
-    trimap : float32 (H, W) in {0, 0.5, 1}
-    gt : float32 (H, W) alpha in [0, 1]
-
-    Raises
-    ------
-    MissingFileError, TrimapError (size mismatch, or no unknown pixel)
-    """
-    root = Path(dataset_dir)
-    image = _read(root / "image" / f"{name}.png")
-    image = np.repeat(image, 3, axis=2) if image.shape[2] < 3 else image[..., :3]
-    tri_path = root / trimap_set / f"{name}.png"
-    raw = _read(tri_path)[..., 0]
-    gt = _read(root / "alpha" / f"{name}.png")[..., 0]
-    if raw.shape != image.shape[:2] or gt.shape != image.shape[:2]:
-        raise TrimapError(f"size {raw.shape[1]}x{raw.shape[0]} (alpha {gt.shape[1]}x{gt.shape[0]})"
-                          f" differs from the image's {image.shape[1]}x{image.shape[0]}",
-                          path=str(tri_path))
-    trimap = np.full(raw.shape, 0.5, np.float32)
-    trimap[raw < 0.1] = 0.0
-    trimap[raw > 0.9] = 1.0
-    if not (trimap == 0.5).any():
-        raise TrimapError("no unknown pixels to evaluate", path=str(tri_path))
-    return np.ascontiguousarray(image), trimap, gt
-
-
-def list_images(dataset_dir, trimap_sets) -> list[str]:
-    """Names with an image, a ground-truth alpha and every requested trimap."""
-    root = Path(dataset_dir)
-    if not (root / "image").is_dir():
-        raise MissingFileError("not an evaluation dataset (no image/ folder)", path=str(root))
-    names = []
-    for p in sorted((root / "image").glob("*.png")):
-        if (root / "alpha" / p.name).exists() and all((root / t / p.name).exists()
-                                                       for t in trimap_sets):
-            names.append(p.stem)
-    return names
 
 
 def evaluate(dataset_dir, methods: dict[str, Matter], images=None,

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from .errors import UsageError
 
-__all__ = ["FrameSequence", "parse_frames", "format_frames", "frames_on_disk", "is_pattern",
+__all__ = ["FrameSequence", "frame_file", "parse_frames", "format_frames", "frames_on_disk",
+           "is_pattern",
            "FrameCountError", "MAX_FRAMES"]
 
 # Only the last frame token in the file name counts: directories like ``shot_#1`` are rare,
@@ -200,6 +201,12 @@ def format_frames(frames) -> str:
         parts.append(str(frames[i]) if i == j else f"{frames[i]}-{frames[j]}")
         i = j + 1
     return ",".join(parts)
+
+
+def frame_file(path: str | os.PathLike, frame: int | None) -> str:
+    """The file of ``frame`` (:meth:`FrameSequence.path`); ``path`` itself for a single file
+    or when no frame is given (the imaging layer is then handed a concrete file)."""
+    return str(path) if frame is None else FrameSequence(str(path)).path(frame)
 
 
 def is_pattern(path: str | os.PathLike) -> bool:

@@ -23,8 +23,8 @@ import numpy as np
 
 from . import ENGINE_VERSION
 from .cache import FrameCache
-from .errors import (Cancelled, ChannelError, ColorSpaceError, HDMattError, OutputError,
-                     UsageError, WeightsError)
+from .errors import (EXIT_FAILED_FRAMES, EXIT_OK, Cancelled, ChannelError, ColorSpaceError,
+                     HDMattError, OutputError, UsageError, WeightsError, exit_for_signal)
 from .sequence import FrameSequence, format_frames, frames_on_disk
 
 __all__ = ["MatteJob", "FramePlan", "ShotResult", "plan_frames", "preflight", "matte_shot",
@@ -86,10 +86,10 @@ class ShotResult:
 
     @property
     def exit_code(self) -> int:
-        """0 all done, 1 some frames failed, 130 cancelled (shell convention for SIGINT)."""
+        """0 all done, 1 some frames failed, 128 + signal when cancelled."""
         if self.cancelled:
-            return 130
-        return 1 if self.failed else 0
+            return exit_for_signal(self.signum)
+        return EXIT_FAILED_FRAMES if self.failed else EXIT_OK
 
 
 def _trimap_source(job: MatteJob) -> str:

@@ -67,6 +67,18 @@ def hdmatt(tmp_path: Path, *args, timeout=120, **kw) -> subprocess.CompletedProc
                           env=hdmatt_env(tmp_path), cwd=tmp_path, **kw)
 
 
+def hdmatt_loads_torch(tmp_path: Path, *args, timeout=120) -> tuple[subprocess.CompletedProcess, bool]:
+    """Run the command line like :func:`hdmatt`, in a process that then says whether torch
+    was imported: (the run, True when torch was loaded)."""
+    code = ("import sys\nfrom nuke_hdmatt.cli import main\nrc = main(sys.argv[1:])\n"
+            "print('torch loaded:', 'torch' in sys.modules)\nsys.exit(rc)\n")
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=hdmatt_env(tmp_path), cwd=tmp_path)
+    loaded = proc.stdout.strip().splitlines()[-1:] == ["torch loaded: True"]
+    assert loaded or proc.stdout.strip().splitlines()[-1:] == ["torch loaded: False"], proc.stdout
+    return proc, loaded
+
+
 def json_events(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 

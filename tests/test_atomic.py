@@ -25,3 +25,23 @@ def test_written_files_get_umask_permissions_not_mkstemps_0600(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_an_existing_file_keeps_its_permissions(tmp_path):
+    target = tmp_path / "init.py"
+    target.write_text("old")
+    target.chmod(0o600)
+    write_text_atomic(target, "new")
+    assert target.read_text() == "new" and target.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_symlink_is_written_through_like_open_does(tmp_path):
+    # ~/.nuke/init.py kept in a dotfiles folder: the link stays, its target gets the text
+    real = tmp_path / "dotfiles" / "init.py"
+    real.parent.mkdir()
+    real.write_text("old")
+    link = tmp_path / "init.py"
+    link.symlink_to(real)
+    write_text_atomic(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"
+    assert sorted(os.listdir(real.parent)) == ["init.py"]

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCH))
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
-import methods  # noqa: E402
-import report  # noqa: E402
+from benchmarks import methods, report  # noqa: E402  (after the torch skip)
 
 
 def _frame(h=64, w=80, seed=0):
@@ -93,7 +86,7 @@ def test_downsample_wrapper_keeps_size_and_known_pixels():
 
 @pytest.mark.parametrize("fraction", [0.05, 0.3])
 def test_synthetic_plate_has_the_asked_unknown_fraction(fraction):
-    from engine_scaling import synthetic_plate
+    from benchmarks.engine_scaling import synthetic_plate
     bg = np.random.default_rng(1).random((400, 600, 3), dtype=np.float32)
     image, trimap, alpha = synthetic_plate(192, 101, fraction, bg)
     assert image.shape == (101, 192, 3) and trimap.shape == alpha.shape == (101, 192)
@@ -104,7 +97,7 @@ def test_synthetic_plate_has_the_asked_unknown_fraction(fraction):
 
 
 def test_hair_box_prefers_strands_over_a_soft_edge():
-    import hr_composites
+    from benchmarks import hr_composites
     alpha = np.zeros((300, 400), np.float32)
     yy, xx = np.mgrid[0:300, 0:400]
     alpha[:, :150] = np.clip((150 - xx[:, :150]) / 40.0, 0, 1)  # one wide soft edge
@@ -116,7 +109,7 @@ def test_hair_box_prefers_strands_over_a_soft_edge():
 
 
 def test_foreground_recomposite_error_is_zero_for_the_truth_and_not_for_the_plate():
-    import foreground as fg_bench
+    from benchmarks import foreground as fg_bench
     rng = np.random.default_rng(2)
     h, w = 40, 50
     alpha = np.clip(rng.random((h, w)) * 1.4 - 0.2, 0, 1).astype(np.float32)

@@ -28,11 +28,9 @@ def test_bundled_weights_give_a_sane_alpha_on_a_held_out_image():
     import torch
     torch.set_num_threads(2)
     from nuke_hdmatt.engine import Engine
-    from nuke_hdmatt.training.validation import read_png, snap
+    from nuke_hdmatt.devset import load_case
     from nuke_hdmatt.engine.prior import global_prior
-    image = read_png(DATA / "image" / "GT02.png")[..., :3]
-    gt = read_png(DATA / "alpha" / "GT02.png")
-    trimap = snap(read_png(DATA / "trimap1" / "GT02.png"))
+    image, trimap, gt = load_case(DATA, "GT02", "trimap1")
     eng = Engine.load(device="cpu")  # the default: the weights shipped in the package
     assert eng.weights_path == BUNDLED_WEIGHTS == MODEL_DIR / DEFAULT_NAME
     assert eng.weights_id == "hdmatt" and len(eng.weights_sha256) == 64

@@ -44,3 +44,17 @@ def test_demo_command_writes_alpha_and_preview(tmp_path):
     warmth = lambda img: float((img[..., 0] - img[..., 2])[hair].mean())  # noqa: E731
     assert hair.sum() > 1000 and warmth(fg_comp) > warmth(plate_comp) + 0.02
     assert temp_leftovers(folder) == []
+
+
+def test_strand_points_split_their_area_bilinearly_and_off_frame_corners_drop():
+    from nuke_hdmatt.strands import splat_bilinear
+    y, x = np.array([1.25, 3.5]), np.array([2.5, 4.5])  # the second's corners: 1 of 4 inside
+    colour = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    density, coloured = splat_bilinear(y, x, np.array([2.0, 4.0]), colour, (4, 5))
+    want = np.zeros((4, 5))
+    want[1, 2:4] = 2 * 0.75 * 0.5
+    want[2, 2:4] = 2 * 0.25 * 0.5
+    want[3, 4] = 4 * 0.25
+    np.testing.assert_allclose(density, want)
+    np.testing.assert_allclose(coloured[..., 0], np.where(np.arange(5) < 4, want, 0))
+    np.testing.assert_allclose(coloured[..., 1], np.where(np.arange(5) == 4, want, 0))

@@ -50,12 +50,8 @@ def plate(h, w, fraction, seed=0):
 
 
 def _dev_pair(name="GT02", ts="trimap1"):
-    from nuke_hdmatt.training.validation import read_png, snap
-    image = read_png(DATA / "image" / f"{name}.png")[..., :3].astype(np.float32)
-    gt = read_png(DATA / "alpha" / f"{name}.png")
-    gt = (gt[..., 0] if gt.ndim == 3 else gt).astype(np.float32)
-    tri = read_png(DATA / ts / f"{name}.png")
-    return image, snap(tri[..., 0] if tri.ndim == 3 else tri), gt
+    from nuke_hdmatt.devset import load_case
+    return load_case(DATA, name, ts)
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])

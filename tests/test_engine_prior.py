@@ -4,7 +4,7 @@ import numpy as np
 import torch
 import pytest
 
-from nuke_hdmatt.engine.prior import compute_prior, global_prior, local_prior, snap_resized_trimap
+from nuke_hdmatt.engine.prior import compute_prior, global_prior, local_prior
 
 
 def disc_scene(h=160, w=200):
@@ -47,8 +47,17 @@ def test_a_trimap_without_foreground_gives_one_half_not_an_error():
 
 
 def test_resized_trimap_keeps_known_only_where_a_cell_was_entirely_known():
-    t = np.array([[0.0, 0.25, 1.0, 0.9999999]], np.float32)
-    np.testing.assert_array_equal(snap_resized_trimap(t), [[0.0, 0.5, 1.0, 1.0]])
+    from nuke_hdmatt.engine.prior import downsample
+    # 2x2 cells: all background, background with one unknown, all foreground, mostly
+    # foreground with one pixel a hair below 1 (resampling rounding)
+    trimap = np.array([[0, 0, 0, 0.5, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1, 0.9999999]],
+                      np.float32)
+    _, small = downsample(np.zeros((2, 8, 3), np.float32), trimap, 4)
+    np.testing.assert_array_equal(small, [[0.0, 0.5, 1.0, 1.0]])
+    # a file's anti-aliased 0.15 / 0.85 are known; a resampled cell's mix is not
+    from nuke_hdmatt.trimap_snap import FILE_TOLERANCE, RESAMPLED_TOLERANCE, snap
+    np.testing.assert_array_equal(snap([0.15, 0.85], FILE_TOLERANCE), [0.0, 1.0])
+    np.testing.assert_array_equal(snap([0.15, 0.85], RESAMPLED_TOLERANCE), [0.5, 0.5])
 
 
 def _cascade_engines(**kw):
@@ -272,14 +281,13 @@ def test_ported_solvers_match_pymatting_on_dev_images():
     benchmarks/prior_ports.py); here the smallest unknown region, to stay quick."""
     pymatting = pytest.importorskip("pymatting")
     from nuke_hdmatt.training import shared_data_dir
-    from nuke_hdmatt.training.validation import read_png, snap
+    from nuke_hdmatt.devset import load_case
     dev = shared_data_dir() / "alphamatting-dev"
     if not (dev / "image").is_dir():
         pytest.skip(f"{dev} not found")
     for name, ts in (("GT05", "trimap1"),):
-        image = np.clip(read_png(dev / "image" / f"{name}.png")[..., :3], 0, 1).astype(np.float32)
-        tri = read_png(dev / ts / f"{name}.png")
-        tri = snap(tri[..., 0] if tri.ndim == 3 else tri)
+        image, tri, _ = load_case(dev, name, ts)
+        image = np.clip(image, 0, 1)
         u = tri == 0.5
         for solver, fn in (("cf", pymatting.estimate_alpha_cf), ("sm", pymatting.estimate_alpha_sm)):
             want = np.clip(fn(image.astype(np.float64), tri.astype(np.float64)), 0, 1)

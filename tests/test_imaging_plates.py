@@ -5,7 +5,7 @@ import pytest
 
 from imaging_fixtures import Part, rng_pixels, write_image, write_parts
 from nuke_hdmatt.errors import ChannelError, MissingFileError, PlateError
-from nuke_hdmatt.imaging import describe_image, frame_path, read_plate
+from nuke_hdmatt.imaging import describe_image, read_plate
 
 
 def test_overscan_data_window_kept(tmp_path):
@@ -110,13 +110,14 @@ def test_jpeg_reads_with_srgb_metadata(tmp_path):
     np.testing.assert_allclose(plate.pixels, 0.5, atol=2 / 255)
 
 
-def test_frame_path_tokens():
-    assert frame_path("a.####.exr", 5) == "a.0005.exr"
-    assert frame_path("a.%04d.exr", 12) == "a.0012.exr"
-    assert frame_path("a.@@@.exr", 3) == "a.003.exr"
-    assert frame_path("a.#.exr", 1001) == "a.1001.exr"
-    assert frame_path("still.exr", 9) == "still.exr"
-    assert frame_path("a.####.exr", None) == "a.####.exr"
+def test_reading_a_frame_takes_the_token_in_the_file_name(tmp_path):
+    # a version folder named like a pattern (v###) is a folder, not the frame number
+    folder = tmp_path / "v###"
+    folder.mkdir()
+    path = write_image(folder / "p.0007.exr", rng_pixels(4, 4, 3), channels=("R", "G", "B"))
+    plate = read_plate(str(folder / "p.####.exr"), frame=7)
+    assert plate.path == path
+    assert describe_image(str(folder / "p.%04d.exr"), frame=7)["path"] == path
 
 
 def test_describe_image(tmp_path):

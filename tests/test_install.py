@@ -168,3 +168,17 @@ def test_uninstall_removes_a_venv_only_if_the_install_created_it(tmp_path, monke
     install.add_nuke_hooks(home, install.GIZMO_DIR, engine, venv / "bin" / "python")  # re-run
     assert install.main(["--uninstall"]) == 0
     assert not venv.exists() and list(home.iterdir()) == []
+
+
+def test_the_engine_record_writer_gives_what_install_writes(tmp_path, engine):
+    """install.py and engine_env write one schema: the record install.py leaves is, key for
+    key and byte for byte, what engine_env.write_record writes from the same values."""
+    home = tmp_path / "home"
+    home.mkdir()
+    rec = install.add_nuke_hooks(home, install.GIZMO_DIR, engine, engine.parent / "python")
+    written = (home / ".nuke" / engine_env.RECORD_NAME).read_text()
+    again = engine_env.write_record(tmp_path / "again.json", rec["hdmatt"], rec["python"],
+                                    rec["repo"], rec["engine_version"],
+                                    plugin_path=rec["plugin_path"], created=rec["created"])
+    assert again == rec and (tmp_path / "again.json").read_text() == written
+    assert engine_env.read_record(tmp_path / "again.json") == rec

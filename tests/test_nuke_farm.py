@@ -179,7 +179,7 @@ def test_prepass_errors_are_one_line(farm_shot):
                         "--frames", "1-2", "--work", str(tmp_path / "w")], env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
-    assert r.stderr == f"hdmatt prepass: {script}: no HDMatt node named 'Write1'\n"
+    assert r.stderr == f"hdmatt prepass: error: {script}: no HDMatt node named 'Write1'\n"
 
 
 def test_run_chunk_without_prepass_is_one_line(tmp_path):

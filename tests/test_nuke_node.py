@@ -134,22 +134,40 @@ def test_menu_and_gizmo_knobs(fake_nuke):
     assert node.node("copy_alpha")["bbox"].value() == "B"
 
 
-def test_generate_read_back_channel_copy_cache_hit_and_invalidation(shot):
+def alpha_file(node) -> str:
+    """The node's alpha sequence, ``####`` for the frame."""
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    return hdmatt_node.alpha_sequence(node).pattern.replace("%04d", "####")
+
+
+def engine_alpha(node, frame):
+    return read_exr(alpha_file(node).replace("####", f"{frame:04d}"))["A"]
+
+
+@pytest.fixture
+def generated(shot):
+    """``shot`` after Generate (the button, as a user presses it) made both frames."""
+    nuke, node, *_ = shot
+    assert node["generate"].execute() is None
+    return shot
+
+
+def test_nothing_generated_renders_black_in_the_gui(shot):
+    nuke, node, plate, src, tmp_path = shot
+    # the node never computes during a render: without Generate the GUI shows black alpha
+    nuke.GUI = True
+    render(nuke, node, tmp_path / "before.####.exr")
+    assert not read_exr(tmp_path / "before.0001.exr")["A"].any()
+
+
+def test_generate_writes_every_frame_and_leaves_nothing_behind(shot):
     nuke, node, plate, src, tmp_path = shot
     graph = lambda: (sorted(n.name() for n in nuke.root().nodes()),  # noqa: E731
                      sorted(n.name() for n in node.nodes()))
     graph_before = graph()
-    # nothing generated yet: the GUI shows black alpha, never computes during a render
-    nuke.GUI = True
-    render(nuke, node, tmp_path / "before.####.exr")
-    assert not read_exr(tmp_path / "before.0001.exr")["A"].any()
-    nuke.GUI = False
-
-    assert node["generate"].execute() is None  # the button, as a user presses it
+    assert node["generate"].execute() is None
     assert node.node("alpha_read").reloads == 3  # as each of the 2 frames landed, and at the end
-    from nuke_hdmatt.nuke import node as hdmatt_node
-    alpha_file = hdmatt_node.alpha_sequence(node).pattern.replace("%04d", "####")
-    assert alpha_file == str(tmp_path / "hdmatt" / "shot010" / "HDMatt1" / "alpha.####.exr")
+    assert alpha_file(node) == str(tmp_path / "hdmatt" / "shot010" / "HDMatt1" / "alpha.####.exr")
     assert node["status"].value().startswith("2 cached, 0 missing, 0 failed"), node["status"].value()
     task = nuke.ProgressTask.tasks[-1]
     assert task.progress[-1] == 100 and any("frame 2" in m for m in task.messages)
@@ -157,27 +175,33 @@ def test_generate_read_back_channel_copy_cache_hit_and_invalidation(shot):
     assert graph() == graph_before
     assert list((tmp_path / "tmp").iterdir()) == []
 
+
+def test_render_reads_back_the_engines_alpha(generated):
+    nuke, node, plate, src, tmp_path = generated
     render(nuke, node, tmp_path / "out.####.exr")
     trimap = trimap_pixels()[..., 3]
     for f in (1, 2):
         out = read_exr(tmp_path / f"out.{f:04d}.exr")
-        alpha = read_exr(alpha_file.replace("####", f"{f:04d}"))["A"]
-        assert np.array_equal(out["A"], alpha)  # the Read picked up the engine's alpha
+        assert np.array_equal(out["A"], engine_alpha(node, f))  # the Read picked it up
         np.testing.assert_allclose(np.stack([out["R"], out["G"], out["B"]], -1),
                                    plate_pixels(f), atol=1e-6)  # plate passes through raw
         assert np.all(out["A"][trimap == 0] == 0) and np.all(out["A"][trimap == 1] == 1)
         assert 0 <= out["A"].min() and out["A"].max() <= 1
 
-    # a separate layer instead: rgba.alpha stays the plate's (none: black)
+
+def test_output_channel_in_its_own_layer_leaves_rgba_alone(generated):
+    nuke, node, plate, src, tmp_path = generated
     node["output_channel"].getLinkedKnob().setValue("hdmatt.alpha")
     render(nuke, node, tmp_path / "layer.####.exr", channels="all")
     out = read_exr(tmp_path / "layer.0001.exr")
-    assert np.array_equal(out["hdmatt.A"], read_exr(alpha_file.replace("####", "0001"))["A"])
+    assert np.array_equal(out["hdmatt.A"], engine_alpha(node, 1))
     assert "A" not in out  # the plate has no alpha and HDMatt did not add one
 
-    # (one test, to run the engine as few times as possible) cache hit on a re-run ...
-    alpha2 = Path(alpha_file.replace("####", "0002"))
-    first = read_exr(alpha2)["A"]
+
+def test_rerun_hits_the_cache_and_a_changed_frame_is_recomputed(generated):
+    nuke, node, plate, src, tmp_path = generated
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    first = engine_alpha(node, 2)
     assert hdmatt_node.generate(node) is True
     msgs = nuke.ProgressTask.tasks[-1].messages
     assert "frame 1: cache hit" in msgs and "frame 2: cache hit" in msgs
@@ -188,18 +212,24 @@ def test_generate_read_back_channel_copy_cache_hit_and_invalidation(shot):
     assert hdmatt_node.generate(node) is True
     msgs = nuke.ProgressTask.tasks[-1].messages
     assert "frame 1: cache hit" in msgs and "frame 2: done" in msgs
-    assert not np.array_equal(read_exr(alpha2)["A"], first)
+    assert not np.array_equal(engine_alpha(node, 2), first)
     # and the node shows the new frame: the Read was reloaded
+    node["output_channel"].getLinkedKnob().setValue("hdmatt.alpha")
     render(nuke, node, tmp_path / "new.####.exr", channels="all")
-    assert np.array_equal(read_exr(tmp_path / "new.0002.exr")["hdmatt.A"], read_exr(alpha2)["A"])
+    assert np.array_equal(read_exr(tmp_path / "new.0002.exr")["hdmatt.A"], engine_alpha(node, 2))
 
+
+def test_clear_cache_removes_the_frames_and_the_entries(generated):
+    nuke, node, plate, src, tmp_path = generated
     # Clear cache: this node's frames and the shared cache folder's entries, via the engine
     from nuke_hdmatt.cache import FrameCache
-    assert len(FrameCache(node["cache"].value()).entries()) == 3
+    alpha2 = Path(alpha_file(node).replace("####", "0002"))
+    assert alpha2.exists() and len(FrameCache(node["cache"].value()).entries()) == 2
     assert node["clear_cache"].execute() is None
     assert not alpha2.exists() and FrameCache(node["cache"].value()).entries() == []
     assert node["status"].value().startswith("0 cached, 2 missing, 0 failed")
     nuke.GUI = True
+    node["output_channel"].getLinkedKnob().setValue("hdmatt.alpha")
     render(nuke, node, tmp_path / "cleared.####.exr", channels="all")
     assert not read_exr(tmp_path / "cleared.0002.exr")["hdmatt.A"].any()  # black, not stale
 

@@ -11,7 +11,7 @@ import pytest
 from nuke_hdmatt.errors import ColorSpaceError
 from nuke_hdmatt.nuke import nk_script
 from nuke_hdmatt.nuke.colour_settings import resolve_colour
-from nuke_hdmatt.nuke.engine_call import LogFollower, MatteJob
+from nuke_hdmatt.nuke.engine_call import LogFollower, EngineCall
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,7 +105,7 @@ def test_log_follower_reads_partial_lines(tmp_path):
 
 def test_matte_job_argv_matches_cli_flags():
     from nuke_hdmatt.cli import build_parser
-    job = MatteJob(plate="/w/plate.####.exr", trimap="/w/trimap.####.exr",
+    job = EngineCall(plate="/w/plate.####.exr", trimap="/w/trimap.####.exr",
                    output="/o/alpha.####.exr", frames="1-4", plate_colorspace="ACEScg",
                    ocio="ocio://cg-config-latest", cache="/c")
     argv = job.argv("hdmatt", "/w/log.jsonl", frames="3-4")
@@ -116,9 +116,31 @@ def test_matte_job_argv_matches_cli_flags():
         ("A", "rgba", "ACEScg", "ocio://cg-config-latest", "/c")
     assert (args.patch, args.overlap, args.k, args.pool, args.json_log) == \
         (320, 32, 3, 30, "/w/log.jsonl")
-    m = MatteJob(plate="p.####.exr", matte="m.####.exr", band=8, output="o.####.exr", frames="1")
+    m = EngineCall(plate="p.####.exr", matte="m.####.exr", band=8, output="o.####.exr", frames="1")
     args = build_parser().parse_args(m.argv("hdmatt")[1:])
     assert (args.trimap, args.trimap_from_matte, args.band) == (None, "m.####.exr", 8)
+
+
+@pytest.mark.parametrize("fields", [
+    dict(trimap="/w/trimap.####.exr", trimap_channel="R", plate_colorspace="ACEScg",
+         ocio="ocio://cg-config-latest", cache="/c", layer="hd", patch=256, overlap=24, k=2,
+         pool=12, device="cpu", precision="fp32", prior="global", foreground="fg",
+         premultiplied=True),
+    dict(matte="/w/matte.####.exr", band=8),
+])
+def test_farm_chunk_runs_the_job_the_cli_would_build(fields):
+    """Farm step 2 calls the workflow directly: the same job and engine options as
+    ``hdmatt matte`` parsing the call's argv."""
+    from nuke_hdmatt.cli import build_parser, engine_kwargs, matte_job_from_args
+    from nuke_hdmatt.farm.nuke_job import shot_job
+    call = EngineCall(plate="/w/plate.####.exr", output="/o/alpha.####.exr", frames="1-4",
+                    **fields)
+    args = build_parser().parse_args(call.argv("hdmatt", frames="3-4")[1:])
+    job, settings = shot_job(call, [3, 4])
+    assert job == matte_job_from_args(args)
+    assert settings.engine == engine_kwargs(args)
+    assert (settings.cache, settings.no_cache, settings.json_log) == \
+        (args.cache, args.no_cache, args.json_log)
 
 
 def test_nuke_side_never_imports_torch_or_numpy():

@@ -3,7 +3,8 @@
 import pytest
 
 from nuke_hdmatt.errors import UsageError
-from nuke_hdmatt.sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
+from nuke_hdmatt.sequence import (FrameSequence, format_frames, frame_file, frames_on_disk,
+                                  parse_frames)
 
 
 @pytest.mark.parametrize("pattern, frame, expected", [
@@ -61,3 +62,9 @@ def test_missing_frames_reported_and_disk_scan_respects_padding(tmp_path):
     (tmp_path / "q.0003.exr").write_bytes(b"x")    # other sequence
     assert seq.missing([1, 2, 3, 4]) == [3]
     assert frames_on_disk(seq) == [1, 2, 4]
+
+
+def test_frame_file_leaves_stills_and_frameless_reads_alone():
+    assert frame_file("shots/v###/a.####.exr", 5) == "shots/v###/a.0005.exr"
+    assert frame_file("shots/v###/still.exr", 5) == "shots/v###/still.exr"
+    assert frame_file("a.####.exr", None) == "a.####.exr"

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..trimap_snap import RESAMPLED_TOLERANCE, snap
 from .config import prior_solver_names
 from .tiling import PatchGrid
 
@@ -115,14 +116,6 @@ def _resize(array: np.ndarray, height: int, width: int, mode: str) -> np.ndarray
     return (out.permute(1, 2, 0) if array.ndim == 3 else out[0]).numpy()
 
 
-def snap_resized_trimap(trimap: np.ndarray) -> np.ndarray:
-    """A resized trimap keeps F/B only where a cell was entirely F/B; all else is unknown."""
-    out = np.full(trimap.shape, 0.5, dtype=np.float32)
-    out[trimap >= 1 - 1e-4] = 1.0
-    out[trimap <= 1e-4] = 0.0
-    return out
-
-
 def downsample(image: np.ndarray, trimap: np.ndarray, max_side: int):
     """(image, trimap) area-resampled to a long side of ``max_side``, the trimap snapped;
     None when the frame is no larger."""
@@ -131,7 +124,7 @@ def downsample(image: np.ndarray, trimap: np.ndarray, max_side: int):
     if scale >= 1:
         return None
     sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
-    return _resize(image, sh, sw, "area"), snap_resized_trimap(_resize(trimap, sh, sw, "area"))
+    return _resize(image, sh, sw, "area"), snap(_resize(trimap, sh, sw, "area"), RESAMPLED_TOLERANCE)
 
 
 def upsample(alpha: np.ndarray, trimap: np.ndarray) -> np.ndarray:

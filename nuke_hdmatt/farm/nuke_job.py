@@ -44,15 +44,15 @@ import shlex
 import sys
 import tempfile
 
-from ..errors import ArgumentParser, HDMattError, UsageError
+from ..errors import EXIT_OK, ArgumentParser, UsageError, run_reporting
+from ..nuke.engine_call import JOB_FILE, EngineCall
 from ..sequence import format_frames, parse_frames
-from .openjd import SPEC_VERSION, default_executable, render_yaml, write_text_atomic
+from .openjd import SPEC_VERSION, default_executable, render_yaml, write_template
 
-__all__ = ["job_template", "run_chunk", "main", "PREPASS"]
+__all__ = ["job_template", "run_chunk", "shot_job", "main", "PREPASS"]
 
 PREPASS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "nuke",
                        "prepass.py")
-JOB_FILE = "matte_job.json"  # written by the prepass (nuke_hdmatt.nuke.prepass.JOB_FILE)
 
 
 def _temp_roots() -> list[str]:
@@ -210,19 +210,39 @@ def run_chunk(work: str, frames: str) -> int:
     UsageError
         No (readable) ``matte_job.json`` in ``work``: step 1 did not run or failed.
     """
-    from ..cli import main as hdmatt_main
-    from ..nuke.engine_call import MatteJob
+    from ..workflow import run_matte, setup_logging
     path = os.path.join(work, JOB_FILE)
     try:
         with open(path, encoding="utf-8") as f:
-            job = MatteJob(**json.load(f)["job"])
+            call = EngineCall(**json.load(f)["job"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"no usable prepass output ({exc}); did the ExportInputs step run?",
                          path=path)
-    parse_frames(frames)
-    argv = job.argv("hdmatt", frames=frames)
-    print("+", " ".join(shlex.quote(a) for a in argv), flush=True)
-    return hdmatt_main(argv[1:])
+    chunk = parse_frames(frames)
+    # the equivalent command, for the task log and for rerunning a chunk by hand
+    print("+", " ".join(shlex.quote(a) for a in call.argv("hdmatt", frames=frames)), flush=True)
+    setup_logging()
+    job, settings = shot_job(call, chunk)
+    return run_matte(job, settings)
+
+
+def shot_job(call, frames: list[int]):
+    """The workflow's (MatteJob, RunSettings) for the Nuke side's engine call on ``frames``
+    (what ``hdmatt matte`` would build from ``call.argv``)."""
+    from ..shot import MatteJob
+    from ..workflow import RunSettings
+    job = MatteJob(plate=call.plate, trimap=None if call.matte else call.trimap,
+                   output=call.output, frames=frames, layer=call.layer,
+                   trimap_from_matte=call.matte or None,
+                   plate_colorspace=call.plate_colorspace or None, ocio=call.ocio or None,
+                   foreground=call.foreground or None, premultiplied=call.premultiplied)
+    if call.matte:  # a matte's channel is found as hdmatt matte finds it (A, Y, R)
+        job.band = call.band
+    else:
+        job.trimap_channel = call.trimap_channel
+    engine = {name: getattr(call, name) for name in
+              ("patch", "overlap", "k", "pool", "device", "precision", "prior")}
+    return job, RunSettings(engine=engine, cache=call.cache or None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", help="job name")
     ap.add_argument("--job-output", metavar="FILE", help="write the template here, not stdout")
     ap.add_argument("--run-chunk", metavar="DIR", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    try:
+
+    def body() -> int:
+        args = ap.parse_args(argv)
         if not args.frames:
             raise UsageError("--frames is required (e.g. 1001-1100)")
         if args.run_chunk:
@@ -256,10 +277,9 @@ def main(argv: list[str] | None = None) -> int:
                                 gpu=args.gpu, name=args.name)
         text = render_yaml(template)
         if args.job_output:
-            write_text_atomic(args.job_output, text)
+            write_template(args.job_output, text)
         else:
             sys.stdout.write(text)
-    except HDMattError as exc:
-        print(f"hdmatt farm nuke: error: {exc.one_line()}", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_OK
+
+    return run_reporting("hdmatt farm nuke", body)

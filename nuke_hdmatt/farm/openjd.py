@@ -34,7 +34,7 @@ import sys
 from ..errors import OutputError, UsageError
 from ..sequence import format_frames
 
-__all__ = ["job_template", "render_yaml", "default_executable", "write_text_atomic"]
+__all__ = ["job_template", "render_yaml", "default_executable", "write_template"]
 
 SPEC_VERSION = "jobtemplate-2023-09"
 STEP_NAME = "Matte"
@@ -171,8 +171,8 @@ def _yaml_lines(value, indent: int):
         yield f"{pad}{_scalar(value)}"
 
 
-def write_text_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically; a folder that cannot be written is an OutputError."""
+def write_template(path: str, text: str) -> None:
+    """Write a job template atomically; a folder that cannot be written is an OutputError."""
     from .. import atomic
     try:
         atomic.write_text_atomic(path, text)

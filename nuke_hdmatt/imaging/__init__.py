@@ -12,7 +12,7 @@ Public names are re-exported from small modules:
 - :mod:`.describe` ``describe_image`` / ``read_hdmatt_metadata`` for ``hdmatt info``
 """
 
-from .plates import Plate, read_plate, frame_path
+from .plates import Plate, read_plate
 from .colour import (NETWORK_SPACE, config_fingerprint, resolve_config, plate_colorspace,
                      to_network_space, to_scene_linear, from_scene_linear)
 from .trimaps import (Trimap, read_trimap, trimap_from_plate, trimap_from_matte, snap_trimap,
@@ -22,7 +22,7 @@ from .writing import write_alpha, COMPRESSIONS
 from .describe import read_hdmatt_metadata, describe_image
 
 __all__ = [
-    "Plate", "read_plate", "frame_path",
+    "Plate", "read_plate",
     "NETWORK_SPACE", "config_fingerprint", "resolve_config", "plate_colorspace", "to_network_space",
     "to_scene_linear", "from_scene_linear",
     "Trimap", "read_trimap", "trimap_from_plate", "trimap_from_matte", "snap_trimap",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from .plates import channel_formats, frame_path, open_image, subimage_specs, window_of
+from ..sequence import frame_file
+from .plates import channel_formats, open_image, subimage_specs, window_of
 from .writing import METADATA_PREFIX
 
 
@@ -32,7 +33,7 @@ def describe_image(path: str, frame: int | None = None) -> dict:
     ------
     MissingFileError, PlateError
     """
-    path = frame_path(path, frame)
+    path = frame_file(path, frame)
     inp = open_image(path, frame)
     try:
         fmt = inp.format_name()
@@ -81,7 +82,7 @@ def read_hdmatt_metadata(path: str, frame: int | None = None) -> dict:
         as JSON (parameter dicts), else as stored. Empty when the file has no stamp.
         All subimages are searched (the stamp sits on the part holding the alpha).
     """
-    path = frame_path(path, frame)
+    path = frame_file(path, frame)
     inp = open_image(path, frame)
     try:
         specs = subimage_specs(inp)

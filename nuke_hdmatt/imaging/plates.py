@@ -9,7 +9,6 @@ data window only and the writer puts the alpha back with the same windows.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -17,44 +16,10 @@ import numpy as np
 import OpenImageIO as oiio
 
 from ..errors import ChannelError, MissingFileError, PlateError
+from ..sequence import frame_file
 
 Window = tuple[int, int, int, int]
 MAX_PIXELS = 16384 * 16384
-
-# Frame placeholders understood in paths: "####" (hash run), "%04d" (printf), "@@@" (Nuke/Houdini).
-_FRAME_TOKEN = re.compile(r"(#+)|(%0?(\d*)d)|(@+)")
-
-
-def frame_path(path: str, frame: int | None) -> str:
-    """Substitute ``frame`` into the first frame placeholder of ``path``.
-
-    Parameters
-    ----------
-    path : str
-        File path, optionally holding ``####``, ``%04d`` or ``@@@@``; the token width is
-        the zero padding.
-    frame : int or None
-        Frame number; ``None`` returns ``path`` unchanged.
-
-    Returns
-    -------
-    str
-        The concrete path. A path without a placeholder is returned unchanged even when a
-        frame is given (a single still used for every frame).
-    """
-    if frame is None:
-        return str(path)
-    path = str(path)
-    match = _FRAME_TOKEN.search(path)
-    if not match:
-        return path
-    if match.group(1) or match.group(4):
-        width = len(match.group(1) or match.group(4))
-    else:
-        width = int(match.group(3) or 0)
-    sign = "-" if frame < 0 else ""
-    return path[:match.start()] + sign + str(abs(frame)).zfill(width) + path[match.end():]
-
 
 @dataclass
 class Plate:
@@ -217,7 +182,7 @@ def read_plate(path: str, channels: str | Sequence[str] = ("R", "G", "B"),
     ----------
     path : str
         EXR (scanline, tiled, multi-part, half/float), TIFF, PNG, JPEG, DPX, ... anything
-        OpenImageIO reads. May hold a frame placeholder (see :func:`frame_path`).
+        OpenImageIO reads. May hold a frame placeholder (see :func:`~nuke_hdmatt.sequence.frame_file`).
     channels : str or sequence of str
         Channel names, e.g. ``("R", "G", "B")`` or ``"diffuse.R,diffuse.G,diffuse.B"``.
         Matched exactly (case-sensitive). Every subimage (EXR part) is searched; the first
@@ -237,7 +202,7 @@ def read_plate(path: str, channels: str | Sequence[str] = ("R", "G", "B"),
         ChannelError lists the channels that do exist.
     """
     names = parse_channels(channels)
-    path = frame_path(path, frame)
+    path = frame_file(path, frame)
     inp = open_image(path, frame)
     try:
         specs = subimage_specs(inp)

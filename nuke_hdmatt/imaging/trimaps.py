@@ -3,18 +3,12 @@
 Every trimap handed to the engine is float32 (H, W) holding exactly 0 (background),
 0.5 (unknown) or 1 (foreground), over the same data window as the plate.
 
-Snapping thresholds (:func:`snap_trimap`), applied after scaling to 0-1:
-
-- ``v < 0.2``   -> 0   (background)
-- ``v > 0.8``   -> 1   (foreground)
-- otherwise     -> 0.5 (unknown)
-
-This accepts 0/0.5/1 floats, 0/128/255 and 0/102/255 8-bit trimaps (128/255 = 0.502,
-102/255 = 0.4) and anti-aliased painted trimaps: soft edge pixels between a known region
-and the unknown band fall into the unknown band, which is the safe side (the network
-estimates them instead of copying a wrong known value). Raw code arrays (an integer
-array with max > 1, or any array with max > 2) are divided by 255 (max <= 255) or
-65535 first; float values between 1 and 2 are overshoot and count as foreground.
+Snapping (:func:`snap_trimap`), applied after scaling to 0-1: within 0.2 of 0 is background,
+within 0.2 of 1 foreground, the rest unknown (:data:`~nuke_hdmatt.trimap_snap.FILE_TOLERANCE`,
+whose docstring says why). This accepts 0/0.5/1 floats, 0/128/255 and 0/102/255 8-bit
+trimaps (128/255 = 0.502, 102/255 = 0.4) and anti-aliased painted trimaps. Raw code arrays
+(an integer array with max > 1, or any array with max > 2) are divided by 255 (max <= 255)
+or 65535 first; float values between 1 and 2 are overshoot and count as foreground.
 """
 
 from __future__ import annotations
@@ -26,13 +20,13 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import SizeMismatchError, TrimapError
-from .plates import (Window, open_image, parse_channels, read_plate, frame_path, rewindow,
+from ..trimap_snap import FILE_TOLERANCE, snap
+from ..sequence import frame_file
+from .plates import (Window, open_image, parse_channels, read_plate, rewindow,
                      subimage_specs)
 
 log = logging.getLogger(__name__)
 
-BACKGROUND_MAX = 0.2
-FOREGROUND_MIN = 0.8
 RAW_CODES_ABOVE = 2.0
 _DEFAULT_CHANNELS = ("A", "R", "Y")
 
@@ -100,10 +94,7 @@ def snap_trimap(values: np.ndarray, source: str = "") -> np.ndarray:
     # filter overshoot (a blurred or transformed roto), not 8-bit codes.
     if (integer and peak > 1.0) or peak > RAW_CODES_ABOVE:
         v = v / (65535.0 if peak > 255.0 else 255.0)
-    out = np.full(v.shape, 0.5, dtype=np.float32)
-    out[v < BACKGROUND_MAX] = 0.0
-    out[v > FOREGROUND_MIN] = 1.0
-    return out
+    return snap(v, FILE_TOLERANCE)
 
 
 def has_unknown(trimap) -> bool:
@@ -154,7 +145,7 @@ def read_trimap(path: str, channel: str | None = None, frame: int | None = None)
     ------
     MissingFileError, PlateError, ChannelError, TrimapError
     """
-    concrete = frame_path(path, frame)
+    concrete = frame_file(path, frame)
     chosen = channel or _default_channel(concrete, frame)
     plate = read_plate(concrete, [chosen], frame=frame)
     raw = plate.pixels[:, :, 0]

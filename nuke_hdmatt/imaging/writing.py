@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 
 import numpy as np
 import OpenImageIO as oiio
 
 from .. import ENGINE_VERSION
+from ..atomic import atomic_path, temp_beside
 from ..errors import HDMattError, OutputError, UsageError
 from .plates import Plate, channel_formats, open_image, read_subimage, rewindow, subimage_specs
 
@@ -81,15 +81,19 @@ def check_layer(layer: str, path: str | None = None) -> None:
 def _temp_file(out_path: str) -> str:
     """A new empty temp file beside ``out_path`` (see _TEMP_NAME); OutputError if the
     folder does not take files."""
-    folder = os.path.dirname(os.path.abspath(out_path))
-    base, ext = os.path.splitext(os.path.basename(out_path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=folder)
+        return temp_beside(out_path, _temp_suffix(out_path))
     except OSError as exc:
-        raise OutputError(f"cannot create a file in {folder}: {exc.strerror}",
-                          path=out_path) from None
-    os.close(fd)
-    return tmp
+        raise _cannot_create(out_path, exc) from None
+
+
+def _temp_suffix(out_path: str) -> str:
+    return f".tmp{os.path.splitext(out_path)[1]}"
+
+
+def _cannot_create(out_path: str, exc: OSError) -> OutputError:
+    folder = os.path.dirname(os.path.abspath(out_path))
+    return OutputError(f"cannot create a file in {folder}: {exc.strerror}", path=out_path)
 
 
 def check_output_location(out_path: str) -> None:
@@ -333,34 +337,18 @@ def _flat_content(alpha, plate, fmt, compression, bit_depth, stamps):
 
 
 def _write_atomic(out_path: str, specs, images) -> None:
-    tmp = _temp_file(out_path)
+    entered = False
     try:
-        _write_image(out_path, tmp, specs, images)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        _keep_mode(out_path, tmp)
-        os.replace(tmp, out_path)
-    except BaseException as exc:
-        # Also on Ctrl-C: never leave a half-written temporary behind.
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, HDMattError) or not isinstance(exc, Exception):
-            raise
+        # fsynced: a farm's next step or another user's Nuke reads the file at once
+        with atomic_path(out_path, _temp_suffix(out_path), fsync=True, make_folder=False) as tmp:
+            entered = True
+            _write_image(out_path, tmp, specs, images)
+    except HDMattError:
+        raise
+    except Exception as exc:
+        if not entered and isinstance(exc, OSError):
+            raise _cannot_create(out_path, exc) from None
         raise OutputError(f"write failed: {exc}", path=out_path) from None
-
-
-def _keep_mode(out_path: str, tmp: str) -> None:
-    # mkstemp creates 0600; give the output the permissions an ordinary create would
-    # (or the existing file's), so the farm and other users can read it.
-    try:
-        mode = os.stat(out_path).st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    os.chmod(tmp, mode)
 
 
 def _write_image(out_path: str, tmp: str, specs, images) -> None:

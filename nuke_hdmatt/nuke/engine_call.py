@@ -26,16 +26,22 @@ from typing import Callable
 
 from ..errors import Cancelled, UsageError
 
-__all__ = ["MatteJob", "EngineResult", "LogFollower", "run_engine", "popen_options",
+__all__ = ["EngineCall", "JOB_FILE", "EngineResult", "LogFollower", "run_engine", "popen_options",
            "remove_partial_outputs", "STOP_GRACE_S"]
+
+# The EngineCall that farm step 1 (the prepass) writes into its work folder for step 2.
+JOB_FILE = "matte_job.json"
 
 STOP_GRACE_S = 1.0  # Cancel: how long the engine gets to stop at a patch boundary after
 # Ctrl-C before its process group is killed
 
 
 @dataclass
-class MatteJob:
-    """One ``hdmatt matte`` call.
+class EngineCall:
+    """One ``hdmatt matte`` call, as the Nuke side passes it to the engine process (argv)
+    and farm step 1 to step 2 (:data:`JOB_FILE`): paths, a frame string and engine knob
+    values, all plain strings and numbers. The engine's side of the same run is
+    :class:`nuke_hdmatt.shot.MatteJob`.
 
     ``plate``/``trimap``/``matte``/``output`` are sequence patterns (``name.####.exr``);
     ``trimap`` is ``None`` when ``matte`` (with ``band`` pixels of unknown) derives it.
@@ -198,7 +204,7 @@ def run_engine(argv: list[str], json_log: str, n_frames: int,
     Parameters
     ----------
     argv : list of str
-        From :meth:`MatteJob.argv` with ``--json-log json_log``.
+        From :meth:`EngineCall.argv` with ``--json-log json_log``.
     progress : callable(percent: int, message: str), optional
     frame_done : callable(frame: int), optional
         Called as each frame's alpha lands (e.g. to refresh a viewer).

@@ -42,7 +42,7 @@ from ..engine_env import engine_executable
 from ..errors import Cancelled, ColorSpaceError, HDMattError, PlateError, UsageError
 from ..sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
 from .colour_settings import resolve_colour
-from .engine_call import EngineResult, MatteJob, remove_partial_outputs, run_engine
+from .engine_call import EngineResult, EngineCall, remove_partial_outputs, run_engine
 
 __all__ = ["on_create", "knob_changed", "update_ui", "generate", "generate_current",
            "clear_cache", "update_status", "export_inputs", "matte_job", "alpha_sequence",
@@ -65,7 +65,7 @@ _UI_KNOBS = frozenset({
     "knobChanged", "indicators", "icon", "postage_stamp", "postage_stamp_frame", "bookmark",
     "dope_sheet", "reload", "cached", "status", "generated", "failed_frames", "range_first",
     "range_last", "generate", "generate_current", "clear_cache", "autolabel", "updateUI"})
-# MatteJob fields that are paths or where-to-run choices, not what decides the alpha
+# EngineCall fields that are paths or where-to-run choices, not what decides the alpha
 _JOB_NOT_SETTINGS = ("plate", "trimap", "matte", "output", "frames", "cache", "device")
 
 _WEIGHTS_SHA: dict[tuple, str | None] = {}  # (path, size, mtime_ns) -> sha256
@@ -369,10 +369,10 @@ def plate_colour(node):
     return colour
 
 
-def matte_job(node, paths: dict, frames: list[int], colour=None) -> MatteJob:
+def matte_job(node, paths: dict, frames: list[int], colour=None) -> EngineCall:
     """The engine call for ``node``'s knobs, the exported ``paths`` and ``frames``."""
     colour = colour or plate_colour(node)
-    return MatteJob(
+    return EngineCall(
         plate=paths["plate"], trimap=paths["trimap"], matte=paths["matte"],
         band=int(node["band"].value()), output=alpha_pattern(node),
         frames=format_frames(frames),
@@ -429,7 +429,7 @@ def _graph_digest(start, frames: list[int]) -> str:
     return _digest(items)
 
 
-def fingerprint(node, frames: list[int], job: MatteJob | None = None) -> dict:
+def fingerprint(node, frames: list[int], job: EngineCall | None = None) -> dict:
     """What decides the alpha, as digests: each connected input's upstream graph, and the
     settings (engine knobs, colour)."""
     if job is None:
@@ -592,7 +592,7 @@ def _prepare(node, frames: list[int]) -> _Run:
     return run
 
 
-def _jobs_per_view(job: MatteJob) -> list[tuple[str, MatteJob]]:
+def _jobs_per_view(job: EngineCall) -> list[tuple[str, EngineCall]]:
     """One engine call per view in a stereo export (``%V`` in the exported patterns)."""
     if "%V" not in job.plate:
         return [("", job)]
@@ -603,7 +603,7 @@ def _jobs_per_view(job: MatteJob) -> list[tuple[str, MatteJob]]:
             if d[k]:
                 d[k] = d[k].replace("%V", view)
         d["output"] = d["output"].replace("%V", view)
-        out.append((view, MatteJob(**d)))
+        out.append((view, EngineCall(**d)))
     return out
 
 

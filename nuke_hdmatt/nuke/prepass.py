@@ -4,10 +4,10 @@
 
 Writes ``DIR/plate.####.exr`` and ``DIR/trimap.####.exr`` (or ``matte.####.exr``) as the
 pixels arrive at the node (the working space), and ``DIR/matte_job.json``: the engine call
-(:class:`MatteJob` fields) that farm step 2 runs per chunk without Nuke. A config bundled
-with Nuke is copied to ``DIR/ocio/`` so that the engine workers need no Nuke install. Runs
-once per frame chunk (chunks may run at the same time: every chunk writes the same job file,
-atomically; step 2 passes its own frames). ``--node`` may name a node inside a Group
+(:class:`~nuke_hdmatt.nuke.engine_call.EngineCall` fields) that farm step 2 runs per chunk
+without Nuke. A config bundled with Nuke is copied to ``DIR/ocio/`` so that the engine
+workers need no Nuke install. Runs once per frame chunk (chunks may run at the same time:
+every chunk writes the same job file, atomically; step 2 passes its own frames). ``--node`` may name a node inside a Group
 (``Group1.HDMatt1``). Exit 0 on success, 2 with one line on stderr otherwise.
 """
 
@@ -17,8 +17,6 @@ import argparse
 import json
 import os
 import sys
-
-JOB_FILE = "matte_job.json"
 
 
 def main(argv=None) -> int:
@@ -32,9 +30,10 @@ def main(argv=None) -> int:
     import nuke
 
     from nuke_hdmatt.atomic import write_text_atomic
-    from nuke_hdmatt.errors import HDMattError
+    from nuke_hdmatt.errors import HDMattError, run_reporting
     from nuke_hdmatt.nuke import node as hdmatt_node
     from nuke_hdmatt.nuke.colour_settings import copy_bundled_config
+    from nuke_hdmatt.nuke.engine_call import JOB_FILE
 
     ap = argparse.ArgumentParser(prog="prepass.py")
     ap.add_argument("script")
@@ -42,7 +41,14 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", required=True)
     ap.add_argument("--work", required=True)
     args = ap.parse_args(argv)
-    try:
+
+    def body() -> int:
+        try:
+            return export(args)
+        except RuntimeError as exc:  # what Nuke raises for a failing render or script
+            raise HDMattError(str(exc), path=args.node) from None
+
+    def export(args) -> int:
         if not os.path.isfile(args.script):
             raise HDMattError("Nuke script not found", path=args.script)
         nuke.scriptOpen(args.script)
@@ -57,16 +63,12 @@ def main(argv=None) -> int:
         paths = hdmatt_node.export_inputs(node, frames, args.work, plate_space=colour.colorspace)
         job = hdmatt_node.matte_job(node, paths, frames, colour)
         out = os.path.join(args.work, JOB_FILE)
-        write_text_atomic(out, json.dumps({"script": os.path.abspath(args.script), "node": args.node,
-                                           "job": job.to_dict()}, indent=2))
-    except HDMattError as exc:
-        print(f"hdmatt prepass: {exc.one_line()}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:  # what nuke.execute raises for a failing render
-        print(f"hdmatt prepass: {args.node}: {exc}", file=sys.stderr)
-        return 2
-    print(f"hdmatt prepass: exported {len(frames)} frames of {args.node} to {args.work}")
-    return 0
+        write_text_atomic(out, json.dumps({"script": os.path.abspath(args.script),
+                                           "node": args.node, "job": job.to_dict()}, indent=2))
+        print(f"hdmatt prepass: exported {len(frames)} frames of {args.node} to {args.work}")
+        return 0
+
+    return run_reporting("hdmatt prepass", body)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MissingFileError, PlateError
+from ..devset import read_image
 from . import VALIDATION_IMAGES, data_cache_dir, shared_data_dir
 from ..atomic import save_npy_atomic
 from .compositing import linear_to_srgb, srgb_to_linear
@@ -109,30 +109,6 @@ def _mirror(index: np.ndarray, n: int) -> np.ndarray:
     period = 2 * (n - 1)
     i = np.mod(index, period)
     return np.where(i < n, i, period - i)
-
-
-def read_image(path) -> np.ndarray:
-    """Read an image with OpenImageIO as float32 (H, W, C) in 0-1 (8-bit files are scaled).
-
-    Raises
-    ------
-    MissingFileError, PlateError
-    """
-    import OpenImageIO as oiio
-
-    path = str(path)
-    if not os.path.exists(path):
-        raise MissingFileError("file not found", path=path)
-    inp = oiio.ImageInput.open(path)
-    if inp is None:
-        raise PlateError(f"cannot read: {oiio.geterror()}", path=path)
-    try:
-        pixels = inp.read_image(0, 0, 0, inp.spec().nchannels, "float")
-    finally:
-        inp.close()
-    if pixels is None:
-        raise PlateError("cannot decode pixels", path=path)
-    return np.asarray(pixels, dtype=np.float32).reshape(inp.spec().height, inp.spec().width, -1)
 
 
 def training_names(dev_dir, holdout=VALIDATION_IMAGES) -> list[str]:

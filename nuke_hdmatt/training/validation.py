@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import save_npy_atomic
-from ..imaging.trimaps import snap_trimap
+from ..devset import load_case
 from ..metrics import all_metrics
-from .sources import read_image
 
 
 @dataclass
@@ -22,17 +21,6 @@ class ValPair:
     trimap: np.ndarray     # HxW float32 {0, 0.5, 1}
     alpha: np.ndarray      # HxW float32 ground truth
     prior: np.ndarray      # HxW float32 closed-form alpha (global solve, as inference does)
-
-
-def read_png(path: Path) -> np.ndarray:
-    """8/16-bit PNG -> float32 0-1, (H, W) for one channel else (H, W, C)."""
-    px = read_image(path)
-    return px[..., 0] if px.shape[2] == 1 else px
-
-
-def snap(tri: np.ndarray) -> np.ndarray:
-    """Trimap values -> {0, 0.5, 1} with the thresholds inference uses."""
-    return snap_trimap(tri)
 
 
 def cached_prior(image: np.ndarray, trimap: np.ndarray, max_side: int, cache: Path | None,
@@ -62,12 +50,8 @@ def load_pairs(dataset: Path, names, trimap_sets=("trimap1", "trimap2"), max_sid
         cache = data_cache_dir().parent / "valprior"
     pairs = []
     for name in names:
-        image = read_png(dataset / "image" / f"{name}.png")[..., :3].astype(np.float32)
-        gt = read_png(dataset / "alpha" / f"{name}.png")
-        gt = (gt[..., 0] if gt.ndim == 3 else gt).astype(np.float32)
         for ts in trimap_sets:
-            tri = read_png(dataset / ts / f"{name}.png")
-            tri = snap(tri[..., 0] if tri.ndim == 3 else tri)
+            image, tri, gt = load_case(dataset, name, ts)
             pairs.append(ValPair(name, ts, image, tri, gt, cached_prior(image, tri, max_side, cache, solver,
                                                                             device)))
     return pairs

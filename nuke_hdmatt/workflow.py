@@ -1,0 +1,179 @@
+"""Run a shot: what ``hdmatt matte``, ``hdmatt demo`` and a farm chunk have in common.
+
+Below the command line and above the engine: given a :class:`~nuke_hdmatt.shot.MatteJob`
+(what to matte) and :class:`RunSettings` (how: engine options, cache, reporting), plan the
+frames, check them before torch loads, load the engine once, matte, and give the exit code.
+Parsing command lines is the CLI's business; nothing here reads ``argparse`` namespaces or
+imports :mod:`nuke_hdmatt.cli`, so the demo and the farm call this without going upward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+
+from . import ENGINE_VERSION
+from .errors import EXIT_FAILED_FRAMES, EXIT_OK, UsageError, exit_for_signal
+
+__all__ = ["RunSettings", "run_matte", "run_shot", "load_engine", "open_cache",
+           "setup_logging"]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How to run a shot, beside the job itself.
+
+    ``engine`` holds the :meth:`Engine.load <nuke_hdmatt.engine.Engine.load>` keyword
+    arguments the user gave (absent ones take the engine's defaults); its ``prior`` may be
+    ``"none"``, which asks that the weights take no prior (checked once they are loaded).
+    """
+
+    engine: dict = field(default_factory=dict)
+    cache: str | None = None      # folder; None: $HDMATT_CACHE, else ~/.cache/hdmatt
+    no_cache: bool = False
+    quiet: bool = False
+    json_log: str | None = None   # JSON-lines progress events appended here
+
+
+def setup_logging() -> None:
+    """Library warnings reach the user as one ``hdmatt: warning:`` line each (also when
+    quiet: they are about the result)."""
+    logging.basicConfig(level=logging.WARNING, format="hdmatt: %(levelname)s: %(message)s",
+                        stream=sys.stderr)
+    # PyMatting's solver divides by zero on degenerate frames; the engine then warns once
+    # that it fell back, which is the line the user needs
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module="pymatting")
+    warnings.showwarning = lambda message, category, *rest, **kw: print(
+        f"hdmatt: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def load_engine(options: dict, reporter):
+    """Load the engine once for this run (imports torch).
+
+    Raises
+    ------
+    UsageError
+        Weights file missing, a bad device/precision/prior/patch value, or ``prior="none"``
+        with weights that take a prior.
+    """
+    kw = dict(options)
+    if kw.get("weights") and not os.path.isfile(kw["weights"]):
+        raise UsageError("weights file not found", path=kw["weights"])
+    t0 = time.monotonic()
+    no_prior = kw.get("prior") == "none"
+    if no_prior:
+        kw["prior"] = "auto"  # the engine only knows prior methods; "none" is checked below
+    from .engine import Engine
+    try:
+        engine = Engine.load(**kw)
+    except ValueError as exc:  # bad device/precision/prior/patch values
+        raise UsageError(" ".join(str(exc).split())) from None
+    if no_prior and engine.cfg.uses_prior:
+        raise UsageError("--prior none: these weights take a classical prior as input; "
+                         "use auto, global or local", path=str(engine.weights_path or ""))
+    params = engine.params()
+    reporter.message(f"engine {ENGINE_VERSION}: weights {engine.weights_id} on {params.get('device')}"
+                     f" (patch {params.get('patch')}, overlap {params.get('overlap')}, k "
+                     f"{params.get('k')}) loaded in {time.monotonic() - t0:.1f}s")
+    return engine
+
+
+def open_cache(settings: RunSettings):
+    """The frame cache the settings ask for, or None (off, or its folder is unusable)."""
+    from .cache import FrameCache
+    if settings.no_cache:
+        return None
+    cache = FrameCache(settings.cache)
+    # an unusable folder was warned about once, naming it; the run goes on without a cache
+    return cache if cache.usable() else None
+
+
+def _check_json_log(json_log: str | None, job, plan) -> None:
+    """``--json-log`` is appended to: it must not be one of the inputs or outputs."""
+    if not json_log:
+        return
+    from .sequence import FrameSequence
+    from .shot import overwritten_input
+    files = [FrameSequence(p) for p in (job.plate, job.trimap or job.trimap_from_matte,
+                                        job.output)]
+    clash = overwritten_input(FrameSequence(json_log), files, plan.frames)
+    if clash:
+        raise UsageError(f"--json-log would write into {clash[1]}; choose another file",
+                         path=json_log)
+
+
+def run_matte(job, settings: RunSettings) -> int:
+    """Plan, check, matte and summarise a job; returns the exit code.
+
+    Per-frame failures are listed on stderr (exit 1); a stop by Ctrl-C or SIGTERM keeps the
+    finished frames (exit 128 + signal). Problems that would hit every frame raise
+    :class:`~nuke_hdmatt.errors.HDMattError` for the caller to report.
+    """
+    from .shot import plan_frames, preflight, remove_created, summarize
+
+    plan = plan_frames(job)
+    _check_json_log(settings.json_log, job, plan)
+    created = preflight(job, plan)
+    result = None
+    try:
+        # Nothing of a matte run belongs on stdout (progress is on stderr): libraries'
+        # prints (PyMatting's PERFORMANCE WARNING blocks) go to stderr, or nowhere if quiet.
+        with open(os.devnull, "w") if settings.quiet else contextlib.nullcontext(sys.stderr) \
+                as chatter, contextlib.redirect_stdout(chatter):
+            result = _run_planned(job, settings, plan)
+    finally:
+        if result is None or not result.done:
+            remove_created(created)
+    if result.cancelled:
+        print(f"hdmatt: cancelled; {len(result.done)} frame(s) finished and kept", file=sys.stderr)
+        return exit_for_signal(result.signum)
+    line = summarize(result)
+    if result.failed:
+        print(f"hdmatt: {line}", file=sys.stderr)
+        for frame in sorted(result.failed, key=lambda f: -1 if f is None else f):
+            print(f"hdmatt:   frame {frame}: {result.failed[frame]}", file=sys.stderr)
+        return EXIT_FAILED_FRAMES
+    if not settings.quiet:
+        print(f"hdmatt: {line}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _run_planned(job, settings: RunSettings, plan):
+    """Open the cache and the reporter around :func:`run_shot`, stoppable by Ctrl-C."""
+    from .progress import ProgressReporter, SigintCancel
+
+    cache = open_cache(settings)
+    reporter = ProgressReporter(len(plan.frames), quiet=settings.quiet,
+                                json_log=settings.json_log)
+    try:
+        with SigintCancel(on_first=lambda: print("\nhdmatt: stopping after the current patch "
+                                                 "(Ctrl-C again to abort now)", file=sys.stderr)) as cancel:
+            result = run_shot(job, settings, cache, reporter, plan=plan, cancel=cancel)
+            result.signum = cancel.signum
+    finally:
+        reporter.close()
+    return result
+
+
+def run_shot(job, settings: RunSettings, cache, reporter, *, plan=None, cancel=None):
+    """Load the engine and matte the planned frames; a :class:`~nuke_hdmatt.shot.ShotResult`
+    (cancelled when ``cancel()`` turned True while the engine loaded)."""
+    from .shot import ShotResult, matte_shot, plan_frames
+
+    plan = plan or plan_frames(job)
+    cancel = cancel or (lambda: False)
+    if plan.missing:
+        from .sequence import format_frames
+        reporter.message(f"missing frames (will be reported as failed): "
+                         f"{format_frames(plan.missing)}")
+    engine = load_engine(settings.engine, reporter)
+    if cancel():
+        return ShotResult(cancelled=True)
+    if cache is not None:
+        reporter.message(f"cache: {cache.root}")
+    return matte_shot(job, engine, cache=cache, reporter=reporter, cancel=cancel, plan=plan)

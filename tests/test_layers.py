@@ -1,0 +1,56 @@
+"""Layering: the command line sits on top; nothing in the package imports it.
+
+Imports are read from the source (also those inside functions), so a lazy upward import
+fails here as a module-level one would.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "nuke_hdmatt"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute names of the modules ``path`` imports (``from . import x`` gives ``pkg.x``)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_nothing_imports_the_cli():
+    importers = sorted(_module_name(p) for p in PACKAGE.rglob("*.py")
+                       if "nuke_hdmatt.cli" in _imports(p))
+    assert importers == []
+
+
+def test_the_import_reader_sees_relative_and_lazy_imports(tmp_path, monkeypatch):
+    # the check above must be able to fail: a function-level `from ..cli import main`
+    # inside a subpackage is found
+    fake = PACKAGE / "farm" / "nuke_job.py"
+    text = "def f():\n    from ..cli import main\n"
+    monkeypatch.setattr(Path, "read_text", lambda self, encoding=None: text)
+    assert "nuke_hdmatt.cli" in _imports(fake)
+    assert "nuke_hdmatt.cli.main" in _imports(fake)
+
+
+def test_demo_and_farm_reach_the_workflow_not_the_cli():
+    for rel in ("demo.py", "farm/nuke_job.py"):
+        assert "nuke_hdmatt.workflow" in _imports(PACKAGE / rel), rel
