@@ -38,12 +38,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+# the package's stdlib-only modules (atomic writes, the engine record) serve install too
+sys.path.insert(0, str(ROOT))
+from nuke_hdmatt import ENGINE_VERSION, engine_env  # noqa: E402  (after the path is set)
+from nuke_hdmatt.atomic import write_text_atomic  # noqa: E402  (after the path is set)
 TORCH_PIN = "torch==2.13.0"  # unpinned torch pulls a multi-GB CUDA build
 GIZMO_DIR = ROOT / "gizmos"
 BLOCK_START = "# >>> hdmatt: added by install.py, remove with `install.py --uninstall` >>>"
 BLOCK_END = "# <<< hdmatt <<<"
-RECORD_NAME = "hdmatt_engine.json"  # same name nuke_hdmatt.engine_env reads
-RECORD_VERSION = 1
+RECORD_NAME = engine_env.RECORD_NAME
 
 
 def venv_python(venv: Path) -> Path:
@@ -103,17 +106,6 @@ def _split_block(text: str) -> tuple[str, str, bool]:
     return text[:start], text[end:], True
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    # a symlink is followed: its target is what the user keeps (dotfiles, studio file)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    if path.exists():
-        shutil.copymode(path, tmp)
-    os.replace(tmp, path)
-
-
 def read_record(home: Path) -> dict | None:
     path = nuke_dir(home) / RECORD_NAME
     if not path.exists():
@@ -153,14 +145,10 @@ def add_nuke_hooks(home: Path, plugin_dir: Path, hdmatt: Path, python: Path,
     if not found and before and not before.endswith("\n"):
         before += "\n"
         created["init_py_newline"] = True
-    _atomic_write(init, before + hook_block(plugin_dir) + after)
+    write_text_atomic(init, before + hook_block(plugin_dir) + after)
     created["venv"] = bool(created.get("venv")) or venv_created
-    sys.path.insert(0, str(ROOT))
-    from nuke_hdmatt import ENGINE_VERSION  # noqa: E402  (stdlib-only package import)
-    rec = {"version": RECORD_VERSION, "hdmatt": str(hdmatt), "python": str(python),
-           "repo": str(ROOT), "engine_version": ENGINE_VERSION, "plugin_path": str(plugin_dir),
-           "created": created}
-    _atomic_write(ndir / RECORD_NAME, json.dumps(rec, indent=2) + "\n")
+    rec = engine_env.write_record(ndir / RECORD_NAME, hdmatt, python, ROOT, ENGINE_VERSION,
+                                  plugin_path=plugin_dir, created=created)
     return rec
 
 
@@ -182,7 +170,7 @@ def remove_nuke_hooks(home: Path) -> list[str]:
                 init.unlink()
                 removed.append(str(init))
             else:
-                _atomic_write(init, rest)
+                write_text_atomic(init, rest)
                 removed.append(f"hdmatt block in {init}")
     record = ndir / RECORD_NAME
     if record.exists():
@@ -252,8 +240,6 @@ def expected_weight_hashes(model_dir: Path) -> dict[str, str]:
 
 def check_weights(model_dir: Path) -> list[tuple[str, str, str]]:
     """[(status, what, detail)] for each bundled weights file; status is ok / WARN / FAIL."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from nuke_hdmatt.engine.weights import file_sha256  # torch-free: the engine's own hash
 
     rows = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..strands import splat_bilinear
 from .compositing import linear_to_srgb, merge_over, srgb_to_linear
 from .sources import ForegroundSource
 
@@ -145,21 +146,9 @@ def render_strands(rng: np.random.Generator, size: int, roots: np.ndarray, angle
     # Darker roots, lighter tips: a cheap stand-in for self-shadowing in a hair volume.
     shade = (0.75 + 0.5 * np.broadcast_to(frac, (n, n_steps))[keep])[:, None]
     col = np.clip(col * shade, 0, 1)
-    y0 = np.floor(y).astype(np.int64)
-    x0 = np.floor(x).astype(np.int64)
-    fy, fx = y - y0, x - x0
-    density = np.zeros(size * size, np.float64)
-    colour = np.zeros((3, size * size), np.float64)
-    for dy, dx, w in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
-                      (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
-        idx = (y0 + dy) * size + (x0 + dx)
-        wc = w * cover
-        density += np.bincount(idx, wc, size * size)
-        for c in range(3):
-            colour[c] += np.bincount(idx, wc * col[:, c], size * size)
-    density = ndimage.gaussian_filter(density.reshape(size, size), sigma)
-    colour = np.stack([ndimage.gaussian_filter(colour[c].reshape(size, size), sigma)
-                       for c in range(3)], axis=-1)
+    density, colour = splat_bilinear(y, x, cover, col, (size, size))
+    density = ndimage.gaussian_filter(density, sigma)
+    colour = np.stack([ndimage.gaussian_filter(colour[..., c], sigma) for c in range(3)], axis=-1)
     alpha = 1.0 - np.exp(-density)
     mean_lin = colour.sum(axis=(0, 1)) / max(density.sum(), 1e-9)
     lin = (colour + 1e-4 * mean_lin) / (density[..., None] + 1e-4)

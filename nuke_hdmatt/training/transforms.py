@@ -17,6 +17,7 @@ import io
 import numpy as np
 from scipy import ndimage
 
+from ..trimap_snap import RESAMPLED_TOLERANCE, snap
 from .compositing import composite, linear_to_srgb, merge_over, srgb_to_linear
 from .procedural import fractal_noise
 from .resampling import reduce_blocks, resize, resize_area
@@ -237,10 +238,7 @@ def _classical(image: np.ndarray, trimap: np.ndarray, solver: str = "cf",
 def snap_shrunk_trimap(trimap: np.ndarray, height: int, width: int) -> np.ndarray:
     """``trimap`` area-shrunk to (height, width): a pixel is known only where its whole
     footprint was (as the engine snaps)."""
-    small = np.full((height, width), 0.5, np.float32)
-    small[resize_area((trimap == 1.0).astype(np.float32), height, width) > 1 - 1e-4] = 1.0
-    small[resize_area((trimap == 0.0).astype(np.float32), height, width) > 1 - 1e-4] = 0.0
-    return small
+    return snap(resize_area(trimap, height, width), RESAMPLED_TOLERANCE)
 
 
 class ClosedFormPrior:
