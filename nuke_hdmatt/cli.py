@@ -103,6 +103,11 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                           "upsampled; cascade = the network's own alpha at <= 1024 px, "
                           "guided-upsampled, refined a quarter step at full resolution; "
                           "local = classical solve per patch (default auto)")
+    eng.add_argument("--detail", type=float, metavar="F",
+                     help="with the cascade prior on frames over 1024 px: how far the "
+                          "full-resolution pass moves the guided-upsampled 1024 px alpha "
+                          "(0 = the 1024 px alpha alone, faster; 1 = the full-resolution "
+                          "pass whole; default 0.25, chosen on the training images)")
     eng.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"),
                      help="inference precision (default auto: fp16 on CUDA, fp32 on CPU)")
     run = p.add_argument_group("cache and logging")
@@ -148,6 +153,8 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
     kw = {name: getattr(args, name) for name in
           ("weights", "device", "patch", "overlap", "k", "pool", "precision", "prior")
           if getattr(args, name, None) is not None}
+    if getattr(args, "detail", None) is not None:
+        kw["cascade_step"] = args.detail
     return kw
 
 
@@ -163,6 +170,9 @@ def check_engine_options(args: argparse.Namespace) -> None:
         hint = " (the default; give --overlap)" if "--overlap" in str(exc) and \
             given["overlap"] is None else ""
         raise UsageError(f"{exc}{hint}") from None
+    detail = getattr(args, "detail", None)
+    if detail is not None and not 0.0 <= detail <= 1.0:     # NaN fails both comparisons
+        raise UsageError(f"--detail must be between 0 and 1, got {detail}")
 
 
 def resolve_weights(args: argparse.Namespace) -> None:

@@ -158,3 +158,19 @@ def test_prior_choice_reaches_the_engine(tmp_path):
         assert read_hdmatt_metadata(str(tmp_path / f"{prior}.exr"))["params"]["prior"] == prior
     bad = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "x.exr", "--prior", "nope")
     assert bad.returncode == 2 and "--prior" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_detail_reaches_the_engine_and_bad_values_are_refused(tmp_path):
+    from nuke_hdmatt.imaging import read_hdmatt_metadata
+    plate, trimap = make_frame(0)
+    write_image(tmp_path / "plate.exr", plate, "RGB")
+    write_image(tmp_path / "trimap.exr", trimap, "Y")
+    proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "d.exr", *FAST,
+                  "--no-cache", "--detail", "0.6")
+    assert proc.returncode == 0, proc.stderr
+    assert read_hdmatt_metadata(str(tmp_path / "d.exr"))["params"]["cascade_step"] == 0.6
+    for bad in ("1.5", "-0.1", "nan"):
+        out = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "x.exr", "--detail", bad)
+        err = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(err) == 1 and "--detail" in err[0], out.stderr
+    assert not (tmp_path / "x.exr").exists()

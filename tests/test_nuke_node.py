@@ -121,6 +121,7 @@ def test_menu_and_gizmo_knobs(fake_nuke):
     assert node["output_channel"].value() == "rgba.alpha"
     assert node["prior"].values() == ["auto", "cascade", "global", "local"]
     assert node["prior"].value() == "auto"
+    assert node["detail"].value() == pytest.approx(0.25)   # the engine's default step
     assert (node["patch"].value(), node["overlap"].value(), node["k"].value(),
             node["pool"].value()) == (320, 32, 3, 30)
     # unsaved script: the default alpha path is relative (beside a script not saved yet)
@@ -242,6 +243,7 @@ def test_matte_input_derives_the_trimap(shot):
     node.setInput(2, matte)
     node["band"].setValue(6)
     node["prior"].setValue("global")
+    node["detail"].setValue(0.6)
     work = tmp_path / "work"
     work.mkdir()
     paths = hdmatt_node.export_inputs(node, [1], str(work))
@@ -255,10 +257,13 @@ def test_matte_input_derives_the_trimap(shot):
     assert argv[argv.index("--ocio") + 1] == "ocio://cg-config-v2.1.0_aces-v1.3_ocio-v2.3"
     assert argv[argv.index("--plate-colorspace") + 1] == "ACEScg"
     assert argv[argv.index("--prior") + 1] == "global"
+    assert argv[argv.index("--detail") + 1] == "0.6"
     # the engine's own parser takes every value the knob offers
-    from nuke_hdmatt.cli import build_parser
+    from nuke_hdmatt.cli import build_parser, engine_kwargs
     for value in node["prior"].values():
         build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", "--prior", value])
+    args = build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", "--detail", "0.6"])
+    assert engine_kwargs(args)["cascade_step"] == 0.6
 
 
 @pytest.fixture

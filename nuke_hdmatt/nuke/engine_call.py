@@ -65,6 +65,7 @@ class EngineCall:
     device: str = "auto"
     precision: str = "auto"
     prior: str = "auto"
+    detail: float = 0.25         # the cascade's step to the full-resolution pass (--detail)
     foreground: str = ""         # layer for the estimated foreground colour ("": none)
     premultiplied: bool = False  # also alpha x foreground into the file's R, G, B
 
@@ -84,7 +85,7 @@ class EngineCall:
             cmd += ["--cache", self.cache]
         cmd += ["--patch", str(self.patch), "--overlap", str(self.overlap), "--k", str(self.k),
                 "--pool", str(self.pool), "--device", self.device, "--precision", self.precision,
-                "--prior", self.prior]
+                "--prior", self.prior, "--detail", f"{self.detail:g}"]
         if self.foreground:
             cmd += ["--foreground", self.foreground]
         if self.premultiplied:

@@ -152,7 +152,8 @@ def knob_changed() -> None:
     node, knob = nuke.thisNode(), nuke.thisKnob()
     if knob is not None and knob.name() in ("alpha_file", "frames", "inputChange", "band",
                                             "trimap_channel", "plate_colorspace", "patch",
-                                            "overlap", "k", "pool", "precision", "prior"):
+                                            "overlap", "k", "pool", "precision", "prior",
+                                            "detail"):
         update_status(node)
     elif knob is not None and knob.name() == "foreground_output":
         apply_foreground_output(node)
@@ -382,6 +383,7 @@ def matte_job(node, paths: dict, frames: list[int], colour=None) -> EngineCall:
         overlap=int(node["overlap"].value()), k=int(node["k"].value()),
         pool=int(node["pool"].value()), device=node["device"].value(),
         precision=node["precision"].value(), prior=_knob_value(node, "prior", "auto"),
+        detail=float(_knob_value(node, "detail", 0.25)),
         foreground=_foreground_output(node)[0], premultiplied=_foreground_output(node)[1])
 
 
