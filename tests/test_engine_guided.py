@@ -110,7 +110,8 @@ def test_cascade_step_outside_its_range_is_refused():
     import pytest
     sys.path.insert(0, str(Path(__file__).parent))
     from test_engine_runner import make_engine
-    for bad in (0.0, -0.5, 1.5):
+    for bad in (-0.5, 1.5, float("nan")):
         with pytest.raises(ValueError, match="cascade_step"):
             make_engine("D", cascade_step=bad)
-    assert make_engine("D", cascade_step=1.0).params()["cascade_step"] == 1.0
+    for good in (0.0, 1.0):        # 0: the guided-upsampled coarse alpha alone (--detail 0)
+        assert make_engine("D", cascade_step=good).params()["cascade_step"] == good

@@ -114,11 +114,6 @@ def test_cascade_is_a_damped_full_resolution_pass_on_the_guided_coarse_alpha():
     assert "patches" not in stages and "coarse patches" in stages
 
 
-def test_detail_outside_zero_to_one_is_refused():
-    with pytest.raises(ValueError, match="detail"):
-        _cascade_engines(cascade_step=1.5)
-
-
 def test_cascade_on_a_frame_within_the_prior_size_is_the_global_prior():
     cascade, plain = _cascade_engines()
     image, trimap = _edge_scene(40, 60)
