@@ -242,6 +242,7 @@ def shot_job(call, frames: list[int]):
         job.trimap_channel = call.trimap_channel
     engine = {name: getattr(call, name) for name in
               ("patch", "overlap", "k", "pool", "device", "precision", "prior")}
+    engine["cascade_step"] = call.detail        # --detail
     return job, RunSettings(engine=engine, cache=call.cache or None)
 
 
