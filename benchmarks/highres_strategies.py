@@ -59,7 +59,7 @@ def strategy_specs(weights: list[Path]) -> list[dict]:
     ]
     if variant == "D":
         specs.insert(1, hdmatt_spec(main, prior="local", label="(a) patches + CPC, local prior"))
-        specs.insert(1, hdmatt_spec(main, prior="cascade", cascade_step=1.0,
+        specs.insert(1, hdmatt_spec(main, prior="cascade", detail=1.0,
                                     label="(a) patches + CPC, cascade prior, undamped"))
         specs.insert(1, hdmatt_spec(main, prior="cascade", label="(a) patches + CPC, cascade prior (default)"))
     for extra in weights[1:]:

@@ -115,14 +115,14 @@ _ENGINES: dict = {}
 
 def load_engine(spec: dict):
     key = json.dumps({k: spec.get(k) for k in ("weights", "context", "prior", "patch", "overlap",
-                                               "variant", "device", "cascade_step")}, sort_keys=True)
+                                               "variant", "device", "detail")}, sort_keys=True)
     if key not in _ENGINES:
         from nuke_hdmatt.engine import Engine
         from nuke_hdmatt.engine.config import LIGHT
         kw = dict(patch=spec["patch"], overlap=spec["overlap"], prior=spec["prior"],
                   context=spec["context"])
-        if spec.get("cascade_step") is not None:
-            kw["cascade_step"] = spec["cascade_step"]
+        if spec.get("detail") is not None:
+            kw["detail"] = spec["detail"]
         device = spec.get("device", "cpu")
         if spec["weights"]:
             _ENGINES[key] = Engine.load(weights=spec["weights"], device=device, **kw)

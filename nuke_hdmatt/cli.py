@@ -24,6 +24,7 @@ import sys
 import time
 
 from . import ENGINE_VERSION
+from .engine.settings import DEFAULT_DETAIL, PRECISIONS, PRIOR_CHOICES, InferenceSettings
 from .errors import ArgumentParser as Parser
 from .errors import EXIT_OK, UsageError, run_reporting
 
@@ -97,18 +98,19 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
     eng.add_argument("--overlap", type=int, metavar="N", help="patch overlap in pixels (default 32)")
     eng.add_argument("--k", type=int, metavar="N", help="context patches per query (default 3)")
     eng.add_argument("--pool", type=int, metavar="N", help="context candidate pool (default 30)")
-    eng.add_argument("--prior", choices=("auto", "global", "cascade", "local", "none"),
+    eng.add_argument("--prior", choices=PRIOR_CHOICES,
                      help="prior for prior-input weights: global = the classical solve "
                           "(the PyMatting solvers the weights name) at <= 1024 px, "
                           "upsampled; cascade = the network's own alpha at <= 1024 px, "
-                          "guided-upsampled, refined a quarter step at full resolution; "
-                          "local = classical solve per patch (default auto)")
+                          "guided-upsampled, refined at full resolution by --detail; "
+                          "local = classical solve per patch; none = weights without a "
+                          "prior input (default auto: cascade)")
     eng.add_argument("--detail", type=float, metavar="F",
                      help="with the cascade prior on frames over 1024 px: how far the "
                           "full-resolution pass moves the guided-upsampled 1024 px alpha "
                           "(0 = the 1024 px alpha alone, faster; 1 = the full-resolution "
-                          "pass whole; default 0.25, chosen on the training images)")
-    eng.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"),
+                          f"pass whole; default {DEFAULT_DETAIL}, chosen on the training images)")
+    eng.add_argument("--precision", choices=PRECISIONS,
                      help="inference precision (default auto: fp16 on CUDA, fp32 on CPU)")
     run = p.add_argument_group("cache and logging")
     cache = run.add_mutually_exclusive_group()
@@ -149,30 +151,22 @@ def run_settings(args: argparse.Namespace):
 
 
 def engine_kwargs(args: argparse.Namespace) -> dict:
-    """Engine.load keyword arguments from the options the user actually gave."""
-    kw = {name: getattr(args, name) for name in
-          ("weights", "device", "patch", "overlap", "k", "pool", "precision", "prior")
+    """Engine.load keyword arguments: the weights and device the user gave, and the
+    :class:`InferenceSettings` of the options given (the others at their defaults)."""
+    kw = {name: getattr(args, name) for name in ("weights", "device")
           if getattr(args, name, None) is not None}
-    if getattr(args, "detail", None) is not None:
-        kw["cascade_step"] = args.detail
+    kw["settings"] = InferenceSettings.from_options(vars(args))
     return kw
 
 
 def check_engine_options(args: argparse.Namespace) -> None:
-    """Patch, overlap, k and pool within their bounds, before torch loads (numpy only)."""
-    from .engine.tiling import check_settings
-    given = {name: getattr(args, name, None) for name in ("patch", "overlap", "k", "pool")}
-    values = {"patch": 320, "overlap": 32, "k": 3, "pool": 30}
-    values.update({k: v for k, v in given.items() if v is not None})
+    """The inference settings within their bounds, before torch loads (stdlib only)."""
     try:
-        check_settings(**values)
+        InferenceSettings.from_options(vars(args))
     except ValueError as exc:
         hint = " (the default; give --overlap)" if "--overlap" in str(exc) and \
-            given["overlap"] is None else ""
+            getattr(args, "overlap", None) is None else ""
         raise UsageError(f"{exc}{hint}") from None
-    detail = getattr(args, "detail", None)
-    if detail is not None and not 0.0 <= detail <= 1.0:     # NaN fails both comparisons
-        raise UsageError(f"--detail must be between 0 and 1, got {detail}")
 
 
 def resolve_weights(args: argparse.Namespace) -> None:

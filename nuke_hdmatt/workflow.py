@@ -29,8 +29,9 @@ class RunSettings:
     """How to run a shot, beside the job itself.
 
     ``engine`` holds the :meth:`Engine.load <nuke_hdmatt.engine.Engine.load>` keyword
-    arguments the user gave (absent ones take the engine's defaults); its ``prior`` may be
-    ``"none"``, which asks that the weights take no prior (checked once they are loaded).
+    arguments: ``weights`` and ``device`` when given, and ``settings``
+    (:class:`~nuke_hdmatt.engine.settings.InferenceSettings`), whose ``prior`` may be
+    ``"none"``: weights that take no prior (checked once they are loaded).
     """
 
     engine: dict = field(default_factory=dict)
@@ -65,15 +66,12 @@ def load_engine(options: dict, reporter):
     if kw.get("weights") and not os.path.isfile(kw["weights"]):
         raise UsageError("weights file not found", path=kw["weights"])
     t0 = time.monotonic()
-    no_prior = kw.get("prior") == "none"
-    if no_prior:
-        kw["prior"] = "auto"  # the engine only knows prior methods; "none" is checked below
     from .engine import Engine
     try:
         engine = Engine.load(**kw)
     except ValueError as exc:  # bad device/precision/prior/patch values
         raise UsageError(" ".join(str(exc).split())) from None
-    if no_prior and engine.cfg.uses_prior:
+    if engine.settings.prior == "none" and engine.cfg.uses_prior:
         raise UsageError("--prior none: these weights take a classical prior as input; "
                          "use auto, global or local", path=str(engine.weights_path or ""))
     params = engine.params()

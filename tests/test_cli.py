@@ -168,7 +168,7 @@ def test_detail_reaches_the_engine_and_bad_values_are_refused(tmp_path):
     proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "d.exr", *FAST,
                   "--no-cache", "--detail", "0.6")
     assert proc.returncode == 0, proc.stderr
-    assert read_hdmatt_metadata(str(tmp_path / "d.exr"))["params"]["cascade_step"] == 0.6
+    assert read_hdmatt_metadata(str(tmp_path / "d.exr"))["params"]["detail"] == 0.6
     for bad in ("1.5", "-0.1", "nan"):
         out = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "x.exr", "--detail", bad)
         err = out.stderr.strip().splitlines()

@@ -104,14 +104,14 @@ def test_alpha_that_is_affine_in_colour_is_reproduced():
     assert np.abs(out - alpha).mean() < 0.01
 
 
-def test_cascade_step_outside_its_range_is_refused():
+def test_detail_outside_its_range_is_refused():
     import sys
     from pathlib import Path
     import pytest
     sys.path.insert(0, str(Path(__file__).parent))
     from test_engine_runner import make_engine
     for bad in (-0.5, 1.5, float("nan")):
-        with pytest.raises(ValueError, match="cascade_step"):
-            make_engine("D", cascade_step=bad)
+        with pytest.raises(ValueError, match="--detail"):
+            make_engine("D", detail=bad)
     for good in (0.0, 1.0):        # 0: the guided-upsampled coarse alpha alone (--detail 0)
-        assert make_engine("D", cascade_step=good).params()["cascade_step"] == good
+        assert make_engine("D", detail=good).params()["detail"] == good

@@ -96,18 +96,18 @@ def test_cascade_is_a_damped_full_resolution_pass_on_the_guided_coarse_alpha():
     fine = plain.matte(image, trimap, prior=prior)
     unknown = trimap == 0.5
     want = trimap.copy()
-    want[unknown] = prior[unknown] + cascade.cascade_step * (fine[unknown] - prior[unknown])
-    assert 0 < cascade.cascade_step < 1
+    want[unknown] = prior[unknown] + cascade.detail * (fine[unknown] - prior[unknown])
+    assert 0 < cascade.detail < 1
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert np.array_equal(got[~unknown], trimap[~unknown])
     assert "coarse patches" in stages and stages[-1] == "patches"
     # the cascade differs from the closed-form prior it starts from, and from its undamped pass
     assert not np.array_equal(got, plain.matte(image, trimap))
     assert np.abs(got - fine)[unknown].max() > 1e-3
-    cascade.cascade_step = 1.0
+    cascade.settings = cascade.settings.replace(detail=1.0)
     np.testing.assert_array_equal(cascade.matte(image, trimap), fine)
     # detail 0: the guided-upsampled 1024 px alpha itself; the full-resolution pass never runs
-    cascade.cascade_step = 0.0
+    cascade.settings = cascade.settings.replace(detail=0.0)
     stages.clear()
     np.testing.assert_allclose(cascade.matte(image, trimap, progress=lambda d, t, s: stages.append(s)),
                                np.where(unknown, prior, trimap), atol=1e-6)
@@ -203,7 +203,7 @@ def test_cancel_during_the_engines_prior_solve_is_prompt():
     import time
     from nuke_hdmatt.errors import Cancelled
     eng = _cascade_engines()[1]
-    eng.prior_max_side = 1024
+    eng.settings = eng.settings.replace(prior_max_side=1024)
     image, trimap = _edge_scene(300, 400)
     t0 = [None]
 

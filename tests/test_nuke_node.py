@@ -263,7 +263,7 @@ def test_matte_input_derives_the_trimap(shot):
     for value in node["prior"].values():
         build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", "--prior", value])
     args = build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", "--detail", "0.6"])
-    assert engine_kwargs(args)["cascade_step"] == 0.6
+    assert engine_kwargs(args)["settings"].detail == 0.6
 
 
 @pytest.fixture

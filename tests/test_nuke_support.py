@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from nuke_hdmatt.engine.settings import InferenceSettings
 from nuke_hdmatt.errors import ColorSpaceError
 from nuke_hdmatt.nuke import nk_script
 from nuke_hdmatt.nuke.colour_settings import resolve_colour
@@ -116,6 +117,7 @@ def test_matte_job_argv_matches_cli_flags():
         ("A", "rgba", "ACEScg", "ocio://cg-config-latest", "/c")
     assert (args.patch, args.overlap, args.k, args.pool, args.json_log) == \
         (320, 32, 3, 30, "/w/log.jsonl")
+    assert InferenceSettings.from_options(vars(args)) == job.settings   # read back equal
     m = EngineCall(plate="p.####.exr", matte="m.####.exr", band=8, output="o.####.exr", frames="1")
     args = build_parser().parse_args(m.argv("hdmatt")[1:])
     assert (args.trimap, args.trimap_from_matte, args.band) == (None, "m.####.exr", 8)
@@ -123,9 +125,10 @@ def test_matte_job_argv_matches_cli_flags():
 
 @pytest.mark.parametrize("fields", [
     dict(trimap="/w/trimap.####.exr", trimap_channel="R", plate_colorspace="ACEScg",
-         ocio="ocio://cg-config-latest", cache="/c", layer="hd", patch=256, overlap=24, k=2,
-         pool=12, device="cpu", precision="fp32", prior="global", foreground="fg",
-         premultiplied=True),
+         ocio="ocio://cg-config-latest", cache="/c", layer="hd", device="cpu",
+         settings=InferenceSettings(patch=256, overlap=24, k=2, pool=12, precision="fp32",
+                                    prior="global", detail=0.6),
+         foreground="fg", premultiplied=True),
     dict(matte="/w/matte.####.exr", band=8),
 ])
 def test_farm_chunk_runs_the_job_the_cli_would_build(fields):
@@ -161,3 +164,10 @@ def test_nuke_side_never_imports_torch_or_numpy():
                        cwd=ROOT / "gizmos")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_engine_call_round_trips_through_its_job_file_form():
+    call = EngineCall(plate="p.####.exr", trimap="t.####.exr", output="o.####.exr", frames="1-3",
+                      settings=InferenceSettings(patch=64, overlap=16, prior="local", detail=0.0))
+    d = json.loads(json.dumps(call.to_dict()))            # what farm step 1 writes
+    assert EngineCall.from_dict(d) == call

@@ -3,14 +3,14 @@
 ``prior="cascade"`` (the default): the network on the frame downsampled to
 ``prior_max_side`` (with the global classical prior there); its alpha enlarged by guided
 upsampling (the full-resolution plate's colours put back edges the coarse alpha blurred);
-then the full-resolution pass, moved only ``cascade_step`` of the way from that prior to its
+then the full-resolution pass, moved only ``detail`` of the way from that prior to its
 answer (``hdmatt matte --detail``: 0 keeps the enlarged 1024 px alpha and skips the
 full-resolution pass, 1 takes the pass whole). Trained on classical priors, the network
 over-corrects its own, sharper one: undamped, the full-resolution pass loses to the prior it
 starts from (the measurements that chose the default step: docs/ENGINE.md, "The cascade
 step"). Frames within ``prior_max_side`` get the global prior and the whole step.
 
-The other modes (:data:`.prior.PRIOR_METHODS`) solve the classical prior alone and take the
+The other modes (:data:`.settings.PRIOR_METHODS`) solve the classical prior alone and take the
 whole step.
 """
 
@@ -21,10 +21,7 @@ import warnings
 import numpy as np
 
 from .guided import guided_upsample
-from .prior import PRIOR_METHODS, compute_prior, downsample
-
-PRIOR_MODES = PRIOR_METHODS + ("cascade",)
-CASCADE_STEP = 0.25
+from .prior import compute_prior, downsample
 
 
 def prior_and_step(eng, image, trimap, progress, cancel):
@@ -41,7 +38,7 @@ def prior_and_step(eng, image, trimap, progress, cancel):
     coarse = eng._run(*small, coarse_prior, coarse_progress, cancel)
     with eng.stage("upsample"):
         up = guided_upsample(coarse, small[0], image, trimap, device=eng.device)
-    return up, eng.cascade_step
+    return up, eng.detail
 
 
 def classical_prior(eng, image, trimap, method, progress=None, cancel=None):

@@ -34,9 +34,8 @@ import numpy as np
 
 from ..trimap_snap import RESAMPLED_TOLERANCE, snap
 from .config import prior_solver_names
+from .settings import PRIOR_METHODS
 from .tiling import PatchGrid
-
-PRIOR_METHODS = ("global", "local")
 
 
 TORCH_SOLVERS = ("cf", "sm")

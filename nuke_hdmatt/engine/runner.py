@@ -20,17 +20,16 @@ import torch
 
 from .. import ENGINE_VERSION
 from ..errors import Cancelled, TrimapError, WeightsError
-from .cascade import CASCADE_STEP, PRIOR_MODES, classical_prior, prior_and_step
+from .cascade import classical_prior, prior_and_step
 from .config import LIGHT, ModelConfig
 from .fold import fold_batchnorm
 from .network import HDMattNet
 from .streamed_pass import StreamedPass
-from .tiling import PatchGrid, check_settings
+from .settings import InferenceSettings
+from .tiling import PatchGrid
 from .weights import BUNDLED_WEIGHTS, load_network, verified_sha256
 
-__all__ = ["Engine", "resolve_device", "PRECISIONS", "PRIOR_MODES", "CASCADE_STEP"]
-
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+__all__ = ["Engine", "resolve_device"]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -53,43 +52,45 @@ class Engine:
     stage (so the times are true, and the run is slower on a GPU); without it, no clock runs.
     """
 
-    def __init__(self, net: HDMattNet, device: torch.device, *, patch=320, overlap=32, k=3, pool=30,
-                 precision="auto", prior="auto", prior_max_side=1024, batch=None, context=True,
-                 cascade_step=CASCADE_STEP, weights_path: Path | None = None, weights_sha256: str = "",
-                 info: dict | None = None, on_stage=None):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if prior not in ("auto",) + PRIOR_MODES:
-            raise ValueError(f"prior must be auto, {', '.join(PRIOR_MODES)}, got {prior!r}")
-        if not 0.0 <= cascade_step <= 1.0:
-            raise ValueError(f"cascade_step (detail) must be in [0, 1], got {cascade_step!r}")
-        check_settings(patch, overlap, k, pool)
+    def __init__(self, net: HDMattNet, device: torch.device,
+                 settings: InferenceSettings | None = None, *, weights_path: Path | None = None,
+                 weights_sha256: str = "", info: dict | None = None, on_stage=None, **options):
+        """``settings`` (default :class:`InferenceSettings`()), with any of its fields given
+        as keywords (``patch=64``) replacing them."""
+        settings = settings or InferenceSettings()
+        self.settings = settings.replace(**options) if options else settings
         # a folded copy: the caller's network (e.g. one being trained) stays untouched
         self.net = fold_batchnorm(copy.deepcopy(net).eval()).to(device)
         self.cfg: ModelConfig = net.cfg
         self.device = device
-        self.patch, self.overlap, self.k, self.pool = patch, overlap, k, pool
-        self.precision = precision
-        self.prior = "cascade" if prior == "auto" else prior
-        self.prior_max_side = prior_max_side
-        self.cascade_step = cascade_step
-        self.batch = batch or (16 if device.type == "cuda" else 4)
-        self.context = context
         self.weights_path = weights_path
         self.weights_sha256 = weights_sha256
         self.weights_id = weights_path.stem if weights_path else "untrained-random"
         self.info = info or {}
         self.on_stage = on_stage
 
-    @classmethod
-    def load(cls, weights=None, device="auto", patch=320, overlap=32, k=3, pool=30,
-             precision="auto", prior="auto", batch=None, config: ModelConfig | None = None,
-             context=True, cascade_step=CASCADE_STEP, random_init=False) -> "Engine":
-        """Load weights (default: the shipped ``nuke_hdmatt/model/hdmatt.safetensors``).
+    # the settings the engine's parts read, under their own names
+    patch = property(lambda self: self.settings.patch)
+    overlap = property(lambda self: self.settings.overlap)
+    k = property(lambda self: self.settings.k)
+    pool = property(lambda self: self.settings.pool)
+    precision = property(lambda self: self.settings.precision)
+    prior = property(lambda self: self.settings.prior_mode)
+    prior_max_side = property(lambda self: self.settings.prior_max_side)
+    detail = property(lambda self: self.settings.detail)
+    context = property(lambda self: self.settings.context)
 
-        ``context=False`` runs the same network on plain patches: every query sees
-        no context patch (TGNL falls back to the query's own value), the paper's
-        ablation of cross-patch context.
+    @property
+    def batch(self) -> int:
+        return self.settings.batch or (16 if self.device.type == "cuda" else 4)
+
+    @classmethod
+    def load(cls, weights=None, device="auto", settings: InferenceSettings | None = None, *,
+             config: ModelConfig | None = None, random_init=False, **options) -> "Engine":
+        """Load weights (default: the shipped ``nuke_hdmatt/model/hdmatt.safetensors``) with
+        ``settings`` (fields given as keywords replace them, e.g. ``patch=64``; see
+        :class:`InferenceSettings`: ``context=False`` is the paper's ablation of cross-patch
+        context, every query decoded without context patches).
 
         ``random_init=True`` (tests and timings only) loads no file: a randomly initialised
         ``config`` network (default the light configuration, seed 0), ``weights_id``
@@ -99,7 +100,11 @@ class Engine:
         ------
         WeightsError
             The weights file is missing (named in the error), damaged or not HDMatt weights.
+        ValueError
+            A setting out of its range (named as its command-line option).
         """
+        settings = settings or InferenceSettings()
+        settings = settings.replace(**options) if options else settings     # checked first
         dev = resolve_device(device)
         if random_init:
             if weights is not None:
@@ -110,15 +115,15 @@ class Engine:
             path = Path(weights) if weights else BUNDLED_WEIGHTS
             sha = verified_sha256(path)
             net, info = load_network(path)
-        return cls(net, dev, patch=patch, overlap=overlap, k=k, pool=pool, precision=precision,
-                   prior=prior, batch=batch, context=context, cascade_step=cascade_step, weights_path=path, weights_sha256=sha, info=info)
+        return cls(net, dev, settings, weights_path=path, weights_sha256=sha, info=info)
 
     def params(self) -> dict:
-        return {"patch": self.patch, "overlap": self.overlap, "k": self.k, "pool": self.pool,
-                "precision": self._dtype_name(), "prior": self.prior if self.cfg.uses_prior else "none",
-                "prior_max_side": self.prior_max_side, "cascade_step": self.cascade_step,
-                "device": self.device.type,
-                "variant": self.cfg.variant, "context": self.context,
+        """What decides the alpha besides the inputs and the weights (cache keys, stamps)."""
+        s = self.settings
+        return {"patch": s.patch, "overlap": s.overlap, "k": s.k, "pool": s.pool,
+                "precision": self._dtype_name(), "prior": s.prior_mode if self.cfg.uses_prior else "none",
+                "prior_max_side": s.prior_max_side, "detail": s.detail,
+                "device": self.device.type, "variant": self.cfg.variant, "context": s.context,
                 "engine_version": ENGINE_VERSION}
 
     def _dtype_name(self) -> str:

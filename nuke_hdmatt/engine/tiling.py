@@ -26,31 +26,6 @@ def reflect_indices(start: int, length: int, size: int) -> np.ndarray:
     return np.where(idx >= size, period - idx, idx).astype(np.int64)
 
 
-# Bounds of the inference settings: the engine's working set grows with patch**2 * batch
-# and with the context pool, so these keep any setting within the memory docs/COMMAND_LINE.md
-# states (Reliability: engine settings are bounded).
-MAX_PATCH = 1024
-MAX_POOL = 256
-
-
-def check_settings(patch: int, overlap: int, k: int, pool: int) -> None:
-    """Validate patch/overlap/k/pool (numpy only: the CLI checks them before torch loads).
-
-    Raises
-    ------
-    ValueError
-        Naming the setting (``--patch`` etc.) and its allowed range.
-    """
-    if not isinstance(patch, int) or patch < 8 or patch % 8 or patch > MAX_PATCH:
-        raise ValueError(f"--patch must be a multiple of 8 from 8 to {MAX_PATCH}, got {patch}")
-    if not isinstance(overlap, int) or not 0 <= overlap <= patch // 2:
-        raise ValueError(f"--overlap must be from 0 to half the patch ({patch // 2}), got {overlap}")
-    if not isinstance(pool, int) or not 1 <= pool <= MAX_POOL:
-        raise ValueError(f"--pool must be from 1 to {MAX_POOL}, got {pool}")
-    if not isinstance(k, int) or not 1 <= k <= pool:
-        raise ValueError(f"--k must be from 1 to the pool size ({pool}), got {k}")
-
-
 @dataclass(frozen=True)
 class PatchGrid:
     """Square patches of side ``patch`` overlapping by ``overlap`` over an HxW frame."""

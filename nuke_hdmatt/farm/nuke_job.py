@@ -214,7 +214,7 @@ def run_chunk(work: str, frames: str) -> int:
     path = os.path.join(work, JOB_FILE)
     try:
         with open(path, encoding="utf-8") as f:
-            call = EngineCall(**json.load(f)["job"])
+            call = EngineCall.from_dict(json.load(f)["job"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"no usable prepass output ({exc}); did the ExportInputs step run?",
                          path=path)
@@ -240,9 +240,7 @@ def shot_job(call, frames: list[int]):
         job.band = call.band
     else:
         job.trimap_channel = call.trimap_channel
-    engine = {name: getattr(call, name) for name in
-              ("patch", "overlap", "k", "pool", "device", "precision", "prior")}
-    engine["cascade_step"] = call.detail        # --detail
+    engine = {"device": call.device, "settings": call.settings}
     return job, RunSettings(engine=engine, cache=call.cache or None)
 
 

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..engine.settings import InferenceSettings
 from ..errors import Cancelled, UsageError
 
 __all__ = ["EngineCall", "JOB_FILE", "EngineResult", "LogFollower", "run_engine", "popen_options",
@@ -39,8 +40,8 @@ STOP_GRACE_S = 1.0  # Cancel: how long the engine gets to stop at a patch bounda
 @dataclass
 class EngineCall:
     """One ``hdmatt matte`` call, as the Nuke side passes it to the engine process (argv)
-    and farm step 1 to step 2 (:data:`JOB_FILE`): paths, a frame string and engine knob
-    values, all plain strings and numbers. The engine's side of the same run is
+    and farm step 1 to step 2 (:data:`JOB_FILE`): paths, a frame string, the device and the
+    engine's :class:`~nuke_hdmatt.engine.settings.InferenceSettings` from the node's knobs. The engine's side of the same run is
     :class:`nuke_hdmatt.shot.MatteJob`.
 
     ``plate``/``trimap``/``matte``/``output`` are sequence patterns (``name.####.exr``);
@@ -58,14 +59,8 @@ class EngineCall:
     ocio: str = ""
     cache: str = ""
     layer: str = "rgba"
-    patch: int = 320
-    overlap: int = 32
-    k: int = 3
-    pool: int = 30
     device: str = "auto"
-    precision: str = "auto"
-    prior: str = "auto"
-    detail: float = 0.25         # the cascade's step to the full-resolution pass (--detail)
+    settings: InferenceSettings = field(default_factory=InferenceSettings)
     foreground: str = ""         # layer for the estimated foreground colour ("": none)
     premultiplied: bool = False  # also alpha x foreground into the file's R, G, B
 
@@ -83,9 +78,7 @@ class EngineCall:
             cmd += ["--ocio", self.ocio]
         if self.cache:
             cmd += ["--cache", self.cache]
-        cmd += ["--patch", str(self.patch), "--overlap", str(self.overlap), "--k", str(self.k),
-                "--pool", str(self.pool), "--device", self.device, "--precision", self.precision,
-                "--prior", self.prior, "--detail", f"{self.detail:g}"]
+        cmd += ["--device", self.device, *self.settings.argv()]
         if self.foreground:
             cmd += ["--foreground", self.foreground]
         if self.premultiplied:
@@ -95,7 +88,12 @@ class EngineCall:
         return cmd
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        """Plain JSON values (the settings as a dict); :meth:`from_dict` reads them back."""
+        return {**self.__dict__, "settings": self.settings.to_dict()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "EngineCall":
+        return cls(**{**values, "settings": InferenceSettings(**values.get("settings", {}))})
 
 
 @dataclass

@@ -39,6 +39,7 @@ import nuke
 
 from ..engine.weights import verified_sha256  # torch-free: the engine's own check
 from ..engine_env import engine_executable
+from ..engine.settings import DEFAULT_DETAIL, InferenceSettings
 from ..errors import Cancelled, ColorSpaceError, HDMattError, PlateError, UsageError
 from ..sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
 from .colour_settings import resolve_colour
@@ -370,6 +371,19 @@ def plate_colour(node):
     return colour
 
 
+def inference_settings(node) -> InferenceSettings:
+    """The engine settings of ``node``'s knobs; a value out of range is a UsageError naming
+    the node (the engine would refuse it too, after the export)."""
+    try:
+        return InferenceSettings(
+            patch=int(node["patch"].value()), overlap=int(node["overlap"].value()),
+            k=int(node["k"].value()), pool=int(node["pool"].value()),
+            precision=node["precision"].value(), prior=_knob_value(node, "prior", "auto"),
+            detail=float(_knob_value(node, "detail", DEFAULT_DETAIL)))
+    except ValueError as exc:
+        raise UsageError(f"{node.name()}: {exc}") from None
+
+
 def matte_job(node, paths: dict, frames: list[int], colour=None) -> EngineCall:
     """The engine call for ``node``'s knobs, the exported ``paths`` and ``frames``."""
     colour = colour or plate_colour(node)
@@ -379,11 +393,8 @@ def matte_job(node, paths: dict, frames: list[int], colour=None) -> EngineCall:
         frames=format_frames(frames),
         trimap_channel=TRIMAP_CHANNELS[node["trimap_channel"].value()],
         plate_colorspace=colour.colorspace, ocio=colour.config,
-        cache=_text(node, "cache"), patch=int(node["patch"].value()),
-        overlap=int(node["overlap"].value()), k=int(node["k"].value()),
-        pool=int(node["pool"].value()), device=node["device"].value(),
-        precision=node["precision"].value(), prior=_knob_value(node, "prior", "auto"),
-        detail=float(_knob_value(node, "detail", 0.25)),
+        cache=_text(node, "cache"), device=node["device"].value(),
+        settings=inference_settings(node),
         foreground=_foreground_output(node)[0], premultiplied=_foreground_output(node)[1])
 
 
@@ -605,7 +616,7 @@ def _jobs_per_view(job: EngineCall) -> list[tuple[str, EngineCall]]:
             if d[k]:
                 d[k] = d[k].replace("%V", view)
         d["output"] = d["output"].replace("%V", view)
-        out.append((view, EngineCall(**d)))
+        out.append((view, EngineCall.from_dict(d)))
     return out
 
 
