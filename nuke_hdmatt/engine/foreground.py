@@ -29,8 +29,8 @@ shared 2-core machine whose other core is busy spends most of its time waiting a
 barrier: GT02 at 3278x2150 took 12.6 and 34.7 CPU s on 2 threads against 2.7 and 3.2 on one
 (the machine at load 5, then with one more busy process). PyMatting's numba kernels, run in
 the same process after torch, move torch to ``NUMBA_NUM_THREADS`` threads behind the caller's
-back; that, not the solve, made the first 6K and 3K timings swing 4.7-50 s (the benchmark now
-sets torch's thread count again around them). Subnormal floats are not flushed: there are
+back; that, not the solve, made the first timings swing (6K 4.7-50 s, 3K 1.4-43 s; the
+benchmark now sets torch's thread count again around them). Subnormal floats are not flushed: there are
 none in the solve on the benchmark frames, and where a plate channel is exactly 0 under
 partial alpha (colours then fade towards 0 sweep by sweep) 581,000 of them cost nothing
 measurable (1.6 s with or without ``torch.set_flush_denormal``, AVX-512 CPU).
