@@ -18,8 +18,10 @@ re-composited over a crop of another.
 
 6K timing: a synthetic 6144x3240 plate with 10 % unknown pixels (``engine_scaling``), in its
 own process: the engine's alpha, then the foreground; CPU seconds (the process's, which other
-processes on a shared machine do not inflate as they do wall time) and wall seconds of each,
-and the process's peak RSS after each.
+processes on a shared machine do not inflate as they do wall time; the foreground's split into
+user and system time) and wall seconds of each, and the process's peak RSS after each. Then
+the foreground alone on the saved alpha in a fresh process, to tell a slow solve from one
+slowed by the matte before it in the same process.
 
     .venv/bin/python -m benchmarks.foreground --quick   # 2 images at 800 px and at full size
     .venv/bin/python -m benchmarks.foreground           # the 5 validation images
@@ -79,14 +81,33 @@ def frame_hr(name: str, index: int, scale: int) -> dict:
     return {"name": name, "image": f.image, "alpha": f.alpha, "fg": fg, "trimap": f.trimap}
 
 
-def foregrounds(engine, plate_lin: np.ndarray, alpha: np.ndarray) -> tuple[dict, dict]:
+def torch_threads(threads: int) -> int:
+    """Set torch's CPU thread count again before a timed engine call; returns it.
+
+    PyMatting's numba kernels (numba's OpenMP threading layer), once run in this process, leave
+    the OpenMP runtime torch shares with them on ``NUMBA_NUM_THREADS`` threads: torch's
+    ``set_num_threads(1)`` no longer holds. The foreground solve then runs each of its many
+    small ops on a 2-thread team, and on a shared 2-core machine every op's barrier waits
+    (spinning) for the thread the other processes hold: GT02 at 3278x2150 took 12.6 CPU s
+    instead of 2.7 (34.7 s with one more busy process). This was the run-to-run variance of
+    the first runs (the truth F and the reference method call PyMatting here; the engine's
+    prior did too before it moved to torch)."""
+    import torch
+    torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def foregrounds(engine, plate_lin: np.ndarray, alpha: np.ndarray,
+                threads: int = 1) -> tuple[dict, dict]:
     """Candidate F per method (linear) and CPU seconds per method."""
     from pymatting import estimate_foreground_ml
+    torch_threads(threads)
     t0 = time.process_time()
     ours = engine.foreground(plate_lin, alpha)
     t1 = time.process_time()
     theirs = estimate_foreground_ml(plate_lin.astype(np.float64), alpha.astype(np.float64))
     t2 = time.process_time()
+    torch_threads(threads)
     return ({"ours": ours, "plate": plate_lin, "pymatting": np.asarray(theirs, np.float32)},
             {"ours": t1 - t0, "pymatting": t2 - t1})
 
@@ -100,19 +121,20 @@ def recomposite_errors(frame: dict, alpha: np.ndarray, fgs: dict, new_bg_lin: np
             for m, f in fgs.items()}
 
 
-def measure(engine, frame: dict, index: int, size_label: str) -> list[dict]:
+def measure(engine, frame: dict, index: int, size_label: str, threads: int = 1) -> list[dict]:
     image, trimap = frame["image"], frame["trimap"]
     h, w = trimap.shape
     print(f"{frame['name']} {w}x{h} ({size_label}), {np.mean(trimap == 0.5):.1%} unknown",
           flush=True)
     plate_lin = _lin(image)
     new_bg = _lin(_background(index + 1, h, w))
+    torch_threads(threads)
     t0 = time.process_time()
     net_alpha = engine.matte(image, trimap)
     matte_s = time.process_time() - t0
     rows = []
     for source, alpha in (("engine", net_alpha), ("ground truth", frame["alpha"])):
-        fgs, secs = foregrounds(engine, plate_lin, alpha)
+        fgs, secs = foregrounds(engine, plate_lin, alpha, threads)
         err = recomposite_errors(frame, alpha, fgs, new_bg)
         rows.append({"image": frame["name"], "size": f"{w}x{h}", "scale": size_label,
                      "unknown": float(np.mean(trimap == 0.5)), "alpha": source, "err": err,
@@ -124,7 +146,22 @@ def measure(engine, frame: dict, index: int, size_label: str) -> list[dict]:
 
 
 # ---- 6K timing, in its own process ------------------------------------------------------
+def _cpu_split() -> tuple[float, float, int]:
+    """(user s, system s, minor page faults) of this process so far."""
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime, r.ru_minflt
+
+
+def _fg_stats(prefix: str, before: tuple, after: tuple, t0: float, t1: float) -> dict:
+    return {f"{prefix}_s": t1 - t0, f"{prefix}_cpu_s": (after[0] + after[1]) - (before[0] + before[1]),
+            f"{prefix}_user_s": after[0] - before[0], f"{prefix}_sys_s": after[1] - before[1],
+            f"{prefix}_minflt": after[2] - before[2]}
+
+
 def worker_6k(folder: Path, threads: int) -> int:
+    """The engine's alpha, then the foreground, in one process (what ``hdmatt matte
+    --foreground`` does); the alpha is saved for :func:`worker_6k_fg`."""
     import torch
     from .methods import peak_rss_mib, reset_peak_rss, rss_now_mib
     from nuke_hdmatt.engine import Engine
@@ -134,18 +171,40 @@ def worker_6k(folder: Path, threads: int) -> int:
     engine.foreground(np.zeros((64, 64, 3), np.float32), np.full((64, 64), 0.5, np.float32))
     reset_peak_rss()
     base = rss_now_mib()
+    torch_threads(threads)
     t0, c0 = time.perf_counter(), time.process_time()
     alpha = engine.matte(image, trimap)
     t1, c1 = time.perf_counter(), time.process_time()
     peak_matte = peak_rss_mib()
+    np.save(folder / "alpha.npy", alpha)
     reset_peak_rss()
     before_fg = rss_now_mib()
-    fg = engine.foreground(_lin(image), alpha)
-    t2, c2 = time.perf_counter(), time.process_time()
-    stats = {"matte_s": t1 - t0, "fg_s": t2 - t1, "matte_cpu_s": c1 - c0, "fg_cpu_s": c2 - c1,
-             "base_mib": base, "peak_matte_mib": peak_matte, "before_fg_mib": before_fg,
-             "peak_fg_mib": peak_rss_mib(), "fg_mib": fg.nbytes / 2**20}
+    threads_at_fg = torch.get_num_threads()
+    lin = _lin(image)
+    s0, w0 = _cpu_split(), time.perf_counter()
+    fg = engine.foreground(lin, alpha)
+    s1, w1 = _cpu_split(), time.perf_counter()
+    stats = {"matte_s": t1 - t0, "matte_cpu_s": c1 - c0, "base_mib": base,
+             "peak_matte_mib": peak_matte, "before_fg_mib": before_fg,
+             "peak_fg_mib": peak_rss_mib(), "fg_mib": fg.nbytes / 2**20,
+             "threads_at_fg": threads_at_fg, **_fg_stats("fg", s0, s1, w0, w1)}
     (folder / "stats.json").write_text(json.dumps(stats))
+    return 0
+
+
+def worker_6k_fg(folder: Path, threads: int) -> int:
+    """The foreground alone on the saved alpha, in a fresh process (no matte before it)."""
+    import torch
+    from nuke_hdmatt.engine import Engine
+    torch.set_num_threads(threads)
+    image, alpha = np.load(folder / "image.npy"), np.load(folder / "alpha.npy")
+    engine = Engine.load(device="cpu")
+    engine.foreground(np.zeros((64, 64, 3), np.float32), np.full((64, 64), 0.5, np.float32))
+    lin = _lin(image)
+    s0, w0 = _cpu_split(), time.perf_counter()
+    engine.foreground(lin, alpha)
+    s1, w1 = _cpu_split(), time.perf_counter()
+    (folder / "stats_fg.json").write_text(json.dumps(_fg_stats("fresh_fg", s0, s1, w0, w1)))
     return 0
 
 
@@ -160,12 +219,16 @@ def timing_6k(threads: int, fraction: float = 0.10) -> dict:
         del image, trimap
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        subprocess.run([sys.executable, "-m", "benchmarks.foreground", "--worker-6k", tmp,
-                        "--threads", str(threads)], check=True, env=env)
+        for mode in ("--worker-6k", "--worker-6k-fg"):
+            subprocess.run([sys.executable, "-m", "benchmarks.foreground", mode, tmp,
+                            "--threads", str(threads)], check=True, env=env)
         stats = json.loads((Path(tmp) / "stats.json").read_text())
+        stats.update(json.loads((Path(tmp) / "stats_fg.json").read_text()))
     print(f"  matte {stats['matte_cpu_s']:.1f} s CPU ({stats['matte_s']:.1f} s wall), foreground "
-          f"{stats['fg_cpu_s']:.1f} s CPU ({stats['fg_s']:.1f} s wall), peak RSS "
-          f"{stats['peak_fg_mib']:.0f} MiB", flush=True)
+          f"{stats['fg_cpu_s']:.1f} s CPU (user {stats['fg_user_s']:.1f}, system "
+          f"{stats['fg_sys_s']:.1f}; {stats['fg_s']:.1f} s wall), peak RSS "
+          f"{stats['peak_fg_mib']:.0f} MiB; the foreground alone in a fresh process "
+          f"{stats['fresh_fg_cpu_s']:.1f} s CPU", flush=True)
     return stats
 
 
@@ -205,6 +268,8 @@ def summarise(args, rows, t6k, info, total_s) -> str:
             f"The truth F is itself PyMatting's estimate on the original photo (smooth, enlarged "
             f"for the high-resolution frames), which favours smooth estimators. Times are the "
             f"process's CPU seconds (wall time on a shared machine swings with the others' load). "
+            f"The foreground's gradient weight (0.1) was chosen on composites of four training "
+            f"images (GT01, GT05, GT07, GT12), none of the validation images measured here. "
             f"Target: ours <= "
             f"0.6x plate and <= pymatting.\n\nMean over images:\n\n{mean_table}\n"
             f"Per image:\n\n{per_image}\n")
@@ -212,13 +277,19 @@ def summarise(args, rows, t6k, info, total_s) -> str:
         matte, fg = t6k["matte_cpu_s"], t6k["fg_cpu_s"]
         text += (f"6K frame (6144x3240 synthetic, 10 % unknown, CPU, {args.threads} thread(s)): "
                  f"engine alpha {matte:.1f} CPU s ({t6k['matte_s']:.1f} s wall), foreground "
-                 f"{fg:.1f} CPU s ({t6k['fg_s']:.1f} s wall): +{fg / matte:.0%} on the alpha's CPU "
-                 f"time, {fg / (matte + fg):.0%} of the frame's; peak RSS {t6k['peak_matte_mib']:.0f}"
+                 f"{fg:.1f} CPU s (user {t6k['fg_user_s']:.1f}, system {t6k['fg_sys_s']:.1f}, "
+                 f"{t6k['fg_minflt']} minor page faults; {t6k['fg_s']:.1f} s wall; "
+                 f"{t6k['threads_at_fg']} torch thread(s)): +{fg / matte:.0%} on the alpha's CPU "
+                 f"time, {fg / (matte + fg):.0%} of the frame's. The same foreground alone on the "
+                 f"saved alpha in a fresh process: {t6k['fresh_fg_cpu_s']:.1f} CPU s (user "
+                 f"{t6k['fresh_fg_user_s']:.1f}, system {t6k['fresh_fg_sys_s']:.1f}). Peak RSS "
+                 f"{t6k['peak_matte_mib']:.0f}"
                  f" MiB during the alpha, {t6k['peak_fg_mib']:.0f} MiB during the foreground "
                  f"({t6k['before_fg_mib']:.0f} MiB resident before it, output "
                  f"{t6k['fg_mib']:.0f} MiB). Targets: <= 20 % more time, <= 3 GiB. "
                  f"{MEMORY_NOTE}.\n\n")
-    return text + f"Total run time {total_s:.0f} s.\n"
+    return text + (f"Total run time {total_s:.0f} s; 1-min load at the end "
+                   f"{os.getloadavg()[0]:.2f}.\n")
 
 
 def main(argv=None) -> int:
@@ -233,9 +304,12 @@ def main(argv=None) -> int:
                     "slower)")
     ap.add_argument("--no-6k", action="store_true", help="skip the 6K timing")
     ap.add_argument("--worker-6k", metavar="DIR", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-6k-fg", metavar="DIR", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker_6k:
         return worker_6k(Path(args.worker_6k), args.threads)
+    if args.worker_6k_fg:
+        return worker_6k_fg(Path(args.worker_6k_fg), args.threads)
     if not hrc.data_available():
         print("foreground: shared data not found (alphamatting-dev/alpha_highres, 6K "
               "backgrounds); nothing to do", file=sys.stderr)
@@ -249,8 +323,8 @@ def main(argv=None) -> int:
     engine = Engine.load(device="cpu")
     rows = []
     for i, name in enumerate(args.names):
-        rows += measure(engine, frame_800(name, i), i, "800 px")
-        rows += measure(engine, frame_hr(name, i, args.scale), i, "high-res")
+        rows += measure(engine, frame_800(name, i), i, "800 px", args.threads)
+        rows += measure(engine, frame_hr(name, i, args.scale), i, "high-res", args.threads)
     t6k = None if args.no_6k else timing_6k(args.threads)
     publish("foreground", args.quick, summarise(args, rows, t6k, info, time.time() - t0))
     return 0

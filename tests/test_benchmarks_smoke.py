@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,6 +13,8 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 from benchmarks import methods, report  # noqa: E402  (after the torch skip)
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _frame(h=64, w=80, seed=0):
@@ -121,3 +127,38 @@ def test_foreground_recomposite_error_is_zero_for_the_truth_and_not_for_the_plat
     err = fg_bench.recomposite_errors(frame, alpha, {"truth": fg_bench._lin(fg),
                                                      "plate": plate}, new_bg)
     assert err["truth"] < 1e-6 and err["plate"] > 0.02
+
+
+_THREADS_PROBE = """
+import sys, numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+from benchmarks import foreground as fb
+if sys.argv[2] == "unfixed":
+    fb.torch_threads = lambda threads: threads   # what the harness did before
+torch.set_num_threads(1)
+(torch.rand(1000, 1000) * 2).sum()   # big enough to start torch's OpenMP, before numba's
+seen = []
+class Probe:
+    def foreground(self, lin, alpha):
+        seen.append(torch.get_num_threads())
+        return lin
+rng = np.random.default_rng(0)
+lin, alpha = rng.random((40, 50, 3), dtype=np.float32), rng.random((40, 50), dtype=np.float32)
+for _ in range(2):
+    fb.foregrounds(Probe(), lin, alpha, threads=1)
+print(*seen, torch.get_num_threads())
+"""
+
+
+def test_foreground_benchmark_times_the_engine_on_its_own_thread_count_after_pymatting():
+    # numba's OpenMP pool, started by PyMatting after torch has used OpenMP, moves the
+    # runtime torch shares to NUMBA_NUM_THREADS threads: the first runs timed the solve on 2
+    # threads on a busy 2-core machine (4.7x and 11x the CPU time of 1). In a fresh process,
+    # so the order of events is this test's own; "unfixed" (the old harness) prints 2 2 2.
+    import subprocess
+    pytest.importorskip("pymatting")
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("numba's pool has one thread on one core: nothing to move")
+    out = subprocess.run([sys.executable, "-c", _THREADS_PROBE, str(REPO), "fixed"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1", "1"], out.stdout + out.stderr

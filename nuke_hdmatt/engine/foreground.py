@@ -16,11 +16,24 @@ Where this differs from PyMatting, and why:
   neighbours' solves.
 * The gradient weight is 0.1, not PyMatting's 1: with less smoothing across alpha edges the
   colour of thin strands stays their own. Chosen on composites of four training images
-  (GT01, GT05, GT07, GT12, ground-truth alpha, new background): mean re-composite error at
+  (GT01, GT05, GT07, GT12, ground-truth alpha, new background; none of them is one of the
+  five validation images ``benchmarks/foreground.py`` reports): mean re-composite error at
   800 px 1.87e-3 (weight 1), 1.47e-3 (0.5), 1.27e-3 (0.25), 1.17e-3 (0.1), 1.45e-3 (0),
   PyMatting 1.92e-3; at 3K (GT01, GT07) 1.10e-3 (1), 0.92e-3 (0.1), PyMatting 1.29e-3.
 * Values are clipped to the plate's own range (at least [0, 1]) instead of [0, 1]: in scene
   linear light, highlights are above 1.
+
+Threads: on the CPU the solve runs on torch's thread count (the caller's choice, as for the
+prior). It is thousands of small whole-tile ops per frame, so a team of two threads on a
+shared 2-core machine whose other core is busy spends most of its time waiting at each op's
+barrier: GT02 at 3278x2150 took 12.6 and 34.7 CPU s on 2 threads against 2.7 and 3.2 on one
+(the machine at load 5, then with one more busy process). PyMatting's numba kernels, run in
+the same process after torch, move torch to ``NUMBA_NUM_THREADS`` threads behind the caller's
+back; that, not the solve, made the first timings swing (6K 4.7-50 s, 3K 1.4-43 s; the
+benchmark now sets torch's thread count again around them). Subnormal floats are not flushed: there are
+none in the solve on the benchmark frames, and where a plate channel is exactly 0 under
+partial alpha (colours then fade towards 0 sweep by sweep) 581,000 of them cost nothing
+measurable (1.6 s with or without ``torch.set_flush_denormal``, AVX-512 CPU).
 
 Memory: levels up to ``base_side`` are solved on the whole frame; the finer ones (at most
 two or three at 6K-8K) tile by tile, each tile with a margin of ``MARGIN`` pixels at every
