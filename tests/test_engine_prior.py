@@ -326,3 +326,28 @@ def test_a_solve_short_of_iterations_warns_and_returns_its_iterate(monkeypatch):
     with pytest.warns(RuntimeWarning, match="short of convergence"):
         prior = compute_prior(image, trimap, "global", solver="cf")
     assert np.isfinite(prior).all() and np.array_equal(prior[trimap != 0.5], trimap[trimap != 0.5])
+
+
+def test_a_pymatting_prior_leaves_torch_on_its_callers_thread_count():
+    # numba's OpenMP pool (PyMatting's knn / lbdm / rw solvers) moves the runtime torch shares
+    # to more threads; the network and the foreground would then run on them. A fresh
+    # process, so the order of events is the test's own.
+    import os
+    import subprocess
+    import sys
+    pytest.importorskip("pymatting")
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("numba's pool has one thread on one core: nothing to move")
+    code = (
+        "import numpy as np, torch\n"
+        "torch.set_num_threads(1)\n"
+        "(torch.rand(1000, 1000) * 2).sum()\n"
+        "from nuke_hdmatt.engine.prior import solve\n"
+        "rng = np.random.default_rng(0)\n"
+        "img = rng.random((40, 50, 3), dtype=np.float32)\n"
+        "tri = np.full((40, 50), 0.5, np.float32); tri[:10] = 1; tri[-10:] = 0\n"
+        "solve(img, tri, 'knn')\n"
+        "print(torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "1"

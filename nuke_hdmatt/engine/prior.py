@@ -54,8 +54,17 @@ def _solve_one(name: str, image: np.ndarray, trimap: np.ndarray, device, cancel)
     import torch
 
     if name not in TORCH_SOLVERS:
-        fn = _pymatting_solver(name)
-        return fn(np.ascontiguousarray(image, dtype=np.float64), np.ascontiguousarray(trimap, dtype=np.float64))
+        # numba's OpenMP pool, started after torch has used OpenMP, changes the thread count
+        # of the runtime both share: torch would run the rest of the process (the network, the
+        # foreground) on other threads than its caller gave it (benchmarks/RESULTS.md,
+        # foreground: 4.7-13x the CPU time on a busy 2-core machine)
+        threads = torch.get_num_threads()
+        try:
+            fn = _pymatting_solver(name)
+            return fn(np.ascontiguousarray(image, dtype=np.float64),
+                      np.ascontiguousarray(trimap, dtype=np.float64))
+        finally:
+            torch.set_num_threads(threads)
     img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
     tri = torch.from_numpy(np.ascontiguousarray(trimap, dtype=np.float32)).to(device)
     # The solve uses the threads torch is given (the caller's choice; measured: docs/ENGINE.md,
