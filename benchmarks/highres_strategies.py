@@ -33,9 +33,25 @@ from pathlib import Path
 import numpy as np
 
 from . import hr_composites as hrc
-from .methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, pymatting_spec, run_isolated, weights_variant
-from .report import (MEMORY_NOTE, available_gib, machine_info, machine_line,
-                     markdown_table, publish, results_path, save_figure)
+from .methods import (
+    add_weights_argument,
+    chosen_weights,
+    describe_weights,
+    hdmatt_spec,
+    pymatting_spec,
+    run_isolated,
+    weights_variant,
+)
+from .report import (
+    MEMORY_NOTE,
+    available_gib,
+    machine_info,
+    machine_line,
+    markdown_table,
+    publish,
+    results_path,
+    save_figure,
+)
 
 # Measured here: closed-form took 7.3 GiB on a 3280x2310 plate with 32 % unknown pixels
 # (about 3.2 KiB per unknown pixel: the sparse Laplacian holds 81 entries per window).
@@ -160,7 +176,7 @@ def plot(args, result) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker  # noqa: F401 (used as matplotlib.ticker)
+    import matplotlib.ticker
     rows, specs = result["rows"], result["specs"]
     labels = [s["label"] for s in specs]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))

@@ -30,10 +30,15 @@ import numpy as np
 
 from . import hr_composites as hrc
 from .highres_strategies import measure
-from .methods import (add_weights_argument, chosen_weights, describe_weights, hdmatt_spec,
-                      weights_prior_solver, weights_variant)
-from .report import (machine_info, machine_line, markdown_table, publish, results_path,
-                     save_figure)
+from .methods import (
+    add_weights_argument,
+    chosen_weights,
+    describe_weights,
+    hdmatt_spec,
+    weights_prior_solver,
+    weights_variant,
+)
+from .report import machine_info, machine_line, markdown_table, publish, results_path, save_figure
 
 PRIORS = ("global", "local")
 NETWORK_STAGES = ("encode", "cpc", "tgnl", "decode")

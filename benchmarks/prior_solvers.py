@@ -30,8 +30,14 @@ from nuke_hdmatt.devset import load_case
 
 from .methods import add_weights_argument, chosen_weights, describe_weights, weights_prior_solver
 from .quality_lowres import TRIMAP_SETS, find_dev_images
-from .report import (machine_info, machine_line, markdown_table, results_path, save_figure,
-                     update_results_section)
+from .report import (
+    machine_info,
+    machine_line,
+    markdown_table,
+    results_path,
+    save_figure,
+    update_results_section,
+)
 
 SOLVERS = ("cf", "knn", "sm", "lbdm")
 METRICS = ("sad", "mse", "grad", "conn")

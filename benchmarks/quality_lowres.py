@@ -28,10 +28,24 @@ import numpy as np
 from nuke_hdmatt.atomic import write_text_atomic
 from nuke_hdmatt.devset import load_case
 
-from .methods import (add_weights_argument, chosen_weights, describe_weights, hdmatt_spec,
-                      pymatting_spec, run_method, warm_up, weights_prior_solver)
-from .report import (machine_info, machine_line, markdown_table, results_path, save_figure,
-                     update_results_section)
+from .methods import (
+    add_weights_argument,
+    chosen_weights,
+    describe_weights,
+    hdmatt_spec,
+    pymatting_spec,
+    run_method,
+    warm_up,
+    weights_prior_solver,
+)
+from .report import (
+    machine_info,
+    machine_line,
+    markdown_table,
+    results_path,
+    save_figure,
+    update_results_section,
+)
 
 TRIMAP_SETS = ("trimap1", "trimap2")
 METRICS = ("sad", "mse", "grad", "conn")

@@ -23,8 +23,18 @@ import numpy as np
 
 from . import ENGINE_VERSION
 from .cache import FrameCache
-from .errors import (EXIT_FAILED_FRAMES, EXIT_OK, Cancelled, ChannelError, ColorSpaceError,
-                     HDMattError, OutputError, UsageError, WeightsError, exit_for_signal)
+from .errors import (
+    EXIT_FAILED_FRAMES,
+    EXIT_OK,
+    Cancelled,
+    ChannelError,
+    ColorSpaceError,
+    HDMattError,
+    OutputError,
+    UsageError,
+    WeightsError,
+    exit_for_signal,
+)
 from .sequence import FrameSequence, format_frames, frames_on_disk
 
 __all__ = ["MatteJob", "FramePlan", "ShotResult", "plan_frames", "preflight", "matte_shot",
@@ -258,8 +268,14 @@ def _read_matte(path: str, channel: str | None, frame):
 
 def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
     """Read and prepare one frame: (plate, network-space RGB, trimap values, colour space)."""
-    from .imaging import (check_trimap, plate_colorspace, read_plate, read_trimap,
-                          to_network_space, trimap_from_matte)
+    from .imaging import (
+        check_trimap,
+        plate_colorspace,
+        read_plate,
+        read_trimap,
+        to_network_space,
+        trimap_from_matte,
+    )
     from .imaging.trimaps import fit_to_plate, fit_trimap_to_plate
 
     # Paths are expanded here, so imaging gets concrete files (frame=None) and the frame
@@ -307,8 +323,8 @@ def preflight(job: MatteJob, plan: FramePlan) -> list[str]:
     HDMattError
         The problems :func:`matte_shot` would stop the run for.
     """
-    from .imaging import resolve_config
     from .foreground_layers import check_foreground_job
+    from .imaging import resolve_config
     from .imaging.writing import check_compression, check_layer, output_format
 
     first = plan.frames[0]

@@ -107,6 +107,7 @@ def test_alpha_that_is_affine_in_colour_is_reproduced():
 def test_detail_outside_its_range_is_refused():
     import sys
     from pathlib import Path
+
     import pytest
     sys.path.insert(0, str(Path(__file__).parent))
     from test_engine_runner import make_engine

@@ -166,6 +166,7 @@ def test_a_file_that_is_not_hdmatt_weights_is_a_clear_error(tmp_path):
 
 def test_folding_batchnorm_keeps_the_output_and_removes_every_batchnorm():
     import copy
+
     from nuke_hdmatt.engine.fold import fold_batchnorm
     torch.manual_seed(0)
     net = HDMattNet(TINY.replace(variant="C"))

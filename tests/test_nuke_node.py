@@ -163,7 +163,7 @@ def test_nothing_generated_renders_black_in_the_gui(shot):
 
 def test_generate_writes_every_frame_and_leaves_nothing_behind(shot):
     nuke, node, plate, src, tmp_path = shot
-    graph = lambda: (sorted(n.name() for n in nuke.root().nodes()),  # noqa: E731
+    graph = lambda: (sorted(n.name() for n in nuke.root().nodes()),
                      sorted(n.name() for n in node.nodes()))
     graph_before = graph()
     assert node["generate"].execute() is None

@@ -20,8 +20,19 @@ import OpenImageIO as oiio
 import pytest
 
 from nuke_double.fixtures import fake_nuke  # noqa: F401
-from test_nuke_node import (H, STANDIN, W, finish_in_gui, plate_pixels, read_exr, render,  # noqa: F401
-                            shot, standin, trimap_pixels, write_exr)
+from test_nuke_node import (  # noqa: F401
+    STANDIN,
+    H,
+    W,
+    finish_in_gui,
+    plate_pixels,
+    read_exr,
+    render,
+    shot,
+    standin,
+    trimap_pixels,
+    write_exr,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -454,6 +465,7 @@ def test_11_builtin_configs_become_uris_others_are_copied(tmp_path):
 
 def test_11_cache_is_keyed_on_config_content_not_path(tmp_path):
     import PyOpenColorIO as OCIO
+
     from cli_fixtures import FAST, exr_sequence, hdmatt_env
     text = OCIO.Config.CreateFromFile("ocio://cg-config-v2.1.0_aces-v1.3_ocio-v2.3").serialize()
     configs = []

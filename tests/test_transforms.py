@@ -7,7 +7,7 @@ import pytest
 
 from nuke_hdmatt.training import VALIDATION_IMAGES, compositing, procedural, resampling
 from nuke_hdmatt.training import transforms as T
-from nuke_hdmatt.training.sources import ForegroundSource, training_names, shared_data_dir
+from nuke_hdmatt.training.sources import ForegroundSource, shared_data_dir, training_names
 from nuke_hdmatt.training.synthesis import SampleSynthesizer, SynthesisConfig
 
 

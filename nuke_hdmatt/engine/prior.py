@@ -37,7 +37,6 @@ from .config import prior_solver_names
 from .settings import PRIOR_METHODS
 from .tiling import PatchGrid
 
-
 TORCH_SOLVERS = ("cf", "sm")
 
 
@@ -71,7 +70,8 @@ def _solve_one(name: str, image: np.ndarray, trimap: np.ndarray, device, cancel)
     # "Threads").
     with torch.inference_mode():
         if name == "cf":
-            from .closed_form import RTOL, solve as solve_cf
+            from .closed_form import RTOL
+            from .closed_form import solve as solve_cf
             alpha, rel = solve_cf(img.permute(2, 0, 1).contiguous(), tri, cancel=cancel)
             if rel > 10 * RTOL:      # its last iterate is still used: warn, never raise
                 import warnings

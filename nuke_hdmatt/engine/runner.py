@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import time
-import warnings
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -19,13 +18,13 @@ import numpy as np
 import torch
 
 from .. import ENGINE_VERSION
-from ..errors import Cancelled, TrimapError, WeightsError
+from ..errors import TrimapError, WeightsError
 from .cascade import classical_prior, prior_and_step
 from .config import LIGHT, ModelConfig
 from .fold import fold_batchnorm
 from .network import HDMattNet
-from .streamed_pass import StreamedPass
 from .settings import InferenceSettings
+from .streamed_pass import StreamedPass
 from .tiling import PatchGrid
 from .weights import BUNDLED_WEIGHTS, load_network, verified_sha256
 

@@ -96,6 +96,7 @@ def read_header(path: Path) -> dict:
 def load_network(path: Path):
     """Build the network described in the file's header and load its weights (float32)."""
     from safetensors.torch import load_file
+
     from .network import HDMattNet
     path = Path(path)
     if not path.exists():

@@ -37,13 +37,13 @@ import threading
 
 import nuke
 
+from ..engine.settings import DEFAULT_DETAIL, InferenceSettings
 from ..engine.weights import verified_sha256  # torch-free: the engine's own check
 from ..engine_env import engine_executable
-from ..engine.settings import DEFAULT_DETAIL, InferenceSettings
 from ..errors import Cancelled, ColorSpaceError, HDMattError, PlateError, UsageError
 from ..sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
 from .colour_settings import resolve_colour
-from .engine_call import EngineResult, EngineCall, remove_partial_outputs, run_engine
+from .engine_call import EngineCall, EngineResult, remove_partial_outputs, run_engine
 
 __all__ = ["on_create", "knob_changed", "update_ui", "generate", "generate_current",
            "clear_cache", "update_status", "export_inputs", "matte_job", "alpha_sequence",

@@ -53,7 +53,9 @@ def split_batch(batch: dict) -> dict:
 
 def loader_factory(data: list[Path], batch: int, seed: int, min_samples: int, workers: int = 0):
     import time
+
     import torch
+
     from .dataset import PatchFolderDataset, sample_paths
 
     def factory(step: int):
@@ -80,6 +82,7 @@ def samples_prior_solver(folders, requested: str | None, init=None) -> str:
     before their first sample (a run may start while its folders are still empty); with no
     manifest yet, the solver of the ``init`` weights, else closed-form."""
     import json
+
     from ..engine.config import ModelConfig, prior_solver_names
     from .dataset import MANIFEST
     if requested:

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import save_npz_atomic, write_text_atomic
 from ..errors import UsageError, run_reporting
 from . import VALIDATION_IMAGES
-from ..atomic import save_npz_atomic, write_text_atomic
 from .synthesis import SampleSynthesizer, SynthesisConfig
 
 __all__ = ["build", "generate_sample", "encode_sample", "decode_sample", "load_sample", "sample_paths",

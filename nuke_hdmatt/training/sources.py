@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import save_npy_atomic
 from ..devset import read_image
 from . import VALIDATION_IMAGES, data_cache_dir, shared_data_dir
-from ..atomic import save_npy_atomic
 from .compositing import linear_to_srgb, srgb_to_linear
 from .resampling import resize
 

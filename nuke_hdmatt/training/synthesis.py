@@ -17,9 +17,18 @@ from ..errors import HDMattError, UsageError
 from . import VALIDATION_IMAGES
 from .procedural import procedural_background, procedural_foreground
 from .sources import BackgroundBank, DevForegrounds
-from .transforms import (BackgroundBlur, ClosedFormPrior, Chain, ColourJitter, ColourOverlap, Composite,
-                         CropPatches,
-                         MergeForegrounds, PlaceForeground, RandomTrimap)
+from .transforms import (
+    BackgroundBlur,
+    Chain,
+    ClosedFormPrior,
+    ColourJitter,
+    ColourOverlap,
+    Composite,
+    CropPatches,
+    MergeForegrounds,
+    PlaceForeground,
+    RandomTrimap,
+)
 
 __all__ = ["SynthesisConfig", "SampleSynthesizer"]
 

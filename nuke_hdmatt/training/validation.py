@@ -27,6 +27,7 @@ def cached_prior(image: np.ndarray, trimap: np.ndarray, max_side: int, cache: Pa
                  solver: str = "cf", device: str = "cpu") -> np.ndarray:
     """The engine's global prior, kept on disk by a hash of its inputs (a solve costs seconds)."""
     import hashlib
+
     from ..engine.prior import global_prior
     if cache is None:
         return global_prior(image, trimap, max_side, solver, device)
