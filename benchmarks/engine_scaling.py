@@ -66,7 +66,8 @@ def synthetic_plate(width: int, height: int, fraction: float, bg: np.ndarray):
     from nuke_hdmatt.training.resampling import reduce_blocks, resize
     sh, sw = bg.shape[:2]
     # Crop the photo to the plate's aspect, then resample to the plate size.
-    cw, ch = (sw, round(sw * height / width)) if sw * height / width <= sh else (round(sh * width / height), sh)
+    cw, ch = ((sw, round(sw * height / width)) if sw * height / width <= sh
+              else (round(sh * width / height), sh))
     x0, y0 = (sw - cw) // 2, (sh - ch) // 2
     crop = bg[y0:y0 + ch, x0:x0 + cw]
     factor = cw // width

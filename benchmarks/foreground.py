@@ -197,6 +197,7 @@ def worker_6k(folder: Path, threads: int) -> int:
 def worker_6k_fg(folder: Path, threads: int) -> int:
     """The foreground alone on the saved alpha, in a fresh process (no matte before it)."""
     import torch
+
     from nuke_hdmatt.engine import Engine
     torch.set_num_threads(threads)
     image, alpha = np.load(folder / "image.npy"), np.load(folder / "alpha.npy")

@@ -13,7 +13,9 @@ compare, at full resolution:
   (e) closed-form at 1024 px, upsampled (the classical downsample strategy);
   for variant D weights also (a) with the cascade prior (the engine's default: the network's
   own alpha at 1024 px, guided upsampling, then a full-resolution pass moving a quarter of the
-  way from that prior to its answer; and undamped, the whole way) and with the local (per-patch) prior instead of the global one, and (a) for every other ``nuke_hdmatt/model/hdmatt*.safetensors``.
+  way from that prior to its answer; and undamped, the whole way) and with the local
+  (per-patch) prior instead of the global one, and (a) for every other
+  ``nuke_hdmatt/model/hdmatt*.safetensors``.
 
 Each method runs in its own process (peak RSS from ``ru_maxrss``). Writes
 ``results/highres_strategies[_quick].md``, ``..._sad.png`` (SAD and time per method) and
@@ -77,7 +79,8 @@ def strategy_specs(weights: list[Path]) -> list[dict]:
         specs.insert(1, hdmatt_spec(main, prior="local", label="(a) patches + CPC, local prior"))
         specs.insert(1, hdmatt_spec(main, prior="cascade", detail=1.0,
                                     label="(a) patches + CPC, cascade prior, undamped"))
-        specs.insert(1, hdmatt_spec(main, prior="cascade", label="(a) patches + CPC, cascade prior (default)"))
+        specs.insert(1, hdmatt_spec(main, prior="cascade",
+                                    label="(a) patches + CPC, cascade prior (default)"))
     for extra in weights[1:]:
         specs.append(hdmatt_spec(extra, label=f"(a) HDMatt-{weights_variant(extra)} "
                                               f"({extra.stem}) patches + CPC"))

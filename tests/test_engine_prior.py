@@ -171,7 +171,8 @@ def test_the_closed_form_operator_is_pymattings_laplacian():
     rng = np.random.default_rng(0)
     img = rng.random((13, 17, 3))
     lap = cf_laplacian(img)                 # all windows: nothing is known
-    op = UnknownLaplacian(torch.from_numpy(img).permute(2, 0, 1).float(), torch.ones(13, 17, dtype=torch.bool))
+    op = UnknownLaplacian(torch.from_numpy(img).permute(2, 0, 1).float(),
+                          torch.ones(13, 17, dtype=torch.bool))
     p = rng.random(13 * 17)
     np.testing.assert_allclose(op(torch.from_numpy(p).float()).numpy(), lap @ p, atol=1e-5)
     np.testing.assert_allclose(op.diagonal.numpy(), lap.diagonal(), atol=1e-5)

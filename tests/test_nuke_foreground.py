@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nuke_double.fixtures import fake_nuke  # noqa: F401
-from test_nuke_node import plate_pixels, read_exr, render, shot  # noqa: F401
+from nuke_double.fixtures import fake_nuke  # noqa: F401  (a pytest fixture, requested by name)
+from test_nuke_node import plate_pixels, read_exr, render, shot  # noqa: F401  (shot: a pytest fixture)
 
 CHOICES = ["alpha only", "alpha + foreground layer", "premultiplied foreground"]
 

@@ -13,7 +13,7 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 
-from nuke_double.fixtures import fake_nuke  # noqa: F401
+from nuke_double.fixtures import fake_nuke  # noqa: F401  (a pytest fixture, requested by name)
 
 ROOT = Path(__file__).resolve().parents[1]
 HDMATT = ROOT / ".venv" / "bin" / "hdmatt"

@@ -675,7 +675,7 @@ def _engine_run(run: _Run) -> None:
     except Exception as exc:  # never die silently in a worker thread
         outcome = HDMattError(f"internal error: {type(exc).__name__}: {exc}")
     finally:
-        del task  # Nuke closes the progress bar when the task is deleted
+        task = None  # the last reference: Nuke closes the progress bar when the task is deleted
         shutil.rmtree(run.work, ignore_errors=True)
     result = _merged(results, len(jobs))
     try:

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..atomic import save_npy_atomic
 from ..devset import read_image
+from ..errors import MissingFileError, PlateError
 from . import VALIDATION_IMAGES, data_cache_dir, shared_data_dir
 from .compositing import linear_to_srgb, srgb_to_linear
 from .resampling import resize

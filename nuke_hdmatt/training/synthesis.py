@@ -155,7 +155,7 @@ class SampleSynthesizer:
             fg, alpha, name = self._placed_foreground(rng)
             scene = {"fg": fg, "alpha": alpha, "names": [name]}
 
-            def second():
+            def second(scene=scene):  # this iteration's scene, as merge calls it at once
                 f2, a2, n2 = self._placed_foreground(rng)
                 scene["names"].append(n2)
                 return f2, a2

@@ -153,8 +153,8 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
         entry = {"step": state["step"], "elapsed_min": state["elapsed"] / 60, **res}
         state["history"].append(entry)
         write_text_atomic(s.run / "history.json", json.dumps(state["history"], indent=1))
-        line = "  ".join(f"{k}: SAD {v['sad']:.2f} MSE {v['mse'] * 1e3:.1f} Grad {v['grad']:.2f} Conn {v['conn']:.2f}"
-                         for k, v in res.items() if "/" in k)
+        line = "  ".join(f"{k}: SAD {v['sad']:.2f} MSE {v['mse'] * 1e3:.1f} Grad {v['grad']:.2f} "
+                         f"Conn {v['conn']:.2f}" for k, v in res.items() if "/" in k)
         print(f"[val step {state['step']}] {line}", flush=True)
         if s.keep_val_weights:
             save_weights(net, s.run / f"val_step{state['step']:06d}.safetensors",
@@ -196,7 +196,8 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
                 if state["step"] % 10 == 0:
                     rate = state["step"] / max(state["elapsed"], 1e-6)
                     eta = (s.steps - state["step"]) / max(rate, 1e-9)
-                    print(f"step {state['step']}/{s.steps}  loss {loss_avg:.4f}  lr {sched(state['step']):.2e}  "
+                    print(f"step {state['step']}/{s.steps}  loss {loss_avg:.4f}  "
+                          f"lr {sched(state['step']):.2e}  "
                           f"{rate:.2f} steps/s  ETA {eta / 60:.0f} min", flush=True)
                 if now - last_ckpt > s.ckpt_minutes * 60:
                     save_ckpt()

@@ -23,8 +23,8 @@ from .procedural import fractal_noise
 from .resampling import reduce_blocks, resize, resize_area
 from .sources import ForegroundSource
 
-__all__ = ["PlaceForeground", "MergeForegrounds", "ColourOverlap", "ColourJitter", "BackgroundBlur", "Composite",
-           "RandomTrimap", "ClosedFormPrior", "CropPatches", "Chain", "SAMPLE_KEYS"]
+__all__ = ["PlaceForeground", "MergeForegrounds", "ColourOverlap", "ColourJitter", "BackgroundBlur",
+           "Composite", "RandomTrimap", "ClosedFormPrior", "CropPatches", "Chain", "SAMPLE_KEYS"]
 
 #: Arrays of a sample; patch axis first (index 0 = query, 1..P = context).
 SAMPLE_KEYS = ("image", "trimap", "alpha", "fg", "bg", "prior")
@@ -253,8 +253,9 @@ class ClosedFormPrior:
 
     Of those shrunk scenes, a share ``cascade_p`` gets the engine's cascade prior instead:
     the network of ``cascade_weights`` run on the shrunk scene (with the classical prior
-    there), its alpha enlarged by the engine's guided upsampling. That is what the full-resolution pass sees on a plate over
-    1024 px; trained only on classical priors, the network over-corrects that sharper prior
+    there), its alpha enlarged by the engine's guided upsampling. That is what the
+    full-resolution pass sees on a plate over 1024 px; trained only on classical priors, the
+    network over-corrects that sharper prior
     and the full-resolution pass loses to the coarse pass it refines.
     """
 
