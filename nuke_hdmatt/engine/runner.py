@@ -162,10 +162,12 @@ class Engine:
         else:
             prior, step = self._prior(image, trimap, progress, cancel)
         if step == 0.0:          # detail 0: the enlarged coarse alpha, no full-resolution pass
+            assert prior is not None
             alpha[unknown] = prior[unknown]
             return alpha
         alpha = self._run(image, trimap, prior, progress, cancel)
         if step != 1.0:
+            assert prior is not None
             alpha[unknown] = prior[unknown] + step * (alpha[unknown] - prior[unknown])
         return alpha
 

@@ -35,7 +35,7 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def verified_sha256(path: Path) -> str:
+def verified_sha256(path: str | Path) -> str:
     """The file's sha256, checked against ``<file>.sha256`` when one sits beside it (as it
     does for the shipped weights): a damaged or swapped file must not load and run.
 

@@ -56,7 +56,8 @@ def cross_validate(history: list, folds: list[list[str]]) -> dict:
     if not history:
         raise ValueError("the history holds no per-image validation results")
     everything = sorted({n for f in folds for n in f})
-    rows, graded = [], {m: [] for m in METRICS}
+    rows: list[dict] = []
+    graded: dict[str, list[float]] = {m: [] for m in METRICS}
     for fold in folds:
         others = [n for n in everything if n not in fold]
         pick = choose_step(history, others)

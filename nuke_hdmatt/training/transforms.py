@@ -129,7 +129,7 @@ class ColourJitter:
     """Per-channel gain, saturation and gamma changes in sRGB, applied to ``fg`` and/or
     ``bg`` with probability ``p`` each (independently drawn)."""
 
-    def __init__(self, p: float = 0.5, gain=(0.8, 1.2), saturation=(0.5, 1.4),
+    def __init__(self, p: float = 0.5, gain: tuple[float, float] = (0.8, 1.2), saturation=(0.5, 1.4),
                  gamma=(0.75, 1.33)):
         self.p, self.gain, self.saturation, self.gamma = p, gain, saturation, gamma
 
@@ -349,7 +349,7 @@ class CropPatches:
 
     def __call__(self, scene: dict, rng: np.random.Generator) -> dict:
         boxes = self.windows(scene["trimap"], rng)
-        out = {k: [] for k in SAMPLE_KEYS if k in scene}
+        out: dict[str, list] = {k: [] for k in SAMPLE_KEYS if k in scene}
         # Decoded once per scene and kept in it: several samples may be cut from one scene.
         linear = scene.setdefault("_linear", {})
         for k in ("image", "fg", "bg"):
