@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from nuke_hdmatt import ENGINE_VERSION, engine_env  # noqa: E402  (after the path is set)
 from nuke_hdmatt.atomic import write_text_atomic  # noqa: E402  (after the path is set)
+
 TORCH_PIN = "torch==2.13.0"  # unpinned torch pulls a multi-GB CUDA build
 GIZMO_DIR = ROOT / "gizmos"
 BLOCK_START = "# >>> hdmatt: added by install.py, remove with `install.py --uninstall` >>>"

@@ -33,9 +33,25 @@ from pathlib import Path
 import numpy as np
 
 from .highres_strategies import predicted_cf_gib
-from .methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, pymatting_spec, run_isolated
-from .report import (MEMORY_NOTE, REPO, available_gib, machine_info, machine_line,
-                     markdown_table, publish, results_path, save_figure)
+from .methods import (
+    add_weights_argument,
+    chosen_weights,
+    describe_weights,
+    hdmatt_spec,
+    pymatting_spec,
+    run_isolated,
+)
+from .report import (
+    MEMORY_NOTE,
+    REPO,
+    available_gib,
+    machine_info,
+    machine_line,
+    markdown_table,
+    publish,
+    results_path,
+    save_figure,
+)
 
 SIZES = {"1K": (1024, 540), "2K": (2048, 1080), "4K": (4096, 2160), "6K": (6144, 3240),
          "8K": (8192, 4320)}
@@ -50,7 +66,8 @@ def synthetic_plate(width: int, height: int, fraction: float, bg: np.ndarray):
     from nuke_hdmatt.training.resampling import reduce_blocks, resize
     sh, sw = bg.shape[:2]
     # Crop the photo to the plate's aspect, then resample to the plate size.
-    cw, ch = (sw, round(sw * height / width)) if sw * height / width <= sh else (round(sh * width / height), sh)
+    cw, ch = ((sw, round(sw * height / width)) if sw * height / width <= sh
+              else (round(sh * width / height), sh))
     x0, y0 = (sw - cw) // 2, (sh - ch) // 2
     crop = bg[y0:y0 + ch, x0:x0 + cw]
     factor = cw // width
@@ -77,6 +94,7 @@ def imaging_costs(image: np.ndarray, alpha: np.ndarray, folder: Path) -> dict:
     """Seconds to read a half RGBA EXR of this size, convert it to the network space through
     OCIO, and write the alpha EXR (the imaging layer's part of a frame)."""
     import OpenImageIO as oiio
+
     from nuke_hdmatt.imaging import read_plate, resolve_config, to_network_space, write_alpha
     h, w = alpha.shape
     path = folder / f"plate_{w}x{h}.exr"
@@ -118,8 +136,9 @@ def run(args) -> dict:
     engine = hdmatt_spec(main, label="engine")
     whole = {**hdmatt_spec(main, label="whole image"), "kind": "whole"}
     cf = pymatting_spec("cf")
-    from .hr_composites import backgrounds_6k
     from nuke_hdmatt.training.sources import read_image
+
+    from .hr_composites import backgrounds_6k
     bg_photo = read_image(backgrounds_6k()[0])[..., :3]
     rows, io_rows = [], []
     measured = {"whole": [], "cf": []}

@@ -163,8 +163,10 @@ def worker_6k(folder: Path, threads: int) -> int:
     """The engine's alpha, then the foreground, in one process (what ``hdmatt matte
     --foreground`` does); the alpha is saved for :func:`worker_6k_fg`."""
     import torch
-    from .methods import peak_rss_mib, reset_peak_rss, rss_now_mib
+
     from nuke_hdmatt.engine import Engine
+
+    from .methods import peak_rss_mib, reset_peak_rss, rss_now_mib
     torch.set_num_threads(threads)
     image, trimap = np.load(folder / "image.npy"), np.load(folder / "trimap.npy")
     engine = Engine.load(device="cpu")
@@ -195,6 +197,7 @@ def worker_6k(folder: Path, threads: int) -> int:
 def worker_6k_fg(folder: Path, threads: int) -> int:
     """The foreground alone on the saved alpha, in a fresh process (no matte before it)."""
     import torch
+
     from nuke_hdmatt.engine import Engine
     torch.set_num_threads(threads)
     image, alpha = np.load(folder / "image.npy"), np.load(folder / "alpha.npy")
@@ -315,6 +318,7 @@ def main(argv=None) -> int:
               "backgrounds); nothing to do", file=sys.stderr)
         return 2
     import torch
+
     from nuke_hdmatt.engine import Engine
     torch.set_num_threads(args.threads)
     args.names = args.names or (["GT02", "GT24"] if args.quick else hrc.validation_names())

@@ -40,7 +40,8 @@ def background(h: int, w: int, seed: int = 0) -> np.ndarray:
     out = np.zeros((h, w, 3), np.float32)
     for scale, weight in ((256, 0.6), (32, 0.25), (4, 0.15)):
         low = torch.from_numpy(rng.random((1, 3, max(2, h // scale), max(2, w // scale)), dtype=np.float32))
-        out += weight * F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
+        up = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+        out += weight * up[0].permute(1, 2, 0).numpy()
     return out
 
 
@@ -83,14 +84,16 @@ def measure(eng, image, trimap) -> dict:
 
 
 def write(out: Path, info: dict, warm_s: float, results: list) -> None:
-    write_text_atomic(out / "gpu_check.json", json.dumps({"info": info, "warm_up_s": warm_s, "rows": results}, indent=1))
+    write_text_atomic(out / "gpu_check.json",
+                      json.dumps({"info": info, "warm_up_s": warm_s, "rows": results}, indent=1))
     cols = ["size", "w x h", "unknown", "total s", "prior s", "network s", "guided s", "other s",
             "peak GPU GiB", "peak RSS MiB"]
     table = markdown_table(cols, [[r["size"], f"{r['w']}x{r['h']}", f"{r['unknown']:.0%}", r["wall_s"],
                                    r["prior_s"], r["network_s"], r["guided_s"], r["other_s"],
                                    r.get("peak_gpu_gib"), r["peak_rss_mib"]] for r in results])
-    write_text_atomic(out / "gpu_check.md", f"## Engine on {info['device']}\n\n{machine_line(info)}.\n\n"
-                                            f"Warm-up (first 1K frame, not in the table): {warm_s:.1f} s.\n\n{table}")
+    write_text_atomic(out / "gpu_check.md",
+                      f"## Engine on {info['device']}\n\n{machine_line(info)}.\n\n"
+                      f"Warm-up (first 1K frame, not in the table): {warm_s:.1f} s.\n\n{table}")
 
 
 def main(argv=None) -> int:

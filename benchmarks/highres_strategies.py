@@ -13,7 +13,9 @@ compare, at full resolution:
   (e) closed-form at 1024 px, upsampled (the classical downsample strategy);
   for variant D weights also (a) with the cascade prior (the engine's default: the network's
   own alpha at 1024 px, guided upsampling, then a full-resolution pass moving a quarter of the
-  way from that prior to its answer; and undamped, the whole way) and with the local (per-patch) prior instead of the global one, and (a) for every other ``nuke_hdmatt/model/hdmatt*.safetensors``.
+  way from that prior to its answer; and undamped, the whole way) and with the local
+  (per-patch) prior instead of the global one, and (a) for every other
+  ``nuke_hdmatt/model/hdmatt*.safetensors``.
 
 Each method runs in its own process (peak RSS from ``ru_maxrss``). Writes
 ``results/highres_strategies[_quick].md``, ``..._sad.png`` (SAD and time per method) and
@@ -33,9 +35,25 @@ from pathlib import Path
 import numpy as np
 
 from . import hr_composites as hrc
-from .methods import add_weights_argument, chosen_weights, describe_weights, hdmatt_spec, pymatting_spec, run_isolated, weights_variant
-from .report import (MEMORY_NOTE, available_gib, machine_info, machine_line,
-                     markdown_table, publish, results_path, save_figure)
+from .methods import (
+    add_weights_argument,
+    chosen_weights,
+    describe_weights,
+    hdmatt_spec,
+    pymatting_spec,
+    run_isolated,
+    weights_variant,
+)
+from .report import (
+    MEMORY_NOTE,
+    available_gib,
+    machine_info,
+    machine_line,
+    markdown_table,
+    publish,
+    results_path,
+    save_figure,
+)
 
 # Measured here: closed-form took 7.3 GiB on a 3280x2310 plate with 32 % unknown pixels
 # (about 3.2 KiB per unknown pixel: the sparse Laplacian holds 81 entries per window).
@@ -61,7 +79,8 @@ def strategy_specs(weights: list[Path]) -> list[dict]:
         specs.insert(1, hdmatt_spec(main, prior="local", label="(a) patches + CPC, local prior"))
         specs.insert(1, hdmatt_spec(main, prior="cascade", detail=1.0,
                                     label="(a) patches + CPC, cascade prior, undamped"))
-        specs.insert(1, hdmatt_spec(main, prior="cascade", label="(a) patches + CPC, cascade prior (default)"))
+        specs.insert(1, hdmatt_spec(main, prior="cascade",
+                                    label="(a) patches + CPC, cascade prior (default)"))
     for extra in weights[1:]:
         specs.append(hdmatt_spec(extra, label=f"(a) HDMatt-{weights_variant(extra)} "
                                               f"({extra.stem}) patches + CPC"))
@@ -160,7 +179,7 @@ def plot(args, result) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker  # noqa: F401 (used as matplotlib.ticker)
+    import matplotlib.ticker
     rows, specs = result["rows"], result["specs"]
     labels = [s["label"] for s in specs]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))

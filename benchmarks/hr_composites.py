@@ -160,6 +160,7 @@ def save_crops(path: Path, rows: list[dict], title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from .report import save_figure
     labels = list(rows[0]["alphas"])
     ncol = 2 + len(labels)

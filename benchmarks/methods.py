@@ -211,6 +211,7 @@ def whole_image(eng, image: np.ndarray, trimap: np.ndarray, stages: dict,
     Engine with one square patch of the long side would pad a 16:9 frame to 1.8x its pixels).
     """
     import torch
+
     from nuke_hdmatt.engine.network import make_input
     from nuke_hdmatt.engine.tiling import reflect_indices
     h, w = trimap.shape
@@ -225,7 +226,7 @@ def whole_image(eng, image: np.ndarray, trimap: np.ndarray, stages: dict,
         prior = compute_prior(image, trimap, method, eng.prior_max_side, eng.patch, eng.overlap,
                               solver=eng.cfg.prior_solver)
         stages["prior"] = stages.get("prior", 0.0) + time.perf_counter() - t0
-    pad = lambda a: np.ascontiguousarray(a[ys[:, None], xs[None, :]])  # noqa: E731
+    pad = lambda a: np.ascontiguousarray(a[ys[:, None], xs[None, :]])
     t_img = torch.from_numpy(pad(image)).permute(2, 0, 1)[None].to(eng.device)
     t_tri = torch.from_numpy(pad(trimap))[None, None].to(eng.device)
     t_pri = None if not eng.cfg.uses_prior else torch.from_numpy(pad(prior))[None, None].to(eng.device)

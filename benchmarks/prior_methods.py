@@ -30,10 +30,15 @@ import numpy as np
 
 from . import hr_composites as hrc
 from .highres_strategies import measure
-from .methods import (add_weights_argument, chosen_weights, describe_weights, hdmatt_spec,
-                      weights_prior_solver, weights_variant)
-from .report import (machine_info, machine_line, markdown_table, publish, results_path,
-                     save_figure)
+from .methods import (
+    add_weights_argument,
+    chosen_weights,
+    describe_weights,
+    hdmatt_spec,
+    weights_prior_solver,
+    weights_variant,
+)
+from .report import machine_info, machine_line, markdown_table, publish, results_path, save_figure
 
 PRIORS = ("global", "local")
 NETWORK_STAGES = ("encode", "cpc", "tgnl", "decode")
@@ -157,10 +162,12 @@ def compare(args, weights, note, info) -> None:
     means = []
     for spec in specs(weights):
         done = [r for r in rows if r["method"] == spec["label"] and "sad" in r]
-        means.append([spec["label"], len(done)] + ([float(np.mean([r[k] for r in done]))
-                                                    for k in ("sad", "conn", "wall_s")] if done else [None] * 3))
+        means.append([spec["label"], len(done)]
+                     + ([float(np.mean([r[k] for r in done])) for k in ("sad", "conn", "wall_s")]
+                        if done else [None] * 3))
     mean_table = markdown_table(["method", "images", "mean SAD", "mean Conn", "mean time s"], means)
-    scale_note = "full alpha_highres resolution" if args.scale == 1 else f"block-averaged by {args.scale} (quick)"
+    scale_note = ("full alpha_highres resolution" if args.scale == 1
+                  else f"block-averaged by {args.scale} (quick)")
     text = (f"## Prior methods for variant D{' (quick)' if args.quick else ''}\n\n"
             f"{machine_line(info)}.\n\n{note}. Frames: {', '.join(args.names)}, {scale_note} "
             f"(composites as in the high-resolution strategies section). Global = the weights' "

@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     if not find_dev_images(args, "prior_ports"):
         return 2
     import pymatting
+
     from nuke_hdmatt.engine.prior import solve
     peers = {"cf": pymatting.estimate_alpha_cf, "sm": pymatting.estimate_alpha_sm}
     rng = np.random.default_rng(0)

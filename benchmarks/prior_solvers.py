@@ -30,8 +30,14 @@ from nuke_hdmatt.devset import load_case
 
 from .methods import add_weights_argument, chosen_weights, describe_weights, weights_prior_solver
 from .quality_lowres import TRIMAP_SETS, find_dev_images
-from .report import (machine_info, machine_line, markdown_table, results_path, save_figure,
-                     update_results_section)
+from .report import (
+    machine_info,
+    machine_line,
+    markdown_table,
+    results_path,
+    save_figure,
+    update_results_section,
+)
 
 SOLVERS = ("cf", "knn", "sm", "lbdm")
 METRICS = ("sad", "mse", "grad", "conn")
@@ -171,10 +177,12 @@ def main(argv=None) -> int:
     summary = summarise(args, rows, weights, seconds, info)
     tail = (f"\nTotal run time {time.time() - t0:.0f} s. Plot: "
             f"`results/{results_path('prior_solvers', args.quick, '_sad.png').name}`.\n")
-    per_image = markdown_table(["image", "split", "trimap", "network", "prior", "SAD", "MSE x1e-3", "Grad", "Conn"],
-                               [[r["image"], r["split"], r["trimap"], r["network"] or "-", r["method"], r["sad"],
-                                 r["mse"] * 1e3, r["grad"], r["conn"]] for r in rows])
-    write_text_atomic(results_path("prior_solvers", args.quick, ".md"), summary + "\nPer image:\n\n" + per_image + tail)
+    per_image = markdown_table(
+        ["image", "split", "trimap", "network", "prior", "SAD", "MSE x1e-3", "Grad", "Conn"],
+        [[r["image"], r["split"], r["trimap"], r["network"] or "-", r["method"], r["sad"],
+          r["mse"] * 1e3, r["grad"], r["conn"]] for r in rows])
+    write_text_atomic(results_path("prior_solvers", args.quick, ".md"),
+                      summary + "\nPer image:\n\n" + per_image + tail)
     plot(args, rows)
     update_results_section("prior_solvers" + ("_quick" if args.quick else ""), summary + tail)
     print(summary + tail)

@@ -28,10 +28,24 @@ import numpy as np
 from nuke_hdmatt.atomic import write_text_atomic
 from nuke_hdmatt.devset import load_case
 
-from .methods import (add_weights_argument, chosen_weights, describe_weights, hdmatt_spec,
-                      pymatting_spec, run_method, warm_up, weights_prior_solver)
-from .report import (machine_info, machine_line, markdown_table, results_path, save_figure,
-                     update_results_section)
+from .methods import (
+    add_weights_argument,
+    chosen_weights,
+    describe_weights,
+    hdmatt_spec,
+    pymatting_spec,
+    run_method,
+    warm_up,
+    weights_prior_solver,
+)
+from .report import (
+    machine_info,
+    machine_line,
+    markdown_table,
+    results_path,
+    save_figure,
+    update_results_section,
+)
 
 TRIMAP_SETS = ("trimap1", "trimap2")
 METRICS = ("sad", "mse", "grad", "conn")
@@ -122,14 +136,16 @@ def summarise(args, rows, specs, note, info) -> tuple[str, str]:
         ["image", "split", "trimap", "method", "SAD", "MSE x1e-3", "Grad", "Conn", "time s"],
         [[r["image"], r["split"], r["trimap"], r["method"], r["sad"], r["mse"] * 1e3, r["grad"],
           r["conn"], r["time_s"]] for r in rows])
-    head = (f"## Quality on alphamatting-dev (800 px){' (quick: validation images only)' if args.quick else ''}\n\n"
+    head = (f"## Quality on alphamatting-dev (800 px)"
+            f"{' (quick: validation images only)' if args.quick else ''}\n\n"
             f"{machine_line(info)}.\n\n{note}. `val` = held-out validation images "
             f"(GT02, GT10, GT18, GT24, GT27); `train` images' foregrounds were used in training. "
             f"Time per image after a warm-up call; HDMatt-D's time includes its classical prior. "
             f"LKM (PyMatting, 40-130 s an image here): "
             f"{ {'all': 'all images', 'val': 'validation images only', 'none': 'not run'}[args.lkm]}.\n\n")
     checks = target_check(rows, specs)
-    summary = head + "Means:\n\n" + mean_table + (f"\nIssue 9 target on validation:\n\n{checks}" if checks else "")
+    summary = (head + "Means:\n\n" + mean_table
+               + (f"\nIssue 9 target on validation:\n\n{checks}" if checks else ""))
     full = summary + "\nPer image:\n\n" + per_image
     return summary, full
 
@@ -192,11 +208,13 @@ def main(argv=None) -> int:
     t0 = time.time()
     rows = run(args, specs)
     summary, full = summarise(args, rows, specs, note, info)
-    tail = f"\nTotal run time {time.time() - t0:.0f} s. Plot: `results/{results_path('quality_lowres', args.quick, '_sad.png').name}`.\n"
+    tail = (f"\nTotal run time {time.time() - t0:.0f} s. Plot: "
+            f"`results/{results_path('quality_lowres', args.quick, '_sad.png').name}`.\n")
     write_text_atomic(results_path("quality_lowres", args.quick, ".md"), full + tail)
     plot(args, rows, specs)
     update_results_section("quality_lowres" + ("_quick" if args.quick else ""),
-                           summary + f"\nPer-image table: `results/{results_path('quality_lowres', args.quick, '.md').name}`." + tail)
+                           summary + "\nPer-image table: "
+                           f"`results/{results_path('quality_lowres', args.quick, '.md').name}`." + tail)
     print(summary + tail)
     return 0
 

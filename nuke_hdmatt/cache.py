@@ -106,7 +106,7 @@ def _hash_array(h, name: str, arr: np.ndarray) -> None:
     arr = np.ascontiguousarray(arr)
     # shape and dtype go in too: the same bytes as 100x60 and 60x100 are different frames
     h.update(f"{name}:{arr.dtype.str}:{arr.shape}\n".encode())
-    h.update(memoryview(arr).cast("B"))
+    h.update(arr.data.cast("B"))
 
 
 class FrameCache:

@@ -25,8 +25,8 @@ import time
 
 from . import ENGINE_VERSION
 from .engine.settings import DEFAULT_DETAIL, PRECISIONS, PRIOR_CHOICES, InferenceSettings
-from .errors import ArgumentParser as Parser
 from .errors import EXIT_OK, UsageError, run_reporting
+from .errors import ArgumentParser as Parser
 
 # Sub-commands implemented elsewhere and dispatched with the rest of the command line.
 DELEGATED = {

@@ -123,6 +123,7 @@ def _write_image(path: str, pixels: np.ndarray, channels, *, colorspace: str | N
                  fmt: str = "half") -> None:
     """Write an image via a temp file and rename (demo inputs and preview only)."""
     import OpenImageIO as oiio
+
     from .atomic import atomic_path
     from .errors import OutputError
     if pixels.ndim == 2:
@@ -167,7 +168,7 @@ def preview(plate_display: np.ndarray, trimap: np.ndarray, alpha: np.ndarray,
     ndarray
         float32 (H, 5W, 3), display-referred sRGB in [0, 1].
     """
-    grey = lambda m: np.repeat(m[..., None], 3, axis=2)  # noqa: E731
+    grey = lambda m: np.repeat(m[..., None], 3, axis=2)
     panels = [plate_display, grey(trimap), grey(alpha), comp_foreground, comp_plate]
     return np.concatenate([np.clip(p, 0, 1).astype(np.float32) for p in panels], axis=1)
 
@@ -203,7 +204,7 @@ def run_demo(output_dir: str, settings) -> int:
     alpha = read_plate(paths["alpha.exr"], ["A"]).pixels[:, :, 0]
     fg = read_plate(paths["alpha.exr"], ["fg.R", "fg.G", "fg.B"]).pixels  # linear, as the plate
     config, _ = resolve_config(None)
-    shown = lambda rgb: to_network_space(rgb, PLATE_COLORSPACE, config)  # noqa: E731
+    shown = lambda rgb: to_network_space(rgb, PLATE_COLORSPACE, config)
     panels = preview(shown(plate), trimap, alpha, shown(checker_comp(fg, alpha)),
                      shown(checker_comp(plate, alpha)))
     _write_image(paths["preview.png"], panels, ("R", "G", "B"), fmt="uint8")

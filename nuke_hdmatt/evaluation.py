@@ -19,7 +19,6 @@ mapping (the trainer passes the model being trained).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -30,11 +29,10 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import (ArgumentParser, MissingFileError, OutputError, TrimapError, UsageError,
-                     run_reporting)
-from .devset import list_images, load_case
-from .metrics import METRIC_NAMES, all_metrics
 from .atomic import write_text_atomic
+from .devset import list_images, load_case
+from .errors import ArgumentParser, MissingFileError, OutputError, TrimapError, UsageError, run_reporting
+from .metrics import METRIC_NAMES, all_metrics
 
 __all__ = ["EvalRow", "EvalResults", "load_case", "list_images", "evaluate", "peer_methods",
            "engine_method", "format_table", "main"]

@@ -91,13 +91,13 @@ def foreground_channels(job, engine, plate, alpha, colorspace: str, config, *,
     from .imaging import from_scene_linear, to_scene_linear
     fg_key = None if cache is None or key is None else \
         FrameCache.foreground_key(key, engine.foreground_params())
-    fg_lin = cache.get(fg_key) if fg_key else None
+    fg_lin = cache.get(fg_key) if cache is not None and fg_key else None
     if fg_lin is not None and fg_lin.shape != plate.pixels.shape:
         fg_lin = None
     if fg_lin is None:
         linear = to_scene_linear(plate.pixels, colorspace, config)
         fg_lin = engine.foreground(linear, alpha, progress=progress, cancel=cancel)
-        if fg_key:
+        if cache is not None and fg_key:
             try:
                 cache.put(fg_key, fg_lin, {**meta, "kind": "foreground"})
             except OSError:

@@ -23,8 +23,18 @@ import numpy as np
 
 from . import ENGINE_VERSION
 from .cache import FrameCache
-from .errors import (EXIT_FAILED_FRAMES, EXIT_OK, Cancelled, ChannelError, ColorSpaceError,
-                     HDMattError, OutputError, UsageError, WeightsError, exit_for_signal)
+from .errors import (
+    EXIT_FAILED_FRAMES,
+    EXIT_OK,
+    Cancelled,
+    ChannelError,
+    ColorSpaceError,
+    HDMattError,
+    OutputError,
+    UsageError,
+    WeightsError,
+    exit_for_signal,
+)
 from .sequence import FrameSequence, format_frames, frames_on_disk
 
 __all__ = ["MatteJob", "FramePlan", "ShotResult", "plan_frames", "preflight", "matte_shot",
@@ -93,7 +103,9 @@ class ShotResult:
 
 
 def _trimap_source(job: MatteJob) -> str:
-    return job.trimap_from_matte or job.trimap
+    source = job.trimap_from_matte or job.trimap
+    assert source is not None  # a job has a trimap or a matte
+    return source
 
 
 def plan_frames(job: MatteJob) -> FramePlan:
@@ -118,7 +130,7 @@ def plan_frames(job: MatteJob) -> FramePlan:
     if not seqs and not out.is_sequence:
         if job.frames and len(job.frames) > 1:
             raise UsageError("--frames given but plate, trimap and output are single files")
-        frames = [None]
+        frames: list[int | None] = [None]
     else:
         if job.frames:
             frames = list(job.frames)
@@ -246,20 +258,27 @@ def _read_matte(path: str, channel: str | None, frame):
     from .imaging import read_plate
     if channel:
         return read_plate(path, [channel], frame=None)
-    last = None
+    last: ChannelError | None = None
     for name in MATTE_CHANNELS:
         try:
             return read_plate(path, [name], frame=None)
         except ChannelError as exc:
             last = exc
+    assert last is not None  # MATTE_CHANNELS is not empty
     raise ChannelError(f"no A, Y or R channel in the matte; pass --trimap-channel "
                        f"({last.message})", path=path, frame=frame)
 
 
 def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
     """Read and prepare one frame: (plate, network-space RGB, trimap values, colour space)."""
-    from .imaging import (check_trimap, plate_colorspace, read_plate, read_trimap,
-                          to_network_space, trimap_from_matte)
+    from .imaging import (
+        check_trimap,
+        plate_colorspace,
+        read_plate,
+        read_trimap,
+        to_network_space,
+        trimap_from_matte,
+    )
     from .imaging.trimaps import fit_to_plate, fit_trimap_to_plate
 
     # Paths are expanded here, so imaging gets concrete files (frame=None) and the frame
@@ -278,7 +297,7 @@ def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
                               plate, "matte", matte.path, frame)
         trimap = trimap_from_matte(values, job.band)
     else:
-        tri = read_trimap(FrameSequence(job.trimap).path(frame), job.trimap_channel, frame=None)
+        tri = read_trimap(FrameSequence(_trimap_source(job)).path(frame), job.trimap_channel, frame=None)
         tri.frame = frame
         tri = fit_trimap_to_plate(tri, plate)
         check_trimap(tri, plate)  # window alignment needs the Trimap, not just its values
@@ -307,8 +326,8 @@ def preflight(job: MatteJob, plan: FramePlan) -> list[str]:
     HDMattError
         The problems :func:`matte_shot` would stop the run for.
     """
-    from .imaging import resolve_config
     from .foreground_layers import check_foreground_job
+    from .imaging import resolve_config
     from .imaging.writing import check_compression, check_layer, output_format
 
     first = plan.frames[0]
@@ -452,7 +471,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
                 else:
                     # nothing unknown: the trimap is the answer, no network run needed
                     alpha = trimap.astype(np.float32)
-                if cache is not None:
+                if cache is not None and key is not None:
                     cache.put(key, alpha, {"frame": frame, "plate": plate.path,
                                            "output": out_path, **stamp})
             metadata = {**stamp, "frame": frame, "plate": os.path.abspath(plate.path), "cache_key": key}

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging_fixtures import read_all, write_image as write_fixture
+from imaging_fixtures import read_all
+from imaging_fixtures import write_image as write_fixture
 
 SIZE = 48
 # Small patches keep every engine run on these tiny frames well under a second.

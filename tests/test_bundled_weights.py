@@ -27,8 +27,8 @@ def test_bundled_weights_exist_and_carry_their_configuration():
 def test_bundled_weights_give_a_sane_alpha_on_a_held_out_image():
     import torch
     torch.set_num_threads(2)
-    from nuke_hdmatt.engine import Engine
     from nuke_hdmatt.devset import load_case
+    from nuke_hdmatt.engine import Engine
     from nuke_hdmatt.engine.prior import global_prior
     image, trimap, gt = load_case(DATA, "GT02", "trimap1")
     eng = Engine.load(device="cpu")  # the default: the weights shipped in the package

@@ -9,8 +9,17 @@ import sys
 import numpy as np
 import pytest
 
-from cli_fixtures import (FAST, exr_sequence, hdmatt, hdmatt_loads_torch, json_events,
-                          make_frame, read_image, temp_leftovers, write_image)
+from cli_fixtures import (
+    FAST,
+    exr_sequence,
+    hdmatt,
+    hdmatt_loads_torch,
+    json_events,
+    make_frame,
+    read_image,
+    temp_leftovers,
+    write_image,
+)
 
 
 def _assert_one_line_error(proc, *needles):
@@ -131,6 +140,7 @@ def test_cache_ls_gc_clear(tmp_path):
 
 def test_delegated_commands_get_the_rest_of_the_command_line(monkeypatch):
     import types
+
     from nuke_hdmatt import cli
     seen = {}
     for name in ("nuke_hdmatt.evaluation", "nuke_hdmatt.training.cli", "nuke_hdmatt.farm.nuke_job"):

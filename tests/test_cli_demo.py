@@ -41,7 +41,7 @@ def test_demo_command_writes_alpha_and_preview(tmp_path):
     # the green-blue plate background that the premultiplied plate drags along
     hair = (a > 0.2) & (a < 0.8) & (t == 0.5)
     fg_comp, plate_comp = preview[:, 3 * 640:4 * 640], preview[:, 4 * 640:]
-    warmth = lambda img: float((img[..., 0] - img[..., 2])[hair].mean())  # noqa: E731
+    warmth = lambda img: float((img[..., 0] - img[..., 2])[hair].mean())
     assert hair.sum() > 1000 and warmth(fg_comp) > warmth(plate_comp) + 0.02
     assert temp_leftovers(folder) == []
 

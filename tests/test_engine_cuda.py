@@ -34,7 +34,8 @@ def plate(h, w, fraction, seed=0):
 
     def texture(scale):
         low = torch.from_numpy(rng.random((3, max(2, h // scale), max(2, w // scale)), dtype=np.float32))
-        return F.interpolate(low[None], size=(h, w), mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
+        up = F.interpolate(low[None], size=(h, w), mode="bilinear", align_corners=False)
+        return up[0].permute(1, 2, 0).numpy()
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     cy, cx, r0 = h / 2, w / 2, 0.35 * min(h, w)
     theta = np.arctan2(yy - cy, xx - cx)

@@ -52,7 +52,8 @@ def test_torch_float32_matches_the_float64_reference_on_a_real_plate():
     rng = np.random.default_rng(4)
     h, w = 2 * guided.STRIP + 37, 301
     image = rng.random((h // 8, w // 8, 3)).astype(np.float32)
-    image = np.clip(_torch_bilinear(image, h, w) + 0.02 * rng.standard_normal((h, w, 3)), 0, 1).astype(np.float32)
+    image = np.clip(_torch_bilinear(image, h, w) + 0.02 * rng.standard_normal((h, w, 3)), 0, 1
+                    ).astype(np.float32)
     image[:60, :80] = 0.0                                   # flat black corner
     image[-60:, -80:] = [1.0, 0.99, 0.98]                  # flat near-white corner
     alpha = np.clip(image @ np.array([0.6, -0.3, 0.5], np.float32) + 0.2 * np.sin(np.arange(w) / 9), 0, 1)
@@ -107,6 +108,7 @@ def test_alpha_that_is_affine_in_colour_is_reproduced():
 def test_detail_outside_its_range_is_refused():
     import sys
     from pathlib import Path
+
     import pytest
     sys.path.insert(0, str(Path(__file__).parent))
     from test_engine_runner import make_engine

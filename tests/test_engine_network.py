@@ -166,6 +166,7 @@ def test_a_file_that_is_not_hdmatt_weights_is_a_clear_error(tmp_path):
 
 def test_folding_batchnorm_keeps_the_output_and_removes_every_batchnorm():
     import copy
+
     from nuke_hdmatt.engine.fold import fold_batchnorm
     torch.manual_seed(0)
     net = HDMattNet(TINY.replace(variant="C"))
@@ -221,7 +222,8 @@ def test_tgnl_logits_do_not_overflow_in_fp16():
 def test_feature_bank_stores_grows_and_gathers_in_any_order():
     from nuke_hdmatt.engine.bank import FeatureBank
     bank = FeatureBank()
-    feats = lambda base: {"key": torch.arange(4.0)[:, None] + base, "tag": torch.arange(4)[:, None] + int(base)}
+    feats = lambda base: {"key": torch.arange(4.0)[:, None] + base,
+                          "tag": torch.arange(4)[:, None] + int(base)}
     bank.add([(0, 0), (0, 1), (0, 2), (0, 3)], feats(0.0))
     bank.reserve(12)
     assert bank.store["key"].shape[0] == 12
@@ -231,4 +233,5 @@ def test_feature_bank_stores_grows_and_gathers_in_any_order():
     bank.add([(3, 0)], {"key": torch.tensor([[99.0]]), "tag": torch.tensor([[99]])})   # grows
     assert list(bank)[:2] == [(0, 0), (0, 1)] and len(bank) == 13 and (3, 0) in bank
     got = bank.gather([(3, 0), (1, 2), (0, 1), (2, 3)], ("key", "tag"))
-    assert got["key"][:, 0].tolist() == [99.0, 12.0, 1.0, 23.0] and got["tag"][:, 0].tolist() == [99, 12, 1, 23]
+    assert got["key"][:, 0].tolist() == [99.0, 12.0, 1.0, 23.0]
+    assert got["tag"][:, 0].tolist() == [99, 12, 1, 23]

@@ -1,8 +1,8 @@
 """The closed-form prior of variant D: global (downsampled) and local (per patch)."""
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from nuke_hdmatt.engine.prior import compute_prior, global_prior, local_prior
 
@@ -165,12 +165,14 @@ def test_torch_closed_form_and_shared_matting_reproduce_pymatting():
 
 def test_the_closed_form_operator_is_pymattings_laplacian():
     from pymatting.laplacian.cf_laplacian import cf_laplacian
+
     from nuke_hdmatt.engine.closed_form import UnknownLaplacian
 
     rng = np.random.default_rng(0)
     img = rng.random((13, 17, 3))
     lap = cf_laplacian(img)                 # all windows: nothing is known
-    op = UnknownLaplacian(torch.from_numpy(img).permute(2, 0, 1).float(), torch.ones(13, 17, dtype=torch.bool))
+    op = UnknownLaplacian(torch.from_numpy(img).permute(2, 0, 1).float(),
+                          torch.ones(13, 17, dtype=torch.bool))
     p = rng.random(13 * 17)
     np.testing.assert_allclose(op(torch.from_numpy(p).float()).numpy(), lap @ p, atol=1e-5)
     np.testing.assert_allclose(op.diagonal.numpy(), lap.diagonal(), atol=1e-5)
@@ -201,6 +203,7 @@ def test_the_closed_form_solve_stops_on_cancel_and_returns_its_iterate_when_shor
 def test_cancel_during_the_engines_prior_solve_is_prompt():
     """Ctrl-C during the classical prior stops it at its next iteration."""
     import time
+
     from nuke_hdmatt.errors import Cancelled
     eng = _cascade_engines()[1]
     eng.settings = eng.settings.replace(prior_max_side=1024)
@@ -231,6 +234,7 @@ def test_the_prior_solver_lives_in_the_weights_configuration():
 
 def test_the_engine_solves_the_prior_its_weights_name():
     import torch
+
     from nuke_hdmatt.engine import Engine
     from nuke_hdmatt.engine.config import LIGHT
     from nuke_hdmatt.engine.network import HDMattNet
@@ -275,8 +279,8 @@ def test_ported_solvers_match_pymatting_on_dev_images():
     """Mean abs difference over the unknown pixels <= 0.01 (all 36 cases:
     benchmarks/prior_ports.py); here the smallest unknown region, to stay quick."""
     pymatting = pytest.importorskip("pymatting")
-    from nuke_hdmatt.training import shared_data_dir
     from nuke_hdmatt.devset import load_case
+    from nuke_hdmatt.training import shared_data_dir
     dev = shared_data_dir() / "alphamatting-dev"
     if not (dev / "image").is_dir():
         pytest.skip(f"{dev} not found")

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from nuke_hdmatt.engine.settings import (PRECISIONS, PRIOR_CHOICES, InferenceSettings)
+from nuke_hdmatt.engine.settings import PRECISIONS, PRIOR_CHOICES, InferenceSettings
 
 
 @pytest.mark.parametrize("field, value, option", [

@@ -8,8 +8,7 @@ import pytest
 
 from imaging_fixtures import write_image
 from nuke_hdmatt.errors import ColorSpaceError
-from nuke_hdmatt.imaging import (NETWORK_SPACE, plate_colorspace, read_plate, resolve_config,
-                                 to_network_space)
+from nuke_hdmatt.imaging import NETWORK_SPACE, plate_colorspace, read_plate, resolve_config, to_network_space
 from nuke_hdmatt.imaging.colour import network_space_name
 
 # Conversion tolerance: OCIO's CPU path uses fast power approximations (~1e-5 error).

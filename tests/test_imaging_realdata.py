@@ -6,8 +6,15 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 
-from nuke_hdmatt.imaging import (check_trimap, plate_colorspace, read_plate, read_trimap,
-                                 resolve_config, to_network_space, write_alpha)
+from nuke_hdmatt.imaging import (
+    check_trimap,
+    plate_colorspace,
+    read_plate,
+    read_trimap,
+    resolve_config,
+    to_network_space,
+    write_alpha,
+)
 
 # The repo lives next to shared/ (../shared/data from the repo root); never copied in.
 DATA = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))

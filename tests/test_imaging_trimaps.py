@@ -5,9 +5,17 @@ import pytest
 
 from imaging_fixtures import rng_pixels, write_image
 from nuke_hdmatt.errors import ChannelError, SizeMismatchError, TrimapError
-from nuke_hdmatt.imaging import (Trimap, check_trimap, fit_trimap_to_plate, has_unknown,
-                                 read_plate, read_trimap, snap_trimap, trimap_from_matte,
-                                 trimap_from_plate)
+from nuke_hdmatt.imaging import (
+    Trimap,
+    check_trimap,
+    fit_trimap_to_plate,
+    has_unknown,
+    read_plate,
+    read_trimap,
+    snap_trimap,
+    trimap_from_matte,
+    trimap_from_plate,
+)
 
 # Reference layout: left third background, middle unknown, right third foreground.
 TRUTH = np.repeat(np.array([[0.0] * 4 + [0.5] * 4 + [1.0] * 4], np.float32), 6, axis=0)

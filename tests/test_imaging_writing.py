@@ -9,8 +9,7 @@ import pytest
 from imaging_fixtures import Part, read_all, rng_pixels, write_image, write_parts
 from nuke_hdmatt import ENGINE_VERSION
 from nuke_hdmatt.errors import OutputError, UsageError
-from nuke_hdmatt.imaging import (COMPRESSIONS, read_hdmatt_metadata, read_plate, write_alpha)
-from nuke_hdmatt.imaging import writing
+from nuke_hdmatt.imaging import COMPRESSIONS, read_hdmatt_metadata, read_plate, write_alpha, writing
 
 # Half stores 11 significant bits: |error| <= 2**-12 for values in [0.5, 1], less below.
 HALF_ATOL = 2.0 ** -12

@@ -92,7 +92,7 @@ def test_command_line_install_and_uninstall(tmp_path, engine):
     home.mkdir()
     env = dict(os.environ, HOME=str(home))
     venv = engine.parent.parent
-    run = lambda *a: subprocess.run([sys.executable, str(ROOT / "install.py"), *a],  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, str(ROOT / "install.py"), *a],
                                     env=env, capture_output=True, text=True, timeout=60)
     r = run("--no-env", "--venv", str(venv))
     assert r.returncode == 0, r.stderr

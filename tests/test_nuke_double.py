@@ -9,7 +9,7 @@ import inspect
 
 import pytest
 
-from nuke_double.fixtures import fake_nuke  # noqa: F401
+from nuke_double.fixtures import fake_nuke  # noqa: F401  (a pytest fixture, requested by name)
 
 STUB_VERSION = "types-nuke 13.2.8.0"
 SIGNATURES = {

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nuke_double.fixtures import fake_nuke  # noqa: F401
+from nuke_double.fixtures import fake_nuke  # noqa: F401  (a pytest fixture, requested by name)
 from test_nuke_node import plate_pixels, read_exr, trimap_pixels, write_exr
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nuke_double.fixtures import fake_nuke  # noqa: F401
-from test_nuke_node import plate_pixels, read_exr, render, shot  # noqa: F401
+from nuke_double.fixtures import fake_nuke  # noqa: F401  (a pytest fixture, requested by name)
+from test_nuke_node import plate_pixels, read_exr, render, shot  # noqa: F401  (shot: a pytest fixture)
 
 CHOICES = ["alpha only", "alpha + foreground layer", "premultiplied foreground"]
 
@@ -20,7 +20,7 @@ def test_output_choice_knob_and_wiring_follow_each_other(shot):
     nuke, node, *_ = shot
     assert node["foreground_output"].values() == CHOICES
     assert node["foreground_output"].value() == "alpha only"
-    disabled = lambda: (node.node("copy_fg")["disable"].value(),  # noqa: E731
+    disabled = lambda: (node.node("copy_fg")["disable"].value(),
                         node.node("copy_premult")["disable"].value())
     assert disabled() == (True, True)
     _choose(nuke, node, CHOICES[1])
@@ -47,8 +47,8 @@ def test_each_choice_renders_what_it_says(shot):
     engine_file = read_exr(alpha_file.replace("####", "0001"))
     assert {"fg.R", "fg.G", "fg.B"} <= set(engine_file)
     plate = plate_pixels(1)
-    rgb = lambda img: np.stack([img["R"], img["G"], img["B"]], -1)  # noqa: E731
-    fg = lambda img: np.stack([img["fg.R"], img["fg.G"], img["fg.B"]], -1)  # noqa: E731
+    rgb = lambda img: np.stack([img["R"], img["G"], img["B"]], -1)
+    fg = lambda img: np.stack([img["fg.R"], img["fg.G"], img["fg.B"]], -1)
 
     render(nuke, node, tmp_path / "pre.####.exr", channels="all")
     out = read_exr(tmp_path / "pre.0001.exr")

@@ -13,7 +13,7 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 
-from nuke_double.fixtures import fake_nuke  # noqa: F401
+from nuke_double.fixtures import fake_nuke  # noqa: F401  (a pytest fixture, requested by name)
 
 ROOT = Path(__file__).resolve().parents[1]
 HDMATT = ROOT / ".venv" / "bin" / "hdmatt"
@@ -163,7 +163,7 @@ def test_nothing_generated_renders_black_in_the_gui(shot):
 
 def test_generate_writes_every_frame_and_leaves_nothing_behind(shot):
     nuke, node, plate, src, tmp_path = shot
-    graph = lambda: (sorted(n.name() for n in nuke.root().nodes()),  # noqa: E731
+    graph = lambda: (sorted(n.name() for n in nuke.root().nodes()),
                      sorted(n.name() for n in node.nodes()))
     graph_before = graph()
     assert node["generate"].execute() is None

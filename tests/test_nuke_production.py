@@ -19,9 +19,20 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 
-from nuke_double.fixtures import fake_nuke  # noqa: F401
-from test_nuke_node import (H, STANDIN, W, finish_in_gui, plate_pixels, read_exr, render,  # noqa: F401
-                            shot, standin, trimap_pixels, write_exr)
+from nuke_double.fixtures import fake_nuke  # noqa: F401  (a pytest fixture, requested by name)
+from test_nuke_node import (  # noqa: F401  (shot, standin: pytest fixtures)
+    STANDIN,
+    H,
+    W,
+    finish_in_gui,
+    plate_pixels,
+    read_exr,
+    render,
+    shot,
+    standin,
+    trimap_pixels,
+    write_exr,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -454,6 +465,7 @@ def test_11_builtin_configs_become_uris_others_are_copied(tmp_path):
 
 def test_11_cache_is_keyed_on_config_content_not_path(tmp_path):
     import PyOpenColorIO as OCIO
+
     from cli_fixtures import FAST, exr_sequence, hdmatt_env
     text = OCIO.Config.CreateFromFile("ocio://cg-config-v2.1.0_aces-v1.3_ocio-v2.3").serialize()
     configs = []
@@ -629,6 +641,7 @@ def test_13_farm_finds_nodes_in_groups_and_chunks_the_prepass(fake_nuke, tmp_pat
 def test_14_engine_gets_its_own_process_group_on_windows(monkeypatch, tmp_path):
     import subprocess as sp
 
+    from nuke_hdmatt.errors import UsageError
     from nuke_hdmatt.nuke import engine_call
     assert engine_call.popen_options("nt") == {"creationflags": 0x200}  # CREATE_NEW_PROCESS_GROUP
     assert engine_call.popen_options("posix") == {"start_new_session": True}
@@ -639,7 +652,7 @@ def test_14_engine_gets_its_own_process_group_on_windows(monkeypatch, tmp_path):
         seen.update(kwargs)
         raise OSError(2, "No such file or directory")
     monkeypatch.setattr(sp, "Popen", fake_popen)
-    with pytest.raises(Exception):
+    with pytest.raises(UsageError, match="cannot start the engine"):
         engine_call.run_engine(["hdmatt"], str(tmp_path / "log"), 1)
     assert seen["creationflags"] == 0x200
 

@@ -12,7 +12,7 @@ from nuke_hdmatt.engine.settings import InferenceSettings
 from nuke_hdmatt.errors import ColorSpaceError
 from nuke_hdmatt.nuke import nk_script
 from nuke_hdmatt.nuke.colour_settings import resolve_colour
-from nuke_hdmatt.nuke.engine_call import LogFollower, EngineCall
+from nuke_hdmatt.nuke.engine_call import EngineCall, LogFollower
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def test_colour_settings(tmp_path, root, exe_files, env, want):
         cfg.write_text("ocio_profile_version: 1\n")
     custom = tmp_path / "show.ocio"
     custom.write_text("ocio_profile_version: 2\n")
-    sub = lambda s: s.format(cfg=custom, nuke=nuke_dir)  # noqa: E731
+    sub = lambda s: s.format(cfg=custom, nuke=nuke_dir)
     root = {k: sub(v) for k, v in root.items()}
     got = resolve_colour(root, str(nuke_dir / "Nuke13.2"), env)
     assert (got.config, got.colorspace) == tuple(sub(w) for w in want)

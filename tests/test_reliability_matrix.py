@@ -28,8 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_fixtures import (FAST, exr_sequence, hdmatt_env, make_frame, read_image, temp_leftovers,
-                          write_image)
+from cli_fixtures import FAST, exr_sequence, hdmatt_env, make_frame, read_image, temp_leftovers, write_image
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 MODEL = Path(__file__).resolve().parents[1] / "nuke_hdmatt" / "model" / "hdmatt.safetensors"
@@ -463,6 +462,7 @@ def test_ctrl_c_that_surfaces_as_another_error_is_still_exit_130(monkeypatch, ca
     """Ctrl-C inside an import (torch's C extensions) can surface as ``ImportError:
     initialization failed``; it is reported as the interrupt it was, not an internal error."""
     import types
+
     from nuke_hdmatt import cli
 
     def interrupted_import(argv):

@@ -3,8 +3,7 @@
 import pytest
 
 from nuke_hdmatt.errors import UsageError
-from nuke_hdmatt.sequence import (FrameSequence, format_frames, frame_file, frames_on_disk,
-                                  parse_frames)
+from nuke_hdmatt.sequence import FrameSequence, format_frames, frame_file, frames_on_disk, parse_frames
 
 
 @pytest.mark.parametrize("pattern, frame, expected", [

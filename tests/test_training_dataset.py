@@ -89,6 +89,7 @@ def test_build_takes_source_mix_from_the_command_line(tmp_path, capsys):
 
 def test_cascade_priors_pin_the_weights_that_made_them(tmp_path, capsys):
     import json
+
     from nuke_hdmatt.engine.weights import default_weights_path, file_sha256
     weights = default_weights_path()
     if weights is None:

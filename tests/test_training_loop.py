@@ -110,6 +110,7 @@ def test_validation_writes_best_weights_that_the_engine_loads(tmp_path):
 
 def test_training_refuses_samples_of_another_prior_solver(tmp_path, capsys):
     import json
+
     from nuke_hdmatt.errors import UsageError
     from nuke_hdmatt.training import dataset as D
     from nuke_hdmatt.training.cli import main, samples_prior_solver
@@ -145,6 +146,7 @@ def test_train_command_reports_a_missing_sample_folder_in_one_line(tmp_path, cap
 
 def test_prior_solver_comes_from_manifests_or_the_init_weights_before_any_sample(tmp_path):
     import json
+
     from nuke_hdmatt.training.cli import samples_prior_solver
     from nuke_hdmatt.training.dataset import MANIFEST
 

@@ -7,7 +7,7 @@ import pytest
 
 from nuke_hdmatt.training import VALIDATION_IMAGES, compositing, procedural, resampling
 from nuke_hdmatt.training import transforms as T
-from nuke_hdmatt.training.sources import ForegroundSource, training_names, shared_data_dir
+from nuke_hdmatt.training.sources import ForegroundSource, shared_data_dir, training_names
 from nuke_hdmatt.training.synthesis import SampleSynthesizer, SynthesisConfig
 
 
@@ -143,8 +143,10 @@ def test_random_trimap_never_marks_fractional_alpha_known():
 def test_closed_form_prior_solves_a_soft_edge():
     x = np.linspace(0, 1, 48, dtype=np.float32)
     alpha = np.tile(np.clip((x - 0.3) / 0.4, 0, 1), (48, 1))
-    fg = np.zeros((48, 48, 3), np.float32); fg[..., 0] = 0.9
-    bg = np.zeros((48, 48, 3), np.float32); bg[..., 2] = 0.8
+    fg = np.zeros((48, 48, 3), np.float32)
+    fg[..., 0] = 0.9
+    bg = np.zeros((48, 48, 3), np.float32)
+    bg[..., 2] = 0.8
     scene = {"fg": fg, "bg": bg, "alpha": alpha}
     # With sensor noise, as every plate has: on a noise-free ramp all colours lie on one curve,
     # nearly every 3x3 window's covariance is singular, and the torch solve's tolerance (set
@@ -170,8 +172,10 @@ def test_closed_form_prior_solves_a_soft_edge():
 def _soft_edge_scene(size=64):
     x = np.linspace(0, 1, size, dtype=np.float32)
     alpha = np.tile(np.clip((x - 0.3) / 0.4, 0, 1), (size, 1))
-    fg = np.zeros((size, size, 3), np.float32); fg[..., 0] = 0.9
-    bg = np.zeros((size, size, 3), np.float32); bg[..., 2] = 0.8
+    fg = np.zeros((size, size, 3), np.float32)
+    fg[..., 0] = 0.9
+    bg = np.zeros((size, size, 3), np.float32)
+    bg[..., 2] = 0.8
     scene = T.Composite(noise_p=0.0)({"fg": fg, "bg": bg, "alpha": alpha}, np.random.default_rng(0))
     tri = np.where(alpha >= 1, 1.0, np.where(alpha <= 0, 0.0, 0.5)).astype(np.float32)
     tri[:, size // 5: size - size // 5] = 0.5

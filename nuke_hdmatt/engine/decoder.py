@@ -36,6 +36,7 @@ class Decoder(nn.Module):
         self.head = nn.Conv2d(dw, 1, 3, padding=1)
         if self.residual:
             nn.init.zeros_(self.head.weight)
+            assert self.head.bias is not None
             nn.init.zeros_(self.head.bias)
 
     def forward(self, deep, context, feats, x, prior=None):

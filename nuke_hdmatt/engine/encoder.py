@@ -8,8 +8,8 @@ scratch: no pretrained weights can be fetched.
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from .config import ModelConfig
 

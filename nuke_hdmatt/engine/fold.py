@@ -16,6 +16,8 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
     """Fold every Conv2d -> BatchNorm2d pair of an eval-mode ``module`` in place; returns it."""
     for child in module.children():
         fold_batchnorm(child)
+    conv: nn.Module | None
+    bn: nn.Module | None
     if isinstance(module, nn.Sequential):
         names = list(module._modules)
         for a, b in zip(names, names[1:]):

@@ -67,7 +67,8 @@ def coefficients(guide: torch.Tensor, alpha: torch.Tensor, radius: int = RADIUS,
 
 def _taps(n_in: int, n_out: int, device):
     """Bilinear source taps (i0, i1, weight of i1) as torch's align_corners=False."""
-    src = ((torch.arange(n_out, device=device, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp_min(0)
+    src = ((torch.arange(n_out, device=device, dtype=torch.float64) + 0.5) * (n_in / n_out)
+           - 0.5).clamp_min(0)
     i0 = src.floor().long().clamp_max(n_in - 1)
     i1 = (i0 + 1).clamp_max(n_in - 1)
     return i0, i1, (src - i0).float()

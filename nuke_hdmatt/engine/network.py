@@ -75,6 +75,7 @@ class HDMattNet(nn.Module):
         """
         context = None
         if self.cfg.uses_context:
+            assert c_ctx is not None
             context = context_attention(
                 q_ctx["key"], q_ctx["value"], q_ctx["regions"][:, :1],
                 c_ctx["key"], c_ctx["value"], c_ctx["regions"], c_ctx.get("scores"),
@@ -95,6 +96,7 @@ class HDMattNet(nn.Module):
         q_ctx = self.context_features(feats, trimap)
         c_sel = None
         if self.cfg.uses_context:
+            assert cx is not None and ctrimap is not None
             b, n = cx.shape[:2]
             with torch.set_grad_enabled(context_grad and torch.is_grad_enabled()):
                 deep = self.encode(cx.flatten(0, 1))["deep"]

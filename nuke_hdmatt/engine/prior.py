@@ -37,7 +37,6 @@ from .config import prior_solver_names
 from .settings import PRIOR_METHODS
 from .tiling import PatchGrid
 
-
 TORCH_SOLVERS = ("cf", "sm")
 
 
@@ -71,7 +70,8 @@ def _solve_one(name: str, image: np.ndarray, trimap: np.ndarray, device, cancel)
     # "Threads").
     with torch.inference_mode():
         if name == "cf":
-            from .closed_form import RTOL, solve as solve_cf
+            from .closed_form import RTOL
+            from .closed_form import solve as solve_cf
             alpha, rel = solve_cf(img.permute(2, 0, 1).contiguous(), tri, cancel=cancel)
             if rel > 10 * RTOL:      # its last iterate is still used: warn, never raise
                 import warnings
@@ -124,7 +124,8 @@ def _resize(array: np.ndarray, height: int, width: int, mode: str) -> np.ndarray
     return (out.permute(1, 2, 0) if array.ndim == 3 else out[0]).numpy()
 
 
-def downsample(image: np.ndarray, trimap: np.ndarray, max_side: int):
+def downsample(image: np.ndarray, trimap: np.ndarray,
+               max_side: int) -> tuple[np.ndarray, np.ndarray] | None:
     """(image, trimap) area-resampled to a long side of ``max_side``, the trimap snapped;
     None when the frame is no larger."""
     h, w = trimap.shape
@@ -137,7 +138,8 @@ def downsample(image: np.ndarray, trimap: np.ndarray, max_side: int):
 
 def upsample(alpha: np.ndarray, trimap: np.ndarray) -> np.ndarray:
     """A small alpha enlarged bilinearly to the trimap's size; known pixels from the trimap."""
-    out = _resize(alpha, *trimap.shape, "bilinear")
+    height, width = trimap.shape
+    out = _resize(alpha, height, width, "bilinear")
     known = trimap != 0.5
     out[known] = trimap[known]
     return np.clip(out, 0, 1).astype(np.float32)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import time
-import warnings
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -19,13 +18,13 @@ import numpy as np
 import torch
 
 from .. import ENGINE_VERSION
-from ..errors import Cancelled, TrimapError, WeightsError
+from ..errors import TrimapError, WeightsError
 from .cascade import classical_prior, prior_and_step
 from .config import LIGHT, ModelConfig
 from .fold import fold_batchnorm
 from .network import HDMattNet
-from .streamed_pass import StreamedPass
 from .settings import InferenceSettings
+from .streamed_pass import StreamedPass
 from .tiling import PatchGrid
 from .weights import BUNDLED_WEIGHTS, load_network, verified_sha256
 
@@ -163,10 +162,12 @@ class Engine:
         else:
             prior, step = self._prior(image, trimap, progress, cancel)
         if step == 0.0:          # detail 0: the enlarged coarse alpha, no full-resolution pass
+            assert prior is not None
             alpha[unknown] = prior[unknown]
             return alpha
         alpha = self._run(image, trimap, prior, progress, cancel)
         if step != 1.0:
+            assert prior is not None
             alpha[unknown] = prior[unknown] + step * (alpha[unknown] - prior[unknown])
         return alpha
 

@@ -35,7 +35,7 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def verified_sha256(path: Path) -> str:
+def verified_sha256(path: str | Path) -> str:
     """The file's sha256, checked against ``<file>.sha256`` when one sits beside it (as it
     does for the shipped weights): a damaged or swapped file must not load and run.
 
@@ -96,6 +96,7 @@ def read_header(path: Path) -> dict:
 def load_network(path: Path):
     """Build the network described in the file's header and load its weights (float32)."""
     from safetensors.torch import load_file
+
     from .network import HDMattNet
     path = Path(path)
     if not path.exists():

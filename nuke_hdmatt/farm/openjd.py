@@ -89,7 +89,7 @@ def job_template(*, plate: str, trimap: str | None, output: str, frames: list[in
     if chunk < 1:
         raise UsageError(f"--chunk must be at least 1, got {chunk}")
     exe = os.path.abspath(executable) if executable else default_executable()
-    params = [
+    params: list[dict[str, object]] = [
         {"name": "HdmattExecutable", "type": "STRING", "default": exe,
          "description": "hdmatt command on the worker (from the engine venv)"},
         {"name": "Plate", "type": "STRING", "default": os.path.abspath(plate),

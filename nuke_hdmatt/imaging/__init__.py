@@ -12,14 +12,28 @@ Public names are re-exported from small modules:
 - :mod:`.describe` ``describe_image`` / ``read_hdmatt_metadata`` for ``hdmatt info``
 """
 
+from .colour import (
+    NETWORK_SPACE,
+    config_fingerprint,
+    from_scene_linear,
+    plate_colorspace,
+    resolve_config,
+    to_network_space,
+    to_scene_linear,
+)
+from .describe import describe_image, read_hdmatt_metadata
 from .plates import Plate, read_plate
-from .colour import (NETWORK_SPACE, config_fingerprint, resolve_config, plate_colorspace,
-                     to_network_space, to_scene_linear, from_scene_linear)
-from .trimaps import (Trimap, read_trimap, trimap_from_plate, trimap_from_matte, snap_trimap,
-                      fit_trimap_to_plate,
-                      check_trimap, has_unknown)
-from .writing import write_alpha, COMPRESSIONS
-from .describe import read_hdmatt_metadata, describe_image
+from .trimaps import (
+    Trimap,
+    check_trimap,
+    fit_trimap_to_plate,
+    has_unknown,
+    read_trimap,
+    snap_trimap,
+    trimap_from_matte,
+    trimap_from_plate,
+)
+from .writing import COMPRESSIONS, write_alpha
 
 __all__ = [
     "Plate", "read_plate",

@@ -24,8 +24,9 @@ def describe_image(path: str, frame: int | None = None) -> dict:
     dict
         ``path``, ``format`` (OIIO format name) and ``subimages`` (a list, one entry per
         EXR part, each with ``index``, ``name``, ``channels``, ``layers``
-        (:func:`channel_layers`), ``channel_formats``, ``data_window``, ``display_window`` (x, y, width, height), ``tile`` ((w, h) or
-        None), ``colorspace`` (oiio:ColorSpace or None), ``compression``). The first
+        (:func:`channel_layers`), ``channel_formats``, ``data_window``, ``display_window``
+        (x, y, width, height), ``tile`` ((w, h) or None), ``colorspace`` (oiio:ColorSpace or
+        None), ``compression``). The first
         subimage's ``channels``, ``data_window``, ``display_window`` and ``colorspace``
         are repeated at the top level for convenience.
 

@@ -206,7 +206,7 @@ def read_plate(path: str, channels: str | Sequence[str] = ("R", "G", "B"),
     inp = open_image(path, frame)
     try:
         specs = subimage_specs(inp)
-        for index, spec in enumerate(specs):
+        for index, spec in enumerate(specs):  # noqa: B007  (the subimage found is used after the loop)
             have = list(spec.channelnames)
             if all(n in have for n in names):
                 break

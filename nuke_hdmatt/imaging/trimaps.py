@@ -20,10 +20,9 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import SizeMismatchError, TrimapError
-from ..trimap_snap import FILE_TOLERANCE, snap
 from ..sequence import frame_file
-from .plates import (Window, open_image, parse_channels, read_plate, rewindow,
-                     subimage_specs)
+from ..trimap_snap import FILE_TOLERANCE, snap
+from .plates import Window, open_image, parse_channels, read_plate, rewindow, subimage_specs
 
 log = logging.getLogger(__name__)
 

@@ -144,9 +144,9 @@ def stamp_attributes(metadata: dict | None) -> dict[str, object]:
     Strings, ints and floats are stored as such; anything else (dicts of parameters,
     lists) as JSON text. ``engine_version`` defaults to the running engine version.
     """
-    items = {"engine_version": ENGINE_VERSION}
+    items: dict[str, object] = {"engine_version": ENGINE_VERSION}
     items.update(metadata or {})
-    out = {}
+    out: dict[str, object] = {}
     for key, value in items.items():
         if value is None:
             continue

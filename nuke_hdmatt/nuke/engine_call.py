@@ -41,8 +41,8 @@ STOP_GRACE_S = 1.0  # Cancel: how long the engine gets to stop at a patch bounda
 class EngineCall:
     """One ``hdmatt matte`` call, as the Nuke side passes it to the engine process (argv)
     and farm step 1 to step 2 (:data:`JOB_FILE`): paths, a frame string, the device and the
-    engine's :class:`~nuke_hdmatt.engine.settings.InferenceSettings` from the node's knobs. The engine's side of the same run is
-    :class:`nuke_hdmatt.shot.MatteJob`.
+    engine's :class:`~nuke_hdmatt.engine.settings.InferenceSettings` from the node's knobs.
+    The engine's side of the same run is :class:`nuke_hdmatt.shot.MatteJob`.
 
     ``plate``/``trimap``/``matte``/``output`` are sequence patterns (``name.####.exr``);
     ``trimap`` is ``None`` when ``matte`` (with ``band`` pixels of unknown) derives it.
@@ -70,6 +70,7 @@ class EngineCall:
         if self.matte:
             cmd += ["--trimap-from-matte", self.matte, "--band", str(self.band)]
         else:
+            assert self.trimap is not None  # no matte: the trimap is the input
             cmd += [self.trimap, "--trimap-channel", self.trimap_channel]
         cmd += ["-o", self.output, "--frames", frames or self.frames, "--layer", self.layer]
         if self.plate_colorspace:
@@ -121,7 +122,7 @@ class EngineResult:
         return lines[-1] if lines else f"engine exited with code {self.returncode}"
 
 
-_KINDS = {"frame_start": "start", "frame_done": "done", "frame_failed": "failed"}
+_KINDS: dict[str | None, str] = {"frame_start": "start", "frame_done": "done", "frame_failed": "failed"}
 
 
 class LogFollower:
@@ -288,7 +289,7 @@ def _signal_group(proc: subprocess.Popen, sig) -> None:
 def _stop(proc: subprocess.Popen, grace_s: float | None = None) -> None:
     if proc.poll() is not None:
         return
-    _signal_group(proc, signal.SIGINT if os.name != "nt" else signal.CTRL_BREAK_EVENT)
+    _signal_group(proc, signal.SIGINT if os.name != "nt" else signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]  # Windows only
     try:
         proc.wait(timeout=STOP_GRACE_S if grace_s is None else grace_s)
     except subprocess.TimeoutExpired:
@@ -306,7 +307,7 @@ def remove_partial_outputs(pattern: str) -> list[str]:
     atomic_path` names them ``.<stem>.<random><suffix>``); returns what went."""
     folder = os.path.dirname(pattern) or "."
     stem = os.path.basename(pattern).split("#")[0].split("%")[0].split("@")[0]
-    gone = []
+    gone: list[str] = []
     try:
         names = os.listdir(folder)
     except OSError:

@@ -217,9 +217,11 @@ def node_blocks(text: str) -> list[tuple[list[str], NodeBlock]]:
     list of (group path, NodeBlock)
         ``(["Group1"], block)`` for a node inside ``Group1``; ``([], block)`` at top level.
     """
-    out, path = [], []
+    out: list[tuple[list[str], NodeBlock]] = []
+    path: list[str] = []
     for st in parse(text):
         if st.kind == "node":
+            assert st.block is not None  # a node statement always carries its block
             out.append((list(path), st.block))
             # only Group/Gizmo blocks open a group; a saved gizmo instance (``HDMatt {...}``)
             # is a single block

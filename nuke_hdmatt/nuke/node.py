@@ -37,13 +37,13 @@ import threading
 
 import nuke
 
+from ..engine.settings import DEFAULT_DETAIL, InferenceSettings
 from ..engine.weights import verified_sha256  # torch-free: the engine's own check
 from ..engine_env import engine_executable
-from ..engine.settings import DEFAULT_DETAIL, InferenceSettings
 from ..errors import Cancelled, ColorSpaceError, HDMattError, PlateError, UsageError
 from ..sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
 from .colour_settings import resolve_colour
-from .engine_call import EngineResult, EngineCall, remove_partial_outputs, run_engine
+from .engine_call import EngineCall, EngineResult, remove_partial_outputs, run_engine
 
 __all__ = ["on_create", "knob_changed", "update_ui", "generate", "generate_current",
            "clear_cache", "update_status", "export_inputs", "matte_job", "alpha_sequence",
@@ -199,7 +199,7 @@ def requested_frames(node, frames: str | None = None) -> list[int]:
 
 def _ranges(frames: list[int]):
     """Contiguous (first, last) runs of sorted frames."""
-    runs = []
+    runs: list[list[int]] = []
     for f in sorted(set(frames)):
         if runs and f == runs[-1][1] + 1:
             runs[-1][1] = f
@@ -279,7 +279,7 @@ def export_inputs(node, frames: list[int], folder: str, plate_space: str = "") -
     stereo = len(views) > 1
     root = nuke.root()
     working = str(root["workingSpaceLUT"].value()) if root.knob("workingSpaceLUT") else ""
-    paths = {name: None for name, _ in INPUTS}
+    paths: dict[str, str | None] = {name: None for name, _ in INPUTS}
     made = []
     # beside the node, fed by what feeds it: the gizmo's insides stay as the file defines them
     group = node.parent()
@@ -425,7 +425,7 @@ def _graph_digest(start, frames: list[int]) -> str:
         entry = {"class": n.Class(), "knobs": knobs}
         if n.Class() == "Read":
             text = nuke.filename(n) or ""
-            stats = {}
+            stats: dict[str, list[int] | None] = {}
             for view in (_views() if "%V" in text else [""]):
                 pattern = FrameSequence(text.replace("%V", view))
                 for f in frames:
@@ -520,12 +520,14 @@ def stale_reasons(node) -> list[str]:
 class _Run:
     """One engine run: the worker thread and how it reaches the main thread."""
 
+    exe: str  # the engine executable, set by the caller
+
     def __init__(self, node, frames, job, work, digests, threaded: bool):
         self.node, self.frames, self.job, self.work, self.digests = node, frames, job, work, digests
         # read on the main thread: the worker may not ask the node
         self.name, self.key = node.name(), node.fullName()
         self.threaded = threaded
-        self.thread = None
+        self.thread: threading.Thread | None = None
         self.ok = False
         self.percent = 0
 
@@ -643,7 +645,8 @@ def _engine_run(run: _Run) -> None:
     """Worker thread (GUI) or the caller (terminal): the engine, then the verdict on the
     main thread. Nuke is reached only through ``run.later`` / ``run.now``."""
     node, frames = run.node, run.frames
-    outcome, results = None, []
+    outcome: str | HDMattError | None = None
+    results: list = []
     task = nuke.ProgressTask(f"HDMatt {run.name}")
     jobs = _jobs_per_view(run.job)
     try:
@@ -675,7 +678,7 @@ def _engine_run(run: _Run) -> None:
     except Exception as exc:  # never die silently in a worker thread
         outcome = HDMattError(f"internal error: {type(exc).__name__}: {exc}")
     finally:
-        del task  # Nuke closes the progress bar when the task is deleted
+        task = None  # the last reference: Nuke closes the progress bar when the task is deleted
         shutil.rmtree(run.work, ignore_errors=True)
     result = _merged(results, len(jobs))
     try:

@@ -7,8 +7,9 @@ pixels arrive at the node (the working space), and ``DIR/matte_job.json``: the e
 (:class:`~nuke_hdmatt.nuke.engine_call.EngineCall` fields) that farm step 2 runs per chunk
 without Nuke. A config bundled with Nuke is copied to ``DIR/ocio/`` so that the engine
 workers need no Nuke install. Runs once per frame chunk (chunks may run at the same time:
-every chunk writes the same job file, atomically; step 2 passes its own frames). ``--node`` may name a node inside a Group
-(``Group1.HDMatt1``). Exit 0 on success, 2 with one line on stderr otherwise.
+every chunk writes the same job file, atomically; step 2 passes its own frames). ``--node``
+may name a node inside a Group (``Group1.HDMatt1``). Exit 0 on success, 2 with one line on
+stderr otherwise.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def main(argv=None) -> int:
     # run as a file by `nuke -t`: gizmos/init.py normally made the package importable; if
     # not, the checkout this file lives in
     try:
-        import nuke_hdmatt  # noqa: F401
+        import nuke_hdmatt  # noqa: F401  (only probes that the package is importable)
     except ImportError:
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
             os.path.abspath(__file__)))))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import ArgumentParser, UsageError, run_reporting
 
@@ -53,16 +54,18 @@ def split_batch(batch: dict) -> dict:
 
 def loader_factory(data: list[Path], batch: int, seed: int, min_samples: int, workers: int = 0):
     import time
+
     import torch
+
     from .dataset import PatchFolderDataset, sample_paths
 
     def factory(step: int):
         while sum(len(sample_paths(d)) for d in data) < min_samples:
             print(f"waiting for at least {min_samples} samples in {data} ...", flush=True)
             time.sleep(20)
-        ds = torch.utils.data.ConcatDataset([PatchFolderDataset(d, seed=seed) for d in data
-                                             if sample_paths(d)])
-        for part in ds.datasets:
+        parts = [PatchFolderDataset(d, seed=seed) for d in data if sample_paths(d)]
+        ds: torch.utils.data.ConcatDataset[Any] = torch.utils.data.ConcatDataset(parts)
+        for part in parts:
             part.set_epoch(step)
         epoch = step // max(1, len(ds) // batch)
         g = torch.Generator().manual_seed(seed * 100003 + epoch)
@@ -80,6 +83,7 @@ def samples_prior_solver(folders, requested: str | None, init=None) -> str:
     before their first sample (a run may start while its folders are still empty); with no
     manifest yet, the solver of the ``init`` weights, else closed-form."""
     import json
+
     from ..engine.config import ModelConfig, prior_solver_names
     from .dataset import MANIFEST
     if requested:
@@ -87,7 +91,7 @@ def samples_prior_solver(folders, requested: str | None, init=None) -> str:
             prior_solver_names(requested)
         except ValueError as exc:
             raise UsageError(f"--prior-solver: {exc}") from None
-    found = {}
+    found: dict[str, list[str]] = {}
     for d in folders:
         manifest = Path(d) / MANIFEST
         if manifest.exists():
@@ -101,8 +105,10 @@ def samples_prior_solver(folders, requested: str | None, init=None) -> str:
     if requested and built and requested != built:
         raise UsageError(f"--prior-solver {requested}, but the samples were built with {built}",
                          path=found[built][0])
-    if requested or built:
-        return requested or built
+    if requested:
+        return requested
+    if built:
+        return built
     if init:
         from ..engine.weights import read_header
         return ModelConfig.from_json(read_header(Path(init))["config"]).prior_solver

@@ -17,8 +17,8 @@ import warnings
 
 import numpy as np
 
-from ..errors import OutputError, UsageError, run_reporting
 from ..atomic import write_png_atomic
+from ..errors import OutputError, UsageError, run_reporting
 
 __all__ = ["sample_row", "contact_sheet", "main"]
 

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import save_npz_atomic, write_text_atomic
 from ..errors import UsageError, run_reporting
 from . import VALIDATION_IMAGES
-from ..atomic import save_npz_atomic, write_text_atomic
 from .synthesis import SampleSynthesizer, SynthesisConfig
 
 __all__ = ["build", "generate_sample", "encode_sample", "decode_sample", "load_sample", "sample_paths",
@@ -172,7 +172,7 @@ def _torch_dataset_base():
     return torch.utils.data.Dataset
 
 
-class PatchFolderDataset(_torch_dataset_base()):
+class PatchFolderDataset(_torch_dataset_base()):  # type: ignore[misc]  # torch imported lazily
     """Samples of a folder made by :func:`build`, as float32 torch tensors.
 
     Item ``i`` is a dict: ``image``, ``fg``, ``bg`` (P+1, 3, p, p) sRGB 0-1; ``trimap`` (P+1,
@@ -213,14 +213,14 @@ class PatchFolderDataset(_torch_dataset_base()):
         return _torch_sample(sample, self.with_prior)
 
 
-class SyntheticDataset(_torch_dataset_base()):
+class SyntheticDataset(_torch_dataset_base()):  # type: ignore[misc]  # torch imported lazily
     """Samples synthesised on the fly (no prior by default: the solve is too slow for the
     loader). Item ``i`` of epoch ``e`` comes from seed (seed, e, i): reproducible and the
     same whatever worker draws it. Same item layout as :class:`PatchFolderDataset`."""
 
     def __init__(self, config: SynthesisConfig, length: int, seed: int = 0):
         self.config, self.length, self.seed, self.epoch = config, int(length), seed, 0
-        self._synth = None      # built in the worker: sources hold memory maps
+        self._synth: SampleSynthesizer | None = None  # built in the worker: sources hold memory maps
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

@@ -100,7 +100,7 @@ def blob_alpha(rng: np.random.Generator, size: int, centre, radius: float,
 
 def render_strands(rng: np.random.Generator, size: int, roots: np.ndarray, angles: np.ndarray,
                    lengths: np.ndarray, widths: np.ndarray, colours: np.ndarray,
-                   curl: float = 0.02, wave: float = 0.3, opacity=(0.5, 1.0),
+                   curl: float = 0.02, wave: float = 0.3, opacity: tuple[float, float] = (0.5, 1.0),
                    sigma: float = 0.45) -> tuple[np.ndarray, np.ndarray]:
     """Splat hair strands as coverage.
 

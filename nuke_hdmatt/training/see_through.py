@@ -26,7 +26,7 @@ def _warp(rng: np.random.Generator, size: int, amplitude: float, scale: float):
     return amplitude * noise(), amplitude * noise()
 
 
-def _region(rng: np.random.Generator, size: int, cover=(0.3, 0.85)) -> np.ndarray:
+def _region(rng: np.random.Generator, size: int, cover: tuple[float, float] = (0.3, 0.85)) -> np.ndarray:
     """A large anti-aliased region (blob or rotated rectangle) holding the material."""
     if rng.random() < 0.5:
         return blob_alpha(rng, size, rng.uniform(0.35, 0.65, 2) * size,

@@ -56,7 +56,8 @@ def cross_validate(history: list, folds: list[list[str]]) -> dict:
     if not history:
         raise ValueError("the history holds no per-image validation results")
     everything = sorted({n for f in folds for n in f})
-    rows, graded = [], {m: [] for m in METRICS}
+    rows: list[dict] = []
+    graded: dict[str, list[float]] = {m: [] for m in METRICS}
     for fold in folds:
         others = [n for n in everything if n not in fold]
         pick = choose_step(history, others)
@@ -96,7 +97,8 @@ def main(argv=None) -> int:
         return 2
     for row in result["folds"]:
         print(f"graded on {','.join(row['graded_on'])}: step {row['step']} (chosen on "
-              f"{','.join(row['chosen_on'])}) SAD {row['model']['sad']:.2f} vs prior {row['prior']['sad']:.2f}")
+              f"{','.join(row['chosen_on'])}) SAD {row['model']['sad']:.2f} "
+              f"vs prior {row['prior']['sad']:.2f}")
     cv, opt = result["cv"], result["optimistic"]
     print(f"cross-validated: SAD {cv['sad']:.3f} MSE {cv['mse'] * 1e3:.2f} Grad {cv['grad']:.2f} "
           f"Conn {cv['conn']:.2f}; chosen on all: step {result['chosen_on_all']} "

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..devset import read_image
-from . import VALIDATION_IMAGES, data_cache_dir, shared_data_dir
 from ..atomic import save_npy_atomic
+from ..devset import read_image
+from ..errors import MissingFileError, PlateError
+from . import VALIDATION_IMAGES, data_cache_dir, shared_data_dir
 from .compositing import linear_to_srgb, srgb_to_linear
 from .resampling import resize
 
@@ -269,7 +270,9 @@ class BackgroundBank:
         s = min(1.0, long_side / max(spec.width, spec.height))
         w, h = max(1, round(spec.width * s)), max(1, round(spec.height * s))
         small = oiio.ImageBufAlgo.resize(buf, roi=oiio.ROI(0, w, 0, h, 0, 1, 0, 3))
-        pixels = small.get_pixels(oiio.FLOAT)[..., :3]
+        pixels = small.get_pixels(oiio.FLOAT)
+        assert pixels is not None  # the resize of an image that did read
+        pixels = pixels[..., :3]
         return np.round(np.clip(pixels, 0, 1) * 255.0).astype(np.uint8)
 
     def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:

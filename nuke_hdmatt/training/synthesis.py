@@ -17,9 +17,18 @@ from ..errors import HDMattError, UsageError
 from . import VALIDATION_IMAGES
 from .procedural import procedural_background, procedural_foreground
 from .sources import BackgroundBank, DevForegrounds
-from .transforms import (BackgroundBlur, ClosedFormPrior, Chain, ColourJitter, ColourOverlap, Composite,
-                         CropPatches,
-                         MergeForegrounds, PlaceForeground, RandomTrimap)
+from .transforms import (
+    BackgroundBlur,
+    Chain,
+    ClosedFormPrior,
+    ColourJitter,
+    ColourOverlap,
+    Composite,
+    CropPatches,
+    MergeForegrounds,
+    PlaceForeground,
+    RandomTrimap,
+)
 
 __all__ = ["SynthesisConfig", "SampleSynthesizer"]
 
@@ -146,7 +155,7 @@ class SampleSynthesizer:
             fg, alpha, name = self._placed_foreground(rng)
             scene = {"fg": fg, "alpha": alpha, "names": [name]}
 
-            def second():
+            def second(scene=scene):  # this iteration's scene, as merge calls it at once
                 f2, a2, n2 = self._placed_foreground(rng)
                 scene["names"].append(n2)
                 return f2, a2

@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -82,14 +83,15 @@ def _base_network(s: TrainSettings) -> HDMattNet:
             fresh.load_state_dict(own)
             net = fresh
         return net
-    cfg: ModelConfig = PRESETS[s.preset].replace(variant=s.variant)
+    cfg = PRESETS[s.preset].replace(variant=s.variant)
     torch.manual_seed(s.seed)
     return HDMattNet(cfg)
 
 
 def batch_to_device(batch: dict, cfg: ModelConfig, device) -> tuple:
     """Dataset batch -> (x, trimap, prior, cx, ctrimap, alpha, image, fg, bg)."""
-    g = lambda k: batch[k].to(device).float() if k in batch else None
+    def g(k: str) -> Any:
+        return batch[k].to(device).float() if k in batch else None
     image, trimap, prior = g("image"), g("trimap"), g("prior")
     x = make_input(image, trimap, prior, cfg)
     cx = ctri = None
@@ -116,7 +118,7 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
     ckpt_path = s.run / "ckpt.pt"
     net = build_network(s).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-    state = {"step": 0, "elapsed": 0.0, "best": math.inf, "history": []}
+    state: dict[str, Any] = {"step": 0, "elapsed": 0.0, "best": math.inf, "history": []}
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         net.load_state_dict(ck["net"])
@@ -153,8 +155,8 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
         entry = {"step": state["step"], "elapsed_min": state["elapsed"] / 60, **res}
         state["history"].append(entry)
         write_text_atomic(s.run / "history.json", json.dumps(state["history"], indent=1))
-        line = "  ".join(f"{k}: SAD {v['sad']:.2f} MSE {v['mse'] * 1e3:.1f} Grad {v['grad']:.2f} Conn {v['conn']:.2f}"
-                         for k, v in res.items() if "/" in k)
+        line = "  ".join(f"{k}: SAD {v['sad']:.2f} MSE {v['mse'] * 1e3:.1f} Grad {v['grad']:.2f} "
+                         f"Conn {v['conn']:.2f}" for k, v in res.items() if "/" in k)
         print(f"[val step {state['step']}] {line}", flush=True)
         if s.keep_val_weights:
             save_weights(net, s.run / f"val_step{state['step']:06d}.safetensors",
@@ -196,7 +198,8 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
                 if state["step"] % 10 == 0:
                     rate = state["step"] / max(state["elapsed"], 1e-6)
                     eta = (s.steps - state["step"]) / max(rate, 1e-9)
-                    print(f"step {state['step']}/{s.steps}  loss {loss_avg:.4f}  lr {sched(state['step']):.2e}  "
+                    print(f"step {state['step']}/{s.steps}  loss {loss_avg:.4f}  "
+                          f"lr {sched(state['step']):.2e}  "
                           f"{rate:.2f} steps/s  ETA {eta / 60:.0f} min", flush=True)
                 if now - last_ckpt > s.ckpt_minutes * 60:
                     save_ckpt()

@@ -23,8 +23,8 @@ from .procedural import fractal_noise
 from .resampling import reduce_blocks, resize, resize_area
 from .sources import ForegroundSource
 
-__all__ = ["PlaceForeground", "MergeForegrounds", "ColourOverlap", "ColourJitter", "BackgroundBlur", "Composite",
-           "RandomTrimap", "ClosedFormPrior", "CropPatches", "Chain", "SAMPLE_KEYS"]
+__all__ = ["PlaceForeground", "MergeForegrounds", "ColourOverlap", "ColourJitter", "BackgroundBlur",
+           "Composite", "RandomTrimap", "ClosedFormPrior", "CropPatches", "Chain", "SAMPLE_KEYS"]
 
 #: Arrays of a sample; patch axis first (index 0 = query, 1..P = context).
 SAMPLE_KEYS = ("image", "trimap", "alpha", "fg", "bg", "prior")
@@ -129,7 +129,7 @@ class ColourJitter:
     """Per-channel gain, saturation and gamma changes in sRGB, applied to ``fg`` and/or
     ``bg`` with probability ``p`` each (independently drawn)."""
 
-    def __init__(self, p: float = 0.5, gain=(0.8, 1.2), saturation=(0.5, 1.4),
+    def __init__(self, p: float = 0.5, gain: tuple[float, float] = (0.8, 1.2), saturation=(0.5, 1.4),
                  gamma=(0.75, 1.33)):
         self.p, self.gain, self.saturation, self.gamma = p, gain, saturation, gamma
 
@@ -253,8 +253,9 @@ class ClosedFormPrior:
 
     Of those shrunk scenes, a share ``cascade_p`` gets the engine's cascade prior instead:
     the network of ``cascade_weights`` run on the shrunk scene (with the classical prior
-    there), its alpha enlarged by the engine's guided upsampling. That is what the full-resolution pass sees on a plate over
-    1024 px; trained only on classical priors, the network over-corrects that sharper prior
+    there), its alpha enlarged by the engine's guided upsampling. That is what the
+    full-resolution pass sees on a plate over 1024 px; trained only on classical priors, the
+    network over-corrects that sharper prior
     and the full-resolution pass loses to the coarse pass it refines.
     """
 
@@ -348,7 +349,7 @@ class CropPatches:
 
     def __call__(self, scene: dict, rng: np.random.Generator) -> dict:
         boxes = self.windows(scene["trimap"], rng)
-        out = {k: [] for k in SAMPLE_KEYS if k in scene}
+        out: dict[str, list] = {k: [] for k in SAMPLE_KEYS if k in scene}
         # Decoded once per scene and kept in it: several samples may be cut from one scene.
         linear = scene.setdefault("_linear", {})
         for k in ("image", "fg", "bg"):

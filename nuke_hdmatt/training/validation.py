@@ -27,6 +27,7 @@ def cached_prior(image: np.ndarray, trimap: np.ndarray, max_side: int, cache: Pa
                  solver: str = "cf", device: str = "cpu") -> np.ndarray:
     """The engine's global prior, kept on disk by a hash of its inputs (a solve costs seconds)."""
     import hashlib
+
     from ..engine.prior import global_prior
     if cache is None:
         return global_prior(image, trimap, max_side, solver, device)
@@ -62,7 +63,8 @@ def evaluate_engine(engine, pairs: list[ValPair]) -> dict:
     (``"model/trimap1"``, ``"prior/trimap1"``, ...), and each pair's under ``"per_image"``
     (``"GT02/trimap1": {"model": ..., "prior": ...}``), so a checkpoint can be chosen on some
     images and reported on others."""
-    rows, per_image = {}, {}
+    rows: dict[tuple[str, str], list[dict]] = {}
+    per_image: dict[str, dict] = {}
     t0 = time.time()
     for p in pairs:
         pred = engine.matte(p.image, p.trimap, prior=p.prior)
@@ -70,7 +72,7 @@ def evaluate_engine(engine, pairs: list[ValPair]) -> dict:
         rows.setdefault(("model", p.trimap_set), []).append(model)
         rows.setdefault(("prior", p.trimap_set), []).append(prior)
         per_image[f"{p.name}/{p.trimap_set}"] = {"model": model, "prior": prior}
-    out = {"per_image": per_image}
+    out: dict[str, object] = {"per_image": per_image}
     for (method, ts), ms in rows.items():
         out[f"{method}/{ts}"] = {k: float(np.mean([m[k] for m in ms])) for k in ms[0]}
     out["seconds"] = time.time() - t0

@@ -21,7 +21,7 @@ import time
 
 def main():
     argv = sys.argv[1:]
-    opt = lambda name: argv[argv.index(name) + 1] if name in argv else None  # noqa: E731
+    opt = lambda name: argv[argv.index(name) + 1] if name in argv else None
     log_path, frames = opt("--json-log"), opt("--frames")
     first, _, last = frames.partition("-")
     first, last = int(first), int(last or first)

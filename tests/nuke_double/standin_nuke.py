@@ -12,7 +12,7 @@ import runpy
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import nuke  # noqa: E402  (the double)
+import nuke
 
 
 def main(argv):
