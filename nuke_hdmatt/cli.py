@@ -466,7 +466,7 @@ def _delegate(module: str, func: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hdmatt`` console script; returns the exit code."""
-    from .progress import install_stop_handlers, restore_handlers
+    from .stop_signals import install_stop_handlers, restore_handlers
     previous = install_stop_handlers()
     try:
         return _main(argv)

@@ -112,7 +112,7 @@ def run_reporting(prog: str, body, interrupted: str = "interrupted", *,
     import os
     import sys
 
-    from .progress import stop_signal
+    from .stop_signals import stop_signal
     try:
         return body() or EXIT_OK
     except HDMattError as exc:

@@ -143,7 +143,8 @@ def run_matte(job, settings: RunSettings) -> int:
 
 def _run_planned(job, settings: RunSettings, plan):
     """Open the cache and the reporter around :func:`run_shot`, stoppable by Ctrl-C."""
-    from .progress import ProgressReporter, SigintCancel
+    from .progress import ProgressReporter
+    from .stop_signals import SigintCancel
 
     cache = open_cache(settings)
     reporter = ProgressReporter(len(plan.frames), quiet=settings.quiet,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nuke_hdmatt.training.procedural import procedural_foreground
+from nuke_hdmatt.training.foreground_kinds import procedural_foreground
 from nuke_hdmatt.training.see_through import mesh, smoke, translucent_fabric
 from nuke_hdmatt.training.transforms import ColourOverlap
 

@@ -7,6 +7,7 @@ import pytest
 
 from nuke_hdmatt.training import VALIDATION_IMAGES, compositing, procedural, resampling
 from nuke_hdmatt.training import transforms as T
+from nuke_hdmatt.training.foreground_kinds import procedural_foreground
 from nuke_hdmatt.training.sources import ForegroundSource, shared_data_dir, training_names
 from nuke_hdmatt.training.synthesis import SampleSynthesizer, SynthesisConfig
 
@@ -73,8 +74,8 @@ def test_a_sub_pixel_strand_splats_its_area():
 
 
 def test_procedural_foreground_is_seeded_and_valid():
-    a = procedural.procedural_foreground(np.random.default_rng(5), 96)
-    b = procedural.procedural_foreground(np.random.default_rng(5), 96)
+    a = procedural_foreground(np.random.default_rng(5), 96)
+    b = procedural_foreground(np.random.default_rng(5), 96)
     assert np.array_equal(a.alpha, b.alpha) and np.array_equal(a.fg, b.fg)
     assert a.alpha.shape == (96, 96) and a.fg.shape == (96, 96, 3)
     assert 0.0 <= a.alpha.min() and a.alpha.max() <= 1.0 and 0 <= a.fg.min() and a.fg.max() <= 1
@@ -125,7 +126,7 @@ def test_place_foreground_keeps_coverage_and_scales_it():
 
 def test_random_trimap_never_marks_fractional_alpha_known():
     rng = np.random.default_rng(0)
-    alpha = procedural.procedural_foreground(np.random.default_rng(2), 80).alpha
+    alpha = procedural_foreground(np.random.default_rng(2), 80).alpha
     scene = T.RandomTrimap(radius=(2.0, 6.0))({"alpha": alpha}, rng)
     tri = scene["trimap"]
     assert set(np.unique(tri)) <= {0.0, 0.5, 1.0}
@@ -217,7 +218,7 @@ def test_cascade_prior_is_the_network_run_on_the_shrunk_scene():
 def test_crop_patches_from_one_scene():
     rng = np.random.default_rng(0)
     s = 64
-    alpha = procedural.procedural_foreground(np.random.default_rng(4), s).alpha
+    alpha = procedural_foreground(np.random.default_rng(4), s).alpha
     scene = {"alpha": alpha, "fg": np.full((s, s, 3), 0.8, np.float32),
              "bg": np.full((s, s, 3), 0.1, np.float32)}
     scene = T.Composite(noise_p=0.0)(scene, rng)

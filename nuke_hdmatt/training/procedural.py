@@ -16,10 +16,9 @@ from scipy import ndimage
 
 from ..strands import splat_bilinear
 from .compositing import linear_to_srgb, merge_over, srgb_to_linear
-from .sources import ForegroundSource
 
 __all__ = ["fractal_noise", "textured_colour", "blob_alpha", "render_strands",
-           "furry_body", "hair_wisps", "procedural_foreground", "procedural_background",
+           "furry_body", "hair_wisps", "soft_shapes", "procedural_background",
            "motion_blur"]
 
 
@@ -251,44 +250,6 @@ def motion_blur(rng: np.random.Generator, fg: np.ndarray, alpha: np.ndarray,
     lin = np.where(acc_a[..., None] > 1e-6, acc_c / np.maximum(acc_a, 1e-6)[..., None],
                    srgb_to_linear(fg))
     return linear_to_srgb(lin), acc_a.astype(np.float32)
-
-
-_KINDS = (("fur", 0.45), ("wisps", 0.25), ("soft", 0.2), ("fur+wisps", 0.1))
-
-
-def _hair_foreground(rng: np.random.Generator, size: int):
-    kind = str(rng.choice([k for k, _ in _KINDS], p=[p for _, p in _KINDS]))
-    if kind == "fur":
-        return kind, *furry_body(rng, size)
-    if kind == "wisps":
-        return kind, *hair_wisps(rng, size)
-    if kind == "soft":
-        return kind, *soft_shapes(rng, size)
-    return kind, *merge_over(*hair_wisps(rng, size), *furry_body(rng, size))
-
-
-def procedural_foreground(rng: np.random.Generator, size: int,
-                          see_through: float = 0.0) -> ForegroundSource:
-    """A random procedural foreground layer of (size, size).
-
-    With probability ``see_through`` (drawn only when it is set, so older sample folders keep
-    their seeds) a translucent fabric, mesh or smoke layer (``see_through.py``); otherwise
-    a furry/hairy body (45 %), loose wisps (25 %), soft or semi-transparent shapes with
-    holes (20 %), body plus wisps (10 %). 20 % get motion blur.
-    """
-    if see_through and rng.random() < see_through:
-        from .see_through import see_through_foreground
-        kind, fg, alpha = see_through_foreground(rng, size)
-    else:
-        kind, fg, alpha = _hair_foreground(rng, size)
-    if rng.random() < 0.2:
-        fg, alpha = motion_blur(rng, fg, alpha)
-    a8 = np.round(alpha * 255)
-    unknown = np.argwhere((a8 > 0) & (a8 < 255)).astype(np.int32)
-    if len(unknown) > 20000:
-        unknown = unknown[rng.choice(len(unknown), 20000, replace=False)]
-    return ForegroundSource(fg=fg, alpha=alpha, name=f"procedural-{kind}", unknown_yx=unknown,
-                            in_place=True)
 
 
 def procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..errors import HDMattError, UsageError
 from . import VALIDATION_IMAGES
-from .procedural import procedural_background, procedural_foreground
+from .foreground_kinds import procedural_foreground
+from .procedural import procedural_background
 from .sources import BackgroundBank, DevForegrounds
 from .transforms import (
     BackgroundBlur,
