@@ -42,3 +42,24 @@ def test_bundled_weights_give_a_sane_alpha_on_a_held_out_image():
     assert model_sad <= 1.25 * cf_sad, (model_sad, cf_sad)
     known = trimap != 0.5
     np.testing.assert_array_equal(alpha[known], trimap[known])
+
+
+@pytest.mark.skipif(not DATA.exists(), reason=f"real dev images not found at {DATA}")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_autocast_stays_close_to_fp32_on_the_cpu(precision):
+    # The same autocast as on a GPU, emulated on the CPU (tests/test_engine_cuda.py checks the
+    # GPU itself): before the encoder's stem ran in float32, bf16 and fp16 moved single
+    # alphas by 0.034 / 0.032 here (max-pool indices tied by the coarse mantissa).
+    import torch
+    torch.set_num_threads(2)
+    from nuke_hdmatt.devset import load_case
+    from nuke_hdmatt.engine import Engine
+    from nuke_hdmatt.engine.prior import solve
+    image, trimap, gt = load_case(DATA, "GT02", "trimap1")
+    image, trimap, gt = image[:400, :500], trimap[:400, :500], gt[:400, :500]
+    prior = solve(image, trimap, "cf+sm")
+    fp32 = Engine.load(device="cpu", precision="fp32").matte(image, trimap, prior=prior)
+    low = Engine.load(device="cpu", precision=precision).matte(image, trimap, prior=prior)
+    assert np.isfinite(low).all()
+    assert float(np.abs(low - fp32).max()) <= 0.02
+    assert abs(sad(low, gt, trimap) - sad(fp32, gt, trimap)) <= 0.01 * sad(fp32, gt, trimap)
