@@ -181,3 +181,19 @@ def test_contact_sheet_of_a_built_folder(tmp_path, synth):
     # fg over grey, 2 context patches) with 4 px gaps.
     assert sheet.shape == (2 * 24 + 4, 7 * 24 + 6 * 4, 3)
     assert contact_sheet.main(["--out", str(out), "--from", str(tmp_path / "none")]) == 2
+
+
+def test_new_build_options_refuse_bad_values_in_one_line(tmp_path, capsys):
+    import torch
+
+    from nuke_hdmatt.training import dataset as D
+    base = ["build", "--out", str(tmp_path / "s"), "--n", "1", "--patch", "24"]
+    bad = [["--see-through", "1.5"], ["--colour-overlap", "-0.1"]]
+    if not torch.cuda.is_available():
+        bad.append(["--device", "cuda"])
+    for extra in bad:
+        assert D.main(base + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "error" in err[0], (extra, err)
+        assert extra[0].lstrip("-") in err[0] or "cuda" in err[0].lower()
+    assert not (tmp_path / "s").exists() or not list((tmp_path / "s").glob("*.npz"))

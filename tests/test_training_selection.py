@@ -48,4 +48,4 @@ def test_command_writes_json_and_refuses_a_history_without_per_image_results(tmp
     path.write_text(json.dumps([{"step": 1}]))
     assert main([str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("selection: error:")
+    assert len(err) == 1 and "selection: error:" in err[0] and "history.json" in err[0]

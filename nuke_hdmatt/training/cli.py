@@ -82,10 +82,8 @@ def samples_prior_solver(folders, requested: str | None, init=None) -> str:
     learns the wrong corrections). Read from the folders' manifests, which builders write
     before their first sample (a run may start while its folders are still empty); with no
     manifest yet, the solver of the ``init`` weights, else closed-form."""
-    import json
-
     from ..engine.config import ModelConfig, prior_solver_names
-    from .dataset import MANIFEST
+    from .dataset import manifest_prior_solver
     if requested:
         try:
             prior_solver_names(requested)
@@ -93,11 +91,9 @@ def samples_prior_solver(folders, requested: str | None, init=None) -> str:
             raise UsageError(f"--prior-solver: {exc}") from None
     found: dict[str, list[str]] = {}
     for d in folders:
-        manifest = Path(d) / MANIFEST
-        if manifest.exists():
-            config = json.loads(manifest.read_text()).get("config", {})
-            # folders built before --prior-solver existed hold closed-form priors
-            found.setdefault(config.get("prior_solver", "cf"), []).append(str(d))
+        solver = manifest_prior_solver(d)
+        if solver:
+            found.setdefault(solver, []).append(str(d))
     if len(found) > 1:
         raise UsageError("sample folders hold priors of different solvers: "
                          + "; ".join(f"{k}: {', '.join(v)}" for k, v in found.items()))

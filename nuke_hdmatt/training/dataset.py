@@ -38,7 +38,8 @@ from ..errors import UsageError, run_reporting
 from . import VALIDATION_IMAGES
 from .synthesis import SampleSynthesizer, SynthesisConfig
 
-__all__ = ["build", "generate_sample", "encode_sample", "decode_sample", "load_sample", "sample_paths",
+__all__ = ["build", "manifest_prior_solver", "generate_sample", "encode_sample", "decode_sample",
+           "load_sample", "sample_paths",
            "PatchFolderDataset", "SyntheticDataset", "FORMAT", "main"]
 
 FORMAT = "hdmatt-patches/1"
@@ -83,6 +84,16 @@ def load_sample(path) -> dict:
 def sample_paths(folder) -> list[Path]:
     """Sample files of a built folder, in index order."""
     return sorted(Path(folder).glob("[0-9]" * 7 + ".npz"))
+
+
+def manifest_prior_solver(folder) -> str | None:
+    """The prior solver a sample folder's manifest names (written before its first sample),
+    or None without a manifest. Folders built before --prior-solver existed hold
+    closed-form priors."""
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("config", {}).get("prior_solver", "cf")
 
 
 def _check_manifest(out: Path, manifest: dict) -> None:
@@ -196,8 +207,7 @@ class PatchFolderDataset(_torch_dataset_base()):  # type: ignore[misc]  # torch 
         if with_prior and not has_prior:
             raise UsageError("samples were built with --no-prior", path=str(self.folder))
         self.with_prior = has_prior if with_prior is None else with_prior
-        # folders built before --prior-solver existed hold closed-form priors
-        self.prior_solver = self.manifest.get("config", {}).get("prior_solver", "cf")
+        self.prior_solver = manifest_prior_solver(self.folder) or "cf"
         self.flip, self.seed, self.epoch = flip, seed, 0
 
     def set_epoch(self, epoch: int) -> None:

@@ -13,7 +13,6 @@ all images (its own figure is reported beside, as the optimistic one).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_text_atomic
+from ..errors import ArgumentParser, UsageError, run_reporting
 
 __all__ = ["image_names", "mean_metric", "choose_step", "cross_validate", "main"]
 
@@ -81,31 +81,33 @@ def _parse_folds(text: str | None, names: list[str]) -> list[list[str]]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m nuke_hdmatt.training.selection",
-                                 description=__doc__.split("\n\n")[0])
+    prog = "python -m nuke_hdmatt.training.selection"
+    ap = ArgumentParser(prog=prog, description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("history", help="history.json of a run (a list of validation entries)")
     ap.add_argument("--folds", default=None,
                     help="image folds, e.g. GT02,GT10/GT18,GT24,GT27 (default: leave one out)")
     ap.add_argument("--out", default=None, help="write the result as JSON here")
-    args = ap.parse_args(argv)
-    try:
-        history = json.loads(Path(args.history).read_text())
-        folds = _parse_folds(args.folds, image_names(history[-1]))
-        result = cross_validate(history, folds)
-    except (OSError, ValueError, KeyError, IndexError) as exc:
-        print(f"selection: error: {args.history}: {exc}", file=sys.stderr)
-        return 2
-    for row in result["folds"]:
-        print(f"graded on {','.join(row['graded_on'])}: step {row['step']} (chosen on "
-              f"{','.join(row['chosen_on'])}) SAD {row['model']['sad']:.2f} "
-              f"vs prior {row['prior']['sad']:.2f}")
-    cv, opt = result["cv"], result["optimistic"]
-    print(f"cross-validated: SAD {cv['sad']:.3f} MSE {cv['mse'] * 1e3:.2f} Grad {cv['grad']:.2f} "
-          f"Conn {cv['conn']:.2f}; chosen on all: step {result['chosen_on_all']} "
-          f"(SAD {opt['sad']:.3f}, optimistic)")
-    if args.out:
-        write_text_atomic(Path(args.out), json.dumps(result, indent=1))
-    return 0
+
+    def body():
+        args = ap.parse_args(argv)
+        try:
+            history = json.loads(Path(args.history).read_text())
+            folds = _parse_folds(args.folds, image_names(history[-1]))
+            result = cross_validate(history, folds)
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            raise UsageError(f"not a run's validation history ({exc})", path=args.history) from None
+        for row in result["folds"]:
+            print(f"graded on {','.join(row['graded_on'])}: step {row['step']} (chosen on "
+                  f"{','.join(row['chosen_on'])}) SAD {row['model']['sad']:.2f} vs prior "
+                  f"{row['prior']['sad']:.2f}")
+        cv, opt = result["cv"], result["optimistic"]
+        print(f"cross-validated: SAD {cv['sad']:.3f} MSE {cv['mse'] * 1e3:.2f} Grad {cv['grad']:.2f} "
+              f"Conn {cv['conn']:.2f}; chosen on all: step {result['chosen_on_all']} "
+              f"(SAD {opt['sad']:.3f}, optimistic)")
+        if args.out:
+            write_text_atomic(Path(args.out), json.dumps(result, indent=1))
+
+    return run_reporting(prog, body)
 
 
 if __name__ == "__main__":
