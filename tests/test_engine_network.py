@@ -8,7 +8,7 @@ from nuke_hdmatt.engine.config import LIGHT, ModelConfig
 from nuke_hdmatt.engine.context import context_descriptor, query_descriptor, score_candidates, select_top_k
 from nuke_hdmatt.engine.network import HDMattNet, make_input
 from nuke_hdmatt.engine.regions import region_masks
-from nuke_hdmatt.engine.tgnl import context_attention, masked_attention
+from nuke_hdmatt.engine.tgnl import context_attention, region_attention
 from nuke_hdmatt.engine.weights import load_network, save_weights
 from nuke_hdmatt.errors import WeightsError
 
@@ -47,14 +47,24 @@ def test_query_descriptor_ignores_features_outside_the_unknown_region():
     assert torch.equal(query_descriptor(key, unknown), torch.tensor([[1.0, 2.0]]))
 
 
-def test_masked_attention_puts_exactly_zero_weight_on_masked_positions():
-    logits = torch.randn(2, 5, 7) * 50
-    mask = torch.zeros(2, 1, 7, dtype=torch.bool)
-    mask[0, 0, [1, 4]] = True                     # batch 1: region absent everywhere
-    w = masked_attention(logits, mask)
-    assert torch.all(w[0][:, ~mask[0, 0]] == 0)
-    torch.testing.assert_close(w[0].sum(-1), torch.ones(5))
-    assert torch.all(w[1] == 0) and torch.isfinite(w).all()
+def test_region_attention_is_each_regions_own_softmax_with_zero_weight_elsewhere():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(2, 5, 12, generator=g) * 50       # wide: regions' maxima far apart
+    logits[:, :, 8:] -= 300.0                             # region B far below the others
+    values = torch.randn(2, 12, 3, generator=g)
+    label = torch.tensor([0, 1, 0, 3, 1, 1, 0, 3, 2, 2, 2, 3])       # 3: in no region
+    regions = torch.stack([label == r for r in range(3)])[None].repeat(2, 1, 1)
+    regions[1, 1] = False                                 # batch 1: region F absent
+    got = region_attention(logits, regions, values)
+    assert got.shape == (2, 5, 3, 3) and torch.isfinite(got).all()
+    for b in range(2):
+        for r in range(3):
+            cols = regions[b, r]
+            if not cols.any():
+                assert torch.all(got[b, :, r] == 0)
+                continue
+            want = torch.softmax(logits[b][:, cols], dim=-1) @ values[b][cols]
+            torch.testing.assert_close(got[b, :, r], want)
 
 
 def _tgnl_inputs(b=2, k=3, dk=8, dv=4, h=4, w=4):

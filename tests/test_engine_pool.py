@@ -143,9 +143,9 @@ def test_decoder_features_never_exist_for_more_than_one_batch():
     def count():
         most.append(sum(t.shape[0] for t in alive))
 
-    def spy_encode(x):
+    def spy_encode(x, deep=None):
         count()
-        feats = encode(x)
+        feats = encode(x, deep)
         alive.add(feats["s0"])
         return feats
 
@@ -158,11 +158,21 @@ def test_decoder_features_never_exist_for_more_than_one_batch():
     grid = PatchGrid(200, 260, 32, 8)
     assert len(grid) > eng.pool + 1 and np.isfinite(alpha).all()
     assert max(most) <= eng.batch
-    # queries are encoded in pass 1 and again in pass 2, the clean border patches once
+    # every encoded patch's 1/8 stages run once; pass 2 recomputes only the queries' skips
     queries = [(r, c) for r in range(grid.rows) for c in range(grid.cols)
                if (grid.extract(trimap, r, c) == 0.5).any()]
     border = border_cells(queries, (grid.rows, grid.cols))
-    assert len(border) > 0 and sum(spy.sizes) == 2 * len(queries) + len(border)
+    assert len(border) > 0 and sum(spy.sizes) == len(queries) + len(border)
+    assert sum(spy.reused) == len(queries)
+
+
+def test_kept_deep_features_give_the_alpha_of_a_full_re_encode():
+    eng = make_engine(pool=4, batch=3)
+    image, trimap = big_scene()
+    kept = eng.matte(image, trimap)
+    encode = eng.net.encode
+    eng.net.encode = lambda x, deep=None: encode(x)      # pass 2 runs the whole encoder again
+    np.testing.assert_array_equal(eng.matte(image, trimap), kept)
 
 
 def small_frame():

@@ -46,15 +46,22 @@ def scene(h=100, w=150, seed=0):
 
 
 class EncodeSpy:
+    """Records the batches the encoder's 1/8 stages run on (``sizes``, ``patches``) and
+    those whose kept deep features spared them (``reused``)."""
+
     def __init__(self, eng):
         self.sizes = []
         self.patches = []
+        self.reused = []
         orig = eng.net.encode
 
-        def encode(x):
-            self.sizes.append(x.shape[0])
-            self.patches.append(x.clone())
-            return orig(x)
+        def encode(x, deep=None):
+            if deep is None:
+                self.sizes.append(x.shape[0])
+                self.patches.append(x.clone())
+            else:
+                self.reused.append(x.shape[0])
+            return orig(x, deep)
         eng.net.encode = encode
 
 

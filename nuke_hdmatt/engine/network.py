@@ -47,8 +47,10 @@ class HDMattNet(nn.Module):
         self.decoder = Decoder(cfg, ctx_channels)
 
     # --- building blocks used by inference and training -------------------------------
-    def encode(self, x: torch.Tensor) -> dict:
-        return self.encoder(x)
+    def encode(self, x: torch.Tensor, deep: torch.Tensor | None = None) -> dict:
+        """Skips and ``deep`` features of ``x``; ``deep`` kept from an earlier encode of the
+        same ``x`` is reused, not recomputed (see :class:`.encoder.Encoder`)."""
+        return self.encoder(x, deep)
 
     def context_features(self, feats: dict, trimap: torch.Tensor) -> dict:
         """Compact per-patch features used as context: key, value, regions, descriptor."""

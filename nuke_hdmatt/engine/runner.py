@@ -58,8 +58,12 @@ class Engine:
         as keywords (``patch=64``) replacing them."""
         settings = settings or InferenceSettings()
         self.settings = settings.replace(**options) if options else settings
-        # a folded copy: the caller's network (e.g. one being trained) stays untouched
-        self.net = fold_batchnorm(copy.deepcopy(net).eval()).to(device)
+        # a folded copy: the caller's network (e.g. one being trained) stays untouched;
+        # channels-last: on 2 CPU threads a batch of 320 px patches encodes 1.2x and
+        # decodes 1.6x faster (oneDNN's native layout; 3.2x for the full-resolution max-pool)
+        # (Module.to takes memory_format, which torch's type stubs leave out)
+        self.net = fold_batchnorm(copy.deepcopy(net).eval()).to(
+            device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.cfg: ModelConfig = net.cfg
         self.device = device
         self.weights_path = weights_path

@@ -11,13 +11,14 @@ Memory (besides the frame's input and output arrays, the prior for variant D, an
 alpha accumulator, one HxW float32 on the device): the compact features of every encoded
 patch, about 0.6 MB a 320 px patch for the light configuration in fp32 (key 32 + value 64
 channels at 40x40; 0.3 MB under fp16 autocast), so ~90 MB for the 144 patches (81
-queries, 63 bordering) of the benchmarks' 6000x4000 frame with a 10 % unknown band; plus
-the decoder features (skips at 1/1, 1/2, 1/4, their pooling indices and the input, ~17 MB
-a patch) of one batch of queries. Those are not kept from pass 1 but recomputed in pass 2:
-a query's encoder runs twice (on CPU the encoder is about 45 % of a query's encode +
-decode time), where keeping them would hold ~17 MB a query (1.4 GB at 6K). Small frames
-(at most ``pool + 1`` queries) keep theirs from pass 1: at most ``pool + 1`` patches'
-skips, and no encoder run twice.
+queries, 63 bordering) of the benchmarks' 6000x4000 frame with a 10 % unknown band; each
+query's ``deep`` features (ASPP output at 1/8, 128 channels: 0.8 MB, ~66 MB for those 81
+queries); plus the decoder features (skips at 1/1, 1/2, 1/4, their pooling indices and
+the input, ~17 MB a patch) of one batch of queries. The skips are not kept from pass 1
+(~17 MB a query, 1.4 GB at 6K) but recomputed in pass 2 from the kept ``deep``: the
+full-resolution layers they come from are about 7 % of the encoder's work, so a query's
+dilated 1/8 stages and ASPP run once. Small frames (at most ``pool + 1`` queries) keep
+their skips from pass 1: at most ``pool + 1`` patches' worth.
 
 Uploads come from pinned host memory on CUDA; patches are cut on the host, blended into
 the accumulator on the device, and the frame's alpha is downloaded once at the end; the
@@ -53,6 +54,7 @@ class StreamedPass:
         self.encoded = (self.queries + border_cells(self.queries, (grid.rows, grid.cols))
                         if self.with_pool else [])
         self.ctx = FeatureBank()
+        self.deep = FeatureBank()     # the queries' 1/8 features, for pass 2's re-encode
         self.kept: list = []          # [(cells, decoder features)] of small frames, from pass 1
         self._weights: dict = {}
         self.done = 0
@@ -73,23 +75,31 @@ class StreamedPass:
                 self._decode(*self.kept.pop(0))
             return
         for chunk in self._batches(self.queries):
-            # pass 1 has the query's compact features already (same batch, same numbers)
-            feats, _ = self._encode(chunk, context=not self.with_pool)
+            # pass 1 has the query's compact and deep features already (same batches as
+            # here, so the same numbers): only the skips are computed again
             if self.with_pool:
+                feats, _ = self._encode(chunk, context=False,
+                                        deep=self.deep.gather(chunk, ("deep",))["deep"])
                 feats["ctx"] = self.ctx.gather(chunk, tuple(self.ctx.store))
+            else:
+                feats, _ = self._encode(chunk)
             self._decode(chunk, feats)
 
     # --- pass 1 ------------------------------------------------------------------------
     def _encode_pool(self):
-        """Compact context features of every encoded cell; skips only on small frames."""
+        """Compact context features of every encoded cell; the queries' deep features, or
+        on small frames all their decoder features."""
         n_query = len(self.queries)
-        for cells, keep in ((self.queries, self.keep_skips), (self.encoded[n_query:], False)):
+        for cells, is_query in ((self.queries, True), (self.encoded[n_query:], False)):
             for chunk in self._batches(cells):
                 feats, ctx = self._encode(chunk)
                 self.ctx.add(chunk, ctx)
                 self.ctx.reserve(len(self.encoded))
-                if keep:
+                if is_query and self.keep_skips:
                     self.kept.append((chunk, feats))
+                elif is_query:
+                    self.deep.add(chunk, {"deep": feats["deep"]})
+                    self.deep.reserve(n_query)
                 del feats        # else the skips would live on into the next batch's encode
 
     def _upload(self, array: np.ndarray) -> torch.Tensor:
@@ -108,15 +118,17 @@ class StreamedPass:
         t_pri = None
         if self.prior is not None:
             t_pri = self._upload(np.stack([g.extract(self.prior, r, c) for r, c in cells]))[:, None]
-        return make_input(t_img, t_tri, t_pri, eng.cfg), t_tri, t_pri, max_unknown_cells(tri)
+        x = make_input(t_img, t_tri, t_pri, eng.cfg).contiguous(memory_format=torch.channels_last)
+        return x, t_tri, t_pri, max_unknown_cells(tri)
 
-    def _encode(self, cells, context=True):
-        """(decoder features, compact context features or None) of a batch of cells."""
+    def _encode(self, cells, context=True, deep=None):
+        """(decoder features, compact context features or None) of a batch of cells;
+        ``deep``: their kept 1/8 features (see :meth:`.network.HDMattNet.encode`)."""
         net, eng = self.eng.net, self.eng
         self._check_cancel()
         x, tri, pri, max_unknown = self._inputs(cells)
         with eng.stage("encode"):
-            feats = net.encode(x)
+            feats = net.encode(x, deep)
         ctx = None
         if context:
             with eng.stage("cpc"):

@@ -18,16 +18,36 @@ import math
 import torch
 
 
-def masked_attention(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last axis restricted to ``mask``; rows with no valid entry are all zero.
+def region_attention(logits: torch.Tensor, regions: torch.Tensor,
+                     values: torch.Tensor) -> torch.Tensor:
+    """Attention of each row restricted to each region, for disjoint regions.
 
-    logits (..., M) any float dtype; mask (..., M) bool, broadcastable. Returns float32.
+    logits (B, n, M) any float dtype; regions (B, R, M) bool, at most one region true at each
+    of the M positions (a position in none is attended by none); values (B, M, D).
+    Returns float32 (B, n, R, D): for region r, ``softmax(logits[..., r's positions]) @
+    values[r's positions]``, exactly zero where region r is empty.
+
+    One exp over the logits serves every region (the R masked softmaxes took ~9 passes over
+    the (n, M) logits each, 2/3 of a 6K frame's decode time on the CPU): each position is
+    shifted by its own region's row maximum, which is what each softmax would subtract,
+    then one product with the values and region indicators stacked gives every region's
+    weighted sum and its normaliser.
     """
+    b, n, m = logits.shape
+    r, d = regions.shape[1], values.shape[2]
+    ind = regions.float()                                                   # (B, R, M)
+    # each position's region, R for none (a scratch slot nothing reads back)
+    col = torch.where(regions.any(dim=1), regions.to(torch.uint8).argmax(dim=1), r)
+    col = col[:, None, :].expand(b, n, m)
     logits = logits.float()
-    neg = torch.finfo(torch.float32).min
-    weights = torch.softmax(logits.masked_fill(~mask, neg), dim=-1) * mask
-    # renormalise: exact zeros stay zero, an all-masked row stays zero (0 / tiny)
-    return weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-30)
+    top = logits.new_full((b, n, r + 1), float("-inf")).scatter_reduce_(
+        2, col, logits.detach(), "amax")
+    weights = (logits - top.gather(2, col)).exp_()                          # (B, n, M)
+    per_region = (values.float()[:, None] * ind[..., None]).permute(0, 2, 1, 3)   # (B, M, R, D)
+    rhs = torch.cat([per_region.reshape(b, m, r * d), ind.transpose(1, 2)], dim=2)
+    prod = torch.bmm(weights, rhs).float()       # autocast may run the product in fp16
+    sums = prod[..., r * d:].clamp_min(1e-30)              # an empty region: 0 / tiny = 0
+    return prod[..., :r * d].view(b, n, r, d) / sums[..., None]
 
 
 def _unknown_rows(q_unknown: torch.Tensor, n: int | None = None):
@@ -75,12 +95,10 @@ def context_attention(q_key: torch.Tensor, q_value: torch.Tensor, q_unknown: tor
         bias = torch.log(c_scores.float().clamp_min(1e-6)).repeat_interleave(m, dim=1)
         logits = logits + bias[:, None, :]
     regions = c_regions.permute(0, 2, 1, 3, 4).reshape(b, 3, -1)      # (B, 3, K*M)
-    if guided:
-        masks = [regions[:, r, None, :] for r in range(3)]
-    else:
-        masks = [regions.any(dim=1)[:, None, :]]
-    outs = [vq + torch.bmm(masked_attention(logits, mask), cv) for mask in masks]
-    sel = torch.cat(outs, dim=2) * valid[..., None].float()           # (B, n, C)
+    if not guided:
+        regions = regions.any(dim=1, keepdim=True)
+    attended = vq[:, :, None, :] + region_attention(logits, regions, cv)   # (B, n, R, Dv)
+    sel = attended.flatten(2) * valid[..., None].float()              # (B, n, C)
     out = torch.zeros(b, h * w, sel.shape[2], dtype=sel.dtype, device=sel.device)
     out.scatter_(1, rows[..., None].expand(-1, -1, sel.shape[2]), sel)
     return out.transpose(1, 2).reshape(b, -1, h, w).to(q_value.dtype)
