@@ -10,13 +10,19 @@ frame, peak GPU memory (``torch.cuda.max_memory_allocated``) on CUDA, peak RSS.
     python3 -m benchmarks.gpu_check --device cuda --out "$OUT"        # benchmarks/gpu_check.sh
     .venv/bin/python -m benchmarks.gpu_check --device cpu --threads 2 --rows 6k   # the split on CPU
 
-Writes ``gpu_check.md`` and ``gpu_check.json`` into ``--out``.
+Writes ``gpu_check.md`` and ``gpu_check.json`` into ``--out``; with ``--profile``, each row is
+run once more under cProfile (no stage clock, so no waits for the device but the engine's own)
+and the functions that took the host longest written to ``profile_<size>_<unknown>.txt``: on a
+GPU, what the host does while the device waits.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -83,6 +89,16 @@ def measure(eng, image, trimap) -> dict:
     return row
 
 
+def profile(eng, image, trimap, path: Path) -> None:
+    prof = cProfile.Profile()
+    prof.enable()
+    eng.matte(image, trimap)
+    prof.disable()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(40)
+    write_text_atomic(path, text.getvalue())
+
+
 def write(out: Path, info: dict, warm_s: float, results: list) -> None:
     write_text_atomic(out / "gpu_check.json",
                       json.dumps({"info": info, "warm_up_s": warm_s, "rows": results}, indent=1))
@@ -103,6 +119,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", choices=("all", "scaling", "6k"), default="all")
     ap.add_argument("--sizes", nargs="*", help="only these sizes (e.g. 1K 6K 'frame')")
     ap.add_argument("--out", default=".", help="folder for gpu_check.md / .json")
+    ap.add_argument("--profile", action="store_true", help="each row once more under cProfile")
     args = ap.parse_args(argv)
     import torch
     if args.threads:
@@ -124,6 +141,8 @@ def main(argv=None) -> int:
         results.append(row)
         print(json.dumps(row), flush=True)
         write(out, info, warm_s, results)          # after every row: a timeout keeps the rest
+        if args.profile:
+            profile(eng, image, trimap, out / f"profile_{label.replace(' ', '_')}_{frac:.2f}.txt")
     print((out / "gpu_check.md").read_text() if results else "no rows")
     return 0
 
