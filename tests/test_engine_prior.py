@@ -176,6 +176,16 @@ def test_the_closed_form_operator_is_pymattings_laplacian():
     p = rng.random(13 * 17)
     np.testing.assert_allclose(op(torch.from_numpy(p).float()).numpy(), lap @ p, atol=1e-5)
     np.testing.assert_allclose(op.diagonal.numpy(), lap.diagonal(), atol=1e-5)
+    # a band of unknown pixels touching the frame's edges: L_UU, rows and columns of U
+    unknown = np.zeros((13, 17), bool)
+    unknown[3:9, :] = True
+    unknown[:, 12:15] = True
+    u = unknown.flatten()
+    op = UnknownLaplacian(torch.from_numpy(img).permute(2, 0, 1).float(), torch.from_numpy(unknown))
+    p = rng.random(u.sum())
+    want = lap.tocsr()[u][:, u] @ p
+    np.testing.assert_allclose(op(torch.from_numpy(p).float()).numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(op.diagonal.numpy(), lap.diagonal()[u], atol=1e-5)
 
 
 def test_the_closed_form_solve_stops_on_cancel_and_returns_its_iterate_when_short_of_iterations():

@@ -10,12 +10,15 @@ mean, M_k = (Sigma_k + eps/n)^-1 (n pixels a window) and, for a field p,
 He, Sun & Tang's fast large-kernel form (CVPR 2010) gives
     (L p)_i = N_i p_i - sum_{k : i in w_k} (pbar_k + a_k . c_{k,i}),
 N_i the number of windows holding i. Written per window, pbar_k + a_k . c_{k,i} is the
-n x n block W_k = (1 + c_k M_k c_k') / n applied to the window's values, so each window keeps
-its n neighbour indices and W_k (computed once, in float64 from colours centred on the
-window, never raw second moments, so the 1e-8 variances epsilon competes with are resolved;
-kept in float32), and an iteration is one batched n x n product plus a gather: L itself is
-never assembled. Only the windows that touch an unknown pixel are kept (the others do not
-enter the system), so the cost of an iteration follows the unknown area, not the frame.
+n x n block W_k = (1 + c_k M_k c_k') / n applied to the window's values. Each window's W_k
+is computed once, in float64 from colours centred on the window (never raw second moments,
+so the 1e-8 variances epsilon competes with are resolved), kept in float32. L_UU is then
+summed from the blocks into a sparse matrix, row by row in the order of the (4r+1)^2
+neighbour offsets, so it comes out as CSR with no sort: an iteration is one sparse
+matrix-vector product (8x faster on 2 CPU threads than applying the blocks per window,
+one kernel on a GPU instead of about ten). Only the windows that touch an unknown pixel
+are kept (the others do not enter the system), so the cost follows the unknown area, not
+the frame.
 
 The system is solved by conjugate gradients with a Jacobi preconditioner, warm-started from
 the same solve on the frame halved (coarse to fine), in float32 on the image's device. It
@@ -24,6 +27,8 @@ iterate and the relative residual it reached.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +82,36 @@ class UnknownLaplacian:
         cm = c @ torch.linalg.inv(cov)
         self.blocks = ((1 + cm @ c.transpose(1, 2)) / n).float()               # (K, n, n)
         self.diagonal = self._assemble(1 - torch.diagonal(self.blocks, dim1=1, dim2=2))
+        self.matrix = self._sparse_uu(offsets, flat_u, upos, h, w, r)
+
+    def _sparse_uu(self, offsets, flat_u, upos, h, w, r):
+        """L_UU as a CSR matrix. Row i's entries sit at the (4r+1)^2 offsets j - i between
+        pixels sharing a window: -W_k[a, b] summed over the windows k holding pixel i at
+        place a and j at place b, plus N_i on the diagonal."""
+        dev = self.blocks.device
+        span = 4 * r + 1                                      # offsets -2r..2r per axis
+        off = torch.tensor(offsets, device=dev)
+        rel = off[None, :, :] - off[:, None, :]                                # (n, n, 2)
+        code = (rel[..., 0] + 2 * r) * span + rel[..., 1] + 2 * r
+        slot = self.gather[:, :, None] * span * span + code                    # (K, n, n)
+        width = span * span
+        coef = self.blocks.new_zeros((self.n_unknown + 1) * width)   # + one row for known a
+        coef.index_add_(0, slot.flatten(), -self.blocks.flatten())
+        coef = coef[:self.n_unknown * width].view(self.n_unknown, width)
+        coef[:, width // 2] += self.count
+        d = torch.arange(-2 * r, 2 * r + 1, device=dev)
+        dy, dx = d.repeat_interleave(span), d.repeat(span)
+        yu, xu = flat_u // w, flat_u % w
+        ny, nx = yu[:, None] + dy, xu[:, None] + dx
+        inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+        col = torch.where(inside, upos[ny.clamp(0, h - 1) * w + nx.clamp(0, w - 1)], self.n_unknown)
+        keep = col < self.n_unknown                  # unknown neighbours, in column order
+        crow = torch.cat([keep.new_zeros(1, dtype=torch.long), keep.sum(1).cumsum(0)])
+        with warnings.catch_warnings():              # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(crow, col[keep], coef[keep],
+                                           size=(self.n_unknown, self.n_unknown),
+                                           check_invariants=False)
 
     def _assemble(self, t: torch.Tensor) -> torch.Tensor:
         """sum over the windows holding each unknown pixel of t[k, d] (t: (K, n))."""
@@ -89,8 +124,7 @@ class UnknownLaplacian:
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
         """L_UU v for v over the unknown pixels."""
-        v_ext = torch.cat([v, v.new_zeros(1)])
-        return self.count * v - self._assemble(self.window_terms(v_ext[self.gather]))
+        return self.matrix @ v
 
     def rhs(self, known_alpha: torch.Tensor) -> torch.Tensor:
         """-L_UK alpha_K for a full-frame field of known alphas (zero on unknown pixels)."""
