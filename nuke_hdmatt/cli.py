@@ -111,7 +111,8 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                           "(0 = the 1024 px alpha alone, faster; 1 = the full-resolution "
                           f"pass whole; default {DEFAULT_DETAIL}, chosen on the training images)")
     eng.add_argument("--precision", choices=PRECISIONS,
-                     help="inference precision (default auto: fp16 on CUDA, fp32 on CPU)")
+                     help="inference precision (default auto: fp16 on CUDA; bf16 on CPUs "
+                          "with native bf16 (AVX512-BF16, AMX), else fp32)")
     run = p.add_argument_group("cache and logging")
     cache = run.add_mutually_exclusive_group()
     cache.add_argument("--cache", metavar="DIR",

@@ -33,6 +33,7 @@ def make_engine(variant="C", **kw):
         net(x, tri, prior, torch.stack([x.flip(0)] * 3, 1), torch.stack([tri] * 3, 1))
     kw.setdefault("patch", 32)
     kw.setdefault("overlap", 8)
+    kw.setdefault("precision", "fp32")     # auto is bf16 on CPUs with it; these compare numbers
     return Engine(net, torch.device("cpu"), **kw)
 
 
@@ -191,3 +192,22 @@ def test_the_stage_hook_times_each_network_stage_and_is_off_by_default():
     np.testing.assert_array_equal(eng.matte(image, trimap), plain.matte(image, trimap))
     assert {s for s, _ in seen} == {"encode", "cpc", "decode"}
     assert all(t >= 0 for _, t in seen) and plain.on_stage is None
+
+
+def test_auto_precision_is_bf16_on_cpus_that_compute_it_natively(monkeypatch):
+    from nuke_hdmatt.engine import runner
+    for native, want in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(runner, "cpu_has_native_bf16", lambda native=native: native)
+        eng = make_engine(precision="auto")
+        assert eng.params()["precision"] == want
+        # the autocast the network runs under: bf16 features, or none
+        seen = []
+        encode = eng.net.encode
+
+        def spy(x, deep=None, encode=encode, seen=seen):
+            feats = encode(x, deep)
+            seen.append(feats["deep"].dtype)
+            return feats
+        eng.net.encode = spy
+        eng.matte(*scene())
+        assert set(seen) == {torch.bfloat16 if native else torch.float32}

@@ -47,7 +47,10 @@ class Decoder(nn.Module):
         y = self.unpool(y, feats["idx1"], output_size=feats["s1"].shape[-2:])
         y = self.up1(torch.cat([y, feats["s1"]], dim=1))
         y = self.unpool(y, feats["idx0"], output_size=feats["s0"].shape[-2:])
-        y = self.up0(torch.cat([y, feats["s0"], x], dim=1))
+        # the float32 stem's output and the input joined in y's dtype: the convolution casts
+        # them to it under autocast anyway, and a float32 join at full resolution is 2x the
+        # bytes (on CPU bf16 the join took as long as the convolution after it)
+        y = self.up0(torch.cat([y, feats["s0"].to(y.dtype), x.to(y.dtype)], dim=1))
         # The head in float32 under autocast: its output is a logit added to the prior's, and
         # bf16's 8-bit mantissa there moved single alphas by 0.05 on the shipped weights
         # (H200, tests/test_engine_cuda.py); the cost is one 3x3 conv to one channel.

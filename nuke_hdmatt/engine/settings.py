@@ -39,7 +39,8 @@ class InferenceSettings:
     patch, overlap : pixels (patch a multiple of 8 up to :data:`MAX_PATCH`; overlap up to
         half the patch)
     k, pool : context patches kept per query, and candidates scored for them
-    precision : one of :data:`PRECISIONS` (auto: fp16 on CUDA, fp32 on the CPU)
+    precision : one of :data:`PRECISIONS` (auto: fp16 on CUDA; on the CPU bf16
+        where it computes bf16 natively (AVX512-BF16, AMX), else fp32)
     prior : one of :data:`PRIOR_CHOICES`
     prior_max_side : long side (pixels) at which the classical prior and the cascade's
         coarse pass run

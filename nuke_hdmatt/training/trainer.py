@@ -147,7 +147,10 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
             return
         from ..engine.runner import Engine
         net.eval()
-        eng = Engine(net, device, patch=320, overlap=s.overlap, k=net.cfg.k, pool=30)
+        # float32 whatever the device: the validation history compares checkpoints, not
+        # precisions, across machines
+        eng = Engine(net, device, patch=320, overlap=s.overlap, k=net.cfg.k, pool=30,
+                     precision="fp32")
         with torch.no_grad():
             res = evaluate_engine(eng, val_pairs)
         net.train()
