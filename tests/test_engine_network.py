@@ -47,24 +47,30 @@ def test_query_descriptor_ignores_features_outside_the_unknown_region():
     assert torch.equal(query_descriptor(key, unknown), torch.tensor([[1.0, 2.0]]))
 
 
-def test_region_attention_is_each_regions_own_softmax_with_zero_weight_elsewhere():
+@pytest.mark.parametrize("sliced", [True, False])
+def test_region_attention_is_each_regions_own_softmax_with_zero_weight_elsewhere(sliced):
     g = torch.Generator().manual_seed(2)
-    logits = torch.randn(2, 5, 12, generator=g) * 50       # wide: regions' maxima far apart
-    logits[:, :, 8:] -= 300.0                             # region B far below the others
+    q, keys = torch.randn(2, 5, 4, generator=g), torch.randn(2, 12, 4, generator=g)
+    bias = torch.randn(2, 12, generator=g) * 30            # wide: regions' maxima far apart
+    bias[:, 8:] -= 300.0                                  # region B far below the others
     values = torch.randn(2, 12, 3, generator=g)
     label = torch.tensor([0, 1, 0, 3, 1, 1, 0, 3, 2, 2, 2, 3])       # 3: in no region
     regions = torch.stack([label == r for r in range(3)])[None].repeat(2, 1, 1)
     regions[1, 1] = False                                 # batch 1: region F absent
-    got = region_attention(logits, regions, values)
+    valid = torch.ones(2, 5, dtype=torch.bool)
+    valid[1, 3:] = False                                  # batch 1: only rows 0-2 matter
+    got = region_attention(q * 7, keys, values, regions, bias, valid, sliced=sliced)
     assert got.shape == (2, 5, 3, 3) and torch.isfinite(got).all()
     for b in range(2):
+        rows = int(valid[b].sum())
+        logits = (q[b] * 7) @ keys[b].T + bias[b]
         for r in range(3):
             cols = regions[b, r]
             if not cols.any():
                 assert torch.all(got[b, :, r] == 0)
                 continue
-            want = torch.softmax(logits[b][:, cols], dim=-1) @ values[b][cols]
-            torch.testing.assert_close(got[b, :, r], want)
+            want = torch.softmax(logits[:, cols], dim=-1) @ values[b][cols]
+            torch.testing.assert_close(got[b, :rows, r], want[:rows])
 
 
 def _tgnl_inputs(b=2, k=3, dk=8, dv=4, h=4, w=4):

@@ -18,28 +18,71 @@ import math
 import torch
 
 
-def region_attention(logits: torch.Tensor, regions: torch.Tensor,
-                     values: torch.Tensor) -> torch.Tensor:
-    """Attention of each row restricted to each region, for disjoint regions.
+def region_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                     regions: torch.Tensor, bias: torch.Tensor | None = None,
+                     valid: torch.Tensor | None = None, sliced: bool | None = None) -> torch.Tensor:
+    """Attention of each query row over each region's positions, for disjoint regions.
 
-    logits (B, n, M) any float dtype; regions (B, R, M) bool, at most one region true at each
-    of the M positions (a position in none is attended by none); values (B, M, D).
+    q (B, n, Dk) already scaled by 1/sqrt(Dk); keys (B, M, Dk); values (B, M, D); regions
+    (B, R, M) bool, at most one region true at each position (a position in none is attended
+    by none); bias (B, M) added to every row's logits; valid (B, n) bool: rows that matter
+    (the others may hold anything). The logits q.k are taken in float32 whatever the autocast
+    dtype (keys of a few hundred summed over 64 channels overflow fp16 before any scaling).
     Returns float32 (B, n, R, D): for region r, ``softmax(logits[..., r's positions]) @
     values[r's positions]``, exactly zero where region r is empty.
 
-    One exp over the logits serves every region (the R masked softmaxes took ~9 passes over
-    the (n, M) logits each, 2/3 of a 6K frame's decode time on the CPU): each position is
-    shifted by its own region's row maximum, which is what each softmax would subtract,
-    then one product with the values and region indicators stacked gives every region's
-    weighted sum and its normaliser.
+    Two ways to the same numbers (``sliced``: default on the CPU):
+
+    * sliced, for the CPU: each batch item's regions are gathered to contiguous keys and
+      values and each region gets its own softmax and product, over its valid rows only;
+      a position's value enters one product, not R.
+    * fused, for GPUs (no host reads, a fixed number of kernels): one exp over the whole
+      logits serves every region, each position shifted by its own region's row maximum
+      (what that region's softmax would subtract); one product with the values and region
+      indicators stacked gives every region's weighted sum and its normaliser.
+
+    Both replace R masked softmaxes over the whole (n, M) logits (~9 passes each: 2/3 of a 6K
+    frame's decode time on the CPU).
     """
-    b, n, m = logits.shape
+    if sliced is None:
+        sliced = q.device.type == "cpu"
+    return (_sliced if sliced else _fused)(q, keys, values, regions, bias, valid)
+
+
+def _logits(q, keys, bias):
+    with torch.autocast(q.device.type, enabled=False):
+        logits = torch.matmul(q.float(), keys.float().transpose(-1, -2))
+    return logits if bias is None else logits + bias.float().unsqueeze(-2)
+
+
+def _sliced(q, keys, values, regions, bias, valid):
+    b, n, _ = q.shape
+    r, d = regions.shape[1], values.shape[2]
+    items = []
+    for i in range(b):
+        rows = n if valid is None else int(valid[i].sum())
+        per_region = []
+        for j in range(r):
+            cols = regions[i, j].nonzero().squeeze(1)
+            if rows == 0 or len(cols) == 0:
+                per_region.append(q.new_zeros((n, d), dtype=torch.float32))
+                continue
+            logits = _logits(q[i, :rows], keys[i, cols], None if bias is None else bias[i, cols])
+            out = (torch.softmax(logits, dim=-1) @ values[i, cols].float()).float()
+            per_region.append(torch.cat([out, out.new_zeros((n - rows, d))]) if rows < n else out)
+        items.append(torch.stack(per_region, dim=1))
+    return torch.stack(items)
+
+
+def _fused(q, keys, values, regions, bias, valid):
+    b, n, _ = q.shape
+    m = keys.shape[1]
     r, d = regions.shape[1], values.shape[2]
     ind = regions.float()                                                   # (B, R, M)
     # each position's region, R for none (a scratch slot nothing reads back)
     col = torch.where(regions.any(dim=1), regions.to(torch.uint8).argmax(dim=1), r)
     col = col[:, None, :].expand(b, n, m)
-    logits = logits.float()
+    logits = _logits(q, keys, bias)
     top = logits.new_full((b, n, r + 1), float("-inf")).scatter_reduce_(
         2, col, logits.detach(), "amax")
     weights = (logits - top.gather(2, col)).exp_()                          # (B, n, M)
@@ -89,15 +132,14 @@ def context_attention(q_key: torch.Tensor, q_value: torch.Tensor, q_unknown: tor
     ck = c_key.permute(0, 1, 3, 4, 2).reshape(b, -1, dk)              # (B, K*M, Dk)
     cv = c_value.permute(0, 1, 3, 4, 2).reshape(b, -1, dv).float()   # (B, K*M, Dv)
     m = c_key.shape[3] * c_key.shape[4]
-    with torch.autocast(q.device.type, enabled=False):
-        logits = torch.bmm(q.float() / math.sqrt(dk), ck.float().transpose(1, 2))   # (B, n, K*M)
+    bias = None
     if c_scores is not None:
         bias = torch.log(c_scores.float().clamp_min(1e-6)).repeat_interleave(m, dim=1)
-        logits = logits + bias[:, None, :]
     regions = c_regions.permute(0, 2, 1, 3, 4).reshape(b, 3, -1)      # (B, 3, K*M)
     if not guided:
         regions = regions.any(dim=1, keepdim=True)
-    attended = vq[:, :, None, :] + region_attention(logits, regions, cv)   # (B, n, R, Dv)
+    attended = vq[:, :, None, :] + region_attention(q.float() / math.sqrt(dk), ck, cv, regions,
+                                                    bias, valid)      # (B, n, R, Dv)
     sel = attended.flatten(2) * valid[..., None].float()              # (B, n, C)
     out = torch.zeros(b, h * w, sel.shape[2], dtype=sel.dtype, device=sel.device)
     out.scatter_(1, rows[..., None].expand(-1, -1, sel.shape[2]), sel)
