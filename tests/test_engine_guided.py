@@ -69,6 +69,22 @@ def test_torch_float32_matches_the_float64_reference_on_a_real_plate():
     assert np.array_equal(got[trimap != 0.5], trimap[trimap != 0.5])
 
 
+def test_only_strips_and_columns_with_unknown_pixels_are_filtered_the_same_as_all():
+    rng = np.random.default_rng(6)
+    h, w = 3 * guided.STRIP + 11, 290
+    image = rng.random((h, w, 3)).astype(np.float32)
+    trimap = np.zeros((h, w), np.float32)
+    trimap[:, 200:] = 1.0
+    trimap[guided.STRIP + 5:guided.STRIP + 40, 150:170] = 0.5    # one island in strip 1
+    trimap[-3:, 7] = 0.5                                          # a speck in the last strip
+    alpha_small = resize_area(rng.random((h, w)).astype(np.float32), h // 4, w // 4)
+    image_small = resize_area(image, h // 4, w // 4)
+    got = guided.guided_upsample(alpha_small, image_small, image, trimap)
+    want = _reference_guided_upsample(alpha_small, image_small, image, trimap)
+    assert np.abs(got - want).max() < 1e-3
+    assert np.array_equal(got[trimap != 0.5], trimap[trimap != 0.5])
+
+
 def _edge_frame(n=256, factor=4):
     """A hard diagonal colour edge, alpha following it exactly."""
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)

@@ -16,6 +16,12 @@ def logit(p: torch.Tensor) -> torch.Tensor:
     return torch.log(p) - torch.log1p(-p)
 
 
+def _working_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype autocast runs convolutions in on ``t``'s device, else ``t``'s own."""
+    dev = t.device.type
+    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else t.dtype
+
+
 class Decoder(nn.Module):
     """Features at 1/8 -> alpha at full resolution in [0, 1].
 
@@ -40,17 +46,22 @@ class Decoder(nn.Module):
             nn.init.zeros_(self.head.bias)
 
     def forward(self, deep, context, feats, x, prior=None):
-        y = deep if context is None else torch.cat([deep, context], dim=1)
+        work = _working_dtype(deep)
+
+        def join(*parts):
+            # in the dtype the next convolution casts to anyway (the same numbers): autocast
+            # keeps max-unpooling and the stem in float32, and a float32 join at full
+            # resolution moved twice the bytes (on the CPU it took half as long as the
+            # convolution after it)
+            return torch.cat([t.to(work) for t in parts], dim=1)
+        y = deep if context is None else join(deep, context)
         y = self.fuse(y)
         y = self.unpool(y, feats["idx2"], output_size=feats["s2"].shape[-2:])
-        y = self.up2(torch.cat([y, feats["s2"]], dim=1))
+        y = self.up2(join(y, feats["s2"]))
         y = self.unpool(y, feats["idx1"], output_size=feats["s1"].shape[-2:])
-        y = self.up1(torch.cat([y, feats["s1"]], dim=1))
+        y = self.up1(join(y, feats["s1"]))
         y = self.unpool(y, feats["idx0"], output_size=feats["s0"].shape[-2:])
-        # the float32 stem's output and the input joined in y's dtype: the convolution casts
-        # them to it under autocast anyway, and a float32 join at full resolution is 2x the
-        # bytes (on CPU bf16 the join took as long as the convolution after it)
-        y = self.up0(torch.cat([y, feats["s0"].to(y.dtype), x.to(y.dtype)], dim=1))
+        y = self.up0(join(y, feats["s0"], x))
         # The head in float32 under autocast: its output is a logit added to the prior's, and
         # bf16's 8-bit mantissa there moved single alphas by 0.05 on the shipped weights
         # (H200, tests/test_engine_cuda.py); the cost is one 3x3 conv to one channel.

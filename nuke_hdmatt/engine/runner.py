@@ -156,10 +156,9 @@ class Engine:
         Returns float32 HxW in [0, 1]; known trimap pixels are copied exactly.
         """
         image, trimap = _check_inputs(image, trimap)
-        alpha = trimap.copy()
         unknown = trimap == 0.5
         if not unknown.any():
-            return alpha
+            return trimap.copy()
         step = 1.0
         if not self.cfg.uses_prior:
             prior = None
@@ -169,6 +168,7 @@ class Engine:
             prior, step = self._prior(image, trimap, progress, cancel)
         if step == 0.0:          # detail 0: the enlarged coarse alpha, no full-resolution pass
             assert prior is not None
+            alpha = trimap.copy()
             alpha[unknown] = prior[unknown]
             return alpha
         alpha = self._run(image, trimap, prior, progress, cancel)
