@@ -215,6 +215,8 @@ def test_host_count_of_unknown_cells_matches_the_region_masks():
     for _ in range(5):
         tri = rng.choice([0.0, 0.5, 1.0], size=(3, 40, 48), p=[0.45, 0.1, 0.45]).astype(np.float32)
         tri[1, :16] = 1.0
+        tri[2, 8:24, 5:40] = 0.0
+        tri[0, 16:32, 8:16] = 0.5
         want = region_masks(torch.from_numpy(tri)[:, None])[:, 0].flatten(1).sum(1).max()
         assert max_unknown_cells(tri) == int(want)
 
