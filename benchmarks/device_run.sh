@@ -70,8 +70,8 @@ if [ "$GPU_CHECK_SECONDS" -gt 0 ]; then
         | tee "$WORK/gpu_check_run.log"
     # gpu_check.sh wrote into $OUT; one archive keeps the returned file count low (8 at most)
     (cd "$OUT" && tar czf gpu_check.tgz gpu.txt cuda_report.jsonl cuda_tests.log gpu_check.md \
-        gpu_check.json gpu_check.log 2>/dev/null; rm -f gpu.txt cuda_report.jsonl cuda_tests.log \
-        gpu_check.md gpu_check.json gpu_check.log)
+        gpu_check.json gpu_check.log profile_*.txt 2>/dev/null; rm -f gpu.txt cuda_report.jsonl \
+        cuda_tests.log gpu_check.md gpu_check.json gpu_check.log profile_*.txt)
     build "$WORK/gpu192" 32 cuda 4 "0-3"
 fi
 minutes=$(python3 -c "print(max(0.5, ($(left) - 75) / 60))")

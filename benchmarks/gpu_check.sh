@@ -4,7 +4,8 @@
 #   1. the CUDA tests (tests/test_engine_cuda.py: fp16 / bf16 vs fp32 on the shipped weights,
 #      finite attention with large activations, peak GPU memory at 8K, the torch prior on
 #      CUDA vs CPU), their numbers to $OUT/cuda_report.jsonl;
-#   2. the 1K-8K scaling rows and the 6K frame split (benchmarks/gpu_check.py) to
+#   2. the 6K frame split and the 1K-8K scaling rows (benchmarks/gpu_check.py; each row once
+#      more under cProfile: profile_*.txt, what the host does while the device waits) to
 #      $OUT/gpu_check.md and .json.
 # The machine needs Python 3.12 with torch (CUDA), numpy, scipy, safetensors and pytest: the
 # H200 image has them all (PyMatting is not needed: the prior is torch). Should a package be
@@ -28,7 +29,7 @@ HDMATT_GPU_REPORT="$OUT/cuda_report.jsonl" timeout $((budget * 55 / 100)) python
     -o addopts="" tests/test_engine_cuda.py 2>&1 | tee "$OUT/cuda_tests.log"
 tests_rc=${PIPESTATUS[0]}
 echo "CUDA tests: rc $tests_rc in $((SECONDS - start)) s"
-timeout $((budget - (SECONDS - start))) python3 -m benchmarks.gpu_check --device cuda --out "$OUT" 2>&1 | tee "$OUT/gpu_check.log"
+timeout $((budget - (SECONDS - start))) python3 -m benchmarks.gpu_check --device cuda --out "$OUT" --profile 2>&1 | tee "$OUT/gpu_check.log"
 bench_rc=${PIPESTATUS[0]}
 echo "scaling + 6K split: rc $bench_rc; total $((SECONDS - start)) s"
 exit $(( tests_rc != 0 ? tests_rc : bench_rc ))
