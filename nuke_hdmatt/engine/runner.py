@@ -10,6 +10,7 @@ patches in :mod:`.streamed_pass` (its memory bound is stated there).
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -241,6 +242,7 @@ class Engine:
         return alpha
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), so oneDNN's bf16
     convolutions beat float32 (2 threads of a Xeon with AMX: the encoder 3x, a 6K frame

@@ -119,10 +119,8 @@ class StreamedPass:
         if self.prior is not None:
             t_pri = self._upload(np.stack([g.extract(self.prior, r, c) for r, c in cells]))[:, None]
         x = make_input(t_img, t_tri, t_pri, eng.cfg).contiguous(memory_format=torch.channels_last)
-        # a GPU would wait to count unknown cells on the device; the CPU counts them faster
-        # from the tensor than from the numpy patches
-        max_unknown = max_unknown_cells(tri) if eng.device.type == "cuda" else None
-        return x, t_tri, t_pri, max_unknown
+        # counted on the host, so attention never waits to read the count off a GPU
+        return x, t_tri, t_pri, max_unknown_cells(tri)
 
     def _encode(self, cells, context=True, deep=None):
         """(decoder features, compact context features or None) of a batch of cells;
