@@ -2,8 +2,10 @@
 implements it (its defaults, its quirks: the expanded trimap, the fixed 8x8 start angles,
 the edge cost that steps ``y`` by the ``x`` increment, unnormalised Gaussians), so the alpha
 the network was trained on is reproduced. Vectorised over the unknown pixels; the loops are
-over angles, ray steps and window offsets, never over pixels. Where PyMatting's numba kernels
-compute in float64 (costs, distances, weights) so does this; colours and alphas are float32.
+over angles, ray steps and window offsets, never over pixels. The gathering cost, ray
+positions and distances are float64 as in PyMatting's numba kernels; colour distortions,
+gradients and the smoothing weights are float32 (twice the gather bandwidth; the alphas move
+by about 1e-4 on the dev images, well inside the network's tolerance of 0.01).
 """
 
 from __future__ import annotations
@@ -66,15 +68,16 @@ def _windows(fr: _Frame, ys, xs, radius):
 def _alpha(i, f, b):
     """estimate_alpha: projection of I on the F-B line, clipped; float32 (..., 3) inputs."""
     fb, ib = f - b, i - b
-    denom = (fb[..., 0] * fb[..., 0] + fb[..., 1] * fb[..., 1] + fb[..., 2] * fb[..., 2]).double() + 1e-5
-    num = (ib[..., 0] * fb[..., 0] + ib[..., 1] * fb[..., 1] + ib[..., 2] * fb[..., 2]).double()
-    return (num / denom).clamp(0.0, 1.0).float()
+    return ((ib * fb).sum(-1) / ((fb * fb).sum(-1) + 1e-5)).clamp(0.0, 1.0)
 
 
 def _mp2(i, f, b):
-    """Squared chromatic distortion of I against the F, B pair (float64)."""
-    a = _alpha(i, f, b).double()[..., None]
-    d = a * f.double() + (1.0 - a) * b.double() - i.double()
+    """Squared chromatic distortion of I against the F, B pair, float32: PyMatting's float64
+    changes the alphas by about 1e-7 (mean over the unknown pixels of the dev images) and
+    costs twice the memory traffic of these gathers."""
+    fb, bi = f - b, b - i
+    a = ((-bi * fb).sum(-1) / ((fb * fb).sum(-1) + 1e-5)).clamp(0.0, 1.0)
+    d = bi + a[..., None] * fb
     return (d * d).sum(-1)
 
 
@@ -118,12 +121,14 @@ def expand_trimap(fr: _Frame, ys, xs, k_i=EXPANSION_RADIUS, k_c=EXPANSION_THRESH
 
 def _edge_cost(fr: _Frame, px, py, sx, sy):
     """PyMatting's Ep: image gradient along the segment to a sample, at most 10 steps."""
-    img = fr.image.double()
+    img = fr.image
     spx, spy = (sx - px).double(), (sy - py).double()
     d = torch.hypot(spx, spy)
     steps = torch.ceil(d).clamp(1, 10)
     step_x, step_y = spx / steps, spy / steps
-    total = torch.zeros_like(d)
+    # positions in float64 (truncation decides the pixel), gradients in float32
+    sx32, sy32 = step_x.float()[:, None], step_y.float()[:, None]
+    total = torch.zeros(d.shape, dtype=torch.float32, device=d.device)
     for i in range(11):
         live = (i <= steps) & (d != 0)
         qx = torch.trunc(px + i * step_x).long()
@@ -132,9 +137,9 @@ def _edge_cost(fr: _Frame, px, py, sx, sy):
         q_u, q_d = fr.clamped(qy + 1, qx), fr.clamped(qy - 1, qx)
         ix = 0.5 * (img[q_r] - img[q_l])
         iy = 0.5 * (img[q_u] - img[q_d])
-        v = step_x[:, None] * ix + step_y[:, None] * iy
+        v = sx32 * ix + sy32 * iy
         total = total + torch.where(live, torch.sqrt((v * v).sum(-1)), 0.0)
-    return total.float().double()
+    return total.double()
 
 
 def _first(hit: torch.Tensor) -> torch.Tensor:
@@ -233,7 +238,7 @@ def sample_gathering(fr: _Frame, ys, xs, avg_f, avg_b, weights=WEIGHTS, np_radiu
     ep_f, ep_b = min_edge(f_idx, f_ok), min_edge(b_idx, b_ok)
     pf = ep_b / (ep_f + ep_b + 1e-5)
     colour = fr.image[own]
-    nbrs = [fr.clamped(ys + dy, xs + dx) for dy, dx in _offsets(np_radius)]
+    nbrs = fr.image[torch.stack([fr.clamped(ys + dy, xs + dx) for dy, dx in _offsets(np_radius)], 1)]
     best = torch.full((m,), math.inf, dtype=torch.float64, device=ys.device)
     alpha = torch.zeros(m, dtype=torch.float32, device=ys.device)
     f_out, b_out = f_col[:, 0].clone(), b_col[:, 0].clone()
@@ -245,7 +250,7 @@ def sample_gathering(fr: _Frame, ys, xs, avg_f, avg_b, weights=WEIGHTS, np_radiu
             ap = pf + (1.0 - 2.0 * pf) * a.double()
             dpf = torch.hypot(xd - (f_idx[:, i] % fr.w).double(), yd - (f_idx[:, i] // fr.w).double())
             dpb = torch.hypot(xd - (b_idx[:, j] % fr.w).double(), yd - (b_idx[:, j] // fr.w).double())
-            npc = sum(_mp2(fr.image[q], f, b).float().double() for q in nbrs).float().double()
+            npc = _mp2(nbrs, f[:, None], b[:, None]).sum(1).double()
             cost = npc ** e_n * ap ** e_a * dpf ** e_f * dpb ** e_b
             better = f_ok[:, i] & b_ok[:, j] & (cost < best)
             best = torch.where(better, cost, best)
@@ -281,9 +286,10 @@ def estimate_alpha_sm(image: torch.Tensor, trimap: torch.Tensor, cancel=None) ->
     # refinement: the mean of the three neighbouring pairs that best explain the colour
     ref_f, ref_b = torch.empty_like(colour), torch.empty_like(colour)
     for sl, valid, q in _windows(fr, ys, xs, REFINE_RADIUS):
-        cost = torch.where(valid, _mp2(colour[sl, None], gath_f[q], gath_b[q]).float(), math.inf)
-        # the three cheapest; on equal costs the earlier offset (raster order), as PyMatting
-        best = torch.sort(cost, dim=1, stable=True).indices[:, :3]
+        cost = torch.where(valid, _mp2(colour[sl, None], gath_f[q], gath_b[q]), math.inf)
+        # the three cheapest; PyMatting breaks ties by offset order, which only matters for
+        # unequal pairs of exactly equal cost (rare in float) and is not worth a stable sort
+        best = torch.topk(cost, 3, dim=1, largest=False, sorted=False).indices
         qb = q.gather(1, best)
         ref_f[sl], ref_b[sl] = gath_f[qb].sum(1) / 3, gath_b[qb].sum(1) / 3
     ref_alpha = expanded.clone()
@@ -293,21 +299,21 @@ def estimate_alpha_sm(image: torch.Tensor, trimap: torch.Tensor, cancel=None) ->
     # local smoothing of F and B, and the low-frequency alpha
     sigma1 = float(np.float32((2 * SMOOTH_RADIUS + 1) ** 2 / (9.0 * np.pi)))
     offs = torch.tensor(_offsets(SMOOTH_RADIUS), device=dev, dtype=torch.float64)
-    gauss = torch.exp(-1.0 / sigma1 * (offs ** 2).sum(1))
+    gauss = torch.exp(-1.0 / sigma1 * (offs ** 2).sum(1)).float()
     centre = (offs == 0).all(1)
     a_p = ref_alpha[own]
     fin_f, fin_b = torch.empty_like(colour), torch.empty_like(colour)
     low = torch.empty_like(a_p)
     for sl, valid, q in _windows(fr, ys, xs, SMOOTH_RADIUS):
-        a_q = ref_alpha[q].double()
-        wc = torch.where(centre, gauss, gauss * (a_p[sl, None] - ref_alpha[q]).abs().double())
+        a_q = ref_alpha[q]
+        wc = torch.where(centre, gauss, gauss * (a_p[sl, None] - a_q).abs())
         w_f = torch.where(valid, (wc * a_q).clamp_min(1e-5), 0.0)
         w_b = torch.where(valid, (wc * (1.0 - a_q)).clamp_min(1e-5), 0.0)
-        fin_f[sl] = ((w_f[..., None] * full_f[q].double()).sum(1) / w_f.sum(1, keepdim=True)).float()
-        fin_b[sl] = ((w_b[..., None] * full_b[q].double()).sum(1) / w_b.sum(1, keepdim=True)).float()
-        known_q = ((expanded[q] == 0) | (expanded[q] == 1)).double()
+        fin_f[sl] = (w_f[..., None] * full_f[q]).sum(1) / w_f.sum(1, keepdim=True)
+        fin_b[sl] = (w_b[..., None] * full_b[q]).sum(1) / w_b.sum(1, keepdim=True)
+        known_q = ((expanded[q] == 0) | (expanded[q] == 1)).float()
         w_a = torch.where(valid, gauss + known_q, 0.0)
-        low[sl] = ((w_a * a_q).sum(1) / w_a.sum(1)).float()
+        low[sl] = (w_a * a_q).sum(1) / w_a.sum(1)
     fin_alpha = _alpha(colour, fin_f, fin_b)
     # confidence: F-B distance against its neighbourhood's, and how well F, B explain I
     w_fb = torch.zeros(hw, dtype=torch.float32, device=dev)
