@@ -122,6 +122,23 @@ def test_folder_made_before_a_setting_existed_still_resumes(tmp_path, synth):
     assert D.build(out, 2, synth.config, seed=1, synthesizer=synth, log=None) == 1
 
 
+def test_a_folder_made_before_the_context_rule_resumes_only_with_random_windows(tmp_path, synth):
+    import json
+    from dataclasses import replace
+
+    from nuke_hdmatt.errors import UsageError
+
+    out = tmp_path / "old"
+    legacy = replace(synth.config, context_rule="random")
+    D.build(out, 1, legacy, seed=1, synthesizer=synth, log=None)
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["config"]["context_rule"]                      # as written by older code
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UsageError, match="another configuration"):
+        D.build(out, 2, synth.config, seed=1, synthesizer=synth, log=None)
+    assert D.build(out, 2, legacy, seed=1, synthesizer=synth, log=None) == 1
+
+
 def _fake_dev(root, names=("GT01", "GT02", "GT03")):
     from nuke_hdmatt.atomic import write_png_atomic
 

@@ -124,6 +124,36 @@ def test_place_foreground_keeps_coverage_and_scales_it():
     assert a3.sum() == pytest.approx(src.alpha.sum(), rel=0.02)
 
 
+def test_a_native_source_keeps_its_own_pixels_where_others_shrink():
+    from dataclasses import replace
+
+    src = replace(_square_source(), native=True)
+    # min_fill 0.1: a 300 px source on a 96 px canvas would be drawn at 0.03-1x
+    shrink = T.PlaceForeground(96, max_rotation=0.0, flip=False, min_fill=0.1)
+    native = T.PlaceForeground(96, max_rotation=0.0, flip=False, min_fill=0.1, native=True)
+    for seed in range(4):
+        _, a = native(src, np.random.default_rng(seed))
+        assert a.sum() == pytest.approx(src.alpha.sum(), rel=1e-4)      # scale 1: same area
+    shrunk = [shrink(src, np.random.default_rng(seed))[1].sum() for seed in range(4)]
+    assert min(shrunk) < 0.5 * src.alpha.sum()
+    _, a = native(_square_source(), np.random.default_rng(0))          # not native: shrinks
+    assert a.sum() == pytest.approx(shrunk[0], rel=1e-4)
+
+
+def test_plate_scale_strands_are_wider_and_zero_keeps_the_old_stream():
+    def opaque_strand_pixels(scale):          # the same strands (seed), wider
+        a = procedural.hair_wisps(np.random.default_rng(2), 128, width_scale=scale)[1]
+        return (a > 0.98).sum()
+
+    assert opaque_strand_pixels(3.0) > 1.8 * opaque_strand_pixels(1.0)
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    old = procedural_foreground(a, 96)
+    new = procedural_foreground(b, 96, plate_scale=0.0)
+    assert np.array_equal(old.alpha, new.alpha) and a.random() == b.random()
+    wide = procedural_foreground(np.random.default_rng(5), 96, plate_scale=1.0)
+    assert not np.array_equal(old.alpha, wide.alpha)
+
+
 def test_random_trimap_never_marks_fractional_alpha_known():
     rng = np.random.default_rng(0)
     alpha = procedural_foreground(np.random.default_rng(2), 80).alpha
@@ -233,6 +263,51 @@ def test_crop_patches_from_one_scene():
         y, x, side = sample["boxes"][1]
         if side == 16:      # no resize: the context patch is the scene window exactly
             assert np.allclose(sample["image"][1].transpose(1, 2, 0), scene["image"][y:y + 16, x:x + 16])
+
+
+def test_context_windows_are_chosen_over_the_scene_by_the_engines_rule():
+    from nuke_hdmatt.engine.pool import candidates
+
+    s, side = 200, 20
+    trimap = np.zeros((s, s), np.float32)
+    trimap[:, 100:] = 1.0
+    trimap[:, 95:105] = 0.5                        # a vertical unknown band down the scene
+    grey = np.zeros((s, s, 3), np.float32)
+    scene = {"image": grey, "fg": grey, "bg": grey, "trimap": trimap,
+             "alpha": (trimap > 0.25).astype(np.float32)}
+    crop = T.CropPatches(20, crop_sizes=(side,), n_context=6)
+    stride = side - round(side * 32 / 320)
+    starts = set(range(0, s - side, stride)) | {s - side}
+    far = 0
+    for seed in range(6):
+        boxes = crop(scene, np.random.default_rng(seed))["boxes"]
+        qy, qx, _ = boxes[0]
+        ctx = [(int(y), int(x)) for y, x, _ in boxes[1:]]
+        assert all(y in starts and x in starts for y, x in ctx)        # cells of the grid
+        assert len(set(ctx)) == 6
+        for y, x in ctx:                                # unknown, or beside an unknown cell
+            assert (trimap[y:y + side, max(0, x - stride):x + side + stride] == 0.5).any()
+        # the query's own cell is not its context, and the rest is the engine's choice
+        assert all((y - qy) ** 2 + (x - qx) ** 2 >= (stride / 2) ** 2 for y, x in ctx)
+        pts = {(y / stride, x / stride): (y, x) for y, x in ctx}
+        assert set(crop.grid_context(trimap, tuple(boxes[0]))) == set(ctx)
+        assert set(candidates((qy / stride, qx / stride), list(pts), 6)) == set(pts)
+        far = max(far, max(abs(y - qy) for y, _ in ctx))
+    assert far > s / 2                  # strata reach across the scene, not only neighbours
+    legacy = T.CropPatches(20, crop_sizes=(side,), n_context=6, context="random")
+    assert legacy(scene, np.random.default_rng(0))["boxes"].shape == (7, 3)
+    with pytest.raises(ValueError, match="context rule"):
+        T.CropPatches(20, context="grid")
+
+
+def test_small_scenes_fill_the_context_with_random_windows():
+    trimap = np.zeros((40, 40), np.float32)
+    trimap[:, 18:22] = 0.5
+    grey = np.zeros((40, 40, 3), np.float32)
+    scene = {"image": grey, "fg": grey, "bg": grey, "trimap": trimap,
+             "alpha": np.zeros((40, 40), np.float32)}
+    sample = T.CropPatches(16, crop_sizes=(32,), n_context=5)(scene, np.random.default_rng(1))
+    assert sample["boxes"].shape == (6, 3) and sample["image"].shape == (6, 3, 16, 16)
 
 
 def test_synthesizer_is_reproducible_and_rejects_unknown_keys():

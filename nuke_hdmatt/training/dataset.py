@@ -101,8 +101,10 @@ def _check_manifest(out: Path, manifest: dict) -> None:
     if path.exists():
         old = json.loads(path.read_text())
         try:
-            # Settings added since the folder was made compare as their defaults.
-            old_config = SynthesisConfig.from_dict(old.get("config", {})).to_dict()
+            # Settings added since the folder was made compare as what they were before
+            # they existed (SynthesisConfig.LEGACY), else as their defaults.
+            old_config = SynthesisConfig.from_dict(
+                {**SynthesisConfig.LEGACY, **old.get("config", {})}).to_dict()
         except (UsageError, TypeError):
             old_config = old.get("config")
         if old_config != manifest["config"] or old.get("seed") != manifest["seed"]:
@@ -279,6 +281,9 @@ def main(argv=None) -> int:
     b.add_argument("--holdout", default=",".join(VALIDATION_IMAGES),
                    help="dev images never used (default: the validation split)")
     b.add_argument("--context", type=int, default=4, help="context patches per sample")
+    b.add_argument("--context-rule", choices=("frame", "random"), default="frame",
+                   help="frame: context windows chosen from the scene's grid by the engine's "
+                        "rule (default); random: random windows of the scene")
     b.add_argument("--crops", default=None,
                    help="crop sides resized to --patch (default: 1x,1.5x,2x patch)")
     b.add_argument("--scene", type=int, default=0, help="scene side (0: max crop + patch)")
@@ -302,6 +307,12 @@ def main(argv=None) -> int:
     b.add_argument("--see-through", type=float, default=None, metavar="P",
                    help="share of procedural foregrounds that are translucent fabric, meshes "
                         "or smoke (default: SynthesisConfig's)")
+    b.add_argument("--plate-strands", type=float, default=None, metavar="P",
+                   help="share of procedural hair drawn 1-3 px wide, as on a 4K plate "
+                        "(default: SynthesisConfig's)")
+    b.add_argument("--highres-scale", choices=("native", "random"), default="native",
+                   help="high-resolution foregrounds placed at their own scale (native, default) "
+                        "or shrunk at random like the others")
     b.add_argument("--colour-overlap", type=float, default=None, metavar="P",
                    help="share of scenes whose foreground colours are pulled towards the "
                         "background's (default: SynthesisConfig's)")
@@ -313,7 +324,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     def body():
-        overrides = {"n_context": args.context, "scene_size": args.scene,
+        overrides = {"n_context": args.context, "context_rule": args.context_rule,
+                     "scene_size": args.scene, "highres_native": args.highres_scale == "native",
                      "prior": not args.no_prior,
                      "prior_downscale_probability": args.prior_downscale,
                      "prior_solver": args.prior_solver,
@@ -321,6 +333,7 @@ def main(argv=None) -> int:
         for flag, name, value in (("highres", "highres_probability", args.highres),
                                   ("procedural", "procedural_probability", args.procedural),
                                   ("see-through", "see_through_probability", args.see_through),
+                                  ("plate-strands", "plate_strand_probability", args.plate_strands),
                                   ("colour-overlap", "colour_overlap_probability",
                                    args.colour_overlap)):
             if value is not None:

@@ -19,30 +19,40 @@ __all__ = ["procedural_foreground"]
 _KINDS = (("fur", 0.45), ("wisps", 0.25), ("soft", 0.2), ("fur+wisps", 0.1))
 
 
-def _hair_foreground(rng: np.random.Generator, size: int):
+PLATE_WIDTH_SCALE = (2.0, 3.5)
+"""Strand width multiplier of plate-scale hair: 0.5-4 px strands, mostly 1-3 px, as hair is
+on a 4K plate (the unscaled widths are sub-pixel, hair seen on an 800 px photo)."""
+
+
+def _hair_foreground(rng: np.random.Generator, size: int, width_scale: float = 1.0):
     kind = str(rng.choice([k for k, _ in _KINDS], p=[p for _, p in _KINDS]))
     if kind == "fur":
-        return kind, *furry_body(rng, size)
+        return kind, *furry_body(rng, size, width_scale)
     if kind == "wisps":
-        return kind, *hair_wisps(rng, size)
+        return kind, *hair_wisps(rng, size, width_scale)
     if kind == "soft":
         return kind, *soft_shapes(rng, size)
-    return kind, *merge_over(*hair_wisps(rng, size), *furry_body(rng, size))
+    return kind, *merge_over(*hair_wisps(rng, size, width_scale),
+                             *furry_body(rng, size, width_scale))
 
 
-def procedural_foreground(rng: np.random.Generator, size: int,
-                          see_through: float = 0.0) -> ForegroundSource:
+def procedural_foreground(rng: np.random.Generator, size: int, see_through: float = 0.0,
+                          plate_scale: float = 0.0) -> ForegroundSource:
     """A random procedural foreground layer of (size, size).
 
-    With probability ``see_through`` (drawn only when it is set, so older sample folders keep
-    their seeds) a translucent fabric, mesh or smoke layer (``see_through.py``); otherwise
-    a furry/hairy body (45 %), loose wisps (25 %), soft or semi-transparent shapes with
-    holes (20 %), body plus wisps (10 %). 20 % get motion blur.
+    With probability ``see_through`` a translucent fabric, mesh or smoke layer
+    (``see_through.py``); otherwise a furry/hairy body (45 %), loose wisps (25 %), soft or
+    semi-transparent shapes with holes (20 %), body plus wisps (10 %), whose strands are
+    plate-scale (:data:`PLATE_WIDTH_SCALE`) with probability ``plate_scale``. 20 % get
+    motion blur. Each probability is drawn only when it is set, so folders built before it
+    existed keep their seeds.
     """
     if see_through and rng.random() < see_through:
         kind, fg, alpha = see_through_foreground(rng, size)
     else:
-        kind, fg, alpha = _hair_foreground(rng, size)
+        scale = float(rng.uniform(*PLATE_WIDTH_SCALE)) if plate_scale and rng.random() < plate_scale \
+            else 1.0
+        kind, fg, alpha = _hair_foreground(rng, size, scale)
     if rng.random() < 0.2:
         fg, alpha = motion_blur(rng, fg, alpha)
     a8 = np.round(alpha * 255)

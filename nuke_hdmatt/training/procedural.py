@@ -159,8 +159,10 @@ def _strand_colours(rng, n, base):
     return np.clip(base[None, :] * jitter, 0, 1).astype(np.float32)
 
 
-def furry_body(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """A textured blob with fur or hair growing out of its boundary (animal, head, toy)."""
+def furry_body(rng: np.random.Generator, size: int,
+               width_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A textured blob with fur or hair growing out of its boundary (animal, head, toy);
+    strand widths 0.25-1.2 px times ``width_scale``."""
     centre = rng.uniform(0.3, 0.7, 2) * size
     radius = rng.uniform(0.12, 0.35) * size
     body = blob_alpha(rng, size, centre, radius, softness=rng.uniform(0.8, 2.0),
@@ -181,7 +183,7 @@ def furry_body(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndar
         + rng.normal(0, rng.uniform(0.1, 0.6), n)
     long_fur = rng.random() < 0.4
     lengths = rng.uniform(0.3, 1.0, n) * (rng.uniform(40, 200) if long_fur else rng.uniform(6, 45))
-    widths = np.exp(rng.normal(np.log(rng.uniform(0.25, 1.2)), 0.35, n))
+    widths = width_scale * np.exp(rng.normal(np.log(rng.uniform(0.25, 1.2)), 0.35, n))
     fg_h, a_h = render_strands(rng, size, roots.astype(np.float32), angles.astype(np.float32),
                                lengths.astype(np.float32), widths.astype(np.float32),
                                _strand_colours(rng, n, hair_base),
@@ -189,8 +191,10 @@ def furry_body(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndar
     return merge_over(fg_h, a_h, body_fg, body)
 
 
-def hair_wisps(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Long flowing strands entering the frame (loose hair, flyaways, a fringe). Roots lie
+def hair_wisps(rng: np.random.Generator, size: int,
+               width_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Long flowing strands entering the frame (loose hair, flyaways, a fringe), 0.2-0.9 px
+    wide times ``width_scale``. Roots lie
     beyond one side of the frame: hair growing out of empty air, along a straight root
     line, is not something a plate ever shows."""
     n = int(rng.integers(80, 1500))
@@ -204,7 +208,7 @@ def hair_wisps(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndar
     roots += rng.normal(0, rng.uniform(1, 0.1 * size), roots.shape)
     angles = direction + rng.normal(0, rng.uniform(0.05, 0.4), n)
     lengths = (0.25 * size + rng.uniform(0.3, 1.0, n) * rng.uniform(0.4, 1.2) * size)
-    widths = np.exp(rng.normal(np.log(rng.uniform(0.2, 0.9)), 0.3, n))
+    widths = width_scale * np.exp(rng.normal(np.log(rng.uniform(0.2, 0.9)), 0.3, n))
     base = _random_colour(rng, "hair")
     return render_strands(rng, size, roots.astype(np.float32), angles.astype(np.float32),
                           lengths.astype(np.float32), widths.astype(np.float32),

@@ -53,6 +53,8 @@ class ForegroundSource:
     in_place : bool, the layer was drawn for the canvas: placement keeps the anchor pixel
         where it is (rotating/scaling about it) instead of moving it, so the layer's own
         frame stays mostly out of view
+    native : bool, its pixels are a plate's (a high-resolution ground truth): placement may
+        keep them at their own scale
     """
 
     fg: np.ndarray
@@ -61,6 +63,7 @@ class ForegroundSource:
     unknown_yx: np.ndarray
     max_scale: float = 1.0
     in_place: bool = False
+    native: bool = False
 
     def region(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
         """float32 fg (sRGB 0-1) and alpha (0-1) of the window.
@@ -212,7 +215,7 @@ class DevForegrounds:
                 fg = fg.astype(np.uint8)
                 save_npy_atomic(path, fg)
         src = ForegroundSource(fg=fg, alpha=alpha, name=f"{name}{'@hr' if highres else ''}",
-                               unknown_yx=_unknown_coords(np.asarray(alpha)))
+                               unknown_yx=_unknown_coords(np.asarray(alpha)), native=highres)
         self._loaded[key] = src
         return src
 

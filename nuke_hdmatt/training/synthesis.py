@@ -48,12 +48,15 @@ class SynthesisConfig:
     crop_sizes: tuple = (320, 480, 640)
     scene_size: int = 0
     n_context: int = 4
+    context_rule: str = "frame"
     procedural_probability: float = 0.5
     see_through_probability: float = 0.0
+    plate_strand_probability: float = 0.3
     colour_overlap_probability: float = 0.0
     merge_probability: float = 0.3
     procedural_background_probability: float = 0.2
     highres_probability: float = 0.5
+    highres_native: bool = True
     max_rotation: float = 15.0
     trimap_radius: tuple = (2.0, 30.0)
     jitter_probability: float = 0.5
@@ -67,6 +70,9 @@ class SynthesisConfig:
     prior_cascade_weights: str = ""
     prior_cascade_sha256: str = ""
     holdout: tuple = field(default_factory=lambda: tuple(VALIDATION_IMAGES))
+
+    #: What a setting was before it existed: a folder whose manifest lacks it was built so.
+    LEGACY = {"context_rule": "random", "highres_native": False, "plate_strand_probability": 0.0}
 
     @property
     def canvas(self) -> int:
@@ -125,7 +131,7 @@ class SampleSynthesizer:
                 warnings.warn(f"no background photos, procedural only: {exc.one_line()}")
         self.dev, self.backgrounds = dev, backgrounds
         size = c.canvas
-        self.place = PlaceForeground(size, max_rotation=c.max_rotation)
+        self.place = PlaceForeground(size, max_rotation=c.max_rotation, native=c.highres_native)
         self.merge = MergeForegrounds(c.merge_probability)
         self.chain = Chain([ColourJitter(c.jitter_probability),
                             ColourOverlap(c.colour_overlap_probability),
@@ -137,12 +143,13 @@ class SampleSynthesizer:
                                                c.prior_cascade_probability,
                                                c.prior_cascade_weights, device)]
                               if c.prior else []))
-        self.cropper = CropPatches(c.patch, c.crop_sizes, c.n_context)
+        self.cropper = CropPatches(c.patch, c.crop_sizes, c.n_context, c.context_rule)
 
     def _placed_foreground(self, rng):
         size = self.config.canvas
         if self.dev is None or rng.random() < self.config.procedural_probability:
-            src = procedural_foreground(rng, size, self.config.see_through_probability)
+            src = procedural_foreground(rng, size, self.config.see_through_probability,
+                                        self.config.plate_strand_probability)
         else:
             src = self.dev.draw(rng)
         fg, alpha = self.place(src, rng)

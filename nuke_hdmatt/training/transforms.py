@@ -32,19 +32,21 @@ SAMPLE_KEYS = ("image", "trimap", "alpha", "fg", "bg", "prior")
 
 class PlaceForeground:
     """Place a foreground source on an (S, S) canvas: random scale (never magnifying beyond
-    ``source.max_scale``), rotation within +-``max_rotation`` degrees, horizontal flip, and a
-    random unknown pixel of the source landing in the middle half of the canvas.
+    ``source.max_scale``; that scale itself for a ``native`` source when ``native``),
+    rotation within +-``max_rotation`` degrees, horizontal flip, and a random unknown pixel
+    of the source landing in the middle half of the canvas.
 
     Shrinking by 2x or more goes through block averaging first, so thin hair keeps its
     coverage instead of aliasing away.
     """
 
     def __init__(self, size: int, max_rotation: float = 15.0, flip: bool = True,
-                 min_fill: float = 0.6):
+                 min_fill: float = 0.6, native: bool = False):
         self.size = size
         self.max_rotation = max_rotation
         self.flip = flip
         self.min_fill = min_fill
+        self.native = native
 
     def scale_range(self, source: ForegroundSource) -> tuple[float, float]:
         hi = source.max_scale
@@ -54,7 +56,10 @@ class PlaceForeground:
     def __call__(self, source: ForegroundSource, rng: np.random.Generator):
         size = self.size
         lo, hi = self.scale_range(source)
-        scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        if self.native and source.native:
+            scale = hi          # a plate's own pixels: the detail the full-resolution pass sees
+        else:
+            scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         angle = np.deg2rad(rng.uniform(-self.max_rotation, self.max_rotation))
         mirror = -1.0 if (self.flip and rng.random() < 0.5) else 1.0
         if len(source.unknown_yx):
@@ -303,9 +308,18 @@ class ClosedFormPrior:
 
 class CropPatches:
     """Scene -> sample: one crop side ``c`` from ``crop_sizes`` for the whole sample; the
-    query is a c x c window around a random unknown pixel, the ``n_context`` context windows
-    are c x c at random places of the same scene (as inference draws context from the same
-    plate); every window is area-resized to ``patch``.
+    query is a c x c window around a random unknown pixel; every window is area-resized to
+    ``patch``.
+
+    The ``n_context`` context windows are chosen as inference chooses them (``context =
+    "frame"``, the default): the scene is cut into the engine's grid at side ``c`` (its
+    overlap scaled to ``c``), the cells holding unknown pixels and the clean cells bordering
+    them are the candidates (:func:`~nuke_hdmatt.engine.pool.border_cells`), and
+    :func:`~nuke_hdmatt.engine.pool.candidates` picks ``n_context`` of them around the query
+    (the nearest first, then strata spread over the scene); the cell the query sits on is
+    not a candidate, as a query is not its own. Where the scene holds fewer candidates, the
+    rest are random windows. ``context = "random"``: all random windows (folders built
+    before the rule existed).
 
     Colour is resized in linear light. A resized trimap pixel is known only when its whole
     footprint was known, and alpha/prior are then set exactly, so known pixels never carry
@@ -317,8 +331,34 @@ class CropPatches:
     pixels.
     """
 
-    def __init__(self, patch: int, crop_sizes=(320, 480, 640), n_context: int = 4):
+    CONTEXT_RULES = ("frame", "random")
+
+    def __init__(self, patch: int, crop_sizes=(320, 480, 640), n_context: int = 4,
+                 context: str = "frame"):
+        if context not in self.CONTEXT_RULES:
+            raise ValueError(f"context rule must be one of {self.CONTEXT_RULES}, got {context!r}")
         self.patch, self.crop_sizes, self.n_context = patch, tuple(crop_sizes), n_context
+        self.context = context
+
+    def grid_context(self, trimap: np.ndarray, query: tuple) -> list:
+        """Up to ``n_context`` windows (y, x) of side ``query[2]`` chosen by the engine's rule."""
+        from ..engine.pool import border_cells, candidates
+        from ..engine.settings import InferenceSettings
+        size, side = trimap.shape[0], int(query[2])
+        defaults = InferenceSettings()
+        stride = max(1, side - round(side * defaults.overlap / defaults.patch))
+        starts = sorted(set(range(0, size - side, stride)) | {size - side})
+        unknown = trimap == 0.5
+        queries = [(r, c) for r, y in enumerate(starts) for c, x in enumerate(starts)
+                   if unknown[y:y + side, x:x + side].any()]
+        cells = queries + border_cells(queries, (len(starts), len(starts)))
+        # in strides, so distances compare with the query's own (off-grid) position
+        at = {(starts[r] / stride, starts[c] / stride): (starts[r], starts[c]) for r, c in cells}
+        qy, qx = query[0] / stride, query[1] / stride
+        own = min(at, key=lambda p: (p[0] - qy) ** 2 + (p[1] - qx) ** 2, default=None)
+        if own is not None and (own[0] - qy) ** 2 + (own[1] - qx) ** 2 < 0.25:
+            del at[own]
+        return [at[p] for p in candidates((qy, qx), list(at), self.n_context)]
 
     def windows(self, trimap: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         size = trimap.shape[0]
@@ -332,7 +372,9 @@ class CropPatches:
         y = int(np.clip(cy - side // 2 + rng.integers(-side // 4, side // 4 + 1), 0, size - side))
         x = int(np.clip(cx - side // 2 + rng.integers(-side // 4, side // 4 + 1), 0, size - side))
         boxes = [(y, x, side)]
-        for _ in range(self.n_context):
+        if self.context == "frame":
+            boxes += [(cy, cx, side) for cy, cx in self.grid_context(trimap, (y, x, side))]
+        while len(boxes) < self.n_context + 1:
             boxes.append((int(rng.integers(0, size - side + 1)),
                           int(rng.integers(0, size - side + 1)), side))
         return np.array(boxes, np.int32)
