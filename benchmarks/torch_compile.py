@@ -25,11 +25,16 @@ from contextlib import nullcontext
 from .report import machine_info, machine_line, markdown_table, publish
 
 
-def _median_time(fn, reps: int) -> float:
+def _deep(module, x, autocast):
+    with autocast():
+        return module(x)["deep"].float()
+
+
+def _median_time(fn, reps: int, *args) -> float:
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        fn()
+        fn(*args)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -62,15 +67,12 @@ def main(argv=None) -> int:
         torch._dynamo.reset()
         compiled = torch.compile(encoder)
         with torch.inference_mode():
-            def run(m):
-                with ctx():
-                    return m(x)["deep"].float()
-            want = run(encoder)
+            want = _deep(encoder, x, ctx)
             t0 = time.perf_counter()
-            got = run(compiled)
+            got = _deep(compiled, x, ctx)
             first = time.perf_counter() - t0
-            eager_s = _median_time(lambda: run(encoder), args.reps)
-            compiled_s = _median_time(lambda: run(compiled), args.reps)
+            eager_s = _median_time(_deep, args.reps, encoder, x, ctx)
+            compiled_s = _median_time(_deep, args.reps, compiled, x, ctx)
         gain = eager_s - compiled_s
         payback = f"{(first - compiled_s) / gain:.0f}" if gain > 0 else "never"
         rows.append([label, first, eager_s, compiled_s, f"{compiled_s / eager_s:.2f}", payback,
