@@ -162,3 +162,12 @@ def test_foreground_benchmark_times_the_engine_on_its_own_thread_count_after_pym
     out = subprocess.run([sys.executable, "-c", _THREADS_PROBE, str(REPO), "fixed"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1", "1"], out.stdout + out.stderr
+
+
+def test_failure_mode_scenes_are_seeded_and_mostly_partial_alpha():
+    from benchmarks.failure_modes import scenes
+    for image, trimap, alpha in scenes("fabric", 2, 96):
+        assert image.shape == (96, 96, 3) and (trimap == 0.5).any()
+        assert ((alpha > 0) & (alpha < 1))[trimap == 0.5].mean() > 0.3    # translucent
+    again = scenes("fabric", 2, 96)
+    assert all(np.array_equal(a[2], b[2]) for a, b in zip(scenes("fabric", 2, 96), again))

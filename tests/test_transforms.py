@@ -276,7 +276,9 @@ def test_context_windows_are_chosen_over_the_scene_by_the_engines_rule():
     scene = {"image": grey, "fg": grey, "bg": grey, "trimap": trimap,
              "alpha": (trimap > 0.25).astype(np.float32)}
     crop = T.CropPatches(20, crop_sizes=(side,), n_context=6)
-    stride = side - round(side * 32 / 320)
+    from nuke_hdmatt.engine.settings import InferenceSettings
+    engine = InferenceSettings()
+    stride = side - round(side * engine.overlap / engine.patch)
     starts = set(range(0, s - side, stride)) | {s - side}
     far = 0
     for seed in range(6):
