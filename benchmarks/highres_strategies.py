@@ -12,8 +12,9 @@ compare, at full resolution:
       ``--max-cf-gib`` or 70 % of the memory available now;
   (e) closed-form at 1024 px, upsampled (the classical downsample strategy);
   for variant D weights also (a) with the cascade prior (the engine's default: the network's
-  own alpha at 1024 px, guided upsampling, then a full-resolution pass moving a quarter of the
-  way from that prior to its answer; and undamped, the whole way) and with the local
+  own alpha at 1024 px, guided upsampling, then a full-resolution pass moving each pixel the
+  step the weights' detail model predicts from that prior to its answer; with the old fixed
+  quarter step; and undamped, the whole way) and with the local
   (per-patch) prior instead of the global one, and (a) for every other
   ``nuke_hdmatt/model/hdmatt*.safetensors``.
 
@@ -79,6 +80,8 @@ def strategy_specs(weights: list[Path]) -> list[dict]:
         specs.insert(1, hdmatt_spec(main, prior="local", label="(a) patches + CPC, local prior"))
         specs.insert(1, hdmatt_spec(main, prior="cascade", detail=1.0,
                                     label="(a) patches + CPC, cascade prior, undamped"))
+        specs.insert(1, hdmatt_spec(main, prior="cascade", detail=0.25,
+                                    label="(a) patches + CPC, cascade prior, fixed step 0.25"))
         specs.insert(1, hdmatt_spec(main, prior="cascade",
                                     label="(a) patches + CPC, cascade prior (default)"))
     for extra in weights[1:]:

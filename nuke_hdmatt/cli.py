@@ -24,7 +24,7 @@ import sys
 import time
 
 from . import ENGINE_VERSION
-from .engine.settings import DEFAULT_DETAIL, PRECISIONS, PRIOR_CHOICES, InferenceSettings
+from .engine.settings import FIXED_DETAIL, PRECISIONS, PRIOR_CHOICES, InferenceSettings
 from .errors import EXIT_OK, UsageError, run_reporting
 from .errors import ArgumentParser as Parser
 
@@ -105,11 +105,13 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                           "guided-upsampled, refined at full resolution by --detail; "
                           "local = classical solve per patch; none = weights without a "
                           "prior input (default auto: cascade)")
-    eng.add_argument("--detail", type=float, metavar="F",
+    eng.add_argument("--detail", type=detail_value, metavar="auto|F",
                      help="with the cascade prior on frames over 1024 px: how far the "
                           "full-resolution pass moves the guided-upsampled 1024 px alpha "
                           "(0 = the 1024 px alpha alone, faster; 1 = the full-resolution "
-                          f"pass whole; default {DEFAULT_DETAIL}, chosen on the training images)")
+                          "pass whole; default auto: a step per pixel predicted by the "
+                          f"detail model fitted to the weights, {FIXED_DETAIL} for weights "
+                          "without one)")
     eng.add_argument("--precision", choices=PRECISIONS,
                      help="inference precision (default auto: fp16 on CUDA; bf16 on CPUs "
                           "with native bf16 (AVX512-BF16, AMX), else fp32)")
@@ -149,6 +151,11 @@ def run_settings(args: argparse.Namespace):
     return RunSettings(engine=engine_kwargs(args), cache=getattr(args, "cache", None),
                        no_cache=bool(args.no_cache), quiet=bool(args.quiet),
                        json_log=args.json_log)
+
+
+def detail_value(text: str) -> float | str:
+    """``--detail``: ``auto`` or a number (its range is the settings' to check)."""
+    return "auto" if text.strip().lower() == "auto" else float(text)
 
 
 def engine_kwargs(args: argparse.Namespace) -> dict:

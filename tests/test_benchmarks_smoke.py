@@ -171,3 +171,29 @@ def test_failure_mode_scenes_are_seeded_and_mostly_partial_alpha():
         assert ((alpha > 0) & (alpha < 1))[trimap == 0.5].mean() > 0.3    # translucent
     again = scenes("fabric", 2, 96)
     assert all(np.array_equal(a[2], b[2]) for a, b in zip(scenes("fabric", 2, 96), again))
+
+
+def test_cascade_blend_learns_a_step_that_depends_on_the_pixel():
+    """Where the full-resolution pass moves far it is right, where it moves little the coarse
+    alpha is: a fixed step cannot have both, the fitted model must."""
+    from benchmarks.cascade_blend import choose_hidden, fit
+    from nuke_hdmatt.engine.detail import FEATURES
+    rng = np.random.default_rng(0)
+
+    def group(n=3000):
+        x = rng.standard_normal((n, len(FEATURES))).astype(np.float32)
+        c = rng.random(n).astype(np.float32)
+        d = rng.uniform(-0.5, 0.5, n).astype(np.float32)
+        x[:, FEATURES.index("abs_d")] = np.abs(d)
+        gt = np.where(np.abs(d) > 0.25, c + d, c).astype(np.float32)
+        return x, c, d, gt
+
+    groups = {f"G{i}": group() for i in range(4)}
+    hidden, scores = choose_hidden(groups, [0], folds=2)
+    assert hidden == 0 and set(scores) == {0}
+    x, c, d, gt = (np.concatenate([g[i] for g in groups.values()]) for i in range(4))
+    model = fit(x, c, d, gt, 0, iters=300)
+    with torch.no_grad():
+        w = torch.sigmoid(model.logit(torch.from_numpy(x))).numpy()
+    fixed = min(np.abs(c + s * d - gt).mean() for s in np.linspace(0, 1, 21))
+    assert np.abs(c + w * d - gt).mean() < 0.5 * fixed

@@ -23,6 +23,16 @@ def test_bundled_weights_exist_and_carry_their_configuration():
     assert net.cfg.variant in "ABCD" and "step" in info
 
 
+def test_bundled_weights_carry_the_detail_model_fitted_to_them():
+    """A retrained hdmatt.safetensors without a refitted detail file would fall back to the
+    fixed step without a word: the shipped pair must match."""
+    from nuke_hdmatt.engine.detail import DetailModel
+    from nuke_hdmatt.engine.weights import load_detail_model, verified_sha256
+    path = MODEL_DIR / DEFAULT_NAME
+    model, digest = load_detail_model(path, verified_sha256(path))
+    assert isinstance(model, DetailModel) and len(digest) == 64
+
+
 @pytest.mark.skipif(not DATA.exists(), reason=f"real dev images not found at {DATA}")
 def test_bundled_weights_give_a_sane_alpha_on_a_held_out_image():
     import torch

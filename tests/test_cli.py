@@ -179,7 +179,12 @@ def test_detail_reaches_the_engine_and_bad_values_are_refused(tmp_path):
                   "--no-cache", "--detail", "0.6")
     assert proc.returncode == 0, proc.stderr
     assert read_hdmatt_metadata(str(tmp_path / "d.exr"))["params"]["detail"] == 0.6
-    for bad in ("1.5", "-0.1", "nan"):
+    proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "auto.exr", *FAST,
+                  "--no-cache", "--detail", "auto")
+    assert proc.returncode == 0, proc.stderr
+    # the shipped weights carry a detail model: auto names its digest
+    assert read_hdmatt_metadata(str(tmp_path / "auto.exr"))["params"]["detail"].startswith("auto:")
+    for bad in ("1.5", "-0.1", "nan", "automatic", ""):
         out = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "x.exr", "--detail", bad)
         err = out.stderr.strip().splitlines()
         assert out.returncode == 2 and len(err) == 1 and "--detail" in err[0], out.stderr

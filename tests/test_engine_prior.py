@@ -365,3 +365,34 @@ def test_a_pymatting_prior_leaves_torch_on_its_callers_thread_count():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "1"
+
+
+def test_auto_detail_blends_the_cascade_with_the_weights_detail_model():
+    """detail "auto": the step per pixel from the detail model the weights carry; without
+    one, the fixed step. The record names which."""
+    from nuke_hdmatt.engine.detail import FEATURES, DetailModel
+    from nuke_hdmatt.engine.settings import FIXED_DETAIL
+    cascade, _ = _cascade_engines()
+    torch.manual_seed(1)
+    torch.nn.init.normal_(cascade.net.decoder.head.weight, std=0.5)
+    image, trimap = _edge_scene(100, 150)
+    assert cascade.settings.detail == "auto" and cascade.detail == FIXED_DETAIL
+    assert cascade.params()["detail"] == FIXED_DETAIL
+    fixed = cascade.matte(image, trimap)
+    w = np.zeros((1, len(FEATURES)), np.float32)
+    w[0, FEATURES.index("coarse")] = 3.0
+    model = DetailModel(np.zeros(len(FEATURES), np.float32), np.ones(len(FEATURES), np.float32),
+                        [(w, np.array([-1.0], np.float32))])
+    cascade.detail_model, cascade.detail_digest = model, "f" * 64
+    assert cascade.params()["detail"] == "auto:" + "f" * 12
+    stages = []
+    cascade.on_stage = lambda name, seconds: stages.append(name)
+    got = cascade.matte(image, trimap)
+    assert "detail" in stages
+    cascade.settings = cascade.settings.replace(detail=1.0)
+    cascade.on_stage = None
+    fine = cascade.matte(image, trimap)
+    cascade.settings = cascade.settings.replace(detail=0.0)
+    coarse = cascade.matte(image, trimap)
+    np.testing.assert_allclose(got, model.blend(image, trimap, coarse, fine), atol=1e-6)
+    assert np.abs(got - fixed).max() > 1e-3

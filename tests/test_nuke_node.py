@@ -121,7 +121,8 @@ def test_menu_and_gizmo_knobs(fake_nuke):
     assert node["output_channel"].value() == "rgba.alpha"
     assert node["prior"].values() == ["auto", "cascade", "global", "local"]
     assert node["prior"].value() == "auto"
-    assert node["detail"].value() == pytest.approx(0.25)   # the engine's default step
+    assert node["detail"].value() == pytest.approx(0.25)   # the fixed step, when asked for
+    assert node["detail_auto"].value() is True              # the default: predicted per pixel
     assert (node["patch"].value(), node["overlap"].value(), node["k"].value(),
             node["pool"].value()) == (320, 32, 3, 30)
     # unsaved script: the default alpha path is relative (beside a script not saved yet)
@@ -243,7 +244,10 @@ def test_matte_input_derives_the_trimap(shot):
     node.setInput(2, matte)
     node["band"].setValue(6)
     node["prior"].setValue("global")
+    assert hdmatt_node.inference_settings(node).detail == "auto"
     node["detail"].setValue(0.6)
+    assert hdmatt_node.inference_settings(node).detail == "auto"   # the slider waits
+    node["detail_auto"].setValue(False)
     work = tmp_path / "work"
     work.mkdir()
     paths = hdmatt_node.export_inputs(node, [1], str(work))
@@ -264,6 +268,11 @@ def test_matte_input_derives_the_trimap(shot):
         build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", "--prior", value])
     args = build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", "--detail", "0.6"])
     assert engine_kwargs(args)["settings"].detail == 0.6
+    node["detail_auto"].setValue(True)
+    argv = hdmatt_node.matte_job(node, paths, [1]).argv("hdmatt")
+    assert argv[argv.index("--detail") + 1] == "auto"
+    args = build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", "--detail", "auto"])
+    assert engine_kwargs(args)["settings"].detail == "auto"
 
 
 @pytest.fixture

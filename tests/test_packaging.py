@@ -140,6 +140,7 @@ def test_wheel_carries_its_weights_and_runs_the_demo_in_a_fresh_venv(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         assert WEIGHTS_IN_WHEEL in names and WEIGHTS_IN_WHEEL + ".sha256" in names
+        assert WEIGHTS_IN_WHEEL + ".detail.json" in names
         data = z.read(WEIGHTS_IN_WHEEL)
         recorded = z.read(WEIGHTS_IN_WHEEL + ".sha256").decode().split()[0]
         assert "hdmatt = nuke_hdmatt.cli:main" in z.read(

@@ -3,12 +3,14 @@
 ``prior="cascade"`` (the default): the network on the frame downsampled to
 ``prior_max_side`` (with the global classical prior there); its alpha enlarged by guided
 upsampling (the full-resolution plate's colours put back edges the coarse alpha blurred);
-then the full-resolution pass, moved only ``detail`` of the way from that prior to its
-answer (``hdmatt matte --detail``: 0 keeps the enlarged 1024 px alpha and skips the
-full-resolution pass, 1 takes the pass whole). Trained on classical priors, the network
-over-corrects its own, sharper one: undamped, the full-resolution pass loses to the prior it
-starts from (the measurements that chose the default step: docs/ENGINE.md, "The cascade
-step"). Frames within ``prior_max_side`` get the global prior and the whole step.
+then the full-resolution pass, moved only part of the way from that prior to its answer.
+Trained on classical priors, the network over-corrects its own, sharper one: undamped, the
+full-resolution pass loses to the prior it starts from. ``detail`` (``hdmatt matte
+--detail``) says how far: ``auto`` (the default) predicts the step per pixel with the
+weights' detail model (:mod:`.detail`; a fixed quarter step for weights without one), a
+number is one step for every pixel (0 keeps the enlarged 1024 px alpha and skips the
+full-resolution pass, 1 takes the pass whole); docs/ENGINE.md, "The cascade step", has the
+measurements. Frames within ``prior_max_side`` get the global prior and the whole step.
 
 The other modes (:data:`.settings.PRIOR_METHODS`) solve the classical prior alone and take the
 whole step.
@@ -25,8 +27,9 @@ from .prior import compute_prior, downsample
 
 
 def prior_and_step(eng, image, trimap, progress, cancel):
-    """(prior, step) for engine ``eng``: its full-resolution pass moves alpha ``step`` of the
-    way from the prior to the network's answer."""
+    """(prior, step) for engine ``eng``: its full-resolution pass moves alpha ``step`` (a
+    number, or a :class:`.detail.DetailModel` predicting it per pixel) of the way from the
+    prior to the network's answer."""
     if eng.prior != "cascade":
         return classical_prior(eng, image, trimap, eng.prior, progress, cancel), 1.0
     small = downsample(image, trimap, eng.prior_max_side)

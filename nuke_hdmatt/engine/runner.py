@@ -22,12 +22,13 @@ from .. import ENGINE_VERSION
 from ..errors import TrimapError, WeightsError
 from .cascade import classical_prior, prior_and_step
 from .config import LIGHT, ModelConfig
+from .detail import DetailModel
 from .fold import fold_batchnorm
 from .network import HDMattNet
-from .settings import InferenceSettings
+from .settings import FIXED_DETAIL, InferenceSettings
 from .streamed_pass import StreamedPass
 from .tiling import PatchGrid
-from .weights import BUNDLED_WEIGHTS, load_network, verified_sha256
+from .weights import BUNDLED_WEIGHTS, load_detail_model, load_network, verified_sha256
 
 __all__ = ["Engine", "resolve_device"]
 
@@ -54,9 +55,12 @@ class Engine:
 
     def __init__(self, net: HDMattNet, device: torch.device,
                  settings: InferenceSettings | None = None, *, weights_path: Path | None = None,
-                 weights_sha256: str = "", info: dict | None = None, on_stage=None, **options):
+                 weights_sha256: str = "", info: dict | None = None, on_stage=None,
+                 detail_model: DetailModel | None = None, detail_digest: str = "", **options):
         """``settings`` (default :class:`InferenceSettings`()), with any of its fields given
-        as keywords (``patch=64``) replacing them."""
+        as keywords (``patch=64``) replacing them. ``detail_model``: the cascade's per-pixel
+        step for ``detail="auto"`` (without one, auto is the fixed step
+        :data:`.settings.FIXED_DETAIL`); ``detail_digest`` names it in :meth:`params`."""
         settings = settings or InferenceSettings()
         self.settings = settings.replace(**options) if options else settings
         # a folded copy: the caller's network (e.g. one being trained) stays untouched;
@@ -72,6 +76,8 @@ class Engine:
         self.weights_id = weights_path.stem if weights_path else "untrained-random"
         self.info = info or {}
         self.on_stage = on_stage
+        self.detail_model = detail_model
+        self.detail_digest = detail_digest if detail_model is not None else ""
 
     # the settings the engine's parts read, under their own names
     patch = property(lambda self: self.settings.patch)
@@ -81,7 +87,14 @@ class Engine:
     precision = property(lambda self: self.settings.precision)
     prior = property(lambda self: self.settings.prior_mode)
     prior_max_side = property(lambda self: self.settings.prior_max_side)
-    detail = property(lambda self: self.settings.detail)
+
+    @property
+    def detail(self) -> float | DetailModel:
+        """The cascade's step: a number, or the model that predicts it per pixel."""
+        d = self.settings.detail
+        if d != "auto":
+            return float(d)
+        return self.detail_model if self.detail_model is not None else FIXED_DETAIL
     context = property(lambda self: self.settings.context)
 
     @property
@@ -115,20 +128,28 @@ class Engine:
                 raise ValueError("random_init=True takes no weights file")
             torch.manual_seed(0)
             path, net, info, sha = None, HDMattNet(config or LIGHT), {}, ""
+            detail, digest = None, ""
         else:
             path = Path(weights) if weights else BUNDLED_WEIGHTS
             sha = verified_sha256(path)
             net, info = load_network(path)
-        return cls(net, dev, settings, weights_path=path, weights_sha256=sha, info=info)
+            detail, digest = load_detail_model(path, sha)
+        return cls(net, dev, settings, weights_path=path, weights_sha256=sha, info=info,
+                   detail_model=detail, detail_digest=digest)
 
     def params(self) -> dict:
         """What decides the alpha besides the inputs and the weights (cache keys, stamps)."""
         s = self.settings
         return {"patch": s.patch, "overlap": s.overlap, "k": s.k, "pool": s.pool,
                 "precision": self._dtype_name(), "prior": s.prior_mode if self.cfg.uses_prior else "none",
-                "prior_max_side": s.prior_max_side, "detail": s.detail,
+                "prior_max_side": s.prior_max_side, "detail": self._detail_name(),
                 "device": self.device.type, "variant": self.cfg.variant, "context": s.context,
                 "engine_version": ENGINE_VERSION}
+
+    def _detail_name(self) -> float | str:
+        """The step for the record: a number, or ``auto:<digest>`` of the detail model."""
+        step = self.detail
+        return step if isinstance(step, float) else f"auto:{self.detail_digest[:12]}"
 
     def _dtype_name(self) -> str:
         if self.precision != "auto":
@@ -160,21 +181,26 @@ class Engine:
         unknown = trimap == 0.5
         if not unknown.any():
             return trimap.copy()
-        step = 1.0
+        step: float | DetailModel = 1.0
         if not self.cfg.uses_prior:
             prior = None
         elif prior is not None:
             prior = np.ascontiguousarray(prior, dtype=np.float32)
         else:
             prior, step = self._prior(image, trimap, progress, cancel)
-        if step == 0.0:          # detail 0: the enlarged coarse alpha, no full-resolution pass
+        if isinstance(step, float) and step == 0.0:
+            # detail 0: the enlarged coarse alpha, no full-resolution pass
             assert prior is not None
             alpha = trimap.copy()
             alpha[unknown] = prior[unknown]
             return alpha
         alpha = self._run(image, trimap, prior, progress, cancel)
-        if step != 1.0:
+        if isinstance(step, DetailModel):
             assert prior is not None
+            with self.stage("detail"):
+                return step.blend(image, trimap, prior, alpha, self.device)
+        if step != 1.0:
+            assert prior is not None and isinstance(step, float)
             alpha[unknown] = prior[unknown] + step * (alpha[unknown] - prior[unknown])
         return alpha
 

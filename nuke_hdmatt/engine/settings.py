@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 __all__ = ["InferenceSettings", "PRECISIONS", "PRIOR_METHODS", "PRIOR_MODES", "PRIOR_CHOICES",
-           "DEFAULT_DETAIL", "MAX_PATCH", "MAX_POOL"]
+           "DEFAULT_DETAIL", "FIXED_DETAIL", "MAX_PATCH", "MAX_POOL"]
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 #: Classical priors alone (``engine/prior.py``): a whole-frame solve at <= 1024 px, or per patch.
@@ -23,9 +23,13 @@ PRIOR_MODES = PRIOR_METHODS + ("cascade",)
 #: What a user may ask for: ``auto`` is the cascade; ``none`` asks for weights that take no
 #: prior (the caller checks it against the weights once they are loaded).
 PRIOR_CHOICES = ("auto",) + PRIOR_MODES + ("none",)
-#: The cascade's step from the guided-upsampled 1024 px alpha to the full-resolution pass
-#: (chosen on composites of the training images; docs/ENGINE.md, "The cascade step").
-DEFAULT_DETAIL = 0.25
+#: The cascade's step from the guided-upsampled 1024 px alpha to the full-resolution pass:
+#: ``auto`` predicts it per pixel with the detail model fitted to the weights
+#: (``engine/detail.py``), or takes :data:`FIXED_DETAIL` for weights without one.
+DEFAULT_DETAIL = "auto"
+#: The fixed step chosen on composites of the training images (docs/ENGINE.md, "The cascade
+#: step").
+FIXED_DETAIL = 0.25
 # The engine's working set grows with patch**2 * batch and with the context pool: these
 # keep any setting within the memory docs/COMMAND_LINE.md states (Reliability).
 MAX_PATCH = 1024
@@ -45,7 +49,8 @@ class InferenceSettings:
     prior_max_side : long side (pixels) at which the classical prior and the cascade's
         coarse pass run
     detail : the cascade's step to the full-resolution pass, 0-1 (0: the 1024 px alpha
-        guided-upsampled, no full-resolution pass; 1: the pass whole)
+        guided-upsampled, no full-resolution pass; 1: the pass whole), or ``"auto"``: a
+        step per pixel predicted by the weights' detail model
     batch : patches per network call (None: 16 on CUDA, 4 on the CPU)
     context : False runs every query without context patches (the paper's ablation)
 
@@ -59,7 +64,7 @@ class InferenceSettings:
     precision: str = "auto"
     prior: str = "auto"
     prior_max_side: int = 1024
-    detail: float = DEFAULT_DETAIL
+    detail: float | str = DEFAULT_DETAIL
     batch: int | None = None
     context: bool = True
 
@@ -80,9 +85,10 @@ class InferenceSettings:
         if self.prior not in PRIOR_CHOICES:
             raise ValueError(f"--prior must be one of {', '.join(PRIOR_CHOICES)}, "
                              f"got {self.prior!r}")
-        if not isinstance(self.detail, (int, float)) or math.isnan(self.detail) \
-                or not 0.0 <= self.detail <= 1.0:
-            raise ValueError(f"--detail must be between 0 and 1, got {self.detail}")
+        if self.detail != "auto" and (
+                isinstance(self.detail, bool) or not isinstance(self.detail, (int, float))
+                or math.isnan(self.detail) or not 0.0 <= self.detail <= 1.0):
+            raise ValueError(f"--detail must be auto or between 0 and 1, got {self.detail!r}")
         if not _is_int(self.prior_max_side) or self.prior_max_side < 64:
             raise ValueError(f"prior_max_side must be at least 64, got {self.prior_max_side}")
         if self.batch is not None and (not _is_int(self.batch) or self.batch < 1):
@@ -111,7 +117,7 @@ class InferenceSettings:
         back into equal settings); ``batch`` and ``context`` have no option."""
         return ["--patch", str(self.patch), "--overlap", str(self.overlap), "--k", str(self.k),
                 "--pool", str(self.pool), "--precision", self.precision, "--prior", self.prior,
-                "--detail", repr(float(self.detail))]
+                "--detail", self.detail if self.detail == "auto" else repr(float(self.detail))]
 
 
 def _is_int(value) -> bool:

@@ -112,3 +112,38 @@ def load_network(path: Path):
                            f"unexpected {unexpected[:3]})", path=str(path))
     info = json.loads(meta.get("info", "{}"))
     return net, info
+
+
+def detail_model_path(weights: Path) -> Path:
+    """Where the detail model fitted to ``weights`` lives: ``<file>.detail.json`` beside it."""
+    return Path(weights).with_name(Path(weights).name + ".detail.json")
+
+
+def load_detail_model(weights: Path, sha256: str):
+    """(:class:`.detail.DetailModel`, digest) fitted to the weights at ``weights`` whose
+    sha256 is ``sha256``; (None, "") when there is none beside them, or when it names other
+    weights (retrained weights make their old detail model meaningless).
+
+    Raises
+    ------
+    WeightsError
+        The detail file exists but cannot be read or is not a detail model.
+    """
+    from .detail import DetailModel
+    path = detail_model_path(weights)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"cannot read its detail model {path.name}: {exc}",
+                           path=str(weights)) from None
+    try:
+        record = json.loads(text)
+        if record.get("weights_sha256") != sha256:
+            return None, ""
+        model = DetailModel.from_dict(record["model"])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise WeightsError(f"its detail model {path.name} is damaged ({exc})",
+                           path=str(weights)) from None
+    return model, hashlib.sha256(text.encode()).hexdigest()

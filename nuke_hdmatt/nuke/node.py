@@ -37,7 +37,7 @@ import threading
 
 import nuke
 
-from ..engine.settings import DEFAULT_DETAIL, InferenceSettings
+from ..engine.settings import FIXED_DETAIL, InferenceSettings
 from ..engine.weights import verified_sha256  # torch-free: the engine's own check
 from ..engine_env import engine_executable
 from ..errors import Cancelled, ColorSpaceError, HDMattError, PlateError, UsageError
@@ -154,7 +154,7 @@ def knob_changed() -> None:
     if knob is not None and knob.name() in ("alpha_file", "frames", "inputChange", "band",
                                             "trimap_channel", "plate_colorspace", "patch",
                                             "overlap", "k", "pool", "precision", "prior",
-                                            "detail"):
+                                            "detail", "detail_auto"):
         update_status(node)
     elif knob is not None and knob.name() == "foreground_output":
         apply_foreground_output(node)
@@ -340,6 +340,14 @@ def _root_colour() -> dict:
     return {k: root[k].value() for k in ROOT_COLOUR_KNOBS if root.knob(k) is not None}
 
 
+def _detail(node) -> float | str:
+    """``auto`` with predict detail on; else the slider's step. Nodes without the checkbox
+    (plain groups converted before it existed) keep the step they were given."""
+    if _knob_value(node, "detail_auto", False):
+        return "auto"
+    return float(_knob_value(node, "detail", FIXED_DETAIL))
+
+
 def _knob_value(node, name: str, default):
     # nodes saved before the knob existed (or converted to plain groups) lack it
     knob = node.knob(name)
@@ -379,7 +387,7 @@ def inference_settings(node) -> InferenceSettings:
             patch=int(node["patch"].value()), overlap=int(node["overlap"].value()),
             k=int(node["k"].value()), pool=int(node["pool"].value()),
             precision=node["precision"].value(), prior=_knob_value(node, "prior", "auto"),
-            detail=float(_knob_value(node, "detail", DEFAULT_DETAIL)))
+            detail=_detail(node))
     except ValueError as exc:
         raise UsageError(f"{node.name()}: {exc}") from None
 

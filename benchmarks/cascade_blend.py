@@ -1,0 +1,223 @@
+"""How the cascade should blend its two alphas: a fixed step against a predicted one.
+
+Reads ``benchmarks/cascade_outputs.py``'s files (the enlarged 1024 px alpha and the
+full-resolution pass on high-resolution composites of the dev images). Everything is chosen
+on the 13 training images' composites and reported on the 5 validation images' (which made
+no choice here):
+
+  fixed step s    ``coarse + s (full - coarse)``, s chosen on the fit split (0-1 by 0.05);
+  predicted       :class:`nuke_hdmatt.engine.detail.DetailModel` (logistic, or one hidden
+                  layer) fitted by L1 to the ground truth on pixels sampled from the fit split;
+                  its size chosen by leave-images-out cross-validation within the fit split;
+  oracles         the best step per pixel and per 32 px block, chosen with the ground truth
+                  (upper bounds, not methods).
+
+    .venv/bin/python -m benchmarks.cascade_blend [--save nuke_hdmatt/model/hdmatt.safetensors.detail.json]
+
+Writes ``results/cascade_blend.md`` and its section of ``RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nuke_hdmatt import metrics
+from nuke_hdmatt.engine.detail import FEATURES, DetailModel, features
+from nuke_hdmatt.training import VALIDATION_IMAGES
+
+from .cascade_outputs import DEFAULT_OUT
+from .report import fmt, machine_info, machine_line, markdown_table, publish
+
+SAMPLES = 30_000
+FOLDS = 4
+STEPS = np.round(np.arange(0, 1.0001, 0.05), 2)
+
+
+def load(path: Path) -> dict:
+    with np.load(path) as z:
+        return {k: z[k].astype(np.float32) for k in z.files if k != "weights_sha256"}
+
+
+def outputs_sha256(paths: list[Path]) -> set[str]:
+    """The weights the composites were run with (files from before the record: the bundled
+    weights, unchanged since)."""
+    from nuke_hdmatt.engine.weights import BUNDLED_WEIGHTS, verified_sha256
+    found = set()
+    for p in paths:
+        with np.load(p) as z:
+            found.add(str(z["weights_sha256"]) if "weights_sha256" in z.files
+                      else verified_sha256(BUNDLED_WEIGHTS))
+    return found
+
+
+def frame_features(fr: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(unknown mask, (N, F) features of the unknown pixels)."""
+    t = torch.from_numpy(fr["trimap"])
+    with torch.no_grad():
+        f = features(torch.from_numpy(fr["image"]).permute(2, 0, 1), t,
+                     torch.from_numpy(fr["coarse"]), torch.from_numpy(fr["full"]))
+    unknown = fr["trimap"] == 0.5
+    return unknown, f.permute(1, 2, 0).numpy()[unknown]
+
+
+def fit(x: np.ndarray, c: np.ndarray, d: np.ndarray, gt: np.ndarray, hidden: int,
+        iters: int = 600, seed: int = 0) -> DetailModel:
+    torch.manual_seed(seed)
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    xt = torch.from_numpy((x - mean) / std)
+    ct, dt, gtt = (torch.from_numpy(a) for a in (c, d, gt))
+    sizes = [len(FEATURES)] + ([hidden] if hidden else []) + [1]
+    params = []
+    for i, o in zip(sizes[:-1], sizes[1:]):
+        w = (torch.randn(o, i) * (1 / np.sqrt(i))).requires_grad_()
+        b = torch.zeros(o).requires_grad_()
+        params.append((w, b))
+    with torch.no_grad():                   # start at the fixed step 0.25
+        params[-1][1].fill_(float(np.log(0.25 / 0.75)))
+        params[-1][0].mul_(0.01)
+    opt = torch.optim.Adam([p for wb in params for p in wb], lr=0.02)
+    for _ in range(iters):
+        h = xt
+        for j, (w, b) in enumerate(params):
+            h = h @ w.T + b
+            if j < len(params) - 1:
+                h = torch.tanh(h)
+        loss = (ct + torch.sigmoid(h[:, 0]) * dt - gtt).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return DetailModel(mean.astype(np.float32), std.astype(np.float32),
+                       [(w.detach().numpy(), b.detach().numpy()) for w, b in params])
+
+
+def choose_hidden(groups: dict, hiddens: list[int], folds: int = FOLDS) -> tuple[int, dict]:
+    """The hidden size with the lowest held-out L1 over ``folds`` folds of the fit split's
+    images (``groups``: image name -> (x, c, d, gt) samples); and every size's figure."""
+    names = sorted(groups)
+    scores = {}
+    for h in hiddens:
+        errs = []
+        for k in range(folds):
+            held = names[k::folds]
+            train = [groups[n] for n in names if n not in held]
+            x, c, d, gt = (np.concatenate([g[i] for g in train]) for i in range(4))
+            model = fit(x, c, d, gt, h, iters=300)
+            for n in held:
+                x, c, d, gt = groups[n]
+                with torch.no_grad():
+                    w = torch.sigmoid(model.logit(torch.from_numpy(x))).numpy()
+                errs.append(float(np.abs(c + w * d - gt).mean()))
+        scores[h] = float(np.mean(errs))
+        print(f"hidden {h}: held-out L1 {scores[h]:.5f}", flush=True)
+    return min(scores, key=scores.get), scores
+
+
+def block_oracle(c, d, gt, unknown, block=32) -> np.ndarray:
+    out = c.copy()
+    h, w = c.shape
+    for y in range(0, h, block):
+        for x in range(0, w, block):
+            sl = np.s_[y:y + block, x:x + block]
+            m = unknown[sl]
+            if not m.any():
+                continue
+            errs = [np.abs(c[sl][m] + s * d[sl][m] - gt[sl][m]).sum() for s in STEPS]
+            out[sl] = c[sl] + STEPS[int(np.argmin(errs))] * d[sl]
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dir", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--hidden", type=int, nargs="+", default=[0, 4, 8, 16],
+                    help="hidden sizes to choose from (0: logistic)")
+    ap.add_argument("--save", type=Path,
+                    help="write the predicted model as the weights' detail file "
+                         "(<weights>.detail.json)")
+    args = ap.parse_args(argv)
+    paths = sorted(args.dir.glob("*_bg*.npz"))
+    fit_paths = [p for p in paths if p.name.split("_")[0] not in VALIDATION_IMAGES]
+    rep_paths = [p for p in paths if p.name.split("_")[0] in VALIDATION_IMAGES]
+    if not fit_paths or not rep_paths:
+        print(f"cascade_blend: need composites of both splits in {args.dir}", file=sys.stderr)
+        return 2
+    rng = np.random.default_rng(0)
+    groups: dict = {}
+    fixed_err = np.zeros(len(STEPS))
+    for p in fit_paths:
+        fr = load(p)
+        unknown, x = frame_features(fr)
+        c, d, gt = fr["coarse"][unknown], (fr["full"] - fr["coarse"])[unknown], fr["alpha"][unknown]
+        fixed_err += [np.abs(c + s * d - gt).sum() / 1000 for s in STEPS]
+        pick = rng.choice(len(c), min(SAMPLES, len(c)), replace=False)
+        sample = (x[pick], c[pick], d[pick], gt[pick])
+        name = p.name.split("_")[0]
+        groups[name] = tuple(np.concatenate([a, b]) for a, b in zip(groups[name], sample)) \
+            if name in groups else sample
+    step = float(STEPS[int(np.argmin(fixed_err))])
+    print(f"fit split: {len(fit_paths)} composites; fixed step chosen {step} "
+          f"(mean SAD {fixed_err.min() / len(fit_paths):.2f}; at 0.25: "
+          f"{fixed_err[5] / len(fit_paths):.2f})", flush=True)
+    hidden, cv = choose_hidden(groups, args.hidden)
+    x, c, d, gt = (np.concatenate([g[i] for g in groups.values()]) for i in range(4))
+    chosen = f"predicted, hidden {hidden}" if hidden else "predicted, logistic"
+    models = {chosen: fit(x, c, d, gt, hidden)}
+    methods = ["detail 0 (1024 px alpha)", "fixed 0.25 (before)", f"fixed {step} (chosen)",
+               "detail 1 (full pass)", *models, "oracle per 32 px block", "oracle per pixel"]
+    per = {m: [] for m in methods}
+    rows = []
+    for p in rep_paths:
+        fr = load(p)
+        c, f, gt, t = fr["coarse"], fr["full"], fr["alpha"], fr["trimap"]
+        unknown = t == 0.5
+        d = f - c
+        outs = {methods[0]: c, methods[1]: c + 0.25 * d, methods[2]: c + step * d,
+                methods[3]: f}
+        for name, model in models.items():
+            outs[name] = model.blend(fr["image"], t, c, f)
+        outs["oracle per 32 px block"] = block_oracle(c, d, gt, unknown)
+        best = np.clip(np.where(np.abs(d) > 1e-6, (gt - c) / np.where(d == 0, 1, d), 0), 0, 1)
+        outs["oracle per pixel"] = c + best * d
+        for m in methods:
+            a = np.clip(outs[m], 0, 1)
+            r = (metrics.sad(a, gt, t), 1e3 * metrics.mse(a, gt, t), metrics.grad(a, gt, t))
+            per[m].append(r)
+            rows.append([p.stem, m, *(fmt(v) for v in r)])
+        print(p.stem, " ".join(f"{per[m][-1][0]:.2f}" for m in methods), flush=True)
+    table = [[m, *(fmt(v) for v in np.mean(per[m], axis=0))] for m in methods]
+    text = (f"## Cascade blend: fixed and predicted steps\n\n{machine_line(machine_info())}.\n\n"
+            f"Composites of every dev image with a high-resolution ground truth over 6K "
+            f"backgrounds ({', '.join(sorted({p.stem.split('_')[1] for p in paths}))}); fit split: "
+            f"{len(fit_paths)} composites of the training images (fixed step chosen there: "
+            f"{step}; hidden size by {FOLDS}-fold leave-images-out cross-validation there, "
+            f"held-out L1 {', '.join(f'{h}: {v:.5f}' for h, v in cv.items())}: {hidden}); "
+            f"report split: {len(rep_paths)} composites of the validation images, which chose "
+            f"nothing. Oracles choose with the ground truth (upper bounds).\n\n"
+            + markdown_table(["method", "SAD", "MSE x1e-3", "Grad"], table) + "\n\nPer composite:\n\n"
+            + markdown_table(["composite", "method", "SAD", "MSE x1e-3", "Grad"], rows) + "\n")
+    publish("cascade_blend", False, text)
+    if args.save:
+        shas = outputs_sha256(paths)
+        if len(shas) != 1:
+            print(f"cascade_blend: the composites come from {len(shas)} different weights",
+                  file=sys.stderr)
+            return 2
+        record = {"weights_sha256": shas.pop(), "fitted": chosen,
+                  "fit_split": sorted({p.name.split("_")[0] for p in fit_paths}),
+                  "report_split": sorted({p.name.split("_")[0] for p in rep_paths}),
+                  "report_sad": {m: round(float(np.mean([r[0] for r in per[m]])), 3)
+                                 for m in methods},
+                  "model": models[chosen].to_dict()}
+        args.save.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"saved {chosen} to {args.save}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The cascade's two alphas on high-resolution composites, kept for fitting its blend.
+
+For every dev image with a high-resolution ground truth (``hr_composites``), over each
+requested 6K background: the enlarged 1024 px alpha (``detail 0``) and the full-resolution
+pass started from it (``detail 1``), with the plate, trimap and ground truth, saved as
+``<out>/<name>_bg<i>.npz`` (float16, with the weights' sha256). An existing file is kept,
+so a stopped run resumes.
+``benchmarks/cascade_blend.py`` fits and measures blends of the two from these.
+
+    .venv/bin/python -m benchmarks.cascade_outputs --backgrounds 0 1 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import hr_composites as hrc
+from .report import REPO
+
+DEFAULT_OUT = REPO / "runs" / "cascade_outputs"
+
+
+def dev_names() -> list[str]:
+    return sorted(p.stem for p in (hrc.dev_dir() / "alpha_highres").glob("*.png"))
+
+
+def dump(eng, name: str, index: int, out: Path) -> Path | None:
+    path = out / f"{name}_bg{index}.npz"
+    if path.exists():
+        return None
+    frame = hrc.hr_composite(name, index)
+    coarse, _ = eng._prior(frame.image, frame.trimap, None, None)
+    full = eng._run(frame.image, frame.trimap, coarse, None, None)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, image=frame.image.astype(np.float16),
+                        trimap=frame.trimap.astype(np.float16),
+                        alpha=frame.alpha.astype(np.float16),
+                        coarse=coarse.astype(np.float16), full=full.astype(np.float16),
+                        weights_sha256=np.array(eng.weights_sha256))
+    os.replace(tmp, path)
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backgrounds", type=int, nargs="+", default=[0])
+    ap.add_argument("--names", nargs="*", help="dev images (default: every one with alpha_highres)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    if not hrc.data_available():
+        print("cascade_outputs: ../shared/data (alpha_highres, 6K backgrounds) not found",
+              file=sys.stderr)
+        return 2
+    import torch
+
+    from nuke_hdmatt.engine import Engine
+    torch.set_num_threads(args.threads)
+    eng = Engine.load(device="cpu")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for index in args.backgrounds:
+        for name in args.names or dev_names():
+            t0 = time.perf_counter()
+            path = dump(eng, name, index, args.out)
+            if path is not None:
+                print(f"{path.name}: {time.perf_counter() - t0:.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""A per-pixel step for the cascade: how far the full-resolution pass may move each pixel.
+
+The cascade enlarges the network's 1024 px alpha (``coarse``) and runs the full-resolution
+pass from it (``full``). Where the two disagree, which is right depends on the pixel: the
+full-resolution pass resolves strands the coarse alpha blurred, but over-corrects large even
+regions it was never trained to start from. :class:`DetailModel` predicts the step
+``w`` in [0, 1] of ``coarse + w (full - coarse)`` from a few local measurements of the two
+alphas and the plate (:data:`FEATURES`), with a small perceptron fitted to ground truth on
+high-resolution composites (``benchmarks/cascade_blend.py``).
+
+Works in tiles on the engine's device, float32, skipping tiles without unknown pixels; a
+tile is cut with a :data:`MARGIN` px border (the largest window), so no full-frame temporary
+beyond the output exists and tiles give the whole frame's answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+FEATURES = ("d", "abs_d", "sharpening", "region_abs_d", "wide_abs_d", "coarse", "full",
+            "coarse_uncertainty", "full_uncertainty", "full_texture", "coarse_texture",
+            "plate_texture", "unknown_share", "foreground_share", "background_share")
+TEXTURE = 2         # radius (px) of the texture measures
+REGION = 16         # radius (px) of the region measures
+WIDE = 48           # radius (px) of the wide ones
+MARGIN = WIDE
+TILE = 768
+
+
+def _box(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over (2r+1)^2 windows of (C, H, W), edges replicated: running sums, so the
+    cost does not grow with the window (centred first: float32 sums of values near 1 over
+    thousands of pixels would lose the small differences)."""
+    k = 2 * r + 1
+    mean = x.mean(dim=(1, 2), keepdim=True)
+    x = F.pad((x - mean)[None], (r, r, r, r), mode="replicate")[0]
+    for dim in (2, 1):
+        c = torch.cumsum(x, dim=dim)
+        c = torch.cat([torch.zeros_like(c.narrow(dim, 0, 1)), c], dim=dim)
+        n = c.shape[dim] - k
+        x = (c.narrow(dim, k, n) - c.narrow(dim, 0, n)) / k
+    return x + mean
+
+
+def features(image: torch.Tensor, trimap: torch.Tensor, coarse: torch.Tensor,
+             full: torch.Tensor) -> torch.Tensor:
+    """(len(FEATURES), H, W) measurements of one block: image (3, H, W) in the network's
+    input space, trimap, coarse and full (H, W), all float32 on one device."""
+    d = full - coarse
+    lum = image.mean(0)
+    m = _box(torch.stack([lum, lum * lum, coarse, full]), TEXTURE)
+    plate_std = (m[1] - m[0] * m[0]).clamp_min(0).sqrt()
+    region = _box(torch.stack([d.abs(), (trimap == 0.5).float()]), REGION)
+    wide = _box(torch.stack([d.abs(), (trimap == 1).float(), (trimap == 0).float()]), WIDE)
+    return torch.stack([
+        d, d.abs(), d * (2 * coarse - 1), region[0], wide[0], coarse, full,
+        4 * coarse * (1 - coarse), 4 * full * (1 - full),
+        (full - m[3]).abs(), (coarse - m[2]).abs(), plate_std, region[1], wide[1], wide[2]])
+
+
+@dataclass
+class DetailModel:
+    """A perceptron (one hidden tanh layer, or none) from standardised :data:`FEATURES` to
+    the logit of the step."""
+    mean: np.ndarray            # (F,)
+    std: np.ndarray             # (F,)
+    layers: list                # [(weight (out, in), bias (out,)), ...]
+
+    def to_dict(self) -> dict:
+        return {"features": list(FEATURES), "mean": self.mean.tolist(),
+                "std": self.std.tolist(),
+                "layers": [[w.tolist(), b.tolist()] for w, b in self.layers]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DetailModel":
+        if tuple(d["features"]) != FEATURES:
+            raise ValueError(f"features {d['features']} are not {list(FEATURES)}")
+        n = len(FEATURES)
+        mean, std = np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32)
+        layers = [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in d["layers"]]
+        width = n
+        for w, b in layers:
+            if w.ndim != 2 or w.shape[1] != width or b.shape != (w.shape[0],):
+                raise ValueError(f"a layer of shape {w.shape} does not follow {width} inputs")
+            width = w.shape[0]
+        if mean.shape != (n,) or std.shape != (n,) or width != 1 or not (std > 0).all():
+            raise ValueError("its statistics or its output do not fit the features")
+        return cls(mean, std, layers)
+
+    def logit(self, feats: torch.Tensor) -> torch.Tensor:
+        """(N, F) features -> (N,) logits."""
+        x = (feats - torch.as_tensor(self.mean, device=feats.device)) \
+            / torch.as_tensor(self.std, device=feats.device)
+        for i, (w, b) in enumerate(self.layers):
+            x = x @ torch.as_tensor(w, device=x.device).T + torch.as_tensor(b, device=x.device)
+            if i < len(self.layers) - 1:
+                x = torch.tanh(x)
+        return x[:, 0]
+
+    def blend(self, image: np.ndarray, trimap: np.ndarray, coarse: np.ndarray,
+              full: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+        """The blended alpha (H, W) float32; known trimap pixels are copied from the trimap."""
+        h, w = trimap.shape
+        out = trimap.astype(np.float32).copy()
+        dev = torch.device(device)
+        for y0 in range(0, h, TILE):
+            for x0 in range(0, w, TILE):
+                y1, x1 = min(h, y0 + TILE), min(w, x0 + TILE)
+                inner = np.s_[y0:y1, x0:x1]
+                unknown = trimap[inner] == 0.5
+                if unknown.any():
+                    outer = np.s_[max(0, y0 - MARGIN):min(h, y1 + MARGIN),
+                                  max(0, x0 - MARGIN):min(w, x1 + MARGIN)]
+                    out[inner][unknown] = self._tile(
+                        image[outer], trimap[outer], coarse[outer], full[outer], dev,
+                        np.s_[y0 - outer[0].start:y1 - outer[0].start,
+                              x0 - outer[1].start:x1 - outer[1].start], unknown)
+        return out
+
+    def _tile(self, image, trimap, coarse, full, dev, inner, unknown) -> np.ndarray:
+        """The blend of the ``unknown`` pixels of ``inner`` (a slice of the tile)."""
+        def up(a):
+            return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev)
+        c, f = up(coarse), up(full)
+        feats = features(up(image).permute(2, 0, 1), up(trimap), c, f)[(slice(None),) + inner]
+        mask = up(unknown).bool()
+        step = torch.sigmoid(self.logit(feats.permute(1, 2, 0)[mask]))
+        cs, fs = c[inner][mask], f[inner][mask]
+        return (cs + step * (fs - cs)).clamp(0, 1).cpu().numpy()

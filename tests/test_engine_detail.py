@@ -1,0 +1,105 @@
+"""The cascade's predicted per-pixel step (engine/detail.py) and its file beside the weights."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nuke_hdmatt.engine import detail
+from nuke_hdmatt.engine.detail import FEATURES, DetailModel
+from nuke_hdmatt.engine.weights import detail_model_path, load_detail_model
+from nuke_hdmatt.errors import WeightsError
+
+N = len(FEATURES)
+
+
+def _frame(h=90, w=70, seed=0):
+    rng = np.random.default_rng(seed)
+    image = rng.random((h, w, 3), dtype=np.float32)
+    trimap = np.full((h, w), 0.5, np.float32)
+    trimap[:10] = 0.0
+    trimap[-10:] = 1.0
+    coarse = np.clip(np.linspace(0, 1, h)[:, None] + 0 * rng.random((h, w)), 0, 1).astype(np.float32)
+    full = np.clip(coarse + 0.3 * rng.standard_normal((h, w)), 0, 1).astype(np.float32)
+    return image, trimap, coarse, full
+
+
+def _model(weights=None, bias=0.0, hidden=0, seed=0):
+    rng = np.random.default_rng(seed)
+    if hidden:
+        layers = [(rng.standard_normal((hidden, N)).astype(np.float32), np.zeros(hidden, np.float32)),
+                  (rng.standard_normal((1, hidden)).astype(np.float32), np.array([bias], np.float32))]
+    else:
+        w = np.zeros((1, N), np.float32) if weights is None else np.asarray([weights], np.float32)
+        layers = [(w, np.array([bias], np.float32))]
+    return DetailModel(np.zeros(N, np.float32), np.ones(N, np.float32), layers)
+
+
+def test_a_constant_logit_is_the_fixed_step():
+    image, trimap, coarse, full = _frame()
+    step = 0.25
+    got = _model(bias=float(np.log(step / (1 - step)))).blend(image, trimap, coarse, full)
+    unknown = trimap == 0.5
+    want = np.where(unknown, coarse + step * (full - coarse), trimap)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert np.array_equal(got[~unknown], trimap[~unknown])
+
+
+def test_the_step_follows_the_features():
+    """Weight on |full - coarse|: where the pass moves far the model takes it, where it moves
+    little it keeps the coarse alpha."""
+    image, trimap, coarse, full = _frame()
+    w = np.zeros(N, np.float32)
+    w[FEATURES.index("abs_d")] = 200.0
+    got = _model(weights=w, bias=-20.0).blend(image, trimap, coarse, full)
+    unknown = trimap == 0.5
+    far = unknown & (np.abs(full - coarse) > 0.2)
+    near = unknown & (np.abs(full - coarse) < 0.05)
+    assert far.sum() > 100 and near.sum() > 100
+    np.testing.assert_allclose(got[far], full[far], atol=1e-4)
+    np.testing.assert_allclose(got[near], coarse[near], atol=1e-4)
+
+
+def test_tiles_give_the_whole_frame_answer(monkeypatch):
+    image, trimap, coarse, full = _frame(150, 60, seed=2)
+    model = _model(hidden=6, seed=3)
+    whole = model.blend(image, trimap, coarse, full)
+    feats = detail.features(torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(trimap),
+                            torch.from_numpy(coarse), torch.from_numpy(full))
+    unknown = trimap == 0.5
+    w = torch.sigmoid(model.logit(feats.permute(1, 2, 0)[torch.from_numpy(unknown)])).numpy()
+    want = trimap.copy()
+    want[unknown] = np.clip(coarse[unknown] + w * (full - coarse)[unknown], 0, 1)
+    np.testing.assert_allclose(whole, want, atol=1e-6)
+    monkeypatch.setattr(detail, "TILE", 16)     # tiles smaller than the largest window
+    np.testing.assert_allclose(model.blend(image, trimap, coarse, full), whole, atol=1e-6)
+
+
+def test_the_model_round_trips_and_a_damaged_one_is_refused():
+    model = _model(hidden=4, seed=5)
+    again = DetailModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    x = torch.randn(20, N)
+    torch.testing.assert_close(again.logit(x), model.logit(x))
+    for change in ({"features": ["d"]}, {"mean": [0.0] * (N - 1)}, {"std": [0.0] * N},
+                   {"layers": [[[[1.0] * (N - 1)], [0.0]]]},
+                   {"layers": [[[[1.0] * N] * 2, [0.0, 0.0]]]}):
+        with pytest.raises(ValueError):
+            DetailModel.from_dict({**model.to_dict(), **change})
+
+
+def test_the_detail_file_is_read_only_for_the_weights_it_names(tmp_path):
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"x")
+    assert load_detail_model(weights, "abc") == (None, "")          # none beside them
+    record = {"weights_sha256": "abc", "model": _model(bias=1.0).to_dict()}
+    detail_model_path(weights).write_text(json.dumps(record))
+    model, digest = load_detail_model(weights, "abc")
+    assert isinstance(model, DetailModel) and len(digest) == 64
+    assert load_detail_model(weights, "other") == (None, "")        # retrained weights
+    detail_model_path(weights).write_text('{"weights_sha256": "abc", "model": {"features": []}}')
+    with pytest.raises(WeightsError, match="detail"):
+        load_detail_model(weights, "abc")
+    detail_model_path(weights).write_text("{not json")
+    with pytest.raises(WeightsError, match="detail"):
+        load_detail_model(weights, "abc")
