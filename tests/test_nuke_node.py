@@ -123,6 +123,7 @@ def test_menu_and_gizmo_knobs(fake_nuke):
     assert node["prior"].value() == "auto"
     assert node["detail"].value() == pytest.approx(0.25)   # the fixed step, when asked for
     assert node["detail_auto"].value() is True              # the default: predicted per pixel
+    assert not node["detail"].enabled()                     # greyed out from creation
     assert (node["patch"].value(), node["overlap"].value(), node["k"].value(),
             node["pool"].value()) == (320, 32, 3, 30)
     # unsaved script: the default alpha path is relative (beside a script not saved yet)
@@ -248,6 +249,8 @@ def test_matte_input_derives_the_trimap(shot):
     node["detail"].setValue(0.6)
     assert hdmatt_node.inference_settings(node).detail == "auto"   # the slider waits
     node["detail_auto"].setValue(False)
+    nuke._fire_knob_changed(node, "detail_auto")
+    assert node["detail"].enabled()                                # the slider is the step now
     work = tmp_path / "work"
     work.mkdir()
     paths = hdmatt_node.export_inputs(node, [1], str(work))
@@ -269,6 +272,8 @@ def test_matte_input_derives_the_trimap(shot):
     args = build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", "--detail", "0.6"])
     assert engine_kwargs(args)["settings"].detail == 0.6
     node["detail_auto"].setValue(True)
+    nuke._fire_knob_changed(node, "detail_auto")
+    assert not node["detail"].enabled()
     argv = hdmatt_node.matte_job(node, paths, [1]).argv("hdmatt")
     assert argv[argv.index("--detail") + 1] == "auto"
     args = build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", "--detail", "auto"])

@@ -142,6 +142,7 @@ def on_create() -> None:
     """
     node = nuke.thisNode()
     update_status(node)
+    apply_detail_auto(node)
     if not nuke.GUI:
         reasons = stale_reasons(node)
         if reasons:
@@ -156,8 +157,17 @@ def knob_changed() -> None:
                                             "overlap", "k", "pool", "precision", "prior",
                                             "detail", "detail_auto"):
         update_status(node)
+        if knob.name() == "detail_auto":
+            apply_detail_auto(node)
     elif knob is not None and knob.name() == "foreground_output":
         apply_foreground_output(node)
+
+
+def apply_detail_auto(node) -> None:
+    """The detail slider is greyed out while predict detail decides the step."""
+    slider = node.knob("detail")
+    if slider is not None and node.knob("detail_auto") is not None:
+        slider.setEnabled(not node["detail_auto"].value())
 
 
 def apply_foreground_output(node) -> None:

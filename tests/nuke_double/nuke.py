@@ -134,6 +134,9 @@ class Knob:
     def setEnabled(self, enabled: bool) -> None:
         self._enabled = enabled
 
+    def enabled(self) -> bool:
+        return self._enabled
+
     def value(self, index=0):
         if self._expr is not None:
             return self._coerce(_expression(self._node, self._expr))
