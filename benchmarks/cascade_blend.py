@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from nuke_hdmatt import metrics
-from nuke_hdmatt.engine.detail import FEATURES, DetailModel, features
+from nuke_hdmatt.engine.detail import DetailModel, features
 from nuke_hdmatt.training import VALIDATION_IMAGES
 
 from .cascade_outputs import DEFAULT_OUT
@@ -72,7 +72,7 @@ def fit(x: np.ndarray, c: np.ndarray, d: np.ndarray, gt: np.ndarray, hidden: int
     mean, std = x.mean(0), x.std(0) + 1e-6
     xt = torch.from_numpy((x - mean) / std)
     ct, dt, gtt = (torch.from_numpy(a) for a in (c, d, gt))
-    sizes = [len(FEATURES)] + ([hidden] if hidden else []) + [1]
+    sizes = [x.shape[1]] + ([hidden] if hidden else []) + [1]
     params = []
     for i, o in zip(sizes[:-1], sizes[1:]):
         w = (torch.randn(o, i) * (1 / np.sqrt(i))).requires_grad_()

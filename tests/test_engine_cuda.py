@@ -133,3 +133,16 @@ def test_the_torch_prior_on_cuda_equals_its_cpu_solve(solver):
     mad = float(np.abs(cpu - cuda)[u].mean())
     report(test="prior_cuda_vs_cpu", solver=solver, mean_abs_diff=mad, cpu_s=t1 - t0, cuda_s=t2 - t1)
     assert mad <= 1e-3
+
+
+def test_the_detail_step_on_cuda_equals_its_cpu_blend():
+    from nuke_hdmatt.engine.weights import BUNDLED_WEIGHTS, load_detail_model, verified_sha256
+    model, _ = load_detail_model(BUNDLED_WEIGHTS, verified_sha256(BUNDLED_WEIGHTS))
+    image, trimap, alpha = plate(1500, 2100, 0.15)
+    rng = np.random.default_rng(1)
+    coarse = np.clip(alpha + 0.1 * rng.standard_normal(alpha.shape), 0, 1).astype(np.float32)
+    full = np.clip(alpha + 0.1 * rng.standard_normal(alpha.shape), 0, 1).astype(np.float32)
+    t0 = time.perf_counter()
+    on_gpu = model.blend(image, trimap, coarse, full, device="cuda")
+    report(test="detail_blend", size="2100x1500", seconds=round(time.perf_counter() - t0, 3))
+    np.testing.assert_allclose(on_gpu, model.blend(image, trimap, coarse, full), atol=1e-4)
