@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from nuke_hdmatt import metrics
-from nuke_hdmatt.engine.detail import DetailModel, features
+from nuke_hdmatt.atomic import write_text_atomic
+from nuke_hdmatt.engine.detail import DetailModel, features, perceptron
 from nuke_hdmatt.training import VALIDATION_IMAGES
 
 from .cascade_outputs import DEFAULT_OUT
@@ -83,12 +84,7 @@ def fit(x: np.ndarray, c: np.ndarray, d: np.ndarray, gt: np.ndarray, hidden: int
         params[-1][0].mul_(0.01)
     opt = torch.optim.Adam([p for wb in params for p in wb], lr=0.02)
     for _ in range(iters):
-        h = xt
-        for j, (w, b) in enumerate(params):
-            h = h @ w.T + b
-            if j < len(params) - 1:
-                h = torch.tanh(h)
-        loss = (ct + torch.sigmoid(h[:, 0]) * dt - gtt).abs().mean()
+        loss = (ct + torch.sigmoid(perceptron(xt, params)) * dt - gtt).abs().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -214,7 +210,7 @@ def main(argv=None) -> int:
                   "report_sad": {m: round(float(np.mean([r[0] for r in per[m]])), 3)
                                  for m in methods},
                   "model": models[chosen].to_dict()}
-        args.save.write_text(json.dumps(record, indent=1) + "\n")
+        write_text_atomic(args.save, json.dumps(record, indent=1) + "\n")
         print(f"saved {chosen} to {args.save}")
     return 0
 

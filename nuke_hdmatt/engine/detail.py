@@ -93,13 +93,11 @@ class DetailModel:
 
     def logit(self, feats: torch.Tensor) -> torch.Tensor:
         """(N, F) features -> (N,) logits."""
-        x = (feats - torch.as_tensor(self.mean, device=feats.device)) \
-            / torch.as_tensor(self.std, device=feats.device)
-        for i, (w, b) in enumerate(self.layers):
-            x = x @ torch.as_tensor(w, device=x.device).T + torch.as_tensor(b, device=x.device)
-            if i < len(self.layers) - 1:
-                x = torch.tanh(x)
-        return x[:, 0]
+        dev = feats.device
+        x = (feats - torch.as_tensor(self.mean, device=dev)) / torch.as_tensor(self.std, device=dev)
+        return perceptron(x, [(torch.as_tensor(w, device=dev), torch.as_tensor(b, device=dev))
+                              for w, b in self.layers])
+
 
     def blend(self, image: np.ndarray, trimap: np.ndarray, coarse: np.ndarray,
               full: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
@@ -131,3 +129,13 @@ class DetailModel:
         step = torch.sigmoid(self.logit(feats.permute(1, 2, 0)[mask]))
         cs, fs = c[inner][mask], f[inner][mask]
         return (cs + step * (fs - cs)).clamp(0, 1).cpu().numpy()
+
+
+def perceptron(x: torch.Tensor, layers) -> torch.Tensor:
+    """(N, F) standardised features through ``layers`` [(weight, bias), ...] (tanh between
+    them) -> (N,) logits; the fitter trains the same function."""
+    for i, (w, b) in enumerate(layers):
+        x = x @ w.T + b
+        if i < len(layers) - 1:
+            x = torch.tanh(x)
+    return x[:, 0]
