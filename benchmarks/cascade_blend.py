@@ -7,8 +7,10 @@ no choice here):
 
   fixed step s    ``coarse + s (full - coarse)``, s chosen on the fit split (0-1 by 0.05);
   predicted       :class:`nuke_hdmatt.engine.detail.DetailModel` (logistic, or one hidden
-                  layer) fitted by L1 to the ground truth on pixels sampled from the fit split;
-                  its size chosen by leave-images-out cross-validation within the fit split;
+                  layer; the ``step`` head, or ``snap``, which may also move the blend to 0
+                  or 1) fitted by L1 to the ground truth on pixels sampled from the fit
+                  split; its head and size chosen by leave-images-out cross-validation
+                  within the fit split;
   oracles         the best step per pixel and per 32 px block, chosen with the ground truth
                   (upper bounds, not methods).
 
@@ -29,7 +31,7 @@ import torch
 
 from nuke_hdmatt import metrics
 from nuke_hdmatt.atomic import write_text_atomic
-from nuke_hdmatt.engine.detail import DetailModel, features, perceptron
+from nuke_hdmatt.engine.detail import HEADS, DetailModel, features, head_alpha, perceptron
 from nuke_hdmatt.training import VALIDATION_IMAGES
 
 from .cascade_outputs import DEFAULT_OUT
@@ -37,6 +39,9 @@ from .report import fmt, machine_info, machine_line, markdown_table, publish
 
 SAMPLES = 30_000
 FOLDS = 4
+ITERS = 1500            # Adam steps of the final fit
+CV_ITERS = 600          # and of each cross-validation fit
+BATCH = 65_536          # samples a step
 STEPS = np.round(np.arange(0, 1.0001, 0.05), 2)
 
 
@@ -68,49 +73,61 @@ def frame_features(fr: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit(x: np.ndarray, c: np.ndarray, d: np.ndarray, gt: np.ndarray, hidden: int,
-        iters: int = 600, seed: int = 0) -> DetailModel:
+        head: str = "step", iters: int = ITERS, seed: int = 0) -> DetailModel:
+    """A detail model fitted by L1 to ``gt`` on samples (features ``x``, coarse ``c``,
+    ``d = full - coarse``); it starts as the fixed step 0.25 (``snap``: keeping the blend)."""
     torch.manual_seed(seed)
     mean, std = x.mean(0), x.std(0) + 1e-6
     xt = torch.from_numpy((x - mean) / std)
     ct, dt, gtt = (torch.from_numpy(a) for a in (c, d, gt))
-    sizes = [x.shape[1]] + ([hidden] if hidden else []) + [1]
+    ft = ct + dt
+    sizes = [x.shape[1]] + ([hidden] if hidden else []) + [HEADS[head]]
     params = []
     for i, o in zip(sizes[:-1], sizes[1:]):
         w = (torch.randn(o, i) * (1 / np.sqrt(i))).requires_grad_()
         b = torch.zeros(o).requires_grad_()
         params.append((w, b))
-    with torch.no_grad():                   # start at the fixed step 0.25
-        params[-1][1].fill_(float(np.log(0.25 / 0.75)))
+    with torch.no_grad():
+        params[-1][1][0] = float(np.log(0.25 / 0.75))
+        if head == "snap":
+            params[-1][1][1] = 4.0
         params[-1][0].mul_(0.01)
     opt = torch.optim.Adam([p for wb in params for p in wb], lr=0.02)
+    gen = torch.Generator().manual_seed(seed)
     for _ in range(iters):
-        loss = (ct + torch.sigmoid(perceptron(xt, params)) * dt - gtt).abs().mean()
+        i = torch.randint(len(xt), (min(BATCH, len(xt)),), generator=gen) \
+            if len(xt) > BATCH else slice(None)
+        loss = (head_alpha(head, perceptron(xt[i], params), ct[i], ft[i]) - gtt[i]).abs().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
     return DetailModel(mean.astype(np.float32), std.astype(np.float32),
-                       [(w.detach().numpy(), b.detach().numpy()) for w, b in params])
+                       [(w.detach().numpy(), b.detach().numpy()) for w, b in params], head)
 
 
-def choose_hidden(groups: dict, hiddens: list[int], folds: int = FOLDS) -> tuple[int, dict]:
-    """The hidden size with the lowest held-out L1 over ``folds`` folds of the fit split's
-    images (``groups``: image name -> (x, c, d, gt) samples); and every size's figure."""
+def predict(model: DetailModel, x: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model.alpha(*(torch.from_numpy(a) for a in (x, c, c + d))).numpy()
+
+
+def choose_model(groups: dict, candidates: list[tuple[str, int]], folds: int = FOLDS,
+                 iters: int = CV_ITERS) -> tuple[tuple[str, int], dict]:
+    """The (head, hidden size) with the lowest held-out L1 over ``folds`` folds of the fit
+    split's images (``groups``: image name -> (x, c, d, gt) samples); and every one's figure."""
     names = sorted(groups)
     scores = {}
-    for h in hiddens:
+    for head, h in candidates:
         errs = []
         for k in range(folds):
             held = names[k::folds]
             train = [groups[n] for n in names if n not in held]
             x, c, d, gt = (np.concatenate([g[i] for g in train]) for i in range(4))
-            model = fit(x, c, d, gt, h, iters=300)
+            model = fit(x, c, d, gt, h, head, iters=iters)
             for n in held:
                 x, c, d, gt = groups[n]
-                with torch.no_grad():
-                    w = torch.sigmoid(model.logit(torch.from_numpy(x))).numpy()
-                errs.append(float(np.abs(c + w * d - gt).mean()))
-        scores[h] = float(np.mean(errs))
-        print(f"hidden {h}: held-out L1 {scores[h]:.5f}", flush=True)
+                errs.append(float(np.abs(np.clip(predict(model, x, c, d), 0, 1) - gt).mean()))
+        scores[head, h] = float(np.mean(errs))
+        print(f"{head} head, hidden {h}: held-out L1 {scores[head, h]:.5f}", flush=True)
     return min(scores, key=scores.get), scores
 
 
@@ -131,8 +148,11 @@ def block_oracle(c, d, gt, unknown, block=32) -> np.ndarray:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--hidden", type=int, nargs="+", default=[0, 4, 8, 16],
+    ap.add_argument("--hidden", type=int, nargs="+", default=[8, 16, 32],
                     help="hidden sizes to choose from (0: logistic)")
+    ap.add_argument("--heads", nargs="+", choices=sorted(HEADS), default=["step", "snap"],
+                    help="heads to choose from")
+    ap.add_argument("--iters", type=int, default=ITERS, help="Adam steps of the final fit")
     ap.add_argument("--save", type=Path,
                     help="write the predicted model as the weights' detail file "
                          "(<weights>.detail.json)")
@@ -160,10 +180,10 @@ def main(argv=None) -> int:
     print(f"fit split: {len(fit_paths)} composites; fixed step chosen {step} "
           f"(mean SAD {fixed_err.min() / len(fit_paths):.2f}; at 0.25: "
           f"{fixed_err[5] / len(fit_paths):.2f})", flush=True)
-    hidden, cv = choose_hidden(groups, args.hidden)
+    (head, hidden), cv = choose_model(groups, [(h, n) for h in args.heads for n in args.hidden])
     x, c, d, gt = (np.concatenate([g[i] for g in groups.values()]) for i in range(4))
-    chosen = f"predicted, hidden {hidden}" if hidden else "predicted, logistic"
-    models = {chosen: fit(x, c, d, gt, hidden)}
+    chosen = f"predicted, {head} head, " + (f"hidden {hidden}" if hidden else "logistic")
+    models = {chosen: fit(x, c, d, gt, hidden, head, iters=args.iters)}
     methods = ["detail 0 (1024 px alpha)", "fixed 0.25 (before)", f"fixed {step} (chosen)",
                "detail 1 (full pass)", *models, "oracle per 32 px block", "oracle per pixel"]
     per = {m: [] for m in methods}
@@ -191,8 +211,9 @@ def main(argv=None) -> int:
             f"Composites of every dev image with a high-resolution ground truth over 6K "
             f"backgrounds ({', '.join(sorted({p.stem.split('_')[1] for p in paths}))}); fit split: "
             f"{len(fit_paths)} composites of the training images (fixed step chosen there: "
-            f"{step}; hidden size by {FOLDS}-fold leave-images-out cross-validation there, "
-            f"held-out L1 {', '.join(f'{h}: {v:.5f}' for h, v in cv.items())}: {hidden}); "
+            f"{step}; head and hidden size by {FOLDS}-fold leave-images-out cross-validation "
+            f"there ({CV_ITERS} steps each; final fit {args.iters}), held-out L1 "
+            f"{', '.join(f'{hd} {h}: {v:.5f}' for (hd, h), v in cv.items())}: {head} {hidden}); "
             f"report split: {len(rep_paths)} composites of the validation images, which chose "
             f"nothing. Oracles choose with the ground truth (upper bounds).\n\n"
             + markdown_table(["method", "SAD", "MSE x1e-3", "Grad"], table) + "\n\nPer composite:\n\n"

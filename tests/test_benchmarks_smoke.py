@@ -173,27 +173,41 @@ def test_failure_mode_scenes_are_seeded_and_mostly_partial_alpha():
     assert all(np.array_equal(a[2], b[2]) for a, b in zip(scenes("fabric", 2, 96), again))
 
 
-def test_cascade_blend_learns_a_step_that_depends_on_the_pixel():
-    """Where the full-resolution pass moves far it is right, where it moves little the coarse
-    alpha is: a fixed step cannot have both, the fitted model must."""
-    from benchmarks.cascade_blend import choose_hidden, fit
+def _blend_groups(haze: bool, n=3000, seed=0):
+    """Samples where the full-resolution pass is right where it moves far and the coarse
+    alpha where it moves little; with ``haze``, pixels whose ``full_uncertainty`` feature is
+    high are background (0) that neither alpha reaches."""
     from nuke_hdmatt.engine.detail import FEATURES
-    rng = np.random.default_rng(0)
-
-    def group(n=3000):
+    rng = np.random.default_rng(seed)
+    groups = {}
+    for i in range(4):
         x = rng.standard_normal((n, len(FEATURES))).astype(np.float32)
-        c = rng.random(n).astype(np.float32)
-        d = rng.uniform(-0.5, 0.5, n).astype(np.float32)
+        c = rng.uniform(0.1, 1, n).astype(np.float32)
+        d = rng.uniform(-0.5, 0.5, n).astype(np.float32) * c
         x[:, FEATURES.index("abs_d")] = np.abs(d)
-        gt = np.where(np.abs(d) > 0.25, c + d, c).astype(np.float32)
-        return x, c, d, gt
+        gt = np.where(np.abs(d) > 0.2, c + d, c)
+        if haze:
+            gt = np.where(x[:, FEATURES.index("full_uncertainty")] > 0.5, 0, gt)
+        groups[f"G{i}"] = (x, c, d, gt.astype(np.float32))
+    return groups
 
-    groups = {f"G{i}": group() for i in range(4)}
-    hidden, scores = choose_hidden(groups, [0], folds=2)
-    assert hidden == 0 and set(scores) == {0}
+
+def test_cascade_blend_learns_a_step_that_depends_on_the_pixel():
+    """A fixed step cannot be right both where the pass moves far and where it moves little;
+    the fitted model must."""
+    from benchmarks.cascade_blend import fit, predict
+    groups = _blend_groups(haze=False)
     x, c, d, gt = (np.concatenate([g[i] for g in groups.values()]) for i in range(4))
-    model = fit(x, c, d, gt, 0, iters=300)
-    with torch.no_grad():
-        w = torch.sigmoid(model.logit(torch.from_numpy(x))).numpy()
+    model = fit(x, c, d, gt, 0, "step", iters=300)
     fixed = min(np.abs(c + s * d - gt).mean() for s in np.linspace(0, 1, 21))
-    assert np.abs(c + w * d - gt).mean() < 0.5 * fixed
+    assert np.abs(predict(model, x, c, d) - gt).mean() < 0.5 * fixed
+
+
+def test_cascade_blend_chooses_the_snap_head_where_a_haze_needs_clearing():
+    """Background no blend of the two alphas reaches: cross-validation on held-out images
+    picks the snap head, which clears it, over the step head, which cannot."""
+    from benchmarks.cascade_blend import choose_model
+    (head, hidden), scores = choose_model(_blend_groups(haze=True), [("step", 0), ("snap", 0)],
+                                          folds=2, iters=300)
+    assert (head, hidden) == ("snap", 0) and set(scores) == {("step", 0), ("snap", 0)}
+    assert scores["snap", 0] < 0.6 * scores["step", 0]

@@ -68,7 +68,7 @@ def test_tiles_give_the_whole_frame_answer(monkeypatch):
     feats = detail.features(torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(trimap),
                             torch.from_numpy(coarse), torch.from_numpy(full))
     unknown = trimap == 0.5
-    w = torch.sigmoid(model.logit(feats.permute(1, 2, 0)[torch.from_numpy(unknown)])).numpy()
+    w = torch.sigmoid(model.logits(feats.permute(1, 2, 0)[torch.from_numpy(unknown)])[:, 0]).numpy()
     want = trimap.copy()
     want[unknown] = np.clip(coarse[unknown] + w * (full - coarse)[unknown], 0, 1)
     np.testing.assert_allclose(whole, want, atol=1e-6)
@@ -76,14 +76,43 @@ def test_tiles_give_the_whole_frame_answer(monkeypatch):
     np.testing.assert_allclose(model.blend(image, trimap, coarse, full), whole, atol=1e-6)
 
 
+def _snap_model(keep, zero, one, step=0.0):
+    """A snap head with constant logits: the step's, then keeping the blend, 0 and 1."""
+    layers = [(np.zeros((4, N), np.float32), np.array([step, keep, zero, one], np.float32))]
+    return DetailModel(np.zeros(N, np.float32), np.ones(N, np.float32), layers, "snap")
+
+
+def test_the_snap_head_mixes_the_blend_with_0_and_1():
+    image, trimap, coarse, full = _frame()
+    unknown = trimap == 0.5
+    half = coarse + 0.5 * (full - coarse)
+    np.testing.assert_allclose(_snap_model(20, 0, 0).blend(image, trimap, coarse, full)[unknown],
+                               half[unknown], atol=1e-6)
+    np.testing.assert_allclose(_snap_model(0, 0, 20).blend(image, trimap, coarse, full)[unknown],
+                               1, atol=1e-6)
+    np.testing.assert_allclose(_snap_model(0, 20, 0).blend(image, trimap, coarse, full)[unknown],
+                               0, atol=1e-6)
+    even = _snap_model(0, 0, 0).blend(image, trimap, coarse, full)         # a third of each
+    np.testing.assert_allclose(even[unknown], (half[unknown] + 1) / 3, atol=1e-6)
+    assert np.array_equal(even[~unknown], trimap[~unknown])
+
+
 def test_the_model_round_trips_and_a_damaged_one_is_refused():
     model = _model(hidden=4, seed=5)
     again = DetailModel.from_dict(json.loads(json.dumps(model.to_dict())))
     x = torch.randn(20, N)
-    torch.testing.assert_close(again.logit(x), model.logit(x))
+    torch.testing.assert_close(again.logits(x), model.logits(x))
+    snap = _snap_model(1, 2, 3, step=0.5)
+    again = DetailModel.from_dict(json.loads(json.dumps(snap.to_dict())))
+    assert again.head == "snap"
+    c, f = torch.rand(20), torch.rand(20)
+    torch.testing.assert_close(again.alpha(x, c, f), snap.alpha(x, c, f))
+    old = {k: v for k, v in model.to_dict().items() if k != "head"}    # before the snap head
+    assert DetailModel.from_dict(old).head == "step"
     for change in ({"features": ["d"]}, {"mean": [0.0] * (N - 1)}, {"std": [0.0] * N},
                    {"layers": [[[[1.0] * (N - 1)], [0.0]]]},
-                   {"layers": [[[[1.0] * N] * 2, [0.0, 0.0]]]}):
+                   {"layers": [[[[1.0] * N] * 2, [0.0, 0.0]]]},
+                   {"head": "snap"}, {"head": "sigmoid"}):
         with pytest.raises(ValueError):
             DetailModel.from_dict({**model.to_dict(), **change})
 

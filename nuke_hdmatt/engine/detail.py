@@ -6,7 +6,9 @@ full-resolution pass resolves strands the coarse alpha blurred, but over-correct
 regions it was never trained to start from. :class:`DetailModel` predicts the step
 ``w`` in [0, 1] of ``coarse + w (full - coarse)`` from a few local measurements of the two
 alphas and the plate (:data:`FEATURES`), with a small perceptron fitted to ground truth on
-high-resolution composites (``benchmarks/cascade_blend.py``).
+high-resolution composites (``benchmarks/cascade_blend.py``). Its ``snap`` head also
+predicts, per pixel, how far that blend goes on to 0 or 1: both passes leave a faint haze
+over background and a faint hole in solid foreground that neither step removes.
 
 Works in tiles on the engine's device, float32, skipping tiles without unknown pixels; a
 tile is cut with a :data:`MARGIN` px border (the largest window), so no full-frame temporary
@@ -29,6 +31,9 @@ REGION = 16         # radius (px) of the region measures
 WIDE = 48           # radius (px) of the wide ones
 MARGIN = WIDE
 TILE = 768
+#: The perceptron's heads, by their number of outputs: ``step`` (the step's logit) and
+#: ``snap`` (the step's logit, then the logits of keeping the blend, 0 and 1).
+HEADS = {"step": 1, "snap": 4}
 
 
 def _box(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -65,13 +70,14 @@ def features(image: torch.Tensor, trimap: torch.Tensor, coarse: torch.Tensor,
 @dataclass
 class DetailModel:
     """A perceptron (one hidden tanh layer, or none) from standardised :data:`FEATURES` to
-    the logit of the step."""
+    the logits of its head (:data:`HEADS`, :func:`head_alpha`)."""
     mean: np.ndarray            # (F,)
     std: np.ndarray             # (F,)
     layers: list                # [(weight (out, in), bias (out,)), ...]
+    head: str = "step"
 
     def to_dict(self) -> dict:
-        return {"features": list(FEATURES), "mean": self.mean.tolist(),
+        return {"features": list(FEATURES), "head": self.head, "mean": self.mean.tolist(),
                 "std": self.std.tolist(),
                 "layers": [[w.tolist(), b.tolist()] for w, b in self.layers]}
 
@@ -79,6 +85,9 @@ class DetailModel:
     def from_dict(cls, d: dict) -> "DetailModel":
         if tuple(d["features"]) != FEATURES:
             raise ValueError(f"features {d['features']} are not {list(FEATURES)}")
+        head = d.get("head", "step")        # files from before the snap head are steps
+        if head not in HEADS:
+            raise ValueError(f"head {head!r} is not one of {', '.join(HEADS)}")
         n = len(FEATURES)
         mean, std = np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32)
         layers = [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in d["layers"]]
@@ -87,17 +96,22 @@ class DetailModel:
             if w.ndim != 2 or w.shape[1] != width or b.shape != (w.shape[0],):
                 raise ValueError(f"a layer of shape {w.shape} does not follow {width} inputs")
             width = w.shape[0]
-        if mean.shape != (n,) or std.shape != (n,) or width != 1 or not (std > 0).all():
-            raise ValueError("its statistics or its output do not fit the features")
-        return cls(mean, std, layers)
+        if mean.shape != (n,) or std.shape != (n,) or not (std > 0).all():
+            raise ValueError("its statistics do not fit the features")
+        if width != HEADS[head]:
+            raise ValueError(f"{width} outputs do not fit the {head} head ({HEADS[head]})")
+        return cls(mean, std, layers, head)
 
-    def logit(self, feats: torch.Tensor) -> torch.Tensor:
-        """(N, F) features -> (N,) logits."""
+    def logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """(N, F) features -> (N, outputs) logits."""
         dev = feats.device
         x = (feats - torch.as_tensor(self.mean, device=dev)) / torch.as_tensor(self.std, device=dev)
         return perceptron(x, [(torch.as_tensor(w, device=dev), torch.as_tensor(b, device=dev))
                               for w, b in self.layers])
 
+    def alpha(self, feats: torch.Tensor, coarse: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+        """(N, F) features and the two alphas (N,) of the same pixels -> their alpha (N,)."""
+        return head_alpha(self.head, self.logits(feats), coarse, full)
 
     def blend(self, image: np.ndarray, trimap: np.ndarray, coarse: np.ndarray,
               full: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
@@ -126,16 +140,27 @@ class DetailModel:
         c, f = up(coarse), up(full)
         feats = features(up(image).permute(2, 0, 1), up(trimap), c, f)[(slice(None),) + inner]
         mask = up(unknown).bool()
-        step = torch.sigmoid(self.logit(feats.permute(1, 2, 0)[mask]))
-        cs, fs = c[inner][mask], f[inner][mask]
-        return (cs + step * (fs - cs)).clamp(0, 1).cpu().numpy()
+        a = self.alpha(feats.permute(1, 2, 0)[mask], c[inner][mask], f[inner][mask])
+        return a.clamp(0, 1).cpu().numpy()
 
 
 def perceptron(x: torch.Tensor, layers) -> torch.Tensor:
     """(N, F) standardised features through ``layers`` [(weight, bias), ...] (tanh between
-    them) -> (N,) logits; the fitter trains the same function."""
+    them) -> (N, outputs) logits; the fitter trains the same function."""
     for i, (w, b) in enumerate(layers):
         x = x @ w.T + b
         if i < len(layers) - 1:
             x = torch.tanh(x)
-    return x[:, 0]
+    return x
+
+
+def head_alpha(head: str, z: torch.Tensor, coarse: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+    """The alpha from a head's (N, outputs) logits ``z``: ``step`` blends
+    ``coarse + sigmoid(z0) (full - coarse)``; ``snap`` then mixes that blend, 0 and 1 by the
+    softmax of ``z1:4``, so it can clear a haze or fill a hole the blend keeps. The fitter
+    trains the same function."""
+    blend = coarse + torch.sigmoid(z[:, 0]) * (full - coarse)
+    if head == "step":
+        return blend
+    p = torch.softmax(z[:, 1:4], dim=1)
+    return p[:, 0] * blend + p[:, 2]
