@@ -7,7 +7,8 @@ then the full-resolution pass, moved only part of the way from that prior to its
 Trained on classical priors, the network over-corrects its own, sharper one: undamped, the
 full-resolution pass loses to the prior it starts from. ``detail`` (``hdmatt matte
 --detail``) says how far: ``auto`` (the default) predicts the step per pixel with the
-weights' detail model (:mod:`.detail`; a fixed quarter step for weights without one), a
+weights' detail model (:mod:`.detail`, whose snap head may also carry a pixel on to 0 or
+1; a fixed quarter step for weights without one), a
 number is one step for every pixel (0 keeps the enlarged 1024 px alpha and skips the
 full-resolution pass, 1 takes the pass whole); docs/ENGINE.md, "The cascade step", has the
 measurements. Frames within ``prior_max_side`` get the global prior and the whole step.
