@@ -95,8 +95,7 @@ def fit(x: np.ndarray, c: np.ndarray, d: np.ndarray, gt: np.ndarray, hidden: int
     opt = torch.optim.Adam([p for wb in params for p in wb], lr=0.02)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(iters):
-        i = torch.randint(len(xt), (min(BATCH, len(xt)),), generator=gen) \
-            if len(xt) > BATCH else slice(None)
+        i = torch.randint(len(xt), (BATCH,), generator=gen) if len(xt) > BATCH else slice(None)
         loss = (head_alpha(head, perceptron(xt[i], params), ct[i], ft[i]) - gtt[i]).abs().mean()
         opt.zero_grad()
         loss.backward()
@@ -125,7 +124,7 @@ def choose_model(groups: dict, candidates: list[tuple[str, int]], folds: int = F
             model = fit(x, c, d, gt, h, head, iters=iters)
             for n in held:
                 x, c, d, gt = groups[n]
-                errs.append(float(np.abs(np.clip(predict(model, x, c, d), 0, 1) - gt).mean()))
+                errs.append(float(np.abs(predict(model, x, c, d) - gt).mean()))
         scores[head, h] = float(np.mean(errs))
         print(f"{head} head, hidden {h}: held-out L1 {scores[head, h]:.5f}", flush=True)
     return min(scores, key=scores.get), scores

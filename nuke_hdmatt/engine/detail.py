@@ -110,8 +110,10 @@ class DetailModel:
                               for w, b in self.layers])
 
     def alpha(self, feats: torch.Tensor, coarse: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
-        """(N, F) features and the two alphas (N,) of the same pixels -> their alpha (N,)."""
-        return head_alpha(self.head, self.logits(feats), coarse, full)
+        """(N, F) features and the two alphas (N,) of the same pixels -> their alpha (N,),
+        clamped to [0, 1] (the fitter trains :func:`head_alpha` unclamped: a clamp has no
+        gradient)."""
+        return head_alpha(self.head, self.logits(feats), coarse, full).clamp(0, 1)
 
     def blend(self, image: np.ndarray, trimap: np.ndarray, coarse: np.ndarray,
               full: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
@@ -140,8 +142,8 @@ class DetailModel:
         c, f = up(coarse), up(full)
         feats = features(up(image).permute(2, 0, 1), up(trimap), c, f)[(slice(None),) + inner]
         mask = up(unknown).bool()
-        a = self.alpha(feats.permute(1, 2, 0)[mask], c[inner][mask], f[inner][mask])
-        return a.clamp(0, 1).cpu().numpy()
+        return self.alpha(feats.permute(1, 2, 0)[mask], c[inner][mask],
+                          f[inner][mask]).cpu().numpy()
 
 
 def perceptron(x: torch.Tensor, layers) -> torch.Tensor:
