@@ -9,8 +9,8 @@ no choice here):
   predicted       :class:`nuke_hdmatt.engine.detail.DetailModel` (logistic, or one hidden
                   layer; the ``step`` head, or ``snap``, which may also move the blend to 0
                   or 1) fitted by L1 to the ground truth on pixels sampled from the fit
-                  split; its head and size chosen by leave-images-out cross-validation
-                  within the fit split;
+                  split; its head, size and the composite scales it is fitted on chosen
+                  by leave-images-out cross-validation within the fit split;
   oracles         the best step per pixel and per 32 px block, chosen with the ground truth
                   (upper bounds, not methods).
 
@@ -34,7 +34,7 @@ from nuke_hdmatt.atomic import write_text_atomic
 from nuke_hdmatt.engine.detail import HEADS, DetailModel, features, head_alpha, perceptron
 from nuke_hdmatt.training import VALIDATION_IMAGES
 
-from .cascade_outputs import DEFAULT_OUT
+from .cascade_outputs import DEFAULT_OUT, output_scale
 from .report import fmt, machine_info, machine_line, markdown_table, publish
 
 SAMPLES = 30_000
@@ -109,25 +109,35 @@ def predict(model: DetailModel, x: np.ndarray, c: np.ndarray, d: np.ndarray) -> 
         return model.alpha(*(torch.from_numpy(a) for a in (x, c, c + d))).numpy()
 
 
-def choose_model(groups: dict, candidates: list[tuple[str, int]], folds: int = FOLDS,
-                 iters: int = CV_ITERS) -> tuple[tuple[str, int], dict]:
-    """The (head, hidden size) with the lowest held-out L1 over ``folds`` folds of the fit
-    split's images (``groups``: image name -> (x, c, d, gt) samples); and every one's figure."""
-    names = sorted(groups)
+def choose_model(groups: dict, candidates: list[tuple[str, int, tuple[int, ...]]],
+                 folds: int = FOLDS, iters: int = CV_ITERS) -> tuple[tuple, dict]:
+    """The (head, hidden size, fitted scales) with the lowest held-out L1 over ``folds`` folds
+    of the fit split's images, and every candidate's figure. ``groups``: (image name, scale)
+    -> (x, c, d, gt) samples; a candidate fits on its scales of the other folds' images and
+    is scored on every scale of the held-out images (the engine meets frames of any size)."""
+    names = sorted({n for n, _ in groups})
     scores = {}
-    for head, h in candidates:
+    for head, h, scales in candidates:
         errs = []
         for k in range(folds):
             held = names[k::folds]
-            train = [groups[n] for n in names if n not in held]
+            train = [g for (n, sc), g in groups.items() if n not in held and sc in scales]
             x, c, d, gt = (np.concatenate([g[i] for g in train]) for i in range(4))
             model = fit(x, c, d, gt, h, head, iters=iters)
-            for n in held:
-                x, c, d, gt = groups[n]
-                errs.append(float(np.abs(predict(model, x, c, d) - gt).mean()))
-        scores[head, h] = float(np.mean(errs))
-        print(f"{head} head, hidden {h}: held-out L1 {scores[head, h]:.5f}", flush=True)
+            for (n, _), (x, c, d, gt) in groups.items():
+                if n in held:
+                    errs.append(float(np.abs(predict(model, x, c, d) - gt).mean()))
+        key = (head, h, tuple(scales))
+        scores[key] = float(np.mean(errs))
+        print(f"{label(key)}: held-out L1 {scores[key]:.5f}", flush=True)
     return min(scores, key=scores.get), scores
+
+
+def label(candidate: tuple) -> str:
+    head, hidden, scales = candidate
+    return (f"{head} head, " + (f"hidden {hidden}" if hidden else "logistic")
+            + ", fitted at " + " and ".join("full size" if s == 1 else f"1/{s} size"
+                                           for s in scales))
 
 
 def block_oracle(c, d, gt, unknown, block=32) -> np.ndarray:
@@ -144,6 +154,10 @@ def block_oracle(c, d, gt, unknown, block=32) -> np.ndarray:
     return out
 
 
+def scale_sets(text: str) -> tuple[int, ...]:
+    return tuple(sorted({int(v) for v in text.split(",")}))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", type=Path, default=DEFAULT_OUT)
@@ -151,41 +165,52 @@ def main(argv=None) -> int:
                     help="hidden sizes to choose from (0: logistic)")
     ap.add_argument("--heads", nargs="+", choices=sorted(HEADS), default=["step", "snap"],
                     help="heads to choose from")
+    ap.add_argument("--fit-scales", type=scale_sets, nargs="+",
+                    help="sets of composite scales to fit on, to choose from, e.g. 1 1,2 "
+                         "(default: full size, and every scale found when there are more)")
     ap.add_argument("--iters", type=int, default=ITERS, help="Adam steps of the final fit")
     ap.add_argument("--save", type=Path,
                     help="write the predicted model as the weights' detail file "
                          "(<weights>.detail.json)")
     args = ap.parse_args(argv)
     paths = sorted(args.dir.glob("*_bg*.npz"))
+    found = tuple(sorted({output_scale(p) for p in paths}))
+    sets = args.fit_scales or sorted({(1,), found})
     fit_paths = [p for p in paths if p.name.split("_")[0] not in VALIDATION_IMAGES]
     rep_paths = [p for p in paths if p.name.split("_")[0] in VALIDATION_IMAGES]
-    if not fit_paths or not rep_paths:
-        print(f"cascade_blend: need composites of both splits in {args.dir}", file=sys.stderr)
+    if not fit_paths or not rep_paths or not set(found) >= {s for st in sets for s in st}:
+        print(f"cascade_blend: need composites of both splits, at scales {sets}, in {args.dir}",
+              file=sys.stderr)
         return 2
     rng = np.random.default_rng(0)
     groups: dict = {}
     fixed_err = np.zeros(len(STEPS))
+    full_fit = [p for p in fit_paths if output_scale(p) == 1]
     for p in fit_paths:
         fr = load(p)
         unknown, x = frame_features(fr)
         c, d, gt = fr["coarse"][unknown], (fr["full"] - fr["coarse"])[unknown], fr["alpha"][unknown]
-        fixed_err += [np.abs(c + s * d - gt).sum() / 1000 for s in STEPS]
+        if output_scale(p) == 1:
+            fixed_err += [np.abs(c + s * d - gt).sum() / 1000 for s in STEPS]
         pick = rng.choice(len(c), min(SAMPLES, len(c)), replace=False)
         sample = (x[pick], c[pick], d[pick], gt[pick])
-        name = p.name.split("_")[0]
-        groups[name] = tuple(np.concatenate([a, b]) for a, b in zip(groups[name], sample)) \
-            if name in groups else sample
+        key = (p.name.split("_")[0], output_scale(p))
+        groups[key] = tuple(np.concatenate([a, b]) for a, b in zip(groups[key], sample)) \
+            if key in groups else sample
     step = float(STEPS[int(np.argmin(fixed_err))])
-    print(f"fit split: {len(fit_paths)} composites; fixed step chosen {step} "
-          f"(mean SAD {fixed_err.min() / len(fit_paths):.2f}; at 0.25: "
-          f"{fixed_err[5] / len(fit_paths):.2f})", flush=True)
-    (head, hidden), cv = choose_model(groups, [(h, n) for h in args.heads for n in args.hidden])
-    x, c, d, gt = (np.concatenate([g[i] for g in groups.values()]) for i in range(4))
-    chosen = f"predicted, {head} head, " + (f"hidden {hidden}" if hidden else "logistic")
+    print(f"fit split: {len(fit_paths)} composites; fixed step chosen {step} on the "
+          f"{len(full_fit)} at full size (mean SAD {fixed_err.min() / len(full_fit):.2f}; at "
+          f"0.25: {fixed_err[5] / len(full_fit):.2f})", flush=True)
+    chosen_key, cv = choose_model(
+        groups, [(h, n, st) for st in sets for h in args.heads for n in args.hidden])
+    head, hidden, scales = chosen_key
+    x, c, d, gt = (np.concatenate([g[i] for (_, sc), g in groups.items() if sc in scales])
+                   for i in range(4))
+    chosen = "predicted, " + label(chosen_key)
     models = {chosen: fit(x, c, d, gt, hidden, head, iters=args.iters)}
     methods = ["detail 0 (1024 px alpha)", "fixed 0.25 (before)", f"fixed {step} (chosen)",
                "detail 1 (full pass)", *models, "oracle per 32 px block", "oracle per pixel"]
-    per = {m: [] for m in methods}
+    per: dict = {}
     rows = []
     for p in rep_paths:
         fr = load(p)
@@ -202,20 +227,30 @@ def main(argv=None) -> int:
         for m in methods:
             a = np.clip(outs[m], 0, 1)
             r = (metrics.sad(a, gt, t), 1e3 * metrics.mse(a, gt, t), metrics.grad(a, gt, t))
-            per[m].append(r)
+            per.setdefault((output_scale(p), m), []).append(r)
             rows.append([p.stem, m, *(fmt(v) for v in r)])
-        print(p.stem, " ".join(f"{per[m][-1][0]:.2f}" for m in methods), flush=True)
-    table = [[m, *(fmt(v) for v in np.mean(per[m], axis=0))] for m in methods]
+        print(p.stem, " ".join(f"{per[output_scale(p), m][-1][0]:.2f}" for m in methods),
+              flush=True)
+    tables = ""
+    for sc in found:
+        n = len(per[sc, methods[0]])
+        tables += (f"{'Full size' if sc == 1 else f'Block-averaged to 1/{sc} size'} "
+                   f"({n} composites):\n\n"
+                   + markdown_table(["method", "SAD", "MSE x1e-3", "Grad"],
+                                    [[m, *(fmt(v) for v in np.mean(per[sc, m], axis=0))]
+                                     for m in methods]) + "\n\n")
     text = (f"## Cascade blend: fixed and predicted steps\n\n{machine_line(machine_info())}.\n\n"
             f"Composites of every dev image with a high-resolution ground truth over 6K "
-            f"backgrounds ({', '.join(sorted({p.stem.split('_')[1] for p in paths}))}); fit split: "
-            f"{len(fit_paths)} composites of the training images (fixed step chosen there: "
-            f"{step}; head and hidden size by {FOLDS}-fold leave-images-out cross-validation "
-            f"there ({CV_ITERS} steps each; final fit {args.iters}), held-out L1 "
-            f"{', '.join(f'{hd} {h}: {v:.5f}' for (hd, h), v in cv.items())}: {head} {hidden}); "
-            f"report split: {len(rep_paths)} composites of the validation images, which chose "
-            f"nothing. Oracles choose with the ground truth (upper bounds).\n\n"
-            + markdown_table(["method", "SAD", "MSE x1e-3", "Grad"], table) + "\n\nPer composite:\n\n"
+            f"backgrounds ({', '.join(sorted({p.stem.split('_')[1] for p in paths}))}), at "
+            f"{' and '.join('full size' if s == 1 else f'1/{s} size' for s in found)}; fit "
+            f"split: {len(fit_paths)} composites of the training images (fixed step chosen "
+            f"there at full size: {step}; head, hidden size and the scales to fit on by "
+            f"{FOLDS}-fold leave-images-out cross-validation there, scored on every scale "
+            f"({CV_ITERS} steps each; final fit {args.iters}), held-out L1 "
+            f"{'; '.join(f'{label(k)}: {v:.5f}' for k, v in cv.items())}; chosen: "
+            f"{label(chosen_key)}); report split: {len(rep_paths)} composites of the validation "
+            f"images, which chose nothing. Oracles choose with the ground truth (upper "
+            f"bounds).\n\n" + tables + "Per composite:\n\n"
             + markdown_table(["composite", "method", "SAD", "MSE x1e-3", "Grad"], rows) + "\n")
     publish("cascade_blend", False, text)
     if args.save:
@@ -226,8 +261,9 @@ def main(argv=None) -> int:
             return 2
         record = {"weights_sha256": shas.pop(), "fitted": chosen,
                   "fit_split": sorted({p.name.split("_")[0] for p in fit_paths}),
+                  "fit_scales": list(scales),
                   "report_split": sorted({p.name.split("_")[0] for p in rep_paths}),
-                  "report_sad": {m: round(float(np.mean([r[0] for r in per[m]])), 3)
+                  "report_sad": {m: round(float(np.mean([r[0] for r in per[1, m]])), 3)
                                  for m in methods},
                   "model": models[chosen].to_dict()}
         write_text_atomic(args.save, json.dumps(record, indent=1) + "\n")

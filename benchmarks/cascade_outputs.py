@@ -3,11 +3,13 @@
 For every dev image with a high-resolution ground truth (``hr_composites``), over each
 requested 6K background: the enlarged 1024 px alpha (``detail 0``) and the full-resolution
 pass started from it (``detail 1``), with the plate, trimap and ground truth, saved as
-``<out>/<name>_bg<i>.npz`` (float16, with the weights' sha256). An existing file is kept,
-so a stopped run resumes.
+``<out>/<name>_bg<i>.npz`` (float16, with the weights' sha256); ``--scale 2`` builds the
+same composites block-averaged to half size (``<name>_bg<i>_s2.npz``), so a blend can be
+fitted on frames smaller than the ground truth's. An existing file is kept, so a stopped
+run resumes.
 ``benchmarks/cascade_blend.py`` fits and measures blends of the two from these.
 
-    .venv/bin/python -m benchmarks.cascade_outputs --backgrounds 0 1 --threads 2
+    .venv/bin/python -m benchmarks.cascade_outputs --backgrounds 0 1 --threads 2 [--scale 2]
 """
 
 from __future__ import annotations
@@ -30,11 +32,21 @@ def dev_names() -> list[str]:
     return sorted(p.stem for p in (hrc.dev_dir() / "alpha_highres").glob("*.png"))
 
 
-def dump(eng, name: str, index: int, out: Path) -> Path | None:
-    path = out / f"{name}_bg{index}.npz"
+def output_name(name: str, index: int, scale: int = 1) -> str:
+    return f"{name}_bg{index}" + (f"_s{scale}" if scale > 1 else "") + ".npz"
+
+
+def output_scale(path: Path) -> int:
+    """The block-averaging scale of an output file (1: full resolution)."""
+    parts = path.stem.split("_")
+    return int(parts[2][1:]) if len(parts) > 2 else 1
+
+
+def dump(eng, name: str, index: int, out: Path, scale: int = 1) -> Path | None:
+    path = out / output_name(name, index, scale)
     if path.exists():
         return None
-    frame = hrc.hr_composite(name, index)
+    frame = hrc.hr_composite(name, index, scale)
     coarse, _ = eng._prior(frame.image, frame.trimap, None, None)
     full = eng._run(frame.image, frame.trimap, coarse, None, None)
     tmp = path.with_suffix(".tmp.npz")
@@ -53,6 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument("--names", nargs="*", help="dev images (default: every one with alpha_highres)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--scale", type=int, default=1,
+                    help="block-average the composites by this factor (1: full resolution)")
     args = ap.parse_args(argv)
     if not hrc.data_available():
         print("cascade_outputs: ../shared/data (alpha_highres, 6K backgrounds) not found",
@@ -67,7 +81,7 @@ def main(argv=None) -> int:
     for index in args.backgrounds:
         for name in args.names or dev_names():
             t0 = time.perf_counter()
-            path = dump(eng, name, index, args.out)
+            path = dump(eng, name, index, args.out, args.scale)
             if path is not None:
                 print(f"{path.name}: {time.perf_counter() - t0:.1f} s", flush=True)
     return 0

@@ -176,7 +176,7 @@ def test_failure_mode_scenes_are_seeded_and_mostly_partial_alpha():
 def _blend_groups(haze: bool, n=3000, seed=0):
     """Samples where the full-resolution pass is right where it moves far and the coarse
     alpha where it moves little; with ``haze``, pixels whose ``full_uncertainty`` feature is
-    high are background (0) that neither alpha reaches."""
+    high are background (0) that neither alpha reaches. Keyed (image, scale 1)."""
     from nuke_hdmatt.engine.detail import FEATURES
     rng = np.random.default_rng(seed)
     groups = {}
@@ -188,7 +188,7 @@ def _blend_groups(haze: bool, n=3000, seed=0):
         gt = np.where(np.abs(d) > 0.2, c + d, c)
         if haze:
             gt = np.where(x[:, FEATURES.index("full_uncertainty")] > 0.5, 0, gt)
-        groups[f"G{i}"] = (x, c, d, gt.astype(np.float32))
+        groups[f"G{i}", 1] = (x, c, d, gt.astype(np.float32))
     return groups
 
 
@@ -207,7 +207,30 @@ def test_cascade_blend_chooses_the_snap_head_where_a_haze_needs_clearing():
     """Background no blend of the two alphas reaches: cross-validation on held-out images
     picks the snap head, which clears it, over the step head, which cannot."""
     from benchmarks.cascade_blend import choose_model
-    (head, hidden), scores = choose_model(_blend_groups(haze=True), [("step", 0), ("snap", 0)],
-                                          folds=2, iters=300)
-    assert (head, hidden) == ("snap", 0) and set(scores) == {("step", 0), ("snap", 0)}
-    assert scores["snap", 0] < 0.6 * scores["step", 0]
+    step, snap = ("step", 0, (1,)), ("snap", 0, (1,))
+    chosen, scores = choose_model(_blend_groups(haze=True), [step, snap], folds=2, iters=300)
+    assert chosen == snap and set(scores) == {step, snap}
+    assert scores[snap] < 0.6 * scores[step]
+
+
+def test_cascade_blend_chooses_to_fit_on_the_scale_it_is_scored_on():
+    """Held-out images are scored at every scale: where the best step differs at half size
+    (there, the coarse alpha is right), fitting on both scales beats fitting at full size."""
+    from benchmarks.cascade_blend import choose_model
+    from nuke_hdmatt.engine.detail import FEATURES
+    groups = _blend_groups(haze=False)
+    for (name, _), (x, c, d, _) in list(groups.items()):
+        x2 = x.copy()
+        x2[:, FEATURES.index("wide_abs_d")] = 3.0       # what tells the scales apart
+        groups[name, 2] = (x2, c, d, c.copy())
+    one, both = ("step", 8, (1,)), ("step", 8, (1, 2))
+    chosen, scores = choose_model(groups, [one, both], folds=2, iters=300)
+    assert chosen == both and scores[both] < 0.8 * scores[one]
+
+
+def test_cascade_outputs_name_their_scale():
+    """The blend fitter tells full-size composites from block-averaged ones by file name."""
+    from benchmarks.cascade_outputs import output_name, output_scale
+    assert output_name("GT01", 3) == "GT01_bg3.npz"
+    assert output_scale(Path(output_name("GT01", 3))) == 1
+    assert output_scale(Path(output_name("GT01", 3, 2))) == 2
