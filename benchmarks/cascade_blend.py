@@ -133,11 +133,14 @@ def choose_model(groups: dict, candidates: list[tuple[str, int, tuple[int, ...]]
     return min(scores, key=scores.get), scores
 
 
+def scale_name(scale: int) -> str:
+    return "full size" if scale == 1 else f"1/{scale} size"
+
+
 def label(candidate: tuple) -> str:
     head, hidden, scales = candidate
     return (f"{head} head, " + (f"hidden {hidden}" if hidden else "logistic")
-            + ", fitted at " + " and ".join("full size" if s == 1 else f"1/{s} size"
-                                           for s in scales))
+            + ", fitted at " + " and ".join(map(scale_name, scales)))
 
 
 def block_oracle(c, d, gt, unknown, block=32) -> np.ndarray:
@@ -234,7 +237,7 @@ def main(argv=None) -> int:
     tables = ""
     for sc in found:
         n = len(per[sc, methods[0]])
-        tables += (f"{'Full size' if sc == 1 else f'Block-averaged to 1/{sc} size'} "
+        tables += (f"{'Full size' if sc == 1 else f'Block-averaged to {scale_name(sc)}'} "
                    f"({n} composites):\n\n"
                    + markdown_table(["method", "SAD", "MSE x1e-3", "Grad"],
                                     [[m, *(fmt(v) for v in np.mean(per[sc, m], axis=0))]
@@ -242,7 +245,7 @@ def main(argv=None) -> int:
     text = (f"## Cascade blend: fixed and predicted steps\n\n{machine_line(machine_info())}.\n\n"
             f"Composites of every dev image with a high-resolution ground truth over 6K "
             f"backgrounds ({', '.join(sorted({p.stem.split('_')[1] for p in paths}))}), at "
-            f"{' and '.join('full size' if s == 1 else f'1/{s} size' for s in found)}; fit "
+            f"{' and '.join(map(scale_name, found))}; fit "
             f"split: {len(fit_paths)} composites of the training images (fixed step chosen "
             f"there at full size: {step}; head, hidden size and the scales to fit on by "
             f"{FOLDS}-fold leave-images-out cross-validation there, scored on every scale "

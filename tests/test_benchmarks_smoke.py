@@ -234,3 +234,36 @@ def test_cascade_outputs_name_their_scale():
     assert output_name("GT01", 3) == "GT01_bg3.npz"
     assert output_scale(Path(output_name("GT01", 3))) == 1
     assert output_scale(Path(output_name("GT01", 3, 2))) == 2
+
+
+def test_cascade_blend_fits_reports_each_scale_and_saves_a_detail_file(tmp_path, monkeypatch):
+    """The whole script on tiny composites at two scales: it chooses among the scale sets,
+    reports a table per scale, and writes a detail file the engine reads."""
+    import json
+
+    import benchmarks.cascade_blend as cb
+    from nuke_hdmatt.engine.detail import DetailModel
+    rng = np.random.default_rng(0)
+    for name in ("GT01", "GT03", "GT05", "GT06", "GT02"):        # GT02: a validation image
+        for scale in (1, 2):
+            n = 48 // scale
+            trimap = np.full((n, n), 0.5, np.float32)
+            trimap[:4], trimap[-4:] = 0.0, 1.0
+            alpha = rng.random((n, n)).astype(np.float32)
+            np.savez(tmp_path / f"{name}_bg0{'_s2' if scale == 2 else ''}.npz",
+                     image=rng.random((n, n, 3)), trimap=trimap, alpha=alpha,
+                     coarse=np.clip(alpha + 0.1 * rng.standard_normal((n, n)), 0, 1),
+                     full=np.clip(alpha + 0.1 * rng.standard_normal((n, n)), 0, 1),
+                     weights_sha256=np.array("abc"))
+    texts = []
+    monkeypatch.setattr(cb, "CV_ITERS", 5)
+    monkeypatch.setattr(cb, "publish", lambda name, quick, text: texts.append(text))
+    out = tmp_path / "w.safetensors.detail.json"
+    assert cb.main(["--dir", str(tmp_path), "--heads", "snap", "--hidden", "4",
+                    "--iters", "5", "--save", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["weights_sha256"] == "abc" and record["fit_scales"] in ([1], [1, 2])
+    assert record["report_split"] == ["GT02"] and "GT02" not in record["fit_split"]
+    assert DetailModel.from_dict(record["model"]).head == "snap"
+    assert "fitted at full size:" in texts[0] and "fitted at full size and 1/2 size:" in texts[0]
+    assert "Full size (1 composites)" in texts[0] and "Block-averaged to 1/2 size" in texts[0]
