@@ -42,6 +42,13 @@ def output_scale(path: Path) -> int:
     return int(parts[2][1:]) if len(parts) > 2 else 1
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
 def dump(eng, name: str, index: int, out: Path, scale: int = 1) -> Path | None:
     path = out / output_name(name, index, scale)
     if path.exists():
@@ -65,7 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("--names", nargs="*", help="dev images (default: every one with alpha_highres)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--scale", type=int, default=1,
+    ap.add_argument("--scale", type=positive, default=1,
                     help="block-average the composites by this factor (1: full resolution)")
     args = ap.parse_args(argv)
     if not hrc.data_available():

@@ -236,6 +236,13 @@ def test_cascade_outputs_name_their_scale():
     assert output_scale(Path(output_name("GT01", 3, 2))) == 2
 
 
+def test_cascade_outputs_refuses_a_scale_below_1(capsys):
+    from benchmarks.cascade_outputs import main
+    with pytest.raises(SystemExit) as exc:
+        main(["--scale", "0"])
+    assert exc.value.code == 2 and "--scale" in capsys.readouterr().err
+
+
 def test_cascade_blend_fits_reports_each_scale_and_saves_a_detail_file(tmp_path, monkeypatch):
     """The whole script on tiny composites at two scales: it chooses among the scale sets,
     reports a table per scale, and writes a detail file the engine reads."""
