@@ -146,8 +146,8 @@ def matte_argv(args: argparse.Namespace, actions: list[argparse.Action]) -> list
 
 
 def run_settings(args: argparse.Namespace):
-    """The :class:`~nuke_hdmatt.workflow.RunSettings` of parsed ``matte``/``demo`` options."""
-    from .workflow import RunSettings
+    """The :class:`~nuke_hdmatt.shot.workflow.RunSettings` of parsed ``matte``/``demo`` options."""
+    from .shot.workflow import RunSettings
     return RunSettings(engine=engine_kwargs(args), cache=getattr(args, "cache", None),
                        no_cache=bool(args.no_cache), quiet=bool(args.quiet),
                        json_log=args.json_log)
@@ -200,10 +200,10 @@ def resolve_weights(args: argparse.Namespace) -> None:
 
 
 def matte_job_from_args(args: argparse.Namespace):
-    """Build a :class:`~nuke_hdmatt.shot.MatteJob` from parsed ``matte`` arguments."""
+    """Build a :class:`~nuke_hdmatt.shot.matte.MatteJob` from parsed ``matte`` arguments."""
     from .imaging.plates import parse_channels
     from .sequence import FrameCountError, FrameSequence, parse_frames
-    from .shot import MatteJob, frames_found
+    from .shot.matte import MatteJob, frames_found
 
     _check_not_empty(args)
     job = MatteJob(plate=args.plate, trimap=args.trimap, output=args.output)
@@ -283,7 +283,7 @@ def _window(w) -> str:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .cache import FrameCache
+    from .shot.cache import FrameCache
     cache = FrameCache(getattr(args, "cache", None))
     try:
         _cache_action(args, cache)
@@ -293,7 +293,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _cache_action(args: argparse.Namespace, cache) -> None:
-    from .cache import format_size, parse_size
+    from .shot.cache import format_size, parse_size
     if args.cache_action == "ls":
         entries = cache.entries()
         now = time.time()
@@ -316,14 +316,14 @@ def _cache_action(args: argparse.Namespace, cache) -> None:
 
 
 def _age(seconds: float) -> str:
-    from .progress import format_duration
+    from .shot.progress import format_duration
     if seconds >= 86400:
         return f"{int(seconds // 86400)}d"
     return format_duration(seconds)
 
 
 def cmd_matte(args: argparse.Namespace) -> int:
-    from .workflow import run_matte, setup_logging
+    from .shot.workflow import run_matte, setup_logging
     setup_logging()
     resolve_weights(args)
     job = matte_job_from_args(args)
@@ -332,7 +332,7 @@ def cmd_matte(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    from .workflow import setup_logging
+    from .shot.workflow import setup_logging
     setup_logging()
     resolve_weights(args)  # before the demo writes its plate
     return run_demo(args.output_dir, run_settings(args))
@@ -340,7 +340,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_farm_openjd(args: argparse.Namespace) -> int:
     from .farm.openjd import job_template, render_yaml
-    from .shot import plan_frames, preflight, remove_created
+    from .shot.matte import plan_frames, preflight, remove_created
     if args.trimap is None and not args.trimap_from_matte:
         raise UsageError("a trimap is needed: TRIMAP or --trimap-from-matte MATTE")
     if args.frames is None:
@@ -368,7 +368,7 @@ def cmd_farm_openjd(args: argparse.Namespace) -> int:
         target = os.path.join(args.bundle, "template.yaml")
     if target and target != "-":
         from .sequence import FrameSequence
-        from .shot import overwritten_input
+        from .shot.matte import overwritten_input
         clash = overwritten_input(FrameSequence(target), [FrameSequence(p) for p in (
             job.plate, job.trimap or job.trimap_from_matte)], plan.frames)
         if clash:

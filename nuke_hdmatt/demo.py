@@ -176,13 +176,13 @@ def preview(plate_display: np.ndarray, trimap: np.ndarray, alpha: np.ndarray,
 def run_demo(output_dir: str, settings) -> int:
     """Generate the shot into ``output_dir``, matte it like ``hdmatt matte``, preview it.
 
-    ``settings`` is the :class:`~nuke_hdmatt.workflow.RunSettings` of the run (weights,
+    ``settings`` is the :class:`~nuke_hdmatt.shot.workflow.RunSettings` of the run (weights,
     device, cache, quiet, JSON log). Returns the exit code.
     """
     from .imaging import read_plate, resolve_config, to_network_space
     from .metrics import sad
-    from .shot import MatteJob
-    from .workflow import run_matte
+    from .shot.matte import MatteJob
+    from .shot.workflow import run_matte
 
     folder = os.path.abspath(output_dir)
     os.makedirs(folder, exist_ok=True)

@@ -8,8 +8,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from nuke_hdmatt.cache import FrameCache, default_cache_root, parse_size
 from nuke_hdmatt.errors import UsageError
+from nuke_hdmatt.shot.cache import FrameCache, default_cache_root, parse_size
 
 SETTINGS = dict(weights_sha256="ab" * 32, engine_version="0.1.0",
                 params={"patch": 320, "overlap": 32, "k": 3, "pool": 30},
@@ -119,7 +119,7 @@ def test_parse_size():
 
 WRITER = textwrap.dedent("""
     import sys, numpy as np
-    from nuke_hdmatt.cache import FrameCache
+    from nuke_hdmatt.shot.cache import FrameCache
     root, key, value = sys.argv[1], sys.argv[2], float(sys.argv[3])
     cache = FrameCache(root)
     alpha = np.full((256, 256), value, np.float32)

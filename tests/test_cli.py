@@ -126,7 +126,7 @@ def test_info_and_cache_commands_never_import_torch(tmp_path):
 
 
 def test_cache_ls_gc_clear(tmp_path):
-    from nuke_hdmatt.cache import FrameCache
+    from nuke_hdmatt.shot.cache import FrameCache
     cache = FrameCache(tmp_path / "c")
     for i in range(3):
         cache.put(f"{i:064x}", np.full((16, 16), i / 3, np.float32), {"frame": i, "plate": "p.exr"})

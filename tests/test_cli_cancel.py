@@ -49,10 +49,10 @@ def test_sigint_mid_shot_keeps_finished_frames_and_leaves_no_temp(tmp_path):
 def test_cancel_through_engine_callback_stops_mid_frame(tmp_path):
     import torch
     torch.set_num_threads(1)
-    from nuke_hdmatt.cache import FrameCache
     from nuke_hdmatt.engine import Engine
-    from nuke_hdmatt.progress import ProgressReporter
-    from nuke_hdmatt.shot import MatteJob, matte_shot
+    from nuke_hdmatt.shot.cache import FrameCache
+    from nuke_hdmatt.shot.matte import MatteJob, matte_shot
+    from nuke_hdmatt.shot.progress import ProgressReporter
 
     plate, trimap = exr_sequence(tmp_path / "in", [1, 2, 3], size=64)
     out = tmp_path / "out"

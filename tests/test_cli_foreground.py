@@ -35,7 +35,7 @@ def test_foreground_layer_cached_beside_the_alpha_and_shown_by_info(tmp_path):
     assert np.abs(fg[edge] - DISC).mean() < 0.5 * np.abs(rgb[edge] - DISC).mean()
     assert spec.getattribute("hdmatt:foreground") == "fg"
 
-    from nuke_hdmatt.cache import FrameCache
+    from nuke_hdmatt.shot.cache import FrameCache
     entries = FrameCache(tmp_path / "cache").entries()
     assert sorted(e.meta.get("kind", "alpha") for e in entries) == ["alpha", "alpha",
                                                                      "foreground", "foreground"]

@@ -53,4 +53,14 @@ def test_the_import_reader_sees_relative_and_lazy_imports(tmp_path, monkeypatch)
 
 def test_demo_and_farm_reach_the_workflow_not_the_cli():
     for rel in ("demo.py", "farm/nuke_job.py"):
-        assert "nuke_hdmatt.workflow" in _imports(PACKAGE / rel), rel
+        assert "nuke_hdmatt.shot.workflow" in _imports(PACKAGE / rel), rel
+
+
+def test_the_engine_and_imaging_know_no_shot():
+    """Dependencies point down: the shot's workflow uses the engine and the imaging layer,
+    never the other way round."""
+    shot = "nuke_hdmatt.shot"
+    importers = sorted(_module_name(p) for layer in ("engine", "imaging")
+                       for p in (PACKAGE / layer).rglob("*.py")
+                       if any(n == shot or n.startswith(shot + ".") for n in _imports(p)))
+    assert importers == []

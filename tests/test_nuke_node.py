@@ -225,7 +225,7 @@ def test_rerun_hits_the_cache_and_a_changed_frame_is_recomputed(generated):
 def test_clear_cache_removes_the_frames_and_the_entries(generated):
     nuke, node, plate, src, tmp_path = generated
     # Clear cache: this node's frames and the shared cache folder's entries, via the engine
-    from nuke_hdmatt.cache import FrameCache
+    from nuke_hdmatt.shot.cache import FrameCache
     alpha2 = Path(alpha_file(node).replace("####", "0002"))
     assert alpha2.exists() and len(FrameCache(node["cache"].value()).entries()) == 2
     assert node["clear_cache"].execute() is None

@@ -481,7 +481,7 @@ def test_ctrl_c_that_surfaces_as_another_error_is_still_exit_130(monkeypatch, ca
 
 # ---- the cache as a shared folder ----------------------------------------------------------
 def test_cache_on_a_full_disk_warns_once_and_stops_writing(tmp_path, monkeypatch, caplog):
-    from nuke_hdmatt import cache as cache_mod
+    from nuke_hdmatt.shot import cache as cache_mod
     cache = cache_mod.FrameCache(tmp_path / "c")
     alpha = np.full((8, 8), 0.5, np.float32)
     kept = cache.put("a" * 64, alpha)
@@ -501,7 +501,7 @@ def test_cache_on_a_full_disk_warns_once_and_stops_writing(tmp_path, monkeypatch
 
 
 def test_cache_entries_are_shared_with_the_group(tmp_path):
-    from nuke_hdmatt.cache import FrameCache
+    from nuke_hdmatt.shot.cache import FrameCache
     root = tmp_path / "shared"
     root.mkdir()
     groups = [g for g in os.getgroups() if g != os.getegid()] if not ROOT else [1]
@@ -571,7 +571,7 @@ def test_delegated_commands_usage_errors_are_one_line(shot, argv, prog):
 def test_another_users_corrupt_entry_is_a_miss_not_a_crash(tmp_path, monkeypatch):
     """In a shared cache a damaged entry may belong to someone else: it cannot be removed
     (EACCES), so it is a miss and left for its owner; gc and clear skip it too."""
-    from nuke_hdmatt.cache import FrameCache
+    from nuke_hdmatt.shot.cache import FrameCache
     cache = FrameCache(tmp_path / "c")
     path = cache.put("e" * 64, np.full((8, 8), 0.25, np.float32))
     path.write_bytes(path.read_bytes()[:-5])  # damaged payload

@@ -210,7 +210,7 @@ def run_chunk(work: str, frames: str) -> int:
     UsageError
         No (readable) ``matte_job.json`` in ``work``: step 1 did not run or failed.
     """
-    from ..workflow import run_matte, setup_logging
+    from ..shot.workflow import run_matte, setup_logging
     path = os.path.join(work, JOB_FILE)
     try:
         with open(path, encoding="utf-8") as f:
@@ -229,8 +229,8 @@ def run_chunk(work: str, frames: str) -> int:
 def shot_job(call, frames: list[int]):
     """The workflow's (MatteJob, RunSettings) for the Nuke side's engine call on ``frames``
     (what ``hdmatt matte`` would build from ``call.argv``)."""
-    from ..shot import MatteJob
-    from ..workflow import RunSettings
+    from ..shot.matte import MatteJob
+    from ..shot.workflow import RunSettings
     job = MatteJob(plate=call.plate, trimap=None if call.matte else call.trimap,
                    output=call.output, frames=frames, layer=call.layer,
                    trimap_from_matte=call.matte or None,

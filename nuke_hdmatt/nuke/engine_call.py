@@ -3,7 +3,7 @@
 Nuke's Python never imports torch, so every alpha is made by the engine executable that
 ``install.py`` recorded. The same argument list serves the interactive node and the farm prepass.
 
-JSON log (``--json-log FILE``, one object a line, written by :mod:`nuke_hdmatt.progress`)
+JSON log (``--json-log FILE``, one object a line, written by :mod:`nuke_hdmatt.shot.progress`)
 followed here; other events are ignored::
 
     {"event": "frame_start",  "frame": 1001, ...}
@@ -42,7 +42,7 @@ class EngineCall:
     """One ``hdmatt matte`` call, as the Nuke side passes it to the engine process (argv)
     and farm step 1 to step 2 (:data:`JOB_FILE`): paths, a frame string, the device and the
     engine's :class:`~nuke_hdmatt.engine.settings.InferenceSettings` from the node's knobs.
-    The engine's side of the same run is :class:`nuke_hdmatt.shot.MatteJob`.
+    The engine's side of the same run is :class:`nuke_hdmatt.shot.matte.MatteJob`.
 
     ``plate``/``trimap``/``matte``/``output`` are sequence patterns (``name.####.exr``);
     ``trimap`` is ``None`` when ``matte`` (with ``band`` pixels of unknown) derives it.

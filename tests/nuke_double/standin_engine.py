@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Stand-in ``hdmatt`` for the failure and cancel paths of the Nuke plugin tests only.
 
-It speaks the real engine's JSON-log events (``nuke_hdmatt.progress``). ``STANDIN_MODE``:
+It speaks the real engine's JSON-log events (``nuke_hdmatt.shot.progress``). ``STANDIN_MODE``:
 
 ``fail``  frame A done, every later frame failed with ``plate.####.exr: truncated file``, exit 1
 ``crash`` print a one-line error, write no log, exit 2 (e.g. a bad colour space)

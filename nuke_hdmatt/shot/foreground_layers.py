@@ -16,8 +16,8 @@ a cache, F is stored beside the alpha (:meth:`FrameCache.foreground_key`).
 
 from __future__ import annotations
 
+from ..errors import UsageError
 from .cache import FrameCache
-from .errors import UsageError
 
 __all__ = ["DEFAULT_LAYER", "wants_foreground", "check_foreground_job", "foreground_channels"]
 
@@ -35,7 +35,7 @@ def check_foreground_job(job, out_format: str, out_path: str, plate=None) -> Non
 
     Parameters
     ----------
-    job : nuke_hdmatt.shot.MatteJob
+    job : nuke_hdmatt.shot.matte.MatteJob
     out_format : str
         OpenImageIO format name of the output (``openexr``, ``png``, ``tiff``).
     out_path : str
@@ -88,7 +88,7 @@ def foreground_channels(job, engine, plate, alpha, colorspace: str, config, *,
     """
     if not wants_foreground(job):
         return {}
-    from .imaging import from_scene_linear, to_scene_linear
+    from ..imaging import from_scene_linear, to_scene_linear
     fg_key = None if cache is None or key is None else \
         FrameCache.foreground_key(key, engine.foreground_params())
     fg_lin = cache.get(fg_key) if cache is not None and fg_key else None

@@ -1,6 +1,6 @@
 """Run a shot: what ``hdmatt matte``, ``hdmatt demo`` and a farm chunk have in common.
 
-Below the command line and above the engine: given a :class:`~nuke_hdmatt.shot.MatteJob`
+Below the command line and above the engine: given a :class:`~nuke_hdmatt.shot.matte.MatteJob`
 (what to matte) and :class:`RunSettings` (how: engine options, cache, reporting), plan the
 frames, check them before torch loads, load the engine once, matte, and give the exit code.
 Parsing command lines is the CLI's business; nothing here reads ``argparse`` namespaces or
@@ -17,8 +17,8 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-from . import ENGINE_VERSION
-from .errors import EXIT_FAILED_FRAMES, EXIT_OK, UsageError, exit_for_signal
+from .. import ENGINE_VERSION
+from ..errors import EXIT_FAILED_FRAMES, EXIT_OK, UsageError, exit_for_signal
 
 __all__ = ["RunSettings", "run_matte", "run_shot", "load_engine", "open_cache",
            "setup_logging"]
@@ -66,7 +66,7 @@ def load_engine(options: dict, reporter):
     if kw.get("weights") and not os.path.isfile(kw["weights"]):
         raise UsageError("weights file not found", path=kw["weights"])
     t0 = time.monotonic()
-    from .engine import Engine
+    from ..engine import Engine
     try:
         engine = Engine.load(**kw)
     except ValueError as exc:  # bad device/precision/prior/patch values
@@ -95,8 +95,8 @@ def _check_json_log(json_log: str | None, job, plan) -> None:
     """``--json-log`` is appended to: it must not be one of the inputs or outputs."""
     if not json_log:
         return
-    from .sequence import FrameSequence
-    from .shot import overwritten_input
+    from ..sequence import FrameSequence
+    from .matte import overwritten_input
     files = [FrameSequence(p) for p in (job.plate, job.trimap or job.trimap_from_matte,
                                         job.output)]
     clash = overwritten_input(FrameSequence(json_log), files, plan.frames)
@@ -112,7 +112,7 @@ def run_matte(job, settings: RunSettings) -> int:
     finished frames (exit 128 + signal). Problems that would hit every frame raise
     :class:`~nuke_hdmatt.errors.HDMattError` for the caller to report.
     """
-    from .shot import plan_frames, preflight, remove_created, summarize
+    from .matte import plan_frames, preflight, remove_created, summarize
 
     plan = plan_frames(job)
     _check_json_log(settings.json_log, job, plan)
@@ -143,8 +143,8 @@ def run_matte(job, settings: RunSettings) -> int:
 
 def _run_planned(job, settings: RunSettings, plan):
     """Open the cache and the reporter around :func:`run_shot`, stoppable by Ctrl-C."""
+    from ..stop_signals import SigintCancel
     from .progress import ProgressReporter
-    from .stop_signals import SigintCancel
 
     cache = open_cache(settings)
     reporter = ProgressReporter(len(plan.frames), quiet=settings.quiet,
@@ -160,14 +160,14 @@ def _run_planned(job, settings: RunSettings, plan):
 
 
 def run_shot(job, settings: RunSettings, cache, reporter, *, plan=None, cancel=None):
-    """Load the engine and matte the planned frames; a :class:`~nuke_hdmatt.shot.ShotResult`
+    """Load the engine and matte the planned frames; a :class:`~nuke_hdmatt.shot.matte.ShotResult`
     (cancelled when ``cancel()`` turned True while the engine loaded)."""
-    from .shot import ShotResult, matte_shot, plan_frames
+    from .matte import ShotResult, matte_shot, plan_frames
 
     plan = plan or plan_frames(job)
     cancel = cancel or (lambda: False)
     if plan.missing:
-        from .sequence import format_frames
+        from ..sequence import format_frames
         reporter.message(f"missing frames (will be reported as failed): "
                          f"{format_frames(plan.missing)}")
     engine = load_engine(settings.engine, reporter)

@@ -25,7 +25,7 @@ import sys
 import time
 from typing import TextIO
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["ProgressReporter", "format_duration"]
 

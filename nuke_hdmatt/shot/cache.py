@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["FrameCache", "CacheEntry", "default_cache_root", "parse_size", "format_size"]
 

@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import ENGINE_VERSION
-from .cache import FrameCache
-from .errors import (
+from .. import ENGINE_VERSION
+from ..errors import (
     EXIT_FAILED_FRAMES,
     EXIT_OK,
     Cancelled,
@@ -35,7 +34,8 @@ from .errors import (
     WeightsError,
     exit_for_signal,
 )
-from .sequence import FrameSequence, format_frames, frames_on_disk
+from ..sequence import FrameSequence, format_frames, frames_on_disk
+from .cache import FrameCache
 
 __all__ = ["MatteJob", "FramePlan", "ShotResult", "plan_frames", "preflight", "matte_shot",
            "engine_stamp", "summarize"]
@@ -255,7 +255,7 @@ def cache_params(engine) -> dict:
 
 
 def _read_matte(path: str, channel: str | None, frame):
-    from .imaging import read_plate
+    from ..imaging import read_plate
     if channel:
         return read_plate(path, [channel], frame=None)
     last: ChannelError | None = None
@@ -271,7 +271,7 @@ def _read_matte(path: str, channel: str | None, frame):
 
 def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
     """Read and prepare one frame: (plate, network-space RGB, trimap values, colour space)."""
-    from .imaging import (
+    from ..imaging import (
         check_trimap,
         plate_colorspace,
         read_plate,
@@ -279,7 +279,7 @@ def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
         to_network_space,
         trimap_from_matte,
     )
-    from .imaging.trimaps import fit_to_plate, fit_trimap_to_plate
+    from ..imaging.trimaps import fit_to_plate, fit_trimap_to_plate
 
     # Paths are expanded here, so imaging gets concrete files (frame=None) and the frame
     # is added to any error afterwards.
@@ -326,9 +326,9 @@ def preflight(job: MatteJob, plan: FramePlan) -> list[str]:
     HDMattError
         The problems :func:`matte_shot` would stop the run for.
     """
+    from ..imaging import resolve_config
+    from ..imaging.writing import check_compression, check_layer, output_format
     from .foreground_layers import check_foreground_job
-    from .imaging import resolve_config
-    from .imaging.writing import check_compression, check_layer, output_format
 
     first = plan.frames[0]
     out_path = FrameSequence(job.output).path(first)
@@ -355,7 +355,7 @@ def preflight(job: MatteJob, plan: FramePlan) -> list[str]:
 
 
 def _prepare_output(job: MatteJob, plan: FramePlan) -> list[str]:
-    from .imaging.writing import check_output_location, remove_stale_temps
+    from ..imaging.writing import check_output_location, remove_stale_temps
 
     out = FrameSequence(job.output)
     out_path = out.path(plan.frames[0])
@@ -414,7 +414,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
         float32 HxWx3 sRGB-encoded Rec.709 0-1 and HxW {0, 0.5, 1}.
     cache : FrameCache or None
         None disables caching.
-    reporter : nuke_hdmatt.progress.ProgressReporter
+    reporter : nuke_hdmatt.shot.progress.ProgressReporter
     cancel : callable, optional
         Returns True to stop; checked between frames and by the engine between patches.
     plan : FramePlan, optional
@@ -431,8 +431,8 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
     HDMattError
         A problem that would hit every frame, or any problem on a single still.
     """
+    from ..imaging import config_fingerprint, has_unknown, resolve_config, write_alpha
     from .foreground_layers import foreground_channels, wants_foreground
-    from .imaging import config_fingerprint, has_unknown, resolve_config, write_alpha
 
     plan = plan or plan_frames(job)
     cancel = cancel or (lambda: False)
