@@ -64,3 +64,14 @@ def test_the_engine_and_imaging_know_no_shot():
                        for p in (PACKAGE / layer).rglob("*.py")
                        if any(n == shot or n.startswith(shot + ".") for n in _imports(p)))
     assert importers == []
+
+
+def test_only_the_gizmos_modules_import_nuke_and_none_imports_torch():
+    """The Nuke side: ``nuke`` only where the gizmo's Python and the farm's prepass need it
+    (the rest runs on farm workers and in tests without Nuke); torch and numpy nowhere (they
+    belong to the engine process)."""
+    side = sorted((PACKAGE / "nuke").glob("*.py"))
+    with_nuke = sorted(p.stem for p in side if "nuke" in _imports(p))
+    assert with_nuke == ["export", "generated", "node", "prepass"]
+    heavy = sorted(p.stem for p in side if {"torch", "numpy"} & _imports(p))
+    assert heavy == []

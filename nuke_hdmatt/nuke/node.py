@@ -1,7 +1,9 @@
-"""The HDMatt gizmo's Python: buttons, knob callbacks, input export, status and label.
+"""The HDMatt gizmo's Python: buttons, knob callbacks, Generate, status and label.
 
-The only module (with ``prepass``) that imports ``nuke``. It never imports torch: alphas come
-from the engine process (:mod:`nuke_hdmatt.nuke.engine_call`). Nothing here is needed to
+The inputs are rendered for the engine by :mod:`.export`; what an alpha was generated from
+(for the stale check) is :mod:`.generated`'s. These, with ``prepass``, are the modules that
+import ``nuke``; none imports torch: alphas come from the engine process
+(:mod:`nuke_hdmatt.nuke.engine_call`). Nothing here is needed to
 render: the gizmo's Read, its range and its output channel are plain knobs and expressions
 (see ``gizmos/HDMatt.gizmo``), so a render node without ``nuke_hdmatt`` importable renders the
 same pixels.
@@ -26,7 +28,6 @@ to, so the same steps run in the calling thread.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -38,18 +39,18 @@ import threading
 import nuke
 
 from ..engine.settings import FIXED_DETAIL, InferenceSettings
-from ..engine.weights import verified_sha256  # torch-free: the engine's own check
 from ..engine_env import engine_executable
-from ..errors import Cancelled, ColorSpaceError, HDMattError, PlateError, UsageError
+from ..errors import Cancelled, ColorSpaceError, HDMattError, UsageError
 from ..sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
 from .colour_settings import resolve_colour
 from .engine_call import EngineCall, EngineResult, remove_partial_outputs, run_engine
+from .export import INPUTS, connected, export_inputs, views
+from .generated import digest, graph_digest, weights_changed
 
 __all__ = ["on_create", "knob_changed", "update_ui", "generate", "generate_current",
            "clear_cache", "update_status", "export_inputs", "matte_job", "alpha_sequence",
            "running", "stale_reasons", "check_alpha_path", "plate_colour"]
 
-INPUTS = (("plate", "rgb"), ("trimap", "rgba"), ("matte", "rgba"))
 TRIMAP_CHANNELS = {"alpha": "A", "red": "R"}
 # foreground_output knob values: what the engine is asked for and which Copy shows it. The
 # premultiplied mode writes the fg layer too, so switching between the two needs no re-run.
@@ -57,19 +58,9 @@ FOREGROUND_OUTPUTS = {"alpha only": ("", False, None),
                       "alpha + foreground layer": ("fg", False, "copy_fg"),
                       "premultiplied foreground": ("fg", True, "copy_premult")}
 ROOT_COLOUR_KNOBS = ("colorManagement", "OCIO_config", "customOCIOConfigPath", "workingSpaceLUT")
-# lossless and fast; set explicitly so a studio default (DWAA, B44) cannot make exports lossy
-EXPORT_COMPRESSION = "Zip (1 scanline)"
-# knobs of upstream nodes that do not change pixels (left out of the stale check)
-_UI_KNOBS = frozenset({
-    "name", "xpos", "ypos", "selected", "label", "note_font", "note_font_size",
-    "note_font_color", "tile_color", "gl_color", "hide_input", "help", "onCreate",
-    "knobChanged", "indicators", "icon", "postage_stamp", "postage_stamp_frame", "bookmark",
-    "dope_sheet", "reload", "cached", "status", "generated", "failed_frames", "range_first",
-    "range_last", "generate", "generate_current", "clear_cache", "autolabel", "updateUI"})
 # EngineCall fields that are paths or where-to-run choices, not what decides the alpha
 _JOB_NOT_SETTINGS = ("plate", "trimap", "matte", "output", "frames", "cache", "device")
 
-_WEIGHTS_SHA: dict[tuple, str | None] = {}  # (path, size, mtime_ns) -> sha256
 _RUNS: dict[str, "_Run"] = {}  # node full name -> its engine run (GUI mode)
 _RUNS_LOCK = threading.Lock()
 
@@ -99,7 +90,7 @@ def alpha_pattern(node) -> str:
 
 def alpha_sequence(node, view: str | None = None) -> FrameSequence:
     """:func:`alpha_pattern` for one view (default: the script's first)."""
-    return FrameSequence(alpha_pattern(node).replace("%V", view or _views()[0]))
+    return FrameSequence(alpha_pattern(node).replace("%V", view or views()[0]))
 
 
 def _hdmatt_nodes():
@@ -207,141 +198,6 @@ def requested_frames(node, frames: str | None = None) -> list[int]:
         raise UsageError(f"{node.name()}.frames: {exc.message.replace('--frames: ', '')}")
 
 
-def _ranges(frames: list[int]):
-    """Contiguous (first, last) runs of sorted frames."""
-    runs: list[list[int]] = []
-    for f in sorted(set(frames)):
-        if runs and f == runs[-1][1] + 1:
-            runs[-1][1] = f
-        else:
-            runs.append([f, f])
-    return [tuple(r) for r in runs]
-
-
-# ---------------------------------------------------------------- export
-
-
-def _connected(node) -> list[str]:
-    """Names of the inputs the engine gets; refuses what it cannot use."""
-    if node.input(0) is None:
-        raise UsageError(f"{node.name()}: connect the plate input")
-    if node.input(1) is None and node.input(2) is None:
-        raise UsageError(f"{node.name()}: connect a trimap (or a matte to derive one)")
-    if node.input(1) is not None and node.input(2) is not None:
-        raise UsageError(f"{node.name()}: both a trimap and a matte are connected; the matte "
-                         "only derives a trimap when there is none: disconnect one")
-    return ["plate", "trimap" if node.input(1) is not None else "matte"]
-
-
-def _views() -> list[str]:
-    return list(nuke.views()) if hasattr(nuke, "views") else ["main"]
-
-
-class _RenderCallbacksOff:
-    """Studio ``nuke.addBeforeRender``-style callbacks stay off the temporary Writes."""
-
-    TABLES = ("beforeRenders", "afterRenders", "beforeFrameRenders", "afterFrameRenders")
-
-    def __enter__(self):
-        cb = getattr(nuke, "callbacks", None)
-        self.saved = {}
-        for name in self.TABLES:
-            table = getattr(cb, name, None)
-            if isinstance(table, dict):
-                self.saved[name] = dict(table)
-                table.clear()
-        return self
-
-    def __exit__(self, *exc):
-        cb = getattr(nuke, "callbacks", None)
-        for name, saved in self.saved.items():
-            table = getattr(cb, name)
-            table.clear()
-            table.update(saved)
-
-
-def export_inputs(node, frames: list[int], folder: str, plate_space: str = "") -> dict:
-    """Render the connected inputs to float EXR sequences in ``folder``, in one pass.
-
-    The plate's pixels are written as they arrive (no conversion) and tagged with
-    ``plate_space`` when it is the working space; the trimap or matte is written over the
-    plate's bbox (a CopyBBox), so a Roto with a smaller bbox lines up with the plate. The
-    Writes are lossless (explicit compression), full resolution (proxy off for the render),
-    every view (``%V``) in a stereo script, and run no studio render callbacks.
-
-    Returns
-    -------
-    dict
-        ``{"plate": pattern, "trimap": pattern or None, "matte": pattern or None}``;
-        patterns contain ``%V`` when the script has more than one view.
-
-    Raises
-    ------
-    UsageError
-        No plate, no trimap or matte, or both.
-    PlateError
-        Nuke could not render an input (e.g. a Read's missing frame).
-    Cancelled
-        The user cancelled Nuke's render.
-    """
-    names = _connected(node)
-    views = _views()
-    stereo = len(views) > 1
-    root = nuke.root()
-    working = str(root["workingSpaceLUT"].value()) if root.knob("workingSpaceLUT") else ""
-    paths: dict[str, str | None] = {name: None for name, _ in INPUTS}
-    made = []
-    # beside the node, fed by what feeds it: the gizmo's insides stay as the file defines them
-    group = node.parent()
-    group.begin()
-    proxy = root.knob("proxy")
-    proxy_was = proxy.value() if proxy is not None else False
-    try:
-        writes = []
-        for index, (name, channels) in enumerate(INPUTS):
-            if name not in names:
-                continue
-            pattern = os.path.join(folder, f"{name}.{'%V.' if stereo else ''}####.exr")
-            pattern = pattern.replace("\\", "/")
-            source = node.input(index)
-            if index:
-                bbox = nuke.nodes.CopyBBox()
-                bbox.setInput(0, source)
-                bbox.setInput(1, node.input(0))
-                made.append(bbox)
-                source = bbox
-            write = nuke.nodes.Write(file=pattern, file_type="exr", datatype="32 bit float",
-                                     channels=channels, compression=EXPORT_COMPRESSION,
-                                     create_directories=True,
-                                     beforeRender="", afterRender="", beforeFrameRender="",
-                                     afterFrameRender="", views=" ".join(views))
-            if index == 0 and plate_space and plate_space == working:
-                write["colorspace"].setValue(working)  # no conversion; tags the EXR
-                write["raw"].setValue(False)
-            else:
-                write["raw"].setValue(True)
-            write.setInput(0, source)
-            made.append(write)
-            writes.append(write)
-            paths[name] = pattern
-        if proxy is not None:
-            proxy.setValue(False)
-        try:
-            with _RenderCallbacksOff():
-                nuke.executeMultiple(writes, [(a, b, 1) for a, b in _ranges(frames)], views)
-        except RuntimeError as exc:  # what Nuke raises for a failed or cancelled render
-            if "cancel" in str(exc).lower():
-                raise Cancelled("cancelled while rendering the inputs")
-            raise PlateError(f"inputs, frames {format_frames(frames)}: {exc}")
-    finally:
-        if proxy is not None:
-            proxy.setValue(proxy_was)
-        for n in reversed(made):
-            nuke.delete(n)
-        group.end()
-    return paths
-
-
 # ---------------------------------------------------------------- engine job
 
 
@@ -419,47 +275,6 @@ def matte_job(node, paths: dict, frames: list[int], colour=None) -> EngineCall:
 # ---------------------------------------------------------------- what was generated
 
 
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _graph_digest(start, frames: list[int]) -> str:
-    """Upstream of ``start``: node classes, knob values (not UI ones), Read files' size and
-    modification time over ``frames``, groups' insides."""
-    items, seen, todo = [], set(), [start]
-    while todo:
-        n = todo.pop()
-        if n is None or id(n) in seen:
-            continue
-        seen.add(id(n))
-        knobs = {}
-        for name, knob in sorted(n.knobs().items()):
-            if name in _UI_KNOBS:
-                continue
-            try:
-                knobs[name] = knob.toScript()
-            except Exception:  # a knob type that does not script (buttons, custom UI)
-                continue
-        entry = {"class": n.Class(), "knobs": knobs}
-        if n.Class() == "Read":
-            text = nuke.filename(n) or ""
-            stats: dict[str, list[int] | None] = {}
-            for view in (_views() if "%V" in text else [""]):
-                pattern = FrameSequence(text.replace("%V", view))
-                for f in frames:
-                    try:
-                        st = os.stat(pattern.path(f))
-                        stats[f"{view}{f}"] = [st.st_size, st.st_mtime_ns]
-                    except (OSError, ValueError):
-                        stats[f"{view}{f}"] = None
-            entry["files"] = stats
-        items.append(entry)
-        todo.extend(n.input(i) for i in range(n.inputs()))
-        if hasattr(n, "nodes") and n.Class() not in ("Root",):
-            todo.extend(n.nodes())
-    return _digest(items)
-
-
 def fingerprint(node, frames: list[int], job: EngineCall | None = None) -> dict:
     """What decides the alpha, as digests: each connected input's upstream graph, and the
     settings (engine knobs, colour)."""
@@ -468,10 +283,10 @@ def fingerprint(node, frames: list[int], job: EngineCall | None = None) -> dict:
                                "matte": None if node.input(1) else ""}, frames)
     settings = {k: v for k, v in job.to_dict().items() if k not in _JOB_NOT_SETTINGS}
     settings["inputs"] = [name for i, (name, _) in enumerate(INPUTS) if node.input(i) is not None]
-    out = {"settings": _digest(settings)}
+    out = {"settings": digest(settings)}
     for i, (name, _) in enumerate(INPUTS):
         if node.input(i) is not None:
-            out[name] = _graph_digest(node.input(i), frames)
+            out[name] = graph_digest(node.input(i), frames)
     return out
 
 
@@ -483,34 +298,6 @@ def _record(node) -> dict | None:
         return json.loads(knob.value())
     except ValueError:
         return None
-
-
-def _weights_sha(path: str) -> str | None:
-    """sha256 of a weights file as the engine checks it (against its ``.sha256``); None when
-    missing or damaged. Remembered per size and modification time: status updates run often."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    key = (path, st.st_size, st.st_mtime_ns)
-    if key not in _WEIGHTS_SHA:
-        try:
-            _WEIGHTS_SHA[key] = verified_sha256(path)
-        except HDMattError:
-            _WEIGHTS_SHA[key] = None
-    return _WEIGHTS_SHA[key]
-
-
-def weights_changed(used: dict | None) -> bool:
-    """Whether the engine would now load other weights than the ``used`` ones it reported
-    (``{"path", "sha256"}``): the file ``$HDMATT_WEIGHTS`` names (the engine inherits Nuke's
-    environment), else the reported one, has other content (or is gone)."""
-    if not used:
-        return False  # generated before the engine reported its weights: unknown
-    path = os.environ.get("HDMATT_WEIGHTS") or used.get("path") or ""
-    if not path:
-        return bool(used.get("sha256"))  # untrained then, and still no file to compare
-    return _weights_sha(path) != used.get("sha256")
 
 
 def stale_reasons(node) -> list[str]:
@@ -603,9 +390,9 @@ def generate_current(node=None) -> bool:
 
 def _prepare(node, frames: list[int]) -> _Run:
     """Main thread: everything that can fail fast, then the one export render."""
-    _connected(node)
+    connected(node)
     check_alpha_path(node)
-    if len(_views()) > 1 and "%V" not in alpha_pattern(node):
+    if len(views()) > 1 and "%V" not in alpha_pattern(node):
         raise UsageError(f"{node.name()}.alpha_file: a stereo script needs %V in the alpha "
                          "sequence (e.g. .../alpha.%V.####.exr), one alpha per view")
     colour = plate_colour(node)  # before rendering: a bad colour setting fails at once
@@ -630,7 +417,7 @@ def _jobs_per_view(job: EngineCall) -> list[tuple[str, EngineCall]]:
     if "%V" not in job.plate:
         return [("", job)]
     out = []
-    for view in _views():
+    for view in views():
         d = job.to_dict()
         for k in ("plate", "trimap", "matte"):
             if d[k]:

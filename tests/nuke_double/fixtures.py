@@ -16,7 +16,8 @@ import pytest
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 GIZMOS = REPO / "gizmos"
-_NUKE_MODULES = ("nuke", "nuke_hdmatt.nuke.node", "nuke_hdmatt.nuke.prepass")
+_NUKE_MODULES = ("nuke", "nuke_hdmatt.nuke.node", "nuke_hdmatt.nuke.export",
+                 "nuke_hdmatt.nuke.generated", "nuke_hdmatt.nuke.prepass")
 
 
 def _forget():

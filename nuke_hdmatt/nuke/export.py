@@ -1,0 +1,150 @@
+"""The HDMatt node's inputs rendered to float EXR sequences for the engine process.
+
+Imports ``nuke``; called on the main thread (Generate, before the engine starts).
+"""
+
+from __future__ import annotations
+
+import os
+
+import nuke
+
+from ..errors import Cancelled, PlateError, UsageError
+from ..sequence import format_frames
+
+INPUTS = (("plate", "rgb"), ("trimap", "rgba"), ("matte", "rgba"))
+# lossless and fast; set explicitly so a studio default (DWAA, B44) cannot make exports lossy
+EXPORT_COMPRESSION = "Zip (1 scanline)"
+
+
+def connected(node) -> list[str]:
+    """Names of the inputs the engine gets; refuses what it cannot use."""
+    if node.input(0) is None:
+        raise UsageError(f"{node.name()}: connect the plate input")
+    if node.input(1) is None and node.input(2) is None:
+        raise UsageError(f"{node.name()}: connect a trimap (or a matte to derive one)")
+    if node.input(1) is not None and node.input(2) is not None:
+        raise UsageError(f"{node.name()}: both a trimap and a matte are connected; the matte "
+                         "only derives a trimap when there is none: disconnect one")
+    return ["plate", "trimap" if node.input(1) is not None else "matte"]
+
+
+def views() -> list[str]:
+    return list(nuke.views()) if hasattr(nuke, "views") else ["main"]
+
+
+class _RenderCallbacksOff:
+    """Studio ``nuke.addBeforeRender``-style callbacks stay off the temporary Writes."""
+
+    TABLES = ("beforeRenders", "afterRenders", "beforeFrameRenders", "afterFrameRenders")
+
+    def __enter__(self):
+        cb = getattr(nuke, "callbacks", None)
+        self.saved = {}
+        for name in self.TABLES:
+            table = getattr(cb, name, None)
+            if isinstance(table, dict):
+                self.saved[name] = dict(table)
+                table.clear()
+        return self
+
+    def __exit__(self, *exc):
+        cb = getattr(nuke, "callbacks", None)
+        for name, saved in self.saved.items():
+            table = getattr(cb, name)
+            table.clear()
+            table.update(saved)
+
+
+def export_inputs(node, frames: list[int], folder: str, plate_space: str = "") -> dict:
+    """Render the connected inputs to float EXR sequences in ``folder``, in one pass.
+
+    The plate's pixels are written as they arrive (no conversion) and tagged with
+    ``plate_space`` when it is the working space; the trimap or matte is written over the
+    plate's bbox (a CopyBBox), so a Roto with a smaller bbox lines up with the plate. The
+    Writes are lossless (explicit compression), full resolution (proxy off for the render),
+    every view (``%V``) in a stereo script, and run no studio render callbacks.
+
+    Returns
+    -------
+    dict
+        ``{"plate": pattern, "trimap": pattern or None, "matte": pattern or None}``;
+        patterns contain ``%V`` when the script has more than one view.
+
+    Raises
+    ------
+    UsageError
+        No plate, no trimap or matte, or both.
+    PlateError
+        Nuke could not render an input (e.g. a Read's missing frame).
+    Cancelled
+        The user cancelled Nuke's render.
+    """
+    names = connected(node)
+    all_views = views()
+    stereo = len(all_views) > 1
+    root = nuke.root()
+    working = str(root["workingSpaceLUT"].value()) if root.knob("workingSpaceLUT") else ""
+    paths: dict[str, str | None] = {name: None for name, _ in INPUTS}
+    made = []
+    # beside the node, fed by what feeds it: the gizmo's insides stay as the file defines them
+    group = node.parent()
+    group.begin()
+    proxy = root.knob("proxy")
+    proxy_was = proxy.value() if proxy is not None else False
+    try:
+        writes = []
+        for index, (name, channels) in enumerate(INPUTS):
+            if name not in names:
+                continue
+            pattern = os.path.join(folder, f"{name}.{'%V.' if stereo else ''}####.exr")
+            pattern = pattern.replace("\\", "/")
+            source = node.input(index)
+            if index:
+                bbox = nuke.nodes.CopyBBox()
+                bbox.setInput(0, source)
+                bbox.setInput(1, node.input(0))
+                made.append(bbox)
+                source = bbox
+            write = nuke.nodes.Write(file=pattern, file_type="exr", datatype="32 bit float",
+                                     channels=channels, compression=EXPORT_COMPRESSION,
+                                     create_directories=True,
+                                     beforeRender="", afterRender="", beforeFrameRender="",
+                                     afterFrameRender="", views=" ".join(all_views))
+            if index == 0 and plate_space and plate_space == working:
+                write["colorspace"].setValue(working)  # no conversion; tags the EXR
+                write["raw"].setValue(False)
+            else:
+                write["raw"].setValue(True)
+            write.setInput(0, source)
+            made.append(write)
+            writes.append(write)
+            paths[name] = pattern
+        if proxy is not None:
+            proxy.setValue(False)
+        try:
+            with _RenderCallbacksOff():
+                nuke.executeMultiple(writes, [(a, b, 1) for a, b in ranges(frames)], all_views)
+        except RuntimeError as exc:  # what Nuke raises for a failed or cancelled render
+            if "cancel" in str(exc).lower():
+                raise Cancelled("cancelled while rendering the inputs")
+            raise PlateError(f"inputs, frames {format_frames(frames)}: {exc}")
+    finally:
+        if proxy is not None:
+            proxy.setValue(proxy_was)
+        for n in reversed(made):
+            nuke.delete(n)
+        group.end()
+    return paths
+
+
+
+def ranges(frames: list[int]):
+    """Contiguous (first, last) runs of sorted frames."""
+    runs: list[list[int]] = []
+    for f in sorted(set(frames)):
+        if runs and f == runs[-1][1] + 1:
+            runs[-1][1] = f
+        else:
+            runs.append([f, f])
+    return [tuple(r) for r in runs]

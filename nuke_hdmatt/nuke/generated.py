@@ -1,0 +1,96 @@
+"""What an HDMatt node's alpha was generated from, as digests: the upstream graph of each
+input and the weights the engine used, so the node can say what changed since.
+
+Imports ``nuke``; main thread only (it walks the node graph).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import nuke
+
+from ..engine.weights import verified_sha256  # torch-free: the engine's own check
+from ..errors import HDMattError
+from ..sequence import FrameSequence
+from .export import views
+
+# knobs of upstream nodes that do not change pixels (left out of the stale check)
+_UI_KNOBS = frozenset({
+    "name", "xpos", "ypos", "selected", "label", "note_font", "note_font_size",
+    "note_font_color", "tile_color", "gl_color", "hide_input", "help", "onCreate",
+    "knobChanged", "indicators", "icon", "postage_stamp", "postage_stamp_frame", "bookmark",
+    "dope_sheet", "reload", "cached", "status", "generated", "failed_frames", "range_first",
+    "range_last", "generate", "generate_current", "clear_cache", "autolabel", "updateUI"})
+_WEIGHTS_SHA: dict[tuple, str | None] = {}  # (path, size, mtime_ns) -> sha256
+
+
+def digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def graph_digest(start, frames: list[int]) -> str:
+    """Upstream of ``start``: node classes, knob values (not UI ones), Read files' size and
+    modification time over ``frames``, groups' insides."""
+    items, seen, todo = [], set(), [start]
+    while todo:
+        n = todo.pop()
+        if n is None or id(n) in seen:
+            continue
+        seen.add(id(n))
+        knobs = {}
+        for name, knob in sorted(n.knobs().items()):
+            if name in _UI_KNOBS:
+                continue
+            try:
+                knobs[name] = knob.toScript()
+            except Exception:  # a knob type that does not script (buttons, custom UI)
+                continue
+        entry = {"class": n.Class(), "knobs": knobs}
+        if n.Class() == "Read":
+            text = nuke.filename(n) or ""
+            stats: dict[str, list[int] | None] = {}
+            for view in (views() if "%V" in text else [""]):
+                pattern = FrameSequence(text.replace("%V", view))
+                for f in frames:
+                    try:
+                        st = os.stat(pattern.path(f))
+                        stats[f"{view}{f}"] = [st.st_size, st.st_mtime_ns]
+                    except (OSError, ValueError):
+                        stats[f"{view}{f}"] = None
+            entry["files"] = stats
+        items.append(entry)
+        todo.extend(n.input(i) for i in range(n.inputs()))
+        if hasattr(n, "nodes") and n.Class() not in ("Root",):
+            todo.extend(n.nodes())
+    return digest(items)
+
+
+def _weights_sha(path: str) -> str | None:
+    """sha256 of a weights file as the engine checks it (against its ``.sha256``); None when
+    missing or damaged. Remembered per size and modification time: status updates run often."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _WEIGHTS_SHA:
+        try:
+            _WEIGHTS_SHA[key] = verified_sha256(path)
+        except HDMattError:
+            _WEIGHTS_SHA[key] = None
+    return _WEIGHTS_SHA[key]
+
+
+def weights_changed(used: dict | None) -> bool:
+    """Whether the engine would now load other weights than the ``used`` ones it reported
+    (``{"path", "sha256"}``): the file ``$HDMATT_WEIGHTS`` names (the engine inherits Nuke's
+    environment), else the reported one, has other content (or is gone)."""
+    if not used:
+        return False  # generated before the engine reported its weights: unknown
+    path = os.environ.get("HDMATT_WEIGHTS") or used.get("path") or ""
+    if not path:
+        return bool(used.get("sha256"))  # untrained then, and still no file to compare
+    return _weights_sha(path) != used.get("sha256")
