@@ -173,6 +173,18 @@ def test_failure_mode_scenes_are_seeded_and_mostly_partial_alpha():
     assert all(np.array_equal(a[2], b[2]) for a, b in zip(scenes("fabric", 2, 96), again))
 
 
+def test_failure_mode_flags_are_fabric_held_beside_an_opaque_pole():
+    """A flag scene's trimap marks a foreground (the pole: opaque in the ground truth; a
+    fabric scene's mostly has none), and its fabric is still translucent and unknown."""
+    from benchmarks.failure_modes import scenes
+    for image, trimap, alpha in scenes("flag", 2, 96):
+        assert (trimap == 1).any() and (alpha[trimap == 1] == 1).all()
+        cols = np.nonzero((trimap == 1).all(0))[0]
+        assert len(cols) >= 1 and (alpha[:, cols] == 1).all()             # a full-height pole
+        unknown = trimap == 0.5
+        assert ((alpha > 0) & (alpha < 1))[unknown].mean() > 0.3
+
+
 def _blend_groups(haze: bool, n=3000, seed=0):
     """Samples where the full-resolution pass is right where it moves far and the coarse
     alpha where it moves little; with ``haze``, pixels whose ``full_uncertainty`` feature is
