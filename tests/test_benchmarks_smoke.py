@@ -181,6 +181,8 @@ def test_failure_mode_flags_are_fabric_held_beside_an_opaque_pole():
         assert (trimap == 1).any() and (alpha[trimap == 1] == 1).all()
         cols = np.nonzero((trimap == 1).all(0))[0]
         assert len(cols) >= 1 and (alpha[:, cols] == 1).all()             # a full-height pole
+        pole = image[:, cols].reshape(-1, 3)
+        assert np.ptp(pole, axis=0).max() == 0        # opaque: its own colour, nothing behind
         unknown = trimap == 0.5
         assert ((alpha > 0) & (alpha < 1))[unknown].mean() > 0.3
 
