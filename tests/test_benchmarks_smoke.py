@@ -173,16 +173,13 @@ def test_failure_mode_scenes_are_seeded_and_mostly_partial_alpha():
     assert all(np.array_equal(a[2], b[2]) for a, b in zip(scenes("fabric", 2, 96), again))
 
 
-def test_failure_mode_flags_are_fabric_held_beside_an_opaque_pole():
-    """A flag scene's trimap marks a foreground (the pole: opaque in the ground truth; a
+def test_failure_mode_flags_are_fabric_held_on_an_opaque_pole():
+    """A flag scene's trimap marks a foreground (the pole, opaque in the ground truth; a
     fabric scene's mostly has none), and its fabric is still translucent and unknown."""
     from benchmarks.failure_modes import scenes
-    for image, trimap, alpha in scenes("flag", 2, 96):
+    for _, trimap, alpha in scenes("flag", 2, 512):      # the benchmark's size
         assert (trimap == 1).any() and (alpha[trimap == 1] == 1).all()
-        cols = np.nonzero((trimap == 1).all(0))[0]
-        assert len(cols) >= 1 and (alpha[:, cols] == 1).all()             # a full-height pole
-        pole = image[:, cols].reshape(-1, 3)
-        assert np.ptp(pole, axis=0).max() == 0        # opaque: its own colour, nothing behind
+        assert (alpha == 1).sum() >= 4 * 512        # the pole (placed: shifted, maybe turned)
         unknown = trimap == 0.5
         assert ((alpha > 0) & (alpha < 1))[unknown].mean() > 0.3
 

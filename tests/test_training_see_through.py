@@ -76,3 +76,30 @@ def test_colour_overlap_pulls_foreground_towards_the_background_behind_it():
     r1, r2 = np.random.default_rng(1), np.random.default_rng(1)
     assert np.array_equal(ColourOverlap(p=0.0)(untouched, r1)["fg"], fg)
     assert r1.random() == r2.random()                   # p = 0 draws nothing
+
+
+def test_a_flag_is_its_fabric_with_an_opaque_pole_across_the_canvas():
+    from nuke_hdmatt.training.see_through import on_a_pole
+    rng = np.random.default_rng(5)
+    fg, alpha = translucent_fabric(rng, SIZE)
+    pfg, palpha = on_a_pole(np.random.default_rng(1), fg, alpha)
+    assert pfg.shape == fg.shape and palpha.shape == alpha.shape and palpha.dtype == np.float32
+    full = np.nonzero((palpha == 1).all(0))[0] if (palpha == 1).all(0).any() \
+        else np.nonzero((palpha == 1).all(1))[0]
+    assert len(full) >= 8                                   # a pole at least 8 px wide
+    moved = palpha != alpha
+    assert np.array_equal(palpha[~moved], alpha[~moved])    # the fabric elsewhere unchanged
+    assert 0 <= pfg.min() and pfg.max() <= 1
+
+
+def test_flags_are_drawn_only_when_asked_so_older_folders_keep_their_seeds():
+    """``flags`` 0 draws nothing more: the same fabric as before the option existed."""
+    kinds = set()
+    for seed in range(40):
+        a = procedural_foreground(np.random.default_rng(seed), 96, see_through=1.0)
+        b = procedural_foreground(np.random.default_rng(seed), 96, see_through=1.0, flags=0.0)
+        assert np.array_equal(a.alpha, b.alpha)
+        c = procedural_foreground(np.random.default_rng(seed), 96, see_through=1.0, flags=1.0)
+        kinds.add((a.name, c.name))
+    assert ("procedural-fabric", "procedural-flag") in kinds
+    assert all(c == "procedural-flag" for a, c in kinds if a == "procedural-fabric")

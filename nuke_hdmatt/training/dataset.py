@@ -307,6 +307,9 @@ def main(argv=None) -> int:
     b.add_argument("--see-through", type=float, default=None, metavar="P",
                    help="share of procedural foregrounds that are translucent fabric, meshes "
                         "or smoke (default: SynthesisConfig's)")
+    b.add_argument("--flags", type=float, default=None, metavar="P",
+                   help="share of the see-through fabric held on an opaque pole, as a flag is "
+                        "(default: SynthesisConfig's)")
     b.add_argument("--plate-strands", type=float, default=None, metavar="P",
                    help="share of procedural hair drawn 1-3 px wide, as on a 4K plate "
                         "(default: SynthesisConfig's)")
@@ -333,6 +336,7 @@ def main(argv=None) -> int:
         for flag, name, value in (("highres", "highres_probability", args.highres),
                                   ("procedural", "procedural_probability", args.procedural),
                                   ("see-through", "see_through_probability", args.see_through),
+                                  ("flags", "flag_probability", args.flags),
                                   ("plate-strands", "plate_strand_probability", args.plate_strands),
                                   ("colour-overlap", "colour_overlap_probability",
                                    args.colour_overlap)):

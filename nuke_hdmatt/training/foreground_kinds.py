@@ -11,7 +11,7 @@ import numpy as np
 
 from .compositing import merge_over
 from .procedural import furry_body, hair_wisps, motion_blur, soft_shapes
-from .see_through import see_through_foreground
+from .see_through import on_a_pole, see_through_foreground
 from .sources import ForegroundSource
 
 __all__ = ["procedural_foreground"]
@@ -37,18 +37,21 @@ def _hair_foreground(rng: np.random.Generator, size: int, width_scale: float = 1
 
 
 def procedural_foreground(rng: np.random.Generator, size: int, see_through: float = 0.0,
-                          plate_scale: float = 0.0) -> ForegroundSource:
+                          plate_scale: float = 0.0, flags: float = 0.0) -> ForegroundSource:
     """A random procedural foreground layer of (size, size).
 
     With probability ``see_through`` a translucent fabric, mesh or smoke layer
     (``see_through.py``); otherwise a furry/hairy body (45 %), loose wisps (25 %), soft or
     semi-transparent shapes with holes (20 %), body plus wisps (10 %), whose strands are
-    plate-scale (:data:`PLATE_WIDTH_SCALE`) with probability ``plate_scale``. 20 % get
-    motion blur. Each probability is drawn only when it is set, so folders built before it
-    existed keep their seeds.
+    plate-scale (:data:`PLATE_WIDTH_SCALE`) with probability ``plate_scale``. A share
+    ``flags`` of the fabric is held on an opaque pole (kind ``flag``,
+    :func:`~.see_through.on_a_pole`). 20 % get motion blur. Each probability is drawn only
+    when it is set, so folders built before it existed keep their seeds.
     """
     if see_through and rng.random() < see_through:
         kind, fg, alpha = see_through_foreground(rng, size)
+        if flags and kind == "fabric" and rng.random() < flags:
+            kind, (fg, alpha) = "flag", on_a_pole(rng, fg, alpha)
     else:
         scale = float(rng.uniform(*PLATE_WIDTH_SCALE)) if plate_scale and rng.random() < plate_scale \
             else 1.0

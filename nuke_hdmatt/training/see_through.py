@@ -17,7 +17,8 @@ from scipy import ndimage
 
 from .procedural import _random_colour, blob_alpha, fractal_noise, textured_colour
 
-__all__ = ["translucent_fabric", "mesh", "smoke", "see_through_foreground", "SEE_THROUGH_KINDS"]
+__all__ = ["translucent_fabric", "mesh", "smoke", "see_through_foreground", "SEE_THROUGH_KINDS",
+           "on_a_pole"]
 
 
 def _warp(rng: np.random.Generator, size: int, amplitude: float, scale: float):
@@ -127,3 +128,22 @@ def see_through_foreground(rng: np.random.Generator, size: int):
     i = int(rng.choice(len(names), p=[p for _, p, _ in SEE_THROUGH_KINDS]))
     fg, alpha = SEE_THROUGH_KINDS[i][2](rng, size)
     return names[i], fg, alpha
+
+
+def on_a_pole(rng: np.random.Generator, fg: np.ndarray, alpha: np.ndarray):
+    """The layer held as a flag is: an opaque pole along one side of it, across the whole
+    canvas. A real trimap marks such a holder as foreground, which anchors the classical
+    solves; beside it they key a dark translucent fabric out (issue 19's flag), so the
+    network has to learn to depart from its prior there."""
+    size = alpha.shape[0]
+    width = max(8, int(rng.uniform(0.03, 0.08) * size))
+    covered = np.nonzero((alpha > 0.05).any(0))[0]
+    lo, hi = (int(covered.min()), int(covered.max())) if len(covered) else (size // 2, size // 2)
+    x0 = lo - width if lo >= width and (rng.random() < 0.5 or hi + width >= size) \
+        else min(size - width, hi + 1)
+    fg, alpha = fg.copy(), alpha.copy()
+    fg[:, x0:x0 + width] = rng.uniform(0.05, 0.9, 3) * (0.8 + 0.2 * rng.random((size, 1, 1)))
+    alpha[:, x0:x0 + width] = 1.0
+    if rng.random() < 0.5:          # a horizontal pole: the same, transposed
+        fg, alpha = fg.transpose(1, 0, 2), alpha.T
+    return np.ascontiguousarray(fg, np.float32), np.ascontiguousarray(alpha, np.float32)

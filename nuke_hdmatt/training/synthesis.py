@@ -51,6 +51,7 @@ class SynthesisConfig:
     context_rule: str = "frame"
     procedural_probability: float = 0.5
     see_through_probability: float = 0.0
+    flag_probability: float = 0.0
     plate_strand_probability: float = 0.3
     colour_overlap_probability: float = 0.0
     merge_probability: float = 0.3
@@ -149,7 +150,8 @@ class SampleSynthesizer:
         size = self.config.canvas
         if self.dev is None or rng.random() < self.config.procedural_probability:
             src = procedural_foreground(rng, size, self.config.see_through_probability,
-                                        self.config.plate_strand_probability)
+                                        self.config.plate_strand_probability,
+                                        self.config.flag_probability)
         else:
             src = self.dev.draw(rng)
         fg, alpha = self.place(src, rng)
