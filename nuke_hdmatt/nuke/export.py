@@ -33,6 +33,17 @@ def views() -> list[str]:
     return list(nuke.views()) if hasattr(nuke, "views") else ["main"]
 
 
+def ranges(frames: list[int]):
+    """Contiguous (first, last) runs of sorted frames."""
+    runs: list[list[int]] = []
+    for f in sorted(set(frames)):
+        if runs and f == runs[-1][1] + 1:
+            runs[-1][1] = f
+        else:
+            runs.append([f, f])
+    return [tuple(r) for r in runs]
+
+
 class _RenderCallbacksOff:
     """Studio ``nuke.addBeforeRender``-style callbacks stay off the temporary Writes."""
 
@@ -136,15 +147,3 @@ def export_inputs(node, frames: list[int], folder: str, plate_space: str = "") -
             nuke.delete(n)
         group.end()
     return paths
-
-
-
-def ranges(frames: list[int]):
-    """Contiguous (first, last) runs of sorted frames."""
-    runs: list[list[int]] = []
-    for f in sorted(set(frames)):
-        if runs and f == runs[-1][1] + 1:
-            runs[-1][1] = f
-        else:
-            runs.append([f, f])
-    return [tuple(r) for r in runs]

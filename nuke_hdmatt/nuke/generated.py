@@ -1,5 +1,7 @@
 """What an HDMatt node's alpha was generated from, as digests: the upstream graph of each
-input and the weights the engine used, so the node can say what changed since.
+input and the weights the engine used, so the node can say what changed since
+(``node.fingerprint`` and ``node.stale_reasons`` put these together with the node's engine
+call, which is built in ``node``).
 
 Imports ``nuke``; main thread only (it walks the node graph).
 """
