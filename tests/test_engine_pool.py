@@ -9,6 +9,7 @@ import torch
 
 from nuke_hdmatt.engine import streamed_pass
 from nuke_hdmatt.engine.pool import NEAR, border_cells, candidates
+from nuke_hdmatt.engine.regions import BACKGROUND, FOREGROUND, clean_regions
 from nuke_hdmatt.engine.streamed_pass import StreamedPass
 from nuke_hdmatt.engine.tiling import PatchGrid
 from test_engine_runner import EncodeSpy, make_engine
@@ -56,15 +57,37 @@ def test_border_cells_share_an_edge_with_a_query_and_stay_in_the_grid():
     assert border_cells([(0, 0), (0, 1)], (2, 3)) == [(0, 2), (1, 0), (1, 1)]
 
 
+def test_a_border_cell_is_kept_only_where_it_offers_a_region_a_query_beside_it_lacks():
+    held = {(0, 0): {"B"}, (0, 1): {"F", "B"}, (0, 2): {"F"}, (1, 0): {"F"}, (1, 1): {"B"},
+            (1, 2): {"F"}}
+    # (0, 2) and (1, 1) give (0, 1) nothing new; (1, 0) gives (0, 0) the F it lacks;
+    # (1, 2) borders no query
+    assert border_cells([(0, 0), (0, 1)], (2, 3), lambda c: held[c]) == [(1, 0)]
+
+
+def test_clean_regions_are_whole_feature_cells_of_one_label():
+    t = np.zeros((16, 24), np.float32)
+    assert clean_regions(t) == {BACKGROUND}
+    t[:8, 8:16] = 1.0
+    assert clean_regions(t) == {FOREGROUND, BACKGROUND}
+    t[3, 10] = 0.0                     # the only foreground cell, no longer whole
+    t[8:, :] = 0.5
+    t[:8, ::2] = 0.5                   # nor any background cell
+    assert clean_regions(t) == set()
+
+
 # --- the engine ---------------------------------------------------------------------------
 def column_scene():
     """32 px wide, 320 tall: an unknown band (with background pixels) over rows 0-215 and
-    foreground below: the only clean foreground patches lie far below the top query."""
+    foreground below, speckled with background over rows 216-223, so that no patch holding
+    unknown pixels holds a whole foreground feature cell: the only clean foreground patches
+    lie far below the top query."""
     rng = np.random.default_rng(5)
     image = rng.random((320, 32, 3), dtype=np.float32)
     trimap = np.full((320, 32), 0.5, np.float32)
     trimap[:216, ::4] = 0.0
     trimap[216:] = 1.0
+    trimap[216:224, ::4] = 0.0
     return image, trimap
 
 
@@ -72,8 +95,11 @@ def test_a_clean_foreground_patch_far_below_reaches_the_top_query():
     eng = make_engine(pool=4, k=4, batch=2)
     image, trimap = column_scene()
     grid = PatchGrid(320, 32, 32, 8)
-    # queries are cells 0-8; cell 9 (rows 216-247) is pure foreground and borders the band
-    assert (grid.extract(trimap, 9, 0) == 1).all() and (grid.extract(trimap, 8, 0) == 0.5).any()
+    # queries are cells 0-8; cell 9 (rows 216-247) is clean and borders the band, and it
+    # holds the foreground feature cells that query 8 lacks
+    assert (grid.extract(trimap, 9, 0) != 0.5).all() and (grid.extract(trimap, 8, 0) == 0.5).any()
+    assert clean_regions(grid.extract(trimap, 9, 0)) - clean_regions(grid.extract(trimap, 8, 0)) \
+        == {FOREGROUND}
     assert (9, 0) in candidates((0, 0), [(r, 0) for r in range(10)], eng.pool)
     before = eng.matte(image, trimap)
     image[226:240] = 1.0 - image[226:240]        # rows only cell 9 covers (cell 10 starts at 240)
@@ -89,6 +115,8 @@ def big_scene():
     trimap[::7, :] = 0.5              # unknown pixels in every patch
     trimap[3::7, ::5] = 1.0
     trimap[100:, 200:] = 1.0          # and a clean foreground corner
+    trimap[100:128, 200::4] = 0.0     # whose rim, which queries share, holds no whole
+    trimap[100:, 200:224:4] = 0.0     # foreground feature cell
     return image, trimap
 
 
@@ -161,7 +189,8 @@ def test_decoder_features_never_exist_for_more_than_one_batch():
     # every encoded patch's 1/8 stages run once; pass 2 recomputes only the queries' skips
     queries = [(r, c) for r in range(grid.rows) for c in range(grid.cols)
                if (grid.extract(trimap, r, c) == 0.5).any()]
-    border = border_cells(queries, (grid.rows, grid.cols))
+    border = border_cells(queries, (grid.rows, grid.cols),
+                          lambda cell: clean_regions(grid.extract(trimap, *cell)))
     assert len(border) > 0 and sum(spy.sizes) == len(queries) + len(border)
     assert sum(spy.reused) == len(queries)
 

@@ -77,21 +77,31 @@ def test_known_pixels_are_copied_exactly_and_alpha_is_in_range():
     assert np.ptp(alpha[~known]) > 0  # the network, not a constant, filled the unknown band
 
 
-def test_only_unknown_patches_and_the_clean_patches_bordering_them_reach_the_network():
+def test_only_unknown_patches_and_the_clean_patches_offering_what_a_neighbour_lacks_are_encoded():
     eng = make_engine()
     image, trimap = scene()
+    # clean foreground on the right, its rim speckled with background: the queries beside it
+    # share only the rim, so they hold no whole foreground feature cell, and it offers one
+    trimap[:, 120:] = 1.0
+    trimap[:, 120:128:2] = 0.0
     spy = EncodeSpy(eng)
     eng.matte(image, trimap)
-    # grid of 32px patches with stride 24 over 100x150: rows 0..3, cols 0..6; the unknown band
-    # (rows 20-59, cols 30-109) touches patch rows 0-2 and cols 1-4 only
+    # grid of 32px patches with stride 24 over 100x150: rows 0..3, cols 0..5; the unknown band
+    # (rows 20-59, cols 30-109) touches patch rows 0-2 and cols 0-4
+    from nuke_hdmatt.engine.regions import FOREGROUND, clean_regions
     from nuke_hdmatt.engine.tiling import PatchGrid
     grid = PatchGrid(100, 150, 32, 8)
     unknown = {(r, c) for r in range(grid.rows) for c in range(grid.cols)
                if (grid.extract(trimap, r, c) == 0.5).any()}
-    border = {(r + dr, c + dc) for r, c in unknown for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))}
-    border = {(r, c) for r, c in border - unknown if 0 <= r < grid.rows and 0 <= c < grid.cols}
-    assert border and len(unknown) + len(border) < len(grid)
-    # a small frame: pass 1 encodes each unknown and each border patch once, pass 2 reuses it
+    beside = {(r + dr, c + dc) for r, c in unknown for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))}
+    beside = {(r, c) for r, c in beside - unknown if 0 <= r < grid.rows and 0 <= c < grid.cols}
+    # the clean background patches below the band offer nothing its queries lack; the
+    # foreground patches on the right offer whole foreground cells
+    border = {cell for cell in beside if cell[1] == 5}
+    assert border == {(0, 5), (1, 5), (2, 5)} and beside - border == {(3, c) for c in range(5)}
+    assert all(clean_regions(grid.extract(trimap, r, 5)) - clean_regions(grid.extract(trimap, r, 4))
+               == {FOREGROUND} for r, _ in border)
+    # a small frame: pass 1 encodes each query and each kept border patch once, pass 2 reuses it
     assert sum(spy.sizes) == len(unknown) + len(border)
     clean = [x for x in torch.cat(spy.patches) if not (((x[3] + 1) / 2 - 0.5).abs() < 1e-6).any()]
     assert len(clean) == len(border)

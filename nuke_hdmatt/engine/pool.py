@@ -1,10 +1,17 @@
 """Which patches are encoded as context, and which of them each query may choose from.
 
 Encode first, decode second (:mod:`.streamed_pass`): every patch that holds unknown
-pixels is a query and a context candidate; so are the patches with only foreground and
-background pixels that share an edge with a query patch (:func:`border_cells`): they are
-the cleanest F and B samples TGNL's U-F and U-B branches attend to, and they lie next to
-the unknown band.
+pixels is a query and a context candidate; so is a patch with only foreground and
+background pixels that shares an edge with a query lacking a region it offers
+(:func:`border_cells`): where the unknown region is large, a query may hold no whole
+foreground or background feature cell, and the clean patch beside it is then the nearest
+F or B sample for TGNL's U-F or U-B branch. A query already holds the overlap strip it
+shares with a clean neighbour, so that neighbour offers something new only where the
+strip holds no whole cell of its regions (F and B pixels finer than a feature cell). On
+plates with an unknown band that is the exception: on the full-resolution composites of
+``benchmarks/highres_strategies.py`` encoding every clean neighbour as well changed no
+mean metric by more than 0.1 % and cost 20-40 % of the encoder's time
+(``benchmarks/RESULTS.md``, border patches).
 
 Each query then chooses its top-K context from ``n`` candidates (``pool``, 30 by default
 as in the paper) picked over the whole frame by :func:`candidates`:
@@ -30,13 +37,27 @@ NEAR = 8
 query (capped at half the pool so the strata keep at least half)."""
 
 
-def border_cells(queries, grid_shape: tuple[int, int]) -> list:
+def border_cells(queries, grid_shape: tuple[int, int], regions=None) -> list:
     """Grid cells sharing an edge with a query cell that are not queries themselves (they
-    hold only F and B pixels), inside a ``(rows, cols)`` grid, in raster order."""
+    hold only F and B pixels), inside a ``(rows, cols)`` grid, in raster order.
+
+    ``regions(cell)``: the clean regions a cell's patch holds
+    (:func:`.regions.clean_regions`); given, a cell is kept only if it holds one that a
+    query it borders lacks."""
     rows, cols = grid_shape
     qs = set(queries)
-    near = {(r + dr, c + dc) for r, c in qs for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))}
-    return sorted(cell for cell in near - qs if 0 <= cell[0] < rows and 0 <= cell[1] < cols)
+    out = []
+    for cell in sorted({n for q in qs for n in _sides(q)} - qs):
+        if not (0 <= cell[0] < rows and 0 <= cell[1] < cols):
+            continue
+        if regions is None or any(regions(cell) - regions(q) for q in _sides(cell) if q in qs):
+            out.append(cell)
+    return out
+
+
+def _sides(cell) -> list:
+    r, c = cell
+    return [(r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)]
 
 
 def candidates(query, encoded, n: int) -> list:

@@ -1,7 +1,8 @@
 """One frame's pass of the network over its query patches: encode first, decode second.
 
 Pass 1 encodes every patch that holds unknown pixels (the queries) and the pure F / B
-patches bordering them (:func:`.pool.border_cells`), keeping only their compact context
+patches bordering a query that lacks a region they hold (:func:`.pool.border_cells`),
+keeping only their compact context
 features (key, value, regions and descriptors at 1/8 resolution) in a :class:`.bank.FeatureBank`
 on the engine's device. Pass 2 decodes the queries batch by batch, each with its top-K
 context from the ``pool`` candidates :func:`.pool.candidates` picks over the whole frame;
@@ -10,15 +11,15 @@ every query sees all of pass 1, so the result does not depend on the order of th
 Memory (besides the frame's input and output arrays, the prior for variant D, and the
 alpha accumulator, one HxW float32 on the device): the compact features of every encoded
 patch, about 0.6 MB a 320 px patch for the light configuration in fp32 (key 32 + value 64
-channels at 40x40; 0.3 MB under fp16 autocast), so ~90 MB for the 144 patches (81
-queries, 63 bordering) of the benchmarks' 6000x4000 frame with a 10 % unknown band; each
-query's ``deep`` features (ASPP output at 1/8, 128 channels: 0.8 MB, ~66 MB for those 81
-queries); plus the decoder features (skips at 1/1, 1/2, 1/4, their pooling indices and
-the input, ~17 MB a patch) of one batch of queries. The skips are not kept from pass 1
-(~17 MB a query, 1.4 GB at 6K) but recomputed in pass 2 from the kept ``deep``: the
-full-resolution layers they come from are about 7 % of the encoder's work, so a query's
-dilated 1/8 stages and ASPP run once. Small frames (at most ``pool + 1`` queries) keep
-their skips from pass 1: at most ``pool + 1`` patches' worth.
+channels at 40x40; 0.3 MB under fp16 autocast), so ~50 MB for the 86 queries of the
+benchmarks' 6000x4000 frame with a 10 % unknown band (no clean patch beside them offers a
+region they lack); each query's ``deep`` features (ASPP output at 1/8, 128 channels:
+0.8 MB, ~70 MB for those 86 queries); plus the decoder features (skips at 1/1, 1/2, 1/4,
+their pooling indices and the input, ~17 MB a patch) of one batch of queries. The skips
+are not kept from pass 1 (~17 MB a query, 1.4 GB at 6K) but recomputed in pass 2 from the
+kept ``deep``: the full-resolution layers they come from are about 7 % of the encoder's
+work, so a query's dilated 1/8 stages and ASPP run once. Small frames (at most
+``pool + 1`` queries) keep their skips from pass 1: at most ``pool + 1`` patches' worth.
 
 Uploads come from pinned host memory on CUDA; patches are cut on the host, blended into
 the accumulator on the device, and the frame's alpha is downloaded once at the end; the
@@ -36,7 +37,7 @@ from .bank import FeatureBank
 from .context import score_candidates, select_top_k
 from .network import make_input
 from .pool import border_cells, candidates
-from .regions import max_unknown_cells
+from .regions import clean_regions, max_unknown_cells
 
 
 class StreamedPass:
@@ -50,14 +51,21 @@ class StreamedPass:
         self.image, self.trimap, self.prior = image, trimap, prior
         self.queries, self.progress, self.cancel = list(queries), progress, cancel
         self.with_pool = eng.cfg.uses_context and eng.context
+        self._held: dict = {}         # cell -> the clean regions its patch holds
         self.keep_skips = len(self.queries) <= eng.pool + 1
-        self.encoded = (self.queries + border_cells(self.queries, (grid.rows, grid.cols))
+        self.encoded = (self.queries + border_cells(self.queries, (grid.rows, grid.cols),
+                                                    self._regions)
                         if self.with_pool else [])
         self.ctx = FeatureBank()
         self.deep = FeatureBank()     # the queries' 1/8 features, for pass 2's re-encode
         self.kept: list = []          # [(cells, decoder features)] of small frames, from pass 1
         self._weights: dict = {}
         self.done = 0
+
+    def _regions(self, cell) -> frozenset:
+        if cell not in self._held:
+            self._held[cell] = clean_regions(self.grid.extract(self.trimap, *cell))
+        return self._held[cell]
 
     def _check_cancel(self):
         if self.cancel is not None and self.cancel():

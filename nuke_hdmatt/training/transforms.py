@@ -12,6 +12,7 @@ premultiplied), alpha / trimap / prior (S, S) float32 0-1, trimap in {0, 0.5, 1}
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 
 import numpy as np
@@ -314,7 +315,8 @@ class CropPatches:
     The ``n_context`` context windows are chosen as inference chooses them (``context =
     "frame"``, the default): the scene is cut into the engine's grid at side ``c`` (its
     overlap scaled to ``c``), the cells holding unknown pixels and the clean cells bordering
-    them are the candidates (:func:`~nuke_hdmatt.engine.pool.border_cells`), and
+    one that lacks a region they hold are the candidates
+    (:func:`~nuke_hdmatt.engine.pool.border_cells`), and
     :func:`~nuke_hdmatt.engine.pool.candidates` picks ``n_context`` of them around the query
     (the nearest first, then strata spread over the scene); the cell the query sits on is
     not a candidate, as a query is not its own. Where the scene holds fewer candidates, the
@@ -343,6 +345,7 @@ class CropPatches:
     def grid_context(self, trimap: np.ndarray, query: tuple) -> list:
         """Up to ``n_context`` windows (y, x) of side ``query[2]`` chosen by the engine's rule."""
         from ..engine.pool import border_cells, candidates
+        from ..engine.regions import clean_regions
         from ..engine.settings import InferenceSettings
         size, side = trimap.shape[0], int(query[2])
         defaults = InferenceSettings()
@@ -351,7 +354,14 @@ class CropPatches:
         unknown = trimap == 0.5
         queries = [(r, c) for r, y in enumerate(starts) for c, x in enumerate(starts)
                    if unknown[y:y + side, x:x + side].any()]
-        cells = queries + border_cells(queries, (len(starts), len(starts)))
+        # a feature cell is 8 px of the resized patch: 8 * side / patch pixels of the scene
+        block = max(1, round(8 * side / self.patch))
+
+        @functools.cache
+        def regions(cell):
+            y, x = starts[cell[0]], starts[cell[1]]
+            return clean_regions(trimap[y:y + side, x:x + side], block)
+        cells = queries + border_cells(queries, (len(starts), len(starts)), regions)
         # in strides, so distances compare with the query's own (off-grid) position
         at = {(starts[r] / stride, starts[c] / stride): (starts[r], starts[c]) for r, c in cells}
         qy, qx = query[0] / stride, query[1] / stride
