@@ -10,7 +10,7 @@ shares with a clean neighbour, so that neighbour offers something new only where
 strip holds no whole cell of its regions (F and B pixels finer than a feature cell). On
 plates with an unknown band that is the exception: on the full-resolution composites of
 ``benchmarks/highres_strategies.py`` encoding every clean neighbour as well changed no
-mean metric by more than 0.1 % and cost 20-40 % of the encoder's time
+mean metric by more than 0.2 % and cost 20-40 % of the encoder's time
 (``benchmarks/RESULTS.md``, border patches).
 
 Each query then chooses its top-K context from ``n`` candidates (``pool``, 30 by default
