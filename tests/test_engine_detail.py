@@ -61,19 +61,33 @@ def test_the_step_follows_the_features():
     np.testing.assert_allclose(got[near], coarse[near], atol=1e-4)
 
 
-def test_tiles_give_the_whole_frame_answer(monkeypatch):
-    image, trimap, coarse, full = _frame(150, 60, seed=2)
-    model = _model(hidden=6, seed=3)
-    whole = model.blend(image, trimap, coarse, full)
+def _whole_frame_blend(model, image, trimap, coarse, full):
+    """The step model's alpha computed on the whole frame at once (no tiles)."""
     feats = detail.features(torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(trimap),
                             torch.from_numpy(coarse), torch.from_numpy(full))
     unknown = trimap == 0.5
     w = torch.sigmoid(model.logits(feats.permute(1, 2, 0)[torch.from_numpy(unknown)])[:, 0]).numpy()
     want = trimap.copy()
     want[unknown] = np.clip(coarse[unknown] + w * (full - coarse)[unknown], 0, 1)
-    np.testing.assert_allclose(whole, want, atol=1e-6)
+    return want
+
+
+def test_tiles_give_the_whole_frame_answer(monkeypatch):
+    image, trimap, coarse, full = _frame(150, 60, seed=2)
+    model = _model(hidden=6, seed=3)
+    whole = model.blend(image, trimap, coarse, full)
+    np.testing.assert_allclose(whole, _whole_frame_blend(model, image, trimap, coarse, full), atol=1e-6)
     monkeypatch.setattr(detail, "TILE", 16)     # tiles smaller than the largest window
     np.testing.assert_allclose(model.blend(image, trimap, coarse, full), whole, atol=1e-6)
+    # a thin diagonal band and a speck: each tile is cut to its unknown pixels' box
+    trimap = np.where(np.arange(60)[None, :] > np.arange(150)[:, None] * 0.4, 1.0, 0.0).astype(np.float32)
+    band = np.abs(np.arange(60)[None, :] - np.arange(150)[:, None] * 0.4) < 2
+    trimap[band] = 0.5
+    trimap[140, 5] = 0.5
+    want = _whole_frame_blend(model, image, trimap, coarse, full)
+    for tile in (16, 64, 768):
+        monkeypatch.setattr(detail, "TILE", tile)
+        np.testing.assert_allclose(model.blend(image, trimap, coarse, full), want, atol=1e-6)
 
 
 def _snap_model(keep, zero, one, step=0.0):
