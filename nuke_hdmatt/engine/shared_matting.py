@@ -162,23 +162,29 @@ def _distances(fr: _Frame):
     return out
 
 
-def _march(fr: _Frame, ys, xs, angle_index, dist_f, dist_b):
-    """The first F and first B pixel along each pixel's ray at 2 pi / ANGLES * a + its start
-    angle, stepping as PyMatting does (position trunc(p + step * direction), step 0, 1, ...
-    until both are found or the ray leaves the frame); -> (flat index of F or -1, of B or
-    -1). Steps that cannot land on the missing label are skipped: a step moves the sampled
-    pixel by at most one in each axis, so none of the next d - 1 steps reaches a label
-    whose nearest pixel is at chessboard distance d (the sampled pixels are the same)."""
+def _march(fr: _Frame, ys, xs, dist_f, dist_b):
+    """The first F and first B pixel along each pixel's ANGLES rays, the ray of angle ``a``
+    at 2 pi / ANGLES * a + its start angle, stepping as PyMatting does (position
+    trunc(p + step * direction), step 0, 1, ... until both are found or the ray leaves the
+    frame); -> (flat index of F or -1, of B or -1), each (ANGLES, len(ys)). Steps that cannot
+    land on the missing label are skipped: a step moves the sampled pixel by at most one in
+    each axis, so none of the next d - 1 steps reaches a label whose nearest pixel is at
+    chessboard distance d (the sampled pixels are the same). All rays march together, each
+    with its own numbers, so the loop runs as long as the longest ray, not the sum over the
+    angles of the longest."""
     n = 8
+    m = len(ys)
     start = ((xs % n) + (ys % n) * n) * 99991 % (n * n)
-    table = np.array([2.0 * np.pi / ANGLES * angle_index + 2.0 * np.pi / (n * n) * i for i in range(n * n)])
-    cos = torch.from_numpy(np.cos(table)).to(ys.device)[start]
-    sin = torch.from_numpy(np.sin(table)).to(ys.device)[start]
-    found_f = torch.full(ys.shape, -1, dtype=torch.long, device=ys.device)
+    table = np.array([[2.0 * np.pi / ANGLES * a + 2.0 * np.pi / (n * n) * i for i in range(n * n)]
+                      for a in range(ANGLES)])
+    pick = (torch.arange(ANGLES, device=ys.device)[:, None] * (n * n) + start).reshape(-1)
+    cos = torch.from_numpy(np.cos(table).ravel()).to(ys.device)[pick]
+    sin = torch.from_numpy(np.sin(table).ravel()).to(ys.device)[pick]
+    found_f = torch.full((ANGLES * m,), -1, dtype=torch.long, device=ys.device)
     found_b = found_f.clone()
-    live = torch.arange(len(ys), device=ys.device)
-    xf, yf = xs.double(), ys.double()
-    step = torch.zeros(len(ys), dtype=torch.long, device=ys.device)
+    live = torch.arange(ANGLES * m, device=ys.device)
+    xf, yf = xs.double().repeat(ANGLES), ys.double().repeat(ANGLES)
+    step = torch.zeros(ANGLES * m, dtype=torch.long, device=ys.device)
     max_steps = 2 * max(fr.h, fr.w)
     while len(live):
         fr.poll()
@@ -199,7 +205,7 @@ def _march(fr: _Frame, ys, xs, angle_index, dist_f, dist_b):
         keep = need_f | need_b
         live = live[keep]
         step[live] += skip[keep]
-    return found_f, found_b
+    return found_f.reshape(ANGLES, m), found_b.reshape(ANGLES, m)
 
 
 def sample_gathering(fr: _Frame, ys, xs, avg_f, avg_b, weights=WEIGHTS, np_radius=NP_RADIUS):
@@ -207,11 +213,11 @@ def sample_gathering(fr: _Frame, ys, xs, avg_f, avg_b, weights=WEIGHTS, np_radiu
     e_n, e_a, e_f, e_b = weights
     m = len(ys)
     dist_f, dist_b = _distances(fr)
-    rays = [_march(fr, ys, xs, a, dist_f, dist_b) for a in range(ANGLES)]
+    rays = _march(fr, ys, xs, dist_f, dist_b)
     own = ys * fr.w + xs
 
     def samples(which, fallback):
-        idx = torch.stack([r[which] for r in rays], 1)                       # (m, ANGLES)
+        idx = rays[which].T                                                  # (m, ANGLES)
         ok = idx >= 0
         # PyMatting packs the found samples first, in angle order
         order = torch.sort((~ok).to(torch.int8), dim=1, stable=True).indices
@@ -227,13 +233,12 @@ def sample_gathering(fr: _Frame, ys, xs, avg_f, avg_b, weights=WEIGHTS, np_radiu
     b_idx, b_ok, b_col = samples(1, avg_b)
     xd, yd = xs.double(), ys.double()
 
-    def min_edge(idx, ok):
-        costs = [torch.where(ok[:, i], _edge_cost(fr, xd, yd, (idx[:, i] % fr.w).double(),
-                                                  (idx[:, i] // fr.w).double()), math.inf)
-                 for i in range(ANGLES)]
-        return torch.stack(costs, 1).min(1).values
-
-    ep_f, ep_b = min_edge(f_idx, f_ok), min_edge(b_idx, b_ok)
+    # the edge costs of all 2 x ANGLES samples of every pixel in one pass, (2 ANGLES, m)
+    idx = torch.cat([f_idx.T, b_idx.T]).reshape(-1)
+    cost = _edge_cost(fr, xd.repeat(2 * ANGLES), yd.repeat(2 * ANGLES), (idx % fr.w).double(),
+                      (idx // fr.w).double()).reshape(2 * ANGLES, m)
+    cost = torch.where(torch.cat([f_ok.T, b_ok.T]), cost, math.inf)
+    ep_f, ep_b = cost[:ANGLES].min(0).values, cost[ANGLES:].min(0).values
     pf = ep_b / (ep_f + ep_b + 1e-5)
     colour = fr.image[own]
     nbrs = fr.image[torch.stack([fr.clamped(ys + dy, xs + dx) for dy, dx in _offsets(np_radius)], 1)]
