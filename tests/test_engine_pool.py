@@ -9,7 +9,7 @@ import torch
 
 from nuke_hdmatt.engine import streamed_pass
 from nuke_hdmatt.engine.pool import NEAR, border_cells, candidates
-from nuke_hdmatt.engine.regions import BACKGROUND, FOREGROUND, clean_regions
+from nuke_hdmatt.engine.regions import BACKGROUND, FOREGROUND, clean_regions, max_unknown_cells
 from nuke_hdmatt.engine.streamed_pass import StreamedPass
 from nuke_hdmatt.engine.tiling import PatchGrid
 from test_engine_runner import EncodeSpy, make_engine
@@ -222,3 +222,23 @@ def test_small_frames_matte_as_before_the_frame_wide_pool():
     for variant in ("C", "D"):
         got = make_engine(variant).matte(image, trimap)
         assert np.abs(got - want[variant]).max() < 1e-5
+
+
+def test_patches_are_cut_from_the_frame_on_the_device_as_the_grid_extracts_them():
+    eng = make_engine(pool=4, batch=3)
+    image, trimap = big_scene()
+    image, trimap = image[:197, :253].copy(), trimap[:197, :253].copy()   # last patches reflect
+    prior = np.random.default_rng(4).random(trimap.shape, dtype=np.float32)
+    grid = PatchGrid(*trimap.shape, eng.patch, eng.overlap)
+    cells = [(0, 0), (3, 4), (grid.rows - 1, grid.cols - 1)]    # the last past both edges
+    y0, x0 = grid.origin(*cells[2])
+    assert y0 + grid.patch > trimap.shape[0] and x0 + grid.patch > trimap.shape[1]
+    sp = StreamedPass(eng, grid, image, trimap, prior, cells, torch.zeros(trimap.shape),
+                      None, None)
+    # uploaded once: on the CPU the planes are the caller's arrays, not copies
+    assert sp.planes[0].data_ptr() == image.__array_interface__["data"][0]
+    for plane, array in zip(sp._cut(cells), (image, trimap, prior)):
+        np.testing.assert_array_equal(plane.numpy(), np.stack([grid.extract(array, r, c)
+                                                               for r, c in cells]))
+    assert sp._max_unknown(cells) == max_unknown_cells(np.stack([grid.extract(trimap, r, c)
+                                                                 for r, c in cells]))

@@ -2,14 +2,15 @@
 
 Pass 1 encodes every patch that holds unknown pixels (the queries) and the pure F / B
 patches bordering a query that lacks a region they hold (:func:`.pool.border_cells`),
-keeping only their compact context
-features (key, value, regions and descriptors at 1/8 resolution) in a :class:`.bank.FeatureBank`
-on the engine's device. Pass 2 decodes the queries batch by batch, each with its top-K
-context from the ``pool`` candidates :func:`.pool.candidates` picks over the whole frame;
-every query sees all of pass 1, so the result does not depend on the order of the patches.
+keeping only their compact context features (key, value, regions and descriptors at 1/8
+resolution) in a :class:`.bank.FeatureBank` on the engine's device. Pass 2 decodes the
+queries batch by batch, each with its top-K context from the ``pool`` candidates
+:func:`.pool.candidates` picks over the whole frame; every query sees all of pass 1, so
+the result does not depend on the order of the patches.
 
-Memory (besides the frame's input and output arrays, the prior for variant D, and the
-alpha accumulator, one HxW float32 on the device): the compact features of every encoded
+Memory (besides the frame's input and output arrays, the prior for variant D, the
+alpha accumulator, one HxW float32 on the device, and on a GPU the device's copy of the
+image, trimap and prior, 20 bytes a pixel): the compact features of every encoded
 patch, about 0.6 MB a 320 px patch for the light configuration in fp32 (key 32 + value 64
 channels at 40x40; 0.3 MB under fp16 autocast), so ~50 MB for the 86 queries of the
 benchmarks' 6000x4000 frame with a 10 % unknown band (no clean patch beside them offers a
@@ -21,10 +22,11 @@ kept ``deep``: the full-resolution layers they come from are about 7 % of the en
 work, so a query's dilated 1/8 stages and ASPP run once. Small frames (at most
 ``pool + 1`` queries) keep their skips from pass 1: at most ``pool + 1`` patches' worth.
 
-Uploads come from pinned host memory on CUDA; patches are cut on the host, blended into
-the accumulator on the device, and the frame's alpha is downloaded once at the end; the
-host waits for the device only there (cancel and progress are polled per batch without
-reading anything back).
+The frame (image, trimap, prior) is uploaded once; patches are cut from it and blended
+into the accumulator on the device (the host sends only their pixel indices, from pinned
+memory on CUDA), and the frame's alpha is downloaded once at the end; the host
+waits for the device only there (cancel and progress are polled per batch without reading
+anything back).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from .context import score_candidates, select_top_k
 from .network import make_input
 from .pool import border_cells, candidates
 from .regions import clean_regions, max_unknown_cells
+from .tiling import reflect_indices
 
 
 class StreamedPass:
@@ -48,10 +51,16 @@ class StreamedPass:
 
     def __init__(self, eng, grid, image, trimap, prior, queries, acc, progress, cancel):
         self.eng, self.grid, self.acc = eng, grid, acc
-        self.image, self.trimap, self.prior = image, trimap, prior
+        self.trimap = trimap
         self.queries, self.progress, self.cancel = list(queries), progress, cancel
         self.with_pool = eng.cfg.uses_context and eng.context
         self._held: dict = {}         # cell -> the clean regions its patch holds
+        self._unknown: dict = {}      # cell -> its patch's count of unknown feature cells
+        # the frame goes to the device once (on the CPU without a copy; not pinned: a
+        # page-locked copy of a 6K plate would cost more host time than it saves), and
+        # patches are cut there
+        self.planes = [torch.from_numpy(np.ascontiguousarray(a)).to(eng.device)
+                       for a in (image, trimap, prior) if a is not None]
         self.keep_skips = len(self.queries) <= eng.pool + 1
         self.encoded = (self.queries + border_cells(self.queries, (grid.rows, grid.cols),
                                                     self._regions)
@@ -113,22 +122,34 @@ class StreamedPass:
     def _upload(self, array: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(array))
         if self.eng.device.type == "cuda":
-            # pinned memory lets the copy run asynchronously with the host cutting patches
+            # from pinned memory the copy runs without the host waiting for it
             return t.pin_memory().to(self.eng.device, non_blocking=True)
         return t
 
+    def _cut(self, cells) -> list:
+        """Each plane's patches at ``cells``, (B, P, P[, 3]), gathered on the device with
+        the reflection :meth:`.tiling.PatchGrid.extract` pads them with past the frame."""
+        g = self.grid
+        ys = np.stack([reflect_indices(g.origin(r, c)[0], g.patch, g.height) for r, c in cells])
+        xs = np.stack([reflect_indices(g.origin(r, c)[1], g.patch, g.width) for r, c in cells])
+        rows, cols = self._upload(ys)[:, :, None], self._upload(xs)[:, None, :]
+        return [plane[rows, cols] for plane in self.planes]
+
+    def _max_unknown(self, cells) -> int:
+        """The most unknown feature cells in the patches at ``cells``, counted on the host
+        (once a cell), so attention never waits to read the count off a GPU."""
+        for cell in cells:
+            if cell not in self._unknown:
+                self._unknown[cell] = max_unknown_cells(self.grid.extract(self.trimap, *cell)[None])
+        return max(self._unknown[cell] for cell in cells)
+
     def _inputs(self, cells):
-        eng, g = self.eng, self.grid
-        img = np.stack([g.extract(self.image, r, c) for r, c in cells])
-        tri = np.stack([g.extract(self.trimap, r, c) for r, c in cells])
-        t_img = self._upload(img).permute(0, 3, 1, 2)
-        t_tri = self._upload(tri)[:, None]
-        t_pri = None
-        if self.prior is not None:
-            t_pri = self._upload(np.stack([g.extract(self.prior, r, c) for r, c in cells]))[:, None]
-        x = make_input(t_img, t_tri, t_pri, eng.cfg).contiguous(memory_format=torch.channels_last)
-        # counted on the host, so attention never waits to read the count off a GPU
-        return x, t_tri, t_pri, max_unknown_cells(tri)
+        img, tri, *pri = self._cut(cells)
+        t_tri = tri[:, None]
+        t_pri = pri[0][:, None] if pri else None
+        x = make_input(img.permute(0, 3, 1, 2), t_tri, t_pri, self.eng.cfg).contiguous(
+            memory_format=torch.channels_last)
+        return x, t_tri, t_pri, self._max_unknown(cells)
 
     def _encode(self, cells, context=True, deep=None):
         """(decoder features, compact context features or None) of a batch of cells;
