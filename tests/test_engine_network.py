@@ -253,3 +253,45 @@ def test_feature_bank_stores_grows_and_gathers_in_any_order():
     got = bank.gather([(3, 0), (1, 2), (0, 1), (2, 3)], ("key", "tag"))
     assert got["key"][:, 0].tolist() == [99.0, 12.0, 1.0, 23.0]
     assert got["tag"][:, 0].tolist() == [99, 12, 1, 23]
+
+
+def test_decoding_only_the_wanted_tiles_gives_their_pixels_the_whole_patch_answer():
+    from nuke_hdmatt.engine.decoder import TILES, wanted_tiles
+    torch.manual_seed(0)
+    net = HDMattNet(TINY.replace(variant="D")).eval()
+    torch.nn.init.normal_(net.decoder.head.weight, std=0.5)     # a residual that moves alpha
+    b, p = 3, 64
+    trimap = np.ones((b, p, p), np.float32)
+    trimap[:, :, : p // 2] = 0.0
+    trimap[0, 20:22, 4:60] = 0.5          # a thin band through the middle tiles
+    trimap[1, 40:60, 44:60] = 0.5         # a block in one corner's tiles
+    trimap[2, :2, :2] = 0.5               # a speck in the corner: its tile's margin is off the patch
+    tiles = wanted_tiles(trimap)
+    assert tiles is not None and 0 < tiles.mean() < 0.5 and tiles[2, 0, 0] and tiles.sum() < b * TILES ** 2
+    tri = torch.from_numpy(trimap)[:, None]
+    prior = torch.rand(b, 1, p, p)
+    x = make_input(torch.rand(b, 3, p, p), tri, prior, net.cfg)
+    q_ctx = net.context_features(net.encode(x), tri)
+    c_ctx = {k: q_ctx[k][:, None] for k in ("key", "value", "regions")}
+    with torch.no_grad():
+        feats = net.encode(x)
+        whole = net.decode(feats, q_ctx, c_ctx, x, prior)
+        cut = net.decode(feats, q_ctx, c_ctx, x, prior, tiles=torch.from_numpy(tiles))
+    unknown = tri == 0.5
+    assert (whole - prior).abs()[unknown].mean() > 0.01        # the network does move them
+    torch.testing.assert_close(cut[unknown], whole[unknown], atol=1e-6, rtol=0)
+    # the tiles no unknown pixel asked for keep the prior (a zero residual)
+    skipped = ~torch.from_numpy(tiles).repeat_interleave(p // TILES, 1).repeat_interleave(p // TILES, 2)
+    torch.testing.assert_close(cut[:, 0][skipped], prior[:, 0][skipped], atol=1e-4, rtol=0)
+
+
+def test_tiles_are_decoded_whole_when_most_are_wanted_or_too_small():
+    from nuke_hdmatt.engine.decoder import MAX_WANTED, wanted_tiles
+    trimap = np.zeros((2, 320, 320), np.float32)
+    trimap[:, 170:190] = 0.5                       # one row of tiles in four
+    assert wanted_tiles(trimap).mean() == 0.25
+    trimap[:, 10:300:80] = 0.5                     # every tile
+    assert MAX_WANTED < 1 and wanted_tiles(trimap) is None
+    speck = np.zeros((1, 32, 32), np.float32)
+    speck[0, 0, 0] = 0.5                           # one tile in 16 wanted, but 8 px tiles
+    assert wanted_tiles(speck) is None

@@ -242,3 +242,20 @@ def test_patches_are_cut_from_the_frame_on_the_device_as_the_grid_extracts_them(
                                                                for r, c in cells]))
     assert sp._max_unknown(cells) == max_unknown_cells(np.stack([grid.extract(trimap, r, c)
                                                                  for r, c in cells]))
+
+
+def test_the_engine_decodes_only_tiles_with_unknown_pixels_and_mattes_as_before(monkeypatch):
+    from nuke_hdmatt.engine.decoder import Decoder
+    image, trimap = big_scene()
+    trimap = np.where(trimap == 0.5, 0.0, trimap)
+    trimap[60:63, 10:250] = 0.5                     # a thin band: most tiles of its patches are known
+    trimap[150:190, 30:34] = 0.5
+    eng = make_engine("C", patch=64, overlap=16)      # no prior: every alpha is the network's
+    calls = []
+    tiled = Decoder._last_tiled
+    monkeypatch.setattr(Decoder, "_last_tiled", lambda self, *a: calls.append(1) or tiled(self, *a))
+    got = eng.matte(image, trimap)
+    assert calls and got[trimap == 0.5].std() > 0.01
+    monkeypatch.setattr(StreamedPass, "_tiles", lambda self, cells: None)
+    want = eng.matte(image, trimap)
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)

@@ -68,12 +68,14 @@ class HDMattNet(nn.Module):
         return select_top_k(scores, self.cfg.k)
 
     def decode(self, feats: dict, q_ctx: dict, c_ctx: dict | None, x: torch.Tensor,
-               prior: torch.Tensor | None = None, max_unknown: int | None = None) -> torch.Tensor:
+               prior: torch.Tensor | None = None, max_unknown: int | None = None,
+               tiles: torch.Tensor | None = None) -> torch.Tensor:
         """Alpha (B, 1, H, W) for query patches.
 
         c_ctx: {"key": (B,K,Dk,h,w), "value": (B,K,Dv,h,w), "regions": (B,K,3,h,w),
         "scores": (B,K)} for the selected context patches, or None (variant A).
         max_unknown: an upper bound on any query's unknown feature cells (see TGNL).
+        tiles: the tiles whose alpha is wanted (see :class:`.decoder.Decoder`), or None.
         """
         context = None
         if self.cfg.uses_context:
@@ -82,7 +84,7 @@ class HDMattNet(nn.Module):
                 q_ctx["key"], q_ctx["value"], q_ctx["regions"][:, :1],
                 c_ctx["key"], c_ctx["value"], c_ctx["regions"], c_ctx.get("scores"),
                 guided=self.cfg.variant in ("C", "D"), max_unknown=max_unknown)
-        return self.decoder(feats["deep"], context, feats, x, prior)
+        return self.decoder(feats["deep"], context, feats, x, prior, tiles)
 
     # --- a whole training step's forward ---------------------------------------------
     def forward(self, x: torch.Tensor, trimap: torch.Tensor, prior: torch.Tensor | None,

@@ -6,7 +6,9 @@ keeping only their compact context features (key, value, regions and descriptors
 resolution) in a :class:`.bank.FeatureBank` on the engine's device. Pass 2 decodes the
 queries batch by batch, each with its top-K context from the ``pool`` candidates
 :func:`.pool.candidates` picks over the whole frame; every query sees all of pass 1, so
-the result does not depend on the order of the patches.
+the result does not depend on the order of the patches. The decoder's full-resolution layers
+run only on the tiles of a query that hold unknown pixels (:func:`.decoder.wanted_tiles`):
+the engine keeps no other pixel of a patch.
 
 Memory (besides the frame's input and output arrays, the prior for variant D, the
 alpha accumulator, one HxW float32 on the device, and on a GPU the device's copy of the
@@ -37,6 +39,7 @@ import torch
 from ..errors import Cancelled
 from .bank import FeatureBank
 from .context import score_candidates, select_top_k
+from .decoder import wanted_tiles
 from .network import make_input
 from .pool import border_cells, candidates
 from .regions import clean_regions, max_unknown_cells
@@ -143,6 +146,12 @@ class StreamedPass:
                 self._unknown[cell] = max_unknown_cells(self.grid.extract(self.trimap, *cell)[None])
         return max(self._unknown[cell] for cell in cells)
 
+    def _tiles(self, cells):
+        """The decoder's wanted tiles of the patches at ``cells`` (:func:`.decoder.wanted_tiles`),
+        read off the host's trimap, or None to decode the patches whole."""
+        wanted = wanted_tiles(np.stack([self.grid.extract(self.trimap, *cell) for cell in cells]))
+        return None if wanted is None else torch.from_numpy(wanted)
+
     def _inputs(self, cells):
         img, tri, *pri = self._cut(cells)
         t_tri = tri[:, None]
@@ -213,7 +222,8 @@ class StreamedPass:
             with eng.stage("cpc"):
                 c_sel = self._select(chunk, q_ctx)
         with eng.stage("decode"):
-            out = eng.net.decode(feats, q_ctx, c_sel, feats["x"], feats["prior"], feats["max_unknown"])
+            out = eng.net.decode(feats, q_ctx, c_sel, feats["x"], feats["prior"],
+                                 feats["max_unknown"], self._tiles(chunk))
         out = out[:, 0].float()
         for j, (r, c) in enumerate(chunk):
             self._accumulate(out[j], r, c)
