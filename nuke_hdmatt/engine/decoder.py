@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
@@ -87,7 +86,7 @@ class Decoder(nn.Module):
         for block in self.up0:
             y = block(y)
             if inside is not None:
-                y = y * inside.to(y.dtype)
+                y = y.mul_(inside.to(y.dtype))
         # The head in float32 under autocast: its output is a logit added to the prior's, and
         # bf16's 8-bit mantissa there moved single alphas by 0.05 on the shipped weights
         # (H200, tests/test_engine_cuda.py); the cost is one 3x3 conv to one channel.
@@ -98,29 +97,30 @@ class Decoder(nn.Module):
         """:meth:`_last` on the wanted tiles only, each cut with a margin of :data:`HALO`
         pixels so its own pixels see what they see in the whole patch; 0 elsewhere."""
         b, _, h, w = parts[0].shape
-        th, tw, size = h // TILES, w // TILES, (h // TILES + 2 * HALO, w // TILES + 2 * HALO)
-        # the parts joined straight into a zero-bordered frame: one copy, as the join is
-        pad = torch.empty((b, sum(t.shape[1] for t in parts), h + 2 * HALO, w + 2 * HALO),
-                          dtype=parts[0].dtype, device=parts[0].device,
-                          memory_format=torch.channels_last)
-        for border in ((slice(None), slice(None), slice(None, HALO)),
-                       (slice(None), slice(None), slice(h + HALO, None)),
-                       (slice(None), slice(None), slice(None), slice(None, HALO)),
-                       (slice(None), slice(None), slice(None), slice(w + HALO, None))):
-            pad[border] = 0
-        c0 = 0
-        for t in parts:
-            pad[:, c0:c0 + t.shape[1], HALO:HALO + h, HALO:HALO + w] = t
-            c0 += t.shape[1]
+        th, tw = h // TILES, w // TILES
         where = torch.nonzero(tiles)
-        if pad.is_cuda:          # from pinned memory the copy does not wait for the device
-            where = where.pin_memory().to(pad.device, non_blocking=True)
+        on_edge = bool(((where[:, 1:] == 0) | (where[:, 1:] == TILES - 1)).any())
+        if parts[0].is_cuda:     # from pinned memory the copy does not wait for the device
+            where = where.pin_memory().to(parts[0].device, non_blocking=True)
         pb, pi, pj = where.unbind(1)
-        cut = pad.unfold(2, size[0], th).unfold(3, size[1], tw)[pb, :, pi, pj]
-        inside = F.pad(pad.new_ones((1, 1, h, w)), (HALO, HALO, HALO, HALO))
-        inside = inside.unfold(2, size[0], th).unfold(3, size[1], tw)[0, 0][pi, pj][:, None]
-        logits = self._last(cut.contiguous(memory_format=torch.channels_last), inside)
-        out = torch.zeros((b, 1, h, w), dtype=logits.dtype, device=pad.device)
+        # each tile's pixel rows and columns, margins included; those past the patch are
+        # clamped for the gather and zeroed afterwards, as the layers' padding is zero
+        ys = pi[:, None] * th + torch.arange(-HALO, th + HALO, device=where.device)
+        xs = pj[:, None] * tw + torch.arange(-HALO, tw + HALO, device=where.device)
+        flat = ((pb[:, None, None] * h + ys.clamp(0, h - 1)[:, :, None]) * w
+                + xs.clamp(0, w - 1)[:, None, :]).reshape(-1)
+        # gathered pixel by pixel from the channels-last parts, joined per pixel: no copy of
+        # the whole patch is made
+        cut = torch.cat([t.permute(0, 2, 3, 1).reshape(-1, t.shape[1]).index_select(0, flat)
+                         for t in parts], dim=1)
+        cut = cut.view(len(pb), th + 2 * HALO, tw + 2 * HALO, -1).permute(0, 3, 1, 2)
+        inside = None
+        if on_edge:
+            inside = (((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :])
+            inside = inside[:, None].to(cut.dtype)
+            cut = cut.mul_(inside)
+        logits = self._last(cut, inside)
+        out = torch.zeros((b, 1, h, w), dtype=logits.dtype, device=cut.device)
         out.view(b, 1, TILES, th, TILES, tw).permute(0, 2, 4, 1, 3, 5)[pb, pi, pj] = \
             logits[:, :, HALO:HALO + th, HALO:HALO + tw]
         return out
