@@ -359,9 +359,10 @@ def test_unreadable_cache_entry_is_a_miss_with_one_warning(shot):
 
 
 def test_degenerate_frames_give_an_alpha_quietly_and_stdout_stays_empty(shot):
-    """1-pixel rows and columns, a 1x1 frame, and a trimap without unknown pixels (7, 11, 15)."""
+    """1-pixel rows and columns, a 1x1 frame, a trimap without unknown pixels (7, 11, 15)
+    and one without known pixels."""
     rng = np.random.default_rng(1)
-    sizes = {1: (1, 300), 2: (300, 1), 3: (1, 1), 4: (2, 3), 5: (16, 16)}
+    sizes = {1: (1, 300), 2: (300, 1), 3: (1, 1), 4: (2, 3), 5: (16, 16), 6: (24, 24)}
     folder = shot / "tiny"
     folder.mkdir()
     for frame, (h, w) in sizes.items():
@@ -372,6 +373,8 @@ def test_degenerate_frames_give_an_alpha_quietly_and_stdout_stays_empty(shot):
         if frame == 5:
             tri[:] = 1.0
             tri[:, :8] = 0.0  # nothing unknown
+        if frame == 6:
+            tri[:] = 0.5      # nothing known: a matte with no anchor, said once
         write_image(folder / f"t.{frame}.exr", tri, "Y")
     proc = run_in(shot, "matte", "tiny/p.#.exr", "tiny/t.#.exr", "-o", "tiny/a.#.exr", *FAST,
                   "--no-cache", "--quiet", "--prior", "global", timeout=300)
@@ -388,6 +391,9 @@ def test_degenerate_frames_give_an_alpha_quietly_and_stdout_stays_empty(shot):
     notice = [ln for ln in proc.stderr.splitlines() if "no unknown pixel" in ln]
     # the 1x1 frame's only pixel is foreground: nothing unknown there either
     assert len(notice) == 2 and "t.3.exr" in notice[0] and "t.5.exr" in notice[1], proc.stderr
+    unanchored = [ln for ln in proc.stderr.splitlines() if "every pixel of the trimap is unknown" in ln]
+    assert len(unanchored) == 1 and unanchored[0].startswith("hdmatt: warning: ") \
+        and "t.6.exr" in unanchored[0], proc.stderr
     # the classical solve does not converge on 1-pixel strips: a fallback, with a warning
     assert "classical prior failed on the 1x300 frame" in proc.stderr, proc.stderr
     assert temp_leftovers(shot) == []

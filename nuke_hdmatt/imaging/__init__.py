@@ -27,6 +27,7 @@ from .trimaps import (
     Trimap,
     check_trimap,
     fit_trimap_to_plate,
+    has_known,
     has_unknown,
     read_trimap,
     snap_trimap,
@@ -40,7 +41,7 @@ __all__ = [
     "NETWORK_SPACE", "config_fingerprint", "resolve_config", "plate_colorspace", "to_network_space",
     "to_scene_linear", "from_scene_linear",
     "Trimap", "read_trimap", "trimap_from_plate", "trimap_from_matte", "snap_trimap",
-    "check_trimap", "has_unknown", "fit_trimap_to_plate",
+    "check_trimap", "has_known", "has_unknown", "fit_trimap_to_plate",
     "write_alpha", "COMPRESSIONS",
     "read_hdmatt_metadata", "describe_image",
 ]

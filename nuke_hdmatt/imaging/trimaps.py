@@ -106,6 +106,16 @@ def has_unknown(trimap) -> bool:
     return bool((values == 0.5).any())
 
 
+def has_known(trimap) -> bool:
+    """True when the trimap marks at least one pixel as foreground (1) or background (0).
+
+    A trimap that is unknown everywhere gives the matte nothing to start from: usually
+    the wrong file or channel (the caller should say so to the user).
+    """
+    values = trimap.values if isinstance(trimap, Trimap) else np.asarray(trimap)
+    return bool(((values == 0) | (values == 1)).any())
+
+
 def _default_channel(path: str, frame: int | None) -> str:
     inp = open_image(path, frame)
     try:

@@ -431,7 +431,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
     HDMattError
         A problem that would hit every frame, or any problem on a single still.
     """
-    from ..imaging import config_fingerprint, has_unknown, resolve_config, write_alpha
+    from ..imaging import config_fingerprint, has_known, has_unknown, resolve_config, write_alpha
     from .foreground_layers import foreground_channels, wants_foreground
 
     plan = plan or plan_frames(job)
@@ -452,10 +452,14 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
         reporter.frame_start(frame, plate=FrameSequence(job.plate).path(frame), output=out_path)
         try:
             plate, rgb, trimap, colorspace = _frame_inputs(job, frame, config, config_desc)
+            where = FrameSequence(_trimap_source(job)).path(frame)
             if not has_unknown(trimap):
-                where = FrameSequence(_trimap_source(job)).path(frame)
                 reporter.warning(f"{where}: the trimap has no unknown pixel; it is written as "
                                  "the alpha (no network run)")
+            elif not has_known(trimap):
+                reporter.warning(f"{where}: every pixel of the trimap is unknown, so the alpha "
+                                 "has no known foreground or background to start from (the "
+                                 "wrong file or channel?)")
             stamp = engine_stamp(engine, colorspace, config_desc)
             key = None
             alpha = None
