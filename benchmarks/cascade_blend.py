@@ -31,7 +31,15 @@ import torch
 
 from nuke_hdmatt import metrics
 from nuke_hdmatt.atomic import write_text_atomic
-from nuke_hdmatt.engine.detail import HEADS, DetailModel, features, head_alpha, perceptron
+from nuke_hdmatt.engine.detail import (
+    EXTRA_FEATURES,
+    FEATURES,
+    HEADS,
+    DetailModel,
+    features,
+    head_alpha,
+    perceptron,
+)
 from nuke_hdmatt.training import VALIDATION_IMAGES
 
 from .cascade_outputs import DEFAULT_OUT, output_scale
@@ -43,6 +51,9 @@ ITERS = 1500            # Adam steps of the final fit
 CV_ITERS = 600          # and of each cross-validation fit
 BATCH = 65_536          # samples a step
 STEPS = np.round(np.arange(0, 1.0001, 0.05), 2)
+#: The feature sets a model may read; samples carry every column of :data:`SAMPLED`.
+FEATURE_SETS = {"base": FEATURES, "extended": FEATURES + EXTRA_FEATURES}
+SAMPLED = FEATURES + EXTRA_FEATURES
 
 
 def load(path: Path) -> dict:
@@ -63,19 +74,21 @@ def outputs_sha256(paths: list[Path]) -> set[str]:
 
 
 def frame_features(fr: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(unknown mask, (N, F) features of the unknown pixels)."""
+    """(unknown mask, (N, F) features of the unknown pixels, every column of :data:`SAMPLED`)."""
     t = torch.from_numpy(fr["trimap"])
     with torch.no_grad():
         f = features(torch.from_numpy(fr["image"]).permute(2, 0, 1), t,
-                     torch.from_numpy(fr["coarse"]), torch.from_numpy(fr["full"]))
+                     torch.from_numpy(fr["coarse"]), torch.from_numpy(fr["full"]), SAMPLED)
     unknown = fr["trimap"] == 0.5
     return unknown, f.permute(1, 2, 0).numpy()[unknown]
 
 
 def fit(x: np.ndarray, c: np.ndarray, d: np.ndarray, gt: np.ndarray, hidden: int,
-        head: str = "step", iters: int = ITERS, seed: int = 0) -> DetailModel:
-    """A detail model fitted by L1 to ``gt`` on samples (features ``x``, coarse ``c``,
-    ``d = full - coarse``); it starts as the fixed step 0.25 (``snap``: keeping the blend)."""
+        head: str = "step", iters: int = ITERS, seed: int = 0,
+        names: tuple[str, ...] = FEATURES) -> DetailModel:
+    """A detail model fitted by L1 to ``gt`` on samples (features ``x``, the columns
+    ``names``, coarse ``c``, ``d = full - coarse``); it starts as the fixed step 0.25
+    (``snap``: keeping the blend)."""
     torch.manual_seed(seed)
     mean, std = x.mean(0), x.std(0) + 1e-6
     xt = torch.from_numpy((x - mean) / std)
@@ -101,7 +114,8 @@ def fit(x: np.ndarray, c: np.ndarray, d: np.ndarray, gt: np.ndarray, hidden: int
         loss.backward()
         opt.step()
     return DetailModel(mean.astype(np.float32), std.astype(np.float32),
-                       [(w.detach().numpy(), b.detach().numpy()) for w, b in params], head)
+                       [(w.detach().numpy(), b.detach().numpy()) for w, b in params], head,
+                       tuple(names))
 
 
 def predict(model: DetailModel, x: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -109,25 +123,43 @@ def predict(model: DetailModel, x: np.ndarray, c: np.ndarray, d: np.ndarray) -> 
         return model.alpha(*(torch.from_numpy(a) for a in (x, c, c + d))).numpy()
 
 
-def choose_model(groups: dict, candidates: list[tuple[str, int, tuple[int, ...]]],
-                 folds: int = FOLDS, iters: int = CV_ITERS) -> tuple[tuple, dict]:
-    """The (head, hidden size, fitted scales) with the lowest held-out L1 over ``folds`` folds
-    of the fit split's images, and every candidate's figure. ``groups``: (image name, scale)
-    -> (x, c, d, gt) samples; a candidate fits on its scales of the other folds' images and
-    is scored on every scale of the held-out images (the engine meets frames of any size)."""
+def feature_names(candidate: tuple) -> tuple[str, ...]:
+    """The features a candidate reads: its 4th entry names a :data:`FEATURE_SETS` set."""
+    return FEATURE_SETS[candidate[3]] if len(candidate) > 3 else FEATURES
+
+
+def fit_candidate(candidate: tuple, x, c, d, gt, iters: int) -> DetailModel:
+    """``fit`` on the columns of ``x`` (laid out as :data:`SAMPLED`) the candidate reads."""
+    names = feature_names(candidate)
+    return fit(x[:, [SAMPLED.index(n) for n in names]], c, d, gt, candidate[1], candidate[0],
+               iters=iters, names=names)
+
+
+def predict_columns(model: DetailModel, x: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+    return predict(model, x[:, [SAMPLED.index(n) for n in model.names]], c, d)
+
+
+def choose_model(groups: dict, candidates: list[tuple], folds: int = FOLDS,
+                 iters: int = CV_ITERS) -> tuple[tuple, dict]:
+    """The (head, hidden size, fitted scales[, feature set]) with the lowest held-out L1 over
+    ``folds`` folds of the fit split's images, and every candidate's figure. ``groups``:
+    (image name, scale) -> (x, c, d, gt) samples, x's columns laid out as :data:`SAMPLED`
+    (or its first ones); a candidate fits on its scales of the other folds' images and is
+    scored on every scale of the held-out images (the engine meets frames of any size)."""
     names = sorted({n for n, _ in groups})
     scores = {}
-    for head, h, scales in candidates:
+    for cand in candidates:
+        scales = cand[2]
         errs = []
         for k in range(folds):
             held = names[k::folds]
             train = [g for (n, sc), g in groups.items() if n not in held and sc in scales]
             x, c, d, gt = (np.concatenate([g[i] for g in train]) for i in range(4))
-            model = fit(x, c, d, gt, h, head, iters=iters)
+            model = fit_candidate(cand, x, c, d, gt, iters)
             for (n, _), (x, c, d, gt) in groups.items():
                 if n in held:
-                    errs.append(float(np.abs(predict(model, x, c, d) - gt).mean()))
-        key = (head, h, tuple(scales))
+                    errs.append(float(np.abs(predict_columns(model, x, c, d) - gt).mean()))
+        key = (cand[0], cand[1], tuple(scales), *cand[3:])
         scores[key] = float(np.mean(errs))
         print(f"{label(key)}: held-out L1 {scores[key]:.5f}", flush=True)
     return min(scores, key=scores.get), scores
@@ -138,9 +170,10 @@ def scale_name(scale: int) -> str:
 
 
 def label(candidate: tuple) -> str:
-    head, hidden, scales = candidate
+    head, hidden, scales = candidate[:3]
     return (f"{head} head, " + (f"hidden {hidden}" if hidden else "logistic")
-            + ", fitted at " + " and ".join(map(scale_name, scales)))
+            + ", fitted at " + " and ".join(map(scale_name, scales))
+            + (f", {candidate[3]} features" if len(candidate) > 3 else ""))
 
 
 def block_oracle(c, d, gt, unknown, block=32) -> np.ndarray:
@@ -171,6 +204,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fit-scales", type=scale_sets, nargs="+",
                     help="sets of composite scales to fit on, to choose from, e.g. 1 1,2 "
                          "(default: full size, and every scale found when there are more)")
+    ap.add_argument("--feature-sets", nargs="+", choices=sorted(FEATURE_SETS),
+                    default=sorted(FEATURE_SETS), help="feature sets to choose from")
     ap.add_argument("--iters", type=int, default=ITERS, help="Adam steps of the final fit")
     ap.add_argument("--save", type=Path,
                     help="write the predicted model as the weights' detail file "
@@ -205,12 +240,13 @@ def main(argv=None) -> int:
           f"{len(full_fit)} at full size (mean SAD {fixed_err.min() / len(full_fit):.2f}; at "
           f"0.25: {fixed_err[5] / len(full_fit):.2f})", flush=True)
     chosen_key, cv = choose_model(
-        groups, [(h, n, st) for st in sets for h in args.heads for n in args.hidden])
-    head, hidden, scales = chosen_key
+        groups, [(h, n, st, fs) for fs in args.feature_sets for st in sets
+                 for h in args.heads for n in args.hidden])
+    scales = chosen_key[2]
     x, c, d, gt = (np.concatenate([g[i] for (_, sc), g in groups.items() if sc in scales])
                    for i in range(4))
     chosen = "predicted, " + label(chosen_key)
-    models = {chosen: fit(x, c, d, gt, hidden, head, iters=args.iters)}
+    models = {chosen: fit_candidate(chosen_key, x, c, d, gt, args.iters)}
     methods = ["detail 0 (1024 px alpha)", "fixed 0.25 (before)", f"fixed {step} (chosen)",
                "detail 1 (full pass)", *models, "oracle per 32 px block", "oracle per pixel"]
     per: dict = {}
@@ -247,7 +283,8 @@ def main(argv=None) -> int:
             f"backgrounds ({', '.join(sorted({p.stem.split('_')[1] for p in paths}))}), at "
             f"{' and '.join(map(scale_name, found))}; fit "
             f"split: {len(fit_paths)} composites of the training images (fixed step chosen "
-            f"there at full size: {step}; head, hidden size and the scales to fit on by "
+            f"there at full size: {step}; feature set, head, hidden size and the scales to "
+            f"fit on by "
             f"{FOLDS}-fold leave-images-out cross-validation there, scored on every scale "
             f"({CV_ITERS} steps each; final fit {args.iters}), held-out L1 "
             f"{'; '.join(f'{label(k)}: {v:.5f}' for k, v in cv.items())}; chosen: "

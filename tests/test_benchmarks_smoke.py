@@ -239,6 +239,28 @@ def test_cascade_blend_chooses_to_fit_on_the_scale_it_is_scored_on():
     assert chosen == both and scores[both] < 0.8 * scores[one]
 
 
+def test_cascade_blend_chooses_the_extended_features_where_only_they_tell():
+    """When what decides the step is measured only by an extra feature, cross-validation
+    picks the extended set over the base one."""
+    from benchmarks.cascade_blend import SAMPLED, choose_model, fit_candidate, predict_columns
+    rng = np.random.default_rng(3)
+    groups = {}
+    for i in range(4):
+        n = 3000
+        x = rng.standard_normal((n, len(SAMPLED))).astype(np.float32)
+        c = rng.random(n).astype(np.float32)
+        d = np.clip(c + rng.uniform(-0.5, 0.5, n), 0, 1).astype(np.float32) - c
+        gt = np.where(x[:, SAMPLED.index("grad_full")] > 0, c + d, c).astype(np.float32)
+        groups[f"G{i}", 1] = (x, c, d, gt)
+    base, extended = ("step", 8, (1,), "base"), ("step", 8, (1,), "extended")
+    chosen, scores = choose_model(groups, [base, extended], folds=2, iters=300)
+    assert chosen == extended and scores[extended] < 0.6 * scores[base]
+    x, c, d, gt = groups["G0", 1]
+    model = fit_candidate(extended, x, c, d, gt, 300)
+    assert "grad_full" in model.names and len(model.mean) == len(SAMPLED)
+    assert np.abs(predict_columns(model, x, c, d) - gt).mean() < scores[base]
+
+
 def test_cascade_outputs_name_their_scale():
     """The blend fitter tells full-size composites from block-averaged ones by file name."""
     from benchmarks.cascade_outputs import output_name, output_scale
@@ -255,8 +277,8 @@ def test_cascade_outputs_refuses_a_scale_below_1(capsys):
 
 
 def test_cascade_blend_fits_reports_each_scale_and_saves_a_detail_file(tmp_path, monkeypatch):
-    """The whole script on tiny composites at two scales: it chooses among the scale sets,
-    reports a table per scale, and writes a detail file the engine reads."""
+    """The whole script on tiny composites at two scales: it chooses among the scale sets
+    and feature sets, reports a table per scale, and writes a detail file the engine reads."""
     import json
 
     import benchmarks.cascade_blend as cb
@@ -283,5 +305,7 @@ def test_cascade_blend_fits_reports_each_scale_and_saves_a_detail_file(tmp_path,
     assert record["weights_sha256"] == "abc" and record["fit_scales"] in ([1], [1, 2])
     assert record["report_split"] == ["GT02"] and "GT02" not in record["fit_split"]
     assert DetailModel.from_dict(record["model"]).head == "snap"
-    assert "fitted at full size:" in texts[0] and "fitted at full size and 1/2 size:" in texts[0]
+    assert "fitted at full size, base features:" in texts[0]
+    assert "fitted at full size and 1/2 size, extended features:" in texts[0]
+    assert DetailModel.from_dict(record["model"]).names in cb.FEATURE_SETS.values()
     assert "Full size (1 composites)" in texts[0] and "Block-averaged to 1/2 size" in texts[0]

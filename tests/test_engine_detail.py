@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nuke_hdmatt.engine import detail
-from nuke_hdmatt.engine.detail import FEATURES, DetailModel
+from nuke_hdmatt.engine.detail import EXTRA_FEATURES, FEATURES, DetailModel
 from nuke_hdmatt.engine.weights import detail_model_path, load_detail_model
 from nuke_hdmatt.errors import WeightsError
 
@@ -64,7 +64,7 @@ def test_the_step_follows_the_features():
 def _whole_frame_blend(model, image, trimap, coarse, full):
     """The step model's alpha computed on the whole frame at once (no tiles)."""
     feats = detail.features(torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(trimap),
-                            torch.from_numpy(coarse), torch.from_numpy(full))
+                            torch.from_numpy(coarse), torch.from_numpy(full), model.names)
     unknown = trimap == 0.5
     w = torch.sigmoid(model.logits(feats.permute(1, 2, 0)[torch.from_numpy(unknown)])[:, 0]).numpy()
     want = trimap.copy()
@@ -88,6 +88,57 @@ def test_tiles_give_the_whole_frame_answer(monkeypatch):
     for tile in (16, 64, 768):
         monkeypatch.setattr(detail, "TILE", tile)
         np.testing.assert_allclose(model.blend(image, trimap, coarse, full), want, atol=1e-6)
+
+
+def _named_model(names, hidden=6, seed=4):
+    rng = np.random.default_rng(seed)
+    n = len(names)
+    layers = [(rng.standard_normal((hidden, n)).astype(np.float32), np.zeros(hidden, np.float32)),
+              (rng.standard_normal((1, hidden)).astype(np.float32), np.zeros(1, np.float32))]
+    return DetailModel(np.full(n, 0.1, np.float32), np.full(n, 0.5, np.float32), layers,
+                       names=tuple(names))
+
+
+def test_a_model_naming_the_extra_features_reads_them_and_tiles_still_agree(monkeypatch):
+    image, trimap, coarse, full = _frame(150, 60, seed=2)
+    names = FEATURES + EXTRA_FEATURES
+    model = _named_model(names)
+    again = DetailModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert again.names == names
+    whole = _whole_frame_blend(model, image, trimap, coarse, full)
+    monkeypatch.setattr(detail, "TILE", 16)     # tiles smaller than the largest window
+    np.testing.assert_allclose(model.blend(image, trimap, coarse, full), whole, atol=1e-5)
+    # the extra features move the answer: the same first layer without them differs
+    base = _named_model(FEATURES)
+    base.layers = [(model.layers[0][0][:, :N], model.layers[0][1]), model.layers[1]]
+    base.mean, base.std = model.mean[:N], model.std[:N]
+    assert np.abs(base.blend(image, trimap, coarse, full) - whole).max() > 0.01
+    # a subset in any order reads exactly those measurements
+    t = [torch.from_numpy(a) for a in (image.transpose(2, 0, 1).copy(), trimap, coarse, full)]
+    every = detail.features(*t, names)
+    pick = ("plate_rgb_texture", "d", "region_coarse")
+    torch.testing.assert_close(detail.features(*t, pick), every[[names.index(n) for n in pick]])
+    torch.testing.assert_close(detail.features(*t), every[:N])
+
+
+def test_the_extra_features_measure_what_they_name():
+    h, w = 120, 120
+    ramp = np.tile(np.linspace(0, 1, w, dtype=np.float32), (h, 1))        # slope 1/(w-1)
+    image = np.repeat(ramp[..., None], 3, axis=2)
+    trimap = np.full((h, w), 0.5, np.float32)
+    trimap[:, :10] = 0.0
+    coarse, full = ramp.copy(), np.full((h, w), 0.5, np.float32)
+    t = [torch.from_numpy(a) for a in (image.transpose(2, 0, 1).copy(), trimap, coarse, full)]
+    f = dict(zip(EXTRA_FEATURES, detail.features(*t, EXTRA_FEATURES)))
+    mid = (slice(40, 80), slice(40, 80))
+    torch.testing.assert_close(f["grad_coarse"][mid], torch.full((40, 40), 1 / (w - 1)))
+    assert f["grad_full"].abs().max() == 0
+    torch.testing.assert_close(f["region_coarse"][mid], torch.from_numpy(ramp[mid]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(f["region_full_uncertainty"][mid], torch.ones(40, 40))
+    assert 0 < f["plate_rgb_texture"][mid].max() < 0.05     # a gentle ramp: little texture
+    assert f["wide_unknown_share"][60, 110] == 1 and f["wide_unknown_share"][60, 12] < 0.9
+    with pytest.raises(ValueError):
+        DetailModel.from_dict({**_named_model(("d", "no_such")).to_dict()})
 
 
 def _snap_model(keep, zero, one, step=0.0):

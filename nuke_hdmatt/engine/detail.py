@@ -27,6 +27,13 @@ import torch.nn.functional as F
 FEATURES = ("d", "abs_d", "sharpening", "region_abs_d", "wide_abs_d", "coarse", "full",
             "coarse_uncertainty", "full_uncertainty", "full_texture", "coarse_texture",
             "plate_texture", "unknown_share", "foreground_share", "background_share")
+#: Measurements a model may name besides :data:`FEATURES` (the first models' set): edge
+#: strengths, the two alphas' and the plate's statistics over a region, the step's local
+#: mean, the plate's texture over its three channels and how far the unknown band reaches.
+EXTRA_FEATURES = ("grad_coarse", "grad_full", "grad_plate", "region_coarse_uncertainty",
+                  "region_full_uncertainty", "texture_d", "texture_abs_d", "region_plate_std",
+                  "region_coarse", "region_full", "wide_unknown_share", "region_d",
+                  "plate_rgb_texture")
 TEXTURE = 2         # radius (px) of the texture measures
 REGION = 16         # radius (px) of the region measures
 WIDE = 48           # radius (px) of the wide ones
@@ -52,44 +59,67 @@ def _box(x: torch.Tensor, r: int) -> torch.Tensor:
     return x + mean
 
 
+def _grad(x: torch.Tensor) -> torch.Tensor:
+    """Gradient magnitude of (H, W) by central differences (0 on the border rows/columns)."""
+    gy, gx = torch.zeros_like(x), torch.zeros_like(x)
+    gy[1:-1] = (x[2:] - x[:-2]) / 2
+    gx[:, 1:-1] = (x[:, 2:] - x[:, :-2]) / 2
+    return (gx * gx + gy * gy).sqrt()
+
+
 def features(image: torch.Tensor, trimap: torch.Tensor, coarse: torch.Tensor,
-             full: torch.Tensor) -> torch.Tensor:
-    """(len(FEATURES), H, W) measurements of one block: image (3, H, W) in the network's
-    input space, trimap, coarse and full (H, W), all float32 on one device."""
+             full: torch.Tensor, names: tuple[str, ...] = FEATURES) -> torch.Tensor:
+    """(len(names), H, W) measurements of one block: image (3, H, W) in the network's
+    input space, trimap, coarse and full (H, W), all float32 on one device; ``names`` from
+    :data:`FEATURES` and :data:`EXTRA_FEATURES`."""
     d = full - coarse
     lum = image.mean(0)
     m = _box(torch.stack([lum, lum * lum, coarse, full]), TEXTURE)
     plate_std = (m[1] - m[0] * m[0]).clamp_min(0).sqrt()
     region = _box(torch.stack([d.abs(), (trimap == 0.5).float()]), REGION)
     wide = _box(torch.stack([d.abs(), (trimap == 1).float(), (trimap == 0).float()]), WIDE)
-    return torch.stack([
-        d, d.abs(), d * (2 * coarse - 1), region[0], wide[0], coarse, full,
-        4 * coarse * (1 - coarse), 4 * full * (1 - full),
-        (full - m[3]).abs(), (coarse - m[2]).abs(), plate_std, region[1], wide[1], wide[2]])
+    rows = [d, d.abs(), d * (2 * coarse - 1), region[0], wide[0], coarse, full,
+            4 * coarse * (1 - coarse), 4 * full * (1 - full),
+            (full - m[3]).abs(), (coarse - m[2]).abs(), plate_std, region[1], wide[1], wide[2]]
+    if not set(names) <= set(FEATURES):
+        r = _box(torch.stack([4 * coarse * (1 - coarse), 4 * full * (1 - full), lum, lum * lum,
+                              coarse, full, d]), REGION)
+        t = _box(torch.cat([torch.stack([d, d.abs()]), image, image * image]), TEXTURE)
+        rgb_std = (t[5:8] - t[2:5] ** 2).clamp_min(0).sum(0).sqrt()
+        reach = _box((trimap == 0.5).float()[None], WIDE)[0]
+        rows += [_grad(coarse), _grad(full), _grad(lum), r[0], r[1], t[0], t[1],
+                 (r[3] - r[2] ** 2).clamp_min(0).sqrt(), r[4], r[5], reach, r[6], rgb_std]
+    known = FEATURES + EXTRA_FEATURES
+    return torch.stack([rows[known.index(n)] for n in names])
 
 
 @dataclass
 class DetailModel:
-    """A perceptron (one hidden tanh layer, or none) from standardised :data:`FEATURES` to
-    the logits of its head (:data:`HEADS`, :func:`head_alpha`)."""
+    """A perceptron (one hidden tanh layer, or none) from its standardised features
+    (``names``: :data:`FEATURES` unless it names others) to the logits of its head
+    (:data:`HEADS`, :func:`head_alpha`)."""
     mean: np.ndarray            # (F,)
     std: np.ndarray             # (F,)
     layers: list                # [(weight (out, in), bias (out,)), ...]
     head: str = "step"
+    names: tuple[str, ...] = FEATURES   # the features it reads, in order
 
     def to_dict(self) -> dict:
-        return {"features": list(FEATURES), "head": self.head, "mean": self.mean.tolist(),
+        return {"features": list(self.names), "head": self.head, "mean": self.mean.tolist(),
                 "std": self.std.tolist(),
                 "layers": [[w.tolist(), b.tolist()] for w, b in self.layers]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DetailModel":
-        if tuple(d["features"]) != FEATURES:
-            raise ValueError(f"features {d['features']} are not {list(FEATURES)}")
+        names = tuple(d["features"])
+        unknown = [n for n in names if n not in FEATURES + EXTRA_FEATURES]
+        if unknown or len(set(names)) != len(names) or not names:
+            raise ValueError(f"features {list(names)} are not distinct names of "
+                             f"{list(FEATURES + EXTRA_FEATURES)}")
         head = d.get("head", "step")        # files from before the snap head are steps
         if head not in HEADS:
             raise ValueError(f"head {head!r} is not one of {', '.join(HEADS)}")
-        n = len(FEATURES)
+        n = len(names)
         mean, std = np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32)
         layers = [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in d["layers"]]
         width = n
@@ -101,7 +131,7 @@ class DetailModel:
             raise ValueError("its statistics do not fit the features")
         if width != HEADS[head]:
             raise ValueError(f"{width} outputs do not fit the {head} head ({HEADS[head]})")
-        return cls(mean, std, layers, head)
+        return cls(mean, std, layers, head, names)
 
     def logits(self, feats: torch.Tensor) -> torch.Tensor:
         """(N, F) features -> (N, outputs) logits."""
@@ -148,7 +178,8 @@ class DetailModel:
         def up(a):
             return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev)
         c, f = up(coarse), up(full)
-        feats = features(up(image).permute(2, 0, 1), up(trimap), c, f)[(slice(None),) + inner]
+        feats = features(up(image).permute(2, 0, 1), up(trimap), c, f,
+                         self.names)[(slice(None),) + inner]
         mask = up(unknown).bool()
         return self.alpha(feats.permute(1, 2, 0)[mask], c[inner][mask],
                           f[inner][mask]).cpu().numpy()
