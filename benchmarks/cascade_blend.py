@@ -123,15 +123,12 @@ def predict(model: DetailModel, x: np.ndarray, c: np.ndarray, d: np.ndarray) -> 
         return model.alpha(*(torch.from_numpy(a) for a in (x, c, c + d))).numpy()
 
 
-def feature_names(candidate: tuple) -> tuple[str, ...]:
-    """The features a candidate reads: its 4th entry names a :data:`FEATURE_SETS` set."""
-    return FEATURE_SETS[candidate[3]] if len(candidate) > 3 else FEATURES
-
-
 def fit_candidate(candidate: tuple, x, c, d, gt, iters: int) -> DetailModel:
-    """``fit`` on the columns of ``x`` (laid out as :data:`SAMPLED`) the candidate reads."""
-    names = feature_names(candidate)
-    return fit(x[:, [SAMPLED.index(n) for n in names]], c, d, gt, candidate[1], candidate[0],
+    """``fit`` on the columns of ``x`` (laid out as :data:`SAMPLED`) that the candidate's
+    feature set names."""
+    head, hidden, _, feature_set = candidate
+    names = FEATURE_SETS[feature_set]
+    return fit(x[:, [SAMPLED.index(n) for n in names]], c, d, gt, hidden, head,
                iters=iters, names=names)
 
 
@@ -141,11 +138,12 @@ def predict_columns(model: DetailModel, x: np.ndarray, c: np.ndarray, d: np.ndar
 
 def choose_model(groups: dict, candidates: list[tuple], folds: int = FOLDS,
                  iters: int = CV_ITERS) -> tuple[tuple, dict]:
-    """The (head, hidden size, fitted scales[, feature set]) with the lowest held-out L1 over
+    """The (head, hidden size, fitted scales, feature set) with the lowest held-out L1 over
     ``folds`` folds of the fit split's images, and every candidate's figure. ``groups``:
     (image name, scale) -> (x, c, d, gt) samples, x's columns laid out as :data:`SAMPLED`
-    (or its first ones); a candidate fits on its scales of the other folds' images and is
-    scored on every scale of the held-out images (the engine meets frames of any size)."""
+    (the base set's alone will do for base candidates); a candidate fits on its scales of
+    the other folds' images and is scored on every scale of the held-out images (the engine
+    meets frames of any size)."""
     names = sorted({n for n, _ in groups})
     scores = {}
     for cand in candidates:
@@ -159,7 +157,7 @@ def choose_model(groups: dict, candidates: list[tuple], folds: int = FOLDS,
             for (n, _), (x, c, d, gt) in groups.items():
                 if n in held:
                     errs.append(float(np.abs(predict_columns(model, x, c, d) - gt).mean()))
-        key = (cand[0], cand[1], tuple(scales), *cand[3:])
+        key = (cand[0], cand[1], tuple(scales), cand[3])
         scores[key] = float(np.mean(errs))
         print(f"{label(key)}: held-out L1 {scores[key]:.5f}", flush=True)
     return min(scores, key=scores.get), scores
@@ -170,10 +168,9 @@ def scale_name(scale: int) -> str:
 
 
 def label(candidate: tuple) -> str:
-    head, hidden, scales = candidate[:3]
+    head, hidden, scales, feature_set = candidate
     return (f"{head} head, " + (f"hidden {hidden}" if hidden else "logistic")
-            + ", fitted at " + " and ".join(map(scale_name, scales))
-            + (f", {candidate[3]} features" if len(candidate) > 3 else ""))
+            + ", fitted at " + " and ".join(map(scale_name, scales)) + f", {feature_set} features")
 
 
 def block_oracle(c, d, gt, unknown, block=32) -> np.ndarray:

@@ -218,7 +218,7 @@ def test_cascade_blend_chooses_the_snap_head_where_a_haze_needs_clearing():
     """Background no blend of the two alphas reaches: cross-validation on held-out images
     picks the snap head, which clears it, over the step head, which cannot."""
     from benchmarks.cascade_blend import choose_model
-    step, snap = ("step", 0, (1,)), ("snap", 0, (1,))
+    step, snap = ("step", 0, (1,), "base"), ("snap", 0, (1,), "base")
     chosen, scores = choose_model(_blend_groups(haze=True), [step, snap], folds=2, iters=300)
     assert chosen == snap and set(scores) == {step, snap}
     assert scores[snap] < 0.6 * scores[step]
@@ -234,7 +234,7 @@ def test_cascade_blend_chooses_to_fit_on_the_scale_it_is_scored_on():
         x2 = x.copy()
         x2[:, FEATURES.index("wide_abs_d")] = 3.0       # what tells the scales apart
         groups[name, 2] = (x2, c, d, c.copy())
-    one, both = ("step", 8, (1,)), ("step", 8, (1, 2))
+    one, both = ("step", 8, (1,), "base"), ("step", 8, (1, 2), "base")
     chosen, scores = choose_model(groups, [one, both], folds=2, iters=300)
     assert chosen == both and scores[both] < 0.8 * scores[one]
 

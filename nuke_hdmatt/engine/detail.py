@@ -74,21 +74,27 @@ def features(image: torch.Tensor, trimap: torch.Tensor, coarse: torch.Tensor,
     :data:`FEATURES` and :data:`EXTRA_FEATURES`."""
     d = full - coarse
     lum = image.mean(0)
-    m = _box(torch.stack([lum, lum * lum, coarse, full]), TEXTURE)
-    plate_std = (m[1] - m[0] * m[0]).clamp_min(0).sqrt()
-    region = _box(torch.stack([d.abs(), (trimap == 0.5).float()]), REGION)
-    wide = _box(torch.stack([d.abs(), (trimap == 1).float(), (trimap == 0).float()]), WIDE)
-    rows = [d, d.abs(), d * (2 * coarse - 1), region[0], wide[0], coarse, full,
-            4 * coarse * (1 - coarse), 4 * full * (1 - full),
-            (full - m[3]).abs(), (coarse - m[2]).abs(), plate_std, region[1], wide[1], wide[2]]
-    if not set(names) <= set(FEATURES):
-        r = _box(torch.stack([4 * coarse * (1 - coarse), 4 * full * (1 - full), lum, lum * lum,
-                              coarse, full, d]), REGION)
-        t = _box(torch.cat([torch.stack([d, d.abs()]), image, image * image]), TEXTURE)
-        rgb_std = (t[5:8] - t[2:5] ** 2).clamp_min(0).sum(0).sqrt()
-        reach = _box((trimap == 0.5).float()[None], WIDE)[0]
-        rows += [_grad(coarse), _grad(full), _grad(lum), r[0], r[1], t[0], t[1],
-                 (r[3] - r[2] ** 2).clamp_min(0).sqrt(), r[4], r[5], reach, r[6], rgb_std]
+    unknown = (trimap == 0.5).float()
+    c_unc, f_unc = 4 * coarse * (1 - coarse), 4 * full * (1 - full)
+    extended = not set(names) <= set(FEATURES)
+    # one running-sum pass per window size over every map measured with it
+    tex = [lum, lum * lum, coarse, full]
+    reg = [d.abs(), unknown]
+    wid = [d.abs(), (trimap == 1).float(), (trimap == 0).float()]
+    if extended:
+        tex += [d, d.abs(), *image, *(image * image)]
+        reg += [c_unc, f_unc, lum, lum * lum, coarse, full, d]
+        wid += [unknown]
+    t = _box(torch.stack(tex), TEXTURE)
+    r = _box(torch.stack(reg), REGION)
+    w = _box(torch.stack(wid), WIDE)
+    rows = [d, d.abs(), d * (2 * coarse - 1), r[0], w[0], coarse, full, c_unc, f_unc,
+            (full - t[3]).abs(), (coarse - t[2]).abs(), (t[1] - t[0] * t[0]).clamp_min(0).sqrt(),
+            r[1], w[1], w[2]]
+    if extended:
+        rows += [_grad(coarse), _grad(full), _grad(lum), r[2], r[3], t[4], t[5],
+                 (r[5] - r[4] ** 2).clamp_min(0).sqrt(), r[6], r[7], w[3], r[8],
+                 (t[9:12] - t[6:9] ** 2).clamp_min(0).sum(0).sqrt()]
     known = FEATURES + EXTRA_FEATURES
     return torch.stack([rows[known.index(n)] for n in names])
 
