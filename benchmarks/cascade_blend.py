@@ -32,6 +32,7 @@ import torch
 from nuke_hdmatt import metrics
 from nuke_hdmatt.atomic import write_text_atomic
 from nuke_hdmatt.engine.detail import (
+    COLOUR_FEATURES,
     EXTRA_FEATURES,
     FEATURES,
     HEADS,
@@ -52,8 +53,9 @@ CV_ITERS = 600          # and of each cross-validation fit
 BATCH = 65_536          # samples a step
 STEPS = np.round(np.arange(0, 1.0001, 0.05), 2)
 #: The feature sets a model may read; samples carry every column of :data:`SAMPLED`.
-FEATURE_SETS = {"base": FEATURES, "extended": FEATURES + EXTRA_FEATURES}
-SAMPLED = FEATURES + EXTRA_FEATURES
+FEATURE_SETS = {"base": FEATURES, "extended": FEATURES + EXTRA_FEATURES,
+                "colour": FEATURES + EXTRA_FEATURES + COLOUR_FEATURES}
+SAMPLED = FEATURES + EXTRA_FEATURES + COLOUR_FEATURES
 
 
 def load(path: Path) -> dict:
@@ -83,18 +85,33 @@ def frame_features(fr: dict) -> tuple[np.ndarray, np.ndarray]:
     return unknown, f.permute(1, 2, 0).numpy()[unknown]
 
 
-def fit(x: np.ndarray, c: np.ndarray, d: np.ndarray, gt: np.ndarray, hidden: int,
+def widths(hidden) -> tuple[int, ...]:
+    """A model's hidden layer widths: 0 (logistic), one width, or a stack of them."""
+    if isinstance(hidden, int):
+        return (hidden,) if hidden else ()
+    return tuple(hidden)
+
+
+def hidden_sizes(text: str):
+    """``--hidden`` values: 0 (logistic), a width (32) or stacked widths (64x64)."""
+    sizes = tuple(int(v) for v in text.split("x"))
+    if any(v < 0 for v in sizes) or (len(sizes) > 1 and 0 in sizes):
+        raise ValueError(text)
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
+def fit(x: np.ndarray, c: np.ndarray, d: np.ndarray, gt: np.ndarray, hidden,
         head: str = "step", iters: int = ITERS, seed: int = 0,
         names: tuple[str, ...] = FEATURES) -> DetailModel:
     """A detail model fitted by L1 to ``gt`` on samples (features ``x``, the columns
-    ``names``, coarse ``c``, ``d = full - coarse``); it starts as the fixed step 0.25
-    (``snap``: keeping the blend)."""
+    ``names``, coarse ``c``, ``d = full - coarse``), with hidden layers :func:`widths`
+    ``(hidden)``; it starts as the fixed step 0.25 (``snap``: keeping the blend)."""
     torch.manual_seed(seed)
     mean, std = x.mean(0), x.std(0) + 1e-6
     xt = torch.from_numpy((x - mean) / std)
     ct, dt, gtt = (torch.from_numpy(a) for a in (c, d, gt))
     ft = ct + dt
-    sizes = [x.shape[1]] + ([hidden] if hidden else []) + [HEADS[head]]
+    sizes = [x.shape[1], *widths(hidden), HEADS[head]]
     params = []
     for i, o in zip(sizes[:-1], sizes[1:]):
         w = (torch.randn(o, i) * (1 / np.sqrt(i))).requires_grad_()
@@ -169,7 +186,8 @@ def scale_name(scale: int) -> str:
 
 def label(candidate: tuple) -> str:
     head, hidden, scales, feature_set = candidate
-    return (f"{head} head, " + (f"hidden {hidden}" if hidden else "logistic")
+    sizes = "x".join(map(str, widths(hidden)))
+    return (f"{head} head, " + (f"hidden {sizes}" if sizes else "logistic")
             + ", fitted at " + " and ".join(map(scale_name, scales)) + f", {feature_set} features")
 
 
@@ -194,8 +212,8 @@ def scale_sets(text: str) -> tuple[int, ...]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--hidden", type=int, nargs="+", default=[8, 16, 32],
-                    help="hidden sizes to choose from (0: logistic)")
+    ap.add_argument("--hidden", type=hidden_sizes, nargs="+", default=[8, 16, 32],
+                    help="hidden sizes to choose from (0: logistic; 64x64: two layers)")
     ap.add_argument("--heads", nargs="+", choices=sorted(HEADS), default=["step", "snap"],
                     help="heads to choose from")
     ap.add_argument("--fit-scales", type=scale_sets, nargs="+",

@@ -214,6 +214,21 @@ def test_cascade_blend_learns_a_step_that_depends_on_the_pixel():
     assert np.abs(predict(model, x, c, d) - gt).mean() < 0.5 * fixed
 
 
+def test_cascade_blend_fits_stacked_hidden_layers():
+    """``--hidden 8x8`` is two hidden layers; the engine's model runs what was fitted."""
+    from benchmarks.cascade_blend import fit, hidden_sizes, label, predict
+    assert hidden_sizes("0") == 0 and hidden_sizes("32") == 32 and hidden_sizes("8x8") == (8, 8)
+    with pytest.raises(ValueError):
+        hidden_sizes("8x0")
+    groups = _blend_groups(haze=False)
+    x, c, d, gt = (np.concatenate([g[i] for g in groups.values()]) for i in range(4))
+    model = fit(x, c, d, gt, (8, 8), "step", iters=600)
+    assert [w.shape for w, _ in model.layers] == [(8, x.shape[1]), (8, 8), (1, 8)]
+    assert "hidden 8x8" in label(("step", (8, 8), (1,), "base"))
+    fixed = min(np.abs(c + s * d - gt).mean() for s in np.linspace(0, 1, 21))
+    assert np.abs(predict(model, x, c, d) - gt).mean() < 0.5 * fixed
+
+
 def test_cascade_blend_chooses_the_snap_head_where_a_haze_needs_clearing():
     """Background no blend of the two alphas reaches: cross-validation on held-out images
     picks the snap head, which clears it, over the step head, which cannot."""
@@ -242,7 +257,7 @@ def test_cascade_blend_chooses_to_fit_on_the_scale_it_is_scored_on():
 def test_cascade_blend_chooses_the_extended_features_where_only_they_tell():
     """When what decides the step is measured only by an extra feature, cross-validation
     picks the extended set over the base one."""
-    from benchmarks.cascade_blend import SAMPLED, choose_model, fit_candidate, predict_columns
+    from benchmarks.cascade_blend import FEATURE_SETS, SAMPLED, choose_model, fit_candidate, predict_columns
     rng = np.random.default_rng(3)
     groups = {}
     for i in range(4):
@@ -257,7 +272,7 @@ def test_cascade_blend_chooses_the_extended_features_where_only_they_tell():
     assert chosen == extended and scores[extended] < 0.6 * scores[base]
     x, c, d, gt = groups["G0", 1]
     model = fit_candidate(extended, x, c, d, gt, 300)
-    assert "grad_full" in model.names and len(model.mean) == len(SAMPLED)
+    assert "grad_full" in model.names and len(model.mean) == len(FEATURE_SETS["extended"])
     assert np.abs(predict_columns(model, x, c, d) - gt).mean() < scores[base]
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nuke_hdmatt.engine import detail
-from nuke_hdmatt.engine.detail import EXTRA_FEATURES, FEATURES, DetailModel
+from nuke_hdmatt.engine.detail import COLOUR_FEATURES, EXTRA_FEATURES, FEATURES, DetailModel
 from nuke_hdmatt.engine.weights import detail_model_path, load_detail_model
 from nuke_hdmatt.errors import WeightsError
 
@@ -141,6 +141,32 @@ def test_the_extra_features_measure_what_they_name():
         DetailModel.from_dict({**_named_model(("d", "no_such")).to_dict()})
 
 
+def test_the_colour_features_read_the_mix_of_the_nearby_foreground_and_background():
+    """A plate that mixes a red foreground and a blue background linearly across the band:
+    the colour model's alpha is the mix where both are within the wide window, 0.5 (and no
+    contrast) where one is not; the wanted pixels alone give the whole block's numbers."""
+    h, w = 40, 100
+    fg, bg = np.array([0.9, 0.0, 0.1], np.float32), np.array([0.1, 0.2, 0.8], np.float32)
+    truth = np.concatenate([np.ones(20), np.linspace(1, 0, w - 40), np.zeros(20)]).astype(np.float32)
+    image = np.broadcast_to(truth[None, :, None] * fg + (1 - truth[None, :, None]) * bg,
+                            (h, w, 3)).astype(np.float32)
+    trimap = np.full((h, w), 0.5, np.float32)
+    trimap[:, :20], trimap[:, -20:] = 1.0, 0.0
+    alpha = np.full((h, w), 0.5, np.float32)
+    t = [torch.from_numpy(a) for a in (image.transpose(2, 0, 1).copy(), trimap, alpha, alpha)]
+    f = dict(zip(COLOUR_FEATURES, detail.features(*t, COLOUR_FEATURES)))
+    mid = slice(40, 60)         # F and B both within the wide window
+    torch.testing.assert_close(f["colour_alpha"][20, mid], torch.from_numpy(truth[mid]), atol=1e-3, rtol=0)
+    contrast = float(np.linalg.norm(fg - bg))
+    torch.testing.assert_close(f["colour_contrast"][20, mid], torch.full((20,), contrast))
+    assert f["colour_residual"][20, mid].max() < 1e-3
+    assert f["colour_alpha"][20, 25] == 0.5 and f["colour_contrast"][20, 25] == 0    # no B near
+    names = FEATURES + COLOUR_FEATURES
+    at = torch.from_numpy(trimap == 0.5)
+    torch.testing.assert_close(detail.features(*t, names, at), detail.features(*t, names)[:, at],
+                               atol=1e-4, rtol=0)
+
+
 def _snap_model(keep, zero, one, step=0.0):
     """A snap head with constant logits: the step's, then keeping the blend, 0 and 1."""
     layers = [(np.zeros((4, N), np.float32), np.array([step, keep, zero, one], np.float32))]
@@ -160,6 +186,21 @@ def test_the_snap_head_mixes_the_blend_with_0_and_1():
     even = _snap_model(0, 0, 0).blend(image, trimap, coarse, full)         # a third of each
     np.testing.assert_allclose(even[unknown], (half[unknown] + 1) / 3, atol=1e-6)
     assert np.array_equal(even[~unknown], trimap[~unknown])
+
+
+def test_the_logits_are_the_perceptron_on_the_standardised_features():
+    """Inference folds the standardisation into the first layer and writes tanh as a
+    sigmoid: the same function as the fitter's, for one and for two hidden layers."""
+    rng = np.random.default_rng(7)
+    x = torch.from_numpy(rng.normal(0.3, 2.0, (50, N)).astype(np.float32))
+    mean, std = rng.normal(0, 1, N).astype(np.float32), rng.uniform(0.2, 3, N).astype(np.float32)
+    for sizes in ((N, 6, 4), (N, 5, 7, 4)):
+        layers = [(rng.standard_normal((o, i)).astype(np.float32), rng.standard_normal(o).astype(np.float32))
+                  for i, o in zip(sizes[:-1], sizes[1:])]
+        model = DetailModel(mean, std, layers, "snap")
+        want = detail.perceptron((x - torch.from_numpy(mean)) / torch.from_numpy(std),
+                                 [(torch.from_numpy(w), torch.from_numpy(b)) for w, b in layers])
+        torch.testing.assert_close(model.logits(x), want, atol=1e-4, rtol=1e-4)
 
 
 def test_the_model_round_trips_and_a_damaged_one_is_refused():
