@@ -32,7 +32,6 @@ import torch
 from nuke_hdmatt import metrics
 from nuke_hdmatt.atomic import write_text_atomic
 from nuke_hdmatt.engine.detail import (
-    COLOUR_FEATURES,
     EXTRA_FEATURES,
     FEATURES,
     HEADS,
@@ -53,9 +52,8 @@ CV_ITERS = 600          # and of each cross-validation fit
 BATCH = 65_536          # samples a step
 STEPS = np.round(np.arange(0, 1.0001, 0.05), 2)
 #: The feature sets a model may read; samples carry every column of :data:`SAMPLED`.
-FEATURE_SETS = {"base": FEATURES, "extended": FEATURES + EXTRA_FEATURES,
-                "colour": FEATURES + EXTRA_FEATURES + COLOUR_FEATURES}
-SAMPLED = FEATURES + EXTRA_FEATURES + COLOUR_FEATURES
+FEATURE_SETS = {"base": FEATURES, "extended": FEATURES + EXTRA_FEATURES}
+SAMPLED = FEATURES + EXTRA_FEATURES
 
 
 def load(path: Path) -> dict:

@@ -257,7 +257,7 @@ def test_cascade_blend_chooses_to_fit_on_the_scale_it_is_scored_on():
 def test_cascade_blend_chooses_the_extended_features_where_only_they_tell():
     """When what decides the step is measured only by an extra feature, cross-validation
     picks the extended set over the base one."""
-    from benchmarks.cascade_blend import FEATURE_SETS, SAMPLED, choose_model, fit_candidate, predict_columns
+    from benchmarks.cascade_blend import SAMPLED, choose_model, fit_candidate, predict_columns
     rng = np.random.default_rng(3)
     groups = {}
     for i in range(4):
@@ -272,7 +272,7 @@ def test_cascade_blend_chooses_the_extended_features_where_only_they_tell():
     assert chosen == extended and scores[extended] < 0.6 * scores[base]
     x, c, d, gt = groups["G0", 1]
     model = fit_candidate(extended, x, c, d, gt, 300)
-    assert "grad_full" in model.names and len(model.mean) == len(FEATURE_SETS["extended"])
+    assert "grad_full" in model.names and len(model.mean) == len(SAMPLED)
     assert np.abs(predict_columns(model, x, c, d) - gt).mean() < scores[base]
 
 

@@ -16,8 +16,9 @@ window), so no full-frame temporary beyond the output exists and tiles give the 
 frame's answer (to float rounding). Within a tile each window size's running sums cover
 only what its windows reach, and every per-pixel measurement and the perceptron run on the
 unknown pixels alone (a 6K frame's 10 % band: the stage 0.5x as long as measuring whole
-tiles, alphas within 1e-3 on all but 0.05 % of its pixels, where variance-like
-measurements near zero amplify float rounding).
+tiles; against measuring whole tiles its alphas move by more than 1e-3 on 0.05 % of its
+unknown pixels, at most 0.012, where variance-like measurements near zero amplify float
+rounding: SAD 133.022 either way).
 """
 
 from __future__ import annotations
@@ -38,15 +39,11 @@ EXTRA_FEATURES = ("grad_coarse", "grad_full", "grad_plate", "region_coarse_uncer
                   "region_full_uncertainty", "texture_d", "texture_abs_d", "region_plate_std",
                   "region_coarse", "region_full", "wide_unknown_share", "region_d",
                   "plate_rgb_texture")
-#: Measurements of a local colour model: the alpha that the plate's colour gives between the
-#: mean foreground and background colours of the wide window (0.5 without both), their
-#: contrast, and how far the plate is from that mix.
-COLOUR_FEATURES = ("colour_alpha", "colour_contrast", "colour_residual")
 TEXTURE = 2         # radius (px) of the texture measures
 REGION = 16         # radius (px) of the region measures
 WIDE = 48           # radius (px) of the wide ones
 MARGIN = WIDE
-TILE = 256          # a 6K frame's 10 % band: 0.9 s against 1.1 s at 512 and 1.6 s at 768 (2 threads)
+TILE = 256          # a 6K frame's 10 % band, 2 threads: 1.6 s, as at 384; 2.0 s at 512, 2.6 at 768
 ROWS = 16384        # pixels through the perceptron at once
 #: The perceptron's heads, by their number of outputs: ``step`` (the step's logit) and
 #: ``snap`` (the step's logit, then the logits of keeping the blend, 0 and 1).
@@ -83,36 +80,38 @@ def features(image: torch.Tensor, trimap: torch.Tensor, coarse: torch.Tensor,
              at: torch.Tensor | None = None) -> torch.Tensor:
     """(len(names), H, W) measurements of one block: image (3, H, W) in the network's
     input space, trimap, coarse and full (H, W), all float32 on one device; ``names`` from
-    :data:`FEATURES`, :data:`EXTRA_FEATURES` and :data:`COLOUR_FEATURES`. ``at``: an (H, W)
-    bool mask; given, the measurements of its pixels only, (len(names), N) in raster order
-    (the windows still see the whole block; each window's sums start where its reach does,
-    so they agree with the whole block's to float rounding, not bit for bit)."""
-    h, w = trimap.shape
+    :data:`FEATURES` and :data:`EXTRA_FEATURES`. ``at``: an (H, W) bool mask; given, the
+    measurements of its pixels only, (len(names), N) in raster order (the windows still see
+    the whole block; each window's sums start where its reach does, so they agree with the
+    whole block's to float rounding, not bit for bit)."""
+    height, width = trimap.shape
     if at is None:
-        y0, y1, x0, x1, where = 0, h, 0, w, None
+        y0, y1, x0, x1, where = 0, height, 0, width, None
     else:
         ys, xs = at.any(1).nonzero().squeeze(1), at.any(0).nonzero().squeeze(1)
         y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
         where = at[y0:y1, x0:x1].flatten().nonzero().squeeze(1)
 
-    def pick(x: torch.Tensor) -> torch.Tensor:
-        """The wanted pixels of a block-sized map (index_select: 20x a boolean index)."""
-        x = x[..., y0:y1, x0:x1]
+    def select(x: torch.Tensor) -> torch.Tensor:
+        """The wanted pixels of maps the size of their box (index_select: 20x a boolean
+        index's speed)."""
         return x if where is None else x.flatten(-2).index_select(-1, where)
+
+    def pick(x: torch.Tensor) -> torch.Tensor:
+        """The wanted pixels of block-sized maps."""
+        return select(x[..., y0:y1, x0:x1])
 
     def window(maps: list, r: int) -> torch.Tensor:
         """Box means of ``maps`` at the wanted pixels, each map cut to what their windows
         reach (one running-sum pass per window size)."""
-        a, b, c, e = max(0, y0 - r), min(h, y1 + r), max(0, x0 - r), min(w, x1 + r)
+        a, b, c, e = max(0, y0 - r), min(height, y1 + r), max(0, x0 - r), min(width, x1 + r)
         out = _box(torch.stack([m[a:b, c:e] for m in maps]), r)
-        out = out[:, y0 - a:y1 - a, x0 - c:x1 - c]
-        return out if where is None else out.flatten(-2).index_select(-1, where)
+        return select(out[:, y0 - a:y1 - a, x0 - c:x1 - c])
 
     d = full - coarse
     lum = image.mean(0)
     unknown = (trimap == 0.5).float()
-    extended = bool(set(names) - set(FEATURES) - set(COLOUR_FEATURES))
-    colour = bool(set(names) & set(COLOUR_FEATURES))
+    extended = not set(names) <= set(FEATURES)
     tex = [lum, lum * lum, coarse, full]
     reg = [d.abs(), unknown]
     wid = [d.abs(), (trimap == 1).float(), (trimap == 0).float()]
@@ -120,47 +119,25 @@ def features(image: torch.Tensor, trimap: torch.Tensor, coarse: torch.Tensor,
         tex += [d, d.abs(), *image, *(image * image)]
         reg += [4 * coarse * (1 - coarse), 4 * full * (1 - full), lum, lum * lum, coarse, full, d]
         wid += [unknown]
-    n_wid = len(wid)
-    if colour:
-        wid += [*(image * wid[1]), *(image * wid[2])]
-    t, r, w_ = window(tex, TEXTURE), window(reg, REGION), window(wid, WIDE)
+    t, r, w = window(tex, TEXTURE), window(reg, REGION), window(wid, WIDE)
     grads = [pick(_grad(m)) for m in (coarse, full, lum)] if extended else []
     # the rest is per pixel: only where wanted
     coarse, full, d = pick(coarse), pick(full), pick(d)
     c_unc, f_unc = 4 * coarse * (1 - coarse), 4 * full * (1 - full)
-    rows: list = [d, d.abs(), d * (2 * coarse - 1), r[0], w_[0], coarse, full, c_unc, f_unc,
+    rows = [d, d.abs(), d * (2 * coarse - 1), r[0], w[0], coarse, full, c_unc, f_unc,
             (full - t[3]).abs(), (coarse - t[2]).abs(), (t[1] - t[0] * t[0]).clamp_min(0).sqrt(),
-            r[1], w_[1], w_[2]]
+            r[1], w[1], w[2]]
     if extended:
         rows += [*grads, r[2], r[3], t[4], t[5],
-                 (r[5] - r[4] ** 2).clamp_min(0).sqrt(), r[6], r[7], w_[3], r[8],
+                 (r[5] - r[4] ** 2).clamp_min(0).sqrt(), r[6], r[7], w[3], r[8],
                  (t[9:12] - t[6:9] ** 2).clamp_min(0).sum(0).sqrt()]
-    else:
-        rows += [None] * len(EXTRA_FEATURES)
-    if colour:
-        rows += _colour_model(pick(image), w_[1], w_[2], w_[n_wid:n_wid + 3], w_[n_wid + 3:])
-    known = FEATURES + EXTRA_FEATURES + COLOUR_FEATURES
+    known = FEATURES + EXTRA_FEATURES
     return torch.stack([rows[known.index(n)] for n in names])
-
-
-def _colour_model(image, f_share, b_share, f_sum, b_sum) -> list:
-    """:data:`COLOUR_FEATURES` from the plate's colour (3, ...) and the wide window's shares
-    and mean-weighted colours of its foreground and background pixels."""
-    both = (f_share > 1e-3) & (b_share > 1e-3)
-    f = f_sum / f_share.clamp_min(1e-3)
-    b = b_sum / b_share.clamp_min(1e-3)
-    fb, ib = f - b, image - b
-    contrast2 = (fb * fb).sum(0)
-    a = ((ib * fb).sum(0) / (contrast2 + 1e-4)).clamp(0, 1)
-    residual = (ib - a * fb).square().sum(0).sqrt()
-    zero = torch.zeros_like(a)
-    return [torch.where(both, a, zero + 0.5), torch.where(both, contrast2.sqrt(), zero),
-            torch.where(both, residual, zero)]
 
 
 @dataclass
 class DetailModel:
-    """A perceptron (one hidden tanh layer, or none) from its standardised features
+    """A perceptron (tanh hidden layers, or none) from its standardised features
     (``names``: :data:`FEATURES` unless it names others) to the logits of its head
     (:data:`HEADS`, :func:`head_alpha`)."""
     mean: np.ndarray            # (F,)
@@ -177,10 +154,10 @@ class DetailModel:
     @classmethod
     def from_dict(cls, d: dict) -> "DetailModel":
         names = tuple(d["features"])
-        unknown = [n for n in names if n not in FEATURES + EXTRA_FEATURES + COLOUR_FEATURES]
+        unknown = [n for n in names if n not in FEATURES + EXTRA_FEATURES]
         if unknown or len(set(names)) != len(names) or not names:
             raise ValueError(f"features {list(names)} are not distinct names of "
-                             f"{list(FEATURES + EXTRA_FEATURES + COLOUR_FEATURES)}")
+                             f"{list(FEATURES + EXTRA_FEATURES)}")
         head = d.get("head", "step")        # files from before the snap head are steps
         if head not in HEADS:
             raise ValueError(f"head {head!r} is not one of {', '.join(HEADS)}")
@@ -204,7 +181,10 @@ class DetailModel:
         standardisation folded into the first layer, and each tanh written as a sigmoid
         (``tanh z = 2 sigmoid(2 z) - 1``: the 2s and the -1 folded into the layers around
         it), which the CPU computes 3.5x faster."""
-        dev = feats.device
+        return perceptron(feats, self._folded(feats.device), torch.sigmoid_)
+
+    def _folded(self, dev) -> list:
+        """The layers of :meth:`logits`, on ``dev``."""
         layers = [(torch.as_tensor(w, device=dev), torch.as_tensor(b, device=dev))
                   for w, b in self.layers]
         w, b = layers[0]
@@ -213,18 +193,20 @@ class DetailModel:
         for i in range(len(layers) - 1):
             (w, b), (w2, b2) = layers[i], layers[i + 1]
             layers[i], layers[i + 1] = (2 * w, 2 * b), (2 * w2, b2 - w2.sum(1))
-        return perceptron(feats, layers, torch.sigmoid_)
+        return layers
 
     def alpha(self, feats: torch.Tensor, coarse: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
         """(N, F) features and the two alphas (N,) of the same pixels -> their alpha (N,),
         clamped to [0, 1] (the fitter trains :func:`head_alpha` unclamped: a clamp has no
         gradient)."""
         out = torch.empty_like(coarse)
+        layers = self._folded(feats.device)
         # in runs of rows whose hidden activations stay in the cache (a 6K frame's band at
         # once: 0.6 GB of them, and the perceptron bound by memory)
         for s in range(0, len(out), ROWS):
             sl = slice(s, s + ROWS)
-            out[sl] = head_alpha(self.head, self.logits(feats[sl]), coarse[sl], full[sl])
+            z = perceptron(feats[sl], layers, torch.sigmoid_)
+            out[sl] = head_alpha(self.head, z, coarse[sl], full[sl])
         return out.clamp_(0, 1)
 
     def blend(self, image: np.ndarray, trimap: np.ndarray, coarse: np.ndarray,
@@ -260,10 +242,10 @@ class DetailModel:
             return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev)
         at = np.zeros(trimap.shape, bool)
         at[inner] = unknown
-        at = up(at).bool()
-        c, f = up(coarse), up(full)
-        feats = features(up(image).permute(2, 0, 1), up(trimap), c, f, self.names, at)
-        return self.alpha(feats.T, c.flatten()[at.flatten()], f.flatten()[at.flatten()]).cpu().numpy()
+        feats = features(up(image).permute(2, 0, 1), up(trimap), up(coarse), up(full),
+                         self.names, up(at).bool())
+        # the wanted pixels in the same (raster) order as the measurements
+        return self.alpha(feats.T, up(coarse[at]), up(full[at])).cpu().numpy()
 
 
 def perceptron(x: torch.Tensor, layers, between=torch.tanh) -> torch.Tensor:
