@@ -4,7 +4,7 @@ Synthetic plates (``engine_scaling.synthetic_plate`` over a procedural backgroun
 shared data is needed: the GPU machine has none): 1K-8K at 5 / 15 / 30 % unknown pixels
 (6K and 8K at 15 % only, to keep a GPU run short), then a 6000x4000 frame at 10 % and 15 %
 unknown split into prior (classical solve at 1024 px), network (encode, CPC, TGNL, decode,
-both cascade passes), guided upsampling and other. Each row: wall time after a warm-up
+both cascade passes), guided upsampling, the detail stage and other. Each row: wall time after a warm-up
 frame, peak GPU memory (``torch.cuda.max_memory_allocated``) on CUDA, peak RSS.
 
     python3 -m benchmarks.gpu_check --device cuda --out "$OUT"        # benchmarks/gpu_check.sh
@@ -80,10 +80,10 @@ def measure(eng, image, trimap) -> dict:
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
     network = sum(stages.get(k, 0.0) for k in NETWORK)
-    row = {"wall_s": wall, "prior_s": stages.get("prior", 0.0), "network_s": network,
-           "guided_s": stages.get("upsample", 0.0),
-           "other_s": wall - network - stages.get("prior", 0.0) - stages.get("upsample", 0.0),
-           "peak_rss_mib": peak_rss_mib()}
+    timed = {k: stages.get(k, 0.0) for k in ("prior", "upsample", "detail")}
+    row = {"wall_s": wall, "prior_s": timed["prior"], "network_s": network,
+           "guided_s": timed["upsample"], "detail_s": timed["detail"],
+           "other_s": wall - network - sum(timed.values()), "peak_rss_mib": peak_rss_mib()}
     if cuda:
         row["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
     return row
@@ -102,11 +102,12 @@ def profile(eng, image, trimap, path: Path) -> None:
 def write(out: Path, info: dict, warm_s: float, results: list) -> None:
     write_text_atomic(out / "gpu_check.json",
                       json.dumps({"info": info, "warm_up_s": warm_s, "rows": results}, indent=1))
-    cols = ["size", "w x h", "unknown", "total s", "prior s", "network s", "guided s", "other s",
-            "peak GPU GiB", "peak RSS MiB"]
+    cols = ["size", "w x h", "unknown", "total s", "prior s", "network s", "guided s", "detail s",
+            "other s", "peak GPU GiB", "peak RSS MiB"]
     table = markdown_table(cols, [[r["size"], f"{r['w']}x{r['h']}", f"{r['unknown']:.0%}", r["wall_s"],
-                                   r["prior_s"], r["network_s"], r["guided_s"], r["other_s"],
-                                   r.get("peak_gpu_gib"), r["peak_rss_mib"]] for r in results])
+                                   r["prior_s"], r["network_s"], r["guided_s"], r["detail_s"],
+                                   r["other_s"], r.get("peak_gpu_gib"), r["peak_rss_mib"]]
+                                  for r in results])
     write_text_atomic(out / "gpu_check.md",
                       f"## Engine on {info['device']}\n\n{machine_line(info)}.\n\n"
                       f"Warm-up (first 1K frame, not in the table): {warm_s:.1f} s.\n\n{table}")

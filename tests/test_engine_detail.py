@@ -235,3 +235,9 @@ def test_the_plates_spreads_do_not_depend_on_where_the_windows_start():
     at = args[1] == 0.5
     whole, some = features(*args, names), features(*args, names, at)
     torch.testing.assert_close(some, whole.flatten(1)[:, at.flatten()], atol=1e-5, rtol=0)
+
+
+def test_a_gpu_blends_in_larger_tiles():
+    """(Any tile size gives the whole frame's answer: the tests above.)"""
+    assert detail.tile_size(torch.device("cuda")) == detail.DEVICE_TILE > detail.TILE
+    assert detail.tile_size(torch.device("cpu")) == detail.TILE

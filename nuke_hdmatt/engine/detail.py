@@ -44,6 +44,11 @@ REGION = 16         # radius (px) of the region measures
 WIDE = 48           # radius (px) of the wide ones
 MARGIN = WIDE
 TILE = 256          # a 6K frame's 10 % band, 2 threads: 1.6 s, as at 384; 2.0 s at 512, 2.6 at 768
+#: Tiles on a GPU: each tile costs a few hundred kernel launches, four uploads and a download
+#: (a wait for the device) whatever its size; a 1024 px tile takes at most 0.53 GB (all of it
+#: unknown, measured on the CPU). A 6K frame's band: about 15 tiles instead of about 150 (not
+#: yet timed on a GPU).
+DEVICE_TILE = 1024
 ROWS = 16384        # pixels through the perceptron at once
 #: The perceptron's heads, by their number of outputs: ``step`` (the step's logit) and
 #: ``snap`` (the step's logit, then the logits of keeping the blend, 0 and 1).
@@ -227,9 +232,10 @@ class DetailModel:
         h, w = trimap.shape
         out = trimap.astype(np.float32).copy()
         dev = torch.device(device)
-        for ty in range(0, h, TILE):
-            for tx in range(0, w, TILE):
-                unknown = trimap[ty:ty + TILE, tx:tx + TILE] == 0.5
+        size = tile_size(dev)
+        for ty in range(0, h, size):
+            for tx in range(0, w, size):
+                unknown = trimap[ty:ty + size, tx:tx + size] == 0.5
                 rows, cols = np.flatnonzero(unknown.any(1)), np.flatnonzero(unknown.any(0))
                 if not len(rows):
                     continue
@@ -258,6 +264,11 @@ class DetailModel:
                          self.names, up(at).bool())
         # the wanted pixels in the same (raster) order as the measurements
         return self.alpha(feats.T, up(coarse[at]), up(full[at])).cpu().numpy()
+
+
+def tile_size(device: torch.device) -> int:
+    """The blend's tiles on ``device``: :data:`TILE` on the CPU, :data:`DEVICE_TILE` else."""
+    return TILE if device.type == "cpu" else DEVICE_TILE
 
 
 def perceptron(x: torch.Tensor, layers, between=torch.tanh) -> torch.Tensor:
