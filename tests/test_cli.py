@@ -189,3 +189,15 @@ def test_detail_reaches_the_engine_and_bad_values_are_refused(tmp_path):
         err = out.stderr.strip().splitlines()
         assert out.returncode == 2 and len(err) == 1 and "--detail" in err[0], out.stderr
     assert not (tmp_path / "x.exr").exists()
+
+
+def test_the_plate_given_as_the_trimap_is_refused_before_the_engine_loads(tmp_path):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:64]
+    photo = 0.5 + 0.3 * np.sin(xx / 7)[..., None] * np.cos(yy / 5)[..., None] * [1, 0.8, 0.6]
+    plate = str(tmp_path / "plate.png")
+    write_image(plate, (photo + 0.1 * rng.random((64, 64, 3))).astype(np.float32), "RGB")
+    proc, torch_loaded = hdmatt_loads_torch(tmp_path, "matte", plate, plate, "-o", "a.png",
+                                            "--no-cache")
+    _assert_one_line_error(proc, "does not look like a trimap", "plate.png")
+    assert not torch_loaded

@@ -16,6 +16,7 @@ from nuke_hdmatt.imaging import (
     trimap_from_matte,
     trimap_from_plate,
 )
+from nuke_hdmatt.imaging.trimaps import LEVEL_SHARE, level_share
 
 # Reference layout: left third background, middle unknown, right third foreground.
 TRUTH = np.repeat(np.array([[0.0] * 4 + [0.5] * 4 + [1.0] * 4], np.float32), 6, axis=0)
@@ -171,3 +172,27 @@ def test_no_unknown_detected(tmp_path):
     tri = read_trimap(write_image(tmp_path / "k.exr", known, channels=("Y",)))
     assert not has_unknown(tri)
     assert has_unknown(TRUTH)
+
+
+def test_a_plate_given_as_the_trimap_is_refused(tmp_path):
+    """Plate and trimap swapped (or a photo named as the trimap) must stop at once, naming
+    the file, not run for minutes on an unknown region covering most of the frame; soft
+    edges, overshoot and blurred trimaps still snap."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:60, 0:80]
+    photo = (0.5 + 0.3 * np.sin(xx / 7) * np.cos(yy / 5) + 0.1 * rng.random((60, 80))).astype(np.float32)
+    path = write_image(tmp_path / "plate.png", np.repeat(photo[..., None], 3, axis=2),
+                       channels=("R", "G", "B"), fmt="uint8")
+    with pytest.raises(TrimapError, match="does not look like a trimap") as err:
+        read_trimap(path)
+    assert "plate.png" in str(err.value)
+    ramp = np.repeat(np.linspace(0, 1, 80, dtype=np.float32)[None], 60, axis=0)
+    with pytest.raises(TrimapError, match="does not look like a trimap"):
+        snap_trimap(ramp)
+    # a trimap blurred across its levels is still one
+    from scipy import ndimage
+    wide = np.repeat(np.repeat(TRUTH, 8, axis=0), 8, axis=1)
+    blurred = ndimage.gaussian_filter(wide, 2)
+    assert level_share(blurred) >= LEVEL_SHARE
+    np.testing.assert_array_equal(snap_trimap(blurred)[:, ::8][::8][:, [0, 6, 11]],
+                                  TRUTH[:, [0, 6, 11]])
