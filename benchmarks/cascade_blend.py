@@ -1,9 +1,11 @@
 """How the cascade should blend its two alphas: a fixed step against a predicted one.
 
 Reads ``benchmarks/cascade_outputs.py``'s files (the enlarged 1024 px alpha and the
-full-resolution pass on high-resolution composites of the dev images). Everything is chosen
-on the 13 training images' composites and reported on the 5 validation images' (which made
-no choice here):
+full-resolution pass on high-resolution composites of the dev images), or with ``--study
+prior`` ``benchmarks/lowres_outputs.py``'s (the classical prior and the network's alpha on
+frames the engine does not cascade: the 800 px dev photos and composites at their scale).
+Everything is chosen on the 13 training images' frames and reported on the 5 validation
+images' (which made no choice here):
 
   fixed step s    ``coarse + s (full - coarse)``, s chosen on the fit split (0-1 by 0.05);
   predicted       :class:`nuke_hdmatt.engine.detail.DetailModel` (logistic, or one hidden
@@ -15,15 +17,18 @@ no choice here):
                   (upper bounds, not methods).
 
     .venv/bin/python -m benchmarks.cascade_blend [--save nuke_hdmatt/model/hdmatt.safetensors.detail.json]
+    .venv/bin/python -m benchmarks.cascade_blend --study prior [--save ...]
 
-Writes ``results/cascade_blend.md`` and its section of ``RESULTS.md``.
+Writes ``results/<study's section>.md`` and its section of ``RESULTS.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +48,7 @@ from nuke_hdmatt.engine.detail import (
 from nuke_hdmatt.training import VALIDATION_IMAGES
 
 from .cascade_outputs import DEFAULT_OUT, output_scale
+from .lowres_outputs import DEFAULT_OUT as LOWRES_OUT
 from .report import fmt, machine_info, machine_line, markdown_table, publish
 
 SAMPLES = 30_000
@@ -54,6 +60,31 @@ STEPS = np.round(np.arange(0, 1.0001, 0.05), 2)
 #: The feature sets a model may read; samples carry every column of :data:`SAMPLED`.
 FEATURE_SETS = {"base": FEATURES, "extended": FEATURES + EXTRA_FEATURES}
 SAMPLED = FEATURES + EXTRA_FEATURES
+
+
+@dataclass(frozen=True)
+class Study:
+    """Which two alphas are blended: where their files are, what the report calls them."""
+    section: str
+    title: str
+    folder: Path
+    frames: str                 # what the files hold, for the report
+    coarse: str                 # the method names of the two alphas alone
+    full: str
+    fixed: str                  # the method name of the quarter step
+
+
+STUDIES = {
+    "cascade": Study("cascade_blend", "Cascade blend: fixed and predicted steps", DEFAULT_OUT,
+                     "Composites of every dev image with a high-resolution ground truth over "
+                     "6K backgrounds", "detail 0 (1024 px alpha)", "detail 1 (full pass)",
+                     "fixed 0.25 (before)"),
+    "prior": Study("prior_blend", "Prior blend: the network's alpha and the classical prior "
+                   "on frames within 1024 px", LOWRES_OUT,
+                   "The 800 px dev photos and their foregrounds over 6K backgrounds reduced "
+                   "4x, under trimap1 and trimap2", "the prior alone", "the network alone",
+                   "fixed 0.25"),
+}
 
 
 def load(path: Path) -> dict:
@@ -209,7 +240,9 @@ def scale_sets(text: str) -> tuple[int, ...]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dir", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--study", choices=sorted(STUDIES), default="cascade",
+                    help="the two alphas to blend (default: the cascade's)")
+    ap.add_argument("--dir", type=Path, help="their files (default: the study's folder)")
     ap.add_argument("--hidden", type=hidden_sizes, nargs="+", default=[8, 16, 32],
                     help="hidden sizes to choose from (0: logistic; 64x64: two layers)")
     ap.add_argument("--heads", nargs="+", choices=sorted(HEADS), default=["step", "snap"],
@@ -224,13 +257,15 @@ def main(argv=None) -> int:
                     help="write the predicted model as the weights' detail file "
                          "(<weights>.detail.json)")
     args = ap.parse_args(argv)
-    paths = sorted(args.dir.glob("*_bg*.npz"))
+    study = STUDIES[args.study]
+    folder = args.dir or study.folder
+    paths = sorted(p for p in folder.glob("*.npz") if not p.name.endswith(".tmp.npz"))
     found = tuple(sorted({output_scale(p) for p in paths}))
     sets = args.fit_scales or sorted({(1,), found})
     fit_paths = [p for p in paths if p.name.split("_")[0] not in VALIDATION_IMAGES]
     rep_paths = [p for p in paths if p.name.split("_")[0] in VALIDATION_IMAGES]
     if not fit_paths or not rep_paths or not set(found) >= {s for st in sets for s in st}:
-        print(f"cascade_blend: need composites of both splits, at scales {sets}, in {args.dir}",
+        print(f"cascade_blend: need frames of both splits, at scales {sets}, in {folder}",
               file=sys.stderr)
         return 2
     rng = np.random.default_rng(0)
@@ -249,7 +284,7 @@ def main(argv=None) -> int:
         groups[key] = tuple(np.concatenate([a, b]) for a, b in zip(groups[key], sample)) \
             if key in groups else sample
     step = float(STEPS[int(np.argmin(fixed_err))])
-    print(f"fit split: {len(fit_paths)} composites; fixed step chosen {step} on the "
+    print(f"fit split: {len(fit_paths)} frames; fixed step chosen {step} on the "
           f"{len(full_fit)} at full size (mean SAD {fixed_err.min() / len(full_fit):.2f}; at "
           f"0.25: {fixed_err[5] / len(full_fit):.2f})", flush=True)
     chosen_key, cv = choose_model(
@@ -260,8 +295,8 @@ def main(argv=None) -> int:
                    for i in range(4))
     chosen = "predicted, " + label(chosen_key)
     models = {chosen: fit_candidate(chosen_key, x, c, d, gt, args.iters)}
-    methods = ["detail 0 (1024 px alpha)", "fixed 0.25 (before)", f"fixed {step} (chosen)",
-               "detail 1 (full pass)", *models, "oracle per 32 px block", "oracle per pixel"]
+    methods = [study.coarse, study.fixed, f"fixed {step} (chosen)",
+               study.full, *models, "oracle per 32 px block", "oracle per pixel"]
     per: dict = {}
     rows = []
     for p in rep_paths:
@@ -287,25 +322,25 @@ def main(argv=None) -> int:
     for sc in found:
         n = len(per[sc, methods[0]])
         tables += (f"{'Full size' if sc == 1 else f'Block-averaged to {scale_name(sc)}'} "
-                   f"({n} composites):\n\n"
+                   f"({n} frames):\n\n"
                    + markdown_table(["method", "SAD", "MSE x1e-3", "Grad"],
                                     [[m, *(fmt(v) for v in np.mean(per[sc, m], axis=0))]
                                      for m in methods]) + "\n\n")
-    text = (f"## Cascade blend: fixed and predicted steps\n\n{machine_line(machine_info())}.\n\n"
-            f"Composites of every dev image with a high-resolution ground truth over 6K "
-            f"backgrounds ({', '.join(sorted({p.stem.split('_')[1] for p in paths}))}), at "
-            f"{' and '.join(map(scale_name, found))}; fit "
-            f"split: {len(fit_paths)} composites of the training images (fixed step chosen "
+    kinds = sorted({re.sub(r"_s\d+$", "", p.stem.split("_", 1)[1]) for p in paths})
+    text = (f"## {study.title}\n\n{machine_line(machine_info())}.\n\n"
+            f"{study.frames} ({', '.join(kinds)}"
+            f"), at {' and '.join(map(scale_name, found))}; fit "
+            f"split: {len(fit_paths)} frames of the training images (fixed step chosen "
             f"there at full size: {step}; feature set, head, hidden size and the scales to "
             f"fit on by "
             f"{FOLDS}-fold leave-images-out cross-validation there, scored on every scale "
             f"({CV_ITERS} steps each; final fit {args.iters}), held-out L1 "
             f"{'; '.join(f'{label(k)}: {v:.5f}' for k, v in cv.items())}; chosen: "
-            f"{label(chosen_key)}); report split: {len(rep_paths)} composites of the validation "
+            f"{label(chosen_key)}); report split: {len(rep_paths)} frames of the validation "
             f"images, which chose nothing. Oracles choose with the ground truth (upper "
             f"bounds).\n\n" + tables + "Per composite:\n\n"
             + markdown_table(["composite", "method", "SAD", "MSE x1e-3", "Grad"], rows) + "\n")
-    publish("cascade_blend", False, text)
+    publish(study.section, False, text)
     if args.save:
         shas = outputs_sha256(paths)
         if len(shas) != 1:

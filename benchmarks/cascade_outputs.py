@@ -15,7 +15,9 @@ run resumes.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -38,8 +40,8 @@ def output_name(name: str, index: int, scale: int = 1) -> str:
 
 def output_scale(path: Path) -> int:
     """The block-averaging scale of an output file (1: full resolution)."""
-    parts = path.stem.split("_")
-    return int(parts[2][1:]) if len(parts) > 2 else 1
+    found = re.search(r"_s(\d+)$", path.stem)
+    return int(found.group(1)) if found else 1
 
 
 def positive(text: str) -> int:
@@ -69,29 +71,45 @@ def dump(eng, name: str, index: int, out: Path, scale: int = 1) -> Path | None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backgrounds", type=int, nargs="+", default=[0])
-    ap.add_argument("--names", nargs="*", help="dev images (default: every one with alpha_highres)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--scale", type=positive, default=1,
                     help="block-average the composites by this factor (1: full resolution)")
+    args = parse_with_data(ap, argv, DEFAULT_OUT, "every one with alpha_highres")
+    if args is None:
+        return 2
+    run_dumps(args.threads, args.out,
+              [functools.partial(dump, name=name, index=index, scale=args.scale)
+               for index in args.backgrounds for name in args.names or dev_names()])
+    return 0
+
+
+def parse_with_data(ap: argparse.ArgumentParser, argv, out: Path, names: str):
+    """``ap``'s arguments with the outputs' common ones (``--names``, ``--out``,
+    ``--threads``); None, said on stderr, where the shared data is missing."""
+    ap.add_argument("--names", nargs="*", help=f"dev images (default: {names})")
+    ap.add_argument("--out", type=Path, default=out)
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     if not hrc.data_available():
-        print("cascade_outputs: ../shared/data (alpha_highres, 6K backgrounds) not found",
-              file=sys.stderr)
-        return 2
+        print(f"{ap.prog}: ../shared/data (dev images, alpha_highres, 6K backgrounds) not "
+              "found", file=sys.stderr)
+        return None
+    return args
+
+
+def run_dumps(threads: int, out: Path, jobs) -> None:
+    """Each ``job(eng, out=out)`` with the shipped engine on ``threads`` CPU threads, saying
+    what it wrote (a job returns the file, or None where it was kept from before)."""
     import torch
 
     from nuke_hdmatt.engine import Engine
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     eng = Engine.load(device="cpu")
-    args.out.mkdir(parents=True, exist_ok=True)
-    for index in args.backgrounds:
-        for name in args.names or dev_names():
-            t0 = time.perf_counter()
-            path = dump(eng, name, index, args.out, args.scale)
-            if path is not None:
-                print(f"{path.name}: {time.perf_counter() - t0:.1f} s", flush=True)
-    return 0
+    out.mkdir(parents=True, exist_ok=True)
+    for job in jobs:
+        t0 = time.perf_counter()
+        path = job(eng, out=out)
+        if path is not None:
+            print(f"{path.name}: {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -323,4 +323,4 @@ def test_cascade_blend_fits_reports_each_scale_and_saves_a_detail_file(tmp_path,
     assert "fitted at full size, base features:" in texts[0]
     assert "fitted at full size and 1/2 size, extended features:" in texts[0]
     assert DetailModel.from_dict(record["model"]).names in cb.FEATURE_SETS.values()
-    assert "Full size (1 composites)" in texts[0] and "Block-averaged to 1/2 size" in texts[0]
+    assert "Full size (1 frames)" in texts[0] and "Block-averaged to 1/2 size" in texts[0]
