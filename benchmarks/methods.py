@@ -115,14 +115,16 @@ _ENGINES: dict = {}
 
 def load_engine(spec: dict):
     key = json.dumps({k: spec.get(k) for k in ("weights", "context", "prior", "patch", "overlap",
-                                               "variant", "device", "detail")}, sort_keys=True)
+                                               "variant", "device", "detail", "flip")},
+                     sort_keys=True)
     if key not in _ENGINES:
         from nuke_hdmatt.engine import Engine
         from nuke_hdmatt.engine.config import LIGHT
         kw = dict(patch=spec["patch"], overlap=spec["overlap"], prior=spec["prior"],
                   context=spec["context"])
-        if spec.get("detail") is not None:
-            kw["detail"] = spec["detail"]
+        for name in ("detail", "flip"):
+            if spec.get(name) is not None:
+                kw[name] = spec[name]
         device = spec.get("device", "cpu")
         if spec["weights"]:
             _ENGINES[key] = Engine.load(weights=spec["weights"], device=device, **kw)

@@ -115,6 +115,10 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
     eng.add_argument("--precision", choices=PRECISIONS,
                      help="inference precision (default auto: fp16 on CUDA; bf16 on CPUs "
                           "with native bf16 (AVX512-BF16, AMX), else fp32)")
+    eng.add_argument("--no-flip", dest="flip", action="store_const", const=False,
+                     help="on frames within 1024 px, one network pass instead of the mean of "
+                          "the frame's and its mirror image's alphas (half the network's time, "
+                          "a slightly worse alpha)")
     run = p.add_argument_group("cache and logging")
     cache = run.add_mutually_exclusive_group()
     cache.add_argument("--cache", metavar="DIR",
@@ -134,7 +138,9 @@ def matte_argv(args: argparse.Namespace, actions: list[argparse.Action]) -> list
     for action in actions:
         dest, flag = action.dest, action.option_strings[-1]
         value = getattr(args, dest, None)
-        if dest in NOT_PASSED_TO_FARM or value is None or value is False:
+        # (a flag's value is its default unless given: False for --no-cache, None for
+        # --no-flip, whose const is False)
+        if dest in NOT_PASSED_TO_FARM or value is None or value == action.default:
             continue
         if action.nargs == 0:
             words.append(flag)

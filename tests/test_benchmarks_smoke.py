@@ -53,7 +53,8 @@ def test_isolated_run_reports_alpha_time_and_memory():
     np.testing.assert_array_equal(alpha[known], trimap[known])
     assert stats["wall_s"] > 0
     assert stats["peak_rss_mib"] >= stats["base_rss_mib"] > 50  # numpy and torch imported
-    assert stats["stages"]["patches_run"] == 1 and stats["engine"]["variant"] == "C"
+    # one patch, run on the frame and on its mirror image (flip)
+    assert stats["stages"]["patches_run"] == 2 and stats["engine"]["variant"] == "C"
 
 
 def test_isolated_run_failure_is_one_line_not_a_crash(tmp_path):
@@ -68,7 +69,7 @@ def test_isolated_run_failure_is_one_line_not_a_crash(tmp_path):
 @pytest.mark.parametrize("variant", ["C", "D"])
 def test_whole_image_path_matches_engine_on_one_patch_frame(variant):
     image, trimap = _frame(320, 320)
-    spec = methods.hdmatt_spec(None, variant=variant)
+    spec = methods.hdmatt_spec(None, variant=variant, flip=False)    # one pass, as the whole image
     # A given prior keeps PyMatting (and its numba compile) out of this test.
     prior = np.where(trimap == 0.5, np.linspace(0, 1, 320, dtype=np.float32)[None, :], trimap)
     prior = prior if variant == "D" else None

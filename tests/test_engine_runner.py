@@ -78,7 +78,7 @@ def test_known_pixels_are_copied_exactly_and_alpha_is_in_range():
 
 
 def test_only_unknown_patches_and_the_clean_patches_offering_what_a_neighbour_lacks_are_encoded():
-    eng = make_engine()
+    eng = make_engine(flip=False)       # one pass (the mirrored frame's would count twice)
     image, trimap = scene()
     # clean foreground on the right, its rim speckled with background: the queries beside it
     # share only the rim, so they hold no whole foreground feature cell, and it offers one
@@ -221,3 +221,31 @@ def test_auto_precision_is_bf16_on_cpus_that_compute_it_natively(monkeypatch):
         eng.net.encode = spy
         eng.matte(*scene())
         assert set(seen) == {torch.bfloat16 if native else torch.float32}
+
+
+def test_flip_averages_a_small_frame_with_its_mirror_image_and_leaves_larger_frames_alone():
+    """flip (the default): on a frame within prior_max_side the alpha is the mean of the
+    network's and of its alpha on the mirrored frame, mirrored back; known pixels stay
+    exact; progress counts both passes. Frames the engine cascades run one pass."""
+    flipped, plain = make_engine("D"), make_engine("D", flip=False)
+    for eng in (flipped, plain):
+        torch.manual_seed(1)
+        torch.nn.init.normal_(eng.net.decoder.head.weight, std=0.5)
+    image, trimap = scene()
+    prior = np.where(trimap == 0.5, 0.4, trimap).astype(np.float32)
+    one = plain.matte(image, trimap, prior=prior)
+    mirrored = plain.matte(image[:, ::-1].copy(), trimap[:, ::-1].copy(), prior=prior[:, ::-1].copy())
+    seen = []
+    got = flipped.matte(image, trimap, prior=prior, progress=lambda d, n, s: seen.append((d, n)))
+    np.testing.assert_allclose(got, (one + mirrored[:, ::-1]) / 2, atol=1e-6)
+    assert np.abs(got - one)[trimap == 0.5].max() > 1e-3
+    np.testing.assert_array_equal(got[trimap != 0.5], trimap[trimap != 0.5])
+    assert flipped.params()["flip"] and not plain.params()["flip"]      # in the cache key
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and seen[-1][0] == seen[-1][1] > seen[0][1] / 2
+    big, big_plain = make_engine("D", prior_max_side=64), make_engine("D", prior_max_side=64, flip=False)
+    for eng in (big, big_plain):
+        torch.manual_seed(1)
+        torch.nn.init.normal_(eng.net.decoder.head.weight, std=0.5)
+    np.testing.assert_array_equal(big.matte(image, trimap, prior=prior),
+                                  big_plain.matte(image, trimap, prior=prior))

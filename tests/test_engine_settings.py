@@ -41,5 +41,10 @@ def test_the_command_line_offers_what_the_settings_accept_and_parses_their_argv_
                                  prior="global", detail=0.1)
     args = parser.parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", *settings.argv()])
     assert engine_kwargs(args)["settings"] == settings
+    one_pass = settings.replace(flip=False)
+    args = parser.parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", *one_pass.argv()])
+    assert engine_kwargs(args)["settings"] == one_pass
+    with pytest.raises(ValueError, match="flip"):
+        InferenceSettings(flip=1)
     bare = parser.parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr"])
     assert engine_kwargs(bare) == {"settings": InferenceSettings()}

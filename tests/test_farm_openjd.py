@@ -32,7 +32,7 @@ def _template(tmp_path, *extra):
 
 
 def test_template_structure_and_openjd_check(tmp_path):
-    text = _template(tmp_path, *FAST, "--plate-colorspace", "ACEScg", "--no-cache")
+    text = _template(tmp_path, *FAST, "--plate-colorspace", "ACEScg", "--no-cache", "--no-flip")
     doc = yaml.safe_load(text)
     assert doc["specificationVersion"] == "jobtemplate-2023-09"
     assert "TASK_CHUNKING" in doc["extensions"]
@@ -47,6 +47,7 @@ def test_template_structure_and_openjd_check(tmp_path):
     assert args[:2] == ["matte", "{{Param.Plate}}"]
     assert args[args.index("--frames") + 1] == "{{Task.Param.Frame}}"
     assert args[args.index("--plate-colorspace") + 1] == "ACEScg" and "--no-cache" in args
+    assert "--no-flip" in args and "--detail" not in args      # what was given, only that
     (tmp_path / "job.yaml").write_text(text)
     check = subprocess.run([OPENJD, "check", str(tmp_path / "job.yaml")], capture_output=True,
                            text=True, timeout=60)

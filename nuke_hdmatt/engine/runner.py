@@ -144,6 +144,7 @@ class Engine:
                 "precision": self._dtype_name(), "prior": s.prior_mode if self.cfg.uses_prior else "none",
                 "prior_max_side": s.prior_max_side, "detail": self._detail_name(),
                 "device": self.device.type, "variant": self.cfg.variant, "context": s.context,
+                "flip": s.flip,
                 "engine_version": ENGINE_VERSION}
 
     def _detail_name(self) -> float | str:
@@ -194,7 +195,7 @@ class Engine:
             alpha = trimap.copy()
             alpha[unknown] = prior[unknown]
             return alpha
-        alpha = self._run(image, trimap, prior, progress, cancel)
+        alpha = self._network(image, trimap, prior, progress, cancel)
         if isinstance(step, DetailModel):
             assert prior is not None
             with self.stage("detail"):
@@ -251,6 +252,32 @@ class Engine:
     def _sync(self):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def _network(self, image, trimap, prior, progress, cancel):
+        """The network's alpha of the frame; with ``flip`` on a frame within
+        ``prior_max_side``, the mean of it and of the mirrored frame's, mirrored back
+        (docs/ENGINE.md, "Flip averaging"). Progress counts the two passes' patches as one
+        run."""
+        if not self.settings.flip or max(trimap.shape) > self.prior_max_side:
+            return self._run(image, trimap, prior, progress, cancel)
+
+        first = [0]             # the first pass's patches (the mirror's grid may hold more)
+
+        def one(done, total, stage):
+            first[0] = total
+            progress(done, 2 * total, stage)
+
+        def two(done, total, stage):
+            progress(first[0] + done, first[0] + total, stage)
+
+        def mirror(a):
+            # a copy, not ascontiguousarray: a 1-pixel-wide frame's reversed view counts as
+            # contiguous, negative stride and all, and torch refuses negative strides
+            return None if a is None else a[:, ::-1].copy()
+        alpha = self._run(image, trimap, prior, progress and one, cancel)
+        alpha += self._run(mirror(image), mirror(trimap), mirror(prior), progress and two,
+                           cancel)[:, ::-1]
+        return alpha * np.float32(0.5)
 
     def _run(self, image, trimap, prior, progress, cancel):
         alpha = trimap.copy()

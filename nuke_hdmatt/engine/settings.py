@@ -53,6 +53,9 @@ class InferenceSettings:
         step per pixel predicted by the weights' detail model
     batch : patches per network call (None: 16 on CUDA, 4 on the CPU)
     context : False runs every query without context patches (the paper's ablation)
+    flip : on frames the engine does not cascade (within ``prior_max_side``), the mean of
+        the network's alpha and of its alpha on the mirrored frame, mirrored back (twice the
+        network's time; False: one pass)
 
     Raises ``ValueError`` naming the command-line option (``--patch`` ...) and its range.
     """
@@ -67,6 +70,7 @@ class InferenceSettings:
     detail: float | str = DEFAULT_DETAIL
     batch: int | None = None
     context: bool = True
+    flip: bool = True
 
     def __post_init__(self):
         p = self.patch
@@ -91,6 +95,8 @@ class InferenceSettings:
             raise ValueError(f"--detail must be auto or between 0 and 1, got {self.detail!r}")
         if not _is_int(self.prior_max_side) or self.prior_max_side < 64:
             raise ValueError(f"prior_max_side must be at least 64, got {self.prior_max_side}")
+        if not isinstance(self.flip, bool):
+            raise ValueError(f"flip must be True or False, got {self.flip!r}")
         if self.batch is not None and (not _is_int(self.batch) or self.batch < 1):
             raise ValueError(f"batch must be at least 1, got {self.batch}")
 
@@ -117,7 +123,8 @@ class InferenceSettings:
         back into equal settings); ``batch`` and ``context`` have no option."""
         return ["--patch", str(self.patch), "--overlap", str(self.overlap), "--k", str(self.k),
                 "--pool", str(self.pool), "--precision", self.precision, "--prior", self.prior,
-                "--detail", self.detail if self.detail == "auto" else repr(float(self.detail))]
+                "--detail", self.detail if self.detail == "auto" else repr(float(self.detail)),
+                *([] if self.flip else ["--no-flip"])]
 
 
 def _is_int(value) -> bool:

@@ -277,7 +277,9 @@ class ClosedFormPrior:
     def _cascade_engine(self):
         if self._engine is None:
             from ..engine.runner import Engine
-            self._engine = Engine.load(self.cascade_weights, device=self.device, prior="global")
+            # one pass, as the cascade's coarse pass runs
+            self._engine = Engine.load(self.cascade_weights, device=self.device, prior="global",
+                                       flip=False)
             if self._engine.cfg.prior_solver != self.solver:
                 raise ValueError(f"cascade weights {self.cascade_weights} use the "
                                  f"{self._engine.cfg.prior_solver!r} prior, samples {self.solver!r}")
