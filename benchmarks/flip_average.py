@@ -44,18 +44,11 @@ def measure(eng, name: str, trimap_set: str) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args(argv)
-    if not hrc.data_available():
-        print("flip_average: ../shared/data (dev images) not found", file=sys.stderr)
+    _, eng = hrc.engine_from_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]),
+                                  argv, precision="fp32", flip=False)
+    if eng is None:
         return 2
-    import torch
-
-    from nuke_hdmatt.engine import Engine
     from nuke_hdmatt.training import VALIDATION_IMAGES
-    torch.set_num_threads(args.threads)
-    eng = Engine.load(device="cpu", precision="fp32", flip=False)
     cases = {(n, t): measure(eng, n, t) for n in dev_names() for t in TRIMAP_SETS}
     tables = ""
     for split in ("train", "val"):

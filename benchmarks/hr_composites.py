@@ -15,6 +15,7 @@ The trimap comes from the ground truth: known where alpha is exactly 0 or 1 (wit
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,3 +186,19 @@ def save_crops(path: Path, rows: list[dict], title: str) -> None:
     fig.suptitle(title, fontsize=9)
     save_figure(fig, path)
     plt.close(fig)
+
+
+def engine_from_args(ap, argv, **settings):
+    """(``ap``'s arguments with ``--threads``, the shipped engine with ``settings`` on that
+    many CPU threads); the engine is None, said on stderr, where the shared data is missing."""
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    if not data_available():
+        print(f"{ap.prog}: ../shared/data (dev images, alpha_highres, 6K backgrounds) not found",
+              file=sys.stderr)
+        return args, None
+    import torch
+
+    from nuke_hdmatt.engine import Engine
+    torch.set_num_threads(args.threads)
+    return args, Engine.load(device="cpu", **settings)

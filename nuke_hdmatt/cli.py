@@ -116,9 +116,9 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                      help="inference precision (default auto: fp16 on CUDA; bf16 on CPUs "
                           "with native bf16 (AVX512-BF16, AMX), else fp32)")
     eng.add_argument("--no-flip", dest="flip", action="store_const", const=False,
-                     help="on frames within 1024 px, one network pass instead of the mean of "
-                          "the frame's and its mirror image's alphas (half the network's time, "
-                          "a slightly worse alpha)")
+                     help="on frames within 1024 px and in the cascade's 1024 px pass, one "
+                          "network pass instead of the mean of the frame's and its mirror "
+                          "image's alphas (faster, a slightly worse alpha)")
     run = p.add_argument_group("cache and logging")
     cache = run.add_mutually_exclusive_group()
     cache.add_argument("--cache", metavar="DIR",

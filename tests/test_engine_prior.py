@@ -396,3 +396,21 @@ def test_auto_detail_blends_the_cascade_with_the_weights_detail_model():
     coarse = cascade.matte(image, trimap)
     np.testing.assert_allclose(got, model.blend(image, trimap, coarse, fine), atol=1e-6)
     assert np.abs(got - fixed).max() > 1e-3
+
+
+def test_the_cascade_flip_averages_its_coarse_pass():
+    """With flip (the default) the cascade's 1024 px alpha is the small frame's flip-averaged
+    alpha, as a frame of that size gets on its own; the full-resolution pass runs once."""
+    from nuke_hdmatt.engine.guided import guided_upsample
+    from nuke_hdmatt.engine.prior import downsample
+    cascade, plain = _cascade_engines()
+    once = _cascade_engines(flip=False)[0]
+    for eng in (cascade, plain, once):
+        torch.manual_seed(1)
+        torch.nn.init.normal_(eng.net.decoder.head.weight, std=0.5)
+    image, trimap = _edge_scene(100, 150)
+    small = downsample(image, trimap, 64)
+    want = guided_upsample(plain.matte(*small), small[0], image, trimap)
+    got = cascade._prior(image, trimap, None, None)[0]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert np.abs(got - once._prior(image, trimap, None, None)[0]).max() > 1e-3

@@ -1,7 +1,8 @@
 """The prior the full-resolution pass starts from, and how far it may move from it.
 
 ``prior="cascade"`` (the default): the network on the frame downsampled to
-``prior_max_side`` (with the global classical prior there); its alpha enlarged by guided
+``prior_max_side`` (with the global classical prior there; flip-averaged as a frame of that
+size is, :attr:`.settings.InferenceSettings.flip`); its alpha enlarged by guided
 upsampling (the full-resolution plate's colours put back edges the coarse alpha blurred);
 then the full-resolution pass, moved only part of the way from that prior to its answer.
 Trained on classical priors, the network over-corrects its own, sharper one: undamped, the
@@ -39,7 +40,7 @@ def prior_and_step(eng, image, trimap, progress, cancel):
     coarse_progress = None if progress is None else \
         (lambda done, total, stage: progress(done, total, f"coarse {stage}"))
     coarse_prior = classical_prior(eng, *small, "global", cancel=cancel)
-    coarse = eng._run(*small, coarse_prior, coarse_progress, cancel)
+    coarse = eng._network(*small, coarse_prior, coarse_progress, cancel)
     with eng.stage("upsample"):
         up = guided_upsample(coarse, small[0], image, trimap, device=eng.device)
     return up, eng.detail

@@ -53,9 +53,9 @@ class InferenceSettings:
         step per pixel predicted by the weights' detail model
     batch : patches per network call (None: 16 on CUDA, 4 on the CPU)
     context : False runs every query without context patches (the paper's ablation)
-    flip : on frames the engine does not cascade (within ``prior_max_side``), the mean of
-        the network's alpha and of its alpha on the mirrored frame, mirrored back (twice the
-        network's time; False: one pass)
+    flip : on frames within ``prior_max_side`` (the cascade's coarse pass among them), the
+        mean of the network's alpha and of its alpha on the mirrored frame, mirrored back
+        (twice that pass's network time; False: one pass)
 
     Raises ``ValueError`` naming the command-line option (``--patch`` ...) and its range.
     """

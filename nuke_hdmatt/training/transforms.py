@@ -277,9 +277,8 @@ class ClosedFormPrior:
     def _cascade_engine(self):
         if self._engine is None:
             from ..engine.runner import Engine
-            # one pass, as the cascade's coarse pass runs
-            self._engine = Engine.load(self.cascade_weights, device=self.device, prior="global",
-                                       flip=False)
+            # flip-averaged, as the cascade's coarse pass is
+            self._engine = Engine.load(self.cascade_weights, device=self.device, prior="global")
             if self._engine.cfg.prior_solver != self.solver:
                 raise ValueError(f"cascade weights {self.cascade_weights} use the "
                                  f"{self._engine.cfg.prior_solver!r} prior, samples {self.solver!r}")
