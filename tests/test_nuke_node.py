@@ -123,6 +123,7 @@ def test_menu_and_gizmo_knobs(fake_nuke):
     assert node["prior"].value() == "auto"
     assert node["detail"].value() == pytest.approx(0.25)   # the fixed step, when asked for
     assert node["detail_auto"].value() is True              # the default: predicted per pixel
+    assert node["flip"].value() is True                     # the default: flip-averaged
     assert not node["detail"].enabled()                     # greyed out from creation
     assert (node["patch"].value(), node["overlap"].value(), node["k"].value(),
             node["pool"].value()) == (320, 32, 3, 30)
@@ -275,7 +276,13 @@ def test_matte_input_derives_the_trimap(shot):
     nuke._fire_knob_changed(node, "detail_auto")
     assert not node["detail"].enabled()
     argv = hdmatt_node.matte_job(node, paths, [1]).argv("hdmatt")
-    assert argv[argv.index("--detail") + 1] == "auto"
+    assert argv[argv.index("--detail") + 1] == "auto" and "--no-flip" not in argv
+    node["flip"].setValue(False)
+    argv = hdmatt_node.matte_job(node, paths, [1]).argv("hdmatt")
+    assert "--no-flip" in argv
+    assert engine_kwargs(build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr",
+                                                    *argv[argv.index("--patch"):]])
+                         )["settings"].flip is False
     args = build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", "--detail", "auto"])
     assert engine_kwargs(args)["settings"].detail == "auto"
 

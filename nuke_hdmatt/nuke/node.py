@@ -253,7 +253,7 @@ def inference_settings(node) -> InferenceSettings:
             patch=int(node["patch"].value()), overlap=int(node["overlap"].value()),
             k=int(node["k"].value()), pool=int(node["pool"].value()),
             precision=node["precision"].value(), prior=_knob_value(node, "prior", "auto"),
-            detail=_detail(node))
+            detail=_detail(node), flip=bool(_knob_value(node, "flip", True)))
     except ValueError as exc:
         raise UsageError(f"{node.name()}: {exc}") from None
 
