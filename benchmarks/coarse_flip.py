@@ -27,20 +27,16 @@ from .report import fmt, machine_info, machine_line, markdown_table, publish
 WAYS = ("coarse pass once", "coarse pass flip-averaged")
 
 
-def measure(eng, frame) -> dict:
+def measure(engines: dict, frame) -> dict:
     from nuke_hdmatt import metrics
     out = {}
-    network = eng._network
-    for way in WAYS:
-        # once: the coarse pass (the engine's only small frame here) runs one pass
-        eng._network = network if way == WAYS[1] else eng._run
+    for way, eng in engines.items():
         t0 = time.perf_counter()
         alpha = eng.matte(frame.image, frame.trimap)
         out[way] = {"sad": metrics.sad(alpha, frame.alpha, frame.trimap),
                     "mse": 1e3 * metrics.mse(alpha, frame.alpha, frame.trimap),
                     "grad": metrics.grad(alpha, frame.alpha, frame.trimap),
                     "s": time.perf_counter() - t0}
-    eng._network = network
     return out
 
 
@@ -49,6 +45,9 @@ def main(argv=None) -> int:
                                   argv, precision="fp32")
     if eng is None:
         return 2
+    # on these frames (all larger than prior_max_side) flip changes the coarse pass alone
+    from nuke_hdmatt.engine import Engine
+    engines = {WAYS[0]: Engine.load(device="cpu", precision="fp32", flip=False), WAYS[1]: eng}
     from nuke_hdmatt.training import VALIDATION_IMAGES
     train = [n for n in dev_names() if n not in VALIDATION_IMAGES]
     val = [n for n in dev_names() if n in VALIDATION_IMAGES]
@@ -59,7 +58,7 @@ def main(argv=None) -> int:
     cases = {}
     for name, scale, index in runs:
         frame = hrc.hr_composite(name, index=index, scale=scale)
-        cases[name, scale] = got = measure(eng, frame)
+        cases[name, scale] = got = measure(engines, frame)
         print(name, scale, frame.size, " ".join(f"{w}: {r['sad']:.2f}" for w, r in got.items()),
               flush=True)
     tables = ""

@@ -325,3 +325,30 @@ def test_cascade_blend_fits_reports_each_scale_and_saves_a_detail_file(tmp_path,
     assert "fitted at full size and 1/2 size, extended features:" in texts[0]
     assert DetailModel.from_dict(record["model"]).names in cb.FEATURE_SETS.values()
     assert "Full size (1 frames)" in texts[0] and "Block-averaged to 1/2 size" in texts[0]
+
+
+def test_cascade_blend_studies_the_prior_blend_on_frames_named_by_trimap(tmp_path, monkeypatch):
+    """--study prior reads lowres_outputs' files (no scale in their names: all full size)
+    and reports the prior and the network by their own names."""
+    import benchmarks.cascade_blend as cb
+    from benchmarks.cascade_outputs import output_scale
+    rng = np.random.default_rng(1)
+    for name in ("GT01", "GT03", "GT05", "GT06", "GT02"):
+        for kind in ("trimap1_photo", "trimap2_bg0"):
+            trimap = np.full((40, 40), 0.5, np.float32)
+            trimap[:4], trimap[-4:] = 0.0, 1.0
+            alpha = rng.random((40, 40)).astype(np.float32)
+            np.savez(tmp_path / f"{name}_{kind}.npz", image=rng.random((40, 40, 3)),
+                     trimap=trimap, alpha=alpha, weights_sha256=np.array("abc"),
+                     coarse=np.clip(alpha + 0.2 * rng.standard_normal((40, 40)), 0, 1),
+                     full=np.clip(alpha + 0.05 * rng.standard_normal((40, 40)), 0, 1))
+    assert output_scale(tmp_path / "GT02_trimap1_photo.npz") == 1
+    texts = []
+    monkeypatch.setattr(cb, "CV_ITERS", 5)
+    monkeypatch.setattr(cb, "publish", lambda name, quick, text: texts.append((name, text)))
+    assert cb.main(["--study", "prior", "--dir", str(tmp_path), "--heads", "step",
+                    "--hidden", "4", "--feature-sets", "base", "--iters", "5"]) == 0
+    [(section, text)] = texts
+    assert section == "prior_blend" and "Full size (2 frames)" in text
+    assert "| the prior alone |" in text and "| the network alone |" in text
+    assert "trimap1_photo, trimap2_bg0" in text and "1/2 size" not in text
