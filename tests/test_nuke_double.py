@@ -96,6 +96,7 @@ SIGNATURES = {
     "thisNode": "thisNode()",
     "toNode": "toNode(s)",
     "views": "views()",
+    "warning": "warning(message)",
 }
 # class -> its base chain in the stubs, nearest first
 BASES = {

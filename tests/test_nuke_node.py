@@ -238,6 +238,28 @@ def test_clear_cache_removes_the_frames_and_the_entries(generated):
     assert not read_exr(tmp_path / "cleared.0002.exr")["hdmatt.A"].any()  # black, not stale
 
 
+def test_engine_warnings_reach_the_error_console_and_the_status(shot):
+    """A trimap that is all unknown on frame 2 (the wrong channel, a blank roto) gives an
+    alpha, but the compositor is told: Nuke's error console, the status line and label,
+    until a Generate without warnings."""
+    nuke, node, plate, src, tmp_path = shot
+    write_exr(src / "trimap.0002.exr", np.full((H, W, 4), 0.5), ("R", "G", "B", "A"))
+    nuke._console.clear()
+    assert node["generate"].execute() is None
+    assert node["status"].value().startswith("2 cached, 0 missing, 0 failed")
+    warned = [m for m in nuke._console if "every pixel of the trimap is unknown" in m]
+    assert len(warned) == 1 and warned[0].startswith("HDMatt: HDMatt1: frame 2: trimap.0002.exr: "), \
+        nuke._console  # the engine's temporary folder is not named: it is gone
+    assert "1 warning(s) from the last Generate, first: frame 2:" in node["status"].value()
+    assert node["label"].value().endswith(" warnings")
+    write_exr(src / "trimap.0002.exr", trimap_pixels(), ("R", "G", "B", "A"))
+    node.input(1)["reload"].execute()
+    nuke._console.clear()
+    assert node["generate"].execute() is None
+    assert nuke._console == [] and "warning" not in node["status"].value()
+    assert node["label"].value() == "1-2"
+
+
 def test_matte_input_derives_the_trimap(shot):
     nuke, node, plate, src, tmp_path = shot
     from nuke_hdmatt.nuke import node as hdmatt_node

@@ -104,6 +104,23 @@ def test_log_follower_reads_partial_lines(tmp_path):
     assert follower.fraction == 1.0
 
 
+def test_log_follower_keeps_each_warning_once_with_its_frame(tmp_path):
+    from nuke_hdmatt.nuke.engine_call import MAX_WARNINGS
+    log = tmp_path / "log.jsonl"
+    lines = [{"event": "warning", "frame": None, "text": "cache /c: cannot write"},
+             {"event": "frame_start", "frame": 7},
+             {"event": "warning", "frame": 7, "text": "t.0007.exr: every pixel is unknown"},
+             {"event": "warning", "frame": 7, "text": "t.0007.exr: every pixel is unknown"},
+             *({"event": "warning", "frame": f, "text": "x"} for f in range(100, 150))]
+    log.write_text("".join(json.dumps(ev) + "\n" for ev in lines))
+    follower = LogFollower(str(log), 1)
+    assert follower.poll() == ["frame 7: starting"]  # a warning is no progress message
+    warned = follower.result.warnings
+    assert warned[:3] == ["cache /c: cannot write", "frame 7: t.0007.exr: every pixel is unknown",
+                          "frame 100: x"]
+    assert len(warned) == MAX_WARNINGS
+
+
 def test_matte_job_argv_matches_cli_flags():
     from nuke_hdmatt.cli import build_parser
     job = EngineCall(plate="/w/plate.####.exr", trimap="/w/trimap.####.exr",

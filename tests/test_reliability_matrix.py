@@ -16,6 +16,7 @@ whole folder (every file's bytes) before and after.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -309,16 +310,23 @@ def test_permission_problems_as_a_user(shot, what):
 
 # ---- faults that must not stop a run --------------------------------------------------------
 def _warnings(proc) -> list[str]:
-    return [ln for ln in proc.stderr.splitlines() if "warning" in ln.lower()]
+    lines = [ln for ln in proc.stderr.splitlines() if "warning" in ln.lower()]
+    assert all(ln.startswith("hdmatt: warning: ") for ln in lines), proc.stderr  # one form
+    return lines
 
 
 def test_unusable_cache_warns_once_and_the_shot_is_written(shot):
     (shot / "cachefile").write_text("HDMATT_CACHE points at a file\n")
     env = {**hdmatt_env(shot.parent), "HDMATT_CACHE": str(shot / "cachefile")}
-    proc = run_in(shot, "matte", *SEQ, "-o", "out/a.####.exr", *FAST, env=env)
+    proc = run_in(shot, "matte", *SEQ, "-o", "out/a.####.exr", *FAST, "--json-log", "log.jsonl",
+                  env=env)
     assert proc.returncode == 0, proc.stderr
     warned = [ln for ln in _warnings(proc) if "cache" in ln]
     assert len(warned) == 1 and "cachefile" in warned[0], proc.stderr
+    # the same line for the Nuke node and farm parsers that follow the JSON log
+    events = [json.loads(ln) for ln in (shot / "log.jsonl").read_text().splitlines()]
+    assert [ev["text"] for ev in events if ev["event"] == "warning"] == \
+        [warned[0].removeprefix("hdmatt: warning: ")]
     assert (shot / "out/a.0001.exr").exists() and (shot / "out/a.0002.exr").exists()
     assert temp_leftovers(shot) == []
 
@@ -360,13 +368,17 @@ def test_unreadable_cache_entry_is_a_miss_with_one_warning(shot):
 
 def test_degenerate_frames_give_an_alpha_quietly_and_stdout_stays_empty(shot):
     """1-pixel rows and columns, a 1x1 frame, a trimap without unknown pixels (7, 11, 15)
-    and one without known pixels."""
+    and one without known pixels; a plate with NaN and inf values (said once, naming it)."""
     rng = np.random.default_rng(1)
-    sizes = {1: (1, 300), 2: (300, 1), 3: (1, 1), 4: (2, 3), 5: (16, 16), 6: (24, 24)}
+    sizes = {1: (1, 300), 2: (300, 1), 3: (1, 1), 4: (2, 3), 5: (16, 16), 6: (24, 24),
+             7: (20, 20)}
     folder = shot / "tiny"
     folder.mkdir()
     for frame, (h, w) in sizes.items():
-        write_image(folder / f"p.{frame}.exr", rng.random((h, w, 3)), "RGB", fmt="float")
+        plate = rng.random((h, w, 3))
+        if frame == 7:
+            plate[2, 3] = [np.nan, np.inf, -np.inf]   # a render's bad pixel: said once
+        write_image(folder / f"p.{frame}.exr", plate, "RGB", fmt="float")
         tri = np.full((h, w), 0.5, np.float32)
         tri.reshape(-1)[:1] = 0.0
         tri.reshape(-1)[-1:] = 1.0
@@ -385,7 +397,7 @@ def test_degenerate_frames_give_an_alpha_quietly_and_stdout_stays_empty(shot):
     for frame, (h, w) in sizes.items():
         spec, alpha = read_image(folder / f"a.{frame}.exr")
         assert (spec.width, spec.height) == (w, h)
-        assert np.isfinite(alpha).all()
+        assert np.isfinite(alpha[..., 3]).all()  # the plate channels pass through as they are
     _, alpha = read_image(folder / "a.5.exr")
     np.testing.assert_array_equal(alpha[..., 3], np.where(np.arange(16) < 8, 0.0, 1.0)[None].repeat(16, 0))
     notice = [ln for ln in proc.stderr.splitlines() if "no unknown pixel" in ln]
@@ -394,6 +406,9 @@ def test_degenerate_frames_give_an_alpha_quietly_and_stdout_stays_empty(shot):
     unanchored = [ln for ln in proc.stderr.splitlines() if "every pixel of the trimap is unknown" in ln]
     assert len(unanchored) == 1 and unanchored[0].startswith("hdmatt: warning: ") \
         and "t.6.exr" in unanchored[0], proc.stderr
+    replaced = [ln for ln in proc.stderr.splitlines() if "non-finite" in ln]
+    assert len(replaced) == 1 and replaced[0].startswith("hdmatt: warning: ") \
+        and "p.7.exr" in replaced[0] and "3 non-finite" in replaced[0], proc.stderr
     # the classical solve does not converge on 1-pixel strips: a fallback, with a warning
     assert "classical prior failed on the 1x300 frame" in proc.stderr, proc.stderr
     assert temp_leftovers(shot) == []

@@ -289,18 +289,24 @@ def to_network_space(pixels: np.ndarray, colorspace: str, config: "OCIO.Config")
     return rgb
 
 
+def non_finite_note(pixels: np.ndarray) -> str | None:
+    """What step 1 of the HDR treatment will replace in ``pixels``, in words for the user
+    (None: every value is finite). The conversions replace silently: the caller says it
+    once per frame, naming the file."""
+    n_bad = int(np.count_nonzero(~np.isfinite(pixels)))
+    if not n_bad:
+        return None
+    return (f"{n_bad} non-finite plate value(s) replaced (NaN, -inf -> 0; "
+            f"+inf -> {_POSINF_VALUE:g})")
+
+
 def _finite_rgb(pixels: np.ndarray) -> np.ndarray:
     """A float32 C-contiguous copy of (H, W, 3) ``pixels`` with step 1 of the HDR
     treatment (NaN, -inf -> 0; +inf -> 65504) applied."""
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"expected (H, W, 3) pixels, got shape {pixels.shape}")
     rgb = np.array(pixels, dtype=np.float32, order="C", copy=True)
-    n_bad = int((~np.isfinite(rgb)).sum())
-    if n_bad:
-        np.nan_to_num(rgb, copy=False, nan=0.0, posinf=_POSINF_VALUE, neginf=0.0)
-        log.warning("%d non-finite plate value(s) replaced before colour conversion "
-                    "(NaN, -inf -> 0; +inf -> %g)", n_bad, _POSINF_VALUE)
-    return rgb
+    return np.nan_to_num(rgb, copy=False, nan=0.0, posinf=_POSINF_VALUE, neginf=0.0)
 
 
 def _scene_linear_processor(colorspace: str, config: "OCIO.Config", inverse: bool):

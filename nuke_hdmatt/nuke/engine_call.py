@@ -11,6 +11,7 @@ followed here; other events are ignored::
     {"event": "frame_done",   "frame": 1001, "output": ".../alpha.1001.exr", "cached": false,
      "weights": "/abs/model/hdmatt.safetensors", "weights_sha256": "9f2c..."}
     {"event": "frame_failed", "frame": 1002, "error": "plate.1002.exr: truncated file"}
+    {"event": "warning",      "frame": 1003, "text": "trimap.1003.exr: the trimap has no ..."}
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ class EngineResult:
     output_tail: str = ""
     # the weights the engine reported using: {"path": ..., "sha256": ...}, or None
     weights: dict | None = None
+    # what the engine warned about, once each: "frame 1003: trimap.1003.exr: ..."
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -122,6 +125,7 @@ class EngineResult:
         return lines[-1] if lines else f"engine exited with code {self.returncode}"
 
 
+MAX_WARNINGS = 20  # a long shot's repeated warnings: the first ones say what is wrong
 _KINDS: dict[str | None, str] = {"frame_start": "start", "frame_done": "done", "frame_failed": "failed"}
 
 
@@ -184,6 +188,11 @@ class LogFollower:
             r.failed[int(frame)] = str(ev.get("error") or "failed")
             self._patch = 0.0
             self.message = f"frame {frame}: failed"
+        elif kind == "warning" and ev.get("text"):
+            text = str(ev["text"]) if frame is None else f"frame {frame}: {ev['text']}"
+            if text not in r.warnings and len(r.warnings) < MAX_WARNINGS:
+                r.warnings.append(text)
+            return False
         else:
             return False
         return True

@@ -24,8 +24,8 @@ _UI_KNOBS = frozenset({
     "name", "xpos", "ypos", "selected", "label", "note_font", "note_font_size",
     "note_font_color", "tile_color", "gl_color", "hide_input", "help", "onCreate",
     "knobChanged", "indicators", "icon", "postage_stamp", "postage_stamp_frame", "bookmark",
-    "dope_sheet", "reload", "cached", "status", "generated", "failed_frames", "range_first",
-    "range_last", "generate", "generate_current", "clear_cache", "autolabel", "updateUI"})
+    "dope_sheet", "reload", "cached", "status", "generated", "failed_frames", "engine_warnings",
+    "range_first", "range_last", "generate", "generate_current", "clear_cache", "autolabel", "updateUI"})
 _WEIGHTS_SHA: dict[tuple, str | None] = {}  # (path, size, mtime_ns) -> sha256
 
 

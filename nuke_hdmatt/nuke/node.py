@@ -443,7 +443,8 @@ def _merged(results: list[EngineResult], n_views: int) -> EngineResult | None:
         cached=sorted(set.intersection(*(set(r.cached) for r in results))),
         failed=dict(bad.failed) if bad else {},
         output_tail=bad.output_tail if bad else results[-1].output_tail,
-        weights=next((r.weights for r in results if r.weights), None))
+        weights=next((r.weights for r in results if r.weights), None),
+        warnings=list(dict.fromkeys(w for r in results for w in r.warnings)))
 
 
 def _engine_run(run: _Run) -> None:
@@ -519,6 +520,7 @@ def _finish(run: _Run, result, outcome) -> bool:
     if isinstance(outcome, HDMattError):
         report(node, outcome.one_line())
         return False
+    _show_warnings(node, [w.replace(run.work + os.sep, "") for w in result.warnings])
     failed = dict(result.failed)
     if result.returncode != 0 and not failed:
         # the engine died without a per-frame verdict: every frame it did not finish failed
@@ -529,6 +531,15 @@ def _finish(run: _Run, result, outcome) -> bool:
         report(node, result.first_error() if result.failed else next(iter(failed.values())))
         return False
     return True
+
+
+def _show_warnings(node, warnings: list[str]) -> None:
+    """The engine's warnings of this Generate: kept on the node (status line, label) until
+    the next one, and each in Nuke's error console (stderr in a terminal session)."""
+    if "engine_warnings" in node.knobs():  # nodes saved before the knob existed
+        node["engine_warnings"].setValue("\n".join(warnings))
+    for text in warnings:
+        nuke.warning(f"HDMatt: {node.name()}: {text}")
 
 
 def _remember(node, done: list[int], digests: dict, weights: dict | None = None) -> None:
@@ -585,6 +596,9 @@ def update_status(node, frames: list[int] | None = None, note: str = "") -> str:
     stale = stale_reasons(node) if have else []
     if stale:
         text += f"; stale: {', '.join(stale)} changed since Generate"
+    warned = node["engine_warnings"].value().splitlines() if "engine_warnings" in node.knobs() else []
+    if warned:
+        text += f"; {len(warned)} warning(s) from the last Generate, first: {warned[0]}"
     if note:
         text += f"; {note}"
     if missing:
@@ -595,6 +609,8 @@ def update_status(node, frames: list[int] | None = None, note: str = "") -> str:
         label += " stale"
     if failed:
         label += f" failed {format_frames(sorted(failed))}"
+    elif warned:
+        label += " warnings"
     if note.startswith("cancelled"):
         label += " cancelled"
     _set(node, "label", label)

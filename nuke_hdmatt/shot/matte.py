@@ -431,7 +431,14 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
     HDMattError
         A problem that would hit every frame, or any problem on a single still.
     """
-    from ..imaging import config_fingerprint, has_known, has_unknown, resolve_config, write_alpha
+    from ..imaging import (
+        config_fingerprint,
+        has_known,
+        has_unknown,
+        non_finite_note,
+        resolve_config,
+        write_alpha,
+    )
     from .foreground_layers import foreground_channels, wants_foreground
 
     plan = plan or plan_frames(job)
@@ -453,6 +460,9 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
         try:
             plate, rgb, trimap, colorspace = _frame_inputs(job, frame, config, config_desc)
             where = FrameSequence(_trimap_source(job)).path(frame)
+            replaced = non_finite_note(plate.pixels)
+            if replaced:
+                reporter.warning(f"{plate.path}: {replaced}")
             if not has_unknown(trimap):
                 reporter.warning(f"{where}: the trimap has no unknown pixel; it is written as "
                                  "the alpha (no network run)")

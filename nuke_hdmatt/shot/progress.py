@@ -124,7 +124,7 @@ class ProgressReporter:
         self._end_line()
         self.stream.write(f"hdmatt: warning: {text}\n")
         self.stream.flush()
-        self.event("warning", text=text)
+        self.event("warning", frame=self._frame, text=text)
 
     def _shot_eta(self) -> float | None:
         if not self._computed_seconds:

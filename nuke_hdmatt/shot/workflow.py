@@ -41,16 +41,54 @@ class RunSettings:
     json_log: str | None = None   # JSON-lines progress events appended here
 
 
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+class _OneLine(logging.Formatter):
+    """``hdmatt: warning: message``, the form of the run's own warnings and errors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"hdmatt: {record.levelname.lower()}: {_one_line(record.getMessage())}"
+
+
+class _ToReporter(logging.Handler):
+    def __init__(self, reporter):
+        super().__init__(logging.WARNING)
+        self.reporter = reporter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.reporter.warning(_one_line(record.getMessage()))
+
+
+@contextlib.contextmanager
+def _warnings_to(reporter):
+    """While frames run, library warnings (the engine's fallbacks, an unusable cache) are
+    the reporter's: the same line on stderr, and an event in ``--json-log`` for the Nuke
+    node and farm parsers, with the frame they came from."""
+    root = logging.getLogger()
+    handler = _ToReporter(reporter)
+    saved_handlers, saved_show = root.handlers[:], warnings.showwarning
+    root.handlers = [handler]
+    warnings.showwarning = lambda message, *rest, **kw: reporter.warning(_one_line(message))
+    try:
+        yield
+    finally:
+        root.handlers = saved_handlers
+        warnings.showwarning = saved_show
+
+
 def setup_logging() -> None:
     """Library warnings reach the user as one ``hdmatt: warning:`` line each (also when
     quiet: they are about the result)."""
-    logging.basicConfig(level=logging.WARNING, format="hdmatt: %(levelname)s: %(message)s",
-                        stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     # PyMatting's solver divides by zero on degenerate frames; the engine then warns once
     # that it fell back, which is the line the user needs
     warnings.filterwarnings("ignore", category=RuntimeWarning, module="pymatting")
     warnings.showwarning = lambda message, category, *rest, **kw: print(
-        f"hdmatt: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        f"hdmatt: warning: {_one_line(message)}", file=sys.stderr)
 
 
 def load_engine(options: dict, reporter):
@@ -146,12 +184,13 @@ def _run_planned(job, settings: RunSettings, plan):
     from ..stop_signals import SigintCancel
     from .progress import ProgressReporter
 
-    cache = open_cache(settings)
     reporter = ProgressReporter(len(plan.frames), quiet=settings.quiet,
                                 json_log=settings.json_log)
+    on_first = lambda: print("\nhdmatt: stopping after the current patch (Ctrl-C again to "
+                             "abort now)", file=sys.stderr)
     try:
-        with SigintCancel(on_first=lambda: print("\nhdmatt: stopping after the current patch "
-                                                 "(Ctrl-C again to abort now)", file=sys.stderr)) as cancel:
+        with _warnings_to(reporter), SigintCancel(on_first=on_first) as cancel:
+            cache = open_cache(settings)
             result = run_shot(job, settings, cache, reporter, plan=plan, cancel=cancel)
             result.signum = cancel.signum
     finally:

@@ -29,7 +29,8 @@ an AttributeError, never a silent no-op):
   nest (Nuke: "I'm already executing something else") and are recorded in ``_renders``;
   in each view of ``views`` a Read's ``%V`` is that view (outside a render: the first view);
 * ``GUI`` and ``$gui`` (False: terminal mode, ``nuke -t`` / ``-x``), ``executing()``,
-  ``views()``, ``ProgressTask``, ``message``/``ask`` (recorded in ``_messages``), ``env``,
+  ``views()``, ``ProgressTask``, ``message``/``ask`` (recorded in ``_messages``),
+  ``warning`` (the error console: ``_console``), ``env``,
   ``addUpdateUI`` (run by the test hook ``_update_ui``).
 
 Colour conversions are not modelled: a Write must be ``raw`` or write in the working space
@@ -60,6 +61,7 @@ env = {"gui": False, "NukeVersionMajor": 13, "NukeVersionMinor": 2, "ExecutableP
 
 # test hooks: not part of Nuke's API
 _messages: list[str] = []
+_console: list[str] = []  # nuke.warning's messages
 _answers: list[bool] = []
 _plugin_paths: list[str] = []
 _layers: dict[str, list[str]] = {"rgba": ["rgba.red", "rgba.green", "rgba.blue", "rgba.alpha"]}
@@ -1343,6 +1345,13 @@ def message(prompt: str) -> None:
     _messages.append(prompt)
     if not GUI:
         print(prompt)
+
+
+def warning(message: str) -> None:
+    """Nuke: into the error console as a warning (stderr in terminal mode); no dialog."""
+    _console.append(message)
+    if not GUI:
+        print(message, file=sys.stderr)
 
 
 def ask(prompt: str) -> bool:
