@@ -253,6 +253,10 @@ def main(argv=None) -> int:
     ap.add_argument("--feature-sets", nargs="+", choices=sorted(FEATURE_SETS),
                     default=sorted(FEATURE_SETS), help="feature sets to choose from")
     ap.add_argument("--iters", type=int, default=ITERS, help="Adam steps of the final fit")
+    ap.add_argument("--incumbent", type=Path,
+                    help="a detail file to measure beside the refit: its L1 on every "
+                         "fit-split sample (in-sample where it was fitted on those images, "
+                         "so favoured) and its validation rows")
     ap.add_argument("--save", type=Path,
                     help="write the predicted model as the weights' detail file "
                          "(<weights>.detail.json)")
@@ -295,6 +299,15 @@ def main(argv=None) -> int:
                    for i in range(4))
     chosen = "predicted, " + label(chosen_key)
     models = {chosen: fit_candidate(chosen_key, x, c, d, gt, args.iters)}
+    incumbent_line = ""
+    if args.incumbent:
+        name = f"incumbent ({args.incumbent.name})"
+        models[name] = DetailModel.from_dict(json.loads(args.incumbent.read_text())["model"])
+        l1 = float(np.mean([np.abs(predict_columns(models[name], *g[:3]) - g[3]).mean()
+                            for g in groups.values()]))
+        incumbent_line = (f"; the incumbent {args.incumbent.name} on the same samples: L1 "
+                          f"{l1:.5f} (in-sample where it was fitted on these images)")
+        print(f"incumbent {args.incumbent}: fit-split L1 {l1:.5f}", flush=True)
     methods = [study.coarse, study.fixed, f"fixed {step} (chosen)",
                study.full, *models, "oracle per 32 px block", "oracle per pixel"]
     per: dict = {}
@@ -336,7 +349,7 @@ def main(argv=None) -> int:
             f"{FOLDS}-fold leave-images-out cross-validation there, scored on every scale "
             f"({CV_ITERS} steps each; final fit {args.iters}), held-out L1 "
             f"{'; '.join(f'{label(k)}: {v:.5f}' for k, v in cv.items())}; chosen: "
-            f"{label(chosen_key)}); report split: {len(rep_paths)} frames of the validation "
+            f"{label(chosen_key)}{incumbent_line}); report split: {len(rep_paths)} frames of the validation "
             f"images, which chose nothing. Oracles choose with the ground truth (upper "
             f"bounds).\n\n" + tables + "Per composite:\n\n"
             + markdown_table(["composite", "method", "SAD", "MSE x1e-3", "Grad"], rows) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -346,9 +347,15 @@ def test_cascade_blend_studies_the_prior_blend_on_frames_named_by_trimap(tmp_pat
     texts = []
     monkeypatch.setattr(cb, "CV_ITERS", 5)
     monkeypatch.setattr(cb, "publish", lambda name, quick, text: texts.append((name, text)))
+    shipped = REPO / "nuke_hdmatt" / "model" / "hdmatt.safetensors.detail.json"
     assert cb.main(["--study", "prior", "--dir", str(tmp_path), "--heads", "step",
-                    "--hidden", "4", "--feature-sets", "base", "--iters", "5"]) == 0
+                    "--hidden", "4", "--feature-sets", "base", "--iters", "5",
+                    "--incumbent", str(shipped)]) == 0
     [(section, text)] = texts
     assert section == "prior_blend" and "Full size (2 frames)" in text
+    # a file to beat: its fit-split L1 beside the cross-validated ones, and its own rows
+    assert re.search(r"the incumbent hdmatt\.safetensors\.detail\.json on the same samples: "
+                     r"L1 0\.\d{5}", text)
+    assert "| incumbent (hdmatt.safetensors.detail.json) |" in text
     assert "| the prior alone |" in text and "| the network alone |" in text
     assert "trimap1_photo, trimap2_bg0" in text and "1/2 size" not in text
