@@ -241,3 +241,23 @@ def test_a_gpu_blends_in_larger_tiles():
     """(Any tile size gives the whole frame's answer: the tests above.)"""
     assert detail.tile_size(torch.device("cuda")) == detail.DEVICE_TILE > detail.TILE
     assert detail.tile_size(torch.device("cpu")) == detail.TILE
+
+
+def test_blend_stops_between_tiles_when_cancelled(monkeypatch):
+    """Ctrl-C, SIGTERM or the node's Cancel reach the detail stage: it polls before each
+    tile and raises Cancelled at the first True, leaving the other tiles undone."""
+    from nuke_hdmatt.errors import Cancelled
+    image, trimap, coarse, full = _frame(150, 60, seed=2)
+    model = _model(hidden=6, seed=3)
+    monkeypatch.setattr(detail, "TILE", 16)
+    polls = []
+
+    def cancel():
+        polls.append(1)
+        return len(polls) > 3
+
+    with pytest.raises(Cancelled):
+        model.blend(image, trimap, coarse, full, cancel=cancel)
+    assert len(polls) == 4
+    np.testing.assert_array_equal(model.blend(image, trimap, coarse, full, cancel=lambda: False),
+                                  model.blend(image, trimap, coarse, full))

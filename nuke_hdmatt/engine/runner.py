@@ -199,7 +199,7 @@ class Engine:
         if isinstance(step, DetailModel):
             assert prior is not None
             with self.stage("detail"):
-                return step.blend(image, trimap, prior, alpha, self.device)
+                return step.blend(image, trimap, prior, alpha, self.device, cancel)
         if step != 1.0:
             assert prior is not None and isinstance(step, float)
             alpha[unknown] = prior[unknown] + step * (alpha[unknown] - prior[unknown])
