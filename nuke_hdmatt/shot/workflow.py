@@ -67,9 +67,10 @@ def _warnings_to(reporter):
     the reporter's: the same line on stderr, and an event in ``--json-log`` for the Nuke
     node and farm parsers, with the frame they came from."""
     root = logging.getLogger()
-    handler = _ToReporter(reporter)
     saved_handlers, saved_show = root.handlers[:], warnings.showwarning
-    root.handlers = [handler]
+    # the reporter writes the stderr line itself; other handlers (a host's) stay
+    root.handlers = [h for h in saved_handlers if not isinstance(h.formatter, _OneLine)]
+    root.addHandler(_ToReporter(reporter))
     warnings.showwarning = lambda message, *rest, **kw: reporter.warning(_one_line(message))
     try:
         yield
