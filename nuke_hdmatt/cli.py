@@ -299,7 +299,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _cache_action(args: argparse.Namespace, cache) -> None:
-    from .shot.cache import format_size, parse_size
+    from .shot.cache import MAX_SIZE_ENV, format_size, parse_size
     if args.cache_action == "ls":
         entries = cache.entries()
         now = time.time()
@@ -310,7 +310,9 @@ def _cache_action(args: argparse.Namespace, cache) -> None:
             print(f"{e.key[:16]}  {format_size(e.size):>7}  {_age(age):>6} ago  "
                   f"{'' if frame is None else f'frame {frame}  '}{what}")
         total = sum(e.size for e in entries)
-        print(f"{len(entries)} entries, {format_size(total)} in {cache.root}", file=sys.stderr)
+        cap = format_size(cache.max_bytes) if cache.max_bytes else "none"
+        print(f"{len(entries)} entries, {format_size(total)} in {cache.root} (limit {cap}, "
+              f"${MAX_SIZE_ENV})", file=sys.stderr)
     elif args.cache_action == "clear":
         n = cache.clear()
         print(f"removed {n} entries from {cache.root}", file=sys.stderr)

@@ -58,6 +58,7 @@ def hdmatt_env(tmp_path: Path) -> dict:
     env.update(HDMATT_CACHE=str(tmp_path / "default-cache"), OMP_NUM_THREADS="1",
                MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("HDMATT_DEBUG", None)
+    env.pop("HDMATT_CACHE_MAX_SIZE", None)   # the default limit, whatever the machine says
     return env
 
 

@@ -99,6 +99,44 @@ def test_clear_and_gc_least_recently_used(tmp_path):
     assert cache.clear() == 2 and cache.entries() == []
 
 
+def test_put_keeps_the_cache_under_its_limit_dropping_the_least_recently_used(tmp_path):
+    """Without ``hdmatt cache gc``: a workstation's cache stays under its limit as a run
+    writes, the entry just read and the one just written kept."""
+    cache = FrameCache(tmp_path, max_bytes=0)            # no limit while the stock is laid
+    keys = []
+    for i in range(5):
+        plate, trimap, alpha = _frame(i)
+        keys.append(FrameCache.key(plate, trimap, **SETTINGS))
+        os.utime(cache.put(keys[-1], alpha), (1000 + i, 1000 + i))
+    size = max(e.size for e in cache.entries())
+    assert len(cache.entries()) == 5
+    cache.max_bytes = 3 * size + size // 2
+    assert cache.get(keys[0]) is not None               # now the most recently used
+    plate, trimap, alpha = _frame(9)
+    new = FrameCache.key(plate, trimap, **SETTINGS)
+    cache.put(new, alpha)                                # 1/20 of the limit written: trims
+    assert {e.key for e in cache.entries()} == {keys[0], keys[4], new}
+    assert cache.size_bytes() <= cache.max_bytes
+
+
+def test_the_limit_comes_from_the_environment(monkeypatch, tmp_path, caplog):
+    from nuke_hdmatt.shot.cache import DEFAULT_MAX_BYTES
+    monkeypatch.delenv("HDMATT_CACHE_MAX_SIZE", raising=False)
+    assert FrameCache(tmp_path).max_bytes == DEFAULT_MAX_BYTES == 50 * 2 ** 30
+    monkeypatch.setenv("HDMATT_CACHE_MAX_SIZE", "1.5G")
+    assert FrameCache(tmp_path).max_bytes == int(1.5 * 2 ** 30)
+    monkeypatch.setenv("HDMATT_CACHE_MAX_SIZE", "0")      # no limit: put never trims
+    unlimited = FrameCache(tmp_path)
+    for i in range(3):
+        plate, trimap, alpha = _frame(i)
+        unlimited.put(FrameCache.key(plate, trimap, **SETTINGS), alpha)
+    assert unlimited.max_bytes == 0 and len(unlimited.entries()) == 3
+    monkeypatch.setenv("HDMATT_CACHE_MAX_SIZE", "lots")   # a cache setting never stops a run
+    with caplog.at_level("WARNING"):
+        assert FrameCache(tmp_path).max_bytes == DEFAULT_MAX_BYTES
+    assert "HDMATT_CACHE_MAX_SIZE='lots' is not a size" in caplog.text
+
+
 def test_default_root_env(monkeypatch, tmp_path):
     monkeypatch.setenv("HDMATT_CACHE", str(tmp_path / "a"))
     assert default_cache_root() == tmp_path / "a"

@@ -331,6 +331,20 @@ def test_unusable_cache_warns_once_and_the_shot_is_written(shot):
     assert temp_leftovers(shot) == []
 
 
+def test_the_cache_size_limit_reaches_a_run(shot):
+    """``$HDMATT_CACHE_MAX_SIZE`` holds for the command line (and so for the Nuke node and
+    the farm, which run it): under a limit no frame fits, nothing stays, quietly."""
+    cache = shot / "small_cache"
+    env = {**hdmatt_env(shot.parent), "HDMATT_CACHE_MAX_SIZE": "1K"}
+    proc = run_in(shot, "matte", *SEQ, "-o", "out/a.####.exr", *FAST, "--cache", cache, env=env)
+    assert proc.returncode == 0 and _warnings(proc) == [], proc.stderr
+    assert (shot / "out/a.0002.exr").exists()
+    assert not [p for p in cache.rglob("*") if p.is_file()]     # each entry trimmed away
+    env["HDMATT_CACHE_MAX_SIZE"] = "1G"
+    proc = run_in(shot, "matte", *SEQ, "-o", "out/b.####.exr", *FAST, "--cache", cache, env=env)
+    assert proc.returncode == 0 and len(list(cache.rglob("*.alpha"))) == 2
+
+
 @pytest.mark.skipif(ROOT, reason="root writes into read-only folders")
 def test_read_only_cache_folder_warns_once_and_the_shot_is_written(shot):
     (shot / "ro_cache").mkdir()

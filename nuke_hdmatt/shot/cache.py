@@ -18,9 +18,17 @@ or a whole one, also when two processes (two farm tasks, Nuke and the CLI) write
 once: the last rename wins and both contents are identical. A payload whose checksum does not
 match is deleted and reported as a miss, so the frame is recomputed.
 
+Size: the cache keeps itself under a limit, ``$HDMATT_CACHE_MAX_SIZE`` (``500M``, ``50G``;
+``0`` for none), else :data:`DEFAULT_MAX_BYTES`. A run trims the least recently used entries
+after every twentieth of the limit it writes and when it ends, so a workstation's disk never
+fills with the frames of every setting ever tried (entries take about 0.4 bytes a pixel
+for an alpha, 3 for a foreground colour: 10 and 70 MB for a 6K frame). Entries another user
+owns in a shared folder are theirs to remove.
+
 The cache is an accelerator, never a reason to stop: a folder that cannot be created, read or
 written (a file in its place, read-only, another user's unreadable entry, a full disk) gives
-one warning naming the folder and the run goes on without it. Entries get the permissions an
+one warning naming the folder and the run goes on without it; an unreadable size limit gives
+one warning and the default. Entries get the permissions an
 ordinary file would (the umask; a setgid folder's group is inherited), so one cache folder
 can be shared by the farm and the workstations of a group.
 """
@@ -50,6 +58,9 @@ TMP_PREFIX = ".tmp-"
 # A temp file older than this belongs to a killed process (a live write takes seconds).
 STALE_TMP_S = 3600.0
 KEY_SCHEMA = "hdmatt-cache-key-1"
+DEFAULT_MAX_BYTES = 50 * 1024 ** 3
+MAX_SIZE_ENV = "HDMATT_CACHE_MAX_SIZE"
+TRIM_SHARE = 20        # trim after writing 1/TRIM_SHARE of the limit
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +127,9 @@ class FrameCache:
     ----------
     root : str or Path, optional
         Cache folder; ``None`` uses :func:`default_cache_root`. Created on first write.
+    max_bytes : int, optional
+        The size :meth:`put` keeps the cache under (0: no limit); ``None`` reads
+        ``$HDMATT_CACHE_MAX_SIZE``, else :data:`DEFAULT_MAX_BYTES`.
 
     Attributes
     ----------
@@ -123,11 +137,13 @@ class FrameCache:
         ``hits``, ``misses`` and ``corrupt`` counters for this object's lifetime.
     """
 
-    def __init__(self, root: str | os.PathLike | None = None):
+    def __init__(self, root: str | os.PathLike | None = None, max_bytes: int | None = None):
         self.root = Path(root).expanduser() if root is not None else default_cache_root()
         self.stats = {"hits": 0, "misses": 0, "corrupt": 0}
         self.writable = True
         self._warned: set[str] = set()
+        self.max_bytes = _max_bytes_from_env() if max_bytes is None else max(0, int(max_bytes))
+        self._written = 0      # bytes put since the last trim
 
     def _warn(self, kind: str, exc: OSError) -> None:
         """One warning per kind of problem (read, write) for this object's lifetime."""
@@ -135,8 +151,9 @@ class FrameCache:
             return
         self._warned.add(kind)
         reason = exc.strerror or type(exc).__name__
-        log.warning("cache %s: cannot %s (%s); going on without %s", self.root, kind, reason,
-                    "cached frames" if kind == "read" else "storing frames")
+        then = {"read": "going on without cached frames", "write": "going on without storing "
+                "frames", "trim": "it may grow past its limit"}[kind]
+        log.warning("cache %s: cannot %s (%s); %s", self.root, kind, reason, then)
 
     def usable(self) -> bool:
         """Create the folder and test-write a temp file there; on failure warn once and stop
@@ -275,11 +292,29 @@ class FrameCache:
         if not self.writable:
             return None
         try:
-            return self._put(key, alpha, meta)
+            path = self._put(key, alpha, meta)
         except OSError as exc:
             self.writable = False
             self._warn("write", exc)
             return None
+        try:
+            self._written += path.stat().st_size
+        except OSError:
+            pass
+        if self.max_bytes and self._written * TRIM_SHARE >= self.max_bytes:
+            self.trim()
+        return path
+
+    def trim(self) -> None:
+        """Keep the cache under :attr:`max_bytes` (least recently used entries go first);
+        a problem is one warning, never an error. Called by :meth:`put` and at a run's end."""
+        self._written = 0
+        if not self.max_bytes or not self.writable:
+            return
+        try:
+            self.gc(self.max_bytes)
+        except OSError as exc:
+            self._warn("trim", exc)
 
     def _put(self, key: str, alpha: np.ndarray, meta: dict | None) -> Path:
         alpha = np.ascontiguousarray(alpha, dtype="<f4")
@@ -327,7 +362,11 @@ class FrameCache:
             return
         for sub in sorted(self.root.iterdir()):
             if sub.is_dir() and len(sub.name) == 2:
-                yield from sub.iterdir()
+                try:
+                    files = list(sub.iterdir())
+                except FileNotFoundError:
+                    continue  # another process's gc removed it, empty
+                yield from files
 
     def entries(self) -> list[CacheEntry]:
         """All entries, least recently used first. Metadata is read from each header."""
@@ -382,16 +421,24 @@ class FrameCache:
                         _unlink_quiet(p)
                 except OSError:
                     pass
-        entries = self.entries()
-        total = sum(e.size for e in entries)
+        entries = []   # (last use, size, path): no header read, a run trims often
+        for p in self._files():
+            if p.name.endswith(SUFFIX):
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue  # removed meanwhile by another process's gc
+                entries.append((st.st_mtime, st.st_size, p))
+        entries.sort(key=lambda e: e[0])
+        total = sum(size for _, size, _ in entries)
         removed = freed = 0
-        for e in entries:
+        for _, size, path in entries:
             if total <= max_bytes:
                 break
-            if not _unlink_quiet(e.path):
+            if not _unlink_quiet(path):
                 continue  # another user's entry: theirs to remove
-            total -= e.size
-            freed += e.size
+            total -= size
+            freed += size
             removed += 1
         self._remove_empty_dirs()
         return removed, freed
@@ -405,6 +452,18 @@ class FrameCache:
                     sub.rmdir()
                 except OSError:
                     pass  # not empty, or another process just wrote into it
+
+
+def _max_bytes_from_env() -> int:
+    text = os.environ.get(MAX_SIZE_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_BYTES
+    try:
+        return parse_size(text)
+    except UsageError:
+        log.warning("$%s=%r is not a size (500M, 50G, 0 for no limit); keeping the cache under "
+                    "%s", MAX_SIZE_ENV, text, format_size(DEFAULT_MAX_BYTES))
+        return DEFAULT_MAX_BYTES
 
 
 def _split_entry(data: bytes) -> tuple[dict, bytes]:

@@ -194,6 +194,8 @@ def _run_planned(job, settings: RunSettings, plan):
             cache = open_cache(settings)
             result = run_shot(job, settings, cache, reporter, plan=plan, cancel=cancel)
             result.signum = cancel.signum
+            if cache is not None:
+                cache.trim()
     finally:
         reporter.close()
     return result
