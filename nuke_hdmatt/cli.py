@@ -119,6 +119,9 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                      help="on frames within 1024 px and in the cascade's 1024 px pass, one "
                           "network pass instead of the mean of the frame's and its mirror "
                           "image's alphas (faster, a slightly worse alpha)")
+    eng.add_argument("--threads", type=int, metavar="N",
+                     help="CPU threads for the engine and image files (default: torch's, "
+                          "one per core; farm tasks sharing a machine give their share)")
     run = p.add_argument_group("cache and logging")
     cache = run.add_mutually_exclusive_group()
     cache.add_argument("--cache", metavar="DIR",
@@ -156,7 +159,7 @@ def run_settings(args: argparse.Namespace):
     from .shot.workflow import RunSettings
     return RunSettings(engine=engine_kwargs(args), cache=getattr(args, "cache", None),
                        no_cache=bool(args.no_cache), quiet=bool(args.quiet),
-                       json_log=args.json_log)
+                       json_log=args.json_log, threads=getattr(args, "threads", None))
 
 
 def detail_value(text: str) -> float | str:
@@ -231,6 +234,8 @@ def matte_job_from_args(args: argparse.Namespace):
         raise UsageError("--band only applies with --trimap-from-matte")
     if args.band is not None and args.band < 0:
         raise UsageError(f"--band must be 0 or more pixels, got {args.band}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be 1 or more, got {args.threads}")
     job.half = not args.float_alpha
     check_engine_options(args)
     job.premultiplied = bool(getattr(args, "premultiplied", False))

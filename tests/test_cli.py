@@ -101,6 +101,7 @@ def test_missing_frame_fails_that_frame_only_exit_1(tmp_path):
     (["--frames", "5-1"], ["--frames", "5-1"]),
     (["--compression", "lzma"], ["lzma"]),
     (["-o", "in/plate.####.exr"], ["overwrite an input"]),
+    (["--threads", "0"], ["--threads", "0"]),
 ])
 def test_bad_input_is_one_line_exit_2_without_loading_torch(tmp_path, extra, needles):
     plate, trimap = exr_sequence(tmp_path / "in", [1])
@@ -169,6 +170,26 @@ def test_prior_choice_reaches_the_engine(tmp_path):
         assert read_hdmatt_metadata(str(tmp_path / f"{prior}.exr"))["params"]["prior"] == prior
     bad = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "x.exr", "--prior", "nope")
     assert bad.returncode == 2 and "--prior" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_threads_reach_the_engine_and_farm_tasks(tmp_path):
+    """A farm task sharing a machine takes its share of the cores: --threads sets torch's
+    (the engine says how many it runs on) and farm task commands carry it."""
+    plate, trimap = make_frame(0)
+    write_image(tmp_path / "plate.exr", plate, "RGB")
+    write_image(tmp_path / "trimap.exr", trimap, "Y")
+    proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "t.exr", *FAST,
+                  "--no-cache", "--threads", "1")
+    assert proc.returncode == 0 and "on cpu (" in proc.stderr, proc.stderr
+    assert ", 1 CPU thread(s))" in proc.stderr
+    import argparse
+
+    from nuke_hdmatt.cli import add_matte_options, build_parser, matte_argv
+    ap = argparse.ArgumentParser()
+    actions = add_matte_options(ap)
+    words = matte_argv(ap.parse_args(["--threads", "4"]), actions)
+    assert words == ["--threads", "4"]
+    build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", "--threads", "4"])
 
 
 def test_detail_reaches_the_engine_and_bad_values_are_refused(tmp_path):

@@ -39,6 +39,7 @@ class RunSettings:
     no_cache: bool = False
     quiet: bool = False
     json_log: str | None = None   # JSON-lines progress events appended here
+    threads: int | None = None    # CPU threads for torch and OpenImageIO; None: their default
 
 
 def _one_line(text) -> str:
@@ -114,9 +115,11 @@ def load_engine(options: dict, reporter):
         raise UsageError("--prior none: these weights take a classical prior as input; "
                          "use auto, global or local", path=str(engine.weights_path or ""))
     params = engine.params()
+    import torch
+    cpu = f", {torch.get_num_threads()} CPU thread(s)" if params.get("device") == "cpu" else ""
     reporter.message(f"engine {ENGINE_VERSION}: weights {engine.weights_id} on {params.get('device')}"
                      f" (patch {params.get('patch')}, overlap {params.get('overlap')}, k "
-                     f"{params.get('k')}) loaded in {time.monotonic() - t0:.1f}s")
+                     f"{params.get('k')}{cpu}) loaded in {time.monotonic() - t0:.1f}s")
     return engine
 
 
@@ -212,6 +215,11 @@ def run_shot(job, settings: RunSettings, cache, reporter, *, plan=None, cancel=N
         from ..sequence import format_frames
         reporter.message(f"missing frames (will be reported as failed): "
                          f"{format_frames(plan.missing)}")
+    if settings.threads:
+        import OpenImageIO as oiio
+        import torch
+        torch.set_num_threads(settings.threads)
+        oiio.attribute("threads", settings.threads)
     engine = load_engine(settings.engine, reporter)
     if cancel():
         return ShotResult(cancelled=True)
