@@ -33,11 +33,13 @@ class HDMattError(Exception):
         self.message = message
         super().__init__(self.one_line())
 
-    def one_line(self) -> str:
+    def one_line(self, with_frame: bool = True) -> str:
+        """The message after where it happened: path, frame (unless ``with_frame`` is False,
+        for lists that name the frame already), channel."""
         where = []
         if self.path:
             where.append(str(self.path))
-        if self.frame is not None:
+        if self.frame is not None and with_frame:
             where.append(f"frame {self.frame}")
         if self.channel:
             where.append(f"channel {self.channel}")
@@ -79,6 +81,10 @@ class OutputError(HDMattError):
 
 class UsageError(HDMattError):
     """Bad command-line or knob value."""
+
+
+class OutOfMemory(HDMattError):
+    """The machine (GPU or RAM) had too little memory free for a frame."""
 
 
 class Cancelled(Exception):

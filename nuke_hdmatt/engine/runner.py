@@ -24,6 +24,7 @@ from .cascade import classical_prior, prior_and_step
 from .config import LIGHT, ModelConfig
 from .detail import DetailModel
 from .fold import fold_batchnorm
+from .memory import guarded
 from .network import HDMattNet
 from .settings import FIXED_DETAIL, InferenceSettings
 from .streamed_pass import StreamedPass
@@ -177,8 +178,14 @@ class Engine:
         cancel(): polled between batches; True raises :class:`Cancelled`.
         prior: a precomputed HxW prior alpha for variant D (else computed here).
         Returns float32 HxW in [0, 1]; known trimap pixels are copied exactly.
+        Out of memory: see :mod:`.memory` (one retry on a GPU, then
+        :class:`~nuke_hdmatt.errors.OutOfMemory`).
         """
         image, trimap = _check_inputs(image, trimap)
+        return guarded(self.device, f"a {image.shape[1]}x{image.shape[0]} frame",
+                       lambda: self._matte(image, trimap, progress, cancel, prior))
+
+    def _matte(self, image, trimap, progress, cancel, prior):
         unknown = trimap == 0.5
         if not unknown.any():
             return trimap.copy()
@@ -215,8 +222,9 @@ class Engine:
         :func:`.foreground.estimate_foreground` (progress stage ``"foreground"``).
         """
         from .foreground import estimate_foreground
-        return estimate_foreground(linear, alpha, device=self.device, progress=progress,
-                                   cancel=cancel)
+        return guarded(self.device, f"the foreground of a {alpha.shape[1]}x{alpha.shape[0]} "
+                       "frame", lambda: estimate_foreground(linear, alpha, device=self.device,
+                                                            progress=progress, cancel=cancel))
 
     def foreground_params(self) -> dict:
         """What decides :meth:`foreground`'s answer besides its inputs (for cache keys)."""

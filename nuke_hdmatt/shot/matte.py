@@ -507,8 +507,9 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
             _with_frame(exc, frame)
             if plan.is_still or isinstance(exc, FATAL_ERRORS):
                 raise
-            result.failed[frame] = exc.one_line()
-            reporter.frame_failed(frame, exc.one_line())
+            # listed under its frame (the summary, the JSON event, the Nuke node)
+            result.failed[frame] = exc.one_line(with_frame=frame is None)
+            reporter.frame_failed(frame, result.failed[frame])
             continue
         result.done.append(frame)
         if cached:
