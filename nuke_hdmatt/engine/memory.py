@@ -24,22 +24,22 @@ _HOST_ALLOCATOR = "DefaultCPUAllocator: can't allocate memory"
 def guarded(device: torch.device, what: str, run):
     """``run()``, retried once after freeing the CUDA cache when the GPU runs out of memory;
     out of memory again (or on the host) raises :class:`OutOfMemory` naming ``what``."""
-    for attempt in (1, 2):
+    for _try in range(2):
         try:
             return run()
         except torch.OutOfMemoryError:
             if device.type != "cuda":
                 raise OutOfMemory(_host_message(what)) from None
-            torch.cuda.empty_cache()
-            if attempt == 2:
-                raise OutOfMemory(_gpu_message(device, what)) from None
         except MemoryError:
             raise OutOfMemory(_host_message(what)) from None
         except RuntimeError as exc:
             if _HOST_ALLOCATOR not in str(exc):
                 raise
             raise OutOfMemory(_host_message(what)) from None
-    raise AssertionError("unreachable")
+        # outside the handler: the failed attempt's tensors, which its traceback held, are
+        # garbage now and the cache can hand their blocks back
+        torch.cuda.empty_cache()
+    raise OutOfMemory(_gpu_message(device, what))
 
 
 def _gpu_message(device: torch.device, what: str) -> str:
