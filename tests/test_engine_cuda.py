@@ -146,3 +146,23 @@ def test_the_detail_step_on_cuda_equals_its_cpu_blend():
     on_gpu = model.blend(image, trimap, coarse, full, device="cuda")
     report(test="detail_blend", size="2100x1500", seconds=round(time.perf_counter() - t0, 3))
     np.testing.assert_allclose(on_gpu, model.blend(image, trimap, coarse, full), atol=1e-4)
+
+
+def test_running_out_of_gpu_memory_is_one_line_and_the_device_recovers():
+    """A real CUDA allocation the device cannot hold: the engine's guard retries once, then
+    names the device and what is free; the next allocation of a sane size succeeds."""
+    from nuke_hdmatt.engine.memory import guarded
+    from nuke_hdmatt.errors import OutOfMemory
+    dev = torch.device("cuda", torch.cuda.current_device())
+    total = torch.cuda.get_device_properties(dev).total_memory
+    calls = []
+
+    def too_big():
+        calls.append(1)
+        return torch.empty(2 * total, dtype=torch.uint8, device=dev)
+
+    with pytest.raises(OutOfMemory, match=rf"out of GPU memory on cuda:\d \(\d+\.\d of "
+                                          rf"\d+\.\d GiB free\) for a test, also after a retry"):
+        guarded(dev, "a test", too_big)
+    assert len(calls) == 2
+    assert torch.ones(1024, device=dev).sum().item() == 1024
