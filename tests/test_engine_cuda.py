@@ -161,8 +161,8 @@ def test_running_out_of_gpu_memory_is_one_line_and_the_device_recovers():
         calls.append(1)
         return torch.empty(2 * total, dtype=torch.uint8, device=dev)
 
-    with pytest.raises(OutOfMemory, match=rf"out of GPU memory on cuda:\d \(\d+\.\d of "
-                                          rf"\d+\.\d GiB free\) for a test, also after a retry"):
+    with pytest.raises(OutOfMemory, match=r"out of GPU memory on cuda:\d \(\d+\.\d of "
+                                          r"\d+\.\d GiB free\) for a test, also after a retry"):
         guarded(dev, "a test", too_big)
     assert len(calls) == 2
     assert torch.ones(1024, device=dev).sum().item() == 1024
