@@ -359,3 +359,25 @@ def test_cascade_blend_studies_the_prior_blend_on_frames_named_by_trimap(tmp_pat
     assert "| incumbent (hdmatt.safetensors.detail.json) |" in text
     assert "| the prior alone |" in text and "| the network alone |" in text
     assert "trimap1_photo, trimap2_bg0" in text and "1/2 size" not in text
+
+
+def test_sm_speed_loads_shared_matting_as_it_was_at_a_commit(tmp_path):
+    """The A/B of the shared-matting port imports the file of another commit beside this
+    checkout's package; at HEAD it is the same solver (to float32 noise, where this
+    checkout changes how it computes)."""
+    import subprocess
+
+    import torch
+
+    from benchmarks.sm_speed import module_at
+    from nuke_hdmatt.engine import shared_matting
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    then = module_at("HEAD", tmp_path)
+    rng = np.random.default_rng(0)
+    image = torch.from_numpy(rng.random((40, 50, 3), dtype=np.float32))
+    trimap = torch.full((40, 50), 0.5)
+    trimap[:, :10], trimap[:, -10:] = 0.0, 1.0
+    assert then is not shared_matting
+    torch.testing.assert_close(then.estimate_alpha_sm(image, trimap),
+                               shared_matting.estimate_alpha_sm(image, trimap), atol=1e-5, rtol=0)

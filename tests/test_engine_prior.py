@@ -159,6 +159,8 @@ def test_torch_closed_form_and_shared_matting_reproduce_pymatting():
         want = np.clip(fn(image.astype(np.float64), trimap.astype(np.float64)), 0, 1)
         got = compute_prior(image, trimap, "global", solver=name)
         assert np.abs(got - want)[u].mean() < 0.01, name
+        if name == "sm":    # a port, not an approximation: float32 noise only
+            assert np.abs(got - want)[u].max() < 1e-3
     assert not np.array_equal(compute_prior(image, trimap, solver="cf"),
                               compute_prior(image, trimap, solver="sm"))
 
@@ -414,3 +416,39 @@ def test_the_cascade_flip_averages_its_coarse_pass():
     got = cascade._prior(image, trimap, None, None)[0]
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert np.abs(got - once._prior(image, trimap, None, None)[0]).max() > 1e-3
+
+
+def _edge_cost_reference(image, px, py, sx, sy):
+    """PyMatting's Ep as its kernel reads it: four neighbours gathered at every step (rows
+    stepped by the x increment, neighbours clamped to the frame)."""
+    h, w, _ = image.shape
+    at = lambda y, x: image[y.clamp(0, h - 1), x.clamp(0, w - 1)]
+    spx, spy = sx - px, sy - py
+    d = torch.hypot(spx, spy)
+    steps = torch.ceil(d).clamp(1, 10)
+    step_x, step_y = spx / steps, spy / steps
+    total = torch.zeros(d.shape, dtype=torch.float32)
+    for i in range(11):
+        qx, qy = torch.trunc(px + i * step_x).long(), torch.trunc(py + i * step_x).long()
+        ix = 0.5 * (at(qy, qx + 1) - at(qy, qx - 1))
+        iy = 0.5 * (at(qy + 1, qx) - at(qy - 1, qx))
+        v = step_x.float()[:, None] * ix + step_y.float()[:, None] * iy
+        total += torch.where((i <= steps) & (d != 0), torch.sqrt((v * v).sum(-1)), 0.0)
+    return total.double()
+
+
+def test_shared_mattings_edge_cost_from_the_frames_gradients_is_pymattings():
+    """The edge cost reads the frame's central differences computed once: equal, to the bit,
+    to gathering four neighbours a step, also where PyMatting's quirk steps a row off the
+    frame."""
+    from nuke_hdmatt.engine.shared_matting import _edge_cost, _Frame
+    g = torch.Generator().manual_seed(0)
+    h, w = 37, 53
+    image = torch.rand(h, w, 3, generator=g)
+    fr = _Frame(image, torch.full((h, w), 0.5))
+    n = 20_000
+    px, sx = (torch.randint(0, w, (n,), generator=g).double() for _ in range(2))
+    py, sy = (torch.randint(0, h, (n,), generator=g).double() for _ in range(2))
+    qy_last = torch.trunc(py + 10 * (sx - px) / torch.ceil(torch.hypot(sx - px, sy - py)).clamp(1, 10))
+    assert ((qy_last < 0) | (qy_last >= h)).any()           # the quirk leaves the frame here
+    assert torch.equal(_edge_cost(fr, px, py, sx, sy), _edge_cost_reference(image, px, py, sx, sy))

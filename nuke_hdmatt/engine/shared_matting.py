@@ -79,6 +79,17 @@ def _mp2(i, f, b):
     return (d * d).sum(-1)
 
 
+def _mp2_channels(i, f, b):
+    """:func:`_mp2` with the colour channels first: i, f, b broadcastable (3, ...) float32
+    -> (...). The gathers of the refinement and smoothing windows are (3, n, window):
+    contiguous for each channel, where (n, window, 3) makes every op stride by 3."""
+    fb, ib = f - b, i - b
+    a = ((ib[0] * fb[0] + ib[1] * fb[1] + ib[2] * fb[2])
+         / (fb[0] * fb[0] + fb[1] * fb[1] + fb[2] * fb[2] + 1e-5)).clamp(0.0, 1.0)
+    d = a * fb - ib
+    return d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+
+
 def _offsets(radius, by_distance=False):
     offs = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
     if by_distance:     # nearest first; ties in raster order (a stable sort)
@@ -119,7 +130,13 @@ def expand_trimap(fr: _Frame, ys, xs, k_i=EXPANSION_RADIUS, k_c=EXPANSION_THRESH
 
 def _edge_cost(fr: _Frame, px, py, sx, sy):
     """PyMatting's Ep: image gradient along the segment to a sample, at most 10 steps."""
-    img = fr.image
+    img = fr.image.reshape(fr.h, fr.w, 3)
+    # the frame's central differences once (borders clamped, as PyMatting's are), two gathers
+    # a step instead of four
+    x_of = torch.arange(fr.w, device=img.device)
+    y_of = torch.arange(fr.h, device=img.device)
+    gx = (0.5 * (img[:, (x_of + 1).clamp_max(fr.w - 1)] - img[:, (x_of - 1).clamp_min(0)])).reshape(-1, 3)
+    gy = (0.5 * (img[(y_of + 1).clamp_max(fr.h - 1)] - img[(y_of - 1).clamp_min(0)])).reshape(-1, 3)
     spx, spy = (sx - px).double(), (sy - py).double()
     d = torch.hypot(spx, spy)
     steps = torch.ceil(d).clamp(1, 10)
@@ -131,10 +148,12 @@ def _edge_cost(fr: _Frame, px, py, sx, sy):
         live = (i <= steps) & (d != 0)
         qx = torch.trunc(px + i * step_x).long()
         qy = torch.trunc(py + i * step_x).long()        # sic: PyMatting steps y by step_x
-        q_l, q_r = fr.clamped(qy, qx - 1), fr.clamped(qy, qx + 1)
-        q_u, q_d = fr.clamped(qy + 1, qx), fr.clamped(qy - 1, qx)
-        ix = 0.5 * (img[q_r] - img[q_l])
-        iy = 0.5 * (img[q_u] - img[q_d])
+        q = fr.clamped(qy, qx)
+        # a row outside the frame (that quirk) clamps both of its vertical neighbours to
+        # one row: no vertical difference; the column lies between pixel and sample
+        inside = ((qy >= 0) & (qy < fr.h))[:, None]
+        ix = gx[q]
+        iy = torch.where(inside, gy[q], 0.0)
         v = sx32 * ix + sy32 * iy
         total = total + torch.where(live, torch.sqrt((v * v).sum(-1)), 0.0)
     return total.double()
@@ -241,7 +260,15 @@ def sample_gathering(fr: _Frame, ys, xs, avg_f, avg_b, weights=WEIGHTS, np_radiu
     ep_f, ep_b = cost[:ANGLES].min(0).values, cost[ANGLES:].min(0).values
     pf = ep_b / (ep_f + ep_b + 1e-5)
     colour = fr.image[own]
-    nbrs = fr.image[torch.stack([fr.clamped(ys + dy, xs + dx) for dy, dx in _offsets(np_radius)], 1)]
+    nbrs = fr.image.T.contiguous()[:, torch.stack(
+        [fr.clamped(ys + dy, xs + dx) for dy, dx in _offsets(np_radius)], 1)]  # (3, m, 9)
+    f_ch, b_ch = f_col.permute(2, 0, 1).contiguous(), b_col.permute(2, 0, 1).contiguous()
+
+    def powered_distance(idx, power):
+        return torch.hypot(xd - (idx % fr.w).double(), yd - (idx // fr.w).double()) ** power
+
+    dpf = [powered_distance(f_idx[:, i], e_f) for i in range(ANGLES)]
+    dpb = [powered_distance(b_idx[:, j], e_b) for j in range(ANGLES)]
     best = torch.full((m,), math.inf, dtype=torch.float64, device=ys.device)
     alpha = torch.zeros(m, dtype=torch.float32, device=ys.device)
     f_out, b_out = f_col[:, 0].clone(), b_col[:, 0].clone()
@@ -251,10 +278,8 @@ def sample_gathering(fr: _Frame, ys, xs, avg_f, avg_b, weights=WEIGHTS, np_radiu
             f, b = f_col[:, i], b_col[:, j]
             a = _alpha(colour, f, b)
             ap = pf + (1.0 - 2.0 * pf) * a.double()
-            dpf = torch.hypot(xd - (f_idx[:, i] % fr.w).double(), yd - (f_idx[:, i] // fr.w).double())
-            dpb = torch.hypot(xd - (b_idx[:, j] % fr.w).double(), yd - (b_idx[:, j] // fr.w).double())
-            npc = _mp2(nbrs, f[:, None], b[:, None]).sum(1).double()
-            cost = npc ** e_n * ap ** e_a * dpf ** e_f * dpb ** e_b
+            npc = _mp2_channels(nbrs, f_ch[:, :, i, None], b_ch[:, :, j, None]).sum(1).double()
+            cost = npc ** e_n * ap ** e_a * dpf[i] * dpb[j]
             better = f_ok[:, i] & b_ok[:, j] & (cost < best)
             best = torch.where(better, cost, best)
             alpha = torch.where(better, a, alpha)
@@ -288,8 +313,10 @@ def estimate_alpha_sm(image: torch.Tensor, trimap: torch.Tensor, cancel=None) ->
     gath_f[own], gath_b[own] = g_f, g_b
     # refinement: the mean of the three neighbouring pairs that best explain the colour
     ref_f, ref_b = torch.empty_like(colour), torch.empty_like(colour)
+    f_ch, b_ch, colour_ch = gath_f.T.contiguous(), gath_b.T.contiguous(), colour.T.contiguous()
     for sl, valid, q in _windows(fr, ys, xs, REFINE_RADIUS):
-        cost = torch.where(valid, _mp2(colour[sl, None], gath_f[q], gath_b[q]), math.inf)
+        cost = torch.where(valid, _mp2_channels(colour_ch[:, sl, None], f_ch[:, q], b_ch[:, q]),
+                           math.inf)
         # the three cheapest; PyMatting breaks ties by offset order, which only matters for
         # unequal pairs of exactly equal cost (rare in float) and is not worth a stable sort
         best = torch.topk(cost, 3, dim=1, largest=False, sorted=False).indices
@@ -307,15 +334,16 @@ def estimate_alpha_sm(image: torch.Tensor, trimap: torch.Tensor, cancel=None) ->
     a_p = ref_alpha[own]
     fin_f, fin_b = torch.empty_like(colour), torch.empty_like(colour)
     low = torch.empty_like(a_p)
+    f_ch, b_ch = full_f.T.contiguous(), full_b.T.contiguous()
+    known = ((expanded == 0) | (expanded == 1)).float()
     for sl, valid, q in _windows(fr, ys, xs, SMOOTH_RADIUS):
         a_q = ref_alpha[q]
         wc = torch.where(centre, gauss, gauss * (a_p[sl, None] - a_q).abs())
         w_f = torch.where(valid, (wc * a_q).clamp_min(1e-5), 0.0)
         w_b = torch.where(valid, (wc * (1.0 - a_q)).clamp_min(1e-5), 0.0)
-        fin_f[sl] = (w_f[..., None] * full_f[q]).sum(1) / w_f.sum(1, keepdim=True)
-        fin_b[sl] = (w_b[..., None] * full_b[q]).sum(1) / w_b.sum(1, keepdim=True)
-        known_q = ((expanded[q] == 0) | (expanded[q] == 1)).float()
-        w_a = torch.where(valid, gauss + known_q, 0.0)
+        fin_f[sl] = ((w_f * f_ch[:, q]).sum(2) / w_f.sum(1)).T
+        fin_b[sl] = ((w_b * b_ch[:, q]).sum(2) / w_b.sum(1)).T
+        w_a = torch.where(valid, gauss + known[q], 0.0)
         low[sl] = (w_a * a_q).sum(1) / w_a.sum(1)
     fin_alpha = _alpha(colour, fin_f, fin_b)
     # confidence: F-B distance against its neighbourhood's, and how well F, B explain I
@@ -325,9 +353,10 @@ def estimate_alpha_sm(image: torch.Tensor, trimap: torch.Tensor, cancel=None) ->
     all_f[own], all_b[own] = fin_f, fin_b
     fb_dist = torch.linalg.vector_norm(all_f - all_b, dim=1)
     d_fb = torch.empty(len(ys), dtype=torch.float64, device=dev)
+    w_fb64, fb_dist64 = w_fb.double(), fb_dist.double()
     for sl, valid, q in _windows(fr, ys, xs, SMOOTH_RADIUS):
-        wq = torch.where(valid, w_fb[q].double(), 0.0)
-        d_fb[sl] = (wq * fb_dist[q].double()).sum(1) / (wq.sum(1) + 1e-5) + 1e-5
+        wq = torch.where(valid, w_fb64[q], 0.0)
+        d_fb[sl] = (wq * fb_dist64[q]).sum(1) / (wq.sum(1) + 1e-5) + 1e-5
     conf = (fb_dist[own].double() / d_fb).clamp_max(1.0) * torch.exp(
         -1.0 / float(np.float32(SIGMA_SQ2)) * torch.sqrt(_mp2(colour, fin_f, fin_b).float().double()))
     conf = conf.float()
