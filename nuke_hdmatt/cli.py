@@ -322,7 +322,10 @@ def _cache_action(args: argparse.Namespace, cache) -> None:
         n = cache.clear()
         print(f"removed {n} entries from {cache.root}", file=sys.stderr)
     elif args.cache_action == "gc":
-        limit = parse_size(args.max_size)
+        limit = cache.max_bytes if args.max_size is None else parse_size(args.max_size)
+        if not limit and args.max_size is None:
+            print(f"no limit (${MAX_SIZE_ENV}=0): nothing to trim in {cache.root}", file=sys.stderr)
+            return
         removed, freed = cache.gc(limit)
         print(f"removed {removed} least recently used entries ({format_size(freed)}); "
               f"{format_size(cache.size_bytes())} left in {cache.root}", file=sys.stderr)
@@ -446,7 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     csub.add_parser("ls", parents=[cache_opt], help="list entries, least recently used first")
     csub.add_parser("clear", parents=[cache_opt], help="delete every entry")
     gc = csub.add_parser("gc", parents=[cache_opt], help="delete least recently used entries")
-    gc.add_argument("--max-size", required=True, metavar="SIZE", help="e.g. 500M, 10G")
+    gc.add_argument("--max-size", metavar="SIZE",
+                    help="e.g. 500M, 10G (default: the limit runs keep, $HDMATT_CACHE_MAX_SIZE "
+                         "else 50G)")
     c.set_defaults(func=cmd_cache)
 
     f = sub.add_parser("farm", help="render-farm job descriptions")

@@ -134,6 +134,8 @@ def test_cache_ls_gc_clear(tmp_path):
     ls = hdmatt(tmp_path, "cache", "ls", "--cache", tmp_path / "c")
     assert ls.returncode == 0 and len(ls.stdout.splitlines()) == 3 and "3 entries" in ls.stderr
     assert "(limit 50.0G, $HDMATT_CACHE_MAX_SIZE)" in ls.stderr    # the size it keeps under
+    gc = hdmatt(tmp_path, "cache", "--cache", tmp_path / "c", "gc")     # the runs' limit: keeps
+    assert gc.returncode == 0 and "removed 0" in gc.stderr and len(cache.entries()) == 3
     gc = hdmatt(tmp_path, "cache", "--cache", tmp_path / "c", "gc", "--max-size", "0")
     assert gc.returncode == 0 and "removed 3" in gc.stderr and cache.entries() == []
     bad = hdmatt(tmp_path, "cache", "gc", "--max-size", "lots")
