@@ -643,7 +643,8 @@ def test_14_engine_gets_its_own_process_group_on_windows(monkeypatch, tmp_path):
 
     from nuke_hdmatt.errors import UsageError
     from nuke_hdmatt.nuke import engine_call
-    assert engine_call.popen_options("nt") == {"creationflags": 0x200}  # CREATE_NEW_PROCESS_GROUP
+    # CREATE_NEW_PROCESS_GROUP | BELOW_NORMAL_PRIORITY_CLASS
+    assert engine_call.popen_options("nt") == {"creationflags": 0x200 | 0x4000}
     assert engine_call.popen_options("posix") == {"start_new_session": True}
     seen = {}
     monkeypatch.setattr(engine_call, "popen_options", lambda: {"creationflags": 0x200})
@@ -655,6 +656,26 @@ def test_14_engine_gets_its_own_process_group_on_windows(monkeypatch, tmp_path):
     with pytest.raises(UsageError, match="cannot start the engine"):
         engine_call.run_engine(["hdmatt"], str(tmp_path / "log"), 1)
     assert seen["creationflags"] == 0x200
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
+def test_14_the_engine_runs_below_nukes_priority(tmp_path):
+    """A Generate's engine takes every core; at a lower priority it yields them to Nuke, so
+    the UI stays responsive. Its threads start a second later (importing torch), and inherit
+    the priority it had then: an engine that looks after a moment sees it."""
+    from nuke_hdmatt.nuke import engine_call
+    seen = tmp_path / "nice.txt"
+    engine = tmp_path / "engine.py"
+    engine.write_text("import os, threading, time\n"
+                      "time.sleep(0.3)\n"
+                      "out = []\n"
+                      "t = threading.Thread(target=lambda: out.append(os.getpriority(os.PRIO_PROCESS, 0)))\n"
+                      "t.start(); t.join()\n"
+                      f"open({str(seen)!r}, 'w').write(str(out[0]))\n")
+    result = engine_call.run_engine([sys.executable, str(engine)], str(tmp_path / "log"), 1)
+    assert result.returncode == 0, result.output_tail
+    want = max(os.getpriority(os.PRIO_PROCESS, 0), engine_call.NICENESS)
+    assert int(seen.read_text()) == want
 
 
 # ---------------------------------------------------------------- 15. install

@@ -34,6 +34,7 @@ __all__ = ["EngineCall", "JOB_FILE", "EngineResult", "LogFollower", "run_engine"
 # The EngineCall that farm step 1 (the prepass) writes into its work folder for step 2.
 JOB_FILE = "matte_job.json"
 
+NICENESS = 10  # POSIX priority of the engine's process (0 normal, 19 lowest)
 STOP_GRACE_S = 1.0  # Cancel: how long the engine gets to stop at a patch boundary after
 # Ctrl-C before its process group is killed
 
@@ -240,6 +241,7 @@ def run_engine(argv: list[str], json_log: str, n_frames: int,
         except OSError as exc:  # a broken venv: bad shebang, missing interpreter
             raise UsageError(f"cannot start the engine ({exc.strerror}); re-run install.py",
                              path=argv[0])
+        _below_normal(proc)
         was_cancelled = False
         try:
             while proc.poll() is None:
@@ -279,10 +281,26 @@ def _report(follower: LogFollower, progress, frame_done) -> None:
 def popen_options(os_name: str | None = None) -> dict:
     """The engine runs in its own process group: Nuke's signals stay away from it, and Cancel
     reaches the engine and whatever it started. POSIX: a new session (group id = its pid);
-    Windows: ``CREATE_NEW_PROCESS_GROUP``, without which CTRL_BREAK_EVENT cannot be sent."""
+    Windows: ``CREATE_NEW_PROCESS_GROUP``, without which CTRL_BREAK_EVENT cannot be sent, and
+    below-normal priority (:func:`_below_normal` on POSIX)."""
     if (os_name or os.name) == "nt":
-        return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
+        return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)
+                | getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0x4000)}
     return {"start_new_session": True}
+
+
+def _below_normal(proc: subprocess.Popen) -> None:
+    """POSIX: the engine at nice :data:`NICENESS`, so its threads (one per core) yield to
+    Nuke's: the viewer and the UI stay responsive while a Generate runs. Set as the process
+    starts, before the engine's thread pools exist (importing torch alone takes a second):
+    the threads it creates later inherit it. Best effort: a higher niceness is kept."""
+    if os.name == "nt" or not hasattr(os, "setpriority"):
+        return
+    try:
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, proc.pid, max(own, NICENESS))
+    except OSError:
+        pass  # already gone, or not ours to change
 
 
 def _signal_group(proc: subprocess.Popen, sig) -> None:
