@@ -181,3 +181,33 @@ def test_two_processes_writing_the_same_key_never_tear(tmp_path):
     assert got is not None and cache.stats["corrupt"] == 0
     assert got[1, 0] in (np.float32(0.25), np.float32(0.75))
     assert [p.name for p in (tmp_path / "ff").iterdir()] == [f"{key}.alpha"]
+
+
+TRIMMER = textwrap.dedent("""
+    import logging, sys, numpy as np
+    from nuke_hdmatt.shot.cache import FrameCache
+    logging.basicConfig(level=logging.WARNING)
+    root, tag, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    cache = FrameCache(root, max_bytes=limit)
+    rng = np.random.default_rng(int(tag, 16))
+    for i in range(40):
+        key = f"{tag}{i:02x}".ljust(64, "0")
+        cache.put(key, rng.random((64, 64), dtype=np.float32))
+        assert cache.writable, "a trim made the cache give up"
+    cache.trim()
+""")
+
+
+def test_two_processes_trimming_one_cache_neither_fails_nor_leaves_temp_files(tmp_path):
+    """Two farm tasks sharing a cache folder, each writing and trimming to a small limit:
+    the other's deletions (files, emptied folders) are no problem and nothing warns."""
+    limit = 6 * 16_000
+    procs = [subprocess.Popen([sys.executable, "-c", TRIMMER, str(tmp_path), tag, str(limit)],
+                              stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and "WARNING" not in err, err
+    cache = FrameCache(tmp_path, max_bytes=0)
+    sizes = [e.size for e in cache.entries()]
+    assert 0 < len(sizes) and sum(sizes) <= limit + max(sizes)   # the last writer's entry
+    assert not [p for p in tmp_path.rglob(".tmp-*")]
