@@ -65,29 +65,21 @@ def _windows(fr: _Frame, ys, xs, radius):
         yield sl, valid, q
 
 
-def _alpha(i, f, b):
-    """estimate_alpha: projection of I on the F-B line, clipped; float32 (..., 3) inputs."""
+def _alpha(i, f, b, dim=-1):
+    """estimate_alpha: projection of I on the F-B line, clipped; float32 inputs whose colour
+    channels lie along ``dim`` (-1: (..., 3); 0: (3, ...), the layout of the window gathers,
+    contiguous for each channel where (n, window, 3) makes every op stride by 3)."""
     fb, ib = f - b, i - b
-    return ((ib * fb).sum(-1) / ((fb * fb).sum(-1) + 1e-5)).clamp(0.0, 1.0)
+    return ((ib * fb).sum(dim) / ((fb * fb).sum(dim) + 1e-5)).clamp(0.0, 1.0)
 
 
-def _mp2(i, f, b):
-    """Squared chromatic distortion of I against the F, B pair, float32: PyMatting's float64
-    changes the alphas by about 1e-7 (mean over the unknown pixels of the dev images) and
-    costs twice the memory traffic of these gathers."""
-    d = (b - i) + _alpha(i, f, b)[..., None] * (f - b)
-    return (d * d).sum(-1)
-
-
-def _mp2_channels(i, f, b):
-    """:func:`_mp2` with the colour channels first: i, f, b broadcastable (3, ...) float32
-    -> (...). The gathers of the refinement and smoothing windows are (3, n, window):
-    contiguous for each channel, where (n, window, 3) makes every op stride by 3."""
-    fb, ib = f - b, i - b
-    a = ((ib[0] * fb[0] + ib[1] * fb[1] + ib[2] * fb[2])
-         / (fb[0] * fb[0] + fb[1] * fb[1] + fb[2] * fb[2] + 1e-5)).clamp(0.0, 1.0)
-    d = a * fb - ib
-    return d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+def _mp2(i, f, b, dim=-1):
+    """Squared chromatic distortion of I against the F, B pair (channels along ``dim``, as
+    for :func:`_alpha`), float32: PyMatting's float64 changes the alphas by about 1e-7 (mean
+    over the unknown pixels of the dev images) and costs twice the memory traffic of these
+    gathers."""
+    d = (b - i) + _alpha(i, f, b, dim).unsqueeze(dim) * (f - b)
+    return (d * d).sum(dim)
 
 
 def _offsets(radius, by_distance=False):
@@ -278,7 +270,7 @@ def sample_gathering(fr: _Frame, ys, xs, avg_f, avg_b, weights=WEIGHTS, np_radiu
             f, b = f_col[:, i], b_col[:, j]
             a = _alpha(colour, f, b)
             ap = pf + (1.0 - 2.0 * pf) * a.double()
-            npc = _mp2_channels(nbrs, f_ch[:, :, i, None], b_ch[:, :, j, None]).sum(1).double()
+            npc = _mp2(nbrs, f_ch[:, :, i, None], b_ch[:, :, j, None], 0).sum(1).double()
             cost = npc ** e_n * ap ** e_a * dpf[i] * dpb[j]
             better = f_ok[:, i] & b_ok[:, j] & (cost < best)
             best = torch.where(better, cost, best)
@@ -315,7 +307,7 @@ def estimate_alpha_sm(image: torch.Tensor, trimap: torch.Tensor, cancel=None) ->
     ref_f, ref_b = torch.empty_like(colour), torch.empty_like(colour)
     f_ch, b_ch, colour_ch = gath_f.T.contiguous(), gath_b.T.contiguous(), colour.T.contiguous()
     for sl, valid, q in _windows(fr, ys, xs, REFINE_RADIUS):
-        cost = torch.where(valid, _mp2_channels(colour_ch[:, sl, None], f_ch[:, q], b_ch[:, q]),
+        cost = torch.where(valid, _mp2(colour_ch[:, sl, None], f_ch[:, q], b_ch[:, q], 0),
                            math.inf)
         # the three cheapest; PyMatting breaks ties by offset order, which only matters for
         # unequal pairs of exactly equal cost (rare in float) and is not worth a stable sort
