@@ -403,7 +403,8 @@ def test_degenerate_frames_give_an_alpha_quietly_and_stdout_stays_empty(shot):
             tri[:] = 0.5      # nothing known: a matte with no anchor, said once
         write_image(folder / f"t.{frame}.exr", tri, "Y")
     proc = run_in(shot, "matte", "tiny/p.#.exr", "tiny/t.#.exr", "-o", "tiny/a.#.exr", *FAST,
-                  "--no-cache", "--quiet", "--prior", "global", timeout=300)
+                  "--no-cache", "--quiet", "--prior", "global", "--json-log", "tiny.jsonl",
+                  timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""  # PyMatting's PERFORMANCE WARNING blocks never reach stdout
     assert "PERFORMANCE WARNING" not in proc.stderr  # nor stderr with --quiet
@@ -425,6 +426,12 @@ def test_degenerate_frames_give_an_alpha_quietly_and_stdout_stays_empty(shot):
         and "p.7.exr" in replaced[0] and "3 non-finite" in replaced[0], proc.stderr
     # the classical solve does not converge on 1-pixel strips: a fallback, with a warning
     assert "classical prior failed on the 1x300 frame" in proc.stderr, proc.stderr
+    # that engine warning (a Python warning, not the run's own) reaches the JSON log too,
+    # with its frame, for the Nuke node
+    events = [json.loads(ln) for ln in (shot / "tiny.jsonl").read_text().splitlines()]
+    fell_back = [ev for ev in events if ev["event"] == "warning"
+                 and "classical prior failed on the 1x300 frame" in ev["text"]]
+    assert [ev["frame"] for ev in fell_back] == [2]          # 1 px wide, 300 high
     assert temp_leftovers(shot) == []
 
 
