@@ -29,8 +29,13 @@ def test_output_choice_knob_and_wiring_follow_each_other(shot):
     assert disabled() == (True, False)
 
     from nuke_hdmatt.nuke import node as hdmatt_node
-    argv = hdmatt_node.matte_job(node, {"plate": "p.####.exr", "trimap": "t.####.exr",
-                                        "matte": None}, [1, 2]).argv("hdmatt")
+    argvs = []
+    for choice in CHOICES[1:]:  # both foreground outputs: one engine call, layer and rgb
+        _choose(nuke, node, choice)
+        argvs.append(hdmatt_node.matte_job(node, {"plate": "p.####.exr", "trimap": "t.####.exr",
+                                                  "matte": None}, [1, 2]).argv("hdmatt"))
+    argv = argvs[0]
+    assert argv == argvs[1]
     assert argv[argv.index("--foreground") + 1] == "fg" and "--premultiplied" in argv
     _choose(nuke, node, CHOICES[0])
     argv = hdmatt_node.matte_job(node, {"plate": "p.####.exr", "trimap": "t.####.exr",
@@ -68,3 +73,32 @@ def test_each_choice_renders_what_it_says(shot):
     out = read_exr(tmp_path / "alpha.0001.exr")
     np.testing.assert_allclose(rgb(out), plate, atol=1e-6)
     assert "fg.R" not in out and np.array_equal(out["A"], alpha)
+
+
+def test_the_choice_survives_a_saved_script(fake_nuke, tmp_path):
+    """A gizmo's insides come from the .gizmo file when a script loads: the Copies follow the
+    saved knob by expression, not by a value Python once set on them (lost on reload, and
+    in every farm render)."""
+    nuke = fake_nuke
+    for choice, wanted in ((CHOICES[2], (True, False)), (CHOICES[1], (False, True))):
+        nuke.scriptClear()
+        script = tmp_path / "saved.nk"
+        script.write_text(f'HDMatt {{\n inputs 0\n foreground_output "{choice}"\n name HDMatt1\n}}\n')
+        nuke.scriptOpen(str(script))
+        node = nuke.toNode("HDMatt1")
+        assert node["foreground_output"].value() == choice
+        assert (node.node("copy_fg")["disable"].value(),
+                node.node("copy_premult")["disable"].value()) == wanted
+
+
+def test_switching_from_alpha_only_to_a_foreground_is_stale_between_the_two_not(shot):
+    nuke, node, *_ = shot
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    assert node["generate"].execute() is None
+    assert hdmatt_node.stale_reasons(node) == []
+    _choose(nuke, node, CHOICES[1])
+    assert hdmatt_node.stale_reasons(node) == ["settings"]  # the file has no colour yet
+    assert "stale" in node["label"].value()
+    assert node["generate"].execute() is None
+    _choose(nuke, node, CHOICES[2])
+    assert hdmatt_node.stale_reasons(node) == []

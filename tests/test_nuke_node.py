@@ -352,6 +352,35 @@ def test_engine_failure_reported_on_node_and_to_user(standin, monkeypatch, capsy
                                                       "(frames 1-2); failed: 2; missing")
 
 
+def test_a_failed_frame_stays_failed_beside_an_earlier_alpha(standin, monkeypatch, capsys):
+    """A failed run keeps the alpha an earlier one left: the frame must still read as failed
+    (status, label, a render's warning), until something writes that frame again."""
+    nuke, node, plate, src, tmp_path = standin
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    earlier = Path(hdmatt_node.alpha_sequence(node).path(2))
+    earlier.parent.mkdir(parents=True)
+    write_exr(earlier, np.full((H, W, 1), 0.5, np.float32), ("A",))
+    monkeypatch.setenv("STANDIN_MODE", "fail")
+    assert hdmatt_node.generate(node) is False
+    status = hdmatt_node.update_status(node)
+    assert status.startswith("0 cached, 1 missing, 1 failed (frames 1-2); failed: 2 (an earlier "
+                             "run's alpha is on disk for 2: renders use it)"), status
+    assert "failed 2" in node["label"].value()
+    # a later Generate of frame 1 alone does not forget frame 2's failure
+    assert hdmatt_node.generate(node, "1") is True
+    assert "failed: 2" in hdmatt_node.update_status(node)
+    capsys.readouterr()
+    monkeypatch.setattr(nuke, "thisNode", lambda: node)  # a render loading the script
+    hdmatt_node.on_create()
+    assert "frames 2 failed at the last Generate" in capsys.readouterr().err
+    # the farm (or anything) writes frame 2 again: no longer failed
+    time.sleep(0.01)
+    write_exr(earlier, np.full((H, W, 1), 0.25, np.float32), ("A",))
+    os.utime(earlier, ns=(time.time_ns(), time.time_ns() + 10 ** 9))
+    assert "0 failed" in hdmatt_node.update_status(node)
+    assert "failed" not in node["label"].value()
+
+
 def test_engine_crash_and_bad_input_are_one_line(standin, monkeypatch, capsys):
     nuke, node, plate, src, tmp_path = standin
     monkeypatch.setenv("STANDIN_MODE", "crash")

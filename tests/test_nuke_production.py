@@ -523,7 +523,8 @@ def test_12_temporary_writes_ignore_studio_defaults_callbacks_and_proxy(shot):
     assert calls == [w.name()]
 
 
-def test_12_stereo_engine_runs_per_view_and_the_read_reads_per_view(shot):
+@pytest.mark.parametrize("gui", [False, True])
+def test_12_stereo_engine_runs_per_view_and_the_read_reads_per_view(shot, gui):
     nuke, node, plate, src, tmp_path = shot
     node["patch"].setValue(48)
     node["overlap"].setValue(8)
@@ -533,7 +534,11 @@ def test_12_stereo_engine_runs_per_view_and_the_read_reads_per_view(shot):
     plate["file"].setValue(str(src / "plate.%V.####.exr"))
     alpha = tmp_path / "out" / "alpha.%V.####.exr"
     node["alpha_file"].getLinkedKnob().setValue(str(alpha))
+    nuke.GUI = gui
     assert hd().generate(node, "1") is True
+    if gui:  # the views are read on the main thread: the worker may not ask Nuke
+        assert finish_in_gui(nuke, node).ok
+        nuke.GUI = False
     made = {}
     for view in ("left", "right"):
         path = tmp_path / "out" / f"alpha.{view}.0001.exr"

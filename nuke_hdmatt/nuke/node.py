@@ -15,8 +15,9 @@ renders; a missing frame is black in the GUI and an error in renders, by ``$gui`
 ``copy_alpha`` (A: rgba.alpha of the Read, B: the plate, bbox B), whose ``to0`` knob is the
 node's *output channel* (a Link_Knob). Then Copy ``copy_fg`` (the Read's fg.red/green/blue into
 the fg layer) and Copy ``copy_premult`` (the Read's rgb, alpha x foreground, into rgb), each
-enabled by the knob ``foreground_output`` (:data:`FOREGROUND_OUTPUTS`); their ``disable`` knobs
-are set when that knob changes and saved with the script, so renders need no Python.
+enabled by the knob ``foreground_output`` through an expression on its ``disable`` knob: a
+gizmo's insides are rebuilt from the ``.gizmo`` file when a script loads, so only the node's
+own knobs (and expressions reading them) survive a save, and renders need no Python.
 
 Threads: Generate exports the inputs on the main thread (one ``nuke.executeMultiple``, with
 Nuke's own render progress), then in the GUI runs the engine from a worker thread and
@@ -52,11 +53,11 @@ __all__ = ["on_create", "knob_changed", "update_ui", "generate", "generate_curre
            "running", "stale_reasons", "check_alpha_path", "plate_colour"]
 
 TRIMAP_CHANNELS = {"alpha": "A", "red": "R"}
-# foreground_output knob values: what the engine is asked for and which Copy shows it. The
-# premultiplied mode writes the fg layer too, so switching between the two needs no re-run.
-FOREGROUND_OUTPUTS = {"alpha only": ("", False, None),
-                      "alpha + foreground layer": ("fg", False, "copy_fg"),
-                      "premultiplied foreground": ("fg", True, "copy_premult")}
+# foreground_output knob values: what the engine is asked for (layer, premultiplied rgb). Both
+# foreground outputs ask for both, so switching between them needs no re-run (and is not stale).
+FOREGROUND_OUTPUTS = {"alpha only": ("", False),
+                      "alpha + foreground layer": ("fg", True),
+                      "premultiplied foreground": ("fg", True)}
 ROOT_COLOUR_KNOBS = ("colorManagement", "OCIO_config", "customOCIOConfigPath", "workingSpaceLUT")
 # EngineCall fields that are paths or where-to-run choices, not what decides the alpha
 _JOB_NOT_SETTINGS = ("plate", "trimap", "matte", "output", "frames", "cache", "device")
@@ -139,6 +140,14 @@ def on_create() -> None:
         if reasons:
             print(f"HDMatt: warning: {node.fullName()}: alpha is stale ({', '.join(reasons)} "
                   "changed since Generate); renders use it as it is", file=sys.stderr)
+        try:
+            failed = sorted(_still_failed(node, set(frames_on_disk(alpha_sequence(node)))))
+        except HDMattError:
+            failed = []
+        if failed:
+            print(f"HDMatt: warning: {node.fullName()}: frames {format_frames(failed)} failed at "
+                  "the last Generate; renders use what is on disk for them (an earlier run's "
+                  "alpha, or an error where there is none)", file=sys.stderr)
 
 
 def knob_changed() -> None:
@@ -146,12 +155,10 @@ def knob_changed() -> None:
     if knob is not None and knob.name() in ("alpha_file", "frames", "inputChange", "band",
                                             "trimap_channel", "plate_colorspace", "patch",
                                             "overlap", "k", "pool", "precision", "prior",
-                                            "detail", "detail_auto"):
+                                            "detail", "detail_auto", "foreground_output"):
         update_status(node)
         if knob.name() == "detail_auto":
             apply_detail_auto(node)
-    elif knob is not None and knob.name() == "foreground_output":
-        apply_foreground_output(node)
 
 
 def apply_detail_auto(node) -> None:
@@ -161,17 +168,8 @@ def apply_detail_auto(node) -> None:
         slider.setEnabled(not node["detail_auto"].value())
 
 
-def apply_foreground_output(node) -> None:
-    """Enable the inner Copy that shows the chosen foreground output, disable the other."""
-    shown = _foreground_output(node)[2]
-    for name in ("copy_fg", "copy_premult"):
-        inner = node.node(name)
-        if inner is not None:  # gizmos saved before the foreground outputs lack them
-            inner["disable"].setValue(name != shown)
-
-
 def _foreground_output(node) -> tuple:
-    """(foreground layer or "", premultiplied, Copy node showing it or None) for the knob."""
+    """(foreground layer or "", premultiplied) for the knob."""
     value = _knob_value(node, "foreground_output", "alpha only")
     return FOREGROUND_OUTPUTS.get(value, FOREGROUND_OUTPUTS["alpha only"])
 
@@ -326,6 +324,7 @@ class _Run:
     """One engine run: the worker thread and how it reaches the main thread."""
 
     exe: str  # the engine executable, set by the caller
+    jobs: list  # (view, EngineCall) per view, set by the caller
 
     def __init__(self, node, frames, job, work, digests, threaded: bool):
         self.node, self.frames, self.job, self.work, self.digests = node, frames, job, work, digests
@@ -409,6 +408,7 @@ def _prepare(node, frames: list[int]) -> _Run:
         raise
     run = _Run(node, frames, job, work, digests, threaded=bool(nuke.GUI))
     run.exe = exe
+    run.jobs = _jobs_per_view(job)  # here: views() is a Nuke call, the worker may not make it
     return run
 
 
@@ -453,9 +453,10 @@ def _engine_run(run: _Run) -> None:
     node, frames = run.node, run.frames
     outcome: str | HDMattError | None = None
     results: list = []
-    task = nuke.ProgressTask(f"HDMatt {run.name}")
-    jobs = _jobs_per_view(run.job)
+    task = None
+    jobs = run.jobs
     try:
+        task = nuke.ProgressTask(f"HDMatt {run.name}")
         for view, job in jobs:
             log = os.path.join(run.work, f"engine{'_' + view if view else ''}.jsonl")
 
@@ -525,7 +526,7 @@ def _finish(run: _Run, result, outcome) -> bool:
     if result.returncode != 0 and not failed:
         # the engine died without a per-frame verdict: every frame it did not finish failed
         failed = {f: result.first_error() for f in frames if f not in result.done}
-    node["failed_frames"].setValue(format_frames(sorted(failed)) if failed else "")
+    _remember_failed(node, frames, failed)
     update_status(node, frames)
     if failed:
         report(node, result.first_error() if result.failed else next(iter(failed.values())))
@@ -554,6 +555,48 @@ def _remember(node, done: list[int], digests: dict, weights: dict | None = None)
                                                "digests": digests, "weights": weights},
                                               sort_keys=True))
     _set_range(node)
+
+
+def _remember_failed(node, frames: list[int], failed) -> None:
+    """The ``failed_frames`` knob after a run of ``frames``: earlier failures of frames this
+    run did not try, and this run's. A failed frame keeps the alpha an earlier run left (a
+    failed run never clobbers an output), so each failure notes that file's modification
+    time: the frame counts as failed until something writes it again."""
+    then = _failures(node)
+    now = {f: t for f, t in then.items() if f not in frames}
+    for f in failed:
+        now[f] = _mtime(node, f)
+    node["failed_frames"].setValue(json.dumps({str(f): now[f] for f in sorted(now)})
+                                   if now else "")
+
+
+def _failures(node) -> dict[int, int | None]:
+    """Failed frame -> modification time (ns) of the alpha on disk when it failed (None: no
+    file). Older nodes hold a frame list (``"2,5-7"``): no file times."""
+    text = node["failed_frames"].value().strip()
+    if not text:
+        return {}
+    try:
+        return {int(f): t for f, t in json.loads(text).items()}
+    except (ValueError, AttributeError):
+        try:
+            return {f: None for f in parse_frames(text)}
+        except HDMattError:
+            return {}
+
+
+def _still_failed(node, have: set[int]) -> set[int]:
+    """Failed frames whose alpha on disk (in ``have``) is still the one they failed beside:
+    a frame something wrote since (the farm, a later Generate) is no longer failed."""
+    return {f for f, t in _failures(node).items()
+            if f not in have or t is None or _mtime(node, f) == t}
+
+
+def _mtime(node, frame: int) -> int | None:
+    try:
+        return os.stat(alpha_sequence(node).path(frame)).st_mtime_ns
+    except (OSError, HDMattError):
+        return None
 
 
 def _set_range(node, on_disk=None) -> None:
@@ -585,14 +628,16 @@ def update_status(node, frames: list[int] | None = None, note: str = "") -> str:
         return exc.one_line()
     have = set(frames_on_disk(seq)) if os.path.isabs(seq.pattern) else set()
     _set_range(node, sorted(have))
-    in_range = have & set(frames)
-    failed_text = node["failed_frames"].value().strip()
-    failed = set(parse_frames(failed_text)) - in_range if failed_text else set()
+    failed = _still_failed(node, have) & set(frames)
+    in_range = (have & set(frames)) - failed
+    older = sorted(failed & have)
     missing = set(frames) - in_range - failed
     text = (f"{len(in_range)} cached, {len(missing)} missing, {len(failed)} failed "
             f"(frames {format_frames(frames)})")
     if failed:
         text += f"; failed: {format_frames(sorted(failed))}"
+    if older:
+        text += f" (an earlier run's alpha is on disk for {format_frames(older)}: renders use it)"
     stale = stale_reasons(node) if have else []
     if stale:
         text += f"; stale: {', '.join(stale)} changed since Generate"

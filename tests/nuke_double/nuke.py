@@ -292,7 +292,7 @@ class Enumeration_Knob(Unsigned_Knob):
         return self._value
 
     def getValue(self, *args, **kwargs):
-        return float(self._values.index(self._value))
+        return float(self._values.index(self.value()))
 
 
 class Script_Knob(String_Knob):
@@ -368,9 +368,10 @@ _KNOB_TYPES = {1: String_Knob, 2: File_Knob, 3: Int_Knob, 4: Enumeration_Knob, 6
                7: Double_Knob, 20: Tab_Knob, 22: PyScript_Knob, 26: Text_Knob, 41: Link_Knob}
 
 
-def _reference(node, ref: str):
+def _reference(node, ref: str, numeric: bool = False):
     """``root.knob`` / ``parent.knob`` / ``this.knob`` / ``Node.knob`` / ``knob`` seen from
-    ``node``: the knob's value (unexpanded text for string knobs, as TCL ``value`` gives)."""
+    ``node``: the knob's value (unexpanded text for string knobs, as TCL ``value`` gives).
+    ``numeric``: as a knob expression sees it, where a pulldown is its entry's index."""
     head, _, knob = ref.strip().rpartition(".")
     if head == "root":
         target = root()
@@ -386,6 +387,8 @@ def _reference(node, ref: str):
         target = target or toNode(head)
     if target is None or target.knob(knob) is None:
         raise NameError(f"{ref}: no such knob")
+    if numeric and isinstance(target[knob], Enumeration_Knob):
+        return target[knob].getValue()
     return target[knob].value()
 
 
@@ -400,7 +403,7 @@ def _expression(node, expr: str):
         text = text[1:-1]
     text = text.replace("\\$", "$").replace("\\[", "[").replace("\\]", "]")
     text = _tcl_subst(text, node)  # [value ...] and $gui first, as Nuke does
-    text = _EXPR_REF.sub(lambda m: repr(_reference(node, m.group(1))), text)
+    text = _EXPR_REF.sub(lambda m: repr(_reference(node, m.group(1), numeric=True)), text)
     if "?" in text:
         cond, _, rest = text.partition("?")
         a, _, b = rest.partition(":")
