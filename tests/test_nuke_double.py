@@ -71,6 +71,8 @@ SIGNATURES = {
     "String_Knob.setValue": "setValue(val, view=)",
     "String_Knob.value": "value(oc=)",
     "addBeforeRender": "addBeforeRender(call, args=, kwargs=, nodeClass=)",
+    "addOnDestroy": "addOnDestroy(call, args=, kwargs=, nodeClass=)",
+    "addOnScriptClose": "addOnScriptClose(call, args=, kwargs=, nodeClass=)",
     "addUpdateUI": "addUpdateUI(call, args=, kwargs=, nodeClass=)",
     "ask": "ask(prompt)",
     "createNode": "createNode(typ, knobs=, inpanel=)",
@@ -88,6 +90,7 @@ SIGNATURES = {
     "pluginPath": "pluginPath()",
     "root": "root()",
     "sample": "sample(node, channel, x, y, dx=, dy=)",
+    "scriptClose": "scriptClose()",
     "scriptOpen": "scriptOpen(filename=)",
     "scriptReadText": "scriptReadText(s)",
     "tcl": "tcl(cmd, *args)",
@@ -113,7 +116,7 @@ BASES = {
 USED_BY_PLUGIN = ["executeMultiple", "createNode", "toNode", "thisNode", "thisKnob", "root",
                   "message", "ask", "delete", "frame", "executing", "scriptOpen", "filename",
                   "views", "tcl", "executeInMainThread", "executeInMainThreadWithResult",
-                  "addUpdateUI"]
+                  "addUpdateUI", "addOnDestroy", "addOnScriptClose"]
 
 
 def shape(func) -> str:

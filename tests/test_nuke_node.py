@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -238,6 +239,31 @@ def test_clear_cache_removes_the_frames_and_the_entries(generated):
     assert not read_exr(tmp_path / "cleared.0002.exr")["hdmatt.A"].any()  # black, not stale
 
 
+def test_clear_cache_in_the_gui_clears_the_shared_folder_off_the_main_thread(generated):
+    nuke, node, plate, src, tmp_path = generated
+    from nuke_hdmatt.shot.cache import FrameCache
+    nuke.GUI = True
+    nuke._answers[:] = [True]
+    assert node["clear_cache"].execute() is None  # returns before the engine is done
+    [worker] = [t for t in threading.enumerate() if t.name == "HDMatt clear HDMatt1"]
+    deadline = time.monotonic() + 60
+    while worker.is_alive():
+        nuke._process_events(0.02)
+        assert time.monotonic() < deadline
+    assert FrameCache(node["cache"].value()).entries() == []
+    assert nuke._messages == ["Delete 2 alpha frames of HDMatt1 and every entry in "
+                              f"{node['cache'].value()}?"]
+    # a failure is reported on the main thread
+    os.environ["HDMATT_ENGINE"] = "/bin/false"  # the shot fixture set it; monkeypatch restores
+    nuke._answers[:] = [True]
+    assert node["clear_cache"].execute() is None
+    [worker] = [t for t in threading.enumerate() if t.name == "HDMatt clear HDMatt1"]
+    while worker.is_alive() or nuke._process_events(0.02):
+        nuke._process_events(0.02)
+    assert node["status"].value().startswith("error: could not clear"), node["status"].value()
+    assert nuke._messages[-1].startswith("HDMatt failed\nHDMatt1: could not clear")
+
+
 def test_engine_warnings_reach_the_error_console_and_the_status(shot):
     """A trimap that is all unknown on frame 2 (the wrong channel, a blank roto) gives an
     alpha, but the compositor is told: Nuke's error console, the status line and label,
@@ -328,6 +354,68 @@ def test_cancel_stops_the_engine_and_cleans_up(standin, monkeypatch):
     assert "cancelled" in node["status"].value()
     assert list((tmp_path / "tmp").iterdir()) == []
     assert nuke._messages == []  # a cancel is not an error dialog
+
+
+def _engine_started(nuke, node, mark=None, timeout=60):
+    """GUI Generate: be the event loop until the engine reports its first patch progress."""
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    deadline = time.monotonic() + timeout
+    while not any("patches" in m for t in nuke.ProgressTask.tasks for m in t.messages):
+        nuke._process_events(0.02)
+        assert time.monotonic() < deadline, "engine did not start"
+    return hdmatt_node.running(node)
+
+
+@pytest.mark.parametrize("how", ["script closed", "node deleted"])
+def test_the_engine_stops_with_its_node_or_script(standin, monkeypatch, how):
+    """The engine runs in a session of its own: left alone it would outlive a deleted node, a
+    closed script or Nuke itself, holding the GPU."""
+    nuke, node, plate, src, tmp_path = standin
+    mark = tmp_path / "sigint"
+    monkeypatch.setenv("STANDIN_MODE", "hang")
+    monkeypatch.setenv("STANDIN_MARK", str(mark))
+    nuke.GUI = True
+    from nuke_hdmatt.nuke import engine_call
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    assert hdmatt_node.generate(node) is True
+    run = _engine_started(nuke, node)
+    assert len(engine_call._LIVE) == 1
+    if how == "script closed":
+        nuke.scriptClose()
+        assert mark.read_text() == "SIGINT"  # stopped before the close goes on
+    else:
+        nuke.delete(node)
+    deadline = time.monotonic() + 10
+    while run.thread.is_alive():
+        nuke._process_events(0.02)
+        assert time.monotonic() < deadline, "the engine run did not stop"
+    assert mark.read_text() == "SIGINT"
+    assert engine_call._LIVE == set()
+    assert hdmatt_node.running(node) is None
+    assert nuke._messages == []  # no dialog about a node that is gone
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_engines_still_running_are_stopped_when_python_exits(tmp_path):
+    """``atexit``: Nuke quitting stops what the node started (its own session outlives it)."""
+    mark = tmp_path / "sigint"
+    code = f"""
+import os, sys, threading, time
+os.environ.update(STANDIN_MODE="hang", STANDIN_MARK={str(mark)!r})
+from nuke_hdmatt.nuke import engine_call
+log = {str(tmp_path / "log.jsonl")!r}
+argv = [sys.executable, {str(STANDIN)!r}, "--json-log", log, "--frames", "1"]
+threading.Thread(target=engine_call.run_engine, args=(argv, log, 1), daemon=True).start()
+while not os.path.exists(log) or "patches" not in open(log).read():
+    time.sleep(0.02)
+print("started", flush=True)
+"""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert "started" in r.stdout, r.stderr
+    assert mark.read_text() == "SIGINT"
 
 
 @pytest.mark.parametrize("gui", [True, False])

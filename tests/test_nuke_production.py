@@ -231,6 +231,24 @@ def test_4_5_range_follows_generated_frames_and_stale_results_show(shot, tmp_pat
     assert "HDMatt: warning: HDMatt1: alpha is stale (plate input, settings changed" in err
 
 
+def test_4_5_a_frame_generated_again_alone_keeps_the_others_checked(shot):
+    """Generate all, then the current frame again: the record still holds every frame, each
+    compared with the files that made it (one digest over the frame list lost the others)."""
+    nuke, node, plate, src, _ = shot
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+    assert hd().generate(node, "1-2") is True
+    assert hd().generate(node, "1") is True
+    assert hd().stale_reasons(node) == []
+    time.sleep(0.01)
+    write_exr(src / "plate.0002.exr", plate_pixels(7), ("R", "G", "B"))
+    os.utime(src / "plate.0002.exr", ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert hd().stale_reasons(node) == ["plate input"]
+    assert hd().generate(node, "2") is True  # the changed frame made again: nothing stale
+    assert hd().stale_reasons(node) == []
+    assert "2 cached" in hd().update_status(node, [1, 2])
+
+
 def test_5_changed_weights_mark_the_node_stale(shot, tmp_path, monkeypatch):
     from nuke_hdmatt.engine.weights import file_sha256
     nuke, node, plate, src, _ = shot

@@ -16,11 +16,13 @@ followed here; other events are ignored::
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -29,7 +31,7 @@ from ..engine.settings import InferenceSettings
 from ..errors import Cancelled, UsageError
 
 __all__ = ["EngineCall", "JOB_FILE", "EngineResult", "LogFollower", "run_engine", "popen_options",
-           "remove_partial_outputs", "STOP_GRACE_S"]
+           "remove_partial_outputs", "stop_all_engines", "STOP_GRACE_S"]
 
 # The EngineCall that farm step 1 (the prepass) writes into its work folder for step 2.
 JOB_FILE = "matte_job.json"
@@ -37,6 +39,11 @@ JOB_FILE = "matte_job.json"
 NICENESS = 10  # POSIX priority of the engine's process (0 normal, 19 lowest)
 STOP_GRACE_S = 1.0  # Cancel: how long the engine gets to stop at a patch boundary after
 # Ctrl-C before its process group is killed
+
+# engines this process started and that still run: stopped when Nuke quits or a script closes
+# (an engine in its own session outlives Nuke otherwise, holding the GPU for nothing)
+_LIVE: set[subprocess.Popen] = set()
+_LIVE_LOCK = threading.Lock()
 
 
 @dataclass
@@ -242,6 +249,8 @@ def run_engine(argv: list[str], json_log: str, n_frames: int,
             raise UsageError(f"cannot start the engine ({exc.strerror}); re-run install.py",
                              path=argv[0])
         _below_normal(proc)
+        with _LIVE_LOCK:
+            _LIVE.add(proc)
         was_cancelled = False
         try:
             while proc.poll() is None:
@@ -254,6 +263,9 @@ def run_engine(argv: list[str], json_log: str, n_frames: int,
         except BaseException:
             _stop(proc)
             raise
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
         _report(follower, progress, frame_done)
         out.seek(0)
         tail = out.read()[-4000:]
@@ -327,6 +339,18 @@ def _stop(proc: subprocess.Popen, grace_s: float | None = None) -> None:
         proc.wait()
     if os.name != "nt":  # helpers the engine started may outlive it: the group goes too
         _signal_group(proc, signal.SIGKILL)
+
+
+@atexit.register
+def stop_all_engines() -> int:
+    """Stop every engine this process started that still runs, as Cancel does (Ctrl-C, then
+    a kill after :data:`STOP_GRACE_S`); returns how many. Runs when Python exits (Nuke
+    quitting) and from the node's script-close callback; callable from any thread."""
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+    for proc in procs:
+        _stop(proc)
+    return len(procs)
 
 
 def remove_partial_outputs(pattern: str) -> list[str]:

@@ -33,10 +33,12 @@ def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def graph_digest(start, frames: list[int]) -> str:
-    """Upstream of ``start``: node classes, knob values (not UI ones), Read files' size and
-    modification time over ``frames``, groups' insides."""
-    items, seen, todo = [], set(), [start]
+def graph_digests(start, frames: list[int]) -> tuple[str, dict[int, str]]:
+    """Upstream of ``start``: a digest of the graph (node classes, knob values but UI ones,
+    groups' insides) and one a frame of what its Reads read there (each file's size and
+    modification time). Per frame, so a record of several Generates (each of other frames)
+    compares each frame with what made it."""
+    items, reads, seen, todo = [], [], set(), [start]
     while todo:
         n = todo.pop()
         if n is None or id(n) in seen:
@@ -50,24 +52,23 @@ def graph_digest(start, frames: list[int]) -> str:
                 knobs[name] = knob.toScript()
             except Exception:  # a knob type that does not script (buttons, custom UI)
                 continue
-        entry = {"class": n.Class(), "knobs": knobs}
+        items.append({"class": n.Class(), "knobs": knobs})
         if n.Class() == "Read":
             text = nuke.filename(n) or ""
-            stats: dict[str, list[int] | None] = {}
-            for view in (views() if "%V" in text else [""]):
-                pattern = FrameSequence(text.replace("%V", view))
-                for f in frames:
-                    try:
-                        st = os.stat(pattern.path(f))
-                        stats[f"{view}{f}"] = [st.st_size, st.st_mtime_ns]
-                    except (OSError, ValueError):
-                        stats[f"{view}{f}"] = None
-            entry["files"] = stats
-        items.append(entry)
+            reads += [FrameSequence(text.replace("%V", view))
+                      for view in (views() if "%V" in text else [""])]
         todo.extend(n.input(i) for i in range(n.inputs()))
         if hasattr(n, "nodes") and n.Class() not in ("Root",):
             todo.extend(n.nodes())
-    return digest(items)
+    return digest(items), {f: digest([_stat(seq, f) for seq in reads]) for f in frames}
+
+
+def _stat(seq: FrameSequence, frame: int) -> list[int] | None:
+    try:
+        st = os.stat(seq.path(frame))
+        return [st.st_size, st.st_mtime_ns]
+    except (OSError, ValueError):
+        return None
 
 
 def _weights_sha(path: str) -> str | None:

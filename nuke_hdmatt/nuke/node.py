@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from typing import Any
 
 import nuke
 
@@ -44,13 +45,14 @@ from ..engine_env import engine_executable
 from ..errors import Cancelled, ColorSpaceError, HDMattError, UsageError
 from ..sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
 from .colour_settings import resolve_colour
-from .engine_call import EngineCall, EngineResult, remove_partial_outputs, run_engine
+from .engine_call import EngineCall, EngineResult, remove_partial_outputs, run_engine, stop_all_engines
 from .export import INPUTS, connected, export_inputs, views
-from .generated import digest, graph_digest, weights_changed
+from .generated import digest, graph_digests, weights_changed
 
-__all__ = ["on_create", "knob_changed", "update_ui", "generate", "generate_current",
-           "clear_cache", "update_status", "export_inputs", "matte_job", "alpha_sequence",
-           "running", "stale_reasons", "check_alpha_path", "plate_colour"]
+__all__ = ["on_create", "on_destroy", "on_script_close", "knob_changed", "update_ui",
+           "generate", "generate_current", "clear_cache", "update_status", "export_inputs",
+           "matte_job", "alpha_sequence", "running", "stale_reasons", "check_alpha_path",
+           "plate_colour"]
 
 TRIMAP_CHANNELS = {"alpha": "A", "red": "R"}
 # foreground_output knob values: what the engine is asked for (layer, premultiplied rgb). Both
@@ -174,6 +176,23 @@ def _foreground_output(node) -> tuple:
     return FOREGROUND_OUTPUTS.get(value, FOREGROUND_OUTPUTS["alpha only"])
 
 
+def on_destroy() -> None:
+    """``nuke.addOnDestroy`` (menu.py): a deleted node's engine run stops (within a second)."""
+    run = running(nuke.thisNode())
+    if run is not None:
+        run.stop.set()
+
+
+def on_script_close() -> None:
+    """``nuke.addOnScriptClose`` (menu.py): every engine run stops with its script, now: the
+    engine runs in a session of its own and would outlive Nuke, holding the GPU."""
+    with _RUNS_LOCK:
+        runs = list(_RUNS.values())
+    for run in runs:
+        run.stop.set()
+    stop_all_engines()
+
+
 def update_ui() -> None:
     """``nuke.addUpdateUI`` callback (menu.py): keeps status and label current after any
     change to the script, upstream edits included."""
@@ -274,17 +293,22 @@ def matte_job(node, paths: dict, frames: list[int], colour=None) -> EngineCall:
 
 
 def fingerprint(node, frames: list[int], job: EngineCall | None = None) -> dict:
-    """What decides the alpha, as digests: each connected input's upstream graph, and the
-    settings (engine knobs, colour)."""
+    """What decides the alpha, as digests: the settings (engine knobs, colour), each connected
+    input's upstream graph, and under ``"files"`` each frame's files of each input
+    (``{"1001": {"plate": ..., "trimap": ...}}``)."""
     if job is None:
         job = matte_job(node, {"plate": "", "trimap": "" if node.input(1) else None,
                                "matte": None if node.input(1) else ""}, frames)
     settings = {k: v for k, v in job.to_dict().items() if k not in _JOB_NOT_SETTINGS}
     settings["inputs"] = [name for i, (name, _) in enumerate(INPUTS) if node.input(i) is not None]
-    out = {"settings": digest(settings)}
+    out: dict = {"settings": digest(settings)}
+    files: dict[str, dict] = {str(f): {} for f in frames}
     for i, (name, _) in enumerate(INPUTS):
         if node.input(i) is not None:
-            out[name] = graph_digest(node.input(i), frames)
+            out[name], per_frame = graph_digests(node.input(i), frames)
+            for f, d in per_frame.items():
+                files[str(f)][name] = d
+    out["files"] = files
     return out
 
 
@@ -309,7 +333,11 @@ def stale_reasons(node) -> list[str]:
     except (HDMattError, KeyError, ValueError):
         return ["settings"]
     then = rec.get("digests", {})
-    reasons = [f"{name} input" for name, _ in INPUTS if now.get(name) != then.get(name)]
+    files_then = rec.get("files", {})
+    reasons = [f"{name} input" for name, _ in INPUTS
+               if now.get(name) != then.get(name)
+               or any(now["files"].get(f, {}).get(name) != d.get(name)
+                      for f, d in files_then.items())]
     if now["settings"] != then.get("settings"):
         reasons.append("settings")
     if weights_changed(rec.get("weights")):
@@ -334,6 +362,7 @@ class _Run:
         self.thread: threading.Thread | None = None
         self.ok = False
         self.percent = 0
+        self.stop = threading.Event()  # the node deleted or its script closed: stop, no verdict
 
     def later(self, fn, *args) -> None:
         if self.threaded:
@@ -453,7 +482,7 @@ def _engine_run(run: _Run) -> None:
     node, frames = run.node, run.frames
     outcome: str | HDMattError | None = None
     results: list = []
-    task = None
+    task: Any = None  # a nuke.ProgressTask once made (in the try: a failure there is reported)
     jobs = run.jobs
     try:
         task = nuke.ProgressTask(f"HDMatt {run.name}")
@@ -470,7 +499,7 @@ def _engine_run(run: _Run) -> None:
             result = None
             try:
                 result = run_engine(job.argv(run.exe, log), log, len(frames), progress,
-                                    task.isCancelled,
+                                    lambda: task.isCancelled() or run.stop.is_set(),
                                     frame_done=lambda frame: run.later(_reload, node))
             finally:
                 if result is None or not result.ok:
@@ -489,6 +518,8 @@ def _engine_run(run: _Run) -> None:
         shutil.rmtree(run.work, ignore_errors=True)
     result = _merged(results, len(jobs))
     try:
+        if run.stop.is_set():  # the node or its script is gone: nothing left to tell
+            return
         run.ok = bool(run.now(_finish, run, result, outcome))
     except Exception as exc:  # e.g. the node was deleted or the script closed meanwhile
         print(f"HDMatt: {run.key}: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -543,17 +574,21 @@ def _show_warnings(node, warnings: list[str]) -> None:
         nuke.warning(f"HDMatt: {node.name()}: {text}")
 
 
-def _remember(node, done: list[int], digests: dict, weights: dict | None = None) -> None:
-    """The hidden ``generated`` record: frames, input/settings digests and the weights the
-    engine reported (``{"path", "sha256"}``)."""
+def _remember(node, done: list[int], prints: dict, weights: dict | None = None) -> None:
+    """The hidden ``generated`` record: frames, the settings and graph digests, each frame's
+    input files, and the weights the engine reported (``{"path", "sha256"}``). Frames of an
+    earlier Generate with the same settings, graphs and weights stay in it."""
     rec = _record(node)
-    frames = set(done)
-    if rec and rec.get("digests") == digests and rec.get("weights") == weights:
-        frames |= set(parse_frames(rec["frames"]))
+    digests = {k: v for k, v in prints.items() if k != "files"}
+    files = {str(f): prints["files"].get(str(f), {}) for f in done}
+    if (rec and rec.get("digests") == digests and rec.get("weights") == weights
+            and "files" in rec):
+        files = {**rec["files"], **files}
     if node.knob("generated") is not None:
-        node["generated"].setValue(json.dumps({"frames": format_frames(sorted(frames)),
-                                               "digests": digests, "weights": weights},
-                                              sort_keys=True))
+        frames = sorted(int(f) for f in files)
+        node["generated"].setValue(json.dumps({"frames": format_frames(frames),
+                                               "digests": digests, "files": files,
+                                               "weights": weights}, sort_keys=True))
     _set_range(node)
 
 
@@ -695,13 +730,28 @@ def clear_cache(node=None) -> int:
         os.remove(seq.path(f))
     if cache:
         try:
-            subprocess.run([engine_executable(), "cache", "clear", "--cache", cache],
-                           check=True, capture_output=True, text=True, timeout=300)
-        except (HDMattError, subprocess.SubprocessError, OSError) as exc:
-            report(node, f"could not clear {cache}: {exc}")
+            argv = [engine_executable(), "cache", "clear", "--cache", cache]
+        except HDMattError as exc:
+            report(node, f"could not clear {cache}: {exc.one_line()}")
+        else:
+            if nuke.GUI:  # a big cache on a file server: minutes Nuke's UI must not wait
+                threading.Thread(target=_clear_shared_cache, daemon=True,
+                                 name=f"HDMatt clear {node.fullName()}",
+                                 args=(node, argv, cache, nuke.executeInMainThread)).start()
+            else:
+                _clear_shared_cache(node, argv, cache, lambda fn, args: fn(*args))
     node["failed_frames"].setValue("")
     if node.knob("generated") is not None:
         node["generated"].setValue("")
     _reload(node)
     update_status(node)
     return len(frames)
+
+
+def _clear_shared_cache(node, argv: list[str], cache: str, on_main) -> None:
+    """The engine's ``cache clear`` (a worker thread in the GUI); a failure reaches the node
+    through ``on_main(fn, args)``, the main thread."""
+    try:
+        subprocess.run(argv, check=True, capture_output=True, text=True, timeout=600)
+    except (subprocess.SubprocessError, OSError) as exc:
+        on_main(report, (node, f"could not clear {cache}: {exc}"))

@@ -31,7 +31,8 @@ an AttributeError, never a silent no-op):
 * ``GUI`` and ``$gui`` (False: terminal mode, ``nuke -t`` / ``-x``), ``executing()``,
   ``views()``, ``ProgressTask``, ``message``/``ask`` (recorded in ``_messages``),
   ``warning`` (the error console: ``_console``), ``env``,
-  ``addUpdateUI`` (run by the test hook ``_update_ui``).
+  ``addUpdateUI`` (run by the test hook ``_update_ui``), ``addOnDestroy`` (run by ``delete``),
+  ``addOnScriptClose`` (run by ``scriptClose``).
 
 Colour conversions are not modelled: a Write must be ``raw`` or write in the working space
 (then its EXR is tagged ``oiio:ColorSpace`` with that space).
@@ -1082,6 +1083,7 @@ nodes = _Nodes()
 
 
 def delete(n) -> None:
+    callbacks._run("onDestroys", n)  # before it goes, with thisNode() the node, as in Nuke
     n._parent._nodes.remove(n)
     for other in allNodes(recurseGroups=True):
         other._inputs = [None if x is n else x for x in other._inputs]
@@ -1192,7 +1194,7 @@ class _Callbacks:
 
     def __init__(self):
         for name in ("updateUIs", "beforeRenders", "afterRenders", "beforeFrameRenders",
-                     "afterFrameRenders"):
+                     "afterFrameRenders", "onDestroys", "onScriptCloses"):
             setattr(self, name, {})
 
     def _add(self, table, call, args, kwargs, nodeClass):
@@ -1214,6 +1216,14 @@ callbacks = _Callbacks()
 
 def addUpdateUI(call, args=(), kwargs={}, nodeClass="*") -> None:
     callbacks._add("updateUIs", call, args, kwargs, nodeClass)
+
+
+def addOnDestroy(call, args=(), kwargs={}, nodeClass="*") -> None:
+    callbacks._add("onDestroys", call, args, kwargs, nodeClass)
+
+
+def addOnScriptClose(call, args=(), kwargs={}, nodeClass="Root") -> None:
+    callbacks._add("onScriptCloses", call, args, kwargs, nodeClass)
 
 
 def addBeforeRender(call, args=(), kwargs={}, nodeClass="Write") -> None:
@@ -1495,6 +1505,12 @@ def scriptClear(*args, **kwargs) -> None:
     _group_stack.clear()
     _layers.clear()
     _layers["rgba"] = ["rgba.red", "rgba.green", "rgba.blue", "rgba.alpha"]
+
+
+def scriptClose() -> None:
+    """Close the script: onScriptClose callbacks (``thisNode()`` the root), then a new one."""
+    callbacks._run("onScriptCloses", _root)
+    scriptClear()
 
 
 def scriptOpen(filename=None) -> None:
