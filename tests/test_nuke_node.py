@@ -4,6 +4,7 @@ where a failure or a hang is needed (``tests/nuke_double/standin_engine.py``).""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import threading
@@ -264,6 +265,21 @@ def test_clear_cache_in_the_gui_clears_the_shared_folder_off_the_main_thread(gen
     assert nuke._messages[-1].startswith("HDMatt failed\nHDMatt1: could not clear")
 
 
+def test_a_trimap_read_that_bends_its_values_is_a_warning(shot):
+    nuke, node, plate, src, tmp_path = shot
+    trimap = node.input(1)
+    trimap["colorspace"].setValue("sRGB - Texture")
+    nuke._console.clear()
+    assert node["generate"].execute() is None
+    assert any("the trimap input's Read converts from 'sRGB - Texture'" in m and "tick raw" in m
+               for m in nuke._console), nuke._console
+    assert "1 warning(s) from the last Generate, first: the trimap input's Read" in \
+        node["status"].value()
+    trimap["raw"].setValue(True)
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    assert hdmatt_node.input_warnings(node) == []
+
+
 def test_engine_warnings_reach_the_error_console_and_the_status(shot):
     """A trimap that is all unknown on frame 2 (the wrong channel, a blank roto) gives an
     alpha, but the compositor is told: Nuke's error console, the status line and label,
@@ -354,6 +370,17 @@ def test_cancel_stops_the_engine_and_cleans_up(standin, monkeypatch):
     assert "cancelled" in node["status"].value()
     assert list((tmp_path / "tmp").iterdir()) == []
     assert nuke._messages == []  # a cancel is not an error dialog
+
+
+def test_cancel_keeps_the_frames_finished_before_it(standin, monkeypatch):
+    nuke, node, plate, src, tmp_path = standin
+    monkeypatch.setenv("STANDIN_MODE", "slow")
+    monkeypatch.setenv("STANDIN_STEP_S", "0.3")
+    nuke.ProgressTask.cancel_when = staticmethod(lambda task: any(p >= 50 for p in task.progress))
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    assert hdmatt_node.generate(node) is False
+    assert "cancelled" in node["status"].value()
+    assert json.loads(node["generated"].value())["frames"] == "1"  # frame 1 finished: recorded
 
 
 def _engine_started(nuke, node, mark=None, timeout=60):

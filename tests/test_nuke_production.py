@@ -580,6 +580,11 @@ def test_12_stereo_engine_runs_per_view_and_the_read_reads_per_view(shot, gui):
     os.utime(src / "plate.right.0001.exr", ns=(time.time_ns(), time.time_ns() + 10**9))
     nuke._run_update_ui()
     assert "stale: plate input changed since Generate" in node["status"].value()
+    # a frame is there when every view's alpha is; Clear cache clears every view
+    (tmp_path / "out" / "alpha.right.0001.exr").unlink()
+    assert hd().update_status(node, [1]).startswith("0 cached, 1 missing")
+    assert hd().clear_cache(node) == 1
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 # ---------------------------------------------------------------- 13. farm

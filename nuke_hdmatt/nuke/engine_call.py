@@ -235,7 +235,7 @@ def run_engine(argv: list[str], json_log: str, n_frames: int,
     Raises
     ------
     Cancelled
-        After the engine has stopped.
+        After the engine has stopped; its ``result`` holds the frames finished before.
     UsageError
         The engine executable cannot be started.
     """
@@ -273,7 +273,9 @@ def run_engine(argv: list[str], json_log: str, n_frames: int,
     result.returncode = proc.returncode
     result.output_tail = tail
     if was_cancelled:
-        raise Cancelled(f"cancelled after {len(result.done)} of {n_frames} frames")
+        stop = Cancelled(f"cancelled after {len(result.done)} of {n_frames} frames")
+        stop.result = result  # type: ignore[attr-defined]  # the frames finished before it
+        raise stop
     if progress:
         progress(100, "engine finished")
     return result

@@ -96,6 +96,20 @@ def alpha_sequence(node, view: str | None = None) -> FrameSequence:
     return FrameSequence(alpha_pattern(node).replace("%V", view or views()[0]))
 
 
+def alpha_sequences(node) -> list[FrameSequence]:
+    """The alpha sequence of each view the node writes (one without ``%V``)."""
+    pattern = alpha_pattern(node)
+    return [FrameSequence(pattern.replace("%V", v)) for v in (views() if "%V" in pattern else [""])]
+
+
+def _on_disk(node) -> set[int]:
+    """Frames whose alpha is on disk in every view (none for a relative, unsaved path)."""
+    seqs = alpha_sequences(node)
+    if not os.path.isabs(seqs[0].pattern):
+        return set()
+    return set.intersection(*(set(frames_on_disk(seq)) for seq in seqs))
+
+
 def _hdmatt_nodes():
     return [n for n in nuke.allNodes(group=nuke.root(), recurseGroups=True)
             if n.knob("alpha_file") is not None and n.node("alpha_read") is not None]
@@ -143,7 +157,7 @@ def on_create() -> None:
             print(f"HDMatt: warning: {node.fullName()}: alpha is stale ({', '.join(reasons)} "
                   "changed since Generate); renders use it as it is", file=sys.stderr)
         try:
-            failed = sorted(_still_failed(node, set(frames_on_disk(alpha_sequence(node)))))
+            failed = sorted(_still_failed(node, _on_disk(node)))
         except HDMattError:
             failed = []
         if failed:
@@ -237,9 +251,10 @@ def _knob_value(node, name: str, default):
     return default if knob is None else knob.value()
 
 
-def _upstream_read_space(node) -> str | None:
-    """The file colour space of a (not raw) Read feeding the plate through pass-through nodes."""
-    n = node.input(0)
+def _upstream_read_space(node, index: int = 0) -> str | None:
+    """The file colour space of a (not raw) Read feeding input ``index`` (0: the plate)
+    through pass-through nodes."""
+    n = node.input(index)
     while n is not None and n.Class() in ("Dot", "NoOp", "Crop", "Reformat"):
         n = n.input(0)
     if n is None or n.Class() != "Read" or n.knob("colorspace") is None:
@@ -247,6 +262,24 @@ def _upstream_read_space(node) -> str | None:
     if n.knob("raw") is not None and n["raw"].value():
         return None
     return str(n["colorspace"].value()) or None
+
+
+# colour space names of curved (display, video, log) encodings: a Read converting from one
+# bends the values it delivers
+_CURVED = ("srgb", "rec709", "rec.709", "rec1886", "gamma", "log", "output", "display", "video")
+
+
+def input_warnings(node) -> list[str]:
+    """The trimap or matte arriving through a Read that converts from a curved colour space:
+    a trimap holds codes, not colours (its 0.5 arrives as about 0.21 from sRGB, which the
+    engine may read as background)."""
+    out = []
+    for index in (1, 2):
+        space = _upstream_read_space(node, index)
+        if space and any(word in space.lower() for word in _CURVED):
+            out.append(f"the {INPUTS[index][0]} input's Read converts from {space!r}, which moves "
+                       "its values (a trimap's 0.5 arrives as about 0.21); tick raw on that Read")
+    return out
 
 
 def plate_colour(node):
@@ -353,6 +386,7 @@ class _Run:
 
     exe: str  # the engine executable, set by the caller
     jobs: list  # (view, EngineCall) per view, set by the caller
+    notes: list  # warnings about the inputs, shown with the engine's, set by the caller
 
     def __init__(self, node, frames, job, work, digests, threaded: bool):
         self.node, self.frames, self.job, self.work, self.digests = node, frames, job, work, digests
@@ -437,6 +471,7 @@ def _prepare(node, frames: list[int]) -> _Run:
         raise
     run = _Run(node, frames, job, work, digests, threaded=bool(nuke.GUI))
     run.exe = exe
+    run.notes = input_warnings(node)
     run.jobs = _jobs_per_view(job)  # here: views() is a Nuke call, the worker may not make it
     return run
 
@@ -509,6 +544,8 @@ def _engine_run(run: _Run) -> None:
                 break
     except Cancelled as exc:
         outcome = f"cancelled ({exc})"
+        if getattr(exc, "result", None) is not None:  # its finished frames are kept and recorded
+            results.append(exc.result)  # type: ignore[attr-defined]
     except HDMattError as exc:
         outcome = exc
     except Exception as exc:  # never die silently in a worker thread
@@ -552,7 +589,7 @@ def _finish(run: _Run, result, outcome) -> bool:
     if isinstance(outcome, HDMattError):
         report(node, outcome.one_line())
         return False
-    _show_warnings(node, [w.replace(run.work + os.sep, "") for w in result.warnings])
+    _show_warnings(node, run.notes + [w.replace(run.work + os.sep, "") for w in result.warnings])
     failed = dict(result.failed)
     if result.returncode != 0 and not failed:
         # the engine died without a per-frame verdict: every frame it did not finish failed
@@ -605,7 +642,7 @@ def _remember_failed(node, frames: list[int], failed) -> None:
                                    if now else "")
 
 
-def _failures(node) -> dict[int, int | None]:
+def _failures(node) -> dict[int, list[int] | None]:
     """Failed frame -> modification time (ns) of the alpha on disk when it failed (None: no
     file). Older nodes hold a frame list (``"2,5-7"``): no file times."""
     text = node["failed_frames"].value().strip()
@@ -627,9 +664,10 @@ def _still_failed(node, have: set[int]) -> set[int]:
             if f not in have or t is None or _mtime(node, f) == t}
 
 
-def _mtime(node, frame: int) -> int | None:
+def _mtime(node, frame: int) -> list[int] | None:
+    """Modification times (ns) of the frame's alpha in each view; None if one is missing."""
     try:
-        return os.stat(alpha_sequence(node).path(frame)).st_mtime_ns
+        return [os.stat(seq.path(frame)).st_mtime_ns for seq in alpha_sequences(node)]
     except (OSError, HDMattError):
         return None
 
@@ -639,7 +677,7 @@ def _set_range(node, on_disk=None) -> None:
     the farm made too."""
     if node.knob("range_first") is None:
         return
-    on_disk = frames_on_disk(alpha_sequence(node)) if on_disk is None else on_disk
+    on_disk = _on_disk(node) if on_disk is None else on_disk
     if on_disk:
         for knob, value in (("range_first", min(on_disk)), ("range_last", max(on_disk))):
             if node[knob].value() != value:
@@ -657,11 +695,10 @@ def update_status(node, frames: list[int] | None = None, note: str = "") -> str:
     """Status line and label: frames cached / missing / failed, stale, running."""
     try:
         frames = frames or requested_frames(node)
-        seq = alpha_sequence(node)
+        have = _on_disk(node)
     except HDMattError as exc:
         _set(node, "status", exc.one_line())
         return exc.one_line()
-    have = set(frames_on_disk(seq)) if os.path.isabs(seq.pattern) else set()
     _set_range(node, sorted(have))
     failed = _still_failed(node, have) & set(frames)
     in_range = (have & set(frames)) - failed
@@ -717,17 +754,18 @@ def clear_cache(node=None) -> int:
         report(node, "generating: cancel the run before clearing its cache")
         return 0
     try:
-        seq = alpha_sequence(node)
+        seqs = alpha_sequences(node)
     except HDMattError as exc:
         report(node, exc.one_line())
         return 0
-    frames = frames_on_disk(seq) if os.path.isabs(seq.pattern) else []
+    files = [seq.path(f) for seq in seqs if os.path.isabs(seq.pattern)
+             for f in frames_on_disk(seq)]
     cache = _text(node, "cache")
-    if nuke.GUI and not nuke.ask(f"Delete {len(frames)} alpha frames of {node.name()}"
+    if nuke.GUI and not nuke.ask(f"Delete {len(files)} alpha frames of {node.name()}"
                                  + (f" and every entry in {cache}?" if cache else "?")):
         return 0
-    for f in frames:
-        os.remove(seq.path(f))
+    for path in files:
+        os.remove(path)
     if cache:
         try:
             argv = [engine_executable(), "cache", "clear", "--cache", cache]
@@ -745,7 +783,7 @@ def clear_cache(node=None) -> int:
         node["generated"].setValue("")
     _reload(node)
     update_status(node)
-    return len(frames)
+    return len(files)
 
 
 def _clear_shared_cache(node, argv: list[str], cache: str, on_main) -> None:
