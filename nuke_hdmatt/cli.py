@@ -41,6 +41,10 @@ FARM_DELEGATED = {
 # JSON log path would be shared by every task.
 NOT_PASSED_TO_FARM = {"frames", "json_log"}
 PATH_OPTIONS = {"ocio", "trimap_from_matte", "weights", "cache"}
+# More than any machine has cores: tens of thousands of threads exhaust the process's
+# thread limit inside OpenImageIO and torch (an error, then a crash). A fixed number, not a
+# multiple of this machine's cores: a farm template is checked here and run elsewhere.
+MAX_THREADS = 1024
 
 
 def add_shot_paths(p: argparse.ArgumentParser) -> None:
@@ -68,7 +72,8 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
     io.add_argument("--trimap-from-matte", metavar="MATTE",
                     help="make the trimap from this matte/roto alpha instead of TRIMAP")
     io.add_argument("--band", type=int, metavar="N",
-                    help="with --trimap-from-matte: unknown band half-width in pixels (default 16)")
+                    help="with --trimap-from-matte: unknown band half-width in pixels, at "
+                    "most the frame's larger side (default 16)")
     io.add_argument("--layer", metavar="rgba|NAME",
                     help="EXR output: 'rgba' writes channel A, NAME writes NAME.alpha (default rgba)")
     io.add_argument("--compression", metavar="NAME", help="output compression (default zip)")
@@ -120,8 +125,9 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                           "network pass instead of the mean of the frame's and its mirror "
                           "image's alphas (faster, a slightly worse alpha)")
     eng.add_argument("--threads", type=int, metavar="N",
-                     help="CPU threads for the engine and image files (default: torch's, "
-                          "one per core; farm tasks sharing a machine give their share)")
+                     help="CPU threads for the engine and image files, 1 to "
+                          f"{MAX_THREADS} (default: torch's, one per core; farm tasks "
+                          "sharing a machine give their share)")
     run = p.add_argument_group("cache and logging")
     cache = run.add_mutually_exclusive_group()
     cache.add_argument("--cache", metavar="DIR",
@@ -234,8 +240,8 @@ def matte_job_from_args(args: argparse.Namespace):
         raise UsageError("--band only applies with --trimap-from-matte")
     if args.band is not None and args.band < 0:
         raise UsageError(f"--band must be 0 or more pixels, got {args.band}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be 1 or more, got {args.threads}")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise UsageError(f"--threads must be 1 to {MAX_THREADS}, got {args.threads}")
     job.half = not args.float_alpha
     check_engine_options(args)
     job.premultiplied = bool(getattr(args, "premultiplied", False))
@@ -245,10 +251,10 @@ def matte_job_from_args(args: argparse.Namespace):
 def _check_not_empty(args: argparse.Namespace) -> None:
     """An empty path or name (``--cache ""`` from an unset shell variable) is a mistake, not
     "the current folder" or "the default"."""
-    names = {"plate": "PLATE", "trimap": "TRIMAP", "output": "-o"}
-    for dest in ("plate", "trimap", "output", "trimap_from_matte", "plate_channels",
-                 "trimap_channel", "layer", "compression", "plate_colorspace", "ocio",
-                 "weights", "device", "cache", "json_log"):
+    names = {"plate": "PLATE", "trimap": "TRIMAP", "output": "-o", "output_dir": "-o"}
+    for dest in ("plate", "trimap", "output", "output_dir", "trimap_from_matte",
+                 "plate_channels", "trimap_channel", "layer", "compression", "foreground",
+                 "plate_colorspace", "ocio", "weights", "device", "cache", "json_log"):
         value = getattr(args, dest, None)
         if isinstance(value, str) and not value.strip():
             raise UsageError(f"{names.get(dest, '--' + dest.replace('_', '-'))} is empty")
@@ -322,7 +328,10 @@ def _cache_action(args: argparse.Namespace, cache) -> None:
         n = cache.clear()
         print(f"removed {n} entries from {cache.root}", file=sys.stderr)
     elif args.cache_action == "gc":
-        limit = cache.max_bytes if args.max_size is None else parse_size(args.max_size)
+        try:
+            limit = cache.max_bytes if args.max_size is None else parse_size(args.max_size)
+        except UsageError as exc:
+            raise UsageError(f"--max-size: {exc.message}") from None
         if not limit and args.max_size is None:
             print(f"no limit (${MAX_SIZE_ENV}=0): nothing to trim in {cache.root}", file=sys.stderr)
             return
@@ -350,17 +359,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     from .shot.workflow import setup_logging
     setup_logging()
+    _check_not_empty(args)
     resolve_weights(args)  # before the demo writes its plate
     return run_demo(args.output_dir, run_settings(args))
 
 
 def cmd_farm_openjd(args: argparse.Namespace) -> int:
     from .farm.openjd import job_template, render_yaml
-    from .shot.matte import plan_frames, preflight, remove_created
+    from .shot.matte import make_folder, plan_frames, preflight, remove_created
     if args.trimap is None and not args.trimap_from_matte:
         raise UsageError("a trimap is needed: TRIMAP or --trimap-from-matte MATTE")
     if args.frames is None:
         raise UsageError("farm openjd needs --frames A-B")
+    if args.bundle and os.path.exists(args.bundle) and not os.path.isdir(args.bundle):
+        raise UsageError("--bundle: is a file, not a folder", path=args.bundle)
     # every task runs `hdmatt matte`: refuse now what each of them would refuse
     job = matte_job_from_args(args)
     plan = plan_frames(job)
@@ -393,10 +405,19 @@ def cmd_farm_openjd(args: argparse.Namespace) -> int:
                              path=target)
     if args.bundle:
         # a Deadline Cloud job bundle is a folder holding template.yaml
-        os.makedirs(args.bundle, exist_ok=True)
+        try:
+            created = make_folder(os.path.abspath(args.bundle)) + created
+        except OSError as exc:
+            remove_created(created)
+            raise UsageError(f"--bundle: cannot create the folder: {exc.strerror or exc}",
+                             path=args.bundle) from None
     if target and target != "-":
         from .farm.openjd import write_template
-        write_template(target, text)
+        try:
+            write_template(target, text)
+        except BaseException:
+            remove_created(created)
+            raise
         print(f"hdmatt: wrote {target}", file=sys.stderr)
         if args.bundle:
             print(f"hdmatt: submit with: deadline bundle submit {args.bundle}", file=sys.stderr)

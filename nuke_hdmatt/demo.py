@@ -179,15 +179,51 @@ def run_demo(output_dir: str, settings) -> int:
     ``settings`` is the :class:`~nuke_hdmatt.shot.workflow.RunSettings` of the run (weights,
     device, cache, quiet, JSON log). Returns the exit code.
     """
+    from .errors import UsageError
+    from .shot.matte import make_folder, remove_created
+    from .shot.workflow import check_engine_files
+
+    # a failed run leaves nothing behind: refuse what the engine would before writing,
+    # and remove what this run wrote (never an earlier demo's files) when it fails anyway
+    folder = os.path.abspath(output_dir)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UsageError("-o: is a file, not a folder", path=output_dir)
+    check_engine_files(settings.engine)
+    try:
+        created = make_folder(folder)
+    except OSError as exc:
+        raise UsageError(f"-o: cannot create the folder: {exc.strerror or exc}",
+                         path=output_dir) from None
+    paths = {name: os.path.join(folder, name) for name in
+             ("plate.exr", "trimap.exr", "alpha_truth.exr", "alpha.exr", "preview.png")}
+    new = [path for path in paths.values() if not os.path.lexists(path)]
+
+    def discard() -> None:
+        for path in new:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass  # not written before the failure
+        remove_created(created)
+
+    try:
+        rc = _demo(folder, paths, settings)
+    except BaseException:
+        discard()
+        raise
+    if rc != 0:
+        discard()
+    return rc
+
+
+def _demo(folder: str, paths: dict, settings) -> int:
     from .imaging import read_plate, resolve_config, to_network_space
+    from .imaging.writing import check_output_location
     from .metrics import sad
     from .shot.matte import MatteJob
     from .shot.workflow import run_matte
 
-    folder = os.path.abspath(output_dir)
-    os.makedirs(folder, exist_ok=True)
-    paths = {name: os.path.join(folder, name) for name in
-             ("plate.exr", "trimap.exr", "alpha_truth.exr", "alpha.exr", "preview.png")}
+    check_output_location(paths["plate.exr"])
     say = (lambda *a: None) if settings.quiet else (lambda text: print(text, file=sys.stderr))
     say(f"hdmatt demo: generating a {WIDTH}x{HEIGHT} furry plate in {folder}")
     plate, trimap, truth = make_plate()

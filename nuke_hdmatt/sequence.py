@@ -175,7 +175,8 @@ def parse_frames(text: str) -> list[int]:
         if end < start:
             raise UsageError(f"--frames: range {part!r} runs backwards")
         ranges.append(range(start, end + 1, step))
-    count = sum(len(r) for r in ranges)
+    # counted by arithmetic: len() of a range past sys.maxsize frames raises OverflowError
+    count = sum((r.stop - r.start - 1) // r.step + 1 for r in ranges)
     if count > MAX_FRAMES:
         raise FrameCountError(f"--frames {str(text).strip()!r} asks for {count} frames "
                               f"(at most {MAX_FRAMES} per run)", count)

@@ -50,8 +50,9 @@ class SigintCancel:
     """Context manager: first Ctrl-C requests a clean stop, the second interrupts at once.
 
     Use the instance as the engine's ``cancel`` callback (it returns True once Ctrl-C was
-    pressed). Outside the main thread (e.g. inside Nuke) signals cannot be caught, and the
-    manager does nothing but still works as a never-true callback.
+    pressed); ``on_first(signum)`` is told of the first SIGINT or SIGTERM. Outside the main
+    thread (e.g. inside Nuke) signals cannot be caught, and the manager does nothing but
+    still works as a never-true callback.
     """
 
     def __init__(self, on_first=None):
@@ -70,7 +71,7 @@ class SigintCancel:
         self.requested = True
         self.signum = signum
         if self._on_first is not None:
-            self._on_first()
+            self._on_first(signum)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():

@@ -155,6 +155,20 @@ def test_parse_size():
         parse_size("lots")
 
 
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "1e400", "1e308G"])
+def test_a_size_that_is_no_number_of_bytes_is_refused_and_the_limit_falls_back(
+        text, monkeypatch, tmp_path, caplog):
+    """float() takes these; int() of them raised ValueError/OverflowError, an internal
+    error of every run (the limit is read from the environment by every cache)."""
+    from nuke_hdmatt.shot.cache import DEFAULT_MAX_BYTES
+    with pytest.raises(UsageError, match="cannot parse size"):
+        parse_size(text)
+    monkeypatch.setenv("HDMATT_CACHE_MAX_SIZE", text)
+    with caplog.at_level("WARNING"):
+        assert FrameCache(tmp_path).max_bytes == DEFAULT_MAX_BYTES
+    assert len(caplog.records) == 1 and "is not a size" in caplog.text
+
+
 WRITER = textwrap.dedent("""
     import sys, numpy as np
     from nuke_hdmatt.shot.cache import FrameCache

@@ -13,6 +13,7 @@ from cli_fixtures import (
     FAST,
     exr_sequence,
     hdmatt,
+    hdmatt_env,
     hdmatt_loads_torch,
     json_events,
     make_frame,
@@ -102,6 +103,7 @@ def test_missing_frame_fails_that_frame_only_exit_1(tmp_path):
     (["--compression", "lzma"], ["lzma"]),
     (["-o", "in/plate.####.exr"], ["overwrite an input"]),
     (["--threads", "0"], ["--threads", "0"]),
+    (["--threads", "100000"], ["--threads", "100000"]),
 ])
 def test_bad_input_is_one_line_exit_2_without_loading_torch(tmp_path, extra, needles):
     plate, trimap = exr_sequence(tmp_path / "in", [1])
@@ -140,6 +142,19 @@ def test_cache_ls_gc_clear(tmp_path):
     assert gc.returncode == 0 and "removed 3" in gc.stderr and cache.entries() == []
     bad = hdmatt(tmp_path, "cache", "gc", "--max-size", "lots")
     _assert_one_line_error(bad, "lots")
+
+
+@pytest.mark.parametrize("limit", ["nan", "inf", "1e400"])
+def test_cache_ls_with_a_size_limit_that_is_no_number_warns_and_keeps_the_default(tmp_path, limit):
+    env = {**hdmatt_env(tmp_path), "HDMATT_CACHE_MAX_SIZE": limit}
+    ls = subprocess.run([sys.executable, "-m", "nuke_hdmatt.cli", "cache", "ls", "--cache",
+                         str(tmp_path / "c")], capture_output=True, text=True, timeout=60,
+                        env=env, cwd=tmp_path)
+    assert ls.returncode == 0 and "internal error" not in ls.stderr, ls.stderr
+    assert [ln for ln in ls.stderr.splitlines() if "not a size" in ln] == [
+        f"$HDMATT_CACHE_MAX_SIZE={limit!r} is not a size (500M, 50G, 0 for no limit); keeping "
+        "the cache under 50.0G"], ls.stderr
+    assert "(limit 50.0G, $HDMATT_CACHE_MAX_SIZE)" in ls.stderr
 
 
 def test_delegated_commands_get_the_rest_of_the_command_line(monkeypatch):

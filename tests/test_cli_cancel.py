@@ -16,7 +16,13 @@ FRAMES = 40
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery to a child is POSIX-only")
-def test_sigint_mid_shot_keeps_finished_frames_and_leaves_no_temp(tmp_path):
+@pytest.mark.parametrize("signum, code, told", [
+    (signal.SIGINT, 130, "stopping after the current patch (Ctrl-C again to abort now)"),
+    # the farm's kill comes from no keyboard: no Ctrl-C hint
+    (signal.SIGTERM, 143, "terminated; stopping after the current patch\n"),
+])
+def test_a_stop_signal_mid_shot_keeps_finished_frames_and_leaves_no_temp(tmp_path, signum,
+                                                                         code, told):
     plate, trimap = exr_sequence(tmp_path / "in", range(1, FRAMES + 1), size=64)
     log, cache = tmp_path / "log.jsonl", tmp_path / "cache"
     proc = subprocess.Popen(
@@ -30,10 +36,11 @@ def test_sigint_mid_shot_keeps_finished_frames_and_leaves_no_temp(tmp_path):
             break
         time.sleep(0.05)
     assert proc.poll() is None, "finished before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err and "cancelled" in err
+    assert f"hdmatt: {told}" in err and (signum == signal.SIGINT) == ("Ctrl-C" in err), err
     events = json_events(log)
     done = [e["frame"] for e in events if e["event"] == "frame_done"]
     assert 1 <= len(done) < FRAMES

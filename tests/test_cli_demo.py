@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from cli_fixtures import hdmatt, read_image, temp_leftovers
 
@@ -44,6 +45,19 @@ def test_demo_command_writes_alpha_and_preview(tmp_path):
     warmth = lambda img: float((img[..., 0] - img[..., 2])[hair].mean())
     assert hair.sum() > 1000 and warmth(fg_comp) > warmth(plate_comp) + 0.02
     assert temp_leftovers(folder) == []
+
+
+def test_demo_on_a_device_this_machine_lacks_writes_nothing(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here: the demo would run")
+    (tmp_path / "old").mkdir()
+    for out in ("new/demo", "old"):
+        proc = hdmatt(tmp_path, "demo", "-o", out, "--device", "cuda", "--no-cache")
+        assert proc.returncode == 2 and "CUDA is not available" in proc.stderr, proc.stderr
+        assert "generating" not in proc.stderr   # refused before the plate was made
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+    assert list((tmp_path / "old").iterdir()) == []
 
 
 def test_strand_points_split_their_area_bilinearly_and_off_frame_corners_drop():

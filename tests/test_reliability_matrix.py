@@ -143,6 +143,15 @@ def _garbage_weights(shot):
     (shot / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
 
 
+# A name that is not UTF-8 (POSIX allows any bytes): Python keeps them as surrogate escapes,
+# subprocess passes the original bytes, the error line shows U+FFFD.
+NOT_UTF8 = os.fsdecode(b"bad\xffname.png")
+
+
+def _not_utf8_plate(shot):
+    shutil.copy(shot / "p.png", shot / NOT_UTF8)
+
+
 def _ocio_junk(shot):
     (shot / "bad.ocio").write_text("ocio_profile_version: 2\nroles: {{{\n")
 
@@ -164,6 +173,18 @@ CASES = [
      ["overwrite an input", "t.png"]),
     ("json-log-is-plate", [*MATTE, "--json-log", "plate.0001.exr"], None,
      ["--json-log", "plate.0001.exr"]),
+    # another frame of an input, outside the frames of the run, is an input too
+    ("output-is-another-plate-frame", ["matte", *SEQ, "-o", "plate.0001.exr", "--frames", "2"],
+     None, ["overwrite an input", "plate.0001.exr"]),
+    ("output-is-another-trimap-frame", ["matte", *SEQ, "-o", "out/../trimap.0002.exr",
+                                        "--frames", "1"], None,
+     ["overwrite an input", "trimap.0002.exr"]),
+    ("output-hard-link-to-another-frame", ["matte", *SEQ, "-o", "alias.0001.exr", "--frames",
+                                           "2"], _hard_link_output,
+     ["overwrite an input", "plate.0001.exr"]),
+    ("json-log-is-another-plate-frame", [*MATTE, "--frames", "1", "--json-log",
+                                         "plate.0002.exr"], None,
+     ["--json-log", "plate.0002.exr"]),
     # 4: sizes
     ("trimap-larger-than-plate", ["matte", "p.png", "big.png", "-o", "a.png"], None,
      ["big.png", "64x64", "48x48"]),
@@ -178,6 +199,7 @@ CASES = [
     ("overlap-too-large", [*MATTE, "--overlap", "1000"], None, ["--overlap", "1000"]),
     ("k-zero", [*MATTE, "--k", "0"], None, ["--k", "0"]),
     ("pool-huge", [*MATTE, "--pool", "100000"], None, ["--pool", "100000"]),
+    ("threads-100000", [*MATTE, "--threads", "100000"], None, ["--threads", "100000", "1024"]),
     # 8: output locations, checked before the engine loads
     ("output-folder-is-a-file", ["matte", *SEQ, "-o", "a_file/a.####.exr"], None,
      ["a_file", "output folder"]),
@@ -194,6 +216,8 @@ CASES = [
     ("frames-blank", [*MATTE, "--frames", "   "], None, ["--frames", "empty"]),
     ("frames-30-million", [*MATTE, "--frames", "1-30000000"], None,
      ["30000000 frames", "2 frame(s) of plate.####.exr on disk (1-2)"]),
+    ("frames-past-sys-maxsize", [*MATTE, "--frames", "1-99999999999999999999999"], None,
+     ["--frames", "99999999999999999999999 frames", "(1-2)"]),
     ("frames-outside-sequence", [*MATTE, "--frames", "5-9"], None, ["5 of the 5", "(1-2)"]),
     ("frames-backwards", [*MATTE, "--frames", "2-1"], None, ["--frames", "2-1"]),
     ("frames-garbage", [*MATTE, "--frames", "one"], None, ["--frames", "one"]),
@@ -228,6 +252,13 @@ CASES = [
     ("weights-empty", [*MATTE, "--weights", ""], None, ["--weights is empty"]),
     ("plate-empty-name", ["matte", "", "t.png", "-o", "a.png"], None, ["PLATE is empty"]),
     ("band-without-matte", [*MATTE, "--band", "4"], None, ["--band"]),
+    ("band-wider-than-frame", ["matte", "p.png", "--trimap-from-matte", "t.png", "-o", "a.png",
+                               "--band", "99999999"], None, ["--band", "99999999", "48x48"]),
+    ("foreground-empty", [*MATTE, "--foreground", ""], None, ["--foreground is empty"]),
+    ("plate-name-not-utf8", ["matte", NOT_UTF8, "t.png", "-o", "a.png"], _not_utf8_plate,
+     ["bad\ufffdname.png", "not valid UTF-8"]),
+    ("output-name-not-utf8", ["matte", *SEQ, "-o", os.fsdecode(b"o\xfe.####.exr")], None,
+     ["o\ufffd.####.exr", "not valid UTF-8"]),
     ("band-negative", ["matte", "p.png", "--trimap-from-matte", "t.png", "-o", "a.png", "--band",
                        "-3"], None, ["--band", "-3"]),
     ("uppercase-extension-bad-channel", ["matte", "P.EXR", "t.png", "-o", "A.PNG",
@@ -264,9 +295,36 @@ CASES = [
     ("farm-weights-damaged", ["farm", "openjd", *SEQ, "-o", "a.####.exr", "--frames", "1-2",
                               "--hdmatt", "hdmatt", "--weights", "w.safetensors"], _bad_weights,
      ["w.safetensors", "sha256"]),
+    ("farm-frames-past-sys-maxsize", ["farm", "openjd", *SEQ, "-o", "a.####.exr", "--frames",
+                                      "1-99999999999999999999999", "--hdmatt", "hdmatt"], None,
+     ["--frames", "99999999999999999999999 frames"]),
+    ("farm-template-over-another-frame", ["farm", "openjd", *SEQ, "-o", "a.####.exr",
+                                          "--frames", "1", "--hdmatt", "hdmatt",
+                                          "--job-output", "trimap.0002.exr"], None,
+     ["trimap.0002.exr", "overwrite an input"]),
+    ("farm-bundle-is-a-file", ["farm", "openjd", *SEQ, "-o", "out/a.####.exr", "--frames", "1-2",
+                               "--hdmatt", "hdmatt", "--bundle", "p.png"], None,
+     ["--bundle", "p.png", "not a folder"]),
+    ("farm-bundle-under-a-file", ["farm", "openjd", *SEQ, "-o", "out/a.####.exr", "--frames",
+                                  "1-2", "--hdmatt", "hdmatt", "--bundle", "a_file/bundle"], None,
+     ["--bundle", "a_file/bundle"]),
     # other commands
     ("info-missing-file", ["info", "nope.exr"], None, ["nope.exr"]),
+    ("info-name-not-utf8", ["info", NOT_UTF8], _not_utf8_plate,
+     ["bad\ufffdname.png", "not valid UTF-8"]),
     ("cache-gc-bad-size", ["cache", "gc", "--max-size", "lots"], None, ["lots"]),
+    ("cache-gc-size-nan", ["cache", "gc", "--max-size", "nan"], None, ["--max-size", "nan"]),
+    ("cache-gc-size-1e400", ["cache", "gc", "--max-size", "1e400"], None,
+     ["--max-size", "1e400"]),
+    ("demo-into-a-file", ["demo", "-o", "p.png"], None, ["-o", "p.png", "not a folder"]),
+    ("demo-under-a-file", ["demo", "-o", "a_file/demo"], None, ["-o", "a_file/demo"]),
+    ("demo-output-empty", ["demo", "-o", ""], None, ["-o is empty"]),
+    ("demo-bad-device", ["demo", "-o", "dm/new", "--device", "nope"], None, ["nope"]),
+    ("demo-damaged-weights", ["demo", "-o", "dm", "--weights", "w.safetensors"], _bad_weights,
+     ["w.safetensors", "sha256"]),
+    # found only when the network loads, after the plate was written: removed again
+    ("demo-garbage-weights", ["demo", "-o", "dm/new", "--weights", "junk.safetensors", "--quiet"],
+     _garbage_weights, ["junk.safetensors"]),
 ]
 
 
@@ -343,6 +401,17 @@ def test_the_cache_size_limit_reaches_a_run(shot):
     env["HDMATT_CACHE_MAX_SIZE"] = "1G"
     proc = run_in(shot, "matte", *SEQ, "-o", "out/b.####.exr", *FAST, "--cache", cache, env=env)
     assert proc.returncode == 0 and len(list(cache.rglob("*.alpha"))) == 2
+
+
+def test_a_cache_size_limit_that_is_no_number_warns_once_and_the_shot_is_written(shot):
+    """float() reads nan, inf and 1e400; the limit they gave was an internal error."""
+    env = {**hdmatt_env(shot.parent), "HDMATT_CACHE_MAX_SIZE": "nan"}
+    proc = run_in(shot, "matte", *SEQ, "-o", "out/a.####.exr", *FAST, "--cache", "c", env=env)
+    assert proc.returncode == 0, proc.stderr
+    warned = _warnings(proc)
+    assert len(warned) == 1 and "HDMATT_CACHE_MAX_SIZE='nan' is not a size" in warned[0], \
+        proc.stderr
+    assert (shot / "out/a.0002.exr").exists() and len(list((shot / "c").rglob("*.alpha"))) == 2
 
 
 @pytest.mark.skipif(ROOT, reason="root writes into read-only folders")

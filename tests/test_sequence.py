@@ -3,7 +3,14 @@
 import pytest
 
 from nuke_hdmatt.errors import UsageError
-from nuke_hdmatt.sequence import FrameSequence, format_frames, frame_file, frames_on_disk, parse_frames
+from nuke_hdmatt.sequence import (
+    FrameCountError,
+    FrameSequence,
+    format_frames,
+    frame_file,
+    frames_on_disk,
+    parse_frames,
+)
 
 
 @pytest.mark.parametrize("pattern, frame, expected", [
@@ -45,6 +52,14 @@ def test_parse_frames(text, expected):
 def test_parse_frames_rejects_malformed(bad):
     with pytest.raises(UsageError) as info:
         parse_frames(bad)
+    assert "--frames" in info.value.one_line()
+
+
+def test_a_frame_count_past_sys_maxsize_is_refused_counted_not_expanded():
+    # len() of such a range raises OverflowError: an internal error, not a --frames one
+    with pytest.raises(FrameCountError) as info:
+        parse_frames("1-99999999999999999999999,5-6")
+    assert info.value.count == 99999999999999999999999 + 2
     assert "--frames" in info.value.one_line()
 
 

@@ -121,10 +121,23 @@ def open_image(path: str, frame: int | None = None) -> "oiio.ImageInput":
         raise MissingFileError("file not found", path=path, frame=frame)
     if os.path.isdir(path):
         raise PlateError("is a folder, not an image", path=path, frame=frame)
+    check_file_name(path, frame)
     inp = oiio.ImageInput.open(path)
     if inp is None:
         raise PlateError(f"cannot read image: {_last_error()}", path=path, frame=frame)
     return inp
+
+
+def check_file_name(path: str, frame: int | None = None, error=PlateError) -> None:
+    """Raise ``error`` when OpenImageIO cannot take ``path`` at all: it takes names as UTF-8
+    text, and a name with other bytes (which POSIX allows; Python keeps them as surrogate
+    escapes) does not convert. The message shows those bytes as U+FFFD."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "replace")
+        raise error("the file name is not valid UTF-8, which OpenImageIO cannot read or "
+                    "write", path=shown, frame=frame) from None
 
 
 def _last_error(inp: "oiio.ImageInput | None" = None) -> str:

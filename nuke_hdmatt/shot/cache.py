@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import struct
 import tempfile
@@ -84,12 +85,15 @@ def parse_size(text: str) -> int:
     unit = s[-1:] if s[-1:] in _UNITS and s[-1:].isalpha() else ""
     number = s[: len(s) - len(unit)]
     try:
-        value = float(number)
+        value = float(number) * _UNITS[unit]
     except ValueError:
-        raise UsageError(f"cannot parse size {text!r} (use e.g. 500M, 10G)") from None
+        value = math.nan
+    # float() also takes nan, inf and 1e400 (and 1e308G overflows): no size
+    if not math.isfinite(value):
+        raise UsageError(f"cannot parse size {text!r} (use e.g. 500M, 10G)")
     if value < 0:
         raise UsageError(f"size must not be negative: {text!r}")
-    return int(value * _UNITS[unit])
+    return int(value)
 
 
 def format_size(n: int) -> str:

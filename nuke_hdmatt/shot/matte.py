@@ -183,11 +183,13 @@ def _check_frames_on_disk(frames: list, seq: FrameSequence) -> None:
 
 
 def overwritten_input(out: FrameSequence, inputs, frames):
-    """(frame, input path) of the first frame whose output is one of its inputs, else None.
+    """(frame, input path) of the first frame whose output is an input file, else None.
 
     Files are compared, not strings: ``plate.%04d.exr`` for ``plate.####.exr``, a symlink,
     a hard link or ``..`` in the path all name the plate. An existing output is compared by
-    device and inode; one that does not exist yet by its normalised real path.
+    device and inode with every input file on disk, whatever its frame: ``-o
+    plate.1001.exr --frames 1002`` would replace another frame of the plate. One that does
+    not exist yet is compared by its normalised real path with the same frame's inputs.
     """
     real_dirs: dict[str, str] = {}
 
@@ -201,13 +203,14 @@ def overwritten_input(out: FrameSequence, inputs, frames):
         existing = set(os.listdir(os.path.dirname(os.path.abspath(out.path(frames[0])))))
     except OSError:
         existing = set()
+    on_disk: dict | None = None  # (device, inode) -> input file, listed at the first need
     for frame in frames:
         target = out.path(frame)
         here = where(target)
         stat = None
         if os.path.basename(target) in existing:
             try:
-                stat = os.stat(target)
+                stat = os.stat(here)
             except OSError:
                 pass
         for seq in inputs:
@@ -221,7 +224,28 @@ def overwritten_input(out: FrameSequence, inputs, frames):
                     continue
                 if (other.st_dev, other.st_ino) == (stat.st_dev, stat.st_ino):
                     return frame, source
+        if stat is not None:
+            if on_disk is None:
+                on_disk = _input_files(inputs)
+            source = on_disk.get((stat.st_dev, stat.st_ino))
+            if source is not None:
+                return frame, source
     return None
+
+
+def _input_files(inputs) -> dict:
+    """(device, inode) -> path of every file of ``inputs`` on disk (all frames of a
+    sequence, not only those of the run)."""
+    found: dict[tuple[int, int], str] = {}
+    for seq in inputs:
+        paths = [seq.path(f) for f in frames_on_disk(seq)] if seq.is_sequence else [seq.pattern]
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            found.setdefault((st.st_dev, st.st_ino), path)
+    return found
 
 
 def engine_stamp(engine, colorspace: str, config_desc: str) -> dict:
@@ -295,6 +319,7 @@ def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
                             job.trimap_channel, frame)
         values = fit_to_plate(matte.pixels[:, :, 0], matte.data_window, matte.display_window,
                               plate, "matte", matte.path, frame)
+        _check_band(job.band, values.shape, matte.path)
         trimap = trimap_from_matte(values, job.band)
     else:
         tri = read_trimap(FrameSequence(_trimap_source(job)).path(frame), job.trimap_channel, frame=None)
@@ -304,6 +329,16 @@ def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
         trimap = tri.values
     check_trimap(trimap, plate)
     return plate, rgb, trimap, colorspace
+
+
+def _check_band(band: int, shape, path: str) -> None:
+    """A band wider than the frame makes every pixel unknown, and the erosion pads the
+    frame by the band: ``--band 20000`` would take minutes or all the memory. (The default
+    band is allowed on any frame, even a smaller one.)"""
+    limit = max(*shape, MatteJob.band)
+    if band > limit:
+        raise UsageError(f"--band {band} is wider than the {shape[1]}x{shape[0]} frame "
+                         f"(at most {limit} pixels)", path=path)
 
 
 def preflight(job: MatteJob, plan: FramePlan) -> list[str]:
@@ -327,9 +362,14 @@ def preflight(job: MatteJob, plan: FramePlan) -> list[str]:
         The problems :func:`matte_shot` would stop the run for.
     """
     from ..imaging import resolve_config
+    from ..imaging.plates import check_file_name
     from ..imaging.writing import check_compression, check_layer, output_format
     from .foreground_layers import check_foreground_job
 
+    # a sequence's name holds for all its frames: refused once here, not frame by frame
+    check_file_name(job.plate)
+    check_file_name(_trimap_source(job))
+    check_file_name(job.output, error=OutputError)
     first = plan.frames[0]
     out_path = FrameSequence(job.output).path(first)
     fmt = output_format(out_path)
@@ -360,15 +400,9 @@ def _prepare_output(job: MatteJob, plan: FramePlan) -> list[str]:
     out = FrameSequence(job.output)
     out_path = out.path(plan.frames[0])
     folder = os.path.dirname(os.path.abspath(out_path))
-    created = []
-    probe = folder
-    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
-        created.append(probe)
-        probe = os.path.dirname(probe)
     try:
-        os.makedirs(folder, exist_ok=True)
+        created = make_folder(folder)
     except OSError as exc:
-        remove_created(created)
         raise OutputError(f"cannot create the output folder {folder}: "
                           f"{exc.strerror or exc}", path=out_path) from None
     try:
@@ -384,6 +418,28 @@ def _prepare_output(job: MatteJob, plan: FramePlan) -> list[str]:
     rx = out.glob_regex() if out.is_sequence else None
     name = os.path.basename(out.pattern)
     remove_stale_temps(folder, lambda n: n == name or bool(rx and rx.match(n)))
+    return created
+
+
+def make_folder(folder: str) -> list[str]:
+    """Create ``folder`` and its missing parents; returns the folders created, deepest
+    first, for :func:`remove_created` when the run then fails.
+
+    Raises
+    ------
+    OSError
+        A folder cannot be created (a file in its way, no permission); none is left.
+    """
+    created = []
+    probe = folder
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        created.append(probe)
+        probe = os.path.dirname(probe)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        remove_created(created)
+        raise
     return created
 
 

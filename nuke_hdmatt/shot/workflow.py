@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 import warnings
@@ -20,8 +21,8 @@ from dataclasses import dataclass, field
 from .. import ENGINE_VERSION
 from ..errors import EXIT_FAILED_FRAMES, EXIT_OK, UsageError, exit_for_signal
 
-__all__ = ["RunSettings", "run_matte", "run_shot", "load_engine", "open_cache",
-           "setup_logging"]
+__all__ = ["RunSettings", "run_matte", "run_shot", "check_engine_files", "load_engine",
+           "open_cache", "setup_logging"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,25 @@ def setup_logging() -> None:
     warnings.filterwarnings("ignore", category=RuntimeWarning, module="pymatting")
     warnings.showwarning = lambda message, category, *rest, **kw: print(
         f"hdmatt: warning: {_one_line(message)}", file=sys.stderr)
+
+
+def check_engine_files(options: dict) -> None:
+    """Refuse what :func:`load_engine` would about the device and the weights file (missing,
+    or not the file its ``.sha256`` records) without loading the network, for a caller that
+    writes files before the engine loads (the demo's plate). Imports torch.
+
+    Raises
+    ------
+    UsageError, WeightsError
+    """
+    from ..engine.runner import resolve_device
+    from ..engine.weights import verified_sha256
+    if options.get("weights"):
+        verified_sha256(options["weights"])
+    try:
+        resolve_device(options.get("device", "auto"))
+    except ValueError as exc:
+        raise UsageError(_one_line(exc)) from None
 
 
 def load_engine(options: dict, reporter):
@@ -183,6 +203,14 @@ def run_matte(job, settings: RunSettings) -> int:
     return EXIT_OK
 
 
+def stopping_line(signum: int) -> str:
+    """What a first stop signal is told: a second Ctrl-C aborts at once, but a farm's SIGTERM
+    comes from no keyboard (and its second one, or its SIGKILL, needs no hint)."""
+    if signum == signal.SIGINT:
+        return "stopping after the current patch (Ctrl-C again to abort now)"
+    return "terminated; stopping after the current patch"
+
+
 def _run_planned(job, settings: RunSettings, plan):
     """Open the cache and the reporter around :func:`run_shot`, stoppable by Ctrl-C."""
     from ..stop_signals import SigintCancel
@@ -190,8 +218,7 @@ def _run_planned(job, settings: RunSettings, plan):
 
     reporter = ProgressReporter(len(plan.frames), quiet=settings.quiet,
                                 json_log=settings.json_log)
-    on_first = lambda: print("\nhdmatt: stopping after the current patch (Ctrl-C again to "
-                             "abort now)", file=sys.stderr)
+    on_first = lambda signum: print(f"\nhdmatt: {stopping_line(signum)}", file=sys.stderr)
     try:
         with _warnings_to(reporter), SigintCancel(on_first=on_first) as cancel:
             cache = open_cache(settings)
