@@ -87,3 +87,43 @@ def test_farm_needs_frames_and_a_trimap(tmp_path):
     proc = hdmatt(tmp_path, "farm", "openjd", "p.####.exr", "-o", "a.####.exr", "--frames", "1-2")
     assert proc.returncode == 2 and "trimap" in proc.stderr
     assert not os.listdir(tmp_path) or "a.####.exr" not in os.listdir(tmp_path)
+
+
+def test_range_expression_keeps_stepped_and_sparse_shots_short():
+    from nuke_hdmatt.errors import UsageError
+    from nuke_hdmatt.farm.openjd import range_expression
+    from nuke_hdmatt.sequence import parse_frames
+    cases = {(1001, 1002, 1003): "1001-1003", (1, 3, 5, 7, 20): "1-7:2,20",
+             (5, 9): "5,9", (1, 2, 4, 6, 8): "1-2,4-8:2", (7,): "7"}
+    for frames, text in cases.items():
+        assert range_expression(list(frames)) == text
+        assert parse_frames(text) == sorted(frames)          # what the tasks read back
+    shot = list(range(1001, 1501, 2)) + [1600, 1603, 1700]
+    assert range_expression(shot) == "1001-1499:2,1600,1603,1700"
+    with pytest.raises(UsageError, match="over OpenJD's 1024"):
+        range_expression([i * i for i in range(400)])         # no regular step at all
+
+
+def test_a_stepped_shot_passes_openjd_check_and_chunks_by_chunk_size(tmp_path):
+    """A comma list of every frame broke OpenJD's 1024-character limit (500 frames x2), and
+    contiguous chunks ran a stepped shot one frame (one engine load) a task."""
+    from nuke_hdmatt.farm.openjd import job_template, render_yaml
+    doc = job_template(plate="/s/p.####.exr", trimap="/s/t.####.exr", output="/s/a.####.exr",
+                       frames=list(range(1001, 2001, 2)), chunk=3, executable=HDMATT)
+    (tmp_path / "job.yaml").write_text(render_yaml(doc))
+    check = subprocess.run([OPENJD, "check", str(tmp_path / "job.yaml")], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    # the real engine on frames 1, 3, 5, 7 in chunks of two: two loads, every frame written
+    plate, trimap = exr_sequence(tmp_path / "in", [1, 3, 5, 7])
+    proc = hdmatt(tmp_path, "farm", "openjd", plate, trimap, "-o", "out/alpha.####.exr",
+                  "--frames", "1-7x2", "--chunk", "2", "--hdmatt", HDMATT, *FAST, "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    params = {p["name"]: p for p in yaml.safe_load(proc.stdout)["parameterDefinitions"]}
+    assert params["Frames"]["default"] == "1-7:2"
+    (tmp_path / "job2.yaml").write_text(proc.stdout)
+    run = subprocess.run([OPENJD, "run", str(tmp_path / "job2.yaml")], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path, env=hdmatt_env(tmp_path))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.stdout.count("loaded in") == 2, run.stdout[-3000:]
+    assert sorted(os.listdir(tmp_path / "out")) == [f"alpha.{f:04d}.exr" for f in (1, 3, 5, 7)]

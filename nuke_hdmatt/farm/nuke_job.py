@@ -46,8 +46,8 @@ import tempfile
 
 from ..errors import EXIT_OK, ArgumentParser, UsageError, run_reporting
 from ..nuke.engine_call import JOB_FILE, EngineCall
-from ..sequence import format_frames, parse_frames
-from .openjd import SPEC_VERSION, default_executable, render_yaml, write_template
+from ..sequence import parse_frames
+from .openjd import SPEC_VERSION, default_executable, range_expression, render_yaml, write_template
 
 __all__ = ["job_template", "run_chunk", "shot_job", "main", "PREPASS"]
 
@@ -156,15 +156,17 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
         {"name": "Write", "type": "STRING", "default": write, "description": "Write to render"},
         {"name": "WorkDir", "type": "STRING", "default": work,
          "description": "shared folder for the exported plate/trimap"},
-        {"name": "Frames", "type": "STRING", "default": format_frames(frames),
+        {"name": "Frames", "type": "STRING", "default": range_expression(frames),
          "description": "frames (OpenJD range expression)"},
         {"name": "ChunkSize", "type": "INT", "default": int(chunk), "minValue": 1,
          "description": "frames per task"},
     ]
-    chunked = {"taskParameterDefinitions": [{
-        "name": "Frame", "type": "CHUNK[INT]", "range": "{{Param.Frames}}",
-        "chunks": {"defaultTaskCount": "{{Param.ChunkSize}}", "rangeConstraint": "CONTIGUOUS"},
-    }]}
+    def chunked(constraint="CONTIGUOUS"):
+        # Nuke's -F takes a plain range; the prepass and the engine read any range expression
+        return {"taskParameterDefinitions": [{
+            "name": "Frame", "type": "CHUNK[INT]", "range": "{{Param.Frames}}",
+            "chunks": {"defaultTaskCount": "{{Param.ChunkSize}}", "rangeConstraint": constraint},
+        }]}
 
     def run(command, args):
         return {"actions": {"onRun": {"command": command, "args": args}}}
@@ -172,7 +174,7 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
     matte = {
         "name": "Matte",
         "dependencies": [{"dependsOn": "ExportInputs"}],
-        "parameterSpace": chunked,
+        "parameterSpace": chunked("NONCONTIGUOUS"),
         "script": run("{{Param.HdmattExecutable}}",
                       ["farm", "nuke", "--run-chunk", "{{Param.WorkDir}}",
                        "--frames", "{{Task.Param.Frame}}"]),
@@ -186,7 +188,7 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
         "parameterDefinitions": params,
         "steps": [
             {"name": "ExportInputs",
-             "parameterSpace": chunked,
+             "parameterSpace": chunked("NONCONTIGUOUS"),
              "script": run("{{Param.NukeExecutable}}",
                            ["-t", "{{Param.Prepass}}", "{{Param.Script}}", "--node",
                             "{{Param.Node}}", "--frames", "{{Task.Param.Frame}}", "--work",
@@ -194,7 +196,7 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
             matte,
             {"name": "Render",
              "dependencies": [{"dependsOn": "Matte"}],
-             "parameterSpace": chunked,
+             "parameterSpace": chunked(),
              "script": run("{{Param.NukeExecutable}}",
                            ["-F", "{{Task.Param.Frame}}", "-X", "{{Param.Write}}", "-x",
                             "{{Param.Script}}"])},

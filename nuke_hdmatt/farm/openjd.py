@@ -32,9 +32,8 @@ import shutil
 import sys
 
 from ..errors import OutputError, UsageError
-from ..sequence import format_frames
 
-__all__ = ["job_template", "render_yaml", "default_executable", "write_template"]
+__all__ = ["job_template", "render_yaml", "default_executable", "write_template", "range_expression"]
 
 SPEC_VERSION = "jobtemplate-2023-09"
 STEP_NAME = "Matte"
@@ -54,15 +53,42 @@ def default_executable() -> str:
     raise UsageError("cannot find the hdmatt executable; pass --hdmatt PATH")
 
 
-def _range_expression(frames: list[int]) -> str:
-    """OpenJD range expression for ``frames`` (``1001-1100`` or ``1,5,10-12``)."""
+MAX_PARAMETER_CHARS = 1024  # OpenJD: the longest value a STRING job parameter may hold
+
+
+def range_expression(frames: list[int]) -> str:
+    """OpenJD range expression for ``frames``: each run of one step as ``a-b`` (step 1) or
+    ``a-b:s``, the rest as single frames (``1001-1100:2,1205,1300-1310``); the engine's
+    ``--frames`` and Nuke's prepass read the same syntax.
+
+    Raises
+    ------
+    UsageError
+        No frames, or frames too irregular to fit OpenJD's 1024-character parameter.
+    """
     if not frames:
         raise UsageError("--frames: no frames")
     ordered = sorted(set(frames))
-    steps = {b - a for a, b in zip(ordered, ordered[1:])}
-    if len(ordered) > 2 and len(steps) == 1 and steps != {1}:
-        return f"{ordered[0]}-{ordered[-1]}:{steps.pop()}"  # 1001-1100x2 stays one range
-    return format_frames(ordered)
+    parts, i = [], 0
+    while i < len(ordered):
+        j = i + 1
+        if j < len(ordered):
+            step = ordered[j] - ordered[i]
+            while j + 1 < len(ordered) and ordered[j + 1] - ordered[j] == step:
+                j += 1
+            if j - i >= 2 or step == 1:
+                a, b = ordered[i], ordered[j]
+                parts.append(f"{a}-{b}" if step == 1 else f"{a}-{b}:{step}")
+                i = j + 1
+                continue
+        parts.append(str(ordered[i]))
+        i += 1
+    text = ",".join(parts)
+    if len(text) > MAX_PARAMETER_CHARS:
+        raise UsageError(f"--frames: {len(ordered)} frames without a regular step make a range "
+                         f"of {len(text)} characters, over OpenJD's {MAX_PARAMETER_CHARS}; "
+                         "submit the shot as several jobs")
+    return text
 
 
 def job_template(*, plate: str, trimap: str | None, output: str, frames: list[int],
@@ -103,7 +129,7 @@ def job_template(*, plate: str, trimap: str | None, output: str, frames: list[in
     params += [
         {"name": "Output", "type": "STRING", "default": os.path.abspath(output),
          "description": "alpha output sequence"},
-        {"name": "Frames", "type": "STRING", "default": _range_expression(frames),
+        {"name": "Frames", "type": "STRING", "default": range_expression(frames),
          "description": "frames to matte (OpenJD range expression)"},
         {"name": "ChunkSize", "type": "INT", "default": int(chunk), "minValue": 1,
          "description": "frames per task"},
@@ -122,8 +148,10 @@ def job_template(*, plate: str, trimap: str | None, output: str, frames: list[in
                     "name": "Frame",
                     "type": "CHUNK[INT]",
                     "range": "{{Param.Frames}}",
+                    # any frames in a chunk: --frames reads a-b:s and lists, so a stepped
+                    # shot still runs ChunkSize frames a task (one engine load each)
                     "chunks": {"defaultTaskCount": "{{Param.ChunkSize}}",
-                               "rangeConstraint": "CONTIGUOUS"},
+                               "rangeConstraint": "NONCONTIGUOUS"},
                 }],
             },
             "script": {
