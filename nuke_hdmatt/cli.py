@@ -20,13 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 
 from . import ENGINE_VERSION
-from .engine.settings import FIXED_DETAIL, PRECISIONS, PRIOR_CHOICES, InferenceSettings
+from .engine.settings import FIXED_DETAIL, PRECISIONS, PRIOR_CHOICES, InferenceSettings, check_device
 from .errors import EXIT_OK, UsageError, run_reporting
 from .errors import ArgumentParser as Parser
+from .shot.workflow import MAX_THREADS, check_threads
 
 # Sub-commands implemented elsewhere and dispatched with the rest of the command line.
 DELEGATED = {
@@ -41,10 +43,6 @@ FARM_DELEGATED = {
 # JSON log path would be shared by every task.
 NOT_PASSED_TO_FARM = {"frames", "json_log"}
 PATH_OPTIONS = {"ocio", "trimap_from_matte", "weights", "cache"}
-# More than any machine has cores: tens of thousands of threads exhaust the process's
-# thread limit inside OpenImageIO and torch (an error, then a crash). A fixed number, not a
-# multiple of this machine's cores: a farm template is checked here and run elsewhere.
-MAX_THREADS = 1024
 
 
 def add_shot_paths(p: argparse.ArgumentParser) -> None:
@@ -131,7 +129,8 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
     run = p.add_argument_group("cache and logging")
     cache = run.add_mutually_exclusive_group()
     cache.add_argument("--cache", metavar="DIR",
-                       help="per-frame cache folder (default $HDMATT_CACHE, else ~/.cache/hdmatt)")
+                       help="per-frame cache folder (default $HDMATT_CACHE, else "
+                       "$XDG_CACHE_HOME/hdmatt or ~/.cache/hdmatt)")
     cache.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.add_argument("--json-log", metavar="FILE", help="append JSON-lines progress events to FILE")
@@ -183,7 +182,13 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
 
 
 def check_engine_options(args: argparse.Namespace) -> None:
-    """The inference settings within their bounds, before torch loads (stdlib only)."""
+    """The inference settings within their bounds and the device a name the engine knows,
+    before torch loads (stdlib only)."""
+    if getattr(args, "device", None) is not None:
+        try:
+            check_device(args.device)
+        except ValueError as exc:
+            raise UsageError(f"--device: {exc}") from None
     try:
         InferenceSettings.from_options(vars(args))
     except ValueError as exc:
@@ -240,8 +245,7 @@ def matte_job_from_args(args: argparse.Namespace):
         raise UsageError("--band only applies with --trimap-from-matte")
     if args.band is not None and args.band < 0:
         raise UsageError(f"--band must be 0 or more pixels, got {args.band}")
-    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
-        raise UsageError(f"--threads must be 1 to {MAX_THREADS}, got {args.threads}")
+    check_threads(args.threads)
     job.half = not args.float_alpha
     check_engine_options(args)
     job.premultiplied = bool(getattr(args, "premultiplied", False))
@@ -364,6 +368,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.output_dir, run_settings(args))
 
 
+# what the submitting machine's environment decides about an alpha, and a worker's may not
+# have: the tasks get it as options (the cache only changes speed, and is the worker's own)
+SUBMIT_ENVIRONMENT = (("OCIO", "ocio", "--ocio"), ("HDMATT_WEIGHTS", "weights", "--weights"))
+
+
+def submit_environment(args: argparse.Namespace) -> list[str]:
+    """Options for the tasks from ``$OCIO`` and ``$HDMATT_WEIGHTS`` where the command line
+    gave none: the checks here used them, so the workers must too. Sets them on ``args``."""
+    words: list[str] = []
+    for var, dest, flag in SUBMIT_ENVIRONMENT:
+        value = os.environ.get(var)
+        if value and not getattr(args, dest, None):
+            if not value.startswith("ocio://"):
+                value = os.path.abspath(value)
+            setattr(args, dest, value)
+            words += [flag, value]
+            print(f"hdmatt: the tasks get {flag} {value} (${var} here)", file=sys.stderr)
+    return words
+
+
 def cmd_farm_openjd(args: argparse.Namespace) -> int:
     from .farm.openjd import job_template, render_yaml
     from .shot.matte import make_folder, plan_frames, preflight, remove_created
@@ -373,11 +397,15 @@ def cmd_farm_openjd(args: argparse.Namespace) -> int:
         raise UsageError("farm openjd needs --frames A-B")
     if args.bundle and os.path.exists(args.bundle) and not os.path.isdir(args.bundle):
         raise UsageError("--bundle: is a file, not a folder", path=args.bundle)
+    if args.json_log:
+        raise UsageError("--json-log: not for farm openjd (each task logs to the farm's task "
+                         "log)")
     # every task runs `hdmatt matte`: refuse now what each of them would refuse
     job = matte_job_from_args(args)
     plan = plan_frames(job)
     if plan.is_still:
         raise UsageError("farm openjd needs frame sequences (plate.####.exr) and --frames")
+    pinned = submit_environment(args)
     if args.weights:
         from .engine.weights import verified_sha256  # no torch: the file and its .sha256
         verified_sha256(args.weights)
@@ -385,8 +413,9 @@ def cmd_farm_openjd(args: argparse.Namespace) -> int:
     try:
         template = job_template(plate=args.plate, trimap=args.trimap, output=args.output,
                                 frames=plan.frames, chunk=args.chunk,
-                                extra_args=matte_argv(args, args.matte_actions),
-                                executable=args.hdmatt, name=args.name)
+                                extra_args=matte_argv(args, args.matte_actions) + pinned,
+                                executable=args.hdmatt, name=args.name,
+                                gpu=str(args.device or "").startswith("cuda"))
     except BaseException:
         remove_created(created)
         raise
@@ -420,7 +449,8 @@ def cmd_farm_openjd(args: argparse.Namespace) -> int:
             raise
         print(f"hdmatt: wrote {target}", file=sys.stderr)
         if args.bundle:
-            print(f"hdmatt: submit with: deadline bundle submit {args.bundle}", file=sys.stderr)
+            print(f"hdmatt: submit with: deadline bundle submit {shlex.quote(args.bundle)}",
+                  file=sys.stderr)
     else:
         sys.stdout.write(text)
     return EXIT_OK

@@ -127,3 +127,27 @@ def test_a_stepped_shot_passes_openjd_check_and_chunks_by_chunk_size(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert run.stdout.count("loaded in") == 2, run.stdout[-3000:]
     assert sorted(os.listdir(tmp_path / "out")) == [f"alpha.{f:04d}.exr" for f in (1, 3, 5, 7)]
+
+
+def test_the_submitters_environment_reaches_the_tasks(tmp_path):
+    """$OCIO and $HDMATT_WEIGHTS decided the checks at submission: the tasks get them as
+    options (a worker without them would fail, or silently use other weights)."""
+    from nuke_hdmatt.engine.weights import BUNDLED_WEIGHTS
+    plate, trimap = exr_sequence(tmp_path / "in", [1, 2])
+    env = dict(hdmatt_env(tmp_path), OCIO="ocio://studio-config-latest",
+               HDMATT_WEIGHTS=str(BUNDLED_WEIGHTS))
+    proc = subprocess.run([HDMATT, "farm", "openjd", plate, trimap, "-o", "out/a.####.exr",
+                           "--frames", "1-2", "--hdmatt", HDMATT, "--device", "cuda"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    [step] = yaml.safe_load(proc.stdout)["steps"]
+    args = step["script"]["actions"]["onRun"]["args"]
+    assert args[args.index("--ocio") + 1] == "ocio://studio-config-latest"
+    assert args[args.index("--weights") + 1] == str(BUNDLED_WEIGHTS)
+    assert step["hostRequirements"]["amounts"][0]["name"] == "amount.worker.gpu"
+    assert "the tasks get --ocio" in proc.stderr
+    for bad, message in ((["--device", "gpu"], "--device: device must be auto, cpu or cuda"),
+                         (["--json-log", "x.jsonl"], "--json-log: not for farm openjd")):
+        proc = hdmatt(tmp_path, "farm", "openjd", plate, trimap, "-o", "out/a.####.exr",
+                      "--frames", "1-2", *bad)
+        assert proc.returncode == 2 and message in proc.stderr and proc.stdout == ""

@@ -185,3 +185,42 @@ def test_prepass_errors_are_one_line(farm_shot):
 def test_run_chunk_without_prepass_is_one_line(tmp_path):
     from nuke_hdmatt.farm import nuke_job
     assert nuke_job.main(["--run-chunk", str(tmp_path), "--frames", "1-2"]) == 2
+
+
+def _farm_nuke(script, *args):
+    return subprocess.run([sys.executable, "-c", "import sys; from nuke_hdmatt.farm import "
+                           "nuke_job; sys.exit(nuke_job.main(sys.argv[1:]))", str(script),
+                           "--node", "HDMatt1", "--write", "Write1", "--frames", "1-2", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_job_output_never_overwrites_the_script(farm_shot):
+    tmp_path, script, env = farm_shot
+    before = script.read_bytes()
+    link = tmp_path / "same.nk"
+    link.symlink_to(script)
+    for target in (script, link):
+        r = _farm_nuke(script, "--job-output", str(target))
+        assert r.returncode == 2 and "--job-output: would overwrite the Nuke script" in r.stderr
+    assert script.read_bytes() == before
+
+
+def test_matte_step_threads_and_device(farm_shot):
+    """A farm's tasks share machines: the Matte step takes --threads and --device (a CUDA
+    device asks for a GPU host); a device the engine does not know is refused now, not on
+    every task."""
+    tmp_path, script, env = farm_shot
+    import yaml
+    r = _farm_nuke(script, "--threads", "4", "--device", "cuda:1", "--hdmatt", "hdmatt")
+    assert r.returncode == 0, r.stderr
+    doc = yaml.safe_load(r.stdout)
+    matte = next(s for s in doc["steps"] if s["name"] == "Matte")
+    args = matte["script"]["actions"]["onRun"]["args"]
+    assert args[-4:] == ["--threads", "4", "--device", "cuda:1"]
+    assert matte["hostRequirements"]["amounts"][0]["name"] == "amount.worker.gpu"
+    params = {p["name"]: p["default"] for p in doc["parameterDefinitions"]}
+    assert params["HdmattExecutable"] == "hdmatt"       # a bare name: the worker's PATH
+    for bad, message in ((["--device", "gpu"], "--device: device must be auto, cpu or cuda"),
+                         (["--threads", "0"], "--threads must be 1 to 1024")):
+        r = _farm_nuke(script, *bad)
+        assert r.returncode == 2 and message in r.stderr and r.stdout == ""

@@ -26,7 +26,7 @@ from .detail import DetailModel
 from .fold import fold_batchnorm
 from .memory import guarded
 from .network import HDMattNet
-from .settings import FIXED_DETAIL, InferenceSettings
+from .settings import FIXED_DETAIL, InferenceSettings, check_device
 from .streamed_pass import StreamedPass
 from .tiling import PatchGrid
 from .weights import BUNDLED_WEIGHTS, load_detail_model, load_network, verified_sha256
@@ -35,12 +35,11 @@ __all__ = ["Engine", "resolve_device"]
 
 
 def resolve_device(device: str) -> torch.device:
+    check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise WeightsError(f"device {device!r} requested but CUDA is not available")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
     return torch.device(device)
 
 

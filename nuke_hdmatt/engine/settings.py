@@ -10,12 +10,23 @@ Python imports it, and the command line checks it before torch loads.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, fields, replace
 
-__all__ = ["InferenceSettings", "PRECISIONS", "PRIOR_METHODS", "PRIOR_MODES", "PRIOR_CHOICES",
+__all__ = ["InferenceSettings", "check_device", "PRECISIONS", "PRIOR_METHODS", "PRIOR_MODES", "PRIOR_CHOICES",
            "DEFAULT_DETAIL", "FIXED_DETAIL", "MAX_PATCH", "MAX_POOL"]
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device(device: str) -> str:
+    """``device`` when it names one the engine knows (``auto``, ``cpu``, ``cuda``,
+    ``cuda:N``), else ValueError; whether this machine has it is the engine's to say."""
+    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
+        raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+    return device
+
 #: Classical priors alone (``engine/prior.py``): a whole-frame solve at <= 1024 px, or per patch.
 PRIOR_METHODS = ("global", "local")
 #: What the engine runs: the classical priors, or the cascade (``engine/cascade.py``).

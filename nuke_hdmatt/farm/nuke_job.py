@@ -44,10 +44,20 @@ import shlex
 import sys
 import tempfile
 
+from ..engine.settings import check_device
 from ..errors import EXIT_OK, ArgumentParser, UsageError, run_reporting
 from ..nuke.engine_call import JOB_FILE, EngineCall
 from ..sequence import parse_frames
-from .openjd import SPEC_VERSION, default_executable, range_expression, render_yaml, write_template
+from ..shot.workflow import MAX_THREADS, check_threads
+from .openjd import (
+    GPU_HOST,
+    SPEC_VERSION,
+    default_executable,
+    range_expression,
+    render_yaml,
+    worker_executable,
+    write_template,
+)
 
 __all__ = ["job_template", "run_chunk", "shot_job", "main", "PREPASS"]
 
@@ -113,7 +123,8 @@ def check_script(script: str, node: str, write: str) -> None:
 
 def job_template(*, script: str, node: str, write: str, frames: list[int], chunk: int = 10,
                  work: str | None = None, nuke: str = "nuke", executable: str | None = None,
-                 gpu: bool = False, name: str | None = None) -> dict:
+                 gpu: bool = False, name: str | None = None,
+                 matte_options: list[str] | None = None) -> dict:
     """The three-step job as a dict (serialise with :func:`~.openjd.render_yaml`).
 
     Parameters
@@ -121,11 +132,11 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
     script : str
         The ``.nk`` file (made absolute).
     node, write : str
-        Top-level HDMatt node and Write node names.
+        HDMatt node (its full name inside a Group) and Write node names.
     frames : list of int
         Frames to matte and render (the ``Frames`` job parameter's default).
     chunk : int
-        Frames per task in the Matte and Render steps.
+        Frames per task in each step.
     work : str, optional
         Shared folder for the exported inputs.
     nuke : str
@@ -134,6 +145,8 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
         ``hdmatt`` on the workers (default: the one running).
     gpu : bool
         Require a GPU (``amount.worker.gpu >= 1``) for the Matte step.
+    matte_options : list of str, optional
+        ``--threads N`` / ``--device D`` for the Matte step's ``--run-chunk``.
     """
     if chunk < 1:
         raise UsageError(f"--chunk must be at least 1, got {chunk}")
@@ -143,7 +156,7 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
     stem = os.path.splitext(os.path.basename(script))[0]
     work = os.path.abspath(work or os.path.join(os.path.dirname(script), "hdmatt_farm",
                                                 f"{stem}_{node.replace('.', '_')}"))
-    exe = os.path.abspath(executable) if executable else default_executable()
+    exe = worker_executable(executable) if executable else default_executable()
     params = [
         {"name": "NukeExecutable", "type": "STRING", "default": nuke,
          "description": "Nuke on the workers of steps 1 and 3"},
@@ -177,10 +190,10 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
         "parameterSpace": chunked("NONCONTIGUOUS"),
         "script": run("{{Param.HdmattExecutable}}",
                       ["farm", "nuke", "--run-chunk", "{{Param.WorkDir}}",
-                       "--frames", "{{Task.Param.Frame}}"]),
+                       "--frames", "{{Task.Param.Frame}}", *(matte_options or [])]),
     }
     if gpu:
-        matte["hostRequirements"] = {"amounts": [{"name": "amount.worker.gpu", "min": 1}]}
+        matte["hostRequirements"] = GPU_HOST
     return {
         "specificationVersion": SPEC_VERSION,
         "extensions": ["TASK_CHUNKING"],
@@ -204,8 +217,11 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
     }
 
 
-def run_chunk(work: str, frames: str) -> int:
-    """Step 2: run the prepass's ``hdmatt matte`` call on ``frames``; returns its exit code.
+def run_chunk(work: str, frames: str, threads: int | None = None,
+              device: str | None = None) -> int:
+    """Step 2: run the prepass's ``hdmatt matte`` call on ``frames`` (on ``device`` and
+    ``threads`` when given, else the node's device and torch's threads); returns its exit
+    code.
 
     Raises
     ------
@@ -221,14 +237,17 @@ def run_chunk(work: str, frames: str) -> int:
         raise UsageError(f"no usable prepass output ({exc}); did the ExportInputs step run?",
                          path=path)
     chunk = parse_frames(frames)
+    if device:
+        call.device = device
+    argv = call.argv("hdmatt", frames=frames) + (["--threads", str(threads)] if threads else [])
     # the equivalent command, for the task log and for rerunning a chunk by hand
-    print("+", " ".join(shlex.quote(a) for a in call.argv("hdmatt", frames=frames)), flush=True)
+    print("+", " ".join(shlex.quote(a) for a in argv), flush=True)
     setup_logging()
-    job, settings = shot_job(call, chunk)
+    job, settings = shot_job(call, chunk, threads)
     return run_matte(job, settings)
 
 
-def shot_job(call, frames: list[int]):
+def shot_job(call, frames: list[int], threads: int | None = None):
     """The workflow's (MatteJob, RunSettings) for the Nuke side's engine call on ``frames``
     (what ``hdmatt matte`` would build from ``call.argv``)."""
     from ..shot.matte import MatteJob
@@ -243,7 +262,7 @@ def shot_job(call, frames: list[int]):
     else:
         job.trimap_channel = call.trimap_channel
     engine = {"device": call.device, "settings": call.settings}
-    return job, RunSettings(engine=engine, cache=call.cache or None)
+    return job, RunSettings(engine=engine, cache=call.cache or None, threads=threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nuke", default="nuke", help="Nuke executable on the workers")
     ap.add_argument("--hdmatt", metavar="PATH", help="hdmatt executable on the workers")
     ap.add_argument("--gpu", action="store_true", help="run the Matte step on GPU workers")
+    ap.add_argument("--device", help="the Matte step's device (auto, cpu, cuda[:N]; default: "
+                    "the node's)")
+    ap.add_argument("--threads", type=int, help="the Matte step's CPU threads, 1 to "
+                    f"{MAX_THREADS} (default: one per core; tasks sharing a machine give "
+                    "their share)")
     ap.add_argument("--name", help="job name")
     ap.add_argument("--job-output", metavar="FILE", help="write the template here, not stdout")
     ap.add_argument("--run-chunk", metavar="DIR", help=argparse.SUPPRESS)
@@ -267,15 +291,27 @@ def main(argv: list[str] | None = None) -> int:
         args = ap.parse_args(argv)
         if not args.frames:
             raise UsageError("--frames is required (e.g. 1001-1100)")
+        check_threads(args.threads)
+        if args.device:
+            try:
+                check_device(args.device)
+            except ValueError as exc:
+                raise UsageError(f"--device: {exc}") from None
         if args.run_chunk:
-            return run_chunk(args.run_chunk, args.frames)
+            return run_chunk(args.run_chunk, args.frames, args.threads, args.device)
         if not args.script or not args.node or not args.write:
             raise UsageError("SCRIPT, --node and --write are required")
         check_script(args.script, args.node, args.write)
+        if args.job_output and os.path.exists(args.job_output) and \
+                os.path.samefile(args.job_output, args.script):
+            raise UsageError("--job-output: would overwrite the Nuke script", path=args.job_output)
         template = job_template(script=args.script, node=args.node, write=args.write,
                                 frames=parse_frames(args.frames), chunk=args.chunk,
                                 work=args.work, nuke=args.nuke, executable=args.hdmatt,
-                                gpu=args.gpu, name=args.name)
+                                gpu=args.gpu or str(args.device or "").startswith("cuda"),
+                                name=args.name, matte_options=[
+                                    *(["--threads", str(args.threads)] if args.threads else []),
+                                    *(["--device", args.device] if args.device else [])])
         text = render_yaml(template)
         if args.job_output:
             write_template(args.job_output, text)

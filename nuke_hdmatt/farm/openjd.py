@@ -39,6 +39,12 @@ SPEC_VERSION = "jobtemplate-2023-09"
 STEP_NAME = "Matte"
 
 
+def worker_executable(name: str) -> str:
+    """A path made absolute (a task runs in its own folder); a bare name (``hdmatt``) stays
+    one, for the worker's PATH to find."""
+    return name if os.sep not in name and "/" not in name else os.path.abspath(name)
+
+
 def default_executable() -> str:
     """Absolute path of the ``hdmatt`` being run (or the one beside this Python)."""
     argv0 = sys.argv[0] if sys.argv else ""
@@ -53,6 +59,7 @@ def default_executable() -> str:
     raise UsageError("cannot find the hdmatt executable; pass --hdmatt PATH")
 
 
+GPU_HOST = {"amounts": [{"name": "amount.worker.gpu", "min": 1}]}  # OpenJD's GPU count
 MAX_PARAMETER_CHARS = 1024  # OpenJD: the longest value a STRING job parameter may hold
 
 
@@ -93,7 +100,8 @@ def range_expression(frames: list[int]) -> str:
 
 def job_template(*, plate: str, trimap: str | None, output: str, frames: list[int],
                  chunk: int = 10, extra_args: list[str] | None = None,
-                 executable: str | None = None, name: str | None = None) -> dict:
+                 executable: str | None = None, name: str | None = None,
+                 gpu: bool = False) -> dict:
     """Build the job template as a dict (serialise with :func:`render_yaml`).
 
     Parameters
@@ -111,10 +119,12 @@ def job_template(*, plate: str, trimap: str | None, output: str, frames: list[in
         hdmatt on the workers; default :func:`default_executable`.
     name : str, optional
         Job name; default ``hdmatt <plate file name>``.
+    gpu : bool
+        The tasks need a GPU worker (a host requirement).
     """
     if chunk < 1:
         raise UsageError(f"--chunk must be at least 1, got {chunk}")
-    exe = os.path.abspath(executable) if executable else default_executable()
+    exe = worker_executable(executable) if executable else default_executable()
     params: list[dict[str, object]] = [
         {"name": "HdmattExecutable", "type": "STRING", "default": exe,
          "description": "hdmatt command on the worker (from the engine venv)"},
@@ -157,6 +167,7 @@ def job_template(*, plate: str, trimap: str | None, output: str, frames: list[in
             "script": {
                 "actions": {"onRun": {"command": "{{Param.HdmattExecutable}}", "args": args}},
             },
+            **({"hostRequirements": GPU_HOST} if gpu else {}),
         }],
     }
 

@@ -21,8 +21,20 @@ from dataclasses import dataclass, field
 from .. import ENGINE_VERSION
 from ..errors import EXIT_FAILED_FRAMES, EXIT_OK, UsageError, exit_for_signal
 
-__all__ = ["RunSettings", "run_matte", "run_shot", "check_engine_files", "load_engine",
+__all__ = ["RunSettings", "MAX_THREADS", "check_threads", "run_matte", "run_shot",
+           "check_engine_files", "load_engine",
            "open_cache", "setup_logging"]
+
+# More than any machine has cores: tens of thousands of threads exhaust the process's
+# thread limit inside OpenImageIO and torch (an error, then a crash). A fixed number, not a
+# multiple of this machine's cores: a farm template is checked here and run elsewhere.
+MAX_THREADS = 1024
+
+
+def check_threads(threads: int | None) -> None:
+    """``--threads``: None (torch's default) or 1 to :data:`MAX_THREADS`."""
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise UsageError(f"--threads must be 1 to {MAX_THREADS}, got {threads}")
 
 
 @dataclass(frozen=True)
