@@ -219,6 +219,13 @@ CASES = [
     ("frames-past-sys-maxsize", [*MATTE, "--frames", "1-99999999999999999999999"], None,
      ["--frames", "99999999999999999999999 frames", "(1-2)"]),
     ("frames-outside-sequence", [*MATTE, "--frames", "5-9"], None, ["5 of the 5", "(1-2)"]),
+    # a single input file every frame reads, missing; no frame with all its inputs
+    ("single-plate-missing-for-a-sequence", ["matte", "nope.exr", "trimap.####.exr", "-o",
+                                             "a.####.exr", "--frames", "1-2"], None,
+     ["nope.exr", "file not found"]),
+    ("no-frame-has-its-trimap", ["matte", "plate.####.exr", "none.####.exr", "-o",
+                                 "a.####.exr", "--frames", "1-2"], None,
+     ["none of the 2 frame(s)", "none.0001.exr: file not found"]),
     ("frames-backwards", [*MATTE, "--frames", "2-1"], None, ["--frames", "2-1"]),
     ("frames-garbage", [*MATTE, "--frames", "one"], None, ["--frames", "one"]),
     ("single-output-many-frames", ["matte", *SEQ, "-o", "a.exr"], None, ["a.exr", "2 frames"]),

@@ -157,8 +157,14 @@ def plan_frames(job: MatteJob) -> FramePlan:
     plan = FramePlan(frames=frames)
     if frames != [None]:
         for seq in inputs:
+            if not seq.is_sequence and not os.path.exists(seq.pattern):
+                raise UsageError("file not found", path=seq.pattern)  # every frame reads it
             for f in seq.missing(frames):
                 plan.missing.setdefault(f, f"{seq.path(f)}: file not found")
+        if len(plan.missing) == len(frames):
+            first = plan.missing[frames[0]]
+            raise UsageError(f"none of the {len(frames)} frame(s) asked for has all its "
+                             f"inputs on disk (frame {frames[0]}: {first})")
     return plan
 
 
