@@ -221,6 +221,7 @@ def test_matte_step_threads_and_device(farm_shot):
     params = {p["name"]: p["default"] for p in doc["parameterDefinitions"]}
     assert params["HdmattExecutable"] == "hdmatt"       # a bare name: the worker's PATH
     for bad, message in ((["--device", "gpu"], "--device: device must be auto, cpu or cuda"),
-                         (["--threads", "0"], "--threads must be 1 to 1024")):
+                         (["--threads", "0"], "--threads must be 1 to 1024"),
+                         (["--work", "/var/tmp/hdmatt_work"], "--work: a temp folder")):
         r = _farm_nuke(script, *bad)
         assert r.returncode == 2 and message in r.stderr and r.stdout == ""

@@ -302,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.script or not args.node or not args.write:
             raise UsageError("SCRIPT, --node and --write are required")
         check_script(args.script, args.node, args.write)
+        if args.work and _is_temp(args.work, args.script):
+            raise UsageError("--work: a temp folder, which farm workers do not share; give a "
+                             "folder on shared storage", path=args.work)
         if args.job_output and os.path.exists(args.job_output) and \
                 os.path.samefile(args.job_output, args.script):
             raise UsageError("--job-output: would overwrite the Nuke script", path=args.job_output)
