@@ -394,7 +394,7 @@ def _engine_started(nuke, node, mark=None, timeout=60):
 
 
 @pytest.mark.parametrize("how", ["script closed", "node deleted"])
-def test_the_engine_stops_with_its_node_or_script(standin, monkeypatch, how):
+def test_the_engine_stops_with_its_node_or_script(standin, monkeypatch, capsys, how):
     """The engine runs in a session of its own: left alone it would outlive a deleted node, a
     closed script or Nuke itself, holding the GPU."""
     nuke, node, plate, src, tmp_path = standin
@@ -411,15 +411,17 @@ def test_the_engine_stops_with_its_node_or_script(standin, monkeypatch, how):
         nuke.scriptClose()
         assert mark.read_text() == "SIGINT"  # stopped before the close goes on
     else:
-        nuke.delete(node)
+        run.later(hdmatt_node._show_running, node, 50)  # a progress update, queued before...
+        nuke.delete(node)                                # ...the node goes
     deadline = time.monotonic() + 10
     while run.thread.is_alive():
         nuke._process_events(0.02)
         assert time.monotonic() < deadline, "the engine run did not stop"
     assert mark.read_text() == "SIGINT"
     assert engine_call._LIVE == set()
-    assert hdmatt_node.running(node) is None
+    assert run.key not in hdmatt_node._RUNS
     assert nuke._messages == []  # no dialog about a node that is gone
+    assert "Traceback" not in capsys.readouterr().err  # no queued call touched the deleted node
     assert list((tmp_path / "tmp").iterdir()) == []
 
 

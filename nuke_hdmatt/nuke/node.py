@@ -400,8 +400,13 @@ class _Run:
 
     def later(self, fn, *args) -> None:
         if self.threaded:
-            nuke.executeInMainThread(fn, args)
+            nuke.executeInMainThread(self._unless_stopped, (fn, *args))
         else:
+            fn(*args)
+
+    def _unless_stopped(self, fn, *args) -> None:
+        # queued before the node was deleted (or its script closed), run after: not at all
+        if not self.stop.is_set():
             fn(*args)
 
     def now(self, fn, *args):

@@ -609,13 +609,19 @@ class Node:
         self._knobs: dict[str, Knob] = {}
         self._inputs: list = []
         self._parent = None
+        self._deleted = False
         for name, cls in {**_COMMON, **self._KNOBS}.items():
             self.addKnob(cls(name))
+
+    def _alive(self) -> None:
+        if self._deleted:  # as Nuke: the Python object outlives the node it wrapped
+            raise ValueError("A PythonObject is not attached to a node")
 
     def Class(self) -> str:
         return self._class
 
     def name(self) -> str:
+        self._alive()
         return self._knobs["name"].value()
 
     def setName(self, name: str, uncollide=True, updateExpressions=False) -> None:
@@ -630,11 +636,13 @@ class Node:
         return self._parent
 
     def knob(self, p, follow_link=False):
+        self._alive()
         if isinstance(p, int):
             return list(self._knobs.values())[p]
         return self._knobs.get(p)
 
     def knobs(self):
+        self._alive()
         return dict(self._knobs)
 
     def allKnobs(self):
@@ -648,6 +656,7 @@ class Node:
         del self._knobs[knob.name()]
 
     def __getitem__(self, name: str) -> Knob:
+        self._alive()
         k = self._knobs.get(name)
         if k is None:
             raise NameError(f"knob {name} does not exist")
@@ -1085,6 +1094,7 @@ nodes = _Nodes()
 def delete(n) -> None:
     callbacks._run("onDestroys", n)  # before it goes, with thisNode() the node, as in Nuke
     n._parent._nodes.remove(n)
+    n._deleted = True
     for other in allNodes(recurseGroups=True):
         other._inputs = [None if x is n else x for x in other._inputs]
 
