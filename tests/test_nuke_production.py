@@ -195,7 +195,19 @@ def test_3_missing_alpha_is_an_error_in_renders_black_in_the_gui(shot, tmp_path)
 # ---------------------------------------------------------------- 4 + 5. range, stale, label
 
 
-def test_4_5_range_follows_generated_frames_and_stale_results_show(shot, tmp_path, capsys):
+def update_ui_later(nuke, monkeypatch):
+    """Nuke's idle updateUI, longer than UI_STAT_AGE_S after the last: it stats anew."""
+    import types
+
+    from nuke_hdmatt.nuke import generated
+    shift = getattr(generated.time, "shift", 0.0) + generated.UI_STAT_AGE_S + 1
+    monkeypatch.setattr(generated, "time", types.SimpleNamespace(
+        monotonic=lambda: time.monotonic() + shift, shift=shift))
+    nuke._run_update_ui()
+
+
+def test_4_5_range_follows_generated_frames_and_stale_results_show(shot, tmp_path, capsys,
+                                                                    monkeypatch):
     nuke, node, plate, src, _ = shot
     node["patch"].setValue(48)
     node["overlap"].setValue(8)
@@ -218,7 +230,9 @@ def test_4_5_range_follows_generated_frames_and_stale_results_show(shot, tmp_pat
     time.sleep(0.01)
     write_exr(src / "plate.0002.exr", plate_pixels(7), ("R", "G", "B"))
     os.utime(src / "plate.0002.exr", ns=(time.time_ns(), time.time_ns() + 10**9))
-    nuke._run_update_ui()
+    nuke._run_update_ui()  # at once: the stats of a moment ago stand (no file server trips)
+    assert "stale" not in node["status"].value()
+    update_ui_later(nuke, monkeypatch)
     assert "stale: plate input changed since Generate" in node["status"].value()
     assert node["label"].value() == "0-3 stale"
     # a knob change is stale too, and a render (terminal mode loading the script) warns
@@ -542,7 +556,7 @@ def test_12_temporary_writes_ignore_studio_defaults_callbacks_and_proxy(shot):
 
 
 @pytest.mark.parametrize("gui", [False, True])
-def test_12_stereo_engine_runs_per_view_and_the_read_reads_per_view(shot, gui):
+def test_12_stereo_engine_runs_per_view_and_the_read_reads_per_view(shot, gui, monkeypatch):
     nuke, node, plate, src, tmp_path = shot
     node["patch"].setValue(48)
     node["overlap"].setValue(8)
@@ -578,7 +592,7 @@ def test_12_stereo_engine_runs_per_view_and_the_read_reads_per_view(shot, gui):
     assert "stale" not in hd().update_status(node, [1])
     write_exr(src / "plate.right.0001.exr", plate_pixels(3), ("R", "G", "B"))
     os.utime(src / "plate.right.0001.exr", ns=(time.time_ns(), time.time_ns() + 10**9))
-    nuke._run_update_ui()
+    update_ui_later(nuke, monkeypatch)
     assert "stale: plate input changed since Generate" in node["status"].value()
     # a frame is there when every view's alpha is; Clear cache clears every view
     (tmp_path / "out" / "alpha.right.0001.exr").unlink()

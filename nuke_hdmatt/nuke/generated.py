@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 
 import nuke
 
@@ -27,17 +28,22 @@ _UI_KNOBS = frozenset({
     "dope_sheet", "reload", "cached", "status", "generated", "failed_frames", "engine_warnings",
     "range_first", "range_last", "generate", "generate_current", "clear_cache", "autolabel", "updateUI"})
 _WEIGHTS_SHA: dict[tuple, str | None] = {}  # (path, size, mtime_ns) -> sha256
+# Nuke runs updateUI callbacks on idle after every change: each Read file of every frame
+# stat'ed each time is hundreds of round trips to a file server (a 200-frame shot with two
+# Reads: 400). Those callbacks take stats up to this old; knob changes and Generate stat anew.
+UI_STAT_AGE_S = 2.0
+_STATS: dict[str, tuple[float, list[int] | None]] = {}  # path -> (when, [size, mtime_ns])
 
 
 def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def graph_digests(start, frames: list[int]) -> tuple[str, dict[int, str]]:
+def graph_digests(start, frames: list[int], max_age: float = 0.0) -> tuple[str, dict[int, str]]:
     """Upstream of ``start``: a digest of the graph (node classes, knob values but UI ones,
     groups' insides) and one a frame of what its Reads read there (each file's size and
-    modification time). Per frame, so a record of several Generates (each of other frames)
-    compares each frame with what made it."""
+    modification time, stat'ed at most ``max_age`` seconds ago). Per frame, so a record of
+    several Generates (each of other frames) compares each frame with what made it."""
     items, reads, seen, todo = [], [], set(), [start]
     while todo:
         n = todo.pop()
@@ -60,15 +66,26 @@ def graph_digests(start, frames: list[int]) -> tuple[str, dict[int, str]]:
         todo.extend(n.input(i) for i in range(n.inputs()))
         if hasattr(n, "nodes") and n.Class() not in ("Root",):
             todo.extend(n.nodes())
-    return digest(items), {f: digest([_stat(seq, f) for seq in reads]) for f in frames}
+    return digest(items), {f: digest([_stat(seq, f, max_age) for seq in reads])
+                           for f in frames}
 
 
-def _stat(seq: FrameSequence, frame: int) -> list[int] | None:
+def _stat(seq: FrameSequence, frame: int, max_age: float) -> list[int] | None:
     try:
-        st = os.stat(seq.path(frame))
-        return [st.st_size, st.st_mtime_ns]
-    except (OSError, ValueError):
+        path = seq.path(frame)
+    except ValueError:
         return None
+    now = time.monotonic()
+    seen = _STATS.get(path)
+    if seen is not None and now - seen[0] <= max_age:
+        return seen[1]
+    try:
+        st = os.stat(path)
+        result: list[int] | None = [st.st_size, st.st_mtime_ns]
+    except OSError:
+        result = None
+    _STATS[path] = (now, result)
+    return result
 
 
 def _weights_sha(path: str) -> str | None:

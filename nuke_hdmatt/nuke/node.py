@@ -47,7 +47,7 @@ from ..sequence import FrameSequence, format_frames, frames_on_disk, parse_frame
 from .colour_settings import resolve_colour
 from .engine_call import EngineCall, EngineResult, remove_partial_outputs, run_engine, stop_all_engines
 from .export import INPUTS, connected, export_inputs, views
-from .generated import digest, graph_digests, weights_changed
+from .generated import UI_STAT_AGE_S, digest, graph_digests, weights_changed
 
 __all__ = ["on_create", "on_destroy", "on_script_close", "knob_changed", "update_ui",
            "generate", "generate_current", "clear_cache", "update_status", "export_inputs",
@@ -212,7 +212,7 @@ def update_ui() -> None:
     change to the script, upstream edits included."""
     node = nuke.thisNode()
     if running(node) is None:
-        update_status(node)
+        update_status(node, max_age=UI_STAT_AGE_S)
 
 
 # ---------------------------------------------------------------- frames
@@ -325,7 +325,8 @@ def matte_job(node, paths: dict, frames: list[int], colour=None) -> EngineCall:
 # ---------------------------------------------------------------- what was generated
 
 
-def fingerprint(node, frames: list[int], job: EngineCall | None = None) -> dict:
+def fingerprint(node, frames: list[int], job: EngineCall | None = None,
+                max_age: float = 0.0) -> dict:
     """What decides the alpha, as digests: the settings (engine knobs, colour), each connected
     input's upstream graph, and under ``"files"`` each frame's files of each input
     (``{"1001": {"plate": ..., "trimap": ...}}``)."""
@@ -338,7 +339,7 @@ def fingerprint(node, frames: list[int], job: EngineCall | None = None) -> dict:
     files: dict[str, dict] = {str(f): {} for f in frames}
     for i, (name, _) in enumerate(INPUTS):
         if node.input(i) is not None:
-            out[name], per_frame = graph_digests(node.input(i), frames)
+            out[name], per_frame = graph_digests(node.input(i), frames, max_age)
             for f, d in per_frame.items():
                 files[str(f)][name] = d
     out["files"] = files
@@ -355,14 +356,14 @@ def _record(node) -> dict | None:
         return None
 
 
-def stale_reasons(node) -> list[str]:
+def stale_reasons(node, max_age: float = 0.0) -> list[str]:
     """What changed since the last Generate (``["plate input", "settings", "weights"]``);
-    [] if nothing or never generated."""
+    [] if nothing or never generated. ``max_age``: how old a Read file's stat may be."""
     rec = _record(node)
     if not rec:
         return []
     try:
-        now = fingerprint(node, parse_frames(rec["frames"]))
+        now = fingerprint(node, parse_frames(rec["frames"]), max_age=max_age)
     except (HDMattError, KeyError, ValueError):
         return ["settings"]
     then = rec.get("digests", {})
@@ -696,8 +697,10 @@ def _reload(node) -> None:
 # ---------------------------------------------------------------- status
 
 
-def update_status(node, frames: list[int] | None = None, note: str = "") -> str:
-    """Status line and label: frames cached / missing / failed, stale, running."""
+def update_status(node, frames: list[int] | None = None, note: str = "",
+                  max_age: float = 0.0) -> str:
+    """Status line and label: frames cached / missing / failed, stale, running. ``max_age``:
+    how old the upstream Read files' stats may be (the stale check)."""
     try:
         frames = frames or requested_frames(node)
         have = _on_disk(node)
@@ -715,7 +718,7 @@ def update_status(node, frames: list[int] | None = None, note: str = "") -> str:
         text += f"; failed: {format_frames(sorted(failed))}"
     if older:
         text += f" (an earlier run's alpha is on disk for {format_frames(older)}: renders use it)"
-    stale = stale_reasons(node) if have else []
+    stale = stale_reasons(node, max_age) if have else []
     if stale:
         text += f"; stale: {', '.join(stale)} changed since Generate"
     warned = node["engine_warnings"].value().splitlines() if "engine_warnings" in node.knobs() else []
