@@ -49,6 +49,32 @@ def test_png_plate_and_trimap_to_8bit_png_alpha(tmp_path):
     assert temp_leftovers(tmp_path) == []
 
 
+def test_outputs_say_what_colour_their_pixels_are_in(tmp_path):
+    """The EXR carries the plate's colours in the space the run read them in (a
+    --plate-colorspace over the file's tag included); an alpha-only PNG is coverage, no sRGB
+    chunk for a colour-managed reader to undo."""
+    import struct
+    plate, trimap = make_frame(0)
+    write_image(tmp_path / "plate.exr", plate, "RGB")        # tagged ACEScg
+    write_image(tmp_path / "trimap.exr", trimap, "Y")
+    proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "alpha.exr", *FAST,
+                  "--no-cache", "--plate-colorspace", "lin_rec709", "--foreground")
+    assert proc.returncode == 0, proc.stderr
+    spec, _ = read_image(tmp_path / "alpha.exr")
+    # OpenImageIO reads the tag back as its colour interop name
+    assert spec.getattribute("hdmatt:colorspace") == "Linear Rec.709 (sRGB)"
+    assert spec.getattribute("oiio:ColorSpace") == "lin_rec709_scene"   # not lin_ap1_scene
+    proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "alpha.png", *FAST,
+                  "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    data, names = (tmp_path / "alpha.png").read_bytes()[8:], []
+    while data:
+        n = struct.unpack(">I", data[:4])[0]
+        names.append(data[4:8].decode())
+        data = data[12 + n:]
+    assert "IDAT" in names and not {"sRGB", "gAMA", "cHRM", "iCCP"} & set(names)
+
+
 def test_exr_sequence_cache_reuse_and_invalidation(tmp_path):
     plate, trimap = exr_sequence(tmp_path / "in", [1001, 1002, 1003])
     cache, log = tmp_path / "cache", tmp_path / "run.jsonl"

@@ -144,3 +144,21 @@ def test_config_without_srgb_goes_through_builtin(builtin):
     px = ramp()
     got = to_network_space(px, "Linear Rec.709 (sRGB)", config)
     np.testing.assert_allclose(got, srgb_encode(px), atol=ATOL)
+
+
+def test_a_png_under_a_config_without_interop_names(tmp_path):
+    """OpenImageIO names every PNG srgb_rec709_scene, tagged or not: under a config that
+    knows sRGB by another name, that is the plate's space; under one with no sRGB at all,
+    the error says which option fixes it."""
+    def config_with(names):
+        config = OCIO.Config.CreateRaw()
+        for name in names:
+            config.addColorSpace(OCIO.ColorSpace(name=name))
+        config.setRole("scene_linear", names[0])
+        return config
+    png = read_plate(write_image(tmp_path / "a.png", ramp(), fmt="uint8"))
+    assert png.colorspace == "srgb_rec709_scene"
+    assert plate_colorspace(png, None, config_with(["linear", "sRGB - Texture"])) == \
+        "sRGB - Texture"
+    with pytest.raises(ColorSpaceError, match="--plate-colorspace"):
+        plate_colorspace(png, None, config_with(["linear", "log"]))

@@ -217,8 +217,16 @@ def plate_colorspace(plate, explicit: str | None, config: "OCIO.Config") -> str:
         meta = plate.colorspace
         if config.getColorSpace(meta) is None and meta.lower() in _LEGACY_METADATA_NAMES:
             meta = _LEGACY_METADATA_NAMES[meta.lower()]
-        return canonical_colorspace(meta, config, path=plate.path, frame=plate.frame,
-                                    what="file metadata oiio:ColorSpace")
+        if (config.getColorSpace(meta) is None and meta.lower() == "srgb_rec709_scene"
+                and network_space_name(config) is not None):
+            # OpenImageIO names every PNG so, tagged or not: the config's own sRGB space
+            return network_space_name(config)  # type: ignore[return-value]
+        try:
+            return canonical_colorspace(meta, config, path=plate.path, frame=plate.frame,
+                                        what="file metadata oiio:ColorSpace")
+        except ColorSpaceError as exc:
+            raise ColorSpaceError(f"{exc.message}; or give the plate's space with "
+                                  "--plate-colorspace", path=plate.path, frame=plate.frame) from None
     if plate.is_float or plate.file_format == "openexr":
         return canonical_colorspace("scene_linear", config, path=plate.path, frame=plate.frame,
                                     what="scene_linear role")

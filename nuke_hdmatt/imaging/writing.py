@@ -269,6 +269,11 @@ def _exr_content(alpha, plate, layer, compression, half, stamps, path, extra=Non
         if target is None or index == target:
             for key, value in stamps.items():
                 spec.attribute(key, value)
+        space = stamps.get(METADATA_PREFIX + "colorspace")
+        if index == target and isinstance(space, str) and space:
+            # the plate's colours (and the foreground) are in the space the run read them
+            # in: --plate-colorspace over the file's tag, or a space the file never named
+            spec.attribute("oiio:ColorSpace", space)
     return specs, images
 
 
@@ -333,6 +338,8 @@ def _flat_content(alpha, plate, fmt, compression, bit_depth, stamps):
     spec.attribute("compression", compression)
     for key, value in stamps.items():
         spec.attribute(key, value)
+    # coverage, not colour: no sRGB / gAMA chunk for a colour-managed reader to undo
+    spec.attribute("oiio:ColorSpace", "Raw")
     return [spec], [np.clip(alpha, 0.0, 1.0)[:, :, None]]
 
 
