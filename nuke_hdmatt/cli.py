@@ -26,7 +26,7 @@ import time
 
 from . import ENGINE_VERSION
 from .engine.settings import FIXED_DETAIL, PRECISIONS, PRIOR_CHOICES, InferenceSettings, check_device
-from .errors import EXIT_OK, UsageError, run_reporting
+from .errors import EXIT_FAILED_FRAMES, EXIT_OK, UsageError, run_reporting
 from .errors import ArgumentParser as Parser
 from .shot.workflow import MAX_THREADS, check_threads
 
@@ -305,15 +305,19 @@ def _window(w) -> str:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     from .shot.cache import FrameCache
+    _check_not_empty(args)  # --cache "" would be the current folder: clear would empty it
     cache = FrameCache(getattr(args, "cache", None))
+    if cache.root.exists() and not cache.root.is_dir():
+        raise UsageError("cache folder: is a file, not a folder", path=str(cache.root))
     try:
-        _cache_action(args, cache)
+        return _cache_action(args, cache)
     except OSError as exc:
         raise UsageError(f"cache folder: {exc.strerror or exc}", path=str(cache.root)) from None
-    return EXIT_OK
 
 
-def _cache_action(args: argparse.Namespace, cache) -> None:
+def _cache_action(args: argparse.Namespace, cache) -> int:
+    """Run ``cache ls|clear|gc``; 1 when entries that should have gone are still there (a
+    folder this user cannot write), with one line saying so."""
     from .shot.cache import MAX_SIZE_ENV, format_size, parse_size
     if args.cache_action == "ls":
         entries = cache.entries()
@@ -327,10 +331,16 @@ def _cache_action(args: argparse.Namespace, cache) -> None:
         total = sum(e.size for e in entries)
         cap = format_size(cache.max_bytes) if cache.max_bytes else "none"
         print(f"{len(entries)} entries, {format_size(total)} in {cache.root} (limit {cap}, "
-              f"${MAX_SIZE_ENV})", file=sys.stderr)
+              f"${MAX_SIZE_ENV})" + ("" if cache.root.is_dir() else "; no such folder"),
+              file=sys.stderr)
     elif args.cache_action == "clear":
         n = cache.clear()
         print(f"removed {n} entries from {cache.root}", file=sys.stderr)
+        left = len(cache.entries())
+        if left:
+            print(f"hdmatt: warning: {left} entries could not be removed from {cache.root} "
+                  "(no permission to write there?)", file=sys.stderr)
+            return EXIT_FAILED_FRAMES
     elif args.cache_action == "gc":
         try:
             limit = cache.max_bytes if args.max_size is None else parse_size(args.max_size)
@@ -338,10 +348,16 @@ def _cache_action(args: argparse.Namespace, cache) -> None:
             raise UsageError(f"--max-size: {exc.message}") from None
         if not limit and args.max_size is None:
             print(f"no limit (${MAX_SIZE_ENV}=0): nothing to trim in {cache.root}", file=sys.stderr)
-            return
+            return EXIT_OK
         removed, freed = cache.gc(limit)
+        left = cache.size_bytes()
         print(f"removed {removed} least recently used entries ({format_size(freed)}); "
-              f"{format_size(cache.size_bytes())} left in {cache.root}", file=sys.stderr)
+              f"{format_size(left)} left in {cache.root}", file=sys.stderr)
+        if left > limit:
+            print(f"hdmatt: warning: {cache.root} is still over {format_size(limit)}: entries "
+                  "could not be removed (no permission to write there?)", file=sys.stderr)
+            return EXIT_FAILED_FRAMES
+    return EXIT_OK
 
 
 def _age(seconds: float) -> str:

@@ -81,6 +81,63 @@ def test_corrupt_entry_detected_deleted_and_recomputed(tmp_path, damage):
     assert np.array_equal(cache.get(key), alpha)
 
 
+def test_unreadable_entries_are_one_warning_at_the_end_of_a_run(tmp_path, caplog):
+    cache = FrameCache(tmp_path)
+    plate, trimap, alpha = _frame(1)
+    key = FrameCache.key(plate, trimap, **SETTINGS)
+    cache.put(key, alpha).write_bytes(b"\x00" * 40)
+    cache.report_corrupt()
+    assert caplog.records == []          # nothing found unreadable yet
+    assert cache.get(key) is None
+    cache.report_corrupt()
+    [record] = caplog.records
+    assert record.levelname == "WARNING" and "1 unreadable entry; computed again" in \
+        record.getMessage()
+
+
+def test_a_cache_this_process_cannot_write_still_serves_its_frames(tmp_path, monkeypatch,
+                                                                   caplog):
+    """A farm's cache mounted read-only on workstations: one warning, no writes, but every
+    frame it holds is read (it was dropped, and the frames computed again)."""
+    import tempfile
+
+    from nuke_hdmatt.shot.workflow import RunSettings, open_cache
+    plate, trimap, alpha = _frame(1)
+    key = FrameCache.key(plate, trimap, **SETTINGS)
+    FrameCache(tmp_path).put(key, alpha)
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    cache = open_cache(RunSettings(engine={}, cache=str(tmp_path)))
+    assert cache is not None and not cache.writable
+    assert np.array_equal(cache.get(key), alpha)
+    assert cache.put(key + "0", alpha) is None
+    assert ["Read-only file system" in r.getMessage() for r in caplog.records] == [True]
+    (tmp_path / "a_file").write_text("x")          # no folder to read: no cache
+    assert open_cache(RunSettings(engine={}, cache=str(tmp_path / "a_file" / "c"))) is None
+
+
+def test_cache_commands_refuse_an_empty_folder_name_and_say_what_they_could_not_remove(
+        tmp_path, monkeypatch, capsys):
+    """``--cache ""`` (an unset shell variable) was the current folder: clear emptied it."""
+    from nuke_hdmatt import cli
+    from nuke_hdmatt.shot import cache as cache_module
+    monkeypatch.chdir(tmp_path)
+    keep = tmp_path / "ab" / "render.alpha"
+    keep.parent.mkdir()
+    keep.write_bytes(b"a render, not a cache entry")
+    assert cli.main(["cache", "clear", "--cache", ""]) == 2
+    assert "--cache is empty" in capsys.readouterr().err and keep.exists()
+    plate, trimap, alpha = _frame(1)
+    FrameCache(tmp_path / "c").put(FrameCache.key(plate, trimap, **SETTINGS), alpha)
+    monkeypatch.setattr(cache_module, "_unlink_quiet", lambda path: False)  # no permission
+    assert cli.main(["cache", "clear", "--cache", str(tmp_path / "c")]) == 1
+    assert "1 entries could not be removed" in capsys.readouterr().err
+    assert cli.main(["cache", "gc", "--cache", str(tmp_path / "c"), "--max-size", "0"]) == 1
+    assert "still over" in capsys.readouterr().err
+
+
 def test_clear_and_gc_least_recently_used(tmp_path):
     cache = FrameCache(tmp_path)
     keys = []

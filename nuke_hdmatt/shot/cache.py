@@ -159,6 +159,13 @@ class FrameCache:
                 "frames", "trim": "it may grow past its limit"}[kind]
         log.warning("cache %s: cannot %s (%s); %s", self.root, kind, reason, then)
 
+    def report_corrupt(self) -> None:
+        """One warning for the entries this object found unreadable (deleted, and their
+        frames computed again): a cache problem slows a run down, and says so."""
+        if self.stats["corrupt"]:
+            log.warning("cache %s: %d unreadable entr%s; computed again", self.root,
+                        self.stats["corrupt"], "y" if self.stats["corrupt"] == 1 else "ies")
+
     def usable(self) -> bool:
         """Create the folder and test-write a temp file there; on failure warn once and stop
         writing (reads still work where they can). Call before a run, not per frame."""

@@ -145,10 +145,17 @@ def load_engine(options: dict, reporter):
         raise UsageError(" ".join(str(exc).split())) from None
     if engine.settings.prior == "none" and engine.cfg.uses_prior:
         raise UsageError("--prior none: these weights take a classical prior as input; "
-                         "use auto, global or local", path=str(engine.weights_path or ""))
+                         "use auto, cascade, global or local",
+                         path=str(engine.weights_path or ""))
     params = engine.params()
     import torch
     cpu = f", {torch.get_num_threads()} CPU thread(s)" if params.get("device") == "cpu" else ""
+    precision = params.get("precision")
+    if precision != "fp32":
+        from ..engine.runner import cpu_has_native_bf16
+        emulated = params.get("device") == "cpu" and not (precision == "bf16"
+                                                           and cpu_has_native_bf16())
+        cpu += f", {precision}" + (" (emulated on this CPU: slower than fp32)" if emulated else "")
     reporter.message(f"engine {ENGINE_VERSION}: weights {engine.weights_id} on {params.get('device')}"
                      f" (patch {params.get('patch')}, overlap {params.get('overlap')}, k "
                      f"{params.get('k')}{cpu}) loaded in {time.monotonic() - t0:.1f}s")
@@ -156,13 +163,14 @@ def load_engine(options: dict, reporter):
 
 
 def open_cache(settings: RunSettings):
-    """The frame cache the settings ask for, or None (off, or its folder is unusable)."""
+    """The frame cache the settings ask for, or None (off, or no folder to read). A folder
+    this process cannot write (a farm's cache mounted read-only on workstations) still
+    serves the frames it holds; it was warned about once, naming it."""
     from .cache import FrameCache
     if settings.no_cache:
         return None
     cache = FrameCache(settings.cache)
-    # an unusable folder was warned about once, naming it; the run goes on without a cache
-    return cache if cache.usable() else None
+    return cache if cache.usable() or cache.root.is_dir() else None
 
 
 def _check_json_log(json_log: str | None, job, plan) -> None:
@@ -238,6 +246,7 @@ def _run_planned(job, settings: RunSettings, plan):
             result.signum = cancel.signum
             if cache is not None:
                 cache.trim()
+                cache.report_corrupt()
     finally:
         reporter.close()
     return result
