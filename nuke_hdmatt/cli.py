@@ -28,7 +28,7 @@ from . import ENGINE_VERSION
 from .engine.settings import FIXED_DETAIL, PRECISIONS, PRIOR_CHOICES, InferenceSettings, check_device
 from .errors import EXIT_FAILED_FRAMES, EXIT_OK, UsageError, run_reporting
 from .errors import ArgumentParser as Parser
-from .shot.workflow import MAX_THREADS, check_threads
+from .shot.workflow import HIGHLIGHTS, MAX_THREADS, check_threads
 
 # Sub-commands implemented elsewhere and dispatched with the rest of the command line.
 DELEGATED = {
@@ -86,6 +86,10 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                     help="EXR output: write alpha x foreground into the alpha layer's R, G, B "
                     "(a ready element; PNG/TIFF outputs refuse both options)")
     colour = p.add_argument_group("colour")
+    colour.add_argument("--highlights", choices=HIGHLIGHTS,
+                        help="fit (default): a frame whose unknown band holds highlights above "
+                        "display white is darkened for the network, so hair over a bright sky "
+                        "is not clipped into it; clip: every frame as it is, clipped to white")
     colour.add_argument("--plate-colorspace", metavar="NAME",
                         help="plate colour space in the OCIO config (default: file metadata, "
                         "else scene_linear for EXR / sRGB for 8-16 bit files)")
@@ -238,7 +242,7 @@ def matte_job_from_args(args: argparse.Namespace):
     if args.plate_channels:
         job.plate_channels = tuple(parse_channels(args.plate_channels))
     for dest in ("trimap_channel", "trimap_from_matte", "plate_colorspace", "ocio", "layer",
-                 "compression", "bit_depth", "band", "foreground"):
+                 "compression", "bit_depth", "band", "foreground", "highlights"):
         if getattr(args, dest) is not None:
             setattr(job, dest, getattr(args, dest))
     if args.band is not None and not args.trimap_from_matte:
@@ -246,10 +250,27 @@ def matte_job_from_args(args: argparse.Namespace):
     if args.band is not None and args.band < 0:
         raise UsageError(f"--band must be 0 or more pixels, got {args.band}")
     check_threads(args.threads)
+    _check_format_options(args)
     job.half = not args.float_alpha
     check_engine_options(args)
     job.premultiplied = bool(getattr(args, "premultiplied", False))
     return job
+
+
+def _check_format_options(args: argparse.Namespace) -> None:
+    """An option of another output format is a mistake, not a no-op: ``--bit-depth 16``
+    on an EXR would still write half, ``--float`` on a PNG 8 bits."""
+    from .imaging.writing import output_format
+    fmt = output_format(args.output)
+    if fmt == "openexr" and args.bit_depth is not None:
+        raise UsageError(f"--bit-depth applies to PNG/TIFF outputs; {args.output} is EXR "
+                         "(half float; --float for 32-bit float)")
+    if fmt != "openexr" and args.float_alpha:
+        raise UsageError(f"--float applies to EXR outputs; {args.output} is {fmt.upper()} "
+                         "(--bit-depth 16 for 16 bits)")
+    if fmt != "openexr" and args.layer not in (None, "rgba"):
+        raise UsageError(f"--layer {args.layer} applies to EXR outputs; {args.output} is "
+                         f"{fmt.upper()} (its one channel is the alpha)")
 
 
 def _check_not_empty(args: argparse.Namespace) -> None:

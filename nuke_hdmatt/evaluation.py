@@ -277,7 +277,7 @@ def main(argv=None) -> int:
             except OSError as exc:
                 raise OutputError(f"cannot write: {exc.strerror or exc}", path=args.out) from None
 
-    return run_reporting("hdmatt eval", body)
+    return run_reporting("hdmatt", body)
 
 
 if __name__ == "__main__":

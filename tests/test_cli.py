@@ -269,3 +269,50 @@ def test_the_plate_given_as_the_trimap_is_refused_before_the_engine_loads(tmp_pa
                                             "--no-cache")
     _assert_one_line_error(proc, "does not look like a trimap", "plate.png")
     assert not torch_loaded
+
+
+@pytest.mark.parametrize("out, option, needle", [
+    ("a.exr", ["--bit-depth", "16"], "--bit-depth applies to PNG/TIFF"),
+    ("a.png", ["--float"], "--float applies to EXR"),
+    ("a.tif", ["--layer", "matte"], "--layer matte applies to EXR"),
+])
+def test_an_option_of_another_output_format_is_refused(tmp_path, out, option, needle):
+    """Silently ignored, ``--bit-depth 16`` on an EXR wrote half and ``--float`` on a PNG
+    wrote 8 bits: the user asked for something the file does not hold."""
+    plate, trimap = make_frame(0)
+    write_image(tmp_path / "plate.exr", plate, "RGB")
+    write_image(tmp_path / "trimap.exr", trimap, "Y")
+    proc, torch_loaded = hdmatt_loads_torch(tmp_path, "matte", "plate.exr", "trimap.exr",
+                                            "-o", out, "--no-cache", *option)
+    _assert_one_line_error(proc, needle, out)
+    assert not torch_loaded and not (tmp_path / out).exists()
+
+
+def test_hair_over_a_sky_above_white_is_not_clipped_into_it(tmp_path):
+    """A soft edge over a background at eight times display white: clipped to white for the
+    network, every partly covered pixel looked like sky and its alpha went towards 0; the
+    frame darkened for the network (``--highlights fit``, the default) keeps the edge."""
+    from nuke_hdmatt.imaging import read_hdmatt_metadata
+    size = 64
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:size, 0:size]
+    alpha = np.clip((size * 0.3 - np.hypot(yy - size / 2, xx - size / 2)) / 6 + 0.5, 0, 1)
+    sky = 8.0 + rng.uniform(0, 1, (size, size, 3))
+    plate = alpha[..., None] * [0.3, 0.2, 0.1] + (1 - alpha[..., None]) * sky
+    trimap = np.full((size, size), 0.5, np.float32)
+    trimap[alpha > 0.999] = 1.0
+    trimap[alpha < 0.001] = 0.0
+    write_image(tmp_path / "plate.exr", plate, "RGB", fmt="float")
+    write_image(tmp_path / "trimap.exr", trimap, "Y")
+    unknown = trimap == 0.5
+    sad = {}
+    for mode in ("fit", "clip"):
+        proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", f"{mode}.exr", *FAST,
+                      "--no-cache", "--highlights", mode)
+        assert proc.returncode == 0, proc.stderr
+        assert ("stops darker" in proc.stderr) == (mode == "fit"), proc.stderr
+        got = read_image(tmp_path / f"{mode}.exr")[1][..., -1]
+        sad[mode] = float(np.abs(got - alpha)[unknown].sum())
+        meta = read_hdmatt_metadata(str(tmp_path / f"{mode}.exr"))
+        assert meta["params"]["highlights"] == mode
+    assert sad["fit"] < 0.6 * sad["clip"], sad  # measured 146 against 318

@@ -77,7 +77,7 @@ def test_cli_bad_input_is_one_line(dataset, tmp_path, capsys, argv, needle):
     argv = [a.format(ds=dataset, missing=tmp_path / "nope") for a in argv]
     assert evaluation.main(argv + ["-q"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and needle in err and err.startswith("hdmatt eval: error:")
+    assert len(err.splitlines()) == 1 and needle in err and err.startswith("hdmatt: error:")
 
 
 def test_failed_run_keeps_the_previous_table(dataset, tmp_path):
@@ -93,7 +93,7 @@ def test_knn_without_pymatting_is_a_one_line_error_and_not_in_the_default(datase
     monkeypatch.setattr(evaluation, "_pymatting_available", lambda: False)
     assert evaluation.main([str(dataset), "--methods", "knn", "-q"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "PyMatting" in err and err.startswith("hdmatt eval: error:")
+    assert len(err.splitlines()) == 1 and "PyMatting" in err and err.startswith("hdmatt: error:")
     seen = []
     monkeypatch.setattr(evaluation, "evaluate", lambda ds, methods, *a, **k: seen.append(list(methods)) or
                         evaluation.EvalResults())

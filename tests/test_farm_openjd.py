@@ -89,6 +89,19 @@ def test_farm_needs_frames_and_a_trimap(tmp_path):
     assert not os.listdir(tmp_path) or "a.####.exr" not in os.listdir(tmp_path)
 
 
+def test_template_braces_in_a_value_are_refused(tmp_path):
+    """``{{...}}`` in a task argument is an Open Job Description expression: ``openjd check``
+    refused such a template ("Variable x does not exist"), so the TD learnt it at submission."""
+    for extra, needle in ((["--cache", "/caches/{{x}}"], "--cache: '/caches/{{x}}'"),
+                          (["--name", "shot {{010}}"], "--name: 'shot {{010}}'")):
+        plate, trimap = exr_sequence(tmp_path / "in", [1, 2])
+        proc = hdmatt(tmp_path, "farm", "openjd", plate, trimap, "-o", "a.####.exr",
+                      "--frames", "1-2", *extra)
+        err = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(err) == 1 and needle in err[0], proc.stderr
+        assert "template expression" in err[0] and proc.stdout == ""
+
+
 def test_range_expression_keeps_stepped_and_sparse_shots_short():
     from nuke_hdmatt.errors import UsageError
     from nuke_hdmatt.farm.openjd import range_expression

@@ -8,7 +8,15 @@ import pytest
 
 from imaging_fixtures import write_image
 from nuke_hdmatt.errors import ColorSpaceError
-from nuke_hdmatt.imaging import NETWORK_SPACE, plate_colorspace, read_plate, resolve_config, to_network_space
+from nuke_hdmatt.imaging import (
+    NETWORK_SPACE,
+    from_scene_linear,
+    plate_colorspace,
+    read_plate,
+    resolve_config,
+    to_network_space,
+    to_scene_linear,
+)
 from nuke_hdmatt.imaging.colour import network_space_name
 
 # Conversion tolerance: OCIO's CPU path uses fast power approximations (~1e-5 error).
@@ -19,6 +27,11 @@ def srgb_encode(linear):
     """IEC 61966-2-1 sRGB transfer function, written out independently of OCIO."""
     x = np.asarray(linear, dtype=np.float64)
     return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(np.maximum(x, 0), 1 / 2.4) - 0.055)
+
+
+def srgb_decode(encoded):
+    x = np.asarray(encoded, dtype=np.float64)
+    return np.where(x <= 0.04045, x / 12.92, ((np.maximum(x, 0) + 0.055) / 1.055) ** 2.4)
 
 
 def rgb_to_xyz(primaries, white):
@@ -162,3 +175,38 @@ def test_a_png_under_a_config_without_interop_names(tmp_path):
         "sRGB - Texture"
     with pytest.raises(ColorSpaceError, match="--plate-colorspace"):
         plate_colorspace(png, None, config_with(["linear", "log"]))
+
+
+def test_highlight_gain_fits_the_unknown_bands_highlights_within_white(builtin):
+    """The gain is read from the unknown pixels only, in linear light; within white it is 1
+    (display-referred plates convert exactly as before)."""
+    from nuke_hdmatt.imaging import highlight_gain
+    rng = np.random.default_rng(0)
+    px = rng.uniform(0, 0.9, (40, 60, 3)).astype(np.float32)
+    band = np.zeros((40, 60), bool)
+    band[:, 20:40] = True
+    assert highlight_gain(px, "lin_rec709_scene", builtin, band) == 1.0
+    px[:, 50:] = 30.0  # a highlight outside the band: not the network's business
+    assert highlight_gain(px, "lin_rec709_scene", builtin, band) == 1.0
+    px[:, 20:40] *= 5.0  # the band up to 4.5x white in linear Rec.709
+    gain = highlight_gain(px, "lin_rec709_scene", builtin, band)
+    peak = np.percentile(to_scene_linear(px[band][None], "lin_rec709_scene", builtin).max(-1), 99.5)
+    assert gain == pytest.approx(1 / peak) and 1 / 5 < gain < 1 / 4  # of scene_linear (ACEScg)
+    assert highlight_gain(px, "lin_rec709_scene", builtin, np.zeros_like(band)) == 1.0
+    # the same light in ACEScg: the gain is of the light, not of the encoding's numbers
+    cg = from_scene_linear(to_scene_linear(px, "lin_rec709_scene", builtin), "ACEScg", builtin)
+    assert abs(highlight_gain(cg, "ACEScg", builtin, band) - gain) < 0.02 * gain
+
+
+def test_the_gain_is_exposure_in_linear_light(builtin):
+    """``to_network_space(px, gain=g)`` is the plate g times darker in linear light, then the
+    usual conversion; 1 is the usual conversion itself."""
+    px = (ramp() * 6.0).astype(np.float32)
+    for space in ("lin_rec709_scene", "ACEScg"):
+        darker = to_network_space(px * np.float32(0.25), space, builtin)
+        np.testing.assert_allclose(to_network_space(px, space, builtin, 0.25), darker, atol=1e-5)
+        np.testing.assert_array_equal(to_network_space(px, space, builtin, 1.0),
+                                      to_network_space(px, space, builtin))
+    srgb = (ramp() * 0.9).astype(np.float32)  # an encoded plate: darkened in linear, not as numbers
+    got = to_network_space(srgb, "sRGB Encoded Rec.709 (sRGB)", builtin, 0.5)
+    np.testing.assert_allclose(got, srgb_encode(0.5 * srgb_decode(srgb)), atol=1e-4)

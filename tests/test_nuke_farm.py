@@ -166,7 +166,7 @@ def test_bad_names_are_one_line_errors(farm_shot, args, message):
                         " sys.exit(nuke_job.main(sys.argv[1:]))", str(script), *args,
                         "--frames", "1-2"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
-    assert r.stderr == f"hdmatt farm nuke: error: {script}: {message}" + \
+    assert r.stderr == f"hdmatt: error: {script}: {message}" + \
         r.stderr.split(message, 1)[1]
     assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
     assert nuke_job.PREPASS.endswith("nuke_hdmatt/nuke/prepass.py")
@@ -179,7 +179,7 @@ def test_prepass_errors_are_one_line(farm_shot):
                         "--frames", "1-2", "--work", str(tmp_path / "w")], env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
-    assert r.stderr == f"hdmatt prepass: error: {script}: no HDMatt node named 'Write1'\n"
+    assert r.stderr == f"hdmatt: error: {script}: no HDMatt node named 'Write1'\n"
 
 
 def test_run_chunk_without_prepass_is_one_line(tmp_path):

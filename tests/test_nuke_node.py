@@ -393,7 +393,7 @@ def _engine_started(nuke, node, mark=None, timeout=60):
     return hdmatt_node.running(node)
 
 
-@pytest.mark.parametrize("how", ["script closed", "node deleted"])
+@pytest.mark.parametrize("how", ["script closed", "node deleted", "node renamed, then deleted"])
 def test_the_engine_stops_with_its_node_or_script(standin, monkeypatch, capsys, how):
     """The engine runs in a session of its own: left alone it would outlive a deleted node, a
     closed script or Nuke itself, holding the GPU."""
@@ -411,6 +411,18 @@ def test_the_engine_stops_with_its_node_or_script(standin, monkeypatch, capsys, 
         nuke.scriptClose()
         assert mark.read_text() == "SIGINT"  # stopped before the close goes on
     else:
+        if how.startswith("node renamed"):  # the run is the node's, not its name's
+            old = node.name()
+            node.setName("Renamed")
+            assert hdmatt_node.running(node) is run
+            assert hdmatt_node.generate(node) is False  # one run a node, whatever its name
+            assert "already generating" in node["status"].value()
+            assert nuke._messages == ["HDMatt failed\nRenamed: already generating; cancel that "
+                                      "run first"]
+            nuke._messages.clear()
+            other = nuke.createNode("HDMatt")
+            other.setName(old)  # a new node under the old name: not the one generating
+            assert hdmatt_node.running(other) is None
         run.later(hdmatt_node._show_running, node, 50)  # a progress update, queued before...
         nuke.delete(node)                                # ...the node goes
     deadline = time.monotonic() + 10
@@ -419,7 +431,7 @@ def test_the_engine_stops_with_its_node_or_script(standin, monkeypatch, capsys, 
         assert time.monotonic() < deadline, "the engine run did not stop"
     assert mark.read_text() == "SIGINT"
     assert engine_call._LIVE == set()
-    assert run.key not in hdmatt_node._RUNS
+    assert run not in hdmatt_node._RUNS
     assert nuke._messages == []  # no dialog about a node that is gone
     assert "Traceback" not in capsys.readouterr().err  # no queued call touched the deleted node
     assert list((tmp_path / "tmp").iterdir()) == []

@@ -166,6 +166,31 @@ def test_2_export_is_one_render_pass(shot, tmp_path):
     assert paths["trimap"] and os.path.exists(paths["trimap"].replace("####", "0002"))
 
 
+def test_2_export_writes_the_trimap_in_half_and_refuses_to_fill_the_disk(shot, tmp_path,
+                                                                           monkeypatch):
+    import collections
+
+    import OpenImageIO as oiio
+
+    from nuke_hdmatt.nuke import export
+    nuke, node, plate, src, _ = shot
+    (tmp_path / "w").mkdir()
+    paths = hd().export_inputs(node, [1], str(tmp_path / "w"))
+    formats = {k: oiio.ImageInput.open(paths[k].replace("####", "0001")).spec().format
+               for k in ("plate", "trimap")}
+    assert formats == {"plate": oiio.TypeDesc("float"), "trimap": oiio.TypeDesc("half")}
+    # a shot whose export the temp disk cannot hold: refused before any render
+    usage = collections.namedtuple("usage", "total used free")
+    need = 2 * node.input(0).width() * node.input(0).height() * export.EXPORT_BYTES_A_PIXEL
+    monkeypatch.setattr(export.shutil, "disk_usage", lambda p: usage(10 * need, 9 * need, need - 1))
+    nuke._renders.clear()
+    assert hd().generate(node) is False
+    assert "GiB free; generate fewer frames" in node["status"].value()
+    assert nuke._renders == [] and list((tmp_path / "tmp").iterdir()) == []
+    monkeypatch.setattr(export.shutil, "disk_usage", lambda p: usage(10 * need, 9 * need, need))
+    assert hd().export_inputs(node, [1, 2], str(tmp_path / "w"))["plate"]
+
+
 def test_2_bad_colour_settings_fail_before_any_render(shot):
     nuke, node, plate, src, _ = shot
     nuke.root()["OCIO_config"].setValue("aces_1.2")  # not in this (fake) Nuke install
@@ -261,6 +286,29 @@ def test_4_5_a_frame_generated_again_alone_keeps_the_others_checked(shot):
     assert hd().generate(node, "2") is True  # the changed frame made again: nothing stale
     assert hd().stale_reasons(node) == []
     assert "2 cached" in hd().update_status(node, [1, 2])
+
+
+def test_4_6_proxy_mode_checks_the_full_resolution_files(shot):
+    """Generate renders at full resolution (proxy off); the stale check reads the same files
+    in proxy mode too, where ``nuke.filename`` names a Read's proxy file."""
+    nuke, node, plate, src, _ = shot
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+    for f in (1, 2):
+        write_exr(src / f"plate_proxy.{f:04d}.exr", plate_pixels(f), ("R", "G", "B"))
+    plate["proxy"].setValue(str(src / "plate_proxy.####.exr"))
+    nuke.root()["proxy"].setValue(True)
+    assert hd().generate(node, "1-2") is True
+    assert nuke.root()["proxy"].value() is True  # given back after the render
+    assert hd().stale_reasons(node) == []
+    nuke.root()["proxy"].setValue(False)
+    assert hd().stale_reasons(node) == []  # toggling proxy changes nothing that was rendered
+    nuke.root()["proxy"].setValue(True)
+    later = time.time_ns() + 10**9
+    os.utime(src / "plate_proxy.0002.exr", ns=(later, later))
+    assert hd().stale_reasons(node) == []  # a new proxy: not what the alpha was made from
+    os.utime(src / "plate.0002.exr", ns=(later, later))
+    assert hd().stale_reasons(node) == ["plate input"]  # the full-resolution file changed
 
 
 def test_5_changed_weights_mark_the_node_stale(shot, tmp_path, monkeypatch):

@@ -322,4 +322,4 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(text)
         return EXIT_OK
 
-    return run_reporting("hdmatt farm nuke", body)
+    return run_reporting("hdmatt", body)

@@ -145,11 +145,13 @@ def job_template(*, plate: str, trimap: str | None, output: str, frames: list[in
          "description": "frames per task"},
     ]
     args += ["-o", "{{Param.Output}}", "--frames", "{{Task.Param.Frame}}"]
-    args += list(extra_args or [])
+    args += [_literal(word, prev) for prev, word in zip(["", *(extra_args or [])],
+                                                         extra_args or [])]
+    job_name = _literal(name or f"hdmatt {os.path.basename(plate)}", "--name")
     return {
         "specificationVersion": SPEC_VERSION,
         "extensions": ["TASK_CHUNKING"],
-        "name": name or f"hdmatt {os.path.basename(plate)}",
+        "name": job_name,
         "parameterDefinitions": params,
         "steps": [{
             "name": STEP_NAME,
@@ -170,6 +172,17 @@ def job_template(*, plate: str, trimap: str | None, output: str, frames: list[in
             **({"hostRequirements": GPU_HOST} if gpu else {}),
         }],
     }
+
+
+def _literal(word: str, option: str) -> str:
+    """A word the template interpolates (task arguments, the job's name), checked: Open Job
+    Description reads ``{{...}}`` there as an expression, so the job would be refused at
+    submission, or the word replaced by a parameter's value."""
+    if "{{" in word or "}}" in word:
+        what = option if option.startswith("-") else "a task argument"
+        raise UsageError(f"{what}: {word!r} holds '{{{{' or '}}}}', which Open Job Description "
+                         "reads as a template expression; rename it")
+    return word
 
 
 def render_yaml(value, indent: int = 0) -> str:

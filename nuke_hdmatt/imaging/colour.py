@@ -14,9 +14,14 @@ HDR treatment in :func:`to_network_space` (documented here once, referred to els
 2. The OCIO processor converts to sRGB-encoded Rec.709 (the sRGB curve is extended above
    1 and OCIO mirrors/clamps below 0 as the config defines).
 3. The result is clipped to [0, 1]: highlights above display white become white and
-   negative (out-of-gamut) values become 0. Matting only needs edges and colour contrast
-   in the range the network was trained on; the alpha is unaffected by the clip except
-   inside blown-out regions, where the plate carries no edge detail in 0-1 anyway.
+   negative (out-of-gamut) values become 0, the range the network was trained on.
+
+Before step 2, a frame whose unknown band holds highlights above display white is darkened
+(:func:`highlight_gain`: a gain in linear light, ``--highlights fit``, the default): hair
+over a sky at four times display white mixes to pixels above white that the clip would make
+pure sky, and the alpha there to 0. A gain is exposure, which the matting equation does not
+care about (light adds), so the alpha is that of the plate; frames without such highlights
+(every display-referred plate) are converted exactly as before.
 """
 
 from __future__ import annotations
@@ -258,7 +263,33 @@ def network_processor(colorspace: str, config: "OCIO.Config") -> "OCIO.CPUProces
     return proc.getDefaultCPUProcessor()
 
 
-def to_network_space(pixels: np.ndarray, colorspace: str, config: "OCIO.Config") -> np.ndarray:
+#: the share (percent) of the unknown band :func:`highlight_gain` brings within display
+#: white; the brightest half percent may clip (a specular glint is no edge)
+HIGHLIGHT_PERCENTILE = 99.5
+
+
+def highlight_gain(pixels: np.ndarray, colorspace: str, config: "OCIO.Config",
+                   unknown: np.ndarray) -> float:
+    """The gain in linear light (<= 1) that brings the ``unknown`` pixels' highlights within
+    display white: 1 / the :data:`HIGHLIGHT_PERCENTILE` of their largest channel in
+    ``scene_linear``, or 1 where that is already within white (or nothing is unknown).
+
+    Parameters
+    ----------
+    pixels : np.ndarray, float, (H, W, 3) in ``colorspace``
+    colorspace, config : as for :func:`to_network_space`
+    unknown : np.ndarray, bool, (H, W)
+    """
+    band = np.ascontiguousarray(np.asarray(pixels)[unknown][None])  # (1, N, 3): converted alone
+    if not band.size:
+        return 1.0
+    peak = float(np.percentile(to_scene_linear(band, colorspace, config).max(-1),
+                               HIGHLIGHT_PERCENTILE))
+    return 1.0 / peak if peak > 1.0 else 1.0
+
+
+def to_network_space(pixels: np.ndarray, colorspace: str, config: "OCIO.Config",
+                     gain: float = 1.0) -> np.ndarray:
     """Convert RGB pixels to the network input space.
 
     Parameters
@@ -268,6 +299,8 @@ def to_network_space(pixels: np.ndarray, colorspace: str, config: "OCIO.Config")
     colorspace : str
         Name, alias or role in ``config``.
     config : OCIO.Config
+    gain : float
+        Exposure applied in ``scene_linear`` first (:func:`highlight_gain`); 1: none.
 
     Returns
     -------
@@ -285,7 +318,12 @@ def to_network_space(pixels: np.ndarray, colorspace: str, config: "OCIO.Config")
     """
     rgb = _finite_rgb(pixels)
     height, width = rgb.shape[:2]
-    if rgb.size:
+    if rgb.size and gain != 1.0:
+        rgb = to_scene_linear(rgb, colorspace, config)
+        rgb *= np.float32(gain)
+        network_processor(OCIO.ROLE_SCENE_LINEAR, config).apply(
+            OCIO.PackedImageDesc(rgb, width, height, 3))
+    elif rgb.size:
         cpu = network_processor(colorspace, config)
         cpu.apply(OCIO.PackedImageDesc(rgb, width, height, 3))
     np.nan_to_num(rgb, copy=False, nan=0.0, posinf=1.0, neginf=0.0)

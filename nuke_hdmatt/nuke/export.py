@@ -1,4 +1,4 @@
-"""The HDMatt node's inputs rendered to float EXR sequences for the engine process.
+"""The HDMatt node's inputs rendered to EXR sequences for the engine process.
 
 Imports ``nuke``; called on the main thread (Generate, before the engine starts).
 """
@@ -6,6 +6,7 @@ Imports ``nuke``; called on the main thread (Generate, before the engine starts)
 from __future__ import annotations
 
 import os
+import shutil
 
 import nuke
 
@@ -13,6 +14,11 @@ from ..errors import Cancelled, PlateError, UsageError
 from ..sequence import format_frames
 
 INPUTS = (("plate", "rgb"), ("trimap", "rgba"), ("matte", "rgba"))
+# the plate as it arrives (float); a trimap's 0, 0.5 and 1 are exact in half, and a matte is
+# only thresholded (0.05 / 0.95): half halves the largest of the temp files
+DATATYPES = {"plate": "32 bit float", "trimap": "16 bit half", "matte": "16 bit half"}
+# bytes a pixel of a frame's export before compression: rgb float + rgba half
+EXPORT_BYTES_A_PIXEL = 3 * 4 + 4 * 2
 # lossless and fast; set explicitly so a studio default (DWAA, B44) cannot make exports lossy
 EXPORT_COMPRESSION = "Zip (1 scanline)"
 
@@ -67,8 +73,21 @@ class _RenderCallbacksOff:
             table.update(saved)
 
 
+def check_space(node, images: int, folder: str) -> None:
+    """Refuse an export that could fill the disk of ``folder`` (the system temp: a full
+    disk there stops Nuke and everything else on the machine), before anything renders."""
+    need = images * node.input(0).width() * node.input(0).height() * EXPORT_BYTES_A_PIXEL
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise UsageError(f"{node.name()}: the inputs ({images} plate image(s)) take up to "
+                         f"{need / 2**30:.1f} GiB in {folder}, which has {free / 2**30:.1f} GiB "
+                         "free; generate fewer frames at a time, or start Nuke with TMPDIR on "
+                         "a larger disk")
+
+
 def export_inputs(node, frames: list[int], folder: str, plate_space: str = "") -> dict:
-    """Render the connected inputs to float EXR sequences in ``folder``, in one pass.
+    """Render the connected inputs to EXR sequences in ``folder``, in one pass: the plate in
+    float, the trimap or matte in half (:data:`DATATYPES`).
 
     The plate's pixels are written as they arrive (no conversion) and tagged with
     ``plate_space`` when it is the working space; the trimap or matte is written over the
@@ -93,6 +112,7 @@ def export_inputs(node, frames: list[int], folder: str, plate_space: str = "") -
     """
     names = connected(node)
     all_views = views()
+    check_space(node, len(frames) * len(all_views), folder)
     stereo = len(all_views) > 1
     root = nuke.root()
     working = str(root["workingSpaceLUT"].value()) if root.knob("workingSpaceLUT") else ""
@@ -117,7 +137,7 @@ def export_inputs(node, frames: list[int], folder: str, plate_space: str = "") -
                 bbox.setInput(1, node.input(0))
                 made.append(bbox)
                 source = bbox
-            write = nuke.nodes.Write(file=pattern, file_type="exr", datatype="32 bit float",
+            write = nuke.nodes.Write(file=pattern, file_type="exr", datatype=DATATYPES[name],
                                      channels=channels, compression=EXPORT_COMPRESSION,
                                      create_directories=True,
                                      beforeRender="", afterRender="", beforeFrameRender="",

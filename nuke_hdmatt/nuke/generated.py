@@ -60,7 +60,7 @@ def graph_digests(start, frames: list[int], max_age: float = 0.0) -> tuple[str, 
                 continue
         items.append({"class": n.Class(), "knobs": knobs})
         if n.Class() == "Read":
-            text = nuke.filename(n) or ""
+            text = full_res_file(n)
             reads += [FrameSequence(text.replace("%V", view))
                       for view in (views() if "%V" in text else [""])]
         todo.extend(n.input(i) for i in range(n.inputs()))
@@ -68,6 +68,17 @@ def graph_digests(start, frames: list[int], max_age: float = 0.0) -> tuple[str, 
             todo.extend(n.nodes())
     return digest(items), {f: digest([_stat(seq, f, max_age) for seq in reads])
                            for f in frames}
+
+
+def full_res_file(read) -> str:
+    """The file pattern a Read reads at full resolution, which Generate renders (proxy off).
+    In proxy mode ``nuke.filename`` names the Read's proxy file where it has one: stat'ing
+    that would call the alpha stale whenever a compositor toggles proxy."""
+    proxy = read.knob("proxy")
+    if not (nuke.root()["proxy"].value() and proxy is not None and str(proxy.value()).strip()):
+        return nuke.filename(read) or ""
+    raw = str(read["file"].value())
+    return nuke.tcl("subst", raw) if ("[" in raw or "$" in raw) else raw
 
 
 def _stat(seq: FrameSequence, frame: int, max_age: float) -> list[int] | None:

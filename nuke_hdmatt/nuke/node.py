@@ -64,7 +64,9 @@ ROOT_COLOUR_KNOBS = ("colorManagement", "OCIO_config", "customOCIOConfigPath", "
 # EngineCall fields that are paths or where-to-run choices, not what decides the alpha
 _JOB_NOT_SETTINGS = ("plate", "trimap", "matte", "output", "frames", "cache", "device")
 
-_RUNS: dict[str, "_Run"] = {}  # node full name -> its engine run (GUI mode)
+# engine runs in progress (GUI mode), found by their node: a node renamed (or moved into a
+# group) while it generates keeps its run, and a new node given a deleted one's name has none
+_RUNS: list["_Run"] = []
 _RUNS_LOCK = threading.Lock()
 
 
@@ -201,7 +203,7 @@ def on_script_close() -> None:
     """``nuke.addOnScriptClose`` (menu.py): every engine run stops with its script, now: the
     engine runs in a session of its own and would outlive Nuke, holding the GPU."""
     with _RUNS_LOCK:
-        runs = list(_RUNS.values())
+        runs = list(_RUNS)
     for run in runs:
         run.stop.set()
     stop_all_engines()
@@ -417,7 +419,14 @@ class _Run:
 def running(node):
     """The node's engine run in progress (``.thread``), or None."""
     with _RUNS_LOCK:
-        return _RUNS.get(node.fullName())
+        runs = list(_RUNS)
+    for run in runs:
+        try:
+            if run.node == node:  # Nuke's nodes compare by the node they wrap
+                return run
+        except ValueError:  # a deleted node's wrapper raises on use
+            continue
+    return None
 
 
 def generate(node=None, frames: str | None = None) -> bool:
@@ -444,7 +453,7 @@ def generate(node=None, frames: str | None = None) -> bool:
         _engine_run(run)
         return run.ok
     with _RUNS_LOCK:
-        _RUNS[run.key] = run
+        _RUNS.append(run)
     run.thread = threading.Thread(target=_engine_run, args=(run,), daemon=True,
                                   name=f"HDMatt {run.key}")
     run.thread.start()
@@ -568,8 +577,8 @@ def _engine_run(run: _Run) -> None:
         print(f"HDMatt: {run.key}: {type(exc).__name__}: {exc}", file=sys.stderr)
     finally:
         with _RUNS_LOCK:
-            if _RUNS.get(run.key) is run:
-                del _RUNS[run.key]
+            if run in _RUNS:
+                _RUNS.remove(run)
 
 
 def _set(node, knob: str, value) -> None:

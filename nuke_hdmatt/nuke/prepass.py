@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         print(f"hdmatt prepass: exported {len(frames)} frames of {args.node} to {args.work}")
         return 0
 
-    return run_reporting("hdmatt prepass", body)
+    return run_reporting("hdmatt", body)
 
 
 if __name__ == "__main__":

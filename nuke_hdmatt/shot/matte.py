@@ -16,6 +16,7 @@ Failures are split in two:
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -70,6 +71,7 @@ class MatteJob:
     bit_depth: int = 8
     foreground: str | None = None  # layer for the unpremultiplied foreground (EXR only)
     premultiplied: bool = False    # alpha * foreground into the alpha's layer R, G, B
+    highlights: str = "fit"        # workflow.HIGHLIGHTS: the unknown band's highlights fitted or clipped
 
 
 @dataclass
@@ -300,9 +302,11 @@ def _read_matte(path: str, channel: str | None, frame):
 
 
 def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
-    """Read and prepare one frame: (plate, network-space RGB, trimap values, colour space)."""
+    """Read and prepare one frame: (plate, network-space RGB, trimap values, colour space,
+    the gain the plate was darkened by for the network, 1 for none)."""
     from ..imaging import (
         check_trimap,
+        highlight_gain,
         plate_colorspace,
         read_plate,
         read_trimap,
@@ -319,7 +323,6 @@ def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
         raise ChannelError(f"--plate-channels needs exactly 3 channels (R,G,B), got "
                            f"{len(plate.channels)}", path=plate.path, frame=frame)
     colorspace = plate_colorspace(plate, job.plate_colorspace, config)
-    rgb = to_network_space(plate.pixels, colorspace, config)
     if job.trimap_from_matte:
         matte = _read_matte(FrameSequence(job.trimap_from_matte).path(frame),
                             job.trimap_channel, frame)
@@ -334,7 +337,10 @@ def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
         check_trimap(tri, plate)  # window alignment needs the Trimap, not just its values
         trimap = tri.values
     check_trimap(trimap, plate)
-    return plate, rgb, trimap, colorspace
+    gain = (highlight_gain(plate.pixels, colorspace, config, trimap == 0.5)
+            if job.highlights == "fit" else 1.0)
+    rgb = to_network_space(plate.pixels, colorspace, config, gain)
+    return plate, rgb, trimap, colorspace, gain
 
 
 def _check_band(band: int, shape, path: str) -> None:
@@ -520,7 +526,11 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
         out_path = FrameSequence(job.output).path(frame)
         reporter.frame_start(frame, plate=FrameSequence(job.plate).path(frame), output=out_path)
         try:
-            plate, rgb, trimap, colorspace = _frame_inputs(job, frame, config, config_desc)
+            plate, rgb, trimap, colorspace, gain = _frame_inputs(job, frame, config, config_desc)
+            if gain < 1.0:
+                reporter.message(f"{plate.path}: highlights in the unknown band at up to "
+                                 f"{1 / gain:.3g}x display white: the network sees the plate "
+                                 f"{math.log2(1 / gain):.1f} stops darker (--highlights)")
             where = FrameSequence(_trimap_source(job)).path(frame)
             replaced = non_finite_note(plate.pixels)
             if replaced:
@@ -533,6 +543,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
                                  "has no known foreground or background to start from (the "
                                  "wrong file or channel?)")
             stamp = engine_stamp(engine, colorspace, config_desc)
+            stamp["params"]["highlights"] = job.highlights
             key = None
             alpha = None
             if cache is not None:

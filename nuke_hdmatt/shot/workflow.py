@@ -30,6 +30,10 @@ __all__ = ["RunSettings", "MAX_THREADS", "check_threads", "run_matte", "run_shot
 # multiple of this machine's cores: a farm template is checked here and run elsewhere.
 MAX_THREADS = 1024
 
+# --highlights: "fit" darkens a frame whose unknown band holds highlights above display white
+# for the network (imaging.colour.highlight_gain); "clip" converts every frame as it is
+HIGHLIGHTS = ("fit", "clip")
+
 
 def check_threads(threads: int | None) -> None:
     """``--threads``: None (torch's default) or 1 to :data:`MAX_THREADS`."""

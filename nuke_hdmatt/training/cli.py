@@ -173,7 +173,7 @@ def main(argv=None) -> int:
         train(s, loader_factory(folders, args.batch, args.seed, args.min_samples, args.workers),
               pairs)
 
-    return run_reporting("hdmatt train", body, "interrupted; rerun the same command to resume")
+    return run_reporting("hdmatt", body, "interrupted; rerun the same command to resume")
 
 
 if __name__ == "__main__":

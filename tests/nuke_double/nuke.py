@@ -844,7 +844,7 @@ def _enum(*values):
 
 
 class Read(Node):
-    _KNOBS = {"file": File_Knob, "first": Int_Knob, "last": Int_Knob,
+    _KNOBS = {"file": File_Knob, "proxy": File_Knob, "first": Int_Knob, "last": Int_Knob,
               "before": _enum("hold", "loop", "bounce", "black"),
               "after": _enum("hold", "loop", "bounce", "black"),
               "on_error": _enum("error", "black", "checkerboard", "nearest frame"),
@@ -1180,10 +1180,14 @@ REPLACE, REPLACE_VIEWS = 1, 2
 
 def filename(node, i=None):
     """The node's file knob with its TCL expanded; frame placeholders kept (``####`` as
-    ``%04d``) unless ``i`` is REPLACE."""
+    ``%04d``) unless ``i`` is REPLACE. In proxy mode (``root.proxy``) the proxy knob's file
+    where the node has one, as Nuke does."""
     knob = node.knob("file")
     if knob is None:
         return None
+    proxy = node.knob("proxy")
+    if root()["proxy"].value() and proxy is not None and str(proxy.value()).strip():
+        knob = proxy
     text = re.sub(r"#+", lambda m: "%%0%dd" % len(m.group(0)), _tcl_subst(knob.value(), node))
     return _frame_path(text, frame()) if i == REPLACE else text
 
