@@ -49,16 +49,27 @@ def trimap(name: str, which: str) -> np.ndarray:
     return np.where(t < 0.25, 0.0, np.where(t > 0.75, 1.0, 0.5)).astype(np.float32)
 
 
-def main(argv=None) -> int:
-    args, eng = hrc.engine_from_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]),
+def dev_names() -> list[str]:
+    """Every 800 px dev image, in the order that picks each one's background."""
+    return sorted(p.stem for p in (hrc.dev_dir() / "alpha").glob("GT*.png"))
+
+
+def setup(doc: str, argv):
+    """(arguments, the engine in float32 or None without the data, the built-in OCIO config)."""
+    from nuke_hdmatt.imaging import resolve_config
+    args, eng = hrc.engine_from_args(argparse.ArgumentParser(description=doc.splitlines()[0]),
                                      argv, precision="fp32")
+    return args, eng, resolve_config(None)[0]
+
+
+def main(argv=None) -> int:
+    args, eng, config = setup(__doc__, argv)
     if eng is None:
         return 2
     from nuke_hdmatt import metrics
-    from nuke_hdmatt.imaging import highlight_gain, resolve_config, to_network_space
+    from nuke_hdmatt.imaging import highlight_gain, to_network_space
     from nuke_hdmatt.training import VALIDATION_IMAGES
-    config = resolve_config(None)[0]
-    names = sorted(p.stem for p in (hrc.dev_dir() / "alpha").glob("GT*.png"))
+    names = dev_names()
     rows = []  # (split, gain, name, trimap, mode, sad, mse, grad, fitted gain)
     for index, name in enumerate(names):
         alpha, fg, bg = plates(name, index)

@@ -28,7 +28,7 @@ from . import ENGINE_VERSION
 from .engine.settings import FIXED_DETAIL, PRECISIONS, PRIOR_CHOICES, InferenceSettings, check_device
 from .errors import EXIT_FAILED_FRAMES, EXIT_OK, UsageError, run_reporting
 from .errors import ArgumentParser as Parser
-from .shot.workflow import HIGHLIGHTS, MAX_THREADS, check_threads
+from .shot.workflow import MAX_THREADS, check_threads, highlights_value
 
 # Sub-commands implemented elsewhere and dispatched with the rest of the command line.
 DELEGATED = {
@@ -86,10 +86,12 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                     help="EXR output: write alpha x foreground into the alpha layer's R, G, B "
                     "(a ready element; PNG/TIFF outputs refuse both options)")
     colour = p.add_argument_group("colour")
-    colour.add_argument("--highlights", choices=HIGHLIGHTS,
+    colour.add_argument("--highlights", type=_highlights, metavar="fit|clip|STOPS",
                         help="fit (default): a frame whose unknown band holds highlights above "
                         "display white is darkened for the network, so hair over a bright sky "
-                        "is not clipped into it; clip: every frame as it is, clipped to white")
+                        "is not clipped into it; clip: every frame as it is, clipped to white; "
+                        "STOPS: every frame darkened by that many stops (one exposure for a "
+                        "shot whose highlights come and go)")
     colour.add_argument("--plate-colorspace", metavar="NAME",
                         help="plate colour space in the OCIO config (default: file metadata, "
                         "else scene_linear for EXR / sRGB for 8-16 bit files)")
@@ -169,6 +171,13 @@ def run_settings(args: argparse.Namespace):
     return RunSettings(engine=engine_kwargs(args), cache=getattr(args, "cache", None),
                        no_cache=bool(args.no_cache), quiet=bool(args.quiet),
                        json_log=args.json_log, threads=getattr(args, "threads", None))
+
+
+def _highlights(text: str) -> str:
+    try:
+        return highlights_value(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def detail_value(text: str) -> float | str:

@@ -306,7 +306,7 @@ def test_hair_over_a_sky_above_white_is_not_clipped_into_it(tmp_path):
     write_image(tmp_path / "trimap.exr", trimap, "Y")
     unknown = trimap == 0.5
     sad = {}
-    for mode in ("fit", "clip"):
+    for mode in ("fit", "clip", "3.0"):  # 3 stops: one exposure a TD sets for the shot
         proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", f"{mode}.exr", *FAST,
                       "--no-cache", "--highlights", mode)
         assert proc.returncode == 0, proc.stderr
@@ -314,5 +314,11 @@ def test_hair_over_a_sky_above_white_is_not_clipped_into_it(tmp_path):
         got = read_image(tmp_path / f"{mode}.exr")[1][..., -1]
         sad[mode] = float(np.abs(got - alpha)[unknown].sum())
         meta = read_hdmatt_metadata(str(tmp_path / f"{mode}.exr"))
-        assert meta["params"]["highlights"] == mode
+        assert meta["params"]["highlights"] == ("3" if mode == "3.0" else mode)
     assert sad["fit"] < 0.6 * sad["clip"], sad  # measured 146 against 318
+    assert sad["3.0"] < 0.6 * sad["clip"], sad
+    for bad in ("auto", "-1", "nan", "21"):
+        proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "x.exr",
+                      "--highlights", bad)
+        err = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(err) == 1 and "--highlights" in err[0], proc.stderr

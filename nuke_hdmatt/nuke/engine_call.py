@@ -70,6 +70,7 @@ class EngineCall:
     layer: str = "rgba"
     device: str = "auto"
     settings: InferenceSettings = field(default_factory=InferenceSettings)
+    highlights: str = "fit"      # --highlights: fit, clip or stops darker
     foreground: str = ""         # layer for the estimated foreground colour ("": none)
     premultiplied: bool = False  # also alpha x foreground into the file's R, G, B
 
@@ -88,7 +89,7 @@ class EngineCall:
             cmd += ["--ocio", self.ocio]
         if self.cache:
             cmd += ["--cache", self.cache]
-        cmd += ["--device", self.device, *self.settings.argv()]
+        cmd += ["--device", self.device, *self.settings.argv(), "--highlights", self.highlights]
         if self.foreground:
             cmd += ["--foreground", self.foreground]
         if self.premultiplied:

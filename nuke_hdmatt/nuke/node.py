@@ -44,6 +44,7 @@ from ..engine.settings import FIXED_DETAIL, InferenceSettings
 from ..engine_env import engine_executable
 from ..errors import Cancelled, ColorSpaceError, HDMattError, UsageError
 from ..sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
+from ..shot.workflow import highlights_value
 from .colour_settings import resolve_colour
 from .engine_call import EngineCall, EngineResult, remove_partial_outputs, run_engine, stop_all_engines
 from .export import INPUTS, connected, export_inputs, views
@@ -173,7 +174,8 @@ def knob_changed() -> None:
     if knob is not None and knob.name() in ("alpha_file", "frames", "inputChange", "band",
                                             "trimap_channel", "plate_colorspace", "patch",
                                             "overlap", "k", "pool", "precision", "prior",
-                                            "detail", "detail_auto", "foreground_output"):
+                                            "detail", "detail_auto", "flip", "highlights",
+                                            "foreground_output"):
         update_status(node)
         if knob.name() == "detail_auto":
             apply_detail_auto(node)
@@ -320,8 +322,16 @@ def matte_job(node, paths: dict, frames: list[int], colour=None) -> EngineCall:
         trimap_channel=TRIMAP_CHANNELS[node["trimap_channel"].value()],
         plate_colorspace=colour.colorspace, ocio=colour.config,
         cache=_text(node, "cache"), device=node["device"].value(),
-        settings=inference_settings(node),
+        settings=inference_settings(node), highlights=_highlights(node),
         foreground=_foreground_output(node)[0], premultiplied=_foreground_output(node)[1])
+
+
+def _highlights(node) -> str:
+    """The highlights knob as the engine's ``--highlights`` value (nodes without it: fit)."""
+    try:
+        return highlights_value(_knob_value(node, "highlights", "fit") or "fit")
+    except ValueError as exc:
+        raise UsageError(f"{node.name()}.highlights: {exc}") from None
 
 
 # ---------------------------------------------------------------- what was generated

@@ -71,7 +71,7 @@ class MatteJob:
     bit_depth: int = 8
     foreground: str | None = None  # layer for the unpremultiplied foreground (EXR only)
     premultiplied: bool = False    # alpha * foreground into the alpha's layer R, G, B
-    highlights: str = "fit"        # workflow.HIGHLIGHTS: the unknown band's highlights fitted or clipped
+    highlights: str = "fit"        # workflow.highlights_value: fit, clip or stops darker
 
 
 @dataclass
@@ -337,8 +337,10 @@ def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
         check_trimap(tri, plate)  # window alignment needs the Trimap, not just its values
         trimap = tri.values
     check_trimap(trimap, plate)
-    gain = (highlight_gain(plate.pixels, colorspace, config, trimap == 0.5)
-            if job.highlights == "fit" else 1.0)
+    if job.highlights == "fit":
+        gain = highlight_gain(plate.pixels, colorspace, config, trimap == 0.5)
+    else:  # one exposure for every frame: clip (none) or a number of stops
+        gain = 1.0 if job.highlights == "clip" else 2.0 ** -float(job.highlights)
     rgb = to_network_space(plate.pixels, colorspace, config, gain)
     return plate, rgb, trimap, colorspace, gain
 
@@ -527,7 +529,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
         reporter.frame_start(frame, plate=FrameSequence(job.plate).path(frame), output=out_path)
         try:
             plate, rgb, trimap, colorspace, gain = _frame_inputs(job, frame, config, config_desc)
-            if gain < 1.0:
+            if gain < 1.0 and job.highlights == "fit":
                 reporter.message(f"{plate.path}: highlights in the unknown band at up to "
                                  f"{1 / gain:.3g}x display white: the network sees the plate "
                                  f"{math.log2(1 / gain):.1f} stops darker (--highlights)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
@@ -31,8 +32,31 @@ __all__ = ["RunSettings", "MAX_THREADS", "check_threads", "run_matte", "run_shot
 MAX_THREADS = 1024
 
 # --highlights: "fit" darkens a frame whose unknown band holds highlights above display white
-# for the network (imaging.colour.highlight_gain); "clip" converts every frame as it is
+# for the network (imaging.colour.highlight_gain); "clip" converts every frame as it is; a
+# number darkens every frame by that many stops (one exposure for the whole shot)
 HIGHLIGHTS = ("fit", "clip")
+MAX_STOPS = 20.0
+
+
+def highlights_value(text: str) -> str:
+    """``--highlights``: ``fit``, ``clip`` or a number of stops (0-20), as canonical text.
+
+    Raises
+    ------
+    ValueError
+        Anything else (argparse's type errors name the option).
+    """
+    word = str(text).strip().lower()
+    if word in HIGHLIGHTS:
+        return word
+    try:
+        stops = float(word)
+    except ValueError:
+        stops = math.nan
+    if not 0.0 <= stops <= MAX_STOPS:  # nan too
+        raise ValueError(f"{text!r}: give fit, clip or a number of stops 0-{MAX_STOPS:g}")
+    return f"{stops:g}"
+
 
 
 def check_threads(threads: int | None) -> None:
