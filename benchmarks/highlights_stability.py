@@ -1,6 +1,6 @@
-"""How much the alpha moves with the exposure ``--highlights fit`` picks: a shot whose band's
-highlights vary from frame to frame gets a different gain on each frame, and the network is
-only nearly exposure-invariant (the reason ``--highlights STOPS`` exists).
+"""How much the alpha moves with the exposure ``--exposure fit`` picks: a shot whose band's
+brightness varies from frame to frame gets a different gain on each frame, and the network
+is only nearly exposure-invariant (the reason ``--exposure STOPS`` exists).
 
 Two validation images over a background 4 times display white (as ``benchmarks.highlights``
 builds them), trimap1: the alpha at the fitted gain against the alpha at that gain times
@@ -29,15 +29,15 @@ def main(argv=None) -> int:
     if eng is None:
         return 2
     from nuke_hdmatt import metrics
-    from nuke_hdmatt.imaging import highlight_gain, to_network_space
+    from nuke_hdmatt.imaging import exposure_gain, to_network_space
     rows = []
     names = dev_names()
     for name in IMAGES:
-        alpha, fg, bg = plates(name, names.index(name))  # the background highlights gives it
+        alpha, fg, bg = plates(name, names.index(name))  # the background benchmarks.highlights gives it
         plate = alpha[..., None] * fg + (1 - alpha[..., None]) * bg * np.float32(4)
         tri = trimap(name, "trimap1")
         unknown = tri == 0.5
-        gain = highlight_gain(plate, SPACE, config, unknown)
+        gain = exposure_gain(plate, SPACE, config, unknown)
         base = eng.matte(to_network_space(plate, SPACE, config, gain), tri)
         for factor in FACTORS:
             out = eng.matte(to_network_space(plate, SPACE, config, gain * factor), tri)

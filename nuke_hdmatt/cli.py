@@ -28,7 +28,7 @@ from . import ENGINE_VERSION
 from .engine.settings import FIXED_DETAIL, PRECISIONS, PRIOR_CHOICES, InferenceSettings, check_device
 from .errors import EXIT_FAILED_FRAMES, EXIT_OK, UsageError, run_reporting
 from .errors import ArgumentParser as Parser
-from .shot.workflow import MAX_THREADS, check_threads, highlights_value
+from .shot.workflow import MAX_THREADS, check_threads, exposure_value
 
 # Sub-commands implemented elsewhere and dispatched with the rest of the command line.
 DELEGATED = {
@@ -86,12 +86,13 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                     help="EXR output: write alpha x foreground into the alpha layer's R, G, B "
                     "(a ready element; PNG/TIFF outputs refuse both options)")
     colour = p.add_argument_group("colour")
-    colour.add_argument("--highlights", type=_highlights, metavar="fit|clip|STOPS",
-                        help="fit (default): a frame whose unknown band holds highlights above "
-                        "display white is darkened for the network, so hair over a bright sky "
-                        "is not clipped into it; clip: every frame as it is, clipped to white; "
-                        "STOPS: every frame darkened by that many stops (one exposure for a "
-                        "shot whose highlights come and go)")
+    colour.add_argument("--exposure", type=_exposure, metavar="fit|off|STOPS",
+                        help="fit (default): each frame's exposure fitted to its unknown band "
+                        "for the network, darker where it holds highlights above display white "
+                        "(hair over a bright sky is not clipped into it), brighter where it "
+                        "stays below half of white (night plates); off: every frame as it is; "
+                        "STOPS: every frame's exposure changed by that much, negative darker "
+                        "(one exposure for a shot whose band's brightness comes and goes)")
     colour.add_argument("--plate-colorspace", metavar="NAME",
                         help="plate colour space in the OCIO config (default: file metadata, "
                         "else scene_linear for EXR / sRGB for 8-16 bit files)")
@@ -173,9 +174,9 @@ def run_settings(args: argparse.Namespace):
                        json_log=args.json_log, threads=getattr(args, "threads", None))
 
 
-def _highlights(text: str) -> str:
+def _exposure(text: str) -> str:
     try:
-        return highlights_value(text)
+        return exposure_value(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -251,7 +252,7 @@ def matte_job_from_args(args: argparse.Namespace):
     if args.plate_channels:
         job.plate_channels = tuple(parse_channels(args.plate_channels))
     for dest in ("trimap_channel", "trimap_from_matte", "plate_colorspace", "ocio", "layer",
-                 "compression", "bit_depth", "band", "foreground", "highlights"):
+                 "compression", "bit_depth", "band", "foreground", "exposure"):
         if getattr(args, dest) is not None:
             setattr(job, dest, getattr(args, dest))
     if args.band is not None and not args.trimap_from_matte:

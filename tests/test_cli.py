@@ -291,7 +291,8 @@ def test_an_option_of_another_output_format_is_refused(tmp_path, out, option, ne
 def test_hair_over_a_sky_above_white_is_not_clipped_into_it(tmp_path):
     """A soft edge over a background at eight times display white: clipped to white for the
     network, every partly covered pixel looked like sky and its alpha went towards 0; the
-    frame darkened for the network (``--highlights fit``, the default) keeps the edge."""
+    frame darkened for the network (``--exposure fit``, the default) keeps the edge, and so
+    does one exposure given in stops."""
     from nuke_hdmatt.imaging import read_hdmatt_metadata
     size = 64
     rng = np.random.default_rng(1)
@@ -306,19 +307,52 @@ def test_hair_over_a_sky_above_white_is_not_clipped_into_it(tmp_path):
     write_image(tmp_path / "trimap.exr", trimap, "Y")
     unknown = trimap == 0.5
     sad = {}
-    for mode in ("fit", "clip", "3.0"):  # 3 stops: one exposure a TD sets for the shot
-        proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", f"{mode}.exr", *FAST,
-                      "--no-cache", "--highlights", mode)
+    for mode in ("fit", "off", "-3.0"):  # -3 stops: one exposure a TD sets for the shot
+        proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", f"out{mode}.exr", *FAST,
+                      "--no-cache", "--exposure", mode)
         assert proc.returncode == 0, proc.stderr
-        assert ("stops darker" in proc.stderr) == (mode == "fit"), proc.stderr
-        got = read_image(tmp_path / f"{mode}.exr")[1][..., -1]
+        assert ("stops darker: its unknown band holds highlights" in proc.stderr) == (mode == "fit")
+        got = read_image(tmp_path / f"out{mode}.exr")[1][..., -1]
         sad[mode] = float(np.abs(got - alpha)[unknown].sum())
-        meta = read_hdmatt_metadata(str(tmp_path / f"{mode}.exr"))
-        assert meta["params"]["highlights"] == ("3" if mode == "3.0" else mode)
-    assert sad["fit"] < 0.6 * sad["clip"], sad  # measured 146 against 318
-    assert sad["3.0"] < 0.6 * sad["clip"], sad
-    for bad in ("auto", "-1", "nan", "21"):
+        meta = read_hdmatt_metadata(str(tmp_path / f"out{mode}.exr"))
+        assert meta["params"]["exposure"] == ("-3" if mode == "-3.0" else mode)
+    assert sad["fit"] < 0.6 * sad["off"], sad  # measured 146 against 318
+    assert sad["-3.0"] < 0.6 * sad["off"], sad
+    for bad in ("auto", "21", "nan", "clip"):
         proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "x.exr",
-                      "--highlights", bad)
+                      "--exposure", bad)
         err = proc.stderr.strip().splitlines()
-        assert proc.returncode == 2 and len(err) == 1 and "--highlights" in err[0], proc.stderr
+        assert proc.returncode == 2 and len(err) == 1 and "--exposure" in err[0], proc.stderr
+
+
+def test_a_night_plate_is_brightened_for_the_network(tmp_path):
+    """The same soft edge with everything six stops under: its band peaks far below white,
+    where the sRGB curve's shadows hold little contrast; fitted, the network sees it at half
+    of white, and the alpha is the one of the plate exposed normally."""
+    size = 64
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[0:size, 0:size]
+    alpha = np.clip((size * 0.3 - np.hypot(yy - size / 2, xx - size / 2)) / 6 + 0.5, 0, 1)
+    scene = (alpha[..., None] * [0.8, 0.6, 0.4]
+             + (1 - alpha[..., None]) * rng.uniform(0.05, 0.25, (size, size, 3)))
+    trimap = np.full((size, size), 0.5, np.float32)
+    trimap[alpha > 0.999] = 1.0
+    trimap[alpha < 0.001] = 0.0
+    write_image(tmp_path / "trimap.exr", trimap, "Y")
+    from nuke_hdmatt.imaging import exposure_gain, resolve_config
+    night = (scene / 64).astype(np.float32)  # an EXR's default space: ACEScg, scene_linear
+    gain = exposure_gain(night, "ACEScg", resolve_config(None)[0], trimap == 0.5)
+    assert 30 < gain < 50  # the band's peak (about 0.8 / 64) to half of white
+    got = {}
+    for name, plate, mode in (("night", night, "fit"), ("day", night * gain, "off"),
+                              ("night_off", night, "off")):
+        write_image(tmp_path / f"{name}.exr", plate, "RGB", fmt="float")
+        proc = hdmatt(tmp_path, "matte", f"{name}.exr", "trimap.exr", "-o", f"{name}_a.exr",
+                      *FAST, "--no-cache", "--exposure", mode)
+        assert proc.returncode == 0, proc.stderr
+        assert ("stops brighter" in proc.stderr) == (name == "night"), proc.stderr
+        got[name] = read_image(tmp_path / f"{name}_a.exr")[1][..., -1]
+    # fitted, the night plate is the plate exposed by that gain, to the half-float output's
+    # rounding; left as it is, it is another alpha
+    assert np.abs(got["night"] - got["day"]).max() < 2e-3
+    assert np.abs(got["night_off"] - got["day"]).max() > 0.01

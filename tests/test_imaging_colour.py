@@ -177,25 +177,34 @@ def test_a_png_under_a_config_without_interop_names(tmp_path):
         plate_colorspace(png, None, config_with(["linear", "log"]))
 
 
-def test_highlight_gain_fits_the_unknown_bands_highlights_within_white(builtin):
-    """The gain is read from the unknown pixels only, in linear light; within white it is 1
-    (display-referred plates convert exactly as before)."""
-    from nuke_hdmatt.imaging import highlight_gain
+def test_exposure_gain_fits_the_unknown_bands_peak_between_half_and_full_white(builtin):
+    """The gain is read from the unknown pixels only, in linear light; a band peaking within
+    [0.5, 1] of white keeps 1 (most display-referred plates convert exactly as before)."""
+    from nuke_hdmatt.imaging import exposure_gain
+    from nuke_hdmatt.imaging.colour import MAX_BRIGHTEN
     rng = np.random.default_rng(0)
     px = rng.uniform(0, 0.9, (40, 60, 3)).astype(np.float32)
     band = np.zeros((40, 60), bool)
     band[:, 20:40] = True
-    assert highlight_gain(px, "lin_rec709_scene", builtin, band) == 1.0
+    assert exposure_gain(px, "lin_rec709_scene", builtin, band) == 1.0
     px[:, 50:] = 30.0  # a highlight outside the band: not the network's business
-    assert highlight_gain(px, "lin_rec709_scene", builtin, band) == 1.0
+    assert exposure_gain(px, "lin_rec709_scene", builtin, band) == 1.0
     px[:, 20:40] *= 5.0  # the band up to 4.5x white in linear Rec.709
-    gain = highlight_gain(px, "lin_rec709_scene", builtin, band)
-    peak = np.percentile(to_scene_linear(px[band][None], "lin_rec709_scene", builtin).max(-1), 99.5)
-    assert gain == pytest.approx(1 / peak) and 1 / 5 < gain < 1 / 4  # of scene_linear (ACEScg)
-    assert highlight_gain(px, "lin_rec709_scene", builtin, np.zeros_like(band)) == 1.0
+
+    def peak(p):
+        return np.percentile(to_scene_linear(p[band][None], "lin_rec709_scene", builtin).max(-1),
+                             99.5)
+    gain = exposure_gain(px, "lin_rec709_scene", builtin, band)
+    assert gain == pytest.approx(1 / peak(px)) and 1 / 5 < gain < 1 / 4  # of scene_linear (ACEScg)
+    assert exposure_gain(px, "lin_rec709_scene", builtin, np.zeros_like(band)) == 1.0
     # the same light in ACEScg: the gain is of the light, not of the encoding's numbers
     cg = from_scene_linear(to_scene_linear(px, "lin_rec709_scene", builtin), "ACEScg", builtin)
-    assert abs(highlight_gain(cg, "ACEScg", builtin, band) - gain) < 0.02 * gain
+    assert abs(exposure_gain(cg, "ACEScg", builtin, band) - gain) < 0.02 * gain
+    # a night plate: brightened until the band peaks at half of white, at most 8 stops
+    night = px / 100
+    assert exposure_gain(night, "lin_rec709_scene", builtin, band) == pytest.approx(0.5 / peak(night))
+    assert exposure_gain(px * 1e-6, "lin_rec709_scene", builtin, band) == MAX_BRIGHTEN
+    assert exposure_gain(px * 0, "lin_rec709_scene", builtin, band) == 1.0  # black: nothing to fit
 
 
 def test_the_gain_is_exposure_in_linear_light(builtin):

@@ -349,15 +349,15 @@ def test_matte_input_derives_the_trimap(shot):
                          )["settings"].flip is False
     args = build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", "--detail", "auto"])
     assert engine_kwargs(args)["settings"].detail == "auto"
-    # highlights: fit by default, a number of stops taken as the engine writes it
-    assert node["highlights"].value() == "fit" and argv[argv.index("--highlights") + 1] == "fit"
-    node["highlights"].setValue(" 2.0 ")
+    # exposure: fit by default, stops taken as the engine writes them
+    assert node["exposure"].value() == "fit" and argv[argv.index("--exposure") + 1] == "fit"
+    node["exposure"].setValue(" -2.0 ")
     argv = hdmatt_node.matte_job(node, paths, [1]).argv("hdmatt")
-    assert argv[argv.index("--highlights") + 1] == "2"
-    assert build_parser().parse_args(argv[1:]).highlights == "2"
-    node["highlights"].setValue("bright")
+    assert argv[argv.index("--exposure") + 1] == "-2"
+    assert build_parser().parse_args(argv[1:]).exposure == "-2"
+    node["exposure"].setValue("bright")
     from nuke_hdmatt.errors import UsageError
-    with pytest.raises(UsageError, match=r"HDMatt1\.highlights: 'bright': give fit, clip"):
+    with pytest.raises(UsageError, match=r"HDMatt1\.exposure: 'bright': give fit, off"):
         hdmatt_node.matte_job(node, paths, [1])
 
 

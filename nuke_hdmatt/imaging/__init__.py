@@ -15,8 +15,8 @@ Public names are re-exported from small modules:
 from .colour import (
     NETWORK_SPACE,
     config_fingerprint,
+    exposure_gain,
     from_scene_linear,
-    highlight_gain,
     non_finite_note,
     plate_colorspace,
     resolve_config,
@@ -41,7 +41,7 @@ from .writing import COMPRESSIONS, write_alpha
 __all__ = [
     "Plate", "read_plate",
     "NETWORK_SPACE", "config_fingerprint", "resolve_config", "plate_colorspace", "to_network_space",
-    "to_scene_linear", "from_scene_linear", "non_finite_note", "highlight_gain",
+    "to_scene_linear", "from_scene_linear", "non_finite_note", "exposure_gain",
     "Trimap", "read_trimap", "trimap_from_plate", "trimap_from_matte", "snap_trimap",
     "check_trimap", "has_known", "has_unknown", "fit_trimap_to_plate",
     "write_alpha", "COMPRESSIONS",

@@ -16,12 +16,14 @@ HDR treatment in :func:`to_network_space` (documented here once, referred to els
 3. The result is clipped to [0, 1]: highlights above display white become white and
    negative (out-of-gamut) values become 0, the range the network was trained on.
 
-Before step 2, a frame whose unknown band holds highlights above display white is darkened
-(:func:`highlight_gain`: a gain in linear light, ``--highlights fit``, the default): hair
-over a sky at four times display white mixes to pixels above white that the clip would make
-pure sky, and the alpha there to 0. A gain is exposure, which the matting equation does not
-care about (light adds), so the alpha is that of the plate; frames without such highlights
-(every display-referred plate) are converted exactly as before.
+Before step 2 the frame's exposure is fitted to the unknown band (:func:`exposure_gain`, a
+gain in linear light; ``--exposure fit``, the default). A band with highlights above display
+white is darkened: hair over a sky at four times white mixes to pixels far above white,
+which the clip would make pure sky, and the alpha there 0. A band below half of white (a
+night plate) is brightened to half of it: the sRGB curve's shadows are where the network
+saw least contrast in training. A gain is exposure, which the matting equation does not
+care about (light adds), so the alpha is that of the plate; frames whose band peaks between
+half and full white (most display-referred plates) are converted exactly as before.
 """
 
 from __future__ import annotations
@@ -263,16 +265,22 @@ def network_processor(colorspace: str, config: "OCIO.Config") -> "OCIO.CPUProces
     return proc.getDefaultCPUProcessor()
 
 
-#: the share (percent) of the unknown band :func:`highlight_gain` brings within display
-#: white; the brightest half percent may clip (a specular glint is no edge)
-HIGHLIGHT_PERCENTILE = 99.5
+#: the share (percent) of the unknown band whose peak :func:`exposure_gain` fits; the
+#: brightest half percent may clip (a specular glint is no edge)
+EXPOSURE_PERCENTILE = 99.5
+#: a band peaking below this share of display white is brightened to it (0.5: chosen on the
+#: training images among 0, 0.25, 0.5 and 1, benchmarks/RESULTS.md, exposure)
+EXPOSURE_FLOOR = 0.5
+#: at most this much brighter (8 stops): a band of near-black noise stays noise
+MAX_BRIGHTEN = 256.0
 
 
-def highlight_gain(pixels: np.ndarray, colorspace: str, config: "OCIO.Config",
-                   unknown: np.ndarray) -> float:
-    """The gain in linear light (<= 1) that brings the ``unknown`` pixels' highlights within
-    display white: 1 / the :data:`HIGHLIGHT_PERCENTILE` of their largest channel in
-    ``scene_linear``, or 1 where that is already within white (or nothing is unknown).
+def exposure_gain(pixels: np.ndarray, colorspace: str, config: "OCIO.Config",
+                  unknown: np.ndarray) -> float:
+    """The gain in linear light that fits the ``unknown`` pixels' peak (the
+    :data:`EXPOSURE_PERCENTILE` of their largest channel in ``scene_linear``) between
+    :data:`EXPOSURE_FLOOR` and display white: 1 / peak above white, floor / peak (at most
+    :data:`MAX_BRIGHTEN`) below the floor, else 1 (also when nothing is unknown or black).
 
     Parameters
     ----------
@@ -284,8 +292,12 @@ def highlight_gain(pixels: np.ndarray, colorspace: str, config: "OCIO.Config",
     if not band.size:
         return 1.0
     peak = float(np.percentile(to_scene_linear(band, colorspace, config).max(-1),
-                               HIGHLIGHT_PERCENTILE))
-    return 1.0 / peak if peak > 1.0 else 1.0
+                               EXPOSURE_PERCENTILE))
+    if peak > 1.0:
+        return 1.0 / peak
+    if 0.0 < peak < EXPOSURE_FLOOR:
+        return min(EXPOSURE_FLOOR / peak, MAX_BRIGHTEN)
+    return 1.0
 
 
 def to_network_space(pixels: np.ndarray, colorspace: str, config: "OCIO.Config",
@@ -300,7 +312,7 @@ def to_network_space(pixels: np.ndarray, colorspace: str, config: "OCIO.Config",
         Name, alias or role in ``config``.
     config : OCIO.Config
     gain : float
-        Exposure applied in ``scene_linear`` first (:func:`highlight_gain`); 1: none.
+        Exposure applied in ``scene_linear`` first (:func:`exposure_gain`); 1: none.
 
     Returns
     -------

@@ -70,7 +70,7 @@ class EngineCall:
     layer: str = "rgba"
     device: str = "auto"
     settings: InferenceSettings = field(default_factory=InferenceSettings)
-    highlights: str = "fit"      # --highlights: fit, clip or stops darker
+    exposure: str = "fit"        # --exposure: fit, off or stops
     foreground: str = ""         # layer for the estimated foreground colour ("": none)
     premultiplied: bool = False  # also alpha x foreground into the file's R, G, B
 
@@ -89,7 +89,7 @@ class EngineCall:
             cmd += ["--ocio", self.ocio]
         if self.cache:
             cmd += ["--cache", self.cache]
-        cmd += ["--device", self.device, *self.settings.argv(), "--highlights", self.highlights]
+        cmd += ["--device", self.device, *self.settings.argv(), "--exposure", self.exposure]
         if self.foreground:
             cmd += ["--foreground", self.foreground]
         if self.premultiplied:

@@ -44,7 +44,7 @@ from ..engine.settings import FIXED_DETAIL, InferenceSettings
 from ..engine_env import engine_executable
 from ..errors import Cancelled, ColorSpaceError, HDMattError, UsageError
 from ..sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
-from ..shot.workflow import highlights_value
+from ..shot.workflow import exposure_value
 from .colour_settings import resolve_colour
 from .engine_call import EngineCall, EngineResult, remove_partial_outputs, run_engine, stop_all_engines
 from .export import INPUTS, connected, export_inputs, views
@@ -174,7 +174,7 @@ def knob_changed() -> None:
     if knob is not None and knob.name() in ("alpha_file", "frames", "inputChange", "band",
                                             "trimap_channel", "plate_colorspace", "patch",
                                             "overlap", "k", "pool", "precision", "prior",
-                                            "detail", "detail_auto", "flip", "highlights",
+                                            "detail", "detail_auto", "flip", "exposure",
                                             "foreground_output"):
         update_status(node)
         if knob.name() == "detail_auto":
@@ -322,16 +322,16 @@ def matte_job(node, paths: dict, frames: list[int], colour=None) -> EngineCall:
         trimap_channel=TRIMAP_CHANNELS[node["trimap_channel"].value()],
         plate_colorspace=colour.colorspace, ocio=colour.config,
         cache=_text(node, "cache"), device=node["device"].value(),
-        settings=inference_settings(node), highlights=_highlights(node),
+        settings=inference_settings(node), exposure=_exposure(node),
         foreground=_foreground_output(node)[0], premultiplied=_foreground_output(node)[1])
 
 
-def _highlights(node) -> str:
-    """The highlights knob as the engine's ``--highlights`` value (nodes without it: fit)."""
+def _exposure(node) -> str:
+    """The exposure knob as the engine's ``--exposure`` value (nodes without it: fit)."""
     try:
-        return highlights_value(_knob_value(node, "highlights", "fit") or "fit")
+        return exposure_value(_knob_value(node, "exposure", "fit") or "fit")
     except ValueError as exc:
-        raise UsageError(f"{node.name()}.highlights: {exc}") from None
+        raise UsageError(f"{node.name()}.exposure: {exc}") from None
 
 
 # ---------------------------------------------------------------- what was generated

@@ -71,7 +71,7 @@ class MatteJob:
     bit_depth: int = 8
     foreground: str | None = None  # layer for the unpremultiplied foreground (EXR only)
     premultiplied: bool = False    # alpha * foreground into the alpha's layer R, G, B
-    highlights: str = "fit"        # workflow.highlights_value: fit, clip or stops darker
+    exposure: str = "fit"          # workflow.exposure_value: fit, off or stops
 
 
 @dataclass
@@ -306,7 +306,7 @@ def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
     the gain the plate was darkened by for the network, 1 for none)."""
     from ..imaging import (
         check_trimap,
-        highlight_gain,
+        exposure_gain,
         plate_colorspace,
         read_plate,
         read_trimap,
@@ -337,10 +337,10 @@ def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
         check_trimap(tri, plate)  # window alignment needs the Trimap, not just its values
         trimap = tri.values
     check_trimap(trimap, plate)
-    if job.highlights == "fit":
-        gain = highlight_gain(plate.pixels, colorspace, config, trimap == 0.5)
-    else:  # one exposure for every frame: clip (none) or a number of stops
-        gain = 1.0 if job.highlights == "clip" else 2.0 ** -float(job.highlights)
+    if job.exposure == "fit":
+        gain = exposure_gain(plate.pixels, colorspace, config, trimap == 0.5)
+    else:  # one exposure for every frame: off (none) or a number of stops
+        gain = 1.0 if job.exposure == "off" else 2.0 ** float(job.exposure)
     rgb = to_network_space(plate.pixels, colorspace, config, gain)
     return plate, rgb, trimap, colorspace, gain
 
@@ -529,10 +529,13 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
         reporter.frame_start(frame, plate=FrameSequence(job.plate).path(frame), output=out_path)
         try:
             plate, rgb, trimap, colorspace, gain = _frame_inputs(job, frame, config, config_desc)
-            if gain < 1.0 and job.highlights == "fit":
-                reporter.message(f"{plate.path}: highlights in the unknown band at up to "
-                                 f"{1 / gain:.3g}x display white: the network sees the plate "
-                                 f"{math.log2(1 / gain):.1f} stops darker (--highlights)")
+            if gain != 1.0 and job.exposure == "fit":
+                stops = math.log2(gain)
+                reporter.message(
+                    f"{plate.path}: the network sees the plate {abs(stops):.1f} stops "
+                    + ("darker: its unknown band holds highlights above display white"
+                       if stops < 0 else "brighter: its unknown band stays below half of "
+                       "display white") + " (--exposure)")
             where = FrameSequence(_trimap_source(job)).path(frame)
             replaced = non_finite_note(plate.pixels)
             if replaced:
@@ -545,7 +548,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
                                  "has no known foreground or background to start from (the "
                                  "wrong file or channel?)")
             stamp = engine_stamp(engine, colorspace, config_desc)
-            stamp["params"]["highlights"] = job.highlights
+            stamp["params"]["exposure"] = job.exposure
             key = None
             alpha = None
             if cache is not None:

@@ -31,15 +31,15 @@ __all__ = ["RunSettings", "MAX_THREADS", "check_threads", "run_matte", "run_shot
 # multiple of this machine's cores: a farm template is checked here and run elsewhere.
 MAX_THREADS = 1024
 
-# --highlights: "fit" darkens a frame whose unknown band holds highlights above display white
-# for the network (imaging.colour.highlight_gain); "clip" converts every frame as it is; a
-# number darkens every frame by that many stops (one exposure for the whole shot)
-HIGHLIGHTS = ("fit", "clip")
+# --exposure: "fit" fits each frame's exposure to its unknown band for the network
+# (imaging.colour.exposure_gain); "off" converts every frame as it is; a number of stops
+# changes every frame's exposure by that much (one exposure for the whole shot)
+EXPOSURES = ("fit", "off")
 MAX_STOPS = 20.0
 
 
-def highlights_value(text: str) -> str:
-    """``--highlights``: ``fit``, ``clip`` or a number of stops (0-20), as canonical text.
+def exposure_value(text: str) -> str:
+    """``--exposure``: ``fit``, ``off`` or stops (-20 to 20, negative darker), canonical text.
 
     Raises
     ------
@@ -47,15 +47,16 @@ def highlights_value(text: str) -> str:
         Anything else (argparse's type errors name the option).
     """
     word = str(text).strip().lower()
-    if word in HIGHLIGHTS:
+    if word in EXPOSURES:
         return word
     try:
         stops = float(word)
     except ValueError:
         stops = math.nan
-    if not 0.0 <= stops <= MAX_STOPS:  # nan too
-        raise ValueError(f"{text!r}: give fit, clip or a number of stops 0-{MAX_STOPS:g}")
-    return f"{stops:g}"
+    if not abs(stops) <= MAX_STOPS:  # nan too
+        raise ValueError(f"{text!r}: give fit, off or stops from -{MAX_STOPS:g} to "
+                         f"{MAX_STOPS:g} (negative: darker)")
+    return f"{stops + 0.0:g}"  # -0 is 0
 
 
 
