@@ -548,8 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     csub.add_parser("clear", parents=[cache_opt], help="delete every entry")
     gc = csub.add_parser("gc", parents=[cache_opt], help="delete least recently used entries")
     gc.add_argument("--max-size", metavar="SIZE",
-                    help="e.g. 500M, 10G (default: the limit runs keep, $HDMATT_CACHE_MAX_SIZE "
-                         "else 50G)")
+                    help="e.g. 500M, 10G; 0 removes every entry (default: the limit runs "
+                         "keep, $HDMATT_CACHE_MAX_SIZE else 50G, where 0 means no limit)")
     c.set_defaults(func=cmd_cache)
 
     f = sub.add_parser("farm", help="render-farm job descriptions")
