@@ -205,12 +205,12 @@ def test_prior_choice_reaches_the_engine(tmp_path):
     plate, trimap = make_frame(0)
     write_image(tmp_path / "plate.exr", plate, "RGB")
     write_image(tmp_path / "trimap.exr", trimap, "Y")
-    # on a 48 px frame every prior gives the same alpha: the stamp says which one ran
-    for prior in ("global", "cascade", "local"):
+    # the stamp says which prior ran: on a 48 px frame the cascade is the global prior
+    for prior, ran in (("global", "global"), ("cascade", "global"), ("local", "local")):
         proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", f"{prior}.exr", *FAST,
                       "--no-cache", "--prior", prior)
         assert proc.returncode == 0, proc.stderr
-        assert read_hdmatt_metadata(str(tmp_path / f"{prior}.exr"))["params"]["prior"] == prior
+        assert read_hdmatt_metadata(str(tmp_path / f"{prior}.exr"))["params"]["prior"] == ran
     bad = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "x.exr", "--prior", "nope")
     assert bad.returncode == 2 and "--prior" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -239,19 +239,33 @@ def test_threads_reach_the_engine_and_farm_tasks(tmp_path):
 
 
 def test_detail_reaches_the_engine_and_bad_values_are_refused(tmp_path):
+    """On a frame the cascade takes (over 1024 px) the step is in the stamp and the cache key;
+    on one within 1024 px, which takes no step, it is neither: changing it hits the cache."""
     from nuke_hdmatt.imaging import read_hdmatt_metadata
-    plate, trimap = make_frame(0)
-    write_image(tmp_path / "plate.exr", plate, "RGB")
-    write_image(tmp_path / "trimap.exr", trimap, "Y")
-    proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "d.exr", *FAST,
+    rng = np.random.default_rng(3)
+    wide = np.clip(np.arange(1032)[None, :] / 1032.0 + 0 * np.arange(40)[:, None], 0, 1)
+    write_image(tmp_path / "wide.exr", np.stack([wide, 1 - wide, rng.random(wide.shape)], -1),
+                "RGB")
+    tri = np.where(wide < 0.45, 0.0, np.where(wide > 0.55, 1.0, 0.5)).astype(np.float32)
+    write_image(tmp_path / "wide_tri.exr", tri, "Y")
+    proc = hdmatt(tmp_path, "matte", "wide.exr", "wide_tri.exr", "-o", "d.exr", *FAST,
                   "--no-cache", "--detail", "0.6")
     assert proc.returncode == 0, proc.stderr
     assert read_hdmatt_metadata(str(tmp_path / "d.exr"))["params"]["detail"] == 0.6
-    proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "auto.exr", *FAST,
+    proc = hdmatt(tmp_path, "matte", "wide.exr", "wide_tri.exr", "-o", "auto.exr", *FAST,
                   "--no-cache", "--detail", "auto")
     assert proc.returncode == 0, proc.stderr
     # the shipped weights carry a detail model: auto names its digest
     assert read_hdmatt_metadata(str(tmp_path / "auto.exr"))["params"]["detail"].startswith("auto:")
+    plate, trimap = make_frame(0)
+    write_image(tmp_path / "plate.exr", plate, "RGB")
+    write_image(tmp_path / "trimap.exr", trimap, "Y")
+    for step, cached in (("0.6", False), ("auto", True)):
+        proc = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "small.exr", *FAST,
+                      "--cache", "c", "--detail", step, "--prior", "cascade")
+        assert proc.returncode == 0 and ("1 from cache" in proc.stderr) == cached, proc.stderr
+    params = read_hdmatt_metadata(str(tmp_path / "small.exr"))["params"]
+    assert "detail" not in params and params["prior"] == "global"
     for bad in ("1.5", "-0.1", "nan", "automatic", ""):
         out = hdmatt(tmp_path, "matte", "plate.exr", "trimap.exr", "-o", "x.exr", "--detail", bad)
         err = out.stderr.strip().splitlines()

@@ -137,15 +137,25 @@ class Engine:
         return cls(net, dev, settings, weights_path=path, weights_sha256=sha, info=info,
                    detail_model=detail, detail_digest=digest)
 
-    def params(self) -> dict:
-        """What decides the alpha besides the inputs and the weights (cache keys, stamps)."""
+    def params(self, shape: tuple[int, int] | None = None) -> dict:
+        """What decides the alpha besides the inputs and the weights (cache keys, stamps).
+        For a frame of ``shape`` (H, W): only what decides that frame's, so a frame within
+        ``prior_max_side`` says the global prior it gets under the cascade and no detail
+        step (none is taken there), and changing those does not miss its cache entry."""
         s = self.settings
-        return {"patch": s.patch, "overlap": s.overlap, "k": s.k, "pool": s.pool,
-                "precision": self._dtype_name(), "prior": s.prior_mode if self.cfg.uses_prior else "none",
-                "prior_max_side": s.prior_max_side, "detail": self._detail_name(),
-                "device": self.device.type, "variant": self.cfg.variant, "context": s.context,
-                "flip": s.flip,
-                "engine_version": ENGINE_VERSION}
+        prior = s.prior_mode if self.cfg.uses_prior else "none"
+        detail: float | str | None = self._detail_name()
+        if shape is not None and max(shape) <= s.prior_max_side and prior == "cascade":
+            prior, detail = "global", None
+        out = {"patch": s.patch, "overlap": s.overlap, "k": s.k, "pool": s.pool,
+               "precision": self._dtype_name(), "prior": prior,
+               "prior_max_side": s.prior_max_side, "detail": detail,
+               "device": self.device.type, "variant": self.cfg.variant, "context": s.context,
+               "flip": s.flip,
+               "engine_version": ENGINE_VERSION}
+        if detail is None:
+            del out["detail"]
+        return out
 
     def _detail_name(self) -> float | str:
         """The step for the record: a number, or ``auto:<digest>`` of the detail model."""

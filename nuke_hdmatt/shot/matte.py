@@ -256,8 +256,8 @@ def _input_files(inputs) -> dict:
     return found
 
 
-def engine_stamp(engine, colorspace: str, config_desc: str) -> dict:
-    """Metadata stamped into every output: what made this alpha.
+def engine_stamp(engine, colorspace: str, config_desc: str, shape=None) -> dict:
+    """Metadata stamped into every output: what made this alpha (of a frame of ``shape``).
 
     Returns
     -------
@@ -269,19 +269,19 @@ def engine_stamp(engine, colorspace: str, config_desc: str) -> dict:
         "engine_version": ENGINE_VERSION,
         "weights_id": str(getattr(engine, "weights_id", "")),
         "weights_sha256": str(getattr(engine, "weights_sha256", "")),
-        "params": cache_params(engine),
+        "params": cache_params(engine, shape),
         "ocio_config": config_desc,
         "colorspace": colorspace,
     }
 
 
-def cache_params(engine) -> dict:
-    """Engine parameters that decide the alpha.
+def cache_params(engine, shape=None) -> dict:
+    """Engine parameters that decide the alpha (of a frame of ``shape``: Engine.params).
 
     The device is left out: CPU and GPU results differ only by float rounding, and a cache
     shared by farm GPUs and workstation CPUs should serve both. Precision stays in.
     """
-    params = dict(engine.params())
+    params = dict(engine.params(shape))
     params.pop("device", None)
     return params
 
@@ -547,7 +547,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
                 reporter.warning(f"{where}: every pixel of the trimap is unknown, so the alpha "
                                  "has no known foreground or background to start from (the "
                                  "wrong file or channel?)")
-            stamp = engine_stamp(engine, colorspace, config_desc)
+            stamp = engine_stamp(engine, colorspace, config_desc, trimap.shape)
             stamp["params"]["exposure"] = job.exposure
             key = None
             alpha = None
