@@ -2,13 +2,13 @@
 brightness varies from frame to frame gets a different gain on each frame, and the network
 is only nearly exposure-invariant (the reason ``--exposure STOPS`` exists).
 
-Two validation images over a background 4 times display white (as ``benchmarks.highlights``
+Two validation images over a background 4 times display white (as ``benchmarks.exposure``
 builds them), trimap1: the alpha at the fitted gain against the alpha at that gain times
 0.5-1.25, over the unknown pixels.
 
-    .venv/bin/python -m benchmarks.highlights_stability [--threads 2]
+    .venv/bin/python -m benchmarks.exposure_stability [--threads 2]
 
-Writes ``results/highlights_stability.md`` and its section of ``RESULTS.md``.
+Writes ``results/exposure_stability.md`` and its section of ``RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from .highlights import SPACE, dev_names, plates, setup, trimap
+from .exposure import SPACE, dev_names, plates, setup, trimap
 from .report import fmt, machine_info, machine_line, markdown_table, publish
 
 IMAGES = ("GT10", "GT24")
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     rows = []
     names = dev_names()
     for name in IMAGES:
-        alpha, fg, bg = plates(name, names.index(name))  # the background benchmarks.highlights gives it
+        alpha, fg, bg = plates(name, names.index(name))  # the background benchmarks.exposure gives it
         plate = alpha[..., None] * fg + (1 - alpha[..., None]) * bg * np.float32(4)
         tri = trimap(name, "trimap1")
         unknown = tri == 0.5
@@ -46,11 +46,11 @@ def main(argv=None) -> int:
                          fmt(np.percentile(moved, 99), 3),
                          fmt(metrics.sad(out, alpha, tri)), fmt(metrics.sad(base, alpha, tri))])
             print(*rows[-1], flush=True)
-    text = (f"## Highlights: how the alpha moves with the fitted exposure\n\n"
+    text = (f"## Exposure: how the alpha moves with the fitted gain\n\n"
             f"{machine_line(machine_info(args.threads))}.\n\n{__doc__.split(chr(10) + chr(10))[1]}"
             "\n\n" + markdown_table(["image", "gain x", "mean abs move", "99th pct move",
                                      "SAD", "SAD at the fitted gain"], rows) + "\n")
-    publish("highlights_stability", False, text)
+    publish("exposure_stability", False, text)
     return 0
 
 

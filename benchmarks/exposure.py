@@ -11,9 +11,9 @@ The brightening floor (half of white) was chosen on the training images among 0,
 and 1, so their rows are not a fair test of it; the validation rows are. The darkening rule
 was fixed before any run.
 
-    .venv/bin/python -m benchmarks.highlights [--training] [--threads 2]
+    .venv/bin/python -m benchmarks.exposure [--training] [--threads 2]
 
-Writes ``results/highlights.md`` and its section of ``RESULTS.md``.
+Writes ``results/exposure.md`` and its section of ``RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
             f"{len(rows) // 2}"
             + "".join(f"; {c[2]} {c[3]}, {c[1]} (fit {f[5]:.2f} against off {c[5]:.2f})"
                       for c, f in worse) + ".\n")
-    publish("highlights", False, text)
+    publish("exposure", False, text)
     return 0
 
 
