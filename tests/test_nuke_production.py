@@ -311,6 +311,23 @@ def test_4_6_proxy_mode_checks_the_full_resolution_files(shot):
     assert hd().stale_reasons(node) == ["plate input"]  # the full-resolution file changed
 
 
+def test_4_7_exposure_and_flip_changes_show_stale_at_once(shot):
+    """Both decide the alpha: the knob change itself refreshes the status (no wait for an
+    idle updateUI)."""
+    nuke, node, plate, src, _ = shot
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+    assert hd().generate(node, "1") is True
+    for knob, value in (("exposure", "-1"), ("flip", False)):
+        hd().update_status(node, [1])
+        assert "stale" not in node["status"].value()
+        old = node[knob].value()
+        node[knob].setValue(value)
+        nuke._fire_knob_changed(node, knob)
+        assert "stale: settings changed since Generate" in node["status"].value(), knob
+        node[knob].setValue(old)
+
+
 def test_5_changed_weights_mark_the_node_stale(shot, tmp_path, monkeypatch):
     from nuke_hdmatt.engine.weights import file_sha256
     nuke, node, plate, src, _ = shot

@@ -143,17 +143,15 @@ class Engine:
         ``prior_max_side`` says the global prior it gets under the cascade and no detail
         step (none is taken there), and changing those does not miss its cache entry."""
         s = self.settings
-        prior = s.prior_mode if self.cfg.uses_prior else "none"
-        detail: float | str | None = self._detail_name()
-        if shape is not None and max(shape) <= s.prior_max_side and prior == "cascade":
-            prior, detail = "global", None
         out = {"patch": s.patch, "overlap": s.overlap, "k": s.k, "pool": s.pool,
-               "precision": self._dtype_name(), "prior": prior,
-               "prior_max_side": s.prior_max_side, "detail": detail,
+               "precision": self._dtype_name(),
+               "prior": s.prior_mode if self.cfg.uses_prior else "none",
+               "prior_max_side": s.prior_max_side, "detail": self._detail_name(),
                "device": self.device.type, "variant": self.cfg.variant, "context": s.context,
                "flip": s.flip,
                "engine_version": ENGINE_VERSION}
-        if detail is None:
+        if shape is not None and max(shape) <= s.prior_max_side and out["prior"] == "cascade":
+            out["prior"] = "global"
             del out["detail"]
         return out
 

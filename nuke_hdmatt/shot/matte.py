@@ -256,8 +256,10 @@ def _input_files(inputs) -> dict:
     return found
 
 
-def engine_stamp(engine, colorspace: str, config_desc: str, shape=None) -> dict:
-    """Metadata stamped into every output: what made this alpha (of a frame of ``shape``).
+def engine_stamp(engine, colorspace: str, config_desc: str, shape=None,
+                 exposure: str = "fit") -> dict:
+    """Metadata stamped into every output: what made this alpha (of a frame of ``shape``,
+    seen by the network at ``exposure``, ``--exposure``).
 
     Returns
     -------
@@ -269,7 +271,7 @@ def engine_stamp(engine, colorspace: str, config_desc: str, shape=None) -> dict:
         "engine_version": ENGINE_VERSION,
         "weights_id": str(getattr(engine, "weights_id", "")),
         "weights_sha256": str(getattr(engine, "weights_sha256", "")),
-        "params": cache_params(engine, shape),
+        "params": {**cache_params(engine, shape), "exposure": exposure},
         "ocio_config": config_desc,
         "colorspace": colorspace,
     }
@@ -303,7 +305,7 @@ def _read_matte(path: str, channel: str | None, frame):
 
 def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
     """Read and prepare one frame: (plate, network-space RGB, trimap values, colour space,
-    the gain the plate was darkened by for the network, 1 for none)."""
+    the exposure gain the network sees the plate at, 1 for none)."""
     from ..imaging import (
         check_trimap,
         exposure_gain,
@@ -547,8 +549,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
                 reporter.warning(f"{where}: every pixel of the trimap is unknown, so the alpha "
                                  "has no known foreground or background to start from (the "
                                  "wrong file or channel?)")
-            stamp = engine_stamp(engine, colorspace, config_desc, trimap.shape)
-            stamp["params"]["exposure"] = job.exposure
+            stamp = engine_stamp(engine, colorspace, config_desc, trimap.shape, job.exposure)
             key = None
             alpha = None
             if cache is not None:

@@ -59,7 +59,6 @@ def exposure_value(text: str) -> str:
     return f"{stops + 0.0:g}"  # -0 is 0
 
 
-
 def check_threads(threads: int | None) -> None:
     """``--threads``: None (torch's default) or 1 to :data:`MAX_THREADS`."""
     if threads is not None and not 1 <= threads <= MAX_THREADS:
