@@ -82,6 +82,28 @@ def test_training_runs_checkpoints_and_resumes(tmp_path):
     assert moved
 
 
+def test_freeze_bn_holds_the_init_statistics_while_the_weights_learn(tmp_path):
+    init = tmp_path / "init.safetensors"
+    torch.manual_seed(0)
+    save_weights(HDMattNet(TINY), init)
+    start, _ = load_network(init)
+    batches = [split_batch(_batch(seed=i)) for i in range(3)]
+    ends = {}
+    for freeze in (False, True):
+        s = TrainSettings(run=tmp_path / f"run{freeze}", data=tmp_path, variant="D", init=init,
+                          steps=3, threads=1, freeze_bn=freeze)
+        train(s, lambda step: iter(batches), val_pairs=None)
+        ends[freeze] = torch.load(tmp_path / f"run{freeze}" / "ckpt.pt", weights_only=False)["net"]
+    stats = [k for k in start.state_dict() if k.endswith(("running_mean", "running_var"))]
+    conv = "encoder.stem.0.weight"
+    assert stats and conv in ends[True]
+    # without it, every step re-estimates the statistics from the batch
+    assert any(not torch.equal(ends[False][k], start.state_dict()[k].float()) for k in stats)
+    for k in stats:
+        torch.testing.assert_close(ends[True][k], start.state_dict()[k].float())
+    assert not torch.equal(ends[True][conv], start.state_dict()[conv].float())
+
+
 def test_validation_writes_best_weights_that_the_engine_loads(tmp_path):
     from nuke_hdmatt.engine.runner import Engine
     from nuke_hdmatt.training.validation import ValPair

@@ -141,6 +141,9 @@ def main(argv=None) -> int:
     ap.add_argument("--keep-val-weights", action="store_true",
                     help="keep the weights of every validated step (val_stepNNNNNN.safetensors), "
                          "to choose a checkpoint by cross-validation afterwards")
+    ap.add_argument("--freeze-bn", action="store_true",
+                    help="hold BatchNorm's statistics at the --init weights' (a fine-tune at a "
+                         "small batch otherwise re-estimates them from a few patches a step)")
     args = ap.parse_args(argv)
     from .trainer import TrainSettings, train
     from .validation import load_pairs
@@ -150,7 +153,7 @@ def main(argv=None) -> int:
                       ckpt_minutes=args.ckpt_minutes, val_minutes=args.val_minutes,
                       threads=args.threads, seed=args.seed, validate_first=args.validate_first,
                       prior_solver=args.prior_solver, keep_val_weights=args.keep_val_weights,
-                      warmup=args.warmup)
+                      warmup=args.warmup, freeze_bn=args.freeze_bn)
 
     def body():
         folders = [Path(d) for d in args.data.split(",") if d]

@@ -49,6 +49,7 @@ class TrainSettings:
     prior_solver: str | None = None
     warmup: bool = False            # linear warm-up over WARMUP_STEPS
     keep_val_weights: bool = False  # weights of every validated step (choose by cross-validation later)
+    freeze_bn: bool = False         # BatchNorm statistics held at the init weights' (see _train_mode)
     log: list = field(default_factory=list)
 
 
@@ -58,6 +59,18 @@ WARMUP_STEPS = 50
 def _atomic_torch_save(obj, path: Path) -> None:
     with atomic_path(path, ".pt") as tmp:
         torch.save(obj, tmp)
+
+
+def _train_mode(net: HDMattNet, freeze_bn: bool) -> None:
+    """Training mode; with ``freeze_bn`` every BatchNorm normalises with its running
+    statistics and leaves them as they are (its scale and shift still learn). A fine-tune at
+    batch 4 otherwise re-estimates the statistics from a few patches a step, and the ones the
+    engine folds into the convolutions are those of the last few dozen batches."""
+    net.train()
+    if freeze_bn:
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
 
 
 def build_network(s: TrainSettings) -> HDMattNet:
@@ -153,7 +166,7 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
                      precision="fp32", flip=False)
         with torch.no_grad():
             res = evaluate_engine(eng, val_pairs)
-        net.train()
+        _train_mode(net, s.freeze_bn)
         model_sad = (res["model/trimap1"]["sad"] + res["model/trimap2"]["sad"]) / 2
         entry = {"step": state["step"], "elapsed_min": state["elapsed"] / 60, **res}
         state["history"].append(entry)
@@ -172,7 +185,7 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
             write_text_atomic(s.run / "best.json", json.dumps(entry, indent=1))
             print(f"  new best mean SAD {model_sad:.3f} -> {s.run / 'best.safetensors'}", flush=True)
 
-    net.train()
+    _train_mode(net, s.freeze_bn)
     start = time.time()
     session_start = state["elapsed"]
     last_ckpt = last_val = time.time()
