@@ -80,6 +80,9 @@ class FramePlan:
 
     frames: list  # int frames, or [None] for a single still
     missing: dict = field(default_factory=dict)
+    #: frame -> its prepared inputs, read and converted by :func:`preflight`, so
+    #: :func:`matte_shot` does not read and convert that frame a second time
+    prepared: dict = field(default_factory=dict)
 
     @property
     def is_still(self) -> bool:
@@ -364,7 +367,8 @@ def preflight(job: MatteJob, plan: FramePlan) -> list[str]:
     A wrong channel, colour space, trimap size, compression, layer or an output folder that
     cannot be written then fails in a second instead of after torch and the weights have
     loaded (or after the first frame was computed). Per-frame problems of that first frame
-    are left for :func:`matte_shot` to report with the other frames. The output folder is
+    are left for :func:`matte_shot` to report with the other frames; a frame read without
+    one is kept in ``plan.prepared`` for :func:`matte_shot`. The output folder is
     created, and temp files that killed runs left there (older than a day) are removed.
 
     Returns
@@ -400,8 +404,9 @@ def preflight(job: MatteJob, plan: FramePlan) -> list[str]:
         if frame in plan.missing:
             continue
         try:
-            plate = _frame_inputs(job, frame, config, config_desc)[0]
-            check_foreground_job(job, output_format(out_path), out_path, plate)
+            inputs = _frame_inputs(job, frame, config, config_desc)
+            check_foreground_job(job, output_format(out_path), out_path, inputs[0])
+            plan.prepared[frame] = inputs
         except HDMattError as exc:
             _with_frame(exc, frame)
             if plan.is_still or isinstance(exc, FATAL_ERRORS):
@@ -530,7 +535,8 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
         out_path = FrameSequence(job.output).path(frame)
         reporter.frame_start(frame, plate=FrameSequence(job.plate).path(frame), output=out_path)
         try:
-            plate, rgb, trimap, colorspace, gain = _frame_inputs(job, frame, config, config_desc)
+            inputs = plan.prepared.pop(frame, None) or _frame_inputs(job, frame, config, config_desc)
+            plate, rgb, trimap, colorspace, gain = inputs
             if gain != 1.0 and job.exposure == "fit":
                 stops = math.log2(gain)
                 reporter.message(

@@ -1,0 +1,34 @@
+"""Preflight reads the first frame before the engine loads; the run then uses that read."""
+
+from __future__ import annotations
+
+from cli_fixtures import exr_sequence
+
+
+def test_the_first_frame_is_read_once_by_preflight_and_the_run(tmp_path, monkeypatch):
+    import torch
+    torch.set_num_threads(1)
+    import nuke_hdmatt.imaging as imaging
+    from nuke_hdmatt.engine import Engine
+    from nuke_hdmatt.shot.matte import MatteJob, matte_shot, plan_frames, preflight
+    from nuke_hdmatt.shot.progress import ProgressReporter
+
+    plate, trimap = exr_sequence(tmp_path / "in", [1, 2], size=48)
+    job = MatteJob(plate=plate, trimap=trimap, output=str(tmp_path / "out" / "a.####.exr"),
+                   frames=[1, 2])
+    reads: list[str] = []
+    original = imaging.read_plate
+
+    def counting(path, *args, **kwargs):
+        reads.append(str(path))
+        return original(path, *args, **kwargs)
+    monkeypatch.setattr(imaging, "read_plate", counting)
+    plan = plan_frames(job)
+    preflight(job, plan)
+    assert len(reads) == 1 and list(plan.prepared) == [1]
+    result = matte_shot(job, Engine.load(patch=32, overlap=8), cache=None,
+                        reporter=ProgressReporter(2, quiet=True), plan=plan)
+    assert result.done == [1, 2] and not result.failed
+    assert sorted(reads) == sorted(set(reads)) and len(reads) == 2   # each plate once
+    assert plan.prepared == {}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.0001.exr", "a.0002.exr"]
