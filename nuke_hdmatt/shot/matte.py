@@ -367,8 +367,9 @@ def preflight(job: MatteJob, plan: FramePlan) -> list[str]:
     A wrong channel, colour space, trimap size, compression, layer or an output folder that
     cannot be written then fails in a second instead of after torch and the weights have
     loaded (or after the first frame was computed). Per-frame problems of that first frame
-    are left for :func:`matte_shot` to report with the other frames; a frame read without
-    one is kept in ``plan.prepared`` for :func:`matte_shot`. The output folder is
+    are left for :func:`matte_shot` to report with the other frames; when it reads and
+    converts cleanly, its inputs are kept in ``plan.prepared``, so :func:`matte_shot` does
+    not read and convert it again. The output folder is
     created, and temp files that killed runs left there (older than a day) are removed.
 
     Returns
