@@ -166,6 +166,16 @@ def test_train_command_reports_a_missing_sample_folder_in_one_line(tmp_path, cap
     assert code == 2 and len(err) == 1 and "nope" in err[0] and "sample folder" in err[0]
 
 
+def test_freeze_bn_without_init_weights_is_refused_in_one_line(tmp_path, capsys):
+    from nuke_hdmatt.training.cli import main
+    (tmp_path / "data").mkdir()
+    code = main(["--data", str(tmp_path / "data"), "--run", str(tmp_path / "run"),
+                 "--val-images", "", "--freeze-bn"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--freeze-bn" in err[0] and "--init" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
 def test_prior_solver_comes_from_manifests_or_the_init_weights_before_any_sample(tmp_path):
     import json
 

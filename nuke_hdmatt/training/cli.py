@@ -161,6 +161,9 @@ def main(argv=None) -> int:
         if missing or not folders:
             raise UsageError("no such sample folder (make one with `python -m "
                              "nuke_hdmatt.training.dataset build`)", path=", ".join(missing) or args.data)
+        if args.freeze_bn and not args.init:
+            # a new network's statistics are 0 and 1: frozen, they would normalise nothing
+            raise UsageError("--freeze-bn holds the statistics of --init weights; give --init")
         if args.steps < 1 or args.batch < 1 or args.workers < 0:
             raise UsageError("--steps and --batch must be at least 1, --workers at least 0")
         s.prior_solver = samples_prior_solver(folders, args.prior_solver, args.init)
