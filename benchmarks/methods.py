@@ -250,7 +250,8 @@ def whole_image(eng, image: np.ndarray, trimap: np.ndarray, stages: dict,
     unknown = trimap == 0.5
     alpha[unknown] = np.clip(out[unknown], 0.0, 1.0)
     stages["patches_run"] = 1
-    return alpha
+    from nuke_hdmatt.engine.snap import snap_alpha
+    return snap_alpha(alpha, unknown, eng.settings.snap)     # as the engine finishes
 
 
 def warm_up(spec: dict) -> None:

@@ -25,7 +25,15 @@ import sys
 import time
 
 from . import ENGINE_VERSION
-from .engine.settings import FIXED_DETAIL, PRECISIONS, PRIOR_CHOICES, InferenceSettings, check_device
+from .engine.settings import (
+    DEFAULT_SNAP,
+    FIXED_DETAIL,
+    MAX_SNAP,
+    PRECISIONS,
+    PRIOR_CHOICES,
+    InferenceSettings,
+    check_device,
+)
 from .errors import EXIT_FAILED_FRAMES, EXIT_OK, UsageError, run_reporting
 from .errors import ArgumentParser as Parser
 from .shot.workflow import MAX_THREADS, check_threads, exposure_value
@@ -129,6 +137,10 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                      help="on frames within 1024 px and in the cascade's 1024 px pass, one "
                           "network pass instead of the mean of the frame's and its mirror "
                           "image's alphas (faster, a slightly worse alpha)")
+    eng.add_argument("--snap", type=float, metavar="F",
+                     help="unknown-band alpha within F of 0 or 1 becomes exactly 0 or 1, "
+                          f"0 to {MAX_SNAP} (0 = off; default {DEFAULT_SNAP}: no faint veil "
+                          "over solid foreground or background)")
     eng.add_argument("--threads", type=int, metavar="N",
                      help="CPU threads for the engine and image files, 1 to "
                           f"{MAX_THREADS} (default: torch's, one per core; farm tasks "

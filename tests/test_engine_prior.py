@@ -65,6 +65,9 @@ def _cascade_engines(**kw):
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).parent))
     from test_engine_runner import make_engine
+    # the tests rebuild the cascade from its parts, which must not be snapped to 0 and 1
+    # (the engine snaps its answer once, at the end)
+    kw.setdefault("snap", 0.0)
     return (make_engine("D", prior="cascade", prior_max_side=64, **kw),
             make_engine("D", prior="global", prior_max_side=64, **kw))
 
@@ -104,7 +107,12 @@ def test_cascade_is_a_damped_full_resolution_pass_on_the_guided_coarse_alpha():
     # the cascade differs from the closed-form prior it starts from, and from its undamped pass
     assert not np.array_equal(got, plain.matte(image, trimap))
     assert np.abs(got - fine)[unknown].max() > 1e-3
-    cascade.settings = cascade.settings.replace(detail=1.0)
+    # snapping comes last, on the cascade's answer (not on the coarse alpha it starts from)
+    from nuke_hdmatt.engine.snap import snap_alpha
+    cascade.settings = cascade.settings.replace(snap=0.2)
+    np.testing.assert_array_equal(cascade.matte(image, trimap), snap_alpha(got.copy(), unknown, 0.2))
+    assert ((got[unknown] < 0.2) | (got[unknown] > 0.8)).any()
+    cascade.settings = cascade.settings.replace(detail=1.0, snap=0.0)
     np.testing.assert_array_equal(cascade.matte(image, trimap), fine)
     # detail 0: the guided-upsampled 1024 px alpha itself; the full-resolution pass never runs
     cascade.settings = cascade.settings.replace(detail=0.0)

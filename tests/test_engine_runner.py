@@ -223,11 +223,44 @@ def test_auto_precision_is_bf16_on_cpus_that_compute_it_natively(monkeypatch):
         assert set(seen) == {torch.bfloat16 if native else torch.float32}
 
 
+def test_snap_sets_the_bands_near_certain_alpha_to_exactly_0_and_1_and_nothing_else():
+    """snap (default 0.01): unknown pixels within snap of 0 or 1 become exactly 0 or 1, the
+    rest of the band and the known pixels are untouched; snap 0 is the network's alpha
+    as it is; the threshold is in the cache key."""
+    plain, snapped = make_engine("D", snap=0.0), make_engine("D", snap=0.2)
+    for eng in (plain, snapped):
+        torch.manual_seed(1)
+        torch.nn.init.normal_(eng.net.decoder.head.weight, std=2.0)
+    image, trimap = scene()
+    prior = np.where(trimap == 0.5, 0.4, trimap).astype(np.float32)
+    raw, got = plain.matte(image, trimap, prior=prior), snapped.matte(image, trimap, prior=prior)
+    band = trimap == 0.5
+    low, high = band & (raw < 0.2), band & (raw > 0.8)
+    middle = band & ~low & ~high
+    assert low.sum() > 20 and high.sum() > 20 and middle.sum() > 20     # all three happen
+    assert (got[low] == 0).all() and (got[high] == 1).all()
+    np.testing.assert_array_equal(got[middle], raw[middle])
+    np.testing.assert_array_equal(got[~band], trimap[~band])
+    assert not ((raw[band] == 0) | (raw[band] == 1)).any()             # off: never exact
+    assert plain.params()["snap"] == 0.0 and snapped.params()["snap"] == 0.2
+    assert make_engine("D").settings.snap == 0.01                      # the default
+
+
+def test_snap_alpha_leaves_known_pixels_and_a_zero_threshold_alone():
+    from nuke_hdmatt.engine.snap import snap_alpha
+    alpha = np.array([[0.005, 0.5, 0.996], [0.004, 0.02, 0.999]], np.float32)
+    unknown = np.array([[True, True, True], [False, True, False]])
+    np.testing.assert_array_equal(snap_alpha(alpha.copy(), unknown, 0.0), alpha)
+    np.testing.assert_array_equal(snap_alpha(alpha.copy(), unknown, 0.01),
+                                  np.float32([[0, 0.5, 1], [0.004, 0.02, 0.999]]))
+
+
 def test_flip_averages_a_small_frame_with_its_mirror_image_and_leaves_larger_frames_alone():
     """flip (the default): on a frame within prior_max_side the alpha is the mean of the
     network's and of its alpha on the mirrored frame, mirrored back; known pixels stay
-    exact; progress counts both passes. Frames the engine cascades run one pass."""
-    flipped, plain = make_engine("D"), make_engine("D", flip=False)
+    exact; progress counts both passes. Frames the engine cascades run one pass. (Not
+    snapped to 0 and 1: the mean of two snapped alphas is not the snapped mean.)"""
+    flipped, plain = make_engine("D", snap=0.0), make_engine("D", flip=False, snap=0.0)
     for eng in (flipped, plain):
         torch.manual_seed(1)
         torch.nn.init.normal_(eng.net.decoder.head.weight, std=0.5)

@@ -12,7 +12,8 @@ from nuke_hdmatt.engine.settings import PRECISIONS, PRIOR_CHOICES, InferenceSett
     ("patch", 100, "--patch"), ("patch", 2048, "--patch"), ("overlap", 200, "--overlap"),
     ("pool", 0, "--pool"), ("k", 31, "--k"), ("precision", "fp8", "--precision"),
     ("prior", "magic", "--prior"), ("detail", 1.5, "--detail"), ("detail", math.nan, "--detail"),
-    ("patch", True, "--patch"),
+    ("patch", True, "--patch"), ("snap", -0.01, "--snap"), ("snap", 0.3, "--snap"),
+    ("snap", math.nan, "--snap"), ("snap", True, "--snap"),
 ])
 def test_out_of_range_settings_name_their_option(field, value, option):
     with pytest.raises(ValueError, match=option):
@@ -44,6 +45,10 @@ def test_the_command_line_offers_what_the_settings_accept_and_parses_their_argv_
     one_pass = settings.replace(flip=False)
     args = parser.parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", *one_pass.argv()])
     assert engine_kwargs(args)["settings"] == one_pass
+    for snap in (0.0, 0.05):
+        args = parser.parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr",
+                                  *settings.replace(snap=snap).argv()])
+        assert engine_kwargs(args)["settings"].snap == snap
     with pytest.raises(ValueError, match="flip"):
         InferenceSettings(flip=1)
     bare = parser.parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr"])

@@ -126,6 +126,7 @@ def test_menu_and_gizmo_knobs(fake_nuke):
     assert node["detail"].value() == pytest.approx(0.25)   # the fixed step, when asked for
     assert node["detail_auto"].value() is True              # the default: predicted per pixel
     assert node["flip"].value() is True                     # the default: flip-averaged
+    assert node["snap"].value() == pytest.approx(0.01)      # the engine's default threshold
     assert not node["detail"].enabled()                     # greyed out from creation
     assert (node["patch"].value(), node["overlap"].value(), node["k"].value(),
             node["pool"].value()) == (320, 32, 3, 30)
@@ -344,6 +345,17 @@ def test_matte_input_derives_the_trimap(shot):
     node["flip"].setValue(False)
     argv = hdmatt_node.matte_job(node, paths, [1]).argv("hdmatt")
     assert "--no-flip" in argv
+    assert float(argv[argv.index("--snap") + 1]) == pytest.approx(0.01)
+    node["snap"].setValue(0.0)
+    argv = hdmatt_node.matte_job(node, paths, [1]).argv("hdmatt")
+    assert engine_kwargs(build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr",
+                                                    *argv[argv.index("--patch"):]])
+                         )["settings"].snap == 0.0
+    node["snap"].setValue(0.4)                      # beyond the engine's range: refused here
+    from nuke_hdmatt.errors import UsageError
+    with pytest.raises(UsageError, match=r"HDMatt1: --snap must be from 0 to 0.25"):
+        hdmatt_node.matte_job(node, paths, [1])
+    node["snap"].setValue(0.01)
     assert engine_kwargs(build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr",
                                                     *argv[argv.index("--patch"):]])
                          )["settings"].flip is False
@@ -356,7 +368,6 @@ def test_matte_input_derives_the_trimap(shot):
     assert argv[argv.index("--exposure") + 1] == "-2"
     assert build_parser().parse_args(argv[1:]).exposure == "-2"
     node["exposure"].setValue("bright")
-    from nuke_hdmatt.errors import UsageError
     with pytest.raises(UsageError, match=r"HDMatt1\.exposure: 'bright': give fit, off"):
         hdmatt_node.matte_job(node, paths, [1])
 

@@ -311,14 +311,14 @@ def test_4_6_proxy_mode_checks_the_full_resolution_files(shot):
     assert hd().stale_reasons(node) == ["plate input"]  # the full-resolution file changed
 
 
-def test_4_7_exposure_and_flip_changes_show_stale_at_once(shot):
-    """Both decide the alpha: the knob change itself refreshes the status (no wait for an
+def test_4_7_exposure_flip_and_snap_changes_show_stale_at_once(shot):
+    """All decide the alpha: the knob change itself refreshes the status (no wait for an
     idle updateUI)."""
     nuke, node, plate, src, _ = shot
     node["patch"].setValue(48)
     node["overlap"].setValue(8)
     assert hd().generate(node, "1") is True
-    for knob, value in (("exposure", "-1"), ("flip", False)):
+    for knob, value in (("exposure", "-1"), ("flip", False), ("snap", 0.0)):
         hd().update_status(node, [1])
         assert "stale" not in node["status"].value()
         old = node[knob].value()

@@ -199,6 +199,8 @@ CASES = [
     ("overlap-too-large", [*MATTE, "--overlap", "1000"], None, ["--overlap", "1000"]),
     ("k-zero", [*MATTE, "--k", "0"], None, ["--k", "0"]),
     ("pool-huge", [*MATTE, "--pool", "100000"], None, ["--pool", "100000"]),
+    ("snap-too-large", [*MATTE, "--snap", "0.5"], None, ["--snap", "0.5", "0.25"]),
+    ("snap-not-a-number", [*MATTE, "--snap", "half"], None, ["--snap", "half"]),
     ("threads-100000", [*MATTE, "--threads", "100000"], None, ["--threads", "100000", "1024"]),
     # 8: output locations, checked before the engine loads
     ("output-folder-is-a-file", ["matte", *SEQ, "-o", "a_file/a.####.exr"], None,

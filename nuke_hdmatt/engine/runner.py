@@ -27,6 +27,7 @@ from .fold import fold_batchnorm
 from .memory import guarded
 from .network import HDMattNet
 from .settings import FIXED_DETAIL, InferenceSettings, check_device
+from .snap import snap_alpha
 from .streamed_pass import StreamedPass
 from .tiling import PatchGrid
 from .weights import BUNDLED_WEIGHTS, load_detail_model, load_network, verified_sha256
@@ -148,7 +149,7 @@ class Engine:
                "prior": s.prior_mode if self.cfg.uses_prior else "none",
                "prior_max_side": s.prior_max_side, "detail": self._detail_name(),
                "device": self.device.type, "variant": self.cfg.variant, "context": s.context,
-               "flip": s.flip,
+               "flip": s.flip, "snap": s.snap,
                "engine_version": ENGINE_VERSION}
         if shape is not None and max(shape) <= s.prior_max_side and out["prior"] == "cascade":
             out["prior"] = "global"
@@ -184,13 +185,15 @@ class Engine:
         progress(done, total, stage): called per patch ("patches") and per prior solve.
         cancel(): polled between batches; True raises :class:`Cancelled`.
         prior: a precomputed HxW prior alpha for variant D (else computed here).
-        Returns float32 HxW in [0, 1]; known trimap pixels are copied exactly.
+        Returns float32 HxW in [0, 1]; known trimap pixels are copied exactly, unknown ones
+        within the settings' ``snap`` of 0 or 1 are exactly 0 or 1 (:mod:`.snap`).
         Out of memory: see :mod:`.memory` (one retry on a GPU, then
         :class:`~nuke_hdmatt.errors.OutOfMemory`).
         """
         image, trimap = _check_inputs(image, trimap)
-        return guarded(self.device, f"a {image.shape[1]}x{image.shape[0]} frame",
-                       lambda: self._matte(image, trimap, progress, cancel, prior))
+        alpha = guarded(self.device, f"a {image.shape[1]}x{image.shape[0]} frame",
+                        lambda: self._matte(image, trimap, progress, cancel, prior))
+        return snap_alpha(alpha, trimap == 0.5, self.settings.snap)
 
     def _matte(self, image, trimap, progress, cancel, prior):
         unknown = trimap == 0.5

@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass, fields, replace
 
 __all__ = ["InferenceSettings", "check_device", "PRECISIONS", "PRIOR_METHODS", "PRIOR_MODES", "PRIOR_CHOICES",
-           "DEFAULT_DETAIL", "FIXED_DETAIL", "MAX_PATCH", "MAX_POOL"]
+           "DEFAULT_DETAIL", "FIXED_DETAIL", "MAX_PATCH", "MAX_POOL", "DEFAULT_SNAP", "MAX_SNAP"]
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -45,6 +45,10 @@ FIXED_DETAIL = 0.25
 # keep any setting within the memory docs/COMMAND_LINE.md states (Reliability).
 MAX_PATCH = 1024
 MAX_POOL = 256
+#: Unknown-band alpha within this of 0 or 1 is set to exactly 0 or 1 (``engine/snap.py``;
+#: chosen on the training images, docs/ENGINE.md "Snapping to 0 and 1").
+DEFAULT_SNAP = 0.01
+MAX_SNAP = 0.25
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class InferenceSettings:
     flip : on frames within ``prior_max_side`` (the cascade's coarse pass among them), the
         mean of the network's alpha and of its alpha on the mirrored frame, mirrored back
         (twice that pass's network time; False: one pass)
+    snap : unknown-band alpha within ``snap`` of 0 or 1 becomes exactly 0 or 1, 0 to
+        :data:`MAX_SNAP` (0: off)
 
     Raises ``ValueError`` naming the command-line option (``--patch`` ...) and its range.
     """
@@ -82,6 +88,7 @@ class InferenceSettings:
     batch: int | None = None
     context: bool = True
     flip: bool = True
+    snap: float = DEFAULT_SNAP
 
     def __post_init__(self):
         p = self.patch
@@ -106,6 +113,9 @@ class InferenceSettings:
             raise ValueError(f"--detail must be auto or between 0 and 1, got {self.detail!r}")
         if not _is_int(self.prior_max_side) or self.prior_max_side < 64:
             raise ValueError(f"prior_max_side must be at least 64, got {self.prior_max_side}")
+        if (isinstance(self.snap, bool) or not isinstance(self.snap, (int, float))
+                or math.isnan(self.snap) or not 0.0 <= self.snap <= MAX_SNAP):
+            raise ValueError(f"--snap must be from 0 to {MAX_SNAP}, got {self.snap!r}")
         if not isinstance(self.flip, bool):
             raise ValueError(f"flip must be True or False, got {self.flip!r}")
         if self.batch is not None and (not _is_int(self.batch) or self.batch < 1):
@@ -135,7 +145,7 @@ class InferenceSettings:
         return ["--patch", str(self.patch), "--overlap", str(self.overlap), "--k", str(self.k),
                 "--pool", str(self.pool), "--precision", self.precision, "--prior", self.prior,
                 "--detail", self.detail if self.detail == "auto" else repr(float(self.detail)),
-                *([] if self.flip else ["--no-flip"])]
+                *([] if self.flip else ["--no-flip"]), "--snap", repr(float(self.snap))]
 
 
 def _is_int(value) -> bool:

@@ -40,7 +40,7 @@ from typing import Any
 
 import nuke
 
-from ..engine.settings import FIXED_DETAIL, InferenceSettings
+from ..engine.settings import DEFAULT_SNAP, FIXED_DETAIL, InferenceSettings
 from ..engine_env import engine_executable
 from ..errors import Cancelled, ColorSpaceError, HDMattError, UsageError
 from ..sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
@@ -174,7 +174,7 @@ def knob_changed() -> None:
     if knob is not None and knob.name() in ("alpha_file", "frames", "inputChange", "band",
                                             "trimap_channel", "plate_colorspace", "patch",
                                             "overlap", "k", "pool", "precision", "prior",
-                                            "detail", "detail_auto", "flip", "exposure",
+                                            "detail", "detail_auto", "flip", "snap", "exposure",
                                             "foreground_output"):
         update_status(node)
         if knob.name() == "detail_auto":
@@ -307,7 +307,8 @@ def inference_settings(node) -> InferenceSettings:
             patch=int(node["patch"].value()), overlap=int(node["overlap"].value()),
             k=int(node["k"].value()), pool=int(node["pool"].value()),
             precision=node["precision"].value(), prior=_knob_value(node, "prior", "auto"),
-            detail=_detail(node), flip=bool(_knob_value(node, "flip", True)))
+            detail=_detail(node), flip=bool(_knob_value(node, "flip", True)),
+            snap=float(_knob_value(node, "snap", DEFAULT_SNAP)))
     except ValueError as exc:
         raise UsageError(f"{node.name()}: {exc}") from None
 

@@ -277,8 +277,9 @@ class ClosedFormPrior:
     def _cascade_engine(self):
         if self._engine is None:
             from ..engine.runner import Engine
-            # flip-averaged, as the cascade's coarse pass is
-            self._engine = Engine.load(self.cascade_weights, device=self.device, prior="global")
+            # flip-averaged and not snapped to 0 and 1, as the cascade's coarse pass is
+            self._engine = Engine.load(self.cascade_weights, device=self.device, prior="global",
+                                       snap=0.0)
             if self._engine.cfg.prior_solver != self.solver:
                 raise ValueError(f"cascade weights {self.cascade_weights} use the "
                                  f"{self._engine.cfg.prior_solver!r} prior, samples {self.solver!r}")
