@@ -72,6 +72,6 @@ def test_only_the_gizmos_modules_import_nuke_and_none_imports_torch():
     belong to the engine process)."""
     side = sorted((PACKAGE / "nuke").glob("*.py"))
     with_nuke = sorted(p.stem for p in side if "nuke" in _imports(p))
-    assert with_nuke == ["export", "generated", "node", "prepass"]
+    assert with_nuke == ["export", "generated", "knobs", "node", "prepass"]
     heavy = sorted(p.stem for p in side if {"torch", "numpy"} & _imports(p))
     assert heavy == []

@@ -28,17 +28,17 @@ def test_output_choice_knob_and_wiring_follow_each_other(shot):
     _choose(nuke, node, CHOICES[2])
     assert disabled() == (True, False)
 
-    from nuke_hdmatt.nuke import node as hdmatt_node
+    from nuke_hdmatt.nuke import knobs as hdmatt_knobs
     argvs = []
     for choice in CHOICES[1:]:  # both foreground outputs: one engine call, layer and rgb
         _choose(nuke, node, choice)
-        argvs.append(hdmatt_node.matte_job(node, {"plate": "p.####.exr", "trimap": "t.####.exr",
+        argvs.append(hdmatt_knobs.matte_job(node, {"plate": "p.####.exr", "trimap": "t.####.exr",
                                                   "matte": None}, [1, 2]).argv("hdmatt"))
     argv = argvs[0]
     assert argv == argvs[1]
     assert argv[argv.index("--foreground") + 1] == "fg" and "--premultiplied" in argv
     _choose(nuke, node, CHOICES[0])
-    argv = hdmatt_node.matte_job(node, {"plate": "p.####.exr", "trimap": "t.####.exr",
+    argv = hdmatt_knobs.matte_job(node, {"plate": "p.####.exr", "trimap": "t.####.exr",
                                         "matte": None}, [1, 2]).argv("hdmatt")
     assert "--foreground" not in argv and "--premultiplied" not in argv
 
@@ -47,8 +47,8 @@ def test_each_choice_renders_what_it_says(shot):
     nuke, node, _, _, tmp_path = shot
     _choose(nuke, node, CHOICES[2])
     assert node["generate"].execute() is None
-    from nuke_hdmatt.nuke import node as hdmatt_node
-    alpha_file = hdmatt_node.alpha_sequence(node).pattern.replace("%04d", "####")
+    from nuke_hdmatt.nuke import knobs as hdmatt_knobs
+    alpha_file = hdmatt_knobs.alpha_sequence(node).pattern.replace("%04d", "####")
     engine_file = read_exr(alpha_file.replace("####", "0001"))
     assert {"fg.R", "fg.G", "fg.B"} <= set(engine_file)
     plate = plate_pixels(1)

@@ -131,8 +131,8 @@ def test_menu_and_gizmo_knobs(fake_nuke):
     assert (node["patch"].value(), node["overlap"].value(), node["k"].value(),
             node["pool"].value()) == (320, 32, 3, 30)
     # unsaved script: the default alpha path is relative (beside a script not saved yet)
-    from nuke_hdmatt.nuke import node as hdmatt_node
-    assert not os.path.isabs(hdmatt_node.alpha_sequence(node).pattern)
+    from nuke_hdmatt.nuke import knobs as hdmatt_knobs
+    assert not os.path.isabs(hdmatt_knobs.alpha_sequence(node).pattern)
     read = node.node("alpha_read")
     assert read["raw"].value()
     assert read["on_error"].value() == "error"  # terminal mode: a missing frame is an error
@@ -143,8 +143,8 @@ def test_menu_and_gizmo_knobs(fake_nuke):
 
 def alpha_file(node) -> str:
     """The node's alpha sequence, ``####`` for the frame."""
-    from nuke_hdmatt.nuke import node as hdmatt_node
-    return hdmatt_node.alpha_sequence(node).pattern.replace("%04d", "####")
+    from nuke_hdmatt.nuke import knobs as hdmatt_knobs
+    return hdmatt_knobs.alpha_sequence(node).pattern.replace("%04d", "####")
 
 
 def engine_alpha(node, frame):
@@ -277,8 +277,8 @@ def test_a_trimap_read_that_bends_its_values_is_a_warning(shot):
     assert "1 warning(s) from the last Generate, first: the trimap input's Read" in \
         node["status"].value()
     trimap["raw"].setValue(True)
-    from nuke_hdmatt.nuke import node as hdmatt_node
-    assert hdmatt_node.input_warnings(node) == []
+    from nuke_hdmatt.nuke import knobs as hdmatt_knobs
+    assert hdmatt_knobs.input_warnings(node) == []
 
 
 def test_engine_warnings_reach_the_error_console_and_the_status(shot):
@@ -305,15 +305,16 @@ def test_engine_warnings_reach_the_error_console_and_the_status(shot):
 
 def test_matte_input_derives_the_trimap(shot):
     nuke, node, plate, src, tmp_path = shot
+    from nuke_hdmatt.nuke import knobs as hdmatt_knobs
     from nuke_hdmatt.nuke import node as hdmatt_node
     matte = node.input(1)
     node.setInput(1, None)
     node.setInput(2, matte)
     node["band"].setValue(6)
     node["prior"].setValue("global")
-    assert hdmatt_node.inference_settings(node).detail == "auto"
+    assert hdmatt_knobs.inference_settings(node).detail == "auto"
     node["detail"].setValue(0.6)
-    assert hdmatt_node.inference_settings(node).detail == "auto"   # the slider waits
+    assert hdmatt_knobs.inference_settings(node).detail == "auto"   # the slider waits
     node["detail_auto"].setValue(False)
     nuke._fire_knob_changed(node, "detail_auto")
     assert node["detail"].enabled()                                # the slider is the step now
@@ -324,7 +325,7 @@ def test_matte_input_derives_the_trimap(shot):
     exported = read_exr(work / "plate.0001.exr")
     assert sorted(exported) == ["B", "G", "R"]  # rgb only, raw float
     np.testing.assert_array_equal(exported["R"], plate_pixels(1)[..., 0].astype(np.float32))
-    argv = hdmatt_node.matte_job(node, paths, [1]).argv("hdmatt")
+    argv = hdmatt_knobs.matte_job(node, paths, [1]).argv("hdmatt")
     i = argv.index("--trimap-from-matte")
     assert argv[i:i + 4] == ["--trimap-from-matte", paths["matte"], "--band", "6"]
     assert argv[argv.index("--ocio") + 1] == "ocio://cg-config-v2.1.0_aces-v1.3_ocio-v2.3"
@@ -340,21 +341,21 @@ def test_matte_input_derives_the_trimap(shot):
     node["detail_auto"].setValue(True)
     nuke._fire_knob_changed(node, "detail_auto")
     assert not node["detail"].enabled()
-    argv = hdmatt_node.matte_job(node, paths, [1]).argv("hdmatt")
+    argv = hdmatt_knobs.matte_job(node, paths, [1]).argv("hdmatt")
     assert argv[argv.index("--detail") + 1] == "auto" and "--no-flip" not in argv
     node["flip"].setValue(False)
-    argv = hdmatt_node.matte_job(node, paths, [1]).argv("hdmatt")
+    argv = hdmatt_knobs.matte_job(node, paths, [1]).argv("hdmatt")
     assert "--no-flip" in argv
     assert float(argv[argv.index("--snap") + 1]) == pytest.approx(0.01)
     node["snap"].setValue(0.0)
-    argv = hdmatt_node.matte_job(node, paths, [1]).argv("hdmatt")
+    argv = hdmatt_knobs.matte_job(node, paths, [1]).argv("hdmatt")
     assert engine_kwargs(build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr",
                                                     *argv[argv.index("--patch"):]])
                          )["settings"].snap == 0.0
     node["snap"].setValue(0.4)                      # beyond the engine's range: refused here
     from nuke_hdmatt.errors import UsageError
     with pytest.raises(UsageError, match=r"HDMatt1: --snap must be from 0 to 0.25"):
-        hdmatt_node.matte_job(node, paths, [1])
+        hdmatt_knobs.matte_job(node, paths, [1])
     node["snap"].setValue(0.01)
     assert engine_kwargs(build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr",
                                                     *argv[argv.index("--patch"):]])
@@ -364,12 +365,12 @@ def test_matte_input_derives_the_trimap(shot):
     # exposure: fit by default, stops taken as the engine writes them
     assert node["exposure"].value() == "fit" and argv[argv.index("--exposure") + 1] == "fit"
     node["exposure"].setValue(" -2.0 ")
-    argv = hdmatt_node.matte_job(node, paths, [1]).argv("hdmatt")
+    argv = hdmatt_knobs.matte_job(node, paths, [1]).argv("hdmatt")
     assert argv[argv.index("--exposure") + 1] == "-2"
     assert build_parser().parse_args(argv[1:]).exposure == "-2"
     node["exposure"].setValue("bright")
     with pytest.raises(UsageError, match=r"HDMatt1\.exposure: 'bright': give fit, off"):
-        hdmatt_node.matte_job(node, paths, [1])
+        hdmatt_knobs.matte_job(node, paths, [1])
 
 
 @pytest.fixture
@@ -506,8 +507,9 @@ def test_a_failed_frame_stays_failed_beside_an_earlier_alpha(standin, monkeypatc
     """A failed run keeps the alpha an earlier one left: the frame must still read as failed
     (status, label, a render's warning), until something writes that frame again."""
     nuke, node, plate, src, tmp_path = standin
+    from nuke_hdmatt.nuke import knobs as hdmatt_knobs
     from nuke_hdmatt.nuke import node as hdmatt_node
-    earlier = Path(hdmatt_node.alpha_sequence(node).path(2))
+    earlier = Path(hdmatt_knobs.alpha_sequence(node).path(2))
     earlier.parent.mkdir(parents=True)
     write_exr(earlier, np.full((H, W, 1), 0.5, np.float32), ("A",))
     monkeypatch.setenv("STANDIN_MODE", "fail")
@@ -560,10 +562,11 @@ def test_broken_upstream_is_reported_not_raised(shot, capsys):
 
 def test_clear_cache_asks_in_the_gui(standin):
     nuke, node, plate, src, tmp_path = standin
+    from nuke_hdmatt.nuke import knobs as hdmatt_knobs
     from nuke_hdmatt.nuke import node as hdmatt_node
     nuke.GUI = True
     node["cache"].setValue("")
-    seq = hdmatt_node.alpha_sequence(node)
+    seq = hdmatt_knobs.alpha_sequence(node)
     os.makedirs(os.path.dirname(seq.path(1)))
     for f in (1, 2):
         write_exr(seq.path(f), trimap_pixels(), ("R", "G", "B", "A"))

@@ -42,8 +42,13 @@ def hd():
     return hdmatt_node
 
 
+def knobs():
+    from nuke_hdmatt.nuke import knobs as hdmatt_knobs
+    return hdmatt_knobs
+
+
 def write_alphas(node, frames, value=0.25):
-    seq = hd().alpha_sequence(node)
+    seq = knobs().alpha_sequence(node)
     os.makedirs(os.path.dirname(seq.path(frames[0])), exist_ok=True)
     for f in frames:
         write_exr(seq.path(f), np.full((H, W, 1), value * f, np.float32), ("A",))
@@ -247,7 +252,7 @@ def test_4_5_range_follows_generated_frames_and_stale_results_show(shot, tmp_pat
     nuke.execute(w, 0, 3)
     for f in (0, 3):  # the handle frames show their alpha, not black
         assert np.array_equal(read_exr(tmp_path / f"h.{f:04d}.exr")["A"],
-                              read_exr(hd().alpha_sequence(node).path(f))["A"])
+                              read_exr(knobs().alpha_sequence(node).path(f))["A"])
     nuke.delete(w)
     assert "stale" not in hd().update_status(node, [0, 1, 2, 3])
 
@@ -411,13 +416,13 @@ def FrameSeq(pattern):
 def test_7_alpha_path_follows_script_and_node_names(shot):
     nuke, node, plate, src, tmp_path = shot
     base = tmp_path / "hdmatt"
-    assert hd().alpha_pattern(node) == f"{base}/shot010/HDMatt1/alpha.%04d.exr"
+    assert knobs().alpha_pattern(node) == f"{base}/shot010/HDMatt1/alpha.%04d.exr"
     node.setName("Hero")
-    assert hd().alpha_pattern(node) == f"{base}/shot010/Hero/alpha.%04d.exr"
+    assert knobs().alpha_pattern(node) == f"{base}/shot010/Hero/alpha.%04d.exr"
     nuke.root()["name"].setValue(str(tmp_path / "shot010_v002.nk"))  # versioned up
-    assert hd().alpha_pattern(node) == f"{base}/shot010_v002/Hero/alpha.%04d.exr"
+    assert knobs().alpha_pattern(node) == f"{base}/shot010_v002/Hero/alpha.%04d.exr"
     copy = nuke.createNode("HDMatt")  # a copy of the default gets its own folder
-    assert hd().alpha_pattern(copy) == f"{base}/shot010_v002/HDMatt1/alpha.%04d.exr"
+    assert knobs().alpha_pattern(copy) == f"{base}/shot010_v002/HDMatt1/alpha.%04d.exr"
     # an explicit path shared by a copy: Generate refuses instead of overwriting
     shared = str(tmp_path / "alpha" / "a.####.exr")
     node["alpha_file"].getLinkedKnob().setValue(shared)
@@ -463,7 +468,7 @@ def test_8_knobs_are_evaluated_where_nuke_users_expect(shot, monkeypatch):
     node["plate_colorspace"].setValue("$env(SHOT_SPACE)")
     node["frames"].setValue("[value root.first_frame]-[value root.last_frame]")
     frames = hd().requested_frames(node)
-    job = hd().matte_job(node, {"plate": "p", "trimap": "t", "matte": None}, frames)
+    job = knobs().matte_job(node, {"plate": "p", "trimap": "t", "matte": None}, frames)
     assert frames == [1, 2]
     assert job.cache == f"{tmp_path}/showcache/hdmatt"
     assert job.output == f"{tmp_path}/showcache/alphas/HDMatt1/a.%04d.exr"
@@ -491,7 +496,7 @@ def test_9_trimap_with_a_smaller_bbox_is_exported_over_the_plate_bbox(shot):
     node["patch"].setValue(48)
     node["overlap"].setValue(8)
     assert hd().generate(node, "1") is True, node["status"].value()
-    alpha = read_exr(hd().alpha_sequence(node).path(1))["A"]
+    alpha = read_exr(knobs().alpha_sequence(node).path(1))["A"]
     assert not alpha[:, 40:].any() and np.all(alpha[:, 30:40] == 1)
 
 
@@ -517,7 +522,7 @@ def test_double_write_uses_the_bbox_as_data_window(fake_nuke, tmp_path):
 def test_10_plate_is_tagged_with_the_working_space_and_the_file_space_refused(shot):
     nuke, node, plate, src, tmp_path = shot
     assert "arriving" in node["plate_colorspace"].tooltip()
-    colour = hd().plate_colour(node)
+    colour = knobs().plate_colour(node)
     assert colour.colorspace == "ACEScg"
     work = tmp_path / "w"
     work.mkdir()
@@ -532,7 +537,7 @@ def test_10_plate_is_tagged_with_the_working_space_and_the_file_space_refused(sh
     assert node["status"].value().startswith(
         "error: HDMatt1.plate_colorspace: 'sRGB - Texture' is the plate Read's file colour space")
     plate["raw"].setValue(True)  # a raw Read delivers the file's pixels: then it is right
-    assert hd().plate_colour(node).colorspace == "sRGB - Texture"
+    assert knobs().plate_colour(node).colorspace == "sRGB - Texture"
 
 
 # ---------------------------------------------------------------- 11. OCIO for the farm

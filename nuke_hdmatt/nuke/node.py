@@ -1,6 +1,7 @@
 """The HDMatt gizmo's Python: buttons, knob callbacks, Generate, status and label.
 
-The inputs are rendered for the engine by :mod:`.export`; what an alpha was generated from
+The inputs are rendered for the engine by :mod:`.export`; what the knobs ask of the engine
+(the engine call, the alpha sequence) is :mod:`.knobs`'s; what an alpha was generated from
 (for the stale check) is :mod:`.generated`'s. These, with ``prepass``, are the modules that
 import ``nuke``; none imports torch: alphas come from the engine process
 (:mod:`nuke_hdmatt.nuke.engine_call`). Nothing here is needed to
@@ -40,28 +41,26 @@ from typing import Any
 
 import nuke
 
-from ..engine.settings import DEFAULT_SNAP, FIXED_DETAIL, InferenceSettings
 from ..engine_env import engine_executable
-from ..errors import Cancelled, ColorSpaceError, HDMattError, UsageError
+from ..errors import Cancelled, HDMattError, UsageError
 from ..sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
-from ..shot.workflow import exposure_value
-from .colour_settings import resolve_colour
 from .engine_call import EngineCall, EngineResult, remove_partial_outputs, run_engine, stop_all_engines
 from .export import INPUTS, connected, export_inputs, views
 from .generated import UI_STAT_AGE_S, digest, graph_digests, weights_changed
+from .knobs import (
+    alpha_pattern,
+    alpha_sequence,
+    alpha_sequences,
+    input_warnings,
+    knob_text,
+    matte_job,
+    plate_colour,
+)
 
 __all__ = ["on_create", "on_destroy", "on_script_close", "knob_changed", "update_ui",
            "generate", "generate_current", "clear_cache", "update_status", "export_inputs",
-           "matte_job", "alpha_sequence", "running", "stale_reasons", "check_alpha_path",
-           "plate_colour"]
+           "running", "stale_reasons", "check_alpha_path"]
 
-TRIMAP_CHANNELS = {"alpha": "A", "red": "R"}
-# foreground_output knob values: what the engine is asked for (layer, premultiplied rgb). Both
-# foreground outputs ask for both, so switching between them needs no re-run (and is not stale).
-FOREGROUND_OUTPUTS = {"alpha only": ("", False),
-                      "alpha + foreground layer": ("fg", True),
-                      "premultiplied foreground": ("fg", True)}
-ROOT_COLOUR_KNOBS = ("colorManagement", "OCIO_config", "customOCIOConfigPath", "workingSpaceLUT")
 # EngineCall fields that are paths or where-to-run choices, not what decides the alpha
 _JOB_NOT_SETTINGS = ("plate", "trimap", "matte", "output", "frames", "cache", "device")
 
@@ -73,36 +72,6 @@ _RUNS_LOCK = threading.Lock()
 
 def _node(node=None):
     return node if node is not None else nuke.thisNode()
-
-
-def _text(node, name: str) -> str:
-    """A text knob's value with its TCL and ``$env(VAR)`` expanded, as Nuke users expect."""
-    knob = node[name]
-    if hasattr(knob, "evaluate"):
-        return str(knob.evaluate()).strip()
-    raw = str(knob.value())
-    return nuke.tcl("subst", raw).strip() if ("[" in raw or "$" in raw) else raw.strip()
-
-
-def alpha_pattern(node) -> str:
-    """The alpha sequence the node's Read shows: TCL expanded, frame (and ``%V``)
-    placeholders kept."""
-    text = nuke.filename(node.node("alpha_read")) or ""
-    if not text.strip():
-        raise UsageError(f"{node.name()}.alpha_file: empty; set an alpha sequence "
-                         "(e.g. /shots/a/hdmatt/alpha.####.exr)")
-    return text.replace("\\", "/")
-
-
-def alpha_sequence(node, view: str | None = None) -> FrameSequence:
-    """:func:`alpha_pattern` for one view (default: the script's first)."""
-    return FrameSequence(alpha_pattern(node).replace("%V", view or views()[0]))
-
-
-def alpha_sequences(node) -> list[FrameSequence]:
-    """The alpha sequence of each view the node writes (one without ``%V``)."""
-    pattern = alpha_pattern(node)
-    return [FrameSequence(pattern.replace("%V", v)) for v in (views() if "%V" in pattern else [""])]
 
 
 def _on_disk(node) -> set[int]:
@@ -188,12 +157,6 @@ def apply_detail_auto(node) -> None:
         slider.setEnabled(not node["detail_auto"].value())
 
 
-def _foreground_output(node) -> tuple:
-    """(foreground layer or "", premultiplied) for the knob."""
-    value = _knob_value(node, "foreground_output", "alpha only")
-    return FOREGROUND_OUTPUTS.get(value, FOREGROUND_OUTPUTS["alpha only"])
-
-
 def on_destroy() -> None:
     """``nuke.addOnDestroy`` (menu.py): a deleted node's engine run stops (within a second)."""
     run = running(nuke.thisNode())
@@ -223,7 +186,7 @@ def update_ui() -> None:
 
 
 def requested_frames(node, frames: str | None = None) -> list[int]:
-    text = frames or _text(node, "frames")
+    text = frames or knob_text(node, "frames")
     if not text:
         root = nuke.root()
         text = f"{int(root['first_frame'].value())}-{int(root['last_frame'].value())}"
@@ -231,108 +194,6 @@ def requested_frames(node, frames: str | None = None) -> list[int]:
         return parse_frames(text)
     except HDMattError as exc:
         raise UsageError(f"{node.name()}.frames: {exc.message.replace('--frames: ', '')}")
-
-
-# ---------------------------------------------------------------- engine job
-
-
-def _root_colour() -> dict:
-    root = nuke.root()
-    return {k: root[k].value() for k in ROOT_COLOUR_KNOBS if root.knob(k) is not None}
-
-
-def _detail(node) -> float | str:
-    """``auto`` with predict detail on; else the slider's step. Nodes without the checkbox
-    (plain groups converted before it existed) keep the step they were given."""
-    if _knob_value(node, "detail_auto", False):
-        return "auto"
-    return float(_knob_value(node, "detail", FIXED_DETAIL))
-
-
-def _knob_value(node, name: str, default):
-    # nodes saved before the knob existed (or converted to plain groups) lack it
-    knob = node.knob(name)
-    return default if knob is None else knob.value()
-
-
-def _upstream_read_space(node, index: int = 0) -> str | None:
-    """The file colour space of a (not raw) Read feeding input ``index`` (0: the plate)
-    through pass-through nodes."""
-    n = node.input(index)
-    while n is not None and n.Class() in ("Dot", "NoOp", "Crop", "Reformat"):
-        n = n.input(0)
-    if n is None or n.Class() != "Read" or n.knob("colorspace") is None:
-        return None
-    if n.knob("raw") is not None and n["raw"].value():
-        return None
-    return str(n["colorspace"].value()) or None
-
-
-# colour space names of curved (display, video, log) encodings: a Read converting from one
-# bends the values it delivers
-_CURVED = ("srgb", "rec709", "rec.709", "rec1886", "gamma", "log", "output", "display", "video")
-
-
-def input_warnings(node) -> list[str]:
-    """The trimap or matte arriving through a Read that converts from a curved colour space:
-    a trimap holds codes, not colours (its 0.5 arrives as about 0.21 from sRGB, which the
-    engine may read as background)."""
-    out = []
-    for index in (1, 2):
-        space = _upstream_read_space(node, index)
-        if space and any(word in space.lower() for word in _CURVED):
-            out.append(f"the {INPUTS[index][0]} input's Read converts from {space!r}, which moves "
-                       "its values (a trimap's 0.5 arrives as about 0.21); tick raw on that Read")
-    return out
-
-
-def plate_colour(node):
-    """Resolve the colour settings; refuses the space the plate's Read converted from."""
-    space = _text(node, "plate_colorspace")
-    colour = resolve_colour(_root_colour(), getattr(nuke, "EXE_PATH", None), plate_colorspace=space)
-    file_space = _upstream_read_space(node)
-    if space and file_space and space == file_space and space != colour.working:
-        raise ColorSpaceError(
-            f"{node.name()}.plate_colorspace: {space!r} is the plate Read's file colour space, "
-            "but the Read already converts to the working space; leave the knob empty (it is "
-            "the space of the pixels arriving at the node)")
-    return colour
-
-
-def inference_settings(node) -> InferenceSettings:
-    """The engine settings of ``node``'s knobs; a value out of range is a UsageError naming
-    the node (the engine would refuse it too, after the export)."""
-    try:
-        return InferenceSettings(
-            patch=int(node["patch"].value()), overlap=int(node["overlap"].value()),
-            k=int(node["k"].value()), pool=int(node["pool"].value()),
-            precision=node["precision"].value(), prior=_knob_value(node, "prior", "auto"),
-            detail=_detail(node), flip=bool(_knob_value(node, "flip", True)),
-            snap=float(_knob_value(node, "snap", DEFAULT_SNAP)))
-    except ValueError as exc:
-        raise UsageError(f"{node.name()}: {exc}") from None
-
-
-def matte_job(node, paths: dict, frames: list[int], colour=None) -> EngineCall:
-    """The engine call for ``node``'s knobs, the exported ``paths`` and ``frames``."""
-    colour = colour or plate_colour(node)
-    return EngineCall(
-        plate=paths["plate"], trimap=paths["trimap"], matte=paths["matte"],
-        band=int(node["band"].value()), output=alpha_pattern(node),
-        frames=format_frames(frames),
-        trimap_channel=TRIMAP_CHANNELS[node["trimap_channel"].value()],
-        plate_colorspace=colour.colorspace, ocio=colour.config,
-        cache=_text(node, "cache"), device=node["device"].value(),
-        settings=inference_settings(node), exposure=_exposure(node),
-        foreground=_foreground_output(node)[0], premultiplied=_foreground_output(node)[1])
-
-
-def _exposure(node) -> str:
-    """The exposure knob as the engine's ``--exposure`` value (nodes without it: fit)."""
-    try:
-        return exposure_value(_knob_value(node, "exposure", "fit") or "fit")
-    except ValueError as exc:
-        raise UsageError(f"{node.name()}.exposure: {exc}") from None
 
 
 # ---------------------------------------------------------------- what was generated
@@ -788,7 +649,7 @@ def clear_cache(node=None) -> int:
         return 0
     files = [seq.path(f) for seq in seqs if os.path.isabs(seq.pattern)
              for f in frames_on_disk(seq)]
-    cache = _text(node, "cache")
+    cache = knob_text(node, "cache")
     if nuke.GUI and not nuke.ask(f"Delete {len(files)} alpha frames of {node.name()}"
                                  + (f" and every entry in {cache}?" if cache else "?")):
         return 0

@@ -32,6 +32,7 @@ def main(argv=None) -> int:
 
     from nuke_hdmatt.atomic import write_text_atomic
     from nuke_hdmatt.errors import HDMattError, run_reporting
+    from nuke_hdmatt.nuke import knobs as hdmatt_knobs
     from nuke_hdmatt.nuke import node as hdmatt_node
     from nuke_hdmatt.nuke.colour_settings import copy_bundled_config
     from nuke_hdmatt.nuke.engine_call import JOB_FILE
@@ -58,11 +59,11 @@ def main(argv=None) -> int:
             raise HDMattError(f"no HDMatt node named {args.node!r}", path=args.script)
         frames = hdmatt_node.requested_frames(node, args.frames)
         hdmatt_node.check_alpha_path(node)
-        colour = hdmatt_node.plate_colour(node)  # before rendering: bad settings fail at once
+        colour = hdmatt_knobs.plate_colour(node)  # before rendering: bad settings fail at once
         os.makedirs(args.work, exist_ok=True)
         colour = copy_bundled_config(colour, args.work)
         paths = hdmatt_node.export_inputs(node, frames, args.work, plate_space=colour.colorspace)
-        job = hdmatt_node.matte_job(node, paths, frames, colour)
+        job = hdmatt_knobs.matte_job(node, paths, frames, colour)
         out = os.path.join(args.work, JOB_FILE)
         write_text_atomic(out, json.dumps({"script": os.path.abspath(args.script),
                                            "node": args.node, "job": job.to_dict()}, indent=2))

@@ -16,8 +16,10 @@ import pytest
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 GIZMOS = REPO / "gizmos"
-_NUKE_MODULES = ("nuke", "nuke_hdmatt.nuke.node", "nuke_hdmatt.nuke.export",
-                 "nuke_hdmatt.nuke.generated", "nuke_hdmatt.nuke.prepass")
+# every module that imports nuke: each test gets a fresh double, and these its new module
+_NUKE_MODULES = ("nuke", "nuke_hdmatt.nuke.node", "nuke_hdmatt.nuke.knobs",
+                 "nuke_hdmatt.nuke.export", "nuke_hdmatt.nuke.generated",
+                 "nuke_hdmatt.nuke.prepass")
 
 
 def _forget():
