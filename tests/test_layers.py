@@ -75,3 +75,22 @@ def test_only_the_gizmos_modules_import_nuke_and_none_imports_torch():
     assert with_nuke == ["export", "generated", "knobs", "node", "prepass"]
     heavy = sorted(p.stem for p in side if {"torch", "numpy"} & _imports(p))
     assert heavy == []
+
+
+def test_the_engine_knows_no_files_environment_nuke_or_ocio_and_prints_nothing():
+    """Arrays in, arrays out: the engine imports no file, colour or Nuke library and none of
+    the layers above it, reads no environment variable and prints nothing (its callers
+    report; a farm log or Nuke's console must not get stray lines)."""
+    banned = {"nuke", "OpenImageIO", "PyOpenColorIO", "nuke_hdmatt.imaging", "nuke_hdmatt.shot",
+              "nuke_hdmatt.cli", "nuke_hdmatt.nuke", "nuke_hdmatt.engine_env"}
+    offenders = []
+    for path in sorted((PACKAGE / "engine").rglob("*.py")):
+        imports = _imports(path)
+        offenders += [f"{path.name} imports {n}" for n in sorted(imports)
+                      if any(n == b or n.startswith(b + ".") for b in banned)]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                offenders.append(f"{path.name}:{node.lineno} prints")
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
+                offenders.append(f"{path.name}:{node.lineno} reads the environment")
+    assert offenders == []
