@@ -381,3 +381,45 @@ def test_sm_speed_loads_shared_matting_as_it_was_at_a_commit(tmp_path):
     assert then is not shared_matting
     torch.testing.assert_close(then.estimate_alpha_sm(image, trimap),
                                shared_matting.estimate_alpha_sm(image, trimap), atol=1e-5, rtol=0)
+
+
+def test_weight_interpolation_mixes_every_tensor_and_loads(tmp_path):
+    """a = 0 is the first file, a = 1 the second, a = 0.5 their mean (to float16 rounding);
+    the mixed file keeps the header, so the engine loads it."""
+    from benchmarks.weight_interpolation import interpolate, running_stats_differ
+    from nuke_hdmatt.engine.config import LIGHT
+    from nuke_hdmatt.engine.network import HDMattNet
+    from nuke_hdmatt.engine.weights import load_network, save_weights
+    tiny = LIGHT.replace(blocks=(1, 1, 1, 1), width=8, stem_width=8, aspp_width=16,
+                         aspp_rates=(2,), key_dim=8, value_dim=8, decoder_width=8)
+    torch.manual_seed(0)
+    first, second = HDMattNet(tiny), HDMattNet(tiny)
+    save_weights(first, tmp_path / "first.safetensors")
+    save_weights(second, tmp_path / "second.safetensors")
+    assert running_stats_differ(tmp_path / "first.safetensors", tmp_path / "second.safetensors") == 0
+    nets = {a: load_network(interpolate(tmp_path / "first.safetensors",
+                                        tmp_path / "second.safetensors", a, tmp_path / "mix"))[0]
+            for a in (0.0, 0.5, 1.0)}
+    one, two = (load_network(tmp_path / f"{n}.safetensors")[0] for n in ("first", "second"))
+    name = "decoder.head.weight"
+    w = {a: dict(n.named_parameters())[name] for a, n in nets.items()}
+    w1, w2 = dict(one.named_parameters())[name], dict(two.named_parameters())[name]
+    assert not torch.equal(w1, w2)
+    assert torch.equal(w[0.0], w1) and torch.equal(w[1.0], w2)
+    torch.testing.assert_close(w[0.5], (w1 + w2) / 2, atol=1e-3, rtol=0)
+
+
+def test_alpha_snap_chooses_the_lowest_relative_sad_within_the_mse_guard():
+    from benchmarks import alpha_snap
+    sets = {}
+    for name, sads, mses in (("a", [2.0, 1.9, 1.8], [4.0, 4.01, 4.1]), ("b", [3.0, 2.9, 2.95], [1, 1, 1])):
+        sets[name] = {t: {"sad": s, "mse": m}
+                      for t, s, m in zip((0.0, 0.01, 0.02), sads, mses)}
+    old = alpha_snap.THRESHOLDS
+    alpha_snap.THRESHOLDS = (0.0, 0.01, 0.02)
+    try:
+        chosen, rel = alpha_snap.choose(sets)
+    finally:
+        alpha_snap.THRESHOLDS = old
+    assert rel[0.02] < rel[0.01] < rel[0.0]        # 0.02 has the lowest SAD ...
+    assert chosen == 0.01                           # ... but raises set a's MSE 2.5 %
