@@ -160,10 +160,12 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
             return
         from ..engine.runner import Engine
         net.eval()
-        # float32 whatever the device, one pass (no flip): the validation history compares
-        # checkpoints, not precisions or averaging, across machines, in half the time
+        # float32 whatever the device, one pass (no flip), not snapped to 0 and 1: the
+        # validation history compares checkpoints, not precisions or finishing, across
+        # machines and with every earlier run's history (and the model card's one-pass
+        # rows), in half the time
         eng = Engine(net, device, patch=320, overlap=s.overlap, k=net.cfg.k, pool=30,
-                     precision="fp32", flip=False)
+                     precision="fp32", flip=False, snap=0.0)
         with torch.no_grad():
             res = evaluate_engine(eng, val_pairs)
         _train_mode(net, s.freeze_bn)
