@@ -59,6 +59,6 @@ def classical_prior(eng, image, trimap, method, progress=None, cancel=None):
         warnings.warn(f"classical prior failed on the {w}x{h} frame "
                       f"({' '.join(str(exc).split())}); using the trimap-based prior",
                       RuntimeWarning, stacklevel=3)
-        out = trimap.astype(np.float32).copy()
+        out = trimap.astype(np.float32)
         out[trimap == 0.5] = 0.5
         return out

@@ -234,7 +234,7 @@ class DetailModel:
         ``cancel()`` is polled before each tile (a tile takes a fraction of a second on a
         CPU; an 8K frame has dozens): True raises :class:`~nuke_hdmatt.errors.Cancelled`."""
         h, w = trimap.shape
-        out = trimap.astype(np.float32).copy()
+        out = trimap.astype(np.float32)
         dev = torch.device(device)
         size = tile_size(dev)
         for ty in range(0, h, size):

@@ -102,7 +102,7 @@ def solve(image: np.ndarray, trimap: np.ndarray, solver: str = "cf", device="cpu
     if not ((trimap == 1.0).any() and (trimap == 0.0).any()):
         # the solve needs both known regions (PyMatting raises otherwise); without one the
         # prior carries no information: 0.5 over the unknown region, as in training
-        out = trimap.astype(np.float32).copy()
+        out = trimap.astype(np.float32)
         out[unknown] = 0.5
         return out
     # resampling can overshoot 1 by an ulp; PyMatting warns about any value outside [0, 1]
@@ -166,7 +166,7 @@ def local_prior(image: np.ndarray, trimap: np.ndarray, patch: int = 320, overlap
     if max(h, w) <= max_side:
         return solve(image, trimap, solver, device, cancel)
     grid = PatchGrid(h, w, patch, overlap)
-    out = trimap.astype(np.float32).copy()
+    out = trimap.astype(np.float32)
     unknown = trimap == 0.5
     out[unknown] = 0.0
     cells = [(r, c) for r in range(grid.rows) for c in range(grid.cols)
