@@ -159,6 +159,20 @@ def generated(shot):
     return shot
 
 
+def test_every_engine_setting_has_a_knob_that_marks_the_node_stale(fake_nuke):
+    """A new InferenceSettings field needs its knob in STALE_KNOBS (or the node would not
+    say stale when it changes) and on the gizmo; batch, context and prior_max_side have no
+    knob (the engine picks them)."""
+    from dataclasses import fields
+
+    from nuke_hdmatt.engine.settings import InferenceSettings
+    from nuke_hdmatt.nuke import knobs as hdmatt_knobs
+    node = fake_nuke.createNode("HDMatt")
+    settings = {f.name for f in fields(InferenceSettings)} - {"batch", "context", "prior_max_side"}
+    assert settings <= set(hdmatt_knobs.STALE_KNOBS)
+    assert all(node.knob(name) is not None for name in settings)
+
+
 def test_nothing_generated_renders_black_in_the_gui(shot):
     nuke, node, plate, src, tmp_path = shot
     # the node never computes during a render: without Generate the GUI shows black alpha

@@ -19,9 +19,9 @@ from .colour_settings import resolve_colour
 from .engine_call import EngineCall
 from .export import INPUTS, views
 
-__all__ = ["TRIMAP_CHANNELS", "FOREGROUND_OUTPUTS", "knob_text", "knob_value", "input_warnings",
-           "plate_colour", "inference_settings", "matte_job", "foreground_output",
-           "alpha_pattern", "alpha_sequence", "alpha_sequences"]
+__all__ = ["TRIMAP_CHANNELS", "FOREGROUND_OUTPUTS", "STALE_KNOBS", "knob_text", "knob_value",
+           "input_warnings", "plate_colour", "inference_settings", "matte_job",
+           "foreground_output", "alpha_pattern", "alpha_sequence", "alpha_sequences"]
 
 TRIMAP_CHANNELS = {"alpha": "A", "red": "R"}
 # foreground_output knob values: what the engine is asked for (layer, premultiplied rgb). Both
@@ -30,6 +30,11 @@ FOREGROUND_OUTPUTS = {"alpha only": ("", False),
                       "alpha + foreground layer": ("fg", True),
                       "premultiplied foreground": ("fg", True)}
 ROOT_COLOUR_KNOBS = ("colorManagement", "OCIO_config", "customOCIOConfigPath", "workingSpaceLUT")
+# what a knob-changed callback refreshes the node's status for: every knob read below that
+# decides the alpha (a new engine setting's knob goes here too), the frames and the inputs
+STALE_KNOBS = ("alpha_file", "frames", "inputChange", "band", "trimap_channel",
+               "plate_colorspace", "patch", "overlap", "k", "pool", "precision", "prior",
+               "detail", "detail_auto", "flip", "snap", "exposure", "foreground_output")
 
 
 def knob_text(node, name: str) -> str:

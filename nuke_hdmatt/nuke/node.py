@@ -48,6 +48,7 @@ from .engine_call import EngineCall, EngineResult, remove_partial_outputs, run_e
 from .export import INPUTS, connected, export_inputs, views
 from .generated import UI_STAT_AGE_S, digest, graph_digests, weights_changed
 from .knobs import (
+    STALE_KNOBS,
     alpha_pattern,
     alpha_sequence,
     alpha_sequences,
@@ -140,11 +141,7 @@ def on_create() -> None:
 
 def knob_changed() -> None:
     node, knob = nuke.thisNode(), nuke.thisKnob()
-    if knob is not None and knob.name() in ("alpha_file", "frames", "inputChange", "band",
-                                            "trimap_channel", "plate_colorspace", "patch",
-                                            "overlap", "k", "pool", "precision", "prior",
-                                            "detail", "detail_auto", "flip", "snap", "exposure",
-                                            "foreground_output"):
+    if knob is not None and knob.name() in STALE_KNOBS:
         update_status(node)
         if knob.name() == "detail_auto":
             apply_detail_auto(node)
