@@ -23,7 +23,6 @@ Writes ``results/alpha_snap.md`` and its section of ``RESULTS.md``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
@@ -57,9 +56,9 @@ def lowres_cases(eng) -> list[dict]:
 def highres_cases(folder: Path) -> list[dict]:
     """The default cascade's alpha (the detail model's blend) of every kept composite whose
     weights are the shipped ones; none when there are none."""
-    from nuke_hdmatt.engine.weights import BUNDLED_WEIGHTS, load_detail_model
+    from nuke_hdmatt.engine.weights import BUNDLED_WEIGHTS, load_detail_model, verified_sha256
     from nuke_hdmatt.training import VALIDATION_IMAGES
-    sha = hashlib.sha256(BUNDLED_WEIGHTS.read_bytes()).hexdigest()
+    sha = verified_sha256(BUNDLED_WEIGHTS)
     model, _ = load_detail_model(BUNDLED_WEIGHTS, sha)
     cases = []
     for path in sorted(folder.glob("*.npz")) if model is not None else []:
@@ -103,11 +102,12 @@ def means(cases: list[dict], val: bool) -> dict:
     return out
 
 
-def choose(train: dict) -> tuple[float, dict]:
-    """The rule in the module docstring; (threshold, its mean relative SAD per threshold)."""
+def choose(train: dict, thresholds=THRESHOLDS) -> tuple[float, dict]:
+    """The rule in the module docstring; (threshold, its mean relative SAD per threshold).
+    ``train``: {set: {threshold: {"sad": ..., "mse": ...}}}, 0 among the thresholds."""
     rel = {t: float(np.mean([train[s][t]["sad"] / train[s][0.0]["sad"] for s in train]))
-           for t in THRESHOLDS}
-    allowed = [t for t in THRESHOLDS
+           for t in thresholds}
+    allowed = [t for t in thresholds
                if all(train[s][t]["mse"] <= MSE_GUARD * train[s][0.0]["mse"] for s in train)]
     return min(allowed, key=lambda t: rel[t]), rel
 

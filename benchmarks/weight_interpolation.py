@@ -26,10 +26,13 @@ and its section of ``RESULTS.md``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from nuke_hdmatt.atomic import atomic_path
 
 from . import hr_composites as hrc
 from .failure_modes import KINDS, scenes
@@ -58,8 +61,8 @@ def interpolate(shipped: Path, tuned: Path, a: float, out: Path) -> Path:
         else:
             state[k] = t
     path = out / f"a{a:.2f}.safetensors"
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata={**meta, "info": '{"interpolated": %s}' % a})
+    with atomic_path(path, ".safetensors") as tmp:
+        save_file(state, tmp, metadata={**meta, "info": json.dumps({"interpolated": a})})
     return path
 
 

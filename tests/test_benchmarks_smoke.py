@@ -415,11 +415,6 @@ def test_alpha_snap_chooses_the_lowest_relative_sad_within_the_mse_guard():
     for name, sads, mses in (("a", [2.0, 1.9, 1.8], [4.0, 4.01, 4.1]), ("b", [3.0, 2.9, 2.95], [1, 1, 1])):
         sets[name] = {t: {"sad": s, "mse": m}
                       for t, s, m in zip((0.0, 0.01, 0.02), sads, mses)}
-    old = alpha_snap.THRESHOLDS
-    alpha_snap.THRESHOLDS = (0.0, 0.01, 0.02)
-    try:
-        chosen, rel = alpha_snap.choose(sets)
-    finally:
-        alpha_snap.THRESHOLDS = old
+    chosen, rel = alpha_snap.choose(sets, (0.0, 0.01, 0.02))
     assert rel[0.02] < rel[0.01] < rel[0.0]        # 0.02 has the lowest SAD ...
     assert chosen == 0.01                           # ... but raises set a's MSE 2.5 %

@@ -104,7 +104,7 @@ def test_freeze_bn_holds_the_init_statistics_while_the_weights_learn(tmp_path):
     assert not torch.equal(ends[True][conv], start.state_dict()[conv].float())
 
 
-def test_validation_writes_best_weights_that_the_engine_loads(tmp_path):
+def test_validation_writes_best_weights_that_the_engine_loads(tmp_path, monkeypatch):
     from nuke_hdmatt.engine.runner import Engine
     from nuke_hdmatt.training.validation import ValPair
     init = tmp_path / "init.safetensors"
@@ -121,7 +121,16 @@ def test_validation_writes_best_weights_that_the_engine_loads(tmp_path):
     batches = [split_batch(_batch(seed=i)) for i in range(2)]
     s = TrainSettings(run=tmp_path / "run", data=tmp_path, variant="D", init=init, steps=2,
                       threads=1, prior_solver="cf+knn")
+    from nuke_hdmatt.training import trainer, validation
+    seen = []
+
+    def spy(eng, val_pairs):
+        seen.append(eng.settings)
+        return validation.evaluate_engine(eng, val_pairs)
+    monkeypatch.setattr(trainer, "evaluate_engine", spy)
     train(s, lambda step: iter(batches), val_pairs=pairs)
+    # one float32 pass, not snapped: comparable with every earlier run's history
+    assert seen and all(v.snap == 0.0 and not v.flip and v.precision == "fp32" for v in seen)
     best = tmp_path / "run" / "best.safetensors"
     assert best.exists() and (tmp_path / "run" / "best.json").exists()
     eng = Engine.load(weights=best, device="cpu", patch=32, overlap=8)
