@@ -15,6 +15,7 @@ def test_overscan_data_window_kept(tmp_path):
     assert plate.data_window == (-4, -2, 20, 12)
     assert plate.display_window == (0, 0, 12, 8)
     assert plate.pixels.shape == (12, 20, 3) and plate.pixels.dtype == np.float32
+    assert plate.pixels.flags.c_contiguous
     np.testing.assert_array_equal(plate.pixels, px)
 
 
@@ -39,7 +40,9 @@ def test_channels_by_name_not_position(tmp_path):
     path = write_image(tmp_path / "bgra.exr", px, channels=("B", "G", "R", "Z"))
     plate = read_plate(path, "R,G,B")
     np.testing.assert_array_equal(plate.pixels, px[:, :, [2, 1, 0]])
-    assert plate.channels == ["R", "G", "B"]
+    assert plate.channels == ["R", "G", "B"] and plate.pixels.flags.c_contiguous
+    # a span read out of order or with gaps is picked from (Z, B: positions 3 and 0)
+    np.testing.assert_array_equal(read_plate(path, "Z,B").pixels, px[:, :, [3, 0]])
 
 
 def test_multipart_channels_found_in_second_part(tmp_path):

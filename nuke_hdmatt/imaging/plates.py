@@ -231,7 +231,10 @@ def read_plate(path: str, channels: str | Sequence[str] = ("R", "G", "B"),
         lo, hi = min(idx), max(idx) + 1
         # Read only the span of channels we need: an AOV-heavy EXR can hold 100+ channels.
         block = read_subimage(inp, index, path, frame, lo, hi)
-        pixels = np.ascontiguousarray(block[:, :, [i - lo for i in idx]])
+        order = [i - lo for i in idx]
+        # the span as read is the answer when it holds the channels in order (R, G, B: a
+        # 6K plate's fancy-indexed copy and its re-layout cost 2.3 s); take() keeps C order
+        pixels = block if order == list(range(hi - lo)) else np.take(block, order, axis=2)
     finally:
         inp.close()
     data_window, display_window = window_of(spec)
