@@ -75,9 +75,9 @@ def test_cancel_through_engine_callback_stops_mid_frame(tmp_path):
     reporter = ProgressReporter(3, quiet=True)
     original = reporter.patch
 
-    def counting_patch(done, total, stage=""):
+    def counting_patch(done, total, stage="", **kw):
         calls["n"] += 1
-        original(done, total, stage)
+        original(done, total, stage, **kw)
     reporter.patch = counting_patch
     result = matte_shot(job, engine, cache=FrameCache(tmp_path / "c"), reporter=reporter,
                         cancel=CancelInFrame2())

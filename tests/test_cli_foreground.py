@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cli_fixtures import FAST, exr_sequence, hdmatt, make_frame, read_image, write_image
+from cli_fixtures import FAST, exr_sequence, hdmatt, json_events, make_frame, read_image, write_image
 from test_cli import _assert_one_line_error
 
 DISC = np.array([0.8, 0.6, 0.4], np.float32)  # make_frame's foreground colour (ACEScg)
@@ -21,8 +21,15 @@ def test_foreground_layer_cached_beside_the_alpha_and_shown_by_info(tmp_path):
     plate, trimap = exr_sequence(tmp_path / "in", [1, 2])
     args = ["matte", plate, trimap, "-o", "out/a.####.exr", "--frames", "1-2", *FAST,
             "--cache", tmp_path / "cache", "--foreground"]
-    first = hdmatt(tmp_path, *args)
+    first = hdmatt(tmp_path, *args, "--json-log", tmp_path / "log.jsonl")
     assert first.returncode == 0, first.stderr
+    # each frame's progress leaves the foreground its share (a frame this small solves it
+    # whole, without tiles to count) and only goes forward
+    for frame in (1, 2):
+        steps = [e for e in json_events(tmp_path / "log.jsonl")
+                 if e["event"] == "progress" and e["frame"] == frame]
+        fractions = [e["fraction"] for e in steps]
+        assert fractions == sorted(fractions) and fractions[-1] == 0.85
     spec, pixels = read_image(tmp_path / "out/a.0001.exr")
     assert list(spec.channelnames) == ["R", "G", "B", "A", "fg.R", "fg.G", "fg.B"]
     rgb, fg = _channels(spec, pixels, "RGB"), _channels(spec, pixels, ["fg.R", "fg.G", "fg.B"])

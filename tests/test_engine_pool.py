@@ -10,7 +10,7 @@ import torch
 from nuke_hdmatt.engine import streamed_pass
 from nuke_hdmatt.engine.pool import NEAR, border_cells, candidates
 from nuke_hdmatt.engine.regions import BACKGROUND, FOREGROUND, clean_regions, max_unknown_cells
-from nuke_hdmatt.engine.streamed_pass import StreamedPass
+from nuke_hdmatt.engine.streamed_pass import PassPlan, StreamedPass, plan_pass
 from nuke_hdmatt.engine.tiling import PatchGrid
 from test_engine_runner import EncodeSpy, make_engine
 
@@ -140,13 +140,13 @@ def test_each_query_chooses_from_the_whole_frame(monkeypatch):
 
 
 def run_pass(eng, image, trimap, order):
-    grid = PatchGrid(*trimap.shape, eng.patch, eng.overlap)
-    queries = [(r, c) for r in range(grid.rows) for c in range(grid.cols)
-               if (grid.extract(trimap, r, c) == 0.5).any()]
-    queries = order(queries)
+    plan = plan_pass(eng, trimap)
+    queries = order(plan.queries)
+    border = plan.encoded[len(plan.queries):]
     with torch.inference_mode():
         acc = torch.zeros(trimap.shape)
-        StreamedPass(eng, grid, image, trimap, None, queries, acc, None, None).run()
+        StreamedPass(eng, PassPlan(plan.grid, queries, queries + order(border)), image, trimap,
+                     None, acc, None, None).run()
     return acc.numpy()
 
 
@@ -234,8 +234,8 @@ def test_patches_are_cut_from_the_frame_on_the_device_as_the_grid_extracts_them(
     cells = [(0, 0), (3, 4), (grid.rows - 1, grid.cols - 1)]    # the last past both edges
     y0, x0 = grid.origin(*cells[2])
     assert y0 + grid.patch > trimap.shape[0] and x0 + grid.patch > trimap.shape[1]
-    sp = StreamedPass(eng, grid, image, trimap, prior, cells, torch.zeros(trimap.shape),
-                      None, None)
+    sp = StreamedPass(eng, PassPlan(grid, cells, cells), image, trimap, prior,
+                      torch.zeros(trimap.shape), None, None)
     # uploaded once: on the CPU the planes are the caller's arrays, not copies
     assert sp.planes[0].data_ptr() == image.__array_interface__["data"][0]
     for plane, array in zip(sp._cut(cells), (image, trimap, prior)):

@@ -460,3 +460,43 @@ def test_shared_mattings_edge_cost_from_the_frames_gradients_is_pymattings():
     qy_last = torch.trunc(py + 10 * (sx - px) / torch.ceil(torch.hypot(sx - px, sy - py)).clamp(1, 10))
     assert ((qy_last < 0) | (qy_last >= h)).any()           # the quirk leaves the frame here
     assert torch.equal(_edge_cost(fr, px, py, sx, sy), _edge_cost_reference(image, px, py, sx, sy))
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_a_cascade_frame_counts_one_forward_progress_over_its_passes(flip):
+    """The coarse passes and the full-resolution pass add into one count: done only grows,
+    total never changes and is reached (a count restarting per pass ran the Nuke node's bar
+    backwards), and the encoding pass reports too (it is most of a pass's time)."""
+    from nuke_hdmatt.engine.prior import downsample
+    from nuke_hdmatt.engine.streamed_pass import plan_pass
+    cascade, _ = _cascade_engines(flip=flip)
+    image, trimap = _edge_scene(100, 150)
+    seen = []
+    cascade.matte(image, trimap, progress=lambda d, t, s: seen.append((d, t, s)))
+    small = downsample(image, trimap, 64)[1]
+    coarse = [plan_pass(cascade, t).steps for t in ([small, small[:, ::-1]] if flip else [small])]
+    full = plan_pass(cascade, trimap)
+    assert {t for _, t, _ in seen} == {sum(coarse) + full.steps}
+    assert [d for d, *_ in seen] == sorted(d for d, *_ in seen) and seen[-1][0] == seen[-1][1]
+    stages = [s for *_, s in seen]
+    n_coarse = stages.count("coarse patches")
+    assert n_coarse and stages[:n_coarse] == ["coarse patches"] * n_coarse
+    assert set(stages[n_coarse:]) == {"patches"}
+    assert seen[n_coarse - 1][0] == sum(coarse)          # the coarse passes end where planned
+    # a report per batch of pass 1 (queries, then clean bordering cells) and of pass 2
+    b = cascade.batch
+    n_query, n_border = len(full.queries), len(full.encoded) - len(full.queries)
+    assert len(stages) - n_coarse == -(-n_query // b) * 2 + -(-n_border // b)
+
+
+def test_a_local_prior_counts_its_cells_before_the_network():
+    from nuke_hdmatt.engine.streamed_pass import plan_pass
+    eng = _cascade_engines()[1]
+    eng.settings = eng.settings.replace(prior="local")
+    image, trimap = _edge_scene(100, 150)
+    seen = []
+    eng.matte(image, trimap, progress=lambda d, t, s: seen.append((d, t, s)))
+    plan = plan_pass(eng, trimap)
+    cells = len(plan.queries)
+    assert seen[:cells] == [(i + 1, cells + plan.steps, "prior") for i in range(cells)]
+    assert seen[-1] == (cells + plan.steps, cells + plan.steps, "patches")

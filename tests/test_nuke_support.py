@@ -104,6 +104,24 @@ def test_log_follower_reads_partial_lines(tmp_path):
     assert follower.fraction == 1.0
 
 
+def test_log_follower_s_frame_fraction_only_goes_forward(tmp_path):
+    """The matte's steps, then the foreground's tiles (each counting from 0): the engine's
+    ``fraction`` spans both; a log without it never moves the bar back either."""
+    log = tmp_path / "log.jsonl"
+    events = [{"event": "frame_start", "frame": 1},
+              {"event": "progress", "frame": 1, "done": 8, "total": 10, "fraction": 0.68},
+              {"event": "progress", "frame": 1, "done": 1, "total": 4, "fraction": 0.8875,
+               "stage": "foreground"}]
+    log.write_text("".join(json.dumps(ev) + "\n" for ev in events))
+    follower = LogFollower(str(log), 2)
+    follower.poll()
+    assert follower.fraction == pytest.approx(0.8875 / 2)
+    with log.open("a") as f:       # an engine of before the fraction: its count restarts
+        f.write(json.dumps({"event": "progress", "frame": 1, "done": 1, "total": 10}) + "\n")
+    follower.poll()
+    assert follower.fraction == pytest.approx(0.8875 / 2)
+
+
 def test_log_follower_keeps_each_warning_once_with_its_frame(tmp_path):
     from nuke_hdmatt.nuke.engine_call import MAX_WARNINGS
     log = tmp_path / "log.jsonl"

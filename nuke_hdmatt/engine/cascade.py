@@ -27,20 +27,23 @@ import numpy as np
 from .guided import guided_upsample
 from .prior import compute_prior, downsample
 
+_UNSET = object()
 
-def prior_and_step(eng, image, trimap, progress, cancel):
+
+def prior_and_step(eng, image, trimap, frame, cancel, small=_UNSET):
     """(prior, step) for engine ``eng``: its full-resolution pass moves alpha ``step`` (a
     number, or a :class:`.detail.DetailModel` predicting it per pixel) of the way from the
-    prior to the network's answer."""
+    prior to the network's answer. ``frame``: the frame's
+    :class:`.frame_progress.FrameProgress` (parts ``prior`` and ``coarse patches``);
+    ``small``: the frame as :func:`.prior.downsample` gives it, when already made."""
     if eng.prior != "cascade":
-        return classical_prior(eng, image, trimap, eng.prior, progress, cancel), 1.0
-    small = downsample(image, trimap, eng.prior_max_side)
+        return classical_prior(eng, image, trimap, eng.prior, frame.part("prior"), cancel), 1.0
+    if small is _UNSET:
+        small = downsample(image, trimap, eng.prior_max_side)
     if small is None:
         return classical_prior(eng, image, trimap, "global", cancel=cancel), 1.0
-    coarse_progress = None if progress is None else \
-        (lambda done, total, stage: progress(done, total, f"coarse {stage}"))
     coarse_prior = classical_prior(eng, *small, "global", cancel=cancel)
-    coarse = eng._network(*small, coarse_prior, coarse_progress, cancel)
+    coarse = eng._network(*small, coarse_prior, frame, cancel, "coarse patches")
     with eng.stage("upsample"):
         up = guided_upsample(coarse, small[0], image, trimap, device=eng.device)
     return up, eng.detail

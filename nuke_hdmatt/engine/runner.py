@@ -24,12 +24,13 @@ from .cascade import classical_prior, prior_and_step
 from .config import LIGHT, ModelConfig
 from .detail import DetailModel
 from .fold import fold_batchnorm
+from .frame_progress import FrameProgress
 from .memory import guarded
 from .network import HDMattNet
+from .prior import downsample
 from .settings import FIXED_DETAIL, InferenceSettings, check_device
 from .snap import snap_alpha
-from .streamed_pass import StreamedPass
-from .tiling import PatchGrid
+from .streamed_pass import StreamedPass, plan_pass
 from .weights import BUNDLED_WEIGHTS, load_detail_model, load_network, verified_sha256
 
 __all__ = ["Engine", "resolve_device"]
@@ -182,7 +183,9 @@ class Engine:
 
         image: float32 HxWx3, network input space (sRGB-encoded Rec.709, 0-1).
         trimap: float32 HxW with 0 (background), 0.5 (unknown), 1 (foreground).
-        progress(done, total, stage): called per patch ("patches") and per prior solve.
+        progress(done, total, stage): called per batch of patches and per local prior
+        solve, one count over the frame's parts (:mod:`.frame_progress`; stages ``prior``,
+        ``coarse patches``, ``patches``): done only grows, total stays fixed.
         cancel(): polled between batches; True raises :class:`Cancelled`.
         prior: a precomputed HxW prior alpha for variant D (else computed here).
         Returns float32 HxW in [0, 1]; known trimap pixels are copied exactly, unknown ones
@@ -200,19 +203,23 @@ class Engine:
         if not unknown.any():
             return trimap.copy()
         step: float | DetailModel = 1.0
+        small = None
         if not self.cfg.uses_prior:
             prior = None
         elif prior is not None:
             prior = np.ascontiguousarray(prior, dtype=np.float32)
-        else:
-            prior, step = self._prior(image, trimap, progress, cancel)
+        elif self.prior == "cascade":
+            small = downsample(image, trimap, self.prior_max_side)
+        frame = FrameProgress(progress, self._plan(trimap, small, prior is None))
+        if self.cfg.uses_prior and prior is None:
+            prior, step = prior_and_step(self, image, trimap, frame, cancel, small)
         if isinstance(step, float) and step == 0.0:
             # detail 0: the enlarged coarse alpha, no full-resolution pass
             assert prior is not None
             alpha = trimap.copy()
             alpha[unknown] = prior[unknown]
             return alpha
-        alpha = self._network(image, trimap, prior, progress, cancel)
+        alpha = self._network(image, trimap, prior, frame, cancel)
         if isinstance(step, DetailModel):
             assert prior is not None
             with self.stage("detail"):
@@ -221,6 +228,28 @@ class Engine:
             assert prior is not None and isinstance(step, float)
             alpha[unknown] = prior[unknown] + step * (alpha[unknown] - prior[unknown])
         return alpha
+
+    def _plan(self, trimap, small, solves_prior: bool) -> list[tuple[str, int]]:
+        """The frame's parts for :class:`.frame_progress.FrameProgress`, in the order
+        :meth:`_matte` runs them: the local prior's cells, the cascade's coarse passes on
+        ``small``, then the full-resolution passes (none with ``detail`` 0)."""
+        parts = []
+        big = max(trimap.shape) > self.prior_max_side
+        if solves_prior and self.cfg.uses_prior and self.prior == "local" and big:
+            parts.append(("prior", len(plan_pass(self, trimap).queries)))
+        if small is not None:
+            parts += [("coarse patches", steps) for steps in self._pass_steps(small[1])]
+            if self.detail == 0.0:
+                return parts
+        return parts + [("patches", steps) for steps in self._pass_steps(trimap)]
+
+    def _pass_steps(self, trimap) -> list[int]:
+        """Each of :meth:`_network`'s passes' steps on ``trimap``."""
+        flips = [trimap, trimap[:, ::-1]] if self._flips(trimap) else [trimap]
+        return [plan_pass(self, t).steps for t in flips]
+
+    def _flips(self, trimap) -> bool:
+        return self.settings.flip and max(trimap.shape) <= self.prior_max_side
 
     def foreground(self, linear: np.ndarray, alpha: np.ndarray, progress=None,
                    cancel=None) -> np.ndarray:
@@ -247,7 +276,7 @@ class Engine:
 
     def _prior(self, image, trimap, progress, cancel):
         """(prior, step): see :func:`.cascade.prior_and_step`."""
-        return prior_and_step(self, image, trimap, progress, cancel)
+        return prior_and_step(self, image, trimap, FrameProgress(progress, []), cancel)
 
     def _classical(self, image, trimap, method, progress=None, cancel=None):
         return classical_prior(self, image, trimap, method, progress, cancel)
@@ -271,29 +300,21 @@ class Engine:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _network(self, image, trimap, prior, progress, cancel):
+    def _network(self, image, trimap, prior, frame: FrameProgress, cancel,
+                 stage: str = "patches"):
         """The network's alpha of the frame; with ``flip`` on a frame within
         ``prior_max_side``, the mean of it and of the mirrored frame's, mirrored back
-        (docs/ENGINE.md, "Flip averaging"). Progress counts the two passes' patches as one
-        run."""
-        if not self.settings.flip or max(trimap.shape) > self.prior_max_side:
-            return self._run(image, trimap, prior, progress, cancel)
-
-        first = [0]             # the first pass's patches (the mirror's grid may hold more)
-
-        def one(done, total, stage):
-            first[0] = total
-            progress(done, 2 * total, stage)
-
-        def two(done, total, stage):
-            progress(first[0] + done, first[0] + total, stage)
+        (docs/ENGINE.md, "Flip averaging"). Each pass reports as ``frame``'s next part of
+        ``stage``."""
+        if not self._flips(trimap):
+            return self._run(image, trimap, prior, frame.part(stage), cancel)
 
         def mirror(a):
             # a copy, not ascontiguousarray: a 1-pixel-wide frame's reversed view counts as
             # contiguous, negative stride and all, and torch refuses negative strides
             return None if a is None else a[:, ::-1].copy()
-        alpha = self._run(image, trimap, prior, progress and one, cancel)
-        alpha += self._run(mirror(image), mirror(trimap), mirror(prior), progress and two,
+        alpha = self._run(image, trimap, prior, frame.part(stage), cancel)
+        alpha += self._run(mirror(image), mirror(trimap), mirror(prior), frame.part(stage),
                            cancel)[:, ::-1]
         return alpha * np.float32(0.5)
 
@@ -302,12 +323,10 @@ class Engine:
         unknown = trimap == 0.5
         if not unknown.any():
             return alpha
-        grid = PatchGrid(*trimap.shape, self.patch, self.overlap)
-        queries = [(r, c) for r in range(grid.rows) for c in range(grid.cols)
-                   if (grid.extract(trimap, r, c) == 0.5).any()]
+        plan = plan_pass(self, trimap)
         with torch.inference_mode(), self._autocast():
             acc = torch.zeros(trimap.shape, dtype=torch.float32, device=self.device)
-            StreamedPass(self, grid, image, trimap, prior, queries, acc, progress, cancel).run()
+            StreamedPass(self, plan, image, trimap, prior, acc, progress, cancel).run()
             acc = acc.cpu().numpy()        # the pass's only download
         alpha[unknown] = np.clip(acc[unknown], 0.0, 1.0)
         return alpha

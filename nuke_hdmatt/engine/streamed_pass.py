@@ -33,6 +33,8 @@ anything back).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -43,7 +45,42 @@ from .decoder import wanted_tiles
 from .network import make_input
 from .pool import border_cells, candidates
 from .regions import clean_regions, max_unknown_cells
-from .tiling import reflect_indices
+from .tiling import PatchGrid, reflect_indices
+
+
+@dataclass(frozen=True)
+class PassPlan:
+    """What one pass over a frame runs: its patch ``grid``, the ``queries`` (cells holding
+    unknown pixels, raster order) and the ``encoded`` cells of pass 1 (the queries, then
+    the clean cells bordering them; empty without the context pool)."""
+
+    grid: PatchGrid
+    queries: list
+    encoded: list
+
+    @property
+    def steps(self) -> int:
+        """The pass's progress count: each patch through pass 1's encoder, each query
+        through pass 2's decoder (without the pool, the queries alone)."""
+        return len(self.encoded) + len(self.queries)
+
+
+def plan_pass(eng, trimap: np.ndarray) -> PassPlan:
+    """The :class:`PassPlan` of engine ``eng`` on ``trimap`` (cheap: the trimap's cells
+    only, so a frame's passes can be counted before any of them runs)."""
+    h, w = trimap.shape
+    grid = PatchGrid(h, w, eng.patch, eng.overlap)
+    queries = [(r, c) for r in range(grid.rows) for c in range(grid.cols)
+               if (grid.extract(trimap, r, c) == 0.5).any()]
+    if not (eng.cfg.uses_context and eng.context):
+        return PassPlan(grid, queries, [])
+    held: dict = {}
+
+    def regions(cell) -> frozenset:
+        if cell not in held:
+            held[cell] = clean_regions(grid.extract(trimap, *cell))
+        return held[cell]
+    return PassPlan(grid, queries, queries + border_cells(queries, (grid.rows, grid.cols), regions))
 
 
 class StreamedPass:
@@ -52,12 +89,12 @@ class StreamedPass:
     ``acc``: an HxW float32 device tensor the blended alpha is added into.
     """
 
-    def __init__(self, eng, grid, image, trimap, prior, queries, acc, progress, cancel):
-        self.eng, self.grid, self.acc = eng, grid, acc
+    def __init__(self, eng, plan: "PassPlan", image, trimap, prior, acc, progress, cancel):
+        self.eng, self.grid, self.acc = eng, plan.grid, acc
         self.trimap = trimap
-        self.queries, self.progress, self.cancel = list(queries), progress, cancel
-        self.with_pool = eng.cfg.uses_context and eng.context
-        self._held: dict = {}         # cell -> the clean regions its patch holds
+        self.queries, self.encoded = plan.queries, plan.encoded
+        self.progress, self.cancel = progress, cancel
+        self.with_pool = bool(plan.encoded)
         self._unknown: dict = {}      # cell -> its patch's count of unknown feature cells
         # the frame goes to the device once (on the CPU without a copy; not pinned: a
         # page-locked copy of a 6K plate would cost more host time than it saves), and
@@ -65,19 +102,18 @@ class StreamedPass:
         self.planes = [torch.from_numpy(np.ascontiguousarray(a)).to(eng.device)
                        for a in (image, trimap, prior) if a is not None]
         self.keep_skips = len(self.queries) <= eng.pool + 1
-        self.encoded = (self.queries + border_cells(self.queries, (grid.rows, grid.cols),
-                                                    self._regions)
-                        if self.with_pool else [])
+        self.steps = plan.steps
         self.ctx = FeatureBank()
         self.deep = FeatureBank()     # the queries' 1/8 features, for pass 2's re-encode
         self.kept: list = []          # [(cells, decoder features)] of small frames, from pass 1
         self._weights: dict = {}
         self.done = 0
 
-    def _regions(self, cell) -> frozenset:
-        if cell not in self._held:
-            self._held[cell] = clean_regions(self.grid.extract(self.trimap, *cell))
-        return self._held[cell]
+    def _step(self, n: int):
+        """``n`` more of the pass's :attr:`PassPlan.steps` done, told to ``progress``."""
+        self.done += n
+        if self.progress is not None:
+            self.progress(self.done, self.steps, "patches")
 
     def _check_cancel(self):
         if self.cancel is not None and self.cancel():
@@ -115,6 +151,7 @@ class StreamedPass:
                 feats, ctx = self._encode(chunk)
                 self.ctx.add(chunk, ctx)
                 self.ctx.reserve(len(self.encoded))
+                self._step(len(chunk))
                 if is_query and self.keep_skips:
                     self.kept.append((chunk, feats))
                 elif is_query:
@@ -227,9 +264,7 @@ class StreamedPass:
         out = out[:, 0].float()
         for j, (r, c) in enumerate(chunk):
             self._accumulate(out[j], r, c)
-        self.done += len(chunk)
-        if self.progress is not None:
-            self.progress(self.done, len(self.queries), "patches")
+        self._step(len(chunk))
 
     def _accumulate(self, values: torch.Tensor, r: int, c: int):
         """``acc += weights * values`` over cell (r, c)'s in-frame part, on the device (the

@@ -7,7 +7,8 @@ JSON log (``--json-log FILE``, one object a line, written by :mod:`nuke_hdmatt.s
 followed here; other events are ignored::
 
     {"event": "frame_start",  "frame": 1001, ...}
-    {"event": "progress",     "frame": 1001, "done": 3, "total": 12, "stage": "patches"}
+    {"event": "progress",     "frame": 1001, "done": 3, "total": 12, "stage": "patches",
+     "fraction": 0.21}
     {"event": "frame_done",   "frame": 1001, "output": ".../alpha.1001.exr", "cached": false,
      "weights": "/abs/model/hdmatt.safetensors", "weights_sha256": "9f2c..."}
     {"event": "frame_failed", "frame": 1002, "error": "plate.1002.exr: truncated file"}
@@ -147,7 +148,7 @@ class LogFollower:
         self._pos = 0
         self._partial = ""
         self.result = EngineResult(returncode=-1)
-        self._patch = 0.0  # fraction of the current frame's patches
+        self._patch = 0.0  # how much of the current frame is done
         self.message = "starting engine"
 
     def poll(self) -> list[str]:
@@ -178,7 +179,12 @@ class LogFollower:
         frame = ev.get("frame")
         r = self.result
         if kind == "progress" and ev.get("total"):
-            self._patch = min(1.0, float(ev.get("done", 0)) / float(ev["total"]))
+            # the frame's fraction where the engine says it (the matte, then the
+            # foreground, each counting its own steps)
+            part = ev.get("fraction")
+            if not isinstance(part, (int, float)):
+                part = float(ev.get("done", 0)) / float(ev["total"])
+            self._patch = min(1.0, max(self._patch, float(part)))
             self.message = f"frame {frame}: {ev.get('stage') or 'patches'} {ev.get('done')}/{ev['total']}"
         elif kind == "start":
             self._patch = 0.0

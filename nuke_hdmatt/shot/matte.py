@@ -47,6 +47,11 @@ FATAL_ERRORS = (ChannelError, ColorSpaceError, UsageError, WeightsError, OutputE
 # Matte channels tried in order when --trimap-channel is not given (roto alpha first).
 MATTE_CHANNELS = ("A", "Y", "R")
 
+# The foreground's part of a frame's progress when one is written: on a 6K frame (10 %
+# unknown, 2 CPU threads) the matte's counted steps took 19 s, the foreground's tiles 3 s
+# (2026-12-07)
+FOREGROUND_SHARE = 0.15
+
 
 @dataclass
 class MatteJob:
@@ -525,6 +530,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
     # keyed on what the config does, not its path: Nuke's install and a farm copy share entries
     config_key = config_fingerprint(config) if cache is not None else ""
     result = ShotResult()
+    matte_share = 1.0 - FOREGROUND_SHARE if wants_foreground(job) else 1.0
     for frame in plan.frames:
         if frame in plan.missing:
             result.failed[frame] = plan.missing[frame]
@@ -567,7 +573,8 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
             cached = alpha is not None
             if alpha is None:
                 if has_unknown(trimap):
-                    alpha = engine.matte(rgb, trimap, progress=reporter.patch, cancel=cancel)
+                    alpha = engine.matte(rgb, trimap, progress=reporter.share(0.0, matte_share),
+                                         cancel=cancel)
                 else:
                     # nothing unknown: the trimap is the answer, no network run needed
                     alpha = trimap.astype(np.float32)
@@ -578,7 +585,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
             channels = foreground_channels(
                 job, engine, plate, alpha, colorspace, config, cache=cache, key=key,
                 meta={"frame": frame, "plate": plate.path, "output": out_path, **stamp},
-                progress=reporter.patch, cancel=cancel)
+                progress=reporter.share(matte_share, 1.0), cancel=cancel)
             if wants_foreground(job):
                 metadata.update(foreground=job.foreground, premultiplied=job.premultiplied,
                                 foreground_params=engine.foreground_params())

@@ -5,7 +5,7 @@ for scripts); ``--json-log FILE`` appends one JSON object per line for farm log 
 
     {"t": 1764048000.12, "event": "frame_start", "frame": 1001, "plate": "..."}
     {"t": ..., "event": "progress", "frame": 1001, "done": 3, "total": 12, "stage": "...",
-     "eta_s": 4.1}
+     "eta_s": 4.1, "fraction": 0.2}
     {"t": ..., "event": "frame_done", "frame": 1001, "output": "...", "cached": false, "seconds": 2.3,
      "weights": "/abs/model/hdmatt.safetensors", "weights_sha256": "..."}
     {"t": ..., "event": "frame_failed", "frame": 1002, "error": "..."}
@@ -75,6 +75,7 @@ class ProgressReporter:
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._frame = None
         self._frame_t0 = 0.0
+        self._count_start: tuple[int, int, float] | None = None   # (done, total, time)
         self._last_line = 0.0
         self._index = 0
         self._computed_seconds: list[float] = []
@@ -137,15 +138,19 @@ class ProgressReporter:
         """A frame begins (``frame`` is an int, or None for a single still)."""
         self._frame = frame
         self._frame_t0 = time.monotonic()
+        self._count_start = None
         self._last_line = 0.0
         self.event("frame_start", frame=frame, **fields)
 
-    def patch(self, done: int, total: int, stage: str = "") -> None:
-        """Engine progress callback: ``done`` of ``total`` patches of the current frame."""
-        elapsed = time.monotonic() - self._frame_t0
-        eta = elapsed / done * (total - done) if done > 0 else None
+    def patch(self, done: int, total: int, stage: str = "", *,
+              fraction: float | None = None) -> None:
+        """Engine progress callback: ``done`` of ``total`` steps of the current frame (the
+        engine's count over the frame's passes, then the foreground's tiles); ``fraction``:
+        how much of the frame that is, for a bar that spans both (:meth:`share`)."""
+        eta = self._frame_eta(done, total)
+        extra = {} if fraction is None else {"fraction": round(fraction, 4)}
         self.event("progress", frame=self._frame, done=done, total=total, stage=stage,
-                   eta_s=None if eta is None else round(eta, 1))
+                   eta_s=None if eta is None else round(eta, 1), **extra)
         now = time.monotonic()
         if not self._tty and done < total and now - self._last_line < LOG_INTERVAL_S:
             return
@@ -154,6 +159,31 @@ class ProgressReporter:
         label = "" if self._frame is None else f"frame {self._frame} "
         self._say(f"{self._counter()}{label}{stage or 'patches'} {done}/{total} ({pct:.0f}%) "
                   f"frame ETA {format_duration(eta)}", transient=True)
+
+    def share(self, start: float, end: float):
+        """A progress callback for the part of each frame from ``start`` to ``end`` (0-1):
+        its events carry the frame's ``fraction``, so a bar over the matte and then the
+        foreground goes only forward."""
+        def report(done: int, total: int, stage: str = "") -> None:
+            part = done / total if total else 1.0
+            self.patch(done, total, stage, fraction=start + (end - start) * part)
+        return report
+
+    def _frame_eta(self, done: int, total: int) -> float | None:
+        """The rest of the count at its rate since its first report this frame (the
+        time before that went on reading, the prior and the first batch, not on the steps
+        counted); until two reports, what the shot's computed frames took, less the time
+        this one has run."""
+        now = time.monotonic()
+        first = self._count_start
+        if first is None or total != first[1] or done < first[0]:
+            self._count_start = first = (done, total, now)
+        if done > first[0]:
+            return (now - first[2]) / (done - first[0]) * (total - done)
+        if self._computed_seconds:
+            mean = sum(self._computed_seconds) / len(self._computed_seconds)
+            return max(mean - (now - self._frame_t0), 0.0)
+        return None
 
     def _counter(self) -> str:
         return f"[{self._index + 1}/{self.total}] " if self.total > 1 else ""
