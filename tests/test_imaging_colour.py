@@ -95,6 +95,13 @@ def test_hdr_nan_inf_treatment(builtin):
     np.testing.assert_allclose(got[0, 1], [0.0, e(0.5), e(0.5)], atol=ATOL)  # NaN -> 0, no spread
     np.testing.assert_allclose(got[0, 2], [1.0, 0.0, 0.0], atol=ATOL)       # +inf white, -inf 0
     assert np.isnan(px[0, 1, 0])  # input untouched
+    # the linear-light conversions (foreground colour) keep the range, finite both ways
+    lin = to_scene_linear(px, "ACEScg", builtin)           # the config's scene_linear
+    np.testing.assert_array_equal(lin[0, 1:], [[0.0, 0.5, 0.5], [65504.0, 0.0, 0.0]])
+    assert np.isfinite(to_scene_linear(px, "lin_rec709_scene", builtin)).all()
+    back = from_scene_linear(np.array([[[np.inf, -np.inf, np.nan]]], np.float32),
+                             "ACEScg", builtin)
+    np.testing.assert_array_equal(back, [[[65504.0, -65504.0, 0.0]]])
 
 
 def test_unknown_colorspace_suggests_names(builtin):

@@ -256,12 +256,11 @@ def _exr_content(alpha, plate, layer, compression, half, stamps, path, extra=Non
     else:
         specs, images = _read_all_subimages(plate)
         target = plate.subimage
-        specs[target], images[target] = _add_alpha_channel(
-            specs[target], images[target], alpha, alpha_name, alpha_type)
-    for name, values in (extra or {}).items():
-        index = 0 if target is None else target
-        specs[index], images[index] = _add_alpha_channel(
-            specs[index], images[index], values, name, alpha_type)
+    into = 0 if target is None else target
+    if target is not None or extra:
+        added = {} if target is None else {alpha_name: alpha}
+        specs[into], images[into] = _add_channels(specs[into], images[into],
+                                                  {**added, **(extra or {})}, alpha_type)
     for index, spec in enumerate(specs):
         spec.attribute("compression", compression)
         for name in _STALE_ATTRIBUTES:
@@ -304,29 +303,32 @@ def _all_half(spec) -> bool:
     return all(f.basetype == oiio.HALF for f in channel_formats(spec))
 
 
-def _add_alpha_channel(spec, pixels, alpha, name, alpha_type):
+def _add_channels(spec, pixels, channels: dict, channel_type):
+    """``spec`` and ``pixels`` with ``channels`` (name: (H, W) values) stored as
+    ``channel_type``: each replaces the channel of its name or is appended, all in one copy
+    of the plate's pixels (one per channel cost a 6K plate 0.6 s with a foreground)."""
     names = list(spec.channelnames)
     formats = channel_formats(spec)
-    if pixels.dtype == np.float16 and alpha_type.basetype != oiio.HALF:
-        pixels = pixels.astype(np.float32)  # a float alpha must not pass through half
-    alpha = alpha.astype(pixels.dtype)
-    if name in names:
-        index = names.index(name)
-        pixels = pixels.copy()
-        pixels[:, :, index] = alpha
-        formats[index] = alpha_type
-    else:
-        pixels = np.concatenate([pixels, alpha[:, :, None]], axis=2)
+    dtype = pixels.dtype
+    if dtype == np.float16 and channel_type.basetype != oiio.HALF:
+        dtype = np.dtype(np.float32)    # a float channel must not pass through half
+    appended = [name for name in channels if name not in names]
+    out = np.empty(pixels.shape[:2] + (len(names) + len(appended),), dtype)
+    out[:, :, :len(names)] = pixels
+    for name in appended:
         names.append(name)
-        formats.append(alpha_type)
-        index = len(names) - 1
+        formats.append(channel_type)
+    for name, values in channels.items():
+        index = names.index(name)
+        out[:, :, index] = values
+        formats[index] = channel_type
     new = oiio.ImageSpec(spec)
     new.nchannels = len(names)
     new.channelnames = tuple(names)
     new.channelformats = tuple(formats)
-    if name == "A":
-        new.alpha_channel = index
-    return new, np.ascontiguousarray(pixels)
+    if "A" in channels:
+        new.alpha_channel = names.index("A")
+    return new, out
 
 
 def _flat_content(alpha, plate, fmt, compression, bit_depth, stamps):
