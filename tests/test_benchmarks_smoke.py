@@ -418,3 +418,27 @@ def test_alpha_snap_chooses_the_lowest_relative_sad_within_the_mse_guard():
     chosen, rel = alpha_snap.choose(sets, (0.0, 0.01, 0.02))
     assert rel[0.02] < rel[0.01] < rel[0.0]        # 0.02 has the lowest SAD ...
     assert chosen == 0.01                           # ... but raises set a's MSE 2.5 %
+
+
+def test_frame_host_splits_a_command_line_frame_by_its_log(tmp_path):
+    """``benchmarks.frame_host.run`` on a small plate: the parts it reads off the JSON log
+    add up to the frame, which the process's wall time holds."""
+    import OpenImageIO as oiio
+
+    from benchmarks.frame_host import run
+    from benchmarks.report import REPO
+    h, w = 64, 96
+    yy, xx = np.mgrid[0:h, 0:w]
+    disc = (yy - 32) ** 2 + (xx - 48) ** 2
+    plate = np.where((disc < 400)[..., None], [0.8, 0.6, 0.4], [0.05, 0.1, 0.2]).astype(np.float32)
+    trimap = np.where(disc < 300, 255, np.where(disc < 500, 128, 0)).astype(np.uint8)
+    buf = oiio.ImageBuf(oiio.ImageSpec(w, h, 3, "half"))
+    buf.set_pixels(oiio.ROI(), plate)
+    tri = oiio.ImageBuf(oiio.ImageSpec(w, h, 1, "uint8"))
+    tri.set_pixels(oiio.ROI(), np.ascontiguousarray(trimap[..., None]))
+    assert buf.write(str(tmp_path / "plate.exr")) and tri.write(str(tmp_path / "trimap.png"))
+    got = run(REPO, tmp_path, foreground=True, threads=1)
+    assert all(got[k] >= 0 for k in ("before", "network", "after")) and got["network"] > 0
+    assert got["before"] + got["network"] + got["after"] == pytest.approx(got["frame"], abs=1e-6)
+    assert got["wall"] > got["frame"]
+    assert (tmp_path / "alpha.exr").exists()
