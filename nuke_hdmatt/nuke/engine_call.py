@@ -185,7 +185,10 @@ class LogFollower:
             if not isinstance(part, (int, float)):
                 part = float(ev.get("done", 0)) / float(ev["total"])
             self._patch = min(1.0, max(self._patch, float(part)))
-            self.message = f"frame {frame}: {ev.get('stage') or 'patches'} {ev.get('done')}/{ev['total']}"
+            eta = ev.get("eta_s")
+            left = f", about {max(1, round(eta))} s left" if isinstance(eta, (int, float)) else ""
+            self.message = (f"frame {frame}: {ev.get('stage') or 'patches'} "
+                            f"{ev.get('done')}/{ev['total']}{left}")
         elif kind == "start":
             self._patch = 0.0
             self.message = f"frame {frame}: starting"
