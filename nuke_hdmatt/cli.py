@@ -246,10 +246,10 @@ def resolve_weights(args: argparse.Namespace) -> None:
 
 
 def matte_job_from_args(args: argparse.Namespace):
-    """Build a :class:`~nuke_hdmatt.shot.matte.MatteJob` from parsed ``matte`` arguments."""
+    """Build a :class:`~nuke_hdmatt.shot.plan.MatteJob` from parsed ``matte`` arguments."""
     from .imaging.plates import parse_channels
     from .sequence import FrameCountError, FrameSequence, parse_frames
-    from .shot.matte import MatteJob, frames_found
+    from .shot.plan import MatteJob, frames_found
 
     _check_not_empty(args)
     job = MatteJob(plate=args.plate, trimap=args.trimap, output=args.output)
@@ -449,7 +449,8 @@ def submit_environment(args: argparse.Namespace) -> list[str]:
 
 def cmd_farm_openjd(args: argparse.Namespace) -> int:
     from .farm.openjd import job_template, render_yaml
-    from .shot.matte import make_folder, plan_frames, preflight, remove_created
+    from .shot.matte import make_folder, preflight, remove_created
+    from .shot.plan import plan_frames
     if args.trimap is None and not args.trimap_from_matte:
         raise UsageError("a trimap is needed: TRIMAP or --trimap-from-matte MATTE")
     if args.frames is None:
@@ -484,7 +485,7 @@ def cmd_farm_openjd(args: argparse.Namespace) -> int:
         target = os.path.join(args.bundle, "template.yaml")
     if target and target != "-":
         from .sequence import FrameSequence
-        from .shot.matte import overwritten_input
+        from .shot.plan import overwritten_input
         clash = overwritten_input(FrameSequence(target), [FrameSequence(p) for p in (
             job.plate, job.trimap or job.trimap_from_matte)], plan.frames)
         if clash:

@@ -220,7 +220,7 @@ def _demo(folder: str, paths: dict, settings) -> int:
     from .imaging import read_plate, resolve_config, to_network_space
     from .imaging.writing import check_output_location
     from .metrics import sad
-    from .shot.matte import MatteJob
+    from .shot.plan import MatteJob
     from .shot.workflow import run_matte
 
     check_output_location(paths["plate.exr"])

@@ -58,7 +58,8 @@ def test_cancel_through_engine_callback_stops_mid_frame(tmp_path):
     torch.set_num_threads(1)
     from nuke_hdmatt.engine import Engine
     from nuke_hdmatt.shot.cache import FrameCache
-    from nuke_hdmatt.shot.matte import MatteJob, matte_shot
+    from nuke_hdmatt.shot.matte import matte_shot
+    from nuke_hdmatt.shot.plan import MatteJob
     from nuke_hdmatt.shot.progress import ProgressReporter
 
     plate, trimap = exr_sequence(tmp_path / "in", [1, 2, 3], size=64)

@@ -10,7 +10,8 @@ def test_the_first_frame_is_read_once_by_preflight_and_the_run(tmp_path, monkeyp
     torch.set_num_threads(1)
     import nuke_hdmatt.imaging as imaging
     from nuke_hdmatt.engine import Engine
-    from nuke_hdmatt.shot.matte import MatteJob, matte_shot, plan_frames, preflight
+    from nuke_hdmatt.shot.matte import matte_shot, preflight
+    from nuke_hdmatt.shot.plan import MatteJob, plan_frames
     from nuke_hdmatt.shot.progress import ProgressReporter
 
     plate, trimap = exr_sequence(tmp_path / "in", [1, 2], size=48)

@@ -250,7 +250,7 @@ def run_chunk(work: str, frames: str, threads: int | None = None,
 def shot_job(call, frames: list[int], threads: int | None = None):
     """The workflow's (MatteJob, RunSettings) for the Nuke side's engine call on ``frames``
     (what ``hdmatt matte`` would build from ``call.argv``)."""
-    from ..shot.matte import MatteJob
+    from ..shot.plan import MatteJob
     from ..shot.workflow import RunSettings
     job = MatteJob(plate=call.plate, trimap=None if call.matte else call.trimap,
                    output=call.output, frames=frames, layer=call.layer,

@@ -52,7 +52,7 @@ class EngineCall:
     """One ``hdmatt matte`` call, as the Nuke side passes it to the engine process (argv)
     and farm step 1 to step 2 (:data:`JOB_FILE`): paths, a frame string, the device and the
     engine's :class:`~nuke_hdmatt.engine.settings.InferenceSettings` from the node's knobs.
-    The engine's side of the same run is :class:`nuke_hdmatt.shot.matte.MatteJob`.
+    The engine's side of the same run is :class:`nuke_hdmatt.shot.plan.MatteJob`.
 
     ``plate``/``trimap``/``matte``/``output`` are sequence patterns (``name.####.exr``);
     ``trimap`` is ``None`` when ``matte`` (with ``band`` pixels of unknown) derives it.

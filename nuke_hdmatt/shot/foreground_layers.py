@@ -35,7 +35,7 @@ def check_foreground_job(job, out_format: str, out_path: str, plate=None) -> Non
 
     Parameters
     ----------
-    job : nuke_hdmatt.shot.matte.MatteJob
+    job : nuke_hdmatt.shot.plan.MatteJob
     out_format : str
         OpenImageIO format name of the output (``openexr``, ``png``, ``tiff``).
     out_path : str

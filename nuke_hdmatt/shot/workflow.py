@@ -1,6 +1,6 @@
 """Run a shot: what ``hdmatt matte``, ``hdmatt demo`` and a farm chunk have in common.
 
-Below the command line and above the engine: given a :class:`~nuke_hdmatt.shot.matte.MatteJob`
+Below the command line and above the engine: given a :class:`~nuke_hdmatt.shot.plan.MatteJob`
 (what to matte) and :class:`RunSettings` (how: engine options, cache, reporting), plan the
 frames, check them before torch loads, load the engine once, matte, and give the exit code.
 Parsing command lines is the CLI's business; nothing here reads ``argparse`` namespaces or
@@ -206,7 +206,7 @@ def _check_json_log(json_log: str | None, job, plan) -> None:
     if not json_log:
         return
     from ..sequence import FrameSequence
-    from .matte import overwritten_input
+    from .plan import overwritten_input
     files = [FrameSequence(p) for p in (job.plate, job.trimap or job.trimap_from_matte,
                                         job.output)]
     clash = overwritten_input(FrameSequence(json_log), files, plan.frames)
@@ -222,7 +222,8 @@ def run_matte(job, settings: RunSettings) -> int:
     finished frames (exit 128 + signal). Problems that would hit every frame raise
     :class:`~nuke_hdmatt.errors.HDMattError` for the caller to report.
     """
-    from .matte import plan_frames, preflight, remove_created, summarize
+    from .matte import preflight, remove_created, summarize
+    from .plan import plan_frames
 
     plan = plan_frames(job)
     _check_json_log(settings.json_log, job, plan)
@@ -283,7 +284,8 @@ def _run_planned(job, settings: RunSettings, plan):
 def run_shot(job, settings: RunSettings, cache, reporter, *, plan=None, cancel=None):
     """Load the engine and matte the planned frames; a :class:`~nuke_hdmatt.shot.matte.ShotResult`
     (cancelled when ``cancel()`` turned True while the engine loaded)."""
-    from .matte import ShotResult, matte_shot, plan_frames
+    from .matte import ShotResult, matte_shot
+    from .plan import plan_frames
 
     plan = plan or plan_frames(job)
     cancel = cancel or (lambda: False)
