@@ -275,7 +275,8 @@ class Engine:
                 "margin": foreground.MARGIN, "engine_version": ENGINE_VERSION}
 
     def _prior(self, image, trimap, progress, cancel):
-        """(prior, step): see :func:`.cascade.prior_and_step`."""
+        """(prior, step): see :func:`.cascade.prior_and_step` (for benchmarks that keep the
+        cascade's parts; ``progress`` hears nothing, no frame being planned)."""
         return prior_and_step(self, image, trimap, FrameProgress(progress, []), cancel)
 
     def _classical(self, image, trimap, method, progress=None, cancel=None):
