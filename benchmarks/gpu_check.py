@@ -5,7 +5,9 @@ shared data is needed: the GPU machine has none): 1K-8K at 5 / 15 / 30 % unknown
 (6K and 8K at 15 % only, to keep a GPU run short), then a 6000x4000 frame at 10 % and 15 %
 unknown split into prior (classical solve at 1024 px), network (encode, CPC, TGNL, decode,
 both cascade passes), guided upsampling, the detail stage and other. Each row: wall time after a warm-up
-frame, peak GPU memory (``torch.cuda.max_memory_allocated``) on CUDA, peak RSS.
+frame, peak GPU memory (``torch.cuda.max_memory_allocated``) on CUDA, peak RSS during the
+frame (the high-water mark reset before it: the frame's inputs and the engine, not the
+rows before it).
 
     python3 -m benchmarks.gpu_check --device cuda --out "$OUT"        # benchmarks/gpu_check.sh
     .venv/bin/python -m benchmarks.gpu_check --device cpu --threads 2 --rows 6k   # the split on CPU
@@ -32,7 +34,7 @@ import numpy as np
 from nuke_hdmatt.atomic import write_text_atomic
 
 from .engine_scaling import SIZES, synthetic_plate
-from .methods import StageClock, peak_rss_mib
+from .methods import StageClock, peak_rss_mib, reset_peak_rss
 from .report import machine_info, machine_line, markdown_table
 
 NETWORK = ("encode", "cpc", "tgnl", "decode")
@@ -73,6 +75,7 @@ def measure(eng, image, trimap) -> dict:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     stages: dict = {}
+    reset_peak_rss()     # the frame's own peak: earlier rows and their plates are gone by now
     t0 = time.perf_counter()
     with StageClock(eng, stages):
         eng.matte(image, trimap)
