@@ -487,6 +487,11 @@ def test_a_cascade_frame_counts_one_forward_progress_over_its_passes(flip):
     b = cascade.batch
     n_query, n_border = len(full.queries), len(full.encoded) - len(full.queries)
     assert len(stages) - n_coarse == -(-n_query // b) * 2 + -(-n_border // b)
+    # detail 0 skips the full-resolution pass: the plan holds the coarse passes alone
+    cascade.settings = cascade.settings.replace(detail=0.0)
+    seen.clear()
+    cascade.matte(image, trimap, progress=lambda d, t, s: seen.append((d, t, s)))
+    assert seen[-1] == (sum(coarse), sum(coarse), "coarse patches")
 
 
 def test_a_local_prior_counts_its_cells_before_the_network():
