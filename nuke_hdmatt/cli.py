@@ -36,7 +36,8 @@ from .engine.settings import (
 )
 from .errors import EXIT_FAILED_FRAMES, EXIT_OK, UsageError, run_reporting
 from .errors import ArgumentParser as Parser
-from .shot.workflow import MAX_THREADS, check_threads, exposure_value
+from .exposure import exposure_value
+from .shot.workflow import MAX_THREADS, check_threads
 
 # Sub-commands implemented elsewhere and dispatched with the rest of the command line.
 DELEGATED = {

@@ -75,6 +75,15 @@ def test_only_the_gizmos_modules_import_nuke_and_none_imports_torch():
     assert with_nuke == ["export", "generated", "knobs", "node", "prepass"]
     heavy = sorted(p.stem for p in side if {"torch", "numpy"} & _imports(p))
     assert heavy == []
+    # of the package, only the standard-library modules it shares with the engine's side:
+    # the node starts `hdmatt matte` as a process, it never reaches into the shot's workflow
+    shared = {"nuke_hdmatt", "nuke_hdmatt.atomic", "nuke_hdmatt.engine.settings",
+              "nuke_hdmatt.engine.weights", "nuke_hdmatt.engine_env", "nuke_hdmatt.errors",
+              "nuke_hdmatt.exposure", "nuke_hdmatt.sequence"}
+    reached = {name.rsplit(".", 1)[0] if name.rsplit(".", 1)[0] in shared else name
+               for p in side for name in _imports(p)
+               if name.startswith("nuke_hdmatt") and not name.startswith("nuke_hdmatt.nuke")}
+    assert reached <= shared, sorted(reached - shared)
 
 
 def test_the_engine_knows_no_files_environment_nuke_or_ocio_and_prints_nothing():

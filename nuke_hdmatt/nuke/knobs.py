@@ -13,8 +13,8 @@ import nuke
 
 from ..engine.settings import DEFAULT_SNAP, FIXED_DETAIL, InferenceSettings
 from ..errors import ColorSpaceError, UsageError
+from ..exposure import exposure_value
 from ..sequence import FrameSequence, format_frames
-from ..shot.workflow import exposure_value
 from .colour_settings import resolve_colour
 from .engine_call import EngineCall
 from .export import INPUTS, views

@@ -43,7 +43,7 @@ class MatteJob:
     bit_depth: int = 8
     foreground: str | None = None  # layer for the unpremultiplied foreground (EXR only)
     premultiplied: bool = False    # alpha * foreground into the alpha's layer R, G, B
-    exposure: str = "fit"          # workflow.exposure_value: fit, off or stops
+    exposure: str = "fit"          # exposure.exposure_value: fit, off or stops
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import signal
 import sys
@@ -30,34 +29,6 @@ __all__ = ["RunSettings", "MAX_THREADS", "check_threads", "run_matte", "run_shot
 # thread limit inside OpenImageIO and torch (an error, then a crash). A fixed number, not a
 # multiple of this machine's cores: a farm template is checked here and run elsewhere.
 MAX_THREADS = 1024
-
-# --exposure: "fit" fits each frame's exposure to its unknown band for the network
-# (imaging.colour.exposure_gain); "off" converts every frame as it is; a number of stops
-# changes every frame's exposure by that much (one exposure for the whole shot)
-EXPOSURES = ("fit", "off")
-MAX_STOPS = 20.0
-
-
-def exposure_value(text: str) -> str:
-    """``--exposure``: ``fit``, ``off`` or stops (-20 to 20, negative darker), canonical text.
-
-    Raises
-    ------
-    ValueError
-        Anything else (argparse's type errors name the option).
-    """
-    word = str(text).strip().lower()
-    if word in EXPOSURES:
-        return word
-    try:
-        stops = float(word)
-    except ValueError:
-        stops = math.nan
-    if not abs(stops) <= MAX_STOPS:  # nan too
-        raise ValueError(f"{text!r}: give fit, off or stops from -{MAX_STOPS:g} to "
-                         f"{MAX_STOPS:g} (negative: darker)")
-    return f"{stops + 0.0:g}"  # -0 is 0
-
 
 def check_threads(threads: int | None) -> None:
     """``--threads``: None (torch's default) or 1 to :data:`MAX_THREADS`."""
