@@ -110,6 +110,26 @@ def test_trimap_from_matte_band():
         trimap_from_matte(matte, -1)
 
 
+@pytest.mark.parametrize("tile", [16, 64])
+def test_the_tiled_erosion_keeps_what_one_distance_transform_of_the_frame_gives(monkeypatch, tile):
+    """Small tiles (many borders between them), regions touching the frame's edges and
+    bands wider than a tile: the same pixels as the whole frame's distance transform."""
+    from scipy import ndimage
+
+    from nuke_hdmatt.imaging import trimaps
+    monkeypatch.setattr(trimaps, "ERODE_TILE", tile)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        h, w = (int(v) for v in rng.integers(20, 200, 2))
+        radius = int(rng.integers(1, 40))
+        noise = ndimage.gaussian_filter(rng.random((h, w)), rng.uniform(1, 10))
+        region = noise > np.median(noise)
+        pad = radius + 1
+        whole = ndimage.distance_transform_edt(np.pad(region, pad, mode="edge"))
+        np.testing.assert_array_equal(trimaps._erode_disk(region, radius),
+                                      (whole > radius)[pad:-pad, pad:-pad])
+
+
 def test_size_and_window_mismatch(tmp_path):
     plate = read_plate(write_image(tmp_path / "p.exr", rng_pixels(6, 12, 3)))
     small = read_trimap(write_image(tmp_path / "t.png", TRUTH[:, :8], channels=("Y",), fmt="uint8"))
