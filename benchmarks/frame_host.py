@@ -1,9 +1,10 @@
 """A 6K frame through ``hdmatt matte``: the time outside the engine, against another commit.
 
 The 6K timing frame (``hr_composites.frame_6k``, 10 % unknown) written as a half-float
-ACEScg EXR plate with an 8-bit trimap, then matted on the command line (``--no-cache``,
-default settings, with and without ``--foreground``) by this checkout and by a git worktree
-of ``--against``, interleaved. From each run's JSON log: before the network (reading,
+ACEScg EXR plate with an 8-bit trimap and a hard roto matte (its alpha above one half), then
+matted on the command line (``--no-cache``, default settings; the trimap, the trimap with
+``--foreground``, and ``--trimap-from-matte``, band 16) by this checkout and by a git
+worktree of ``--against``, interleaved. From each run's JSON log: before the network (reading,
 colour, the exposure fit, the coarse prior), the network's counted steps, and after them
 (the detail blend, the foreground, writing the EXR); the process's wall time besides.
 
@@ -27,8 +28,9 @@ import numpy as np
 from .report import REPO, machine_info, machine_line, markdown_table, publish
 
 
-def write_inputs(folder: Path) -> tuple[Path, Path]:
-    """The 6K frame as ``plate.exr`` (ACEScg, half) and ``trimap.png`` in ``folder``."""
+def write_inputs(folder: Path) -> None:
+    """The 6K frame as ``plate.exr`` (ACEScg, half), ``trimap.png`` and ``matte.exr`` in
+    ``folder``."""
     import OpenImageIO as oiio
 
     from nuke_hdmatt.imaging.colour import resolve_config, to_scene_linear
@@ -46,21 +48,30 @@ def write_inputs(folder: Path) -> tuple[Path, Path]:
     codes = np.ascontiguousarray((frame.trimap * 255).round().astype(np.uint8)[..., None])
     tri = oiio.ImageBuf(oiio.ImageSpec(codes.shape[1], codes.shape[0], 1, "uint8"))
     tri.set_pixels(oiio.ROI(), codes)
-    if not (buf.write(str(plate)) and tri.write(str(trimap))):
+    hard = np.ascontiguousarray((frame.alpha > 0.5).astype(np.float32)[..., None])
+    matte = oiio.ImageBuf(oiio.ImageSpec(hard.shape[1], hard.shape[0], 1, "half"))
+    matte.set_pixels(oiio.ROI(), hard)
+    matte.specmod().channelnames = ("A",)
+    if not (buf.write(str(plate)) and tri.write(str(trimap))
+            and matte.write(str(folder / "matte.exr"))):
         raise RuntimeError(f"cannot write the inputs: {oiio.geterror()}")
-    return plate, trimap
 
 
-def run(source: Path, folder: Path, foreground: bool, threads: int) -> dict:
-    """One ``hdmatt matte`` of the 6K frame by the package in ``source``; seconds by part."""
+#: (name, the command's trimap part): the trimap, with a foreground, a roto matte
+INPUTS = (("trimap", ["trimap.png"]), ("trimap, foreground", ["trimap.png", "--foreground"]),
+          ("roto matte", ["--trimap-from-matte", "matte.exr"]))
+
+
+def run(source: Path, folder: Path, inputs: list[str], threads: int) -> dict:
+    """One ``hdmatt matte`` of ``folder``'s plate with ``inputs`` (an :data:`INPUTS` entry's
+    arguments, file names within ``folder``) by the package in ``source``; seconds by part."""
     log = folder / "run.jsonl"
     log.unlink(missing_ok=True)
     out = folder / "alpha.exr"
+    given = [str(folder / a) if a.endswith((".png", ".exr")) else a for a in inputs]
     cmd = [sys.executable, "-m", "nuke_hdmatt.cli", "matte", str(folder / "plate.exr"),
-           str(folder / "trimap.png"), "-o", str(out), "--no-cache", "--quiet",
-           "--threads", str(threads), "--json-log", str(log)]
-    if foreground:
-        cmd.append("--foreground")
+           *given, "-o", str(out), "--no-cache", "--quiet", "--threads", str(threads),
+           "--json-log", str(log)]
     env = {**os.environ, "PYTHONPATH": str(source)}
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=source, env=env, check=True, capture_output=True)
@@ -98,17 +109,17 @@ def main(argv=None) -> int:
         then = worktree(args.against, folder)
         try:
             rows = []
-            for foreground in (False, True):
+            for inputs, given in INPUTS:
                 got: dict = {"then": [], "now": []}
                 for _ in range(args.repeats):
                     for name, source in (("then", then), ("now", REPO)):
-                        got[name].append(run(source, folder, foreground, args.threads))
-                        print(name, foreground, got[name][-1], flush=True)
+                        got[name].append(run(source, folder, given, args.threads))
+                        print(name, inputs, got[name][-1], flush=True)
                 for name in ("then", "now"):
                     med = {k: statistics.median(r[k] for r in got[name]) for k in got[name][0]}
                     label = args.against if name == "then" else info["commit"]
-                    rows.append([label, "yes" if foreground else "no", med["wall"],
-                                 med["frame"], med["before"], med["network"], med["after"]])
+                    rows.append([label, inputs, med["wall"], med["frame"], med["before"],
+                                 med["network"], med["after"]])
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(then)], cwd=REPO,
                            capture_output=True)
@@ -120,7 +131,7 @@ def main(argv=None) -> int:
             "compare the frame and the process across it, not the split. The process holds "
             "the frame, starting Python and torch, and the preflight's read of the inputs "
             "(before the frame starts).\n\n"
-            + markdown_table(["commit", "foreground", "process", "frame", "before the network",
+            + markdown_table(["commit", "inputs", "process", "frame", "before the network",
                               "network", "after the network"], rows))
     publish("frame_host", False, text)
     return 0

@@ -437,7 +437,7 @@ def test_frame_host_splits_a_command_line_frame_by_its_log(tmp_path):
     tri = oiio.ImageBuf(oiio.ImageSpec(w, h, 1, "uint8"))
     tri.set_pixels(oiio.ROI(), np.ascontiguousarray(trimap[..., None]))
     assert buf.write(str(tmp_path / "plate.exr")) and tri.write(str(tmp_path / "trimap.png"))
-    got = run(REPO, tmp_path, foreground=True, threads=1)
+    got = run(REPO, tmp_path, ["trimap.png", "--foreground"], threads=1)
     assert all(got[k] >= 0 for k in ("before", "network", "after")) and got["network"] > 0
     assert got["before"] + got["network"] + got["after"] == pytest.approx(got["frame"], abs=1e-6)
     assert got["wall"] > got["frame"]
