@@ -616,6 +616,7 @@ def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
 
     def body() -> int:
+        _import_native_modules()
         # Delegated commands parse their own options; argparse would reject them here.
         if argv and argv[0] in DELEGATED:
             module, func, _ = DELEGATED[argv[0]]
@@ -627,6 +628,18 @@ def _main(argv: list[str] | None) -> int:
         return args.func(args)
 
     return run_reporting("hdmatt", body, report_bugs=True)
+
+
+def _import_native_modules() -> None:
+    """OpenImageIO first, with Ctrl-C held back while its bindings initialise (0.05 s): a
+    Ctrl-C just then aborted the process (:func:`.stop_signals.deferred_stop_signals`)
+    instead of exit 130. Missing here, the command that needs it says so."""
+    from .stop_signals import deferred_stop_signals
+    with deferred_stop_signals():
+        try:
+            import OpenImageIO  # noqa: F401
+        except ImportError:
+            pass
 
 
 if __name__ == "__main__":

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import signal
 import threading
+from contextlib import contextmanager
 
 __all__ = ["STOP_SIGNALS", "stop_signal", "install_stop_handlers", "restore_handlers",
-           "SigintCancel"]
+           "SigintCancel", "deferred_stop_signals"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _received: list[int] = []
+_deferring: list[bool] = []     # inside deferred_stop_signals (nested blocks: one entry each)
+_held: list[int] = []           # signals that came meanwhile
 
 
 def stop_signal() -> int | None:
@@ -25,6 +28,9 @@ def stop_signal() -> int | None:
 
 def _raise_interrupt(signum, frame):
     _received.append(signum)
+    if _deferring:
+        _held.append(signum)
+        return
     raise KeyboardInterrupt
 
 
@@ -38,6 +44,24 @@ def install_stop_handlers() -> dict:
         for sig in STOP_SIGNALS:
             previous[sig] = signal.signal(sig, _raise_interrupt)
     return previous
+
+
+@contextmanager
+def deferred_stop_signals():
+    """Hold the KeyboardInterrupt of a SIGINT or SIGTERM back for the enclosed code (with
+    :func:`install_stop_handlers`' handlers in place) and raise it when the code ends. For
+    native modules' initialisation: OpenImageIO's bindings abort the whole process
+    ("Critical nanobind error", SIGABRT) when a Ctrl-C's KeyboardInterrupt is raised while
+    they build their enums. (A signal mask would not do: the kernel hands a process's
+    signal to any thread that does not block it.)"""
+    _deferring.append(True)
+    try:
+        yield
+    finally:
+        _deferring.pop()
+        if not _deferring and _held:
+            _held.clear()
+            raise KeyboardInterrupt
 
 
 def restore_handlers(previous: dict) -> None:
