@@ -122,3 +122,12 @@ def test_a_glint_in_a_soft_edge_does_not_light_up_its_neighbours(glint):
     plate = alpha[..., None] * fg + (1 - alpha[..., None]) * bg
     est = estimate_foreground(plate, alpha)
     assert float(np.abs(alpha[..., None] * (est - fg))[partly].mean()) < 0.01
+
+
+def test_the_mean_colour_over_a_mask_is_the_gathered_pixels_mean():
+    from nuke_hdmatt.engine.foreground import _mean_where
+    rng = np.random.default_rng(5)
+    image = (rng.random((300, 400, 3), dtype=np.float32) * 4 - 1).astype(np.float32)
+    mask = rng.random((300, 400)) > 0.7
+    np.testing.assert_array_equal(_mean_where(image, mask), image[mask].mean(0))
+    np.testing.assert_array_equal(_mean_where(image, np.zeros_like(mask)), np.zeros(3, np.float32))
