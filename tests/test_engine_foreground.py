@@ -131,3 +131,16 @@ def test_the_mean_colour_over_a_mask_is_the_gathered_pixels_mean():
     mask = rng.random((300, 400)) > 0.7
     np.testing.assert_array_equal(_mean_where(image, mask), image[mask].mean(0))
     np.testing.assert_array_equal(_mean_where(image, np.zeros_like(mask)), np.zeros(3, np.float32))
+
+
+def test_the_foreground_is_held_within_the_light_on_partial_pixels_only():
+    from nuke_hdmatt.engine.foreground import _within_the_light
+    rng = np.random.default_rng(6)
+    image = rng.random((70, 90, 3), dtype=np.float32)
+    alpha = rng.choice(np.float32([0, 1, 0.3, 0.8]), size=(70, 90))
+    f = (rng.random((70, 90, 3), dtype=np.float32) * 4).astype(np.float32)
+    lo = -0.05
+    a = alpha[..., None]
+    bound = (image - (1 - a) * lo) / np.maximum(a, 1e-6)
+    want = np.where((a > 0) & (a < 1), np.minimum(f, bound), f)
+    np.testing.assert_array_equal(_within_the_light(f.copy(), image, alpha, lo, rows=16), want)
