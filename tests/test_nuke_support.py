@@ -97,12 +97,14 @@ def test_log_follower_reads_partial_lines(tmp_path):
     f.write(', "stage": "patches"}\n')
     f.write(json.dumps({"event": "progress", "frame": 1, "done": 2, "total": 4,
                         "stage": "patches", "eta_s": 4.4}) + "\n")
+    f.write(json.dumps({"event": "progress", "frame": 1, "done": 4, "total": 4,
+                        "stage": "patches", "eta_s": 0.0}) + "\n")
     f.write(json.dumps({"event": "frame_done", "frame": 1, "cached": True}) + "\n")
     f.write(json.dumps({"event": "frame_failed", "frame": 2, "error": "bad"}) + "\n")
     f.write(json.dumps({"event": "shot_done", "done": [1], "failed": [2]}) + "\n")
     f.flush()
     assert follower.poll() == ["frame 1: patches 1/4", "frame 1: patches 2/4, about 4 s left",
-                               "frame 1: cache hit", "frame 2: failed"]
+                               "frame 1: patches 4/4", "frame 1: cache hit", "frame 2: failed"]
     assert follower.result.cached == [1] and follower.result.failed == {2: "bad"}
     assert follower.fraction == 1.0
 

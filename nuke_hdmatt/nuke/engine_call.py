@@ -186,7 +186,9 @@ class LogFollower:
                 part = float(ev.get("done", 0)) / float(ev["total"])
             self._patch = min(1.0, max(self._patch, float(part)))
             eta = ev.get("eta_s")
-            left = f", about {max(1, round(eta))} s left" if isinstance(eta, (int, float)) else ""
+            # under a second left says nothing (the frame is writing, or done)
+            left = (f", about {round(eta)} s left"
+                    if isinstance(eta, (int, float)) and eta >= 1 else "")
             self.message = (f"frame {frame}: {ev.get('stage') or 'patches'} "
                             f"{ev.get('done')}/{ev['total']}{left}")
         elif kind == "start":
