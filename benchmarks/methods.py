@@ -173,11 +173,9 @@ def run_method(spec: dict, image: np.ndarray, trimap: np.ndarray, stages: dict |
     if spec.get("downsample"):
         return _downsampled(spec, image, trimap, stages)
     if spec["kind"] == "hdmatt":
-        from nuke_hdmatt.engine.streamed_pass import plan_pass
         eng = load_engine(spec)
         # the query patches of the full-resolution pass (both of them with flip averaging)
-        passes = [trimap, trimap[:, ::-1]] if eng._flips(trimap) else [trimap]
-        stages["patches_run"] = sum(len(plan_pass(eng, t).queries) for t in passes)
+        stages["patches_run"] = sum(len(p.queries) for p in eng._pass_plans(trimap))
         with StageClock(eng, stages):
             return eng.matte(image, trimap, prior=prior)
     if spec["kind"] == "whole":

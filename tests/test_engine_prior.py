@@ -463,7 +463,7 @@ def test_shared_mattings_edge_cost_from_the_frames_gradients_is_pymattings():
 
 
 @pytest.mark.parametrize("flip", [True, False])
-def test_a_cascade_frame_counts_one_forward_progress_over_its_passes(flip):
+def test_a_cascade_frame_counts_one_forward_progress_over_its_passes(flip, monkeypatch):
     """The coarse passes and the full-resolution pass add into one count: done only grows,
     total never changes and is reached (a count restarting per pass ran the Nuke node's bar
     backwards), and the encoding pass reports too (it is most of a pass's time)."""
@@ -487,6 +487,12 @@ def test_a_cascade_frame_counts_one_forward_progress_over_its_passes(flip):
     b = cascade.batch
     n_query, n_border = len(full.queries), len(full.encoded) - len(full.queries)
     assert len(stages) - n_coarse == -(-n_query // b) * 2 + -(-n_border // b)
+    # each pass's cells are planned once, for the progress and the pass alike
+    from nuke_hdmatt.engine import runner
+    planned = []
+    monkeypatch.setattr(runner, "plan_pass", lambda eng, t: planned.append(t.shape) or plan_pass(eng, t))
+    cascade.matte(image, trimap)
+    assert len(planned) == len(coarse) + 1
     # detail 0 skips the full-resolution pass: the plan holds the coarse passes alone
     cascade.settings = cascade.settings.replace(detail=0.0)
     seen.clear()

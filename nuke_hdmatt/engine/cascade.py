@@ -30,12 +30,13 @@ from .prior import compute_prior, downsample
 _UNSET = object()
 
 
-def prior_and_step(eng, image, trimap, frame, cancel, small=_UNSET):
+def prior_and_step(eng, image, trimap, frame, cancel, small=_UNSET, plans=None):
     """(prior, step) for engine ``eng``: its full-resolution pass moves alpha ``step`` (a
     number, or a :class:`.detail.DetailModel` predicting it per pixel) of the way from the
     prior to the network's answer. ``frame``: the frame's
     :class:`.frame_progress.FrameProgress` (parts ``prior`` and ``coarse patches``);
-    ``small``: the frame as :func:`.prior.downsample` gives it, when already made."""
+    ``small``: the frame as :func:`.prior.downsample` gives it, and ``plans`` the coarse
+    passes' (``Engine._pass_plans``), when already made."""
     if eng.prior != "cascade":
         return classical_prior(eng, image, trimap, eng.prior, frame.part("prior"), cancel), 1.0
     if small is _UNSET:
@@ -43,7 +44,7 @@ def prior_and_step(eng, image, trimap, frame, cancel, small=_UNSET):
     if small is None:
         return classical_prior(eng, image, trimap, "global", cancel=cancel), 1.0
     coarse_prior = classical_prior(eng, *small, "global", cancel=cancel)
-    coarse = eng._network(*small, coarse_prior, frame, cancel, "coarse patches")
+    coarse = eng._network(*small, coarse_prior, frame, cancel, "coarse patches", plans)
     with eng.stage("upsample"):
         up = guided_upsample(coarse, small[0], image, trimap, device=eng.device)
     return up, eng.detail

@@ -30,7 +30,7 @@ from .network import HDMattNet
 from .prior import downsample
 from .settings import FIXED_DETAIL, InferenceSettings, check_device
 from .snap import snap_alpha
-from .streamed_pass import StreamedPass, plan_pass
+from .streamed_pass import PassPlan, StreamedPass, plan_pass
 from .weights import BUNDLED_WEIGHTS, load_detail_model, load_network, verified_sha256
 
 __all__ = ["Engine", "resolve_device"]
@@ -210,16 +210,19 @@ class Engine:
             prior = np.ascontiguousarray(prior, dtype=np.float32)
         elif self.prior == "cascade":
             small = downsample(image, trimap, self.prior_max_side)
-        frame = FrameProgress(progress, self._plan(trimap, small, prior is None))
+        # each network pass's cells, counted once: for the progress plan and for the pass
+        coarse = self._pass_plans(small[1]) if small is not None else []
+        full = [] if coarse and self.detail == 0.0 else self._pass_plans(trimap)
+        frame = FrameProgress(progress, self._parts(trimap, prior is None, coarse, full))
         if self.cfg.uses_prior and prior is None:
-            prior, step = prior_and_step(self, image, trimap, frame, cancel, small)
+            prior, step = prior_and_step(self, image, trimap, frame, cancel, small, coarse)
         if isinstance(step, float) and step == 0.0:
             # detail 0: the enlarged coarse alpha, no full-resolution pass
             assert prior is not None
             alpha = trimap.copy()
             alpha[unknown] = prior[unknown]
             return alpha
-        alpha = self._network(image, trimap, prior, frame, cancel)
+        alpha = self._network(image, trimap, prior, frame, cancel, plans=full)
         if isinstance(step, DetailModel):
             assert prior is not None
             with self.stage("detail"):
@@ -229,24 +232,21 @@ class Engine:
             alpha[unknown] = prior[unknown] + step * (alpha[unknown] - prior[unknown])
         return alpha
 
-    def _plan(self, trimap, small, solves_prior: bool) -> list[tuple[str, int]]:
+    def _parts(self, trimap, solves_prior: bool, coarse: list[PassPlan],
+               full: list[PassPlan]) -> list[tuple[str, int]]:
         """The frame's parts for :class:`.frame_progress.FrameProgress`, in the order
-        :meth:`_matte` runs them: the local prior's cells, the cascade's coarse passes on
-        ``small``, then the full-resolution passes (none with ``detail`` 0)."""
-        parts = []
+        :meth:`_matte` runs them: the local prior's cells (the full-resolution queries), the
+        cascade's ``coarse`` passes, then the ``full``-resolution ones (none with
+        ``detail`` 0)."""
         big = max(trimap.shape) > self.prior_max_side
-        if solves_prior and self.cfg.uses_prior and self.prior == "local" and big:
-            parts.append(("prior", len(plan_pass(self, trimap).queries)))
-        if small is not None:
-            parts += [("coarse patches", steps) for steps in self._pass_steps(small[1])]
-            if self.detail == 0.0:
-                return parts
-        return parts + [("patches", steps) for steps in self._pass_steps(trimap)]
+        local = solves_prior and self.cfg.uses_prior and self.prior == "local" and big
+        return ([("prior", len(full[0].queries))] if local else []) + \
+            [("coarse patches", p.steps) for p in coarse] + [("patches", p.steps) for p in full]
 
-    def _pass_steps(self, trimap) -> list[int]:
-        """Each of :meth:`_network`'s passes' steps on ``trimap``."""
+    def _pass_plans(self, trimap) -> list[PassPlan]:
+        """The plan of each of :meth:`_network`'s passes on ``trimap`` (two with flips)."""
         flips = [trimap, trimap[:, ::-1]] if self._flips(trimap) else [trimap]
-        return [plan_pass(self, t).steps for t in flips]
+        return [plan_pass(self, t) for t in flips]
 
     def _flips(self, trimap) -> bool:
         return self.settings.flip and max(trimap.shape) <= self.prior_max_side
@@ -302,34 +302,35 @@ class Engine:
             torch.cuda.synchronize(self.device)
 
     def _network(self, image, trimap, prior, frame: FrameProgress, cancel,
-                 stage: str = "patches"):
+                 stage: str = "patches", plans: list[PassPlan] | None = None):
         """The network's alpha of the frame; with ``flip`` on a frame within
         ``prior_max_side``, the mean of it and of the mirrored frame's, mirrored back
         (docs/ENGINE.md, "Flip averaging"). Each pass reports as ``frame``'s next part of
-        ``stage``."""
-        if not self._flips(trimap):
-            return self._run(image, trimap, prior, frame.part(stage), cancel)
+        ``stage``; ``plans``: :meth:`_pass_plans` of the frame, when already made."""
+        plans = plans or self._pass_plans(trimap)
+        if len(plans) == 1:
+            return self._run(image, trimap, prior, frame.part(stage), cancel, plans[0])
 
         def mirror(a):
             # a copy, not ascontiguousarray: a 1-pixel-wide frame's reversed view counts as
             # contiguous, negative stride and all, and torch refuses negative strides
             return None if a is None else a[:, ::-1].copy()
-        alpha = self._run(image, trimap, prior, frame.part(stage), cancel)
+        alpha = self._run(image, trimap, prior, frame.part(stage), cancel, plans[0])
         alpha += self._run(mirror(image), mirror(trimap), mirror(prior), frame.part(stage),
-                           cancel)[:, ::-1]
+                           cancel, plans[1])[:, ::-1]
         return alpha * np.float32(0.5)
 
-    def _run(self, image, trimap, prior, progress, cancel):
+    def _run(self, image, trimap, prior, progress, cancel, plan: PassPlan | None = None):
         alpha = trimap.copy()
         unknown = trimap == 0.5
         if not unknown.any():
             return alpha
-        plan = plan_pass(self, trimap)
+        plan = plan or plan_pass(self, trimap)
         with torch.inference_mode(), self._autocast():
             acc = torch.zeros(trimap.shape, dtype=torch.float32, device=self.device)
             StreamedPass(self, plan, image, trimap, prior, acc, progress, cancel).run()
-            acc = acc.cpu().numpy()        # the pass's only download
-        alpha[unknown] = np.clip(acc[unknown], 0.0, 1.0)
+            blended = acc.cpu().numpy()    # the pass's only download
+        alpha[unknown] = np.clip(blended[unknown], 0.0, 1.0)
         return alpha
 
 
