@@ -390,7 +390,11 @@ def _cache_action(args: argparse.Namespace, cache) -> int:
             limit = cache.max_bytes if args.max_size is None else parse_size(args.max_size)
         except UsageError as exc:
             raise UsageError(f"--max-size: {exc.message}") from None
-        if not limit and args.max_size is None:
+        if not limit and args.max_size is not None:
+            # 0 is "no limit" in $HDMATT_CACHE_MAX_SIZE: one word never means both
+            raise UsageError("--max-size 0: use 'hdmatt cache clear' to delete every entry "
+                             f"(0 means no limit in ${MAX_SIZE_ENV})")
+        if not limit:
             print(f"no limit (${MAX_SIZE_ENV}=0): nothing to trim in {cache.root}", file=sys.stderr)
             return EXIT_OK
         removed, freed = cache.gc(limit)
@@ -562,8 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     csub.add_parser("clear", parents=[cache_opt], help="delete every entry")
     gc = csub.add_parser("gc", parents=[cache_opt], help="delete least recently used entries")
     gc.add_argument("--max-size", metavar="SIZE",
-                    help="e.g. 500M, 10G; 0 removes every entry (default: the limit runs "
-                         "keep, $HDMATT_CACHE_MAX_SIZE else 50G, where 0 means no limit)")
+                    help="e.g. 500M, 10G (default: the limit runs keep, "
+                         "$HDMATT_CACHE_MAX_SIZE else 50G, where 0 means no limit; "
+                         "'cache clear' deletes every entry)")
     c.set_defaults(func=cmd_cache)
 
     f = sub.add_parser("farm", help="render-farm job descriptions")

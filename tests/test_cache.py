@@ -134,7 +134,7 @@ def test_cache_commands_refuse_an_empty_folder_name_and_say_what_they_could_not_
     monkeypatch.setattr(cache_module, "_unlink_quiet", lambda path: False)  # no permission
     assert cli.main(["cache", "clear", "--cache", str(tmp_path / "c")]) == 1
     assert "1 entries could not be removed" in capsys.readouterr().err
-    assert cli.main(["cache", "gc", "--cache", str(tmp_path / "c"), "--max-size", "0"]) == 1
+    assert cli.main(["cache", "gc", "--cache", str(tmp_path / "c"), "--max-size", "1"]) == 1
     assert "still over" in capsys.readouterr().err
 
 

@@ -164,7 +164,10 @@ def test_cache_ls_gc_clear(tmp_path):
     assert "(limit 50.0G, $HDMATT_CACHE_MAX_SIZE)" in ls.stderr    # the size it keeps under
     gc = hdmatt(tmp_path, "cache", "--cache", tmp_path / "c", "gc")     # the runs' limit: keeps
     assert gc.returncode == 0 and "removed 0" in gc.stderr and len(cache.entries()) == 3
-    gc = hdmatt(tmp_path, "cache", "--cache", tmp_path / "c", "gc", "--max-size", "0")
+    zero = hdmatt(tmp_path, "cache", "--cache", tmp_path / "c", "gc", "--max-size", "0")
+    _assert_one_line_error(zero, "cache clear")     # 0 is "no limit" in the variable
+    assert len(cache.entries()) == 3
+    gc = hdmatt(tmp_path, "cache", "--cache", tmp_path / "c", "gc", "--max-size", "1")
     assert gc.returncode == 0 and "removed 3" in gc.stderr and cache.entries() == []
     bad = hdmatt(tmp_path, "cache", "gc", "--max-size", "lots")
     _assert_one_line_error(bad, "lots")

@@ -323,6 +323,7 @@ CASES = [
      ["bad\ufffdname.png", "not valid UTF-8"]),
     ("cache-gc-bad-size", ["cache", "gc", "--max-size", "lots"], None, ["lots"]),
     ("cache-gc-size-nan", ["cache", "gc", "--max-size", "nan"], None, ["--max-size", "nan"]),
+    ("cache-gc-size-zero", ["cache", "gc", "--max-size", "0"], None, ["--max-size 0", "cache clear"]),
     ("cache-gc-size-1e400", ["cache", "gc", "--max-size", "1e400"], None,
      ["--max-size", "1e400"]),
     ("demo-into-a-file", ["demo", "-o", "p.png"], None, ["-o", "p.png", "not a folder"]),
