@@ -24,12 +24,14 @@ def test_foreground_layer_cached_beside_the_alpha_and_shown_by_info(tmp_path):
     first = hdmatt(tmp_path, *args, "--json-log", tmp_path / "log.jsonl")
     assert first.returncode == 0, first.stderr
     # each frame's progress leaves the foreground its share (a frame this small solves it
-    # whole, without tiles to count) and only goes forward
+    # whole: its levels are counted) and only goes forward
     for frame in (1, 2):
         steps = [e for e in json_events(tmp_path / "log.jsonl")
                  if e["event"] == "progress" and e["frame"] == frame]
         fractions = [e["fraction"] for e in steps]
-        assert fractions == sorted(fractions) and fractions[-1] == 0.85
+        assert fractions == sorted(fractions) and fractions[-1] == 1.0
+        assert 0.85 in fractions and {e["stage"] for e in steps if e["fraction"] > 0.85} == {
+            "foreground"}
     spec, pixels = read_image(tmp_path / "out/a.0001.exr")
     assert list(spec.channelnames) == ["R", "G", "B", "A", "fg.R", "fg.G", "fg.B"]
     rgb, fg = _channels(spec, pixels, "RGB"), _channels(spec, pixels, ["fg.R", "fg.G", "fg.B"])

@@ -66,7 +66,10 @@ def test_tiles_without_mixed_pixels_are_skipped_and_progress_counts_tiles():
     calls = []
     f = estimate_foreground(image, alpha, base_side=64, tile=64,
                             progress=lambda d, t, s: calls.append((d, t, s)))
-    assert calls[-1] == (32, 32, "foreground") and len(calls) == 32
+    levels = len(calls) - 32                 # the whole levels up to 64 px, then 32 tiles
+    assert levels >= 1 and calls[-1][0] == calls[-1][1] and {t for _, t, _ in calls} == {calls[-1][1]}
+    assert [d for d, _, _ in calls] == sorted({d for d, _, _ in calls})     # only goes forward
+    assert [d - calls[levels - 1][0] for d, _, _ in calls[levels:]] == list(range(1, 33))
     assert np.array_equal(f[alpha >= 1], image[alpha >= 1])
     assert np.isfinite(f).all()
 
@@ -75,6 +78,17 @@ def test_cancel_stops_between_tiles():
     image, alpha, _ = _scene()
     with pytest.raises(Cancelled):
         estimate_foreground(image, alpha, base_side=64, tile=64, cancel=lambda: True)
+
+
+def test_a_frame_solved_whole_reports_its_levels_and_can_be_cancelled():
+    image, alpha, _ = _scene(96, 128)                  # within base_side: no tiles
+    calls = []
+    estimate_foreground(image, alpha, progress=lambda d, t, s: calls.append((d, t, s)))
+    assert len(calls) == 8 and calls[-1] == (8, 8, "foreground")   # levels 1 to 128 px
+    polls = []
+    with pytest.raises(Cancelled):
+        estimate_foreground(image, alpha, cancel=lambda: polls.append(1) or len(polls) > 3)
+    assert len(polls) == 4                             # stopped between levels
 
 
 def test_engine_runs_it_on_its_device():

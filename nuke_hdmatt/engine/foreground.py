@@ -102,9 +102,10 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray, *, device="cpu",
         Levels whose long side is at most this are solved on the whole frame; finer ones in
         tiles of ``tile`` pixels (bounded memory at 6K-8K).
     progress : callable(done, total, stage), optional
-        Called per tile with stage ``"foreground"``.
+        Called after each whole level and each tile with stage ``"foreground"``: one count
+        (a whole level counts its pixels in tiles).
     cancel : callable() -> bool, optional
-        Polled between tiles; True raises :class:`~nuke_hdmatt.errors.Cancelled`.
+        Polled between levels and tiles; True raises :class:`~nuke_hdmatt.errors.Cancelled`.
 
     Returns
     -------
@@ -124,14 +125,21 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray, *, device="cpu",
                      big_iterations, small_size)
     sizes = _level_sizes(h0, w0)
     n_base = max(i for i, (h, w) in enumerate(sizes) if max(h, w) <= base_side or i == 0)
+    # one count over the whole levels (weighted by their pixels, in tiles) and the tiles
+    base_steps = [max(1, round(h * w / tile ** 2)) for h, w in sizes[:n_base + 1]]
+    tiled = n_base < len(sizes) - 1
+    steps = _Steps(sum(base_steps) + (len(_tile_corners(h0, w0, tile)) if tiled else 0),
+                   progress, cancel)
     with torch.inference_mode():
         f, b = solver.initial()
         for i in range(n_base + 1):
+            steps.check()
             f, b = solver.level(sizes[i], f, b, None)
-        if n_base == len(sizes) - 1:
-            out = np.ascontiguousarray(f.permute(1, 2, 0).cpu().numpy())
+            steps.advance(base_steps[i])
+        if tiled:
+            out = _tiled(solver, sizes, n_base, f, b, tile, steps)
         else:
-            out = _tiled(solver, sizes, n_base, f, b, tile, progress, cancel)
+            out = np.ascontiguousarray(f.permute(1, 2, 0).cpu().numpy())
     return _within_the_light(out, image, alpha, solver.lo)
 
 
@@ -275,21 +283,40 @@ def _neighbours(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([p[:, 1:-1, :-2], p[:, 1:-1, 2:], p[:, :-2, 1:-1], p[:, 2:, 1:-1]])
 
 
-def _tiled(solver, sizes, n_base, f_base, b_base, tile, progress, cancel):
+class _Steps:
+    """The frame's foreground steps: reported as one count, cancel polled before each."""
+
+    def __init__(self, total: int, progress, cancel):
+        self.total, self.done, self.progress, self.cancel = total, 0, progress, cancel
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel():
+            raise Cancelled("cancelled")
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(self.done, self.total, "foreground")
+
+
+def _tile_corners(h0: int, w0: int, tile: int) -> list[tuple[int, int]]:
+    return [(y, x) for y in range(0, h0, tile) for x in range(0, w0, tile)]
+
+
+def _tiled(solver, sizes, n_base, f_base, b_base, tile, steps: _Steps):
     """The levels finer than the base, tile by tile of the full-resolution frame."""
     h0, w0 = solver.alpha.shape
     image, alpha = solver.image, solver.alpha
     c = image.shape[2]
     out = np.empty((h0, w0, c), np.float32)
-    tiles = [(y, x) for y in range(0, h0, tile) for x in range(0, w0, tile)]
+    tiles = _tile_corners(h0, w0, tile)
     fine = sizes[n_base + 1:]
     # a full-resolution margin wide enough to hold MARGIN pixels of the coarsest fine level
     reach = int(math.ceil(MARGIN * h0 / fine[0][0])) + 1
     mixed = (alpha > 0.0) & (alpha < 1.0)
     base_np = None
-    for done, (y0, x0) in enumerate(tiles):
-        if cancel is not None and cancel():
-            raise Cancelled("cancelled")
+    for y0, x0 in tiles:
+        steps.check()
         y1, x1 = min(h0, y0 + tile), min(w0, x0 + tile)
         if not mixed[max(0, y0 - reach):y1 + reach, max(0, x0 - reach):x1 + reach].any():
             if base_np is None:
@@ -309,8 +336,7 @@ def _tiled(solver, sizes, n_base, f_base, b_base, tile, progress, cancel):
                 ph, pw, pr0, pc0 = h, w, int(rows[0]), int(cols[0])
             tile_f = f[:, y0 - pr0:y1 - pr0, x0 - pc0:x1 - pc0]
             out[y0:y1, x0:x1] = tile_f.permute(1, 2, 0).cpu().numpy()
-        if progress is not None:
-            progress(done + 1, len(tiles), "foreground")
+        steps.advance()
     return out
 
 

@@ -145,7 +145,7 @@ class ProgressReporter:
     def patch(self, done: int, total: int, stage: str = "", *,
               fraction: float | None = None) -> None:
         """Engine progress callback: ``done`` of ``total`` steps of the current frame (the
-        engine's count over the frame's passes, then the foreground's tiles); ``fraction``:
+        engine's count over the frame's passes, then the foreground's levels and tiles); ``fraction``:
         how much of the frame that is, for a bar that spans both (:meth:`share`)."""
         eta = self._frame_eta(done, total)
         extra = {} if fraction is None else {"fraction": round(fraction, 4)}
