@@ -106,6 +106,13 @@ def test_1_cancel_kills_a_stubborn_engine_within_a_second(standin, monkeypatch):
     nuke.ProgressTask.cancel_when = staticmethod(
         lambda task: any("patches" in m for m in task.messages))
     nuke.GUI = True
+    # what others are writing into the same folder now: the farm's other frames, another node
+    out = Path(knobs().alpha_sequence(node).path(nuke.frame()))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    theirs = [out.parent / f".{out.stem[:-4]}9999.farm.tmp.exr",
+              out.parent / f".{out.stem[:-4]}x{out.stem[-4:]}.other.tmp.exr"]
+    for path in theirs:
+        path.write_bytes(b"half an EXR")
     assert hd().generate_current(node) is True
     run = finish_in_gui(nuke, node, timeout=30)
     task = nuke.ProgressTask.tasks[-1]
@@ -129,6 +136,8 @@ def test_1_cancel_kills_a_stubborn_engine_within_a_second(standin, monkeypatch):
             os.kill(pid, signal.SIGKILL)
             pytest.fail(f"process {pid} survived the cancel")
     assert list((tmp_path / "tmp").iterdir()) == []
+    # the killed engine's own temp file went; the others' stayed
+    assert sorted(out.parent.iterdir()) == sorted(theirs)
 
 
 def test_double_refuses_nuke_calls_from_other_threads(fake_nuke):
@@ -671,6 +680,17 @@ def test_12_stereo_engine_runs_per_view_and_the_read_reads_per_view(shot, gui, m
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_12_an_alpha_sequence_named_by_view_in_a_script_of_one_view(shot):
+    """Nuke's Read expands %V to "main" in a script of one view: the engine writes there."""
+    nuke, node, plate, src, tmp_path = shot
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+    node["alpha_file"].getLinkedKnob().setValue(str(tmp_path / "out" / "alpha.%V.####.exr"))
+    assert hd().generate(node, "1") is True
+    assert sorted(os.listdir(tmp_path / "out")) == ["alpha.main.0001.exr"]
+    assert "1 cached, 0 missing" in node["status"].value()
+
+
 # ---------------------------------------------------------------- 13. farm
 
 
@@ -734,7 +754,7 @@ def test_13_farm_finds_nodes_in_groups_and_chunks_the_prepass(fake_nuke, tmp_pat
                                 frames=[1, 2, 3, 4], chunk=2, executable=sys.executable)
     export = tpl["steps"][0]
     assert export["parameterSpace"] == tpl["steps"][1]["parameterSpace"]
-    assert export["script"]["actions"]["onRun"]["args"][5:7] == ["--frames", "{{Task.Param.Frame}}"]
+    assert export["script"]["actions"]["onRun"]["args"][5] == "--frames={{Task.Param.Frame}}"
     # one chunk of the prepass, in the double, finds the node inside the Group
     work = tmp_path / "work"
     assert prepass.main([str(script), "--node", "Comp.HDMatt1", "--frames", "3-4",
@@ -743,8 +763,29 @@ def test_13_farm_finds_nodes_in_groups_and_chunks_the_prepass(fake_nuke, tmp_pat
         ["plate.0003.exr", "plate.0004.exr", "trimap.0003.exr", "trimap.0004.exr"]
     import json
     job = json.loads((work / "matte_job.json").read_text())
-    assert job["node"] == "Comp.HDMatt1"
+    assert job["node"] == "Comp.HDMatt1" and job["views"] == ["main"]
     assert job["job"]["output"] == f"{tmp_path}/hdmatt/shot030/HDMatt1/alpha.%04d.exr"
+
+
+def test_13_a_farm_chunk_runs_each_view_of_a_stereo_prepass(tmp_path):
+    import json
+
+    from nuke_hdmatt.engine.settings import InferenceSettings
+    from nuke_hdmatt.farm import nuke_job
+    from nuke_hdmatt.nuke.engine_call import JOB_FILE, EngineCall
+    for view, seed in (("left", 1), ("right", 9)):
+        write_exr(tmp_path / f"plate.{view}.0001.exr", plate_pixels(seed), ("R", "G", "B"))
+        write_exr(tmp_path / f"trimap.{view}.0001.exr", trimap_pixels(), ("R", "G", "B", "A"))
+    call = EngineCall(plate=str(tmp_path / "plate.%V.####.exr"),
+                      trimap=str(tmp_path / "trimap.%V.####.exr"),
+                      output=str(tmp_path / "out" / "alpha.%V.####.exr"), frames="1",
+                      cache=str(tmp_path / "cache"), settings=InferenceSettings(patch=48, overlap=8))
+    (tmp_path / JOB_FILE).write_text(json.dumps({"script": "s.nk", "node": "HDMatt1",
+                                                 "job": call.to_dict(), "views": ["left", "right"]}))
+    assert nuke_job.main(["--run-chunk", str(tmp_path), "--frames=1"]) == 0
+    for view in ("left", "right"):
+        _, spec = data_window(tmp_path / "out" / f"alpha.{view}.0001.exr")
+        assert f"/plate.{view}.0001.exr" in spec.getattribute("hdmatt:plate")
 
 
 # ---------------------------------------------------------------- 14. Windows cancel

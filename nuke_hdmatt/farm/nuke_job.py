@@ -190,7 +190,7 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
         "parameterSpace": chunked("NONCONTIGUOUS"),
         "script": run("{{Param.HdmattExecutable}}",
                       ["farm", "nuke", "--run-chunk", "{{Param.WorkDir}}",
-                       "--frames", "{{Task.Param.Frame}}", *(matte_options or [])]),
+                       "--frames={{Task.Param.Frame}}", *(matte_options or [])]),
     }
     if gpu:
         matte["hostRequirements"] = GPU_HOST
@@ -204,7 +204,7 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
              "parameterSpace": chunked("NONCONTIGUOUS"),
              "script": run("{{Param.NukeExecutable}}",
                            ["-t", "{{Param.Prepass}}", "{{Param.Script}}", "--node",
-                            "{{Param.Node}}", "--frames", "{{Task.Param.Frame}}", "--work",
+                            "{{Param.Node}}", "--frames={{Task.Param.Frame}}", "--work",
                             "{{Param.WorkDir}}"])},
             matte,
             {"name": "Render",
@@ -220,8 +220,8 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
 def run_chunk(work: str, frames: str, threads: int | None = None,
               device: str | None = None) -> int:
     """Step 2: run the prepass's ``hdmatt matte`` call on ``frames`` (on ``device`` and
-    ``threads`` when given, else the node's device and torch's threads); returns its exit
-    code.
+    ``threads`` when given, else the node's device and torch's threads), once per view
+    where its paths hold ``%V``; returns the exit code (the worst of the views').
 
     Raises
     ------
@@ -232,19 +232,28 @@ def run_chunk(work: str, frames: str, threads: int | None = None,
     path = os.path.join(work, JOB_FILE)
     try:
         with open(path, encoding="utf-8") as f:
-            call = EngineCall.from_dict(json.load(f)["job"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+            record = json.load(f)
+        call = EngineCall.from_dict(record["job"])
+        view_names = [str(v) for v in record.get("views") or ["main"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"no usable prepass output ({exc}); did the ExportInputs step run?",
                          path=path)
     chunk = parse_frames(frames)
     if device:
         call.device = device
-    argv = call.argv("hdmatt", frames=frames) + (["--threads", str(threads)] if threads else [])
-    # the equivalent command, for the task log and for rerunning a chunk by hand
-    print("+", " ".join(shlex.quote(a) for a in argv), flush=True)
     setup_logging()
-    job, settings = shot_job(call, chunk, threads)
-    return run_matte(job, settings)
+    worst = 0
+    for _view, view_call in call.per_view(view_names):
+        argv = view_call.argv("hdmatt", frames=frames) + (
+            ["--threads", str(threads)] if threads else [])
+        # the equivalent command, for the task log and for rerunning a chunk by hand
+        print("+", " ".join(shlex.quote(a) for a in argv), flush=True)
+        job, settings = shot_job(view_call, chunk, threads)
+        code = run_matte(job, settings)
+        if code not in (0, 1):  # usage error, Ctrl-C, SIGTERM: the other views would too
+            return code
+        worst = max(worst, code)
+    return worst
 
 
 def shot_job(call, frames: list[int], threads: int | None = None):

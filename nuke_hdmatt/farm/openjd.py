@@ -144,7 +144,8 @@ def job_template(*, plate: str, trimap: str | None, output: str, frames: list[in
         {"name": "ChunkSize", "type": "INT", "default": int(chunk), "minValue": 1,
          "description": "frames per task"},
     ]
-    args += ["-o", "{{Param.Output}}", "--frames", "{{Task.Param.Frame}}"]
+    # one word: a chunk of negative frames ("-10--1") would read as an option
+    args += ["-o", "{{Param.Output}}", "--frames={{Task.Param.Frame}}"]
     args += [_literal(word, prev) for prev, word in zip(["", *(extra_args or [])],
                                                          extra_args or [])]
     job_name = _literal(name or f"hdmatt {os.path.basename(plate)}", "--name")

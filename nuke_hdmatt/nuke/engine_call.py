@@ -30,6 +30,7 @@ from typing import Callable
 
 from ..engine.settings import InferenceSettings
 from ..errors import Cancelled, UsageError
+from ..sequence import FrameSequence
 
 __all__ = ["EngineCall", "JOB_FILE", "EngineResult", "LogFollower", "run_engine", "popen_options",
            "remove_partial_outputs", "stop_all_engines", "STOP_GRACE_S"]
@@ -75,6 +76,22 @@ class EngineCall:
     foreground: str = ""         # layer for the estimated foreground colour ("": none)
     premultiplied: bool = False  # also alpha x foreground into the file's R, G, B
 
+    def per_view(self, view_names: list[str]) -> list[tuple[str, "EngineCall"]]:
+        """One call per view, ``%V`` in its paths replaced by the view's name, where a path
+        holds it (a stereo export; or an alpha sequence named by view, which Nuke's Read
+        also expands in a script of one view); else ``[("", self)]``."""
+        paths = ("plate", "trimap", "matte", "output")
+        if not any("%V" in (getattr(self, k) or "") for k in paths):
+            return [("", self)]
+        out = []
+        for view in view_names:
+            d = self.to_dict()
+            for k in paths:
+                if d[k]:
+                    d[k] = d[k].replace("%V", view)
+            out.append((view, EngineCall.from_dict(d)))
+        return out
+
     def argv(self, exe: str, json_log: str | None = None, frames: str | None = None) -> list[str]:
         """The engine command line (``frames`` overrides ``self.frames``, e.g. per farm chunk)."""
         cmd = [exe, "matte", self.plate]
@@ -83,7 +100,8 @@ class EngineCall:
         else:
             assert self.trimap is not None  # no matte: the trimap is the input
             cmd += [self.trimap, "--trimap-channel", self.trimap_channel]
-        cmd += ["-o", self.output, "--frames", frames or self.frames, "--layer", self.layer]
+        # one word: argparse reads "-10-20" (a run-up before frame 0) as an option
+        cmd += ["-o", self.output, f"--frames={frames or self.frames}", "--layer", self.layer]
         if self.plate_colorspace:
             cmd += ["--plate-colorspace", self.plate_colorspace]
         if self.ocio:
@@ -367,18 +385,21 @@ def stop_all_engines() -> int:
     return len(procs)
 
 
-def remove_partial_outputs(pattern: str) -> list[str]:
-    """Delete temp files a killed engine left beside its outputs (:func:`~nuke_hdmatt.atomic.
-    atomic_path` names them ``.<stem>.<random><suffix>``); returns what went."""
+def remove_partial_outputs(pattern: str, frames) -> list[str]:
+    """Delete temp files a killed engine left beside its outputs of ``frames``
+    (:func:`~nuke_hdmatt.atomic.atomic_path` names them ``.<stem>.<random><suffix>``);
+    returns what went. Only those frames': the farm or another node may be writing other
+    frames of the folder now."""
+    seq = FrameSequence(pattern)
     folder = os.path.dirname(pattern) or "."
-    stem = os.path.basename(pattern).split("#")[0].split("%")[0].split("@")[0]
+    prefixes = tuple(f".{os.path.splitext(os.path.basename(seq.path(f)))[0]}." for f in frames)
     gone: list[str] = []
     try:
         names = os.listdir(folder)
     except OSError:
         return gone
     for name in names:
-        if stem and name.startswith("." + stem):
+        if prefixes and name.startswith(prefixes):
             try:
                 os.remove(os.path.join(folder, name))
                 gone.append(name)

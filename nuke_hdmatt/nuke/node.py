@@ -94,13 +94,17 @@ def check_alpha_path(node) -> FrameSequence:
     Raises
     ------
     UsageError
-        Unsaved script with the default (relative) path, or another HDMatt node's alpha
-        sequence (a copied node with an explicit path).
+        Unsaved script with the default (relative) path, another HDMatt node's alpha
+        sequence (a copied node with an explicit path), or a stereo script's path
+        without ``%V``.
     """
     seq = alpha_sequence(node)
     if not os.path.isabs(seq.pattern):
         raise UsageError(f"{node.name()}: save the script first: the alpha sequence goes beside "
                          "it (or set alpha sequence to an absolute path)")
+    if len(views()) > 1 and "%V" not in alpha_pattern(node):
+        raise UsageError(f"{node.name()}.alpha_file: a stereo script needs %V in the alpha "
+                         "sequence (e.g. .../alpha.%V.####.exr), one alpha per view")
     for other in _hdmatt_nodes():
         try:
             theirs = alpha_sequence(other).pattern if other is not node else None
@@ -338,9 +342,6 @@ def _prepare(node, frames: list[int]) -> _Run:
     """Main thread: everything that can fail fast, then the one export render."""
     connected(node)
     check_alpha_path(node)
-    if len(views()) > 1 and "%V" not in alpha_pattern(node):
-        raise UsageError(f"{node.name()}.alpha_file: a stereo script needs %V in the alpha "
-                         "sequence (e.g. .../alpha.%V.####.exr), one alpha per view")
     colour = plate_colour(node)  # before rendering: a bad colour setting fails at once
     exe = engine_executable()
     placeholder = {"plate": "", "trimap": "" if node.input(1) else None,
@@ -356,23 +357,8 @@ def _prepare(node, frames: list[int]) -> _Run:
     run = _Run(node, frames, job, work, digests, threaded=bool(nuke.GUI))
     run.exe = exe
     run.notes = input_warnings(node)
-    run.jobs = _jobs_per_view(job)  # here: views() is a Nuke call, the worker may not make it
+    run.jobs = job.per_view(views())  # here: views() is a Nuke call, the worker may not make it
     return run
-
-
-def _jobs_per_view(job: EngineCall) -> list[tuple[str, EngineCall]]:
-    """One engine call per view in a stereo export (``%V`` in the exported patterns)."""
-    if "%V" not in job.plate:
-        return [("", job)]
-    out = []
-    for view in views():
-        d = job.to_dict()
-        for k in ("plate", "trimap", "matte"):
-            if d[k]:
-                d[k] = d[k].replace("%V", view)
-        d["output"] = d["output"].replace("%V", view)
-        out.append((view, EngineCall.from_dict(d)))
-    return out
 
 
 def _merged(results: list[EngineResult], n_views: int) -> EngineResult | None:
@@ -422,7 +408,7 @@ def _engine_run(run: _Run) -> None:
                                     frame_done=lambda frame: run.later(_reload, node))
             finally:
                 if result is None or not result.ok:
-                    remove_partial_outputs(job.output)
+                    remove_partial_outputs(job.output, frames)
             results.append(result)
             if not result.ok:
                 break

@@ -36,6 +36,7 @@ def main(argv=None) -> int:
     from nuke_hdmatt.nuke import node as hdmatt_node
     from nuke_hdmatt.nuke.colour_settings import copy_bundled_config
     from nuke_hdmatt.nuke.engine_call import JOB_FILE
+    from nuke_hdmatt.nuke.export import views
 
     ap = argparse.ArgumentParser(prog="prepass.py")
     ap.add_argument("script")
@@ -66,7 +67,8 @@ def main(argv=None) -> int:
         job = hdmatt_knobs.matte_job(node, paths, frames, colour)
         out = os.path.join(args.work, JOB_FILE)
         write_text_atomic(out, json.dumps({"script": os.path.abspath(args.script),
-                                           "node": args.node, "job": job.to_dict()}, indent=2))
+                                           "node": args.node, "job": job.to_dict(),
+                                           "views": views()}, indent=2))
         print(f"hdmatt prepass: exported {len(frames)} frames of {args.node} to {args.work}")
         return 0
 

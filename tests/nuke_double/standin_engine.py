@@ -7,22 +7,26 @@ It speaks the real engine's JSON-log events (``nuke_hdmatt.shot.progress``). ``S
 ``crash`` print a one-line error, write no log, exit 2 (e.g. a bad colour space)
 ``hang``  emit progress for frame A then wait; on SIGINT write ``$STANDIN_MARK`` and exit 130
 ``stubborn`` ignore SIGINT, start a helper process, write "<own pid> <helper pid>" to
-          ``$STANDIN_MARK``, emit progress until killed (a stop that only a kill ends)
+          ``$STANDIN_MARK``, start frame A's output as a temp file beside it (as
+          ``atomic_path`` names them), emit progress until killed (a stop that only a kill ends)
 ``slow``  every frame: start, 3 patch progress events ``$STANDIN_STEP_S`` (0.05) s apart, done
 """
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 
 def main():
     argv = sys.argv[1:]
     opt = lambda name: argv[argv.index(name) + 1] if name in argv else None
-    log_path, frames = opt("--json-log"), opt("--frames")
+    log_path = opt("--json-log")
+    frames = opt("--frames") or next(a.split("=", 1)[1] for a in argv if a.startswith("--frames="))
     first, _, last = frames.partition("-")
     first, last = int(first), int(last or first)
     mode = os.environ.get("STANDIN_MODE", "fail")
@@ -40,6 +44,12 @@ def main():
         helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
         with open(os.environ["STANDIN_MARK"], "w") as f:
             f.write(f"{os.getpid()} {helper.pid}")
+        # (its Python may not see nuke_hdmatt: the name as atomic.temp_beside makes it)
+        output = re.sub(r"#+|%0(\d)d", lambda m: f"{first:0{int(m.group(1) or len(m.group(0)))}d}",
+                        opt("-o"))
+        folder, name = os.path.split(output)
+        os.makedirs(folder, exist_ok=True)
+        tempfile.mkstemp(prefix=f".{os.path.splitext(name)[0]}.", suffix=".tmp.exr", dir=folder)
         event(event="frame_start", frame=first)
         for i in range(1, 100000):
             event(event="progress", frame=first, done=i, total=100000, stage="patches")
