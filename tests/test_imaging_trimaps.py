@@ -59,6 +59,33 @@ def test_raw_integer_arrays():
                                   np.where(TRUTH == 1, 1.0, 0.0))  # code 1 is dark, not white
     # A filtered float trimap overshooting 1 is not mistaken for 8-bit codes.
     np.testing.assert_array_equal(snap_trimap(encoded((-0.02, 0.5, 1.08))), TRUTH)
+    # Nor is one with a hot pixel far above 2 (a filter's ringing, a stray paint stroke).
+    hot = encoded((0.0, 0.5, 1.0))
+    hot[0, 0] = 3.0
+    want = TRUTH.copy()
+    want[0, 0] = 1.0
+    np.testing.assert_array_equal(snap_trimap(hot), want)
+    np.testing.assert_array_equal(snap_trimap(encoded((0.0, 128.0, 255.0))), TRUTH)  # codes
+
+
+def test_an_opaque_alpha_beside_a_grey_trimap_reads_the_grey(tmp_path):
+    grey = np.stack([TRUTH, np.ones_like(TRUTH)], axis=2)
+    tri = read_trimap(write_image(tmp_path / "ya.png", grey, channels=("Y", "A"), fmt="uint8"))
+    assert tri.channel == "Y"
+    np.testing.assert_array_equal(tri.values, TRUTH)
+
+
+def test_a_roto_drawn_in_rgb_with_an_opaque_alpha_is_read_from_rgb(tmp_path):
+    from nuke_hdmatt.shot.matte import _read_matte
+    roto = np.zeros(TRUTH.shape, np.float32)
+    roto[:, 6:] = 1.0
+    rgba = np.stack([roto, roto, roto, np.ones_like(roto)], axis=2)
+    matte = _read_matte(str(write_image(tmp_path / "m.exr", rgba, channels=("R", "G", "B", "A"))),
+                        None, None)
+    np.testing.assert_array_equal(matte.pixels[..., 0], roto)
+    only_alpha = np.ones(TRUTH.shape + (1,), np.float32)        # nothing else: A it is
+    matte = _read_matte(str(write_image(tmp_path / "a.exr", only_alpha, channels=("A",))), None, None)
+    assert float(matte.pixels.min()) == 1.0
 
 
 def test_default_channel_order_and_opaque_alpha(tmp_path):

@@ -99,8 +99,9 @@ def snap_trimap(values: np.ndarray, source: str = "") -> np.ndarray:
         raise TrimapError(f"{int(bad.sum())} NaN/inf value(s) in the trimap", path=source or None)
     peak = float(v.max()) if v.size else 0.0
     # Files read through OIIO are already 0-1. Values up to 2 are a float trimap with
-    # filter overshoot (a blurred or transformed roto), not 8-bit codes.
-    if (integer and peak > 1.0) or peak > RAW_CODES_ABOVE:
+    # filter overshoot (a blurred or transformed roto), not 8-bit codes; nor is a 0-1 float
+    # trimap with a few hot pixels (codes put every lit pixel above 2).
+    if (integer and peak > 1.0) or (peak > RAW_CODES_ABOVE and _mostly_codes(v)):
         v = v / (65535.0 if peak > 255.0 else 255.0)
     share = level_share(v)
     if share < LEVEL_SHARE:
@@ -108,6 +109,12 @@ def snap_trimap(values: np.ndarray, source: str = "") -> np.ndarray:
                           f"0, 1 or one unknown level (a trimap has at least {LEVEL_SHARE:.0%}; "
                           "a plate or a soft matte given as the trimap?)", path=source or None)
     return snap(v, FILE_TOLERANCE)
+
+
+def _mostly_codes(v: np.ndarray) -> bool:
+    """Most of the float array's non-zero values above :data:`RAW_CODES_ABOVE`."""
+    lit = np.count_nonzero(v > 0.0)
+    return lit > 0 and np.count_nonzero(v > RAW_CODES_ABOVE) * 2 > lit
 
 
 def level_share(values: np.ndarray) -> float:
@@ -139,6 +146,12 @@ def has_known(trimap) -> bool:
     """
     values = trimap.values if isinstance(trimap, Trimap) else np.asarray(trimap)
     return bool(((values == 0) | (values == 1)).any())
+
+
+def is_constant(values: np.ndarray) -> bool:
+    """Every value the same: an opaque alpha saved with a painted trimap or roto carries
+    nothing (the painted channels do)."""
+    return bool(values.size) and float(values.min()) == float(values.max())
 
 
 def _default_channel(path: str, frame: int | None) -> str:
@@ -183,11 +196,11 @@ def read_trimap(path: str, channel: str | None = None, frame: int | None = None)
     chosen = channel or _default_channel(concrete, frame)
     plate = read_plate(concrete, [chosen], frame=frame)
     raw = plate.pixels[:, :, 0]
-    if channel is None and chosen == "A" and "R" in plate.spec.channelnames \
-            and raw.size and float(raw.min()) == float(raw.max()):
-        log.warning("%s: alpha channel is constant %g, reading the trimap from R instead",
-                    concrete, float(raw.min()))
-        chosen = "R"
+    fallback = next((c for c in ("R", "Y") if c in plate.spec.channelnames), None)
+    if channel is None and chosen == "A" and fallback and is_constant(raw):
+        log.warning("%s: alpha channel is constant %g, reading the trimap from %s instead",
+                    concrete, float(raw.min()), fallback)
+        chosen = fallback
         plate = read_plate(concrete, [chosen], frame=frame)
         raw = plate.pixels[:, :, 0]
     values = snap_trimap(raw, source=f"{concrete} channel {chosen}")

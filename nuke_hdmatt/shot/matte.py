@@ -16,6 +16,7 @@ Failures are split in two:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ __all__ = ["ShotResult", "preflight", "matte_shot", "engine_stamp", "summarize"]
 
 # Errors that would repeat on every frame: stop instead of failing each frame in turn.
 FATAL_ERRORS = (ChannelError, ColorSpaceError, UsageError, WeightsError, OutputError)
+
+log = logging.getLogger(__name__)
 
 # Matte channels tried in order when --trimap-channel is not given (roto alpha first).
 MATTE_CHANNELS = ("A", "Y", "R")
@@ -104,15 +107,29 @@ def cache_params(engine, shape=None) -> dict:
 
 
 def _read_matte(path: str, channel: str | None, frame):
+    """The matte's channel: ``channel``, else the first of :data:`MATTE_CHANNELS` present,
+    passing over a constant A (an opaque alpha saved with a roto drawn in RGB)."""
     from ..imaging import read_plate
+    from ..imaging.trimaps import is_constant
     if channel:
         return read_plate(path, [channel], frame=None)
     last: ChannelError | None = None
+    found = None
     for name in MATTE_CHANNELS:
         try:
-            return read_plate(path, [name], frame=None)
+            matte = read_plate(path, [name], frame=None)
         except ChannelError as exc:
             last = exc
+            continue
+        if found is None:
+            found = matte
+        if not (name == "A" and is_constant(matte.pixels)):
+            if matte is not found:
+                log.warning("%s: alpha channel is constant %g, reading the matte from %s "
+                            "instead", path, float(found.pixels.min()), name)
+            return matte
+    if found is not None:
+        return found
     assert last is not None  # MATTE_CHANNELS is not empty
     raise ChannelError(f"no A, Y or R channel in the matte; pass --trimap-channel "
                        f"({last.message})", path=path, frame=frame)
