@@ -113,8 +113,8 @@ def snap_trimap(values: np.ndarray, source: str = "") -> np.ndarray:
 
 def _mostly_codes(v: np.ndarray) -> bool:
     """Most of the float array's non-zero values above :data:`RAW_CODES_ABOVE`."""
-    lit = np.count_nonzero(v > 0.0)
-    return lit > 0 and np.count_nonzero(v > RAW_CODES_ABOVE) * 2 > lit
+    lit = int(np.count_nonzero(v > 0.0))
+    return lit > 0 and int(np.count_nonzero(v > RAW_CODES_ABOVE)) * 2 > lit
 
 
 def level_share(values: np.ndarray) -> float:
