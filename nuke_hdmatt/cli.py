@@ -350,10 +350,14 @@ def _window(w) -> str:
 def cmd_cache(args: argparse.Namespace) -> int:
     from .shot.cache import FrameCache
     _check_not_empty(args)  # --cache "" would be the current folder: clear would empty it
-    cache = FrameCache(getattr(args, "cache", None))
-    if cache.root.exists() and not cache.root.is_dir():
-        raise UsageError("cache folder: is a file, not a folder", path=str(cache.root))
+    where = getattr(args, "cache", None)
     try:
+        cache = FrameCache(where)
+    except RuntimeError as exc:  # "~nosuchuser/c", or no home folder for the default
+        raise UsageError(f"cache folder: {exc}", path=where or "$HDMATT_CACHE") from None
+    try:
+        if cache.root.exists() and not cache.root.is_dir():
+            raise UsageError("cache folder: is a file, not a folder", path=str(cache.root))
         return _cache_action(args, cache)
     except OSError as exc:
         raise UsageError(f"cache folder: {exc.strerror or exc}", path=str(cache.root)) from None

@@ -61,8 +61,11 @@ def test_put_get_round_trip_miss_and_meta(tmp_path):
     assert not [p for p in entry.path.parent.iterdir() if p.name.startswith(".tmp-")]
 
 
-@pytest.mark.parametrize("damage", ["flip_payload", "truncate", "garbage"])
+@pytest.mark.parametrize("damage", ["flip_payload", "truncate", "garbage", "header_a_list",
+                                    "meta_a_list"])
 def test_corrupt_entry_detected_deleted_and_recomputed(tmp_path, damage):
+    import json
+    import struct
     cache = FrameCache(tmp_path)
     plate, trimap, alpha = _frame(1)
     key = FrameCache.key(plate, trimap, **SETTINGS)
@@ -72,9 +75,18 @@ def test_corrupt_entry_detected_deleted_and_recomputed(tmp_path, damage):
         data[-5] ^= 0xFF
     elif damage == "truncate":
         data = data[: len(data) // 2]
-    else:
+    elif damage == "garbage":
         data = bytearray(b"\x00" * 40)
+    else:  # the magic and a JSON header of the wrong shape
+        (n,) = struct.unpack("<I", data[8:12])
+        header = json.loads(data[12:12 + n])
+        header = [header] if damage == "header_a_list" else {**header, "meta": [1]}
+        text = json.dumps(header).encode()
+        data = data[:8] + struct.pack("<I", len(text)) + text + data[12 + n:]
     path.write_bytes(bytes(data))
+    [entry] = cache.entries()            # listed (cache ls), not a crash
+    assert entry.meta == {"corrupt": True} or damage in ("flip_payload", "truncate")
+    assert cache.meta(key) is None or damage in ("flip_payload", "truncate")
     assert cache.get(key) is None
     assert cache.stats["corrupt"] == 1 and not path.exists()
     cache.put(key, alpha)
@@ -116,6 +128,20 @@ def test_a_cache_this_process_cannot_write_still_serves_its_frames(tmp_path, mon
     assert ["Read-only file system" in r.getMessage() for r in caplog.records] == [True]
     (tmp_path / "a_file").write_text("x")          # no folder to read: no cache
     assert open_cache(RunSettings(engine={}, cache=str(tmp_path / "a_file" / "c"))) is None
+
+
+def test_a_cache_folder_that_cannot_even_be_looked_at_is_no_cache(tmp_path, monkeypatch, caplog):
+    """A folder inside one this user may not enter: every stat raises PermissionError."""
+    from pathlib import Path
+
+    from nuke_hdmatt.shot.workflow import RunSettings, open_cache
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    for name in ("exists", "is_dir", "mkdir"):
+        monkeypatch.setattr(Path, name, denied)
+    assert open_cache(RunSettings(engine={}, cache=str(tmp_path / "locked" / "c"))) is None
+    assert [r.getMessage() for r in caplog.records if "Permission denied" in r.getMessage()]
 
 
 def test_cache_commands_refuse_an_empty_folder_name_and_say_what_they_could_not_remove(

@@ -324,6 +324,8 @@ CASES = [
     ("cache-gc-bad-size", ["cache", "gc", "--max-size", "lots"], None, ["lots"]),
     ("cache-gc-size-nan", ["cache", "gc", "--max-size", "nan"], None, ["--max-size", "nan"]),
     ("cache-gc-size-zero", ["cache", "gc", "--max-size", "0"], None, ["--max-size 0", "cache clear"]),
+    ("cache-ls-no-such-user", ["cache", "ls", "--cache", "~nosuchuser_hdmatt/c"], None,
+     ["cache folder", "~nosuchuser_hdmatt"]),
     ("cache-gc-size-1e400", ["cache", "gc", "--max-size", "1e400"], None,
      ["--max-size", "1e400"]),
     ("demo-into-a-file", ["demo", "-o", "p.png"], None, ["-o", "p.png", "not a folder"]),
@@ -376,6 +378,19 @@ def test_permission_problems_as_a_user(shot, what):
         os.chmod(shot / "plate.0001.exr", 0o644)
 
 
+@pytest.mark.skipif(ROOT, reason="root may list any folder")
+def test_an_output_folder_that_can_be_written_but_not_listed(shot):
+    """A drop box (mode 0333): listing it raised PermissionError, an internal error."""
+    (shot / "drop").mkdir()
+    os.chmod(shot / "drop", 0o333)
+    try:
+        proc = run_in(shot, "matte", *SEQ, "-o", "drop/a.####.exr", *FAST, "--no-cache")
+        assert proc.returncode == 0, proc.stderr
+        assert (shot / "drop/a.0002.exr").exists()
+    finally:
+        os.chmod(shot / "drop", 0o755)
+
+
 # ---- faults that must not stop a run --------------------------------------------------------
 def _warnings(proc) -> list[str]:
     lines = [ln for ln in proc.stderr.splitlines() if "warning" in ln.lower()]
@@ -397,6 +412,31 @@ def test_unusable_cache_warns_once_and_the_shot_is_written(shot):
         [warned[0].removeprefix("hdmatt: warning: ")]
     assert (shot / "out/a.0001.exr").exists() and (shot / "out/a.0002.exr").exists()
     assert temp_leftovers(shot) == []
+
+
+def test_a_cache_folder_that_cannot_be_found_warns_once_and_the_shot_is_written(shot):
+    """``~user`` of no user (or no home folder for the default): Path raised RuntimeError,
+    an internal error, exit 3."""
+    env = {**hdmatt_env(shot.parent), "HDMATT_CACHE": "~nosuchuser_hdmatt/c"}
+    proc = run_in(shot, "matte", *SEQ, "-o", "out/a.####.exr", *FAST, env=env)
+    assert proc.returncode == 0, proc.stderr
+    warned = _warnings(proc)
+    assert len(warned) == 1 and "~nosuchuser_hdmatt" in warned[0], proc.stderr
+    assert (shot / "out/a.0002.exr").exists()
+
+
+@pytest.mark.skipif(ROOT, reason="root may look into any folder")
+def test_a_cache_inside_a_folder_no_one_may_look_into_warns_once(shot):
+    (shot / "locked").mkdir()
+    os.chmod(shot / "locked", 0)
+    try:
+        proc = run_in(shot, "matte", *SEQ, "-o", "out/a.####.exr", *FAST, "--cache",
+                      "locked/inner/c")
+        assert proc.returncode == 0, proc.stderr
+        assert len([w for w in _warnings(proc) if "cache" in w]) == 1, proc.stderr
+        assert (shot / "out/a.0002.exr").exists()
+    finally:
+        os.chmod(shot / "locked", 0o755)
 
 
 def test_the_cache_size_limit_reaches_a_run(shot):

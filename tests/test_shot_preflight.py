@@ -33,3 +33,20 @@ def test_the_first_frame_is_read_once_by_preflight_and_the_run(tmp_path, monkeyp
     assert sorted(reads) == sorted(set(reads)) and len(reads) == 2   # each plate once
     assert plan.prepared == {}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.0001.exr", "a.0002.exr"]
+
+
+def test_an_output_differing_from_an_input_only_in_case_is_that_input(tmp_path, monkeypatch):
+    """On a case-insensitive volume (macOS, an SMB share) -o PLATE.exr is plate.exr: the
+    folder lists only plate.exr, and PLATE.exr stats as its inode."""
+    import os
+
+    from nuke_hdmatt.sequence import FrameSequence
+    from nuke_hdmatt.shot import plan
+    (tmp_path / "plate.exr").write_bytes(b"the plate")
+    os.symlink(tmp_path / "plate.exr", tmp_path / "PLATE.exr")      # resolves as such a volume does
+    real_listdir = os.listdir
+    monkeypatch.setattr(plan.os, "listdir",
+                        lambda p: [n for n in real_listdir(p) if n != "PLATE.exr"])
+    out = FrameSequence(str(tmp_path / "PLATE.exr"))
+    clash = plan.overwritten_input(out, [FrameSequence(str(tmp_path / "plate.exr"))], [None])
+    assert clash is not None and clash[1].endswith("plate.exr")

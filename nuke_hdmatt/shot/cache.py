@@ -391,7 +391,9 @@ class FrameCache:
                     head = fh.read(12)
                     (n,) = struct.unpack("<I", head[8:12])
                     header = json.loads(fh.read(n))
-                meta = header.get("meta", {})
+                meta = header.get("meta", {}) if isinstance(header, dict) else None
+                if not isinstance(meta, dict):
+                    raise ValueError("not a cache entry's header")
             except (OSError, ValueError, struct.error):
                 meta = {"corrupt": True}
                 try:
@@ -482,6 +484,8 @@ def _split_entry(data: bytes) -> tuple[dict, bytes]:
         raise ValueError("not a cache entry")
     (n,) = struct.unpack("<I", data[8:12])
     header = json.loads(data[12:12 + n])
+    if not isinstance(header, dict) or not isinstance(header.get("meta", {}), dict):
+        raise ValueError("not a cache entry's header")
     return header, data[12 + n:]
 
 

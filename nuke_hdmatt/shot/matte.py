@@ -258,10 +258,13 @@ def _prepare_output(job: MatteJob, plan: FramePlan) -> list[str]:
                           f"{exc.strerror or exc}", path=out_path) from None
     try:
         check_output_location(out_path)
-        names = set(os.listdir(folder))
+        try:
+            names: set[str] | None = set(os.listdir(folder))
+        except OSError:  # a drop box: writable, not listable
+            names = None
         for frame in plan.frames:
             path = out.path(frame)
-            if os.path.basename(path) in names and os.path.isdir(path):
+            if (names is None or os.path.basename(path) in names) and os.path.isdir(path):
                 raise OutputError("is a folder; give a file name for the output", path=path)
     except BaseException:
         remove_created(created)

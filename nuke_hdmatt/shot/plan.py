@@ -164,16 +164,20 @@ def overwritten_input(out: FrameSequence, inputs, frames):
             real_dirs[folder] = os.path.realpath(folder)
         return os.path.normcase(os.path.join(real_dirs[folder], os.path.basename(path)))
 
+    # names case-folded: on a case-insensitive volume (macOS, an SMB share) -o PLATE.png is
+    # plate.png; a stat then says whether it is (an unreadable folder: stat every frame)
+    existing: set[str] | None
     try:
-        existing = set(os.listdir(os.path.dirname(os.path.abspath(out.path(frames[0])))))
+        existing = {n.casefold() for n in
+                    os.listdir(os.path.dirname(os.path.abspath(out.path(frames[0]))))}
     except OSError:
-        existing = set()
+        existing = None
     on_disk: dict | None = None  # (device, inode) -> input file, listed at the first need
     for frame in frames:
         target = out.path(frame)
         here = where(target)
         stat = None
-        if os.path.basename(target) in existing:
+        if existing is None or os.path.basename(target).casefold() in existing:
             try:
                 stat = os.stat(here)
             except OSError:

@@ -25,6 +25,8 @@ __all__ = ["RunSettings", "MAX_THREADS", "check_threads", "run_matte", "run_shot
            "check_engine_files", "load_engine",
            "open_cache", "setup_logging"]
 
+log = logging.getLogger(__name__)
+
 # More than any machine has cores: tens of thousands of threads exhaust the process's
 # thread limit inside OpenImageIO and torch (an error, then a crash). A fixed number, not a
 # multiple of this machine's cores: a farm template is checked here and run elsewhere.
@@ -168,8 +170,14 @@ def open_cache(settings: RunSettings):
     from .cache import FrameCache
     if settings.no_cache:
         return None
-    cache = FrameCache(settings.cache)
-    return cache if cache.usable() or cache.root.is_dir() else None
+    try:
+        cache = FrameCache(settings.cache)
+        return cache if cache.usable() or cache.root.is_dir() else None
+    except (OSError, RuntimeError) as exc:  # a folder no one may look into; no home folder
+        where = settings.cache or os.environ.get("HDMATT_CACHE") or "the default folder"
+        reason = getattr(exc, "strerror", None) or str(exc).rstrip(".")
+        log.warning("cache %s: %s; going on without a cache", where, reason)
+        return None
 
 
 def _check_json_log(json_log: str | None, job, plan) -> None:
