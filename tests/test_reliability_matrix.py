@@ -156,6 +156,13 @@ def _ocio_junk(shot):
     (shot / "bad.ocio").write_text("ocio_profile_version: 2\nroles: {{{\n")
 
 
+def _ocio_without_scene_linear(shot):
+    (shot / "min.ocio").write_text(
+        "ocio_profile_version: 2\nroles:\n  default: sRGB\n  data: raw\ndisplays:\n"
+        "  sRGB:\n    - !<View> {name: Raw, colorspace: raw}\ncolorspaces:\n"
+        "  - !<ColorSpace>\n    name: sRGB\n  - !<ColorSpace>\n    name: raw\n    isdata: true\n")
+
+
 # (id, arguments, setup, words the error line must hold). Exit code 2 for all.
 CASES = [
     # 1: an output that IS an input, however it is spelled
@@ -256,6 +263,13 @@ CASES = [
     ("ocio-uri-unknown", [*MATTE, "--ocio", "ocio://no-such-config"], None,
      ["ocio://no-such-config"]),
     ("ocio-config-junk", [*MATTE, "--ocio", "bad.ocio"], _ocio_junk, ["bad.ocio"]),
+    # the foreground works in linear light: refused before the first frame is computed
+    ("ocio-no-scene-linear-foreground", [*MATTE, "--ocio", "min.ocio", "--plate-colorspace",
+     "sRGB", "--exposure", "off", "--foreground", "fg"],
+     _ocio_without_scene_linear, ["min.ocio", "scene_linear"]),
+    ("ocio-no-scene-linear-exposure", [*MATTE, "--ocio", "min.ocio", "--plate-colorspace",
+     "sRGB"], _ocio_without_scene_linear,
+     ["min.ocio", "scene_linear", "--exposure off"]),
     ("cache-empty", ["matte", *SEQ, "-o", "out/a.####.exr", "--cache", ""], None,
      ["--cache is empty"]),
     ("weights-empty", [*MATTE, "--weights", ""], None, ["--weights is empty"]),

@@ -375,11 +375,19 @@ def _replace_non_finite(values: np.ndarray, posinf: float, neginf: float = 0.0) 
     return values
 
 
+def check_scene_linear(colorspace: str, config: "OCIO.Config") -> None:
+    """Raise :class:`ColorSpaceError` now if ``colorspace`` cannot go to ``scene_linear``
+    and back (before a frame is computed, not after)."""
+    for inverse in (False, True):
+        _scene_linear_processor(colorspace, config, inverse)
+
+
 def _scene_linear_processor(colorspace: str, config: "OCIO.Config", inverse: bool):
     src = canonical_colorspace(colorspace, config)
     if config.getColorSpace(OCIO.ROLE_SCENE_LINEAR) is None:
-        raise ColorSpaceError("the OCIO config has no scene_linear role (needed to estimate "
-                              "the foreground colour in linear light)")
+        raise ColorSpaceError("the OCIO config has no scene_linear role (the exposure fit "
+                              "and the foreground colour work in linear light: give a config "
+                              "with one, or --exposure off and no foreground output)")
     try:
         proc = (config.getProcessor(OCIO.ROLE_SCENE_LINEAR, src) if inverse else
                 config.getProcessor(src, OCIO.ROLE_SCENE_LINEAR))

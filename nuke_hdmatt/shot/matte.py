@@ -16,6 +16,7 @@ Failures are split in two:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -135,6 +136,17 @@ def _read_matte(path: str, channel: str | None, frame):
                        f"({last.message})", path=path, frame=frame)
 
 
+@contextlib.contextmanager
+def _naming_config(config_desc: str):
+    """A colour error that is the config's (no scene_linear role) names the config."""
+    try:
+        yield
+    except ColorSpaceError as exc:
+        if exc.path is None:
+            exc.path = config_desc
+        raise
+
+
 def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
     """Read and prepare one frame: (plate, network-space RGB, trimap values, colour space,
     the exposure gain the network sees the plate at, 1 for none)."""
@@ -172,7 +184,8 @@ def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
         trimap = tri.values
     check_trimap(trimap, plate)
     if job.exposure == "fit":
-        gain = exposure_gain(plate.pixels, colorspace, config, trimap == 0.5)
+        with _naming_config(config_desc):
+            gain = exposure_gain(plate.pixels, colorspace, config, trimap == 0.5)
     else:  # one exposure for every frame: off (none) or a number of stops
         gain = 1.0 if job.exposure == "off" else 2.0 ** float(job.exposure)
     rgb = to_network_space(plate.pixels, colorspace, config, gain)
@@ -212,9 +225,10 @@ def preflight(job: MatteJob, plan: FramePlan) -> list[str]:
         The problems :func:`matte_shot` would stop the run for.
     """
     from ..imaging import resolve_config
+    from ..imaging.colour import check_scene_linear
     from ..imaging.plates import check_file_name
     from ..imaging.writing import check_compression, check_layer, output_format
-    from .foreground_layers import check_foreground_job
+    from .foreground_layers import check_foreground_job, wants_foreground
 
     # a sequence's name holds for all its frames: refused once here, not frame by frame
     check_file_name(job.plate)
@@ -236,6 +250,9 @@ def preflight(job: MatteJob, plan: FramePlan) -> list[str]:
         try:
             inputs = _frame_inputs(job, frame, config, config_desc)
             check_foreground_job(job, output_format(out_path), out_path, inputs[0])
+            if wants_foreground(job):
+                with _naming_config(config_desc):
+                    check_scene_linear(inputs[3], config)
             plan.prepared[frame] = inputs
         except HDMattError as exc:
             _with_frame(exc, frame)
