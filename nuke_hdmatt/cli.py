@@ -175,7 +175,9 @@ def matte_argv(args: argparse.Namespace, actions: list[argparse.Action]) -> list
             continue
         if dest in PATH_OPTIONS and not str(value).startswith("ocio://"):
             value = os.path.abspath(value)
-        words += [flag, str(value)]
+        # a value that starts with "-" (--exposure -1e-05) as one word, or argparse reads
+        # it as an option
+        words += [f"{flag}={value}"] if str(value).startswith("-") else [flag, str(value)]
     return words
 
 

@@ -239,6 +239,11 @@ def test_threads_reach_the_engine_and_farm_tasks(tmp_path):
     words = matte_argv(ap.parse_args(["--threads", "4"]), actions)
     assert words == ["--threads", "4"]
     build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", "--threads", "4"])
+    # a negative value stays one word: argparse would read "-1e-05" as an option
+    words = matte_argv(ap.parse_args(["--exposure=-0.00001"]), actions)
+    assert words == ["--exposure=-1e-05"]
+    assert build_parser().parse_args(["matte", "p.exr", "t.exr", "-o", "a.exr", *words]
+                                     ).exposure == "-1e-05"
 
 
 def test_detail_reaches_the_engine_and_bad_values_are_refused(tmp_path):

@@ -929,3 +929,45 @@ def test_11_prepass_copies_a_bundled_config_beside_the_job(fake_nuke, tmp_path, 
     assert job["ocio"] == f"{work}/ocio/nuke-default/config.ocio"  # not the Nuke install
     assert (work / "ocio" / "nuke-default" / "luts" / "srgb.spi1d").exists()
     assert job["plate_colorspace"] == "linear"
+
+
+# ---------------------------------------------------------------- 16. errors of any kind
+
+
+def test_16_an_error_that_is_no_hdmatt_error_is_still_reported_on_the_node(shot, monkeypatch):
+    """A full temp folder, a knob's bad TCL (Nuke raises RuntimeError), a failure while the
+    verdict is recorded, a frame that cannot be deleted: each on the status line, never a
+    traceback in the Script Editor and a status that still says what it said."""
+    import tempfile
+    nuke, node, plate, src, tmp_path = shot
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    with monkeypatch.context() as m:
+        m.setattr(tempfile, "mkdtemp", full)
+        assert hd().generate(node, "1") is False
+    assert node["status"].value() == "error: OSError: [Errno 28] No space left on device"
+    assert node["label"].value() == "failed"
+
+    def lost(*args, **kwargs):
+        raise RuntimeError("alpha_file: can't read \"env(SHOT)\": no such variable")
+    with monkeypatch.context() as m:
+        m.setattr(hd(), "_remember", lost)
+        assert hd().generate(node, "1") is False      # the engine ran; recording it failed
+    assert node["status"].value() == "error: alpha_file: can't read \"env(SHOT)\": no such variable"
+    with monkeypatch.context() as m:
+        m.setattr(hd(), "requested_frames", lost)
+        assert hd().update_status(node).startswith("alpha_file: can't read")
+    assert node["status"].value().startswith("error: alpha_file")
+
+    assert hd().generate(node, "1") is True
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied")
+    with monkeypatch.context() as m:
+        m.setattr(hd().os, "remove", denied)
+        assert hd().clear_cache(node) == 0
+    assert node["status"].value() == ("error: could not delete 1 of 1 alpha frames "
+                                      "(alpha.0001.exr: Permission denied)")

@@ -160,6 +160,8 @@ def test_matte_job_argv_matches_cli_flags():
     assert InferenceSettings.from_options(vars(args)) == job.settings   # read back equal
     # a run-up before frame 0: one word, or argparse takes "-10--1" for an option
     assert build_parser().parse_args(job.argv("hdmatt", frames="-10--1")[1:]).frames == "-10--1"
+    job.exposure = "-1e-05"                      # the node's -0.00001 stops, as canonical text
+    assert build_parser().parse_args(job.argv("hdmatt")[1:]).exposure == "-1e-05"
     m = EngineCall(plate="p.####.exr", matte="m.####.exr", band=8, output="o.####.exr", frames="1")
     args = build_parser().parse_args(m.argv("hdmatt")[1:])
     assert (args.trimap, args.trimap_from_matte, args.band) == (None, "m.####.exr", 8)

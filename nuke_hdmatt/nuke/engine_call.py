@@ -108,7 +108,7 @@ class EngineCall:
             cmd += ["--ocio", self.ocio]
         if self.cache:
             cmd += ["--cache", self.cache]
-        cmd += ["--device", self.device, *self.settings.argv(), "--exposure", self.exposure]
+        cmd += ["--device", self.device, *self.settings.argv(), f"--exposure={self.exposure}"]
         if self.foreground:
             cmd += ["--foreground", self.foreground]
         if self.premultiplied:

@@ -173,6 +173,9 @@ def on_script_close() -> None:
     for run in runs:
         run.stop.set()
     stop_all_engines()
+    # the exported inputs go now: Nuke may be quitting, and its worker threads with it
+    for run in runs:
+        shutil.rmtree(run.work, ignore_errors=True)
 
 
 def update_ui() -> None:
@@ -322,6 +325,9 @@ def generate(node=None, frames: str | None = None) -> bool:
     except HDMattError as exc:
         report(node, exc.one_line())
         return False
+    except Exception as exc:  # a bad TCL expression in a knob, a full temp folder: said here
+        report(node, _unexpected(exc))
+        return False
     if not run.threaded:
         _engine_run(run)
         return run.ok
@@ -331,6 +337,12 @@ def generate(node=None, frames: str | None = None) -> bool:
                                   name=f"HDMatt {run.key}")
     run.thread.start()
     return True
+
+
+def _unexpected(exc: BaseException) -> str:
+    """One line for an error that is no HDMattError (Nuke's RuntimeError, an OSError)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {text}"
 
 
 def generate_current(node=None) -> bool:
@@ -447,7 +459,16 @@ def _show_running(node, percent: int) -> None:
 
 
 def _finish(run: _Run, result, outcome) -> bool:
-    """Main thread: record what was generated, status, label, the user's report."""
+    """Main thread: record what was generated, status, label, the user's report (also of
+    an error here: Nuke's executeInMainThreadWithResult would only print it)."""
+    try:
+        return _finish_run(run, result, outcome)
+    except Exception as exc:
+        report(run.node, _unexpected(exc))
+        return False
+
+
+def _finish_run(run: _Run, result, outcome) -> bool:
     node, frames = run.node, run.frames
     _reload(node)  # also after a cancel: the finished frames are on disk
     done = sorted(result.done) if result is not None else []
@@ -571,6 +592,9 @@ def update_status(node, frames: list[int] | None = None, note: str = "",
     except HDMattError as exc:
         _set(node, "status", exc.one_line())
         return exc.one_line()
+    except RuntimeError as exc:  # Nuke's, for a knob's bad TCL expression: every idle update
+        _set(node, "status", f"error: {_unexpected(exc)}")
+        return _unexpected(exc)
     _set_range(node, sorted(have))
     failed = _still_failed(node, have) & set(frames)
     in_range = (have & set(frames)) - failed
@@ -636,8 +660,17 @@ def clear_cache(node=None) -> int:
     if nuke.GUI and not nuke.ask(f"Delete {len(files)} alpha frames of {node.name()}"
                                  + (f" and every entry in {cache}?" if cache else "?")):
         return 0
+    kept = []
     for path in files:
-        os.remove(path)
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # a frame another user wrote, a read-only share
+            kept.append(f"{os.path.basename(path)}: {exc.strerror or exc}")
+    if kept:
+        report(node, f"could not delete {len(kept)} of {len(files)} alpha frames "
+                     f"({kept[0]}{', ...' if len(kept) > 1 else ''})")
     if cache:
         try:
             argv = [engine_executable(), "cache", "clear", "--cache", cache]
@@ -654,8 +687,9 @@ def clear_cache(node=None) -> int:
     if node.knob("generated") is not None:
         node["generated"].setValue("")
     _reload(node)
-    update_status(node)
-    return len(files)
+    if not kept:
+        update_status(node)
+    return len(files) - len(kept)
 
 
 def _clear_shared_cache(node, argv: list[str], cache: str, on_main) -> None:

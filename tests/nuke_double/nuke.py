@@ -1259,13 +1259,13 @@ def _run_update_ui() -> None:
 
 def executeInMainThread(call, args=(), kwargs={}) -> None:
     """Queue ``call`` for the main thread's event loop (``_process_events``)."""
-    _main_queue.put((call, tuple(args) if isinstance(args, (tuple, list)) else (args,),
-                     dict(kwargs), None))
+    # Nuke's executeInMainThread.py: anything but a tuple is the one argument
+    _main_queue.put((call, args if isinstance(args, tuple) else (args,), dict(kwargs), None))
 
 
 def executeInMainThreadWithResult(call, args=(), kwargs={}):
     """Run ``call`` on the main thread and return its result (directly when already there)."""
-    args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
+    args = args if isinstance(args, tuple) else (args,)
     if threading.current_thread() is _MAIN:
         return call(*args, **kwargs)
     box: dict = {"done": threading.Event()}
@@ -1335,8 +1335,8 @@ class ProgressTask:
     cancel_when = None
     tasks: list = []
 
-    def __init__(self, *args, **kwargs):
-        self.title = args[0] if args else ""
+    def __init__(self, s):   # the stubs' signatures (types-nuke)
+        self.title = s
         self.messages: list[str] = []
         self.progress: list[int] = []
         self.threads: set[str] = set()
@@ -1347,15 +1347,15 @@ class ProgressTask:
     def _seen(self):
         self.threads.add(threading.current_thread().name)
 
-    def setMessage(self, *args, **kwargs):
+    def setMessage(self, s):
         self._seen()
-        self.messages.append(args[0])
+        self.messages.append(s)
 
-    def setProgress(self, *args, **kwargs):
+    def setProgress(self, i):
         self._seen()
-        self.progress.append(int(args[0]))
+        self.progress.append(int(i))
 
-    def isCancelled(self, *args, **kwargs):
+    def isCancelled(self):
         self._seen()
         hook = ProgressTask.cancel_when
         yes = bool(hook and hook(self))
