@@ -7,8 +7,9 @@ Snapping (:func:`snap_trimap`), applied after scaling to 0-1: within 0.2 of 0 is
 within 0.2 of 1 foreground, the rest unknown (:data:`~nuke_hdmatt.trimap_snap.FILE_TOLERANCE`,
 whose docstring says why). This accepts 0/0.5/1 floats, 0/128/255 and 0/102/255 8-bit
 trimaps (128/255 = 0.502, 102/255 = 0.4) and anti-aliased painted trimaps. Raw code arrays
-(an integer array with max > 1, or any array with max > 2) are divided by 255 (max <= 255)
-or 65535 first; float values between 1 and 2 are overshoot and count as foreground.
+(an integer array with max > 1, or a float array most of whose non-zero values are above 2)
+are divided by 255 (max <= 255) or 65535 first; other float values above 1 are overshoot
+(a filter's ringing, a hot pixel) and count as foreground.
 """
 
 from __future__ import annotations
