@@ -8,8 +8,8 @@
     hdmatt eval ... / hdmatt train ... / hdmatt farm nuke ...
 
 Exit codes: 0 every frame done; 1 some frames failed (listed); 2 usage or input error (one
-line ``hdmatt: error: ...``); 130 stopped by Ctrl-C, 143 by SIGTERM (finished frames kept,
-no temp files).
+line ``hdmatt: error: ...``); 3 an internal error (a bug); 130 stopped by Ctrl-C, 143 by
+SIGTERM (finished frames kept, no temp files).
 
 torch is imported only by commands that run the network (``matte``, ``demo``), so ``info``,
 ``cache`` and ``farm`` start instantly and work without it.
@@ -531,8 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = Parser(
         prog="hdmatt", description="High-resolution deep image matting (HDMatt): plate + "
         "trimap -> alpha, per shot, on a workstation or a render farm.",
-        epilog="exit codes: 0 done, 1 some frames failed, 2 usage/input error, 130 Ctrl-C, "
-        "143 SIGTERM")
+        epilog="exit codes: 0 done, 1 some frames failed, 2 usage/input error, 3 internal "
+        "error (HDMATT_DEBUG=1 for the traceback), 130 Ctrl-C, 143 SIGTERM")
     ap.add_argument("--version", action="version", version=f"hdmatt {ENGINE_VERSION}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

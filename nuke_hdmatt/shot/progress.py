@@ -3,13 +3,14 @@
 Human progress goes to stderr (stdout stays clean for ``hdmatt farm openjd > job.yaml`` and
 for scripts); ``--json-log FILE`` appends one JSON object per line for farm log parsers::
 
-    {"t": 1764048000.12, "event": "frame_start", "frame": 1001, "plate": "..."}
+    {"t": 1764048000.12, "event": "message", "text": "engine 0.6.0: weights ..."}
+    {"t": ..., "event": "frame_start", "frame": 1001, "plate": "...", "output": "..."}
     {"t": ..., "event": "progress", "frame": 1001, "done": 3, "total": 12, "stage": "...",
      "eta_s": 4.1, "fraction": 0.2}
     {"t": ..., "event": "frame_done", "frame": 1001, "output": "...", "cached": false, "seconds": 2.3,
      "weights": "/abs/model/hdmatt.safetensors", "weights_sha256": "..."}
     {"t": ..., "event": "frame_failed", "frame": 1002, "error": "..."}
-    {"t": ..., "event": "warning", "text": "..."}
+    {"t": ..., "event": "warning", "text": "...", "frame": 1001}   (frame: when it is a frame's)
     {"t": ..., "event": "shot_done", "done": [...], "failed": [...], "cancelled": false}
 
 Ctrl-C: :class:`~nuke_hdmatt.stop_signals.SigintCancel` turns the first SIGINT (or SIGTERM)
