@@ -158,3 +158,12 @@ def test_the_foreground_is_held_within_the_light_on_partial_pixels_only():
     bound = (image - (1 - a) * lo) / np.maximum(a, 1e-6)
     want = np.where((a > 0) & (a < 1), np.minimum(f, bound), f)
     np.testing.assert_array_equal(_within_the_light(f.copy(), image, alpha, lo, rows=16), want)
+
+
+def test_an_empty_frame_is_an_empty_foreground_and_a_nan_alpha_is_refused():
+    empty = estimate_foreground(np.zeros((0, 5, 3), np.float32), np.zeros((0, 5), np.float32))
+    assert empty.shape == (0, 5, 3)
+    image, alpha, _ = _scene(32, 32)
+    alpha[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        estimate_foreground(image, alpha)

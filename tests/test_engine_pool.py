@@ -24,6 +24,11 @@ def test_all_other_cells_when_they_fit_in_raster_order():
     assert candidates((5, 5), cells, 30) == sorted(cells)
 
 
+def test_a_pool_of_one_is_the_nearest_cell_not_the_farthest():
+    cells = [(r, c) for r in range(4) for c in range(6)]
+    assert candidates((0, 0), cells, 1) == [(0, 1)]
+
+
 def test_candidates_cover_the_frame_nearest_first():
     cells = [(r, c) for r in range(14) for c in range(21)]
     got = candidates((7, 10), cells, 30)

@@ -39,11 +39,53 @@ def test_downsampled_and_local_priors_stay_close_to_the_full_solve():
         np.testing.assert_array_equal(p[~u], trimap[~u])
 
 
-def test_a_trimap_without_foreground_gives_one_half_not_an_error():
-    image, trimap, _ = disc_scene()
-    trimap[trimap == 1.0] = 0.5
+@pytest.mark.parametrize("side", ["no foreground", "no background"])
+def test_a_trimap_of_one_known_region_is_a_colour_prior_not_one_half(side):
+    """No classical solve exists: an unknown pixel of a known colour is that side's, one far
+    from all of them the other side's (it was 0.5 everywhere, and the network made a disc of
+    the foreground's colour nearly transparent)."""
+    image, trimap, alpha = disc_scene()
+    known = 1.0 if side == "no foreground" else 0.0
+    trimap[trimap == known] = 0.5
+    u = trimap == 0.5
     prior = compute_prior(image, trimap, "global")
-    assert np.all(prior[trimap == 0.5] == 0.5) and np.all(prior[trimap == 0] == 0)
+    np.testing.assert_array_equal(prior[~u], trimap[~u])
+    assert np.abs(prior[u] - alpha[u]).mean() < 0.15            # 0.5 everywhere: over 0.3
+    assert np.abs(np.where(u, 0.5, trimap)[u] - alpha[u]).mean() > 0.3
+
+
+def test_a_solver_that_fails_on_a_strip_leaves_the_others():
+    """Closed-form needs 3 px a side: on a 2-px strip cf + sm is shared matting's alpha (the
+    whole prior was 0.5 before)."""
+    from nuke_hdmatt.engine.prior import solve
+    gt = np.zeros((2, 60), np.float32)
+    gt[:, 30:] = 1.0
+    gt[:, 29] = 0.5
+    image = (gt[..., None] * np.array([0.9, 0.2, 0.1]) + (1 - gt[..., None])
+             * np.array([0.1, 0.3, 0.8])).astype(np.float32)
+    trimap = gt.copy()
+    trimap[:, 26:34] = 0.5
+    both = solve(image, trimap, "cf+sm")
+    np.testing.assert_array_equal(both, solve(image, trimap, "sm"))
+    assert np.abs(both - gt).max() < 0.1
+
+
+def test_a_trimap_without_any_known_pixel_gives_one_half():
+    image, trimap, _ = disc_scene()
+    prior = compute_prior(image, np.full_like(trimap, 0.5), "global")
+    assert np.all(prior == 0.5)
+
+
+def test_the_engine_keeps_a_foreground_coloured_region_opaque_without_background():
+    from nuke_hdmatt.engine import Engine
+    rng = np.random.default_rng(0)
+    image = np.clip(np.array([0.8, 0.5, 0.3], np.float32)
+                    + 0.05 * rng.standard_normal((96, 96, 3)).astype(np.float32), 0, 1)
+    trimap = np.ones((96, 96), np.float32)
+    trimap[:, -12:] = 0.5
+    trimap[40:50, 40:50] = 0.5
+    alpha = Engine.load(device="cpu", precision="fp32").matte(image, trimap)
+    assert alpha[trimap == 0.5].mean() > 0.6          # 0.03 on the 0.5 prior
 
 
 def test_resized_trimap_keeps_known_only_where_a_cell_was_entirely_known():

@@ -163,6 +163,14 @@ def test_input_errors_are_clear():
     bad[0, 0] = 0.3
     with pytest.raises(TrimapError, match="other than"):
         eng.matte(image, bad)
+    with pytest.raises(ValueError, match="float in 0-1"):
+        eng.matte((image * 255).astype(np.uint8), trimap)
+    with_prior = make_engine("D")
+    with pytest.raises(ValueError, match="prior is"):
+        with_prior.matte(image, trimap, prior=np.full((20, 20), 0.5, np.float32))
+    prior = np.where(trimap == 0.5, 0.5, trimap).astype(np.float32)
+    prior[trimap == 0.5] = np.where(np.arange((trimap == 0.5).sum()) == 7, np.nan, 0.5)
+    assert np.isfinite(with_prior.matte(image, trimap, prior=prior)).all()  # one NaN: all NaN
 
 
 def test_missing_weights_file_is_an_error_naming_it_and_prints_nothing(tmp_path, capsys):

@@ -23,7 +23,8 @@ TOLERANCE = 2e-3
 
 
 def frames():
-    """(image, trimap) of a 96x64 frame and a 1032x48 strip (over 1024 px: the cascade)."""
+    """(image, trimap) of a 96x64 frame, a 1032x48 strip (over 1024 px: the cascade) and the
+    first frame again with its background unknown (a trimap of one known region)."""
     out = []
     for h, w, seed in ((64, 96, 3), (48, 1032, 5)):
         rng = np.random.default_rng(seed)
@@ -37,16 +38,19 @@ def frames():
         trimap[xx < edge - 8] = 0.0
         trimap[xx > edge + 8] = 1.0
         out.append((image, trimap))
+    image, trimap = out[0]
+    out.append((image, np.where(trimap == 0.0, 0.5, trimap).astype(np.float32)))
     return out
 
 
 def answers() -> dict:
     from nuke_hdmatt.engine import Engine
     eng = Engine.load(device="cpu", precision="fp32")
-    (small, small_tri), (strip, strip_tri) = frames()
+    (small, small_tri), (strip, strip_tri), (_, one_sided_tri) = frames()
     small_alpha = eng.matte(small, small_tri)
     return {"small": small_alpha, "cascade": eng.matte(strip, strip_tri),
-            "foreground": eng.foreground(small, small_alpha)}
+            "foreground": eng.foreground(small, small_alpha),
+            "one_sided": eng.matte(small, one_sided_tri)}
 
 
 def test_answers_move_only_with_the_engine_version():
@@ -56,6 +60,7 @@ def test_answers_move_only_with_the_engine_version():
         f"ENGINE_VERSION is {ENGINE_VERSION} but the reference answers are of "
         f"{ref['version']}: record them (python tests/test_engine_version.py --record)")
     for name, got in answers().items():
+        assert name in ref, f"no recorded {name} answer: bump the version, then record"
         moved = float(np.abs(got - ref[name]).max())
         assert moved <= TOLERANCE, (
             f"the engine's {name} answer moved by {moved:.4f} under version {ENGINE_VERSION}: "

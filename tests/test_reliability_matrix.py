@@ -518,7 +518,7 @@ def test_degenerate_frames_give_an_alpha_quietly_and_stdout_stays_empty(shot):
     and one without known pixels; a plate with NaN and inf values (said once, naming it)."""
     rng = np.random.default_rng(1)
     sizes = {1: (1, 300), 2: (300, 1), 3: (1, 1), 4: (2, 3), 5: (16, 16), 6: (24, 24),
-             7: (20, 20)}
+             7: (20, 20), 8: (20, 20)}
     folder = shot / "tiny"
     folder.mkdir()
     for frame, (h, w) in sizes.items():
@@ -534,6 +534,9 @@ def test_degenerate_frames_give_an_alpha_quietly_and_stdout_stays_empty(shot):
             tri[:, :8] = 0.0  # nothing unknown
         if frame == 6:
             tri[:] = 0.5      # nothing known: a matte with no anchor, said once
+        if frame == 8:
+            tri[:] = 0.5
+            tri[5:15, 5:15] = 1.0   # no background marked: judged by colour, said once
         write_image(folder / f"t.{frame}.exr", tri, "Y")
     proc = run_in(shot, "matte", "tiny/p.#.exr", "tiny/t.#.exr", "-o", "tiny/a.#.exr", *FAST,
                   "--no-cache", "--quiet", "--prior", "global", "--json-log", "tiny.jsonl",
@@ -554,18 +557,37 @@ def test_degenerate_frames_give_an_alpha_quietly_and_stdout_stays_empty(shot):
     unanchored = [ln for ln in proc.stderr.splitlines() if "every pixel of the trimap is unknown" in ln]
     assert len(unanchored) == 1 and unanchored[0].startswith("hdmatt: warning: ") \
         and "t.6.exr" in unanchored[0], proc.stderr
+    one_sided = [ln for ln in proc.stderr.splitlines() if "marks no background" in ln]
+    assert len(one_sided) == 1 and "t.8.exr" in one_sided[0], proc.stderr
     replaced = [ln for ln in proc.stderr.splitlines() if "non-finite" in ln]
     assert len(replaced) == 1 and replaced[0].startswith("hdmatt: warning: ") \
         and "p.7.exr" in replaced[0] and "3 non-finite" in replaced[0], proc.stderr
-    # the classical solve does not converge on 1-pixel strips: a fallback, with a warning
-    assert "classical prior failed on the 1x300 frame" in proc.stderr, proc.stderr
-    # that engine warning (a Python warning, not the run's own) reaches the JSON log too,
-    # with its frame, for the Nuke node
+    # closed-form cannot solve 1-pixel strips; shared matting can, and its alpha is the prior
+    assert "classical prior failed" not in proc.stderr, proc.stderr
+    # the warnings reach the JSON log too, with their frame, for the Nuke node
     events = [json.loads(ln) for ln in (shot / "tiny.jsonl").read_text().splitlines()]
-    fell_back = [ev for ev in events if ev["event"] == "warning"
-                 and "classical prior failed on the 1x300 frame" in ev["text"]]
-    assert [ev["frame"] for ev in fell_back] == [2]          # 1 px wide, 300 high
+    said = [ev for ev in events if ev["event"] == "warning" and "marks no background" in ev["text"]]
+    assert [ev["frame"] for ev in said] == [8]
     assert temp_leftovers(shot) == []
+
+
+def test_an_engine_warning_reaches_the_json_log_with_its_frame(tmp_path):
+    """A Python warning of the engine's (a fallback) is the run's: stderr and the JSON log."""
+    import io
+    import warnings
+
+    from nuke_hdmatt.shot.progress import ProgressReporter
+    from nuke_hdmatt.shot.workflow import _warnings_to
+    log = tmp_path / "log.jsonl"
+    reporter = ProgressReporter(1, stream=io.StringIO(), json_log=str(log))
+    reporter.frame_start(1001)
+    with _warnings_to(reporter):
+        warnings.warn("classical prior failed on the 1x300 frame", RuntimeWarning)
+    reporter.close()
+    assert "hdmatt: warning: classical prior failed" in reporter.stream.getvalue()
+    events = [json.loads(ln) for ln in log.read_text().splitlines()]
+    assert [(e["frame"], e["text"]) for e in events if e["event"] == "warning"] == \
+        [(1001, "classical prior failed on the 1x300 frame")]
 
 
 def test_stale_temp_files_of_killed_runs_are_removed_from_the_output_folder(shot):

@@ -119,6 +119,10 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray, *, device="cpu",
     if image.ndim != 3 or image.shape[:2] != alpha.shape:
         raise ValueError(f"image must be HxWxC and alpha HxW of the same size, got "
                          f"{image.shape} and {alpha.shape}")
+    if not image.size:
+        return image.copy()
+    if not np.isfinite(alpha).all():   # a NaN would spread through every level's sweeps
+        raise ValueError("alpha holds NaN or inf")
     dev = torch.device(device)
     h0, w0, _ = image.shape
     solver = _Solver(image, alpha, dev, regularization, gradient_weight, small_iterations,

@@ -71,7 +71,7 @@ def candidates(query, encoded, n: int) -> list:
     pts = np.asarray(others, dtype=np.float64)
     dist = np.hypot(*(pts - np.asarray(query, dtype=np.float64)).T)
     order = np.lexsort((pts[:, 1], pts[:, 0], dist))        # by distance, ties in raster order
-    near = min(NEAR, n // 2)
+    near = max(1, min(NEAR, n // 2))    # one candidate: the nearest, not the farthest
     chosen = list(order[:near])
     rest = order[near:]
     # distance from each cell to the nearest of the query and the chosen cells
@@ -79,6 +79,8 @@ def candidates(query, encoded, n: int) -> list:
     for i in chosen:
         gap = np.minimum(gap, np.hypot(*(pts - pts[i]).T))
     strata = n - near
+    if not strata:
+        return [others[i] for i in chosen]
     bounds = [i * len(rest) // strata for i in range(strata + 1)]
     for a, b in zip(bounds, bounds[1:]):
         run = rest[a:b]

@@ -207,7 +207,11 @@ class Engine:
         if not self.cfg.uses_prior:
             prior = None
         elif prior is not None:
-            prior = np.ascontiguousarray(prior, dtype=np.float32)
+            prior = np.asarray(prior)
+            if prior.shape != trimap.shape:
+                raise ValueError(f"prior is {prior.shape}, the trimap {trimap.shape}")
+            # a NaN would spread over every unknown pixel its patches reach
+            prior = np.clip(np.nan_to_num(prior.astype(np.float32), nan=0.5), 0.0, 1.0)
         elif self.prior == "cascade":
             small = downsample(image, trimap, self.prior_max_side)
         # each network pass's cells, counted once: for the progress plan and for the pass
@@ -349,6 +353,8 @@ def _check_inputs(image, trimap):
     trimap = np.asarray(trimap)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be HxWx3, got shape {image.shape}")
+    if not np.issubdtype(image.dtype, np.floating):   # 8-bit codes would read as all white
+        raise ValueError(f"image must be float in 0-1, got {image.dtype}")
     if trimap.shape != image.shape[:2]:
         raise TrimapError(f"trimap is {trimap.shape[1]}x{trimap.shape[0]} but the image is "
                           f"{image.shape[1]}x{image.shape[0]}")

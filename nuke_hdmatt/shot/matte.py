@@ -406,6 +406,10 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
                 reporter.warning(f"{where}: every pixel of the trimap is unknown, so the alpha "
                                  "has no known foreground or background to start from (the "
                                  "wrong file or channel?)")
+            elif not ((trimap == 0.0).any() and (trimap == 1.0).any()):
+                missing = "background" if (trimap == 1.0).any() else "foreground"
+                reporter.warning(f"{where}: the trimap marks no {missing}, so the unknown "
+                                 "pixels are judged by colour alone (mark some where you can)")
             stamp = engine_stamp(engine, colorspace, config_desc, trimap.shape, job.exposure)
             key = None
             alpha = None

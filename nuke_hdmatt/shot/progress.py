@@ -3,7 +3,7 @@
 Human progress goes to stderr (stdout stays clean for ``hdmatt farm openjd > job.yaml`` and
 for scripts); ``--json-log FILE`` appends one JSON object per line for farm log parsers::
 
-    {"t": 1764048000.12, "event": "message", "text": "engine 0.6.0: weights ..."}
+    {"t": 1764048000.12, "event": "message", "text": "engine 0.6.1: weights ..."}
     {"t": ..., "event": "frame_start", "frame": 1001, "plate": "...", "output": "..."}
     {"t": ..., "event": "progress", "frame": 1001, "done": 3, "total": 12, "stage": "...",
      "eta_s": 4.1, "fraction": 0.2}
