@@ -195,9 +195,14 @@ def test_closed_form_prior_solves_a_soft_edge():
     assert np.all(small[tri == 1] == 1) and np.all(small[tri == 0] == 0)
     assert np.abs(small - alpha)[tri == 0.5].mean() < 0.1
     assert not np.array_equal(small, prior)
-    # No known foreground: no solve possible, the prior says "don't know".
+    # No known foreground: no solve possible; the samples get the engine's colour prior
+    # for a trimap of one known region (background-coloured: 0; far from it: 1)
+    from nuke_hdmatt.engine.prior import one_sided_prior
     only_bg = dict(scene, trimap=np.where(tri == 1, 0.5, tri).astype(np.float32))
-    assert np.all(T.ClosedFormPrior()(only_bg)["prior"][tri == 0.5] == 0.5)
+    got = T.ClosedFormPrior()(dict(only_bg))["prior"]
+    np.testing.assert_array_equal(got, one_sided_prior(only_bg["image"].astype(np.float32),
+                                                       only_bg["trimap"]))
+    assert got[tri == 1].mean() > 0.9 and not np.all(got[only_bg["trimap"] == 0.5] == 0.5)
 
 
 def _soft_edge_scene(size=64):
