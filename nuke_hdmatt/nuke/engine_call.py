@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..engine.settings import InferenceSettings
@@ -80,17 +80,12 @@ class EngineCall:
         """One call per view, ``%V`` in its paths replaced by the view's name, where a path
         holds it (a stereo export; or an alpha sequence named by view, which Nuke's Read
         also expands in a script of one view); else ``[("", self)]``."""
-        paths = ("plate", "trimap", "matte", "output")
-        if not any("%V" in (getattr(self, k) or "") for k in paths):
+        paths = {k: getattr(self, k) for k in ("plate", "trimap", "matte", "output")
+                 if getattr(self, k)}
+        if not any("%V" in p for p in paths.values()):
             return [("", self)]
-        out = []
-        for view in view_names:
-            d = self.to_dict()
-            for k in paths:
-                if d[k]:
-                    d[k] = d[k].replace("%V", view)
-            out.append((view, EngineCall.from_dict(d)))
-        return out
+        return [(view, replace(self, **{k: p.replace("%V", view) for k, p in paths.items()}))
+                for view in view_names]
 
     def argv(self, exe: str, json_log: str | None = None, frames: str | None = None) -> list[str]:
         """The engine command line (``frames`` overrides ``self.frames``, e.g. per farm chunk)."""

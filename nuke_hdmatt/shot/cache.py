@@ -390,10 +390,7 @@ class FrameCache:
                 with open(p, "rb") as fh:
                     head = fh.read(12)
                     (n,) = struct.unpack("<I", head[8:12])
-                    header = json.loads(fh.read(n))
-                meta = header.get("meta", {}) if isinstance(header, dict) else None
-                if not isinstance(meta, dict):
-                    raise ValueError("not a cache entry's header")
+                    meta = _checked(json.loads(fh.read(n))).get("meta", {})
             except (OSError, ValueError, struct.error):
                 meta = {"corrupt": True}
                 try:
@@ -483,10 +480,15 @@ def _split_entry(data: bytes) -> tuple[dict, bytes]:
     if data[:8] != MAGIC:
         raise ValueError("not a cache entry")
     (n,) = struct.unpack("<I", data[8:12])
-    header = json.loads(data[12:12 + n])
+    return _checked(json.loads(data[12:12 + n])), data[12 + n:]
+
+
+def _checked(header) -> dict:
+    """An entry's JSON header, or ValueError when it has another shape (the magic alone
+    proves little)."""
     if not isinstance(header, dict) or not isinstance(header.get("meta", {}), dict):
         raise ValueError("not a cache entry's header")
-    return header, data[12 + n:]
+    return header
 
 
 def _unlink_quiet(path: Path) -> bool:
