@@ -251,7 +251,7 @@ def resolve_weights(args: argparse.Namespace) -> None:
 def matte_job_from_args(args: argparse.Namespace):
     """Build a :class:`~nuke_hdmatt.shot.plan.MatteJob` from parsed ``matte`` arguments."""
     from .imaging.plates import parse_channels
-    from .sequence import FrameCountError, FrameSequence, parse_frames
+    from .sequence import FrameCountError, input_sequence, parse_frames
     from .shot.plan import MatteJob, frames_found
 
     _check_not_empty(args)
@@ -260,8 +260,8 @@ def matte_job_from_args(args: argparse.Namespace):
         try:
             job.frames = parse_frames(args.frames)
         except FrameCountError as exc:
-            seqs = [FrameSequence(p) for p in (args.plate, args.trimap or args.trimap_from_matte)
-                    if p and FrameSequence(p).is_sequence]
+            seqs = [input_sequence(p) for p in (args.plate, args.trimap or args.trimap_from_matte)
+                    if p and input_sequence(p).is_sequence]
             raise UsageError(exc.message + (f"; there are {frames_found(seqs[0])}" if seqs
                                             else "")) from None
     if args.plate_channels:
@@ -313,8 +313,8 @@ def _check_not_empty(args: argparse.Namespace) -> None:
 def cmd_info(args: argparse.Namespace) -> int:
     from .imaging import describe_image, read_hdmatt_metadata
     path = args.file
-    from .sequence import FrameSequence
-    seq = FrameSequence(path)
+    from .sequence import input_sequence
+    seq = input_sequence(path)
     if seq.is_sequence:
         if args.frame is None:
             raise UsageError("is a frame sequence: give --frame N", path=path)
@@ -495,9 +495,9 @@ def cmd_farm_openjd(args: argparse.Namespace) -> int:
     if args.bundle:
         target = os.path.join(args.bundle, "template.yaml")
     if target and target != "-":
-        from .sequence import FrameSequence
+        from .sequence import FrameSequence, input_sequence
         from .shot.plan import overwritten_input
-        clash = overwritten_input(FrameSequence(target), [FrameSequence(p) for p in (
+        clash = overwritten_input(FrameSequence(target), [input_sequence(p) for p in (
             job.plate, job.trimap or job.trimap_from_matte)], plan.frames)
         if clash:
             remove_created(created)

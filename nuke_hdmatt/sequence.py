@@ -9,6 +9,9 @@ Pattern syntax (the conventions compositors type into Nuke and farm submitters):
 Frame ranges: ``1001``, ``1001-1100``, ``1001-1100x2`` (every 2nd frame), ``1001-1100:2``
 (the Open Job Description spelling), and comma lists of those: ``1,5,10-12``.
 
+An input whose name only looks like a pattern (``plate@2x.png``, ``shot#3.exr``) is that file
+when it exists and the pattern names no frame on disk (:func:`input_sequence`).
+
 Missing frames are reported, never guessed: :meth:`FrameSequence.missing` lists the frames
 whose file does not exist; nothing here substitutes a neighbouring frame.
 """
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from .errors import UsageError
 
 __all__ = ["FrameSequence", "frame_file", "parse_frames", "format_frames", "frames_on_disk",
-           "is_pattern",
+           "input_sequence", "is_pattern",
            "FrameCountError", "MAX_FRAMES"]
 
 # Only the last frame token in the file name counts: directories like ``shot_#1`` are rare,
@@ -51,12 +54,18 @@ class FrameSequence:
     ----------
     pattern : str
         The path as typed by the user (``plate.####.exr`` or ``plate.exr``).
+    literal : bool
+        The path is one file even though its name holds a frame token (see
+        :func:`input_sequence`).
     """
 
     pattern: str
+    literal: bool = False
 
     @property
     def _match(self):
+        if self.literal:
+            return None
         name = os.path.basename(self.pattern)
         matches = list(_TOKEN.finditer(name))
         return matches[-1] if matches else None
@@ -138,6 +147,17 @@ def frames_on_disk(seq: FrameSequence) -> list[int]:
         if m and seq.path(int(m.group(1))) == os.path.join(os.path.dirname(seq.pattern), name):
             frames.append(int(m.group(1)))
     return sorted(set(frames))
+
+
+def input_sequence(path: str | os.PathLike) -> FrameSequence:
+    """The :class:`FrameSequence` of an input path: a pattern, unless a file of that very
+    name exists and the pattern has no frame on disk, as ``plate@2x.png`` (a design tool's
+    retina name) or ``shot#3.exr`` are single files. Outputs stay patterns: nothing on disk
+    says what a new file's name means."""
+    seq = FrameSequence(str(path))
+    if seq.is_sequence and os.path.isfile(seq.pattern) and not frames_on_disk(seq):
+        return FrameSequence(seq.pattern, literal=True)
+    return seq
 
 
 def parse_frames(text: str) -> list[int]:

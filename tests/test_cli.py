@@ -32,10 +32,16 @@ def _assert_one_line_error(proc, *needles):
         assert needle in lines[0], lines[0]
 
 
-def test_png_plate_and_trimap_to_8bit_png_alpha(tmp_path):
+def _png_inputs(tmp_path, plate_name="plate.png", trimap_name="trimap.png"):
+    """An 8-bit PNG plate and trimap of :func:`make_frame`; the trimap's values."""
     plate, trimap = make_frame(0)
-    write_image(tmp_path / "plate.png", np.clip(plate * 1.2, 0, 1), "RGB", fmt="uint8")
-    write_image(tmp_path / "trimap.png", trimap, "Y", fmt="uint8")
+    write_image(tmp_path / plate_name, np.clip(plate * 1.2, 0, 1), "RGB", fmt="uint8")
+    write_image(tmp_path / trimap_name, trimap, "Y", fmt="uint8")
+    return trimap
+
+
+def test_png_plate_and_trimap_to_8bit_png_alpha(tmp_path):
+    trimap = _png_inputs(tmp_path)
     proc = hdmatt(tmp_path, "matte", "plate.png", "trimap.png", "-o", "alpha.png", *FAST,
                   "--no-cache")
     assert proc.returncode == 0, proc.stderr
@@ -47,6 +53,21 @@ def test_png_plate_and_trimap_to_8bit_png_alpha(tmp_path):
     unknown = alpha[trimap == 0.5]
     assert unknown.size and np.all((unknown >= 0) & (unknown <= 1))
     assert temp_leftovers(tmp_path) == []
+
+
+def test_inputs_whose_names_only_look_like_patterns_are_those_files(tmp_path):
+    # a retina-style name (@ is an unpadded frame) and a hash in a still's name
+    trimap = _png_inputs(tmp_path, "plate@2x.png", "trimap#1.png")
+    proc = hdmatt(tmp_path, "matte", "plate@2x.png", "trimap#1.png", "-o", "alpha.png", *FAST,
+                  "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    alpha = read_image(tmp_path / "alpha.png")[1][..., 0]
+    assert np.all(alpha[trimap == 1.0] == 1.0) and np.all(alpha[trimap == 0.0] == 0.0)
+    # with the literal file gone the name is a pattern again, and says so
+    (tmp_path / "plate@2x.png").unlink()
+    proc = hdmatt(tmp_path, "matte", "plate@2x.png", "trimap#1.png", "-o", "alpha2.png", *FAST,
+                  "--no-cache")
+    assert proc.returncode == 2 and "plate@2x.png" in proc.stderr, proc.stderr
 
 
 def test_outputs_say_what_colour_their_pixels_are_in(tmp_path):

@@ -9,6 +9,7 @@ from nuke_hdmatt.sequence import (
     format_frames,
     frame_file,
     frames_on_disk,
+    input_sequence,
     parse_frames,
 )
 
@@ -82,3 +83,14 @@ def test_frame_file_leaves_stills_and_frameless_reads_alone():
     assert frame_file("shots/v###/a.####.exr", 5) == "shots/v###/a.0005.exr"
     assert frame_file("shots/v###/still.exr", 5) == "shots/v###/still.exr"
     assert frame_file("a.####.exr", None) == "a.####.exr"
+
+
+def test_an_input_named_like_a_pattern_is_the_file_only_when_no_frame_is_on_disk(tmp_path):
+    still = tmp_path / "logo@2x.png"
+    assert input_sequence(still).is_sequence          # no such file: a pattern
+    still.write_bytes(b"x")
+    seq = input_sequence(still)
+    assert not seq.is_sequence and seq.path(5) == str(still) and seq.path(None) == str(still)
+    (tmp_path / "logo72x.png").write_bytes(b"x")      # frame 7 of the pattern: a sequence
+    assert input_sequence(still).path(7) == str(tmp_path / "logo72x.png")
+    assert FrameSequence(str(tmp_path / "a@b.png")).is_sequence   # outputs stay patterns

@@ -37,7 +37,7 @@ from ..errors import (
     WeightsError,
     exit_for_signal,
 )
-from ..sequence import FrameSequence, format_frames
+from ..sequence import FrameSequence, format_frames, input_sequence
 from .cache import FrameCache
 from .plan import FramePlan, MatteJob, plan_frames, trimap_source
 
@@ -163,21 +163,21 @@ def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
 
     # Paths are expanded here, so imaging gets concrete files (frame=None) and the frame
     # is added to any error afterwards.
-    plate = read_plate(FrameSequence(job.plate).path(frame), job.plate_channels, frame=None)
+    plate = read_plate(input_sequence(job.plate).path(frame), job.plate_channels, frame=None)
     plate.frame = frame
     if plate.pixels.shape[2] != 3:
         raise ChannelError(f"--plate-channels needs exactly 3 channels (R,G,B), got "
                            f"{len(plate.channels)}", path=plate.path, frame=frame)
     colorspace = plate_colorspace(plate, job.plate_colorspace, config)
     if job.trimap_from_matte:
-        matte = _read_matte(FrameSequence(job.trimap_from_matte).path(frame),
+        matte = _read_matte(input_sequence(job.trimap_from_matte).path(frame),
                             job.trimap_channel, frame)
         values = fit_to_plate(matte.pixels[:, :, 0], matte.data_window, matte.display_window,
                               plate, "matte", matte.path, frame)
         _check_band(job.band, values.shape, matte.path)
         trimap = trimap_from_matte(values, job.band)
     else:
-        tri = read_trimap(FrameSequence(trimap_source(job)).path(frame), job.trimap_channel, frame=None)
+        tri = read_trimap(input_sequence(trimap_source(job)).path(frame), job.trimap_channel, frame=None)
         tri.frame = frame
         tri = fit_trimap_to_plate(tri, plate)
         check_trimap(tri, plate)  # window alignment needs the Trimap, not just its values
@@ -384,7 +384,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
             result.cancelled = True
             break
         out_path = FrameSequence(job.output).path(frame)
-        reporter.frame_start(frame, plate=FrameSequence(job.plate).path(frame), output=out_path)
+        reporter.frame_start(frame, plate=input_sequence(job.plate).path(frame), output=out_path)
         try:
             inputs = plan.prepared.pop(frame, None) or _frame_inputs(job, frame, config, config_desc)
             plate, rgb, trimap, colorspace, gain = inputs
@@ -395,7 +395,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
                     + ("darker: its unknown band holds highlights above display white"
                        if stops < 0 else "brighter: its unknown band stays below half of "
                        "display white") + " (--exposure)")
-            where = FrameSequence(trimap_source(job)).path(frame)
+            where = input_sequence(trimap_source(job)).path(frame)
             replaced = non_finite_note(plate.pixels)
             if replaced:
                 reporter.warning(f"{plate.path}: {replaced}")

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
-from ..sequence import FrameSequence, frames_on_disk
+from ..sequence import FrameSequence, frames_on_disk, input_sequence
 
 __all__ = ["MatteJob", "FramePlan", "plan_frames", "frames_found", "overwritten_input",
            "trimap_source"]
@@ -83,7 +83,7 @@ def plan_frames(job: MatteJob) -> FramePlan:
         raise UsageError("give either TRIMAP or --trimap-from-matte, not both")
     if not job.trimap and not job.trimap_from_matte:
         raise UsageError("a trimap is needed: TRIMAP or --trimap-from-matte MATTE")
-    inputs = [FrameSequence(job.plate), FrameSequence(trimap_source(job))]
+    inputs = [input_sequence(job.plate), input_sequence(trimap_source(job))]
     out = FrameSequence(job.output)
     seqs = [s for s in inputs if s.is_sequence]
     if not seqs and not out.is_sequence:

@@ -184,10 +184,10 @@ def _check_json_log(json_log: str | None, job, plan) -> None:
     """``--json-log`` is appended to: it must not be one of the inputs or outputs."""
     if not json_log:
         return
-    from ..sequence import FrameSequence
+    from ..sequence import FrameSequence, input_sequence
     from .plan import overwritten_input
-    files = [FrameSequence(p) for p in (job.plate, job.trimap or job.trimap_from_matte,
-                                        job.output)]
+    files = [input_sequence(p) for p in (job.plate, job.trimap or job.trimap_from_matte)]
+    files.append(FrameSequence(job.output))
     clash = overwritten_input(FrameSequence(json_log), files, plan.frames)
     if clash:
         raise UsageError(f"--json-log would write into {clash[1]}; choose another file",
