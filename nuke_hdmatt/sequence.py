@@ -106,8 +106,9 @@ class FrameSequence:
         if frame is None:
             raise UsageError("is a frame sequence: give --frames", path=self.pattern)
         prefix, suffix = self._split()
-        digits = f"{abs(frame):0{max(self.padding, 1)}d}"
-        return f"{prefix}{'-' if frame < 0 else ''}{digits}{suffix}"
+        # printf's width, which counts a minus sign: Nuke reads #### as %04d, so its frame -1
+        # is -001 (as in fileseq and Python's %04d), not -0001
+        return f"{prefix}{frame:0{max(self.padding, 1)}d}{suffix}"
 
     def paths(self, frames) -> list[str]:
         """Paths for ``frames`` (an iterable of int), in order."""
@@ -120,7 +121,8 @@ class FrameSequence:
     def glob_regex(self) -> re.Pattern:
         """A regex over file names that captures the frame number as group 1."""
         prefix, suffix = self._split()
-        digits = r"(-?\d+)" if self.padding <= 1 else r"(-?\d{%d,})" % self.padding
+        pad = self.padding
+        digits = r"(-?\d+)" if pad <= 1 else r"(-\d{%d,}|\d{%d,})" % (pad - 1, pad)
         return re.compile("^" + re.escape(os.path.basename(prefix)) + digits + re.escape(suffix) + "$")
 
     def __str__(self) -> str:

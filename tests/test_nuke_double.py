@@ -216,3 +216,14 @@ def test_double_models_tcl_gui_links_groups_and_executing(fake_nuke, tmp_path, m
     nuke.addBeforeRender(lambda: seen.append(nuke.executing()))
     nuke.executeMultiple([w], [(1, 1, 1)], ["main"])
     assert seen == [True] and nuke.executing() is False
+
+
+@pytest.mark.parametrize("pattern", ["a.####.exr", "a.%04d.exr", "a.#.exr"])
+@pytest.mark.parametrize("at", [-12, -1, 0, 7, 1001])
+def test_the_engine_names_a_frame_as_nukes_file_knob_does(fake_nuke, pattern, at):
+    # the engine reads what Nuke's Writes export and writes what its Read loads: a negative
+    # frame's padding counts its sign (-001), as Nuke's %04d does
+    from nuke_hdmatt.sequence import FrameSequence
+    write = fake_nuke.nodes.Write(file=pattern)
+    fake_nuke.frame(at)
+    assert fake_nuke.filename(write, fake_nuke.REPLACE) == FrameSequence(pattern).path(at)

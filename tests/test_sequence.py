@@ -24,6 +24,11 @@ from nuke_hdmatt.sequence import (
     ("plate.@@@.exr", 5, "plate.005.exr"),
     ("/shot#1/plate.####.exr", 3, "/shot#1/plate.0003.exr"),  # folder hashes are not frames
     ("/s/plate.exr", 3, "/s/plate.exr"),
+    # negative frames as printf (and Nuke, which reads #### as %04d) pad them: the sign counts
+    ("plate.####.exr", -1, "plate.-001.exr"),
+    ("plate.%04d.exr", -12, "plate.-012.exr"),
+    ("plate.####.exr", -12345, "plate.-12345.exr"),
+    ("plate.@.exr", -3, "plate.-3.exr"),
 ])
 def test_pattern_expansion(pattern, frame, expected):
     assert FrameSequence(pattern).path(frame) == expected
@@ -94,3 +99,11 @@ def test_an_input_named_like_a_pattern_is_the_file_only_when_no_frame_is_on_disk
     (tmp_path / "logo72x.png").write_bytes(b"x")      # frame 7 of the pattern: a sequence
     assert input_sequence(still).path(7) == str(tmp_path / "logo72x.png")
     assert FrameSequence(str(tmp_path / "a@b.png")).is_sequence   # outputs stay patterns
+
+
+def test_negative_frames_on_disk_are_found_with_printf_padding(tmp_path):
+    seq = FrameSequence(str(tmp_path / "p.####.exr"))
+    for name in ("p.-002.exr", "p.-001.exr", "p.0000.exr", "p.0001.exr", "p.-0003.exr"):
+        (tmp_path / name).write_bytes(b"x")    # -0003: another padding, not frame -3
+    assert frames_on_disk(seq) == [-2, -1, 0, 1]
+    assert seq.missing([-3, -2]) == [-3]
