@@ -172,8 +172,8 @@ def test_matte_job_argv_matches_cli_flags():
          ocio="ocio://cg-config-latest", cache="/c", layer="hd", device="cpu",
          settings=InferenceSettings(patch=256, overlap=24, k=2, pool=12, precision="fp32",
                                     prior="global", detail=0.6),
-         foreground="fg", premultiplied=True),
-    dict(matte="/w/matte.####.exr", band=8),
+         foreground="fg", premultiplied=True, exposure="off"),
+    dict(matte="/w/matte.####.exr", band=8, exposure="-1.5"),
 ])
 def test_farm_chunk_runs_the_job_the_cli_would_build(fields):
     """Farm step 2 calls the workflow directly: the same job and engine options as

@@ -265,7 +265,8 @@ def shot_job(call, frames: list[int], threads: int | None = None):
                    output=call.output, frames=frames, layer=call.layer,
                    trimap_from_matte=call.matte or None,
                    plate_colorspace=call.plate_colorspace or None, ocio=call.ocio or None,
-                   foreground=call.foreground or None, premultiplied=call.premultiplied)
+                   foreground=call.foreground or None, premultiplied=call.premultiplied,
+                   exposure=call.exposure)
     if call.matte:  # a matte's channel is found as hdmatt matte finds it (A, Y, R)
         job.band = call.band
     else:
