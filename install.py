@@ -14,8 +14,12 @@ What the install adds to the user's home (and ``--uninstall`` removes again):
   re-running replaces the block, never duplicates it;
 * ``~/.nuke/hdmatt_engine.json``: the engine's ``hdmatt`` executable, which the gizmo runs
   as a separate process (Nuke's Python never imports torch). It also lists what the install
-  created (``~/.nuke``, ``init.py``, the venv) so that ``--uninstall`` can restore the home
-  exactly.
+  created (``~/.nuke``, ``init.py``) so that ``--uninstall`` can restore the home exactly.
+
+A venv the install creates holds a mark file (:data:`CREATED_MARK`); ``--uninstall`` removes
+the venv of ``--venv`` and the one the record names only where that mark is, whatever route
+installed it (``--no-nuke`` and ``--print-nuke-path`` write no record), so an environment
+that was there before (``--venv`` naming a studio's) is never deleted.
 
 A ``~/.nuke/init.py`` that is a symlink (a dotfiles repository, a studio-managed file) is
 edited where it points, never replaced by a plain file.
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -48,6 +53,7 @@ GIZMO_DIR = ROOT / "gizmos"
 BLOCK_START = "# >>> hdmatt: added by install.py, remove with `install.py --uninstall` >>>"
 BLOCK_END = "# <<< hdmatt <<<"
 RECORD_NAME = engine_env.RECORD_NAME
+CREATED_MARK = ".hdmatt-install-created"
 
 
 def venv_python(venv: Path) -> Path:
@@ -70,6 +76,7 @@ def create_env(venv: Path, python: str, extras: str) -> bool:
     created = not py.exists()
     if created:
         run([python, "-m", "venv", venv])
+        mark_created(venv)
     else:
         print(f"reusing engine environment {venv}", file=sys.stderr)
     run([py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
@@ -78,6 +85,22 @@ def create_env(venv: Path, python: str, extras: str) -> bool:
     target = f"{ROOT}[{extras}]" if extras else str(ROOT)
     run([py, "-m", "pip", "install", "--quiet", "-e", target])
     return created
+
+
+def mark_created(venv: Path) -> None:
+    """Mark ``venv`` as made by this install, for ``--uninstall``."""
+    (Path(venv) / CREATED_MARK).write_text(f"created by {ROOT / 'install.py'}\n", encoding="utf-8")
+
+
+def remove_created_envs(candidates) -> list[str]:
+    """Delete those of the venv folders ``candidates`` that hold :data:`CREATED_MARK`;
+    returns what was removed."""
+    removed = []
+    for env_dir in dict.fromkeys(Path(c).resolve() for c in candidates):
+        if (env_dir / CREATED_MARK).is_file():
+            shutil.rmtree(env_dir)
+            removed.append(str(env_dir))
+    return removed
 
 
 # ---------------------------------------------------------------- Nuke hooks
@@ -117,8 +140,7 @@ def read_record(home: Path) -> dict | None:
         raise SystemExit(f"install.py: {path}: not valid JSON; delete it and re-run")
 
 
-def add_nuke_hooks(home: Path, plugin_dir: Path, hdmatt: Path, python: Path,
-                   venv_created: bool = False) -> dict:
+def add_nuke_hooks(home: Path, plugin_dir: Path, hdmatt: Path, python: Path) -> dict:
     """Hook the gizmo folder into ``<home>/.nuke/init.py`` and record the engine.
 
     Idempotent: a second run rewrites the block and the record in place and keeps the first
@@ -147,7 +169,12 @@ def add_nuke_hooks(home: Path, plugin_dir: Path, hdmatt: Path, python: Path,
         before += "\n"
         created["init_py_newline"] = True
     write_text_atomic(init, before + hook_block(plugin_dir) + after)
-    created["venv"] = bool(created.get("venv")) or venv_created
+    # records before the mark file said "venv": true, for whichever venv the record named
+    # last; now every marked venv an install recorded, the mark deciding (remove_created_envs)
+    created.pop("venv", None)
+    env_dir = Path(python).parent.parent
+    if (env_dir / CREATED_MARK).is_file():
+        created["venvs"] = list(dict.fromkeys([*created.get("venvs", []), str(env_dir)]))
     rec = engine_env.write_record(ndir / RECORD_NAME, hdmatt, python, ROOT, ENGINE_VERSION,
                                   plugin_path=plugin_dir, created=created)
     return rec
@@ -193,17 +220,21 @@ def default_shell() -> str:
 def nuke_path_lines(plugin_dir: Path, hdmatt: Path, shell: str = "sh") -> str:
     """Lines for ``shell`` (sh, powershell, cmd) that make the gizmo and the engine visible
     without touching ``~/.nuke``: ``NUKE_PATH`` gains the gizmo folder, ``HDMATT_ENGINE``
-    names the engine."""
+    names the engine. The paths are quoted as literals (a checkout under a folder named
+    with ``$`` or a backquote must not run anything in ``eval``); Windows paths cannot hold
+    the ``"`` that cmd's ``set "A=B"`` would need escaped."""
     if shell == "powershell":
-        return (f'$env:NUKE_PATH = "{plugin_dir}" + $(if ($env:NUKE_PATH) '
+        def lit(p):
+            return "'" + str(p).replace("'", "''") + "'"
+        return (f'$env:NUKE_PATH = {lit(plugin_dir)} + $(if ($env:NUKE_PATH) '
                 f'{{ ";" + $env:NUKE_PATH }} else {{ "" }})\n'
-                f'$env:HDMATT_ENGINE = "{hdmatt}"\n')
+                f'$env:HDMATT_ENGINE = {lit(hdmatt)}\n')
     if shell == "cmd":
         return (f'if defined NUKE_PATH (set "NUKE_PATH={plugin_dir};%NUKE_PATH%") '
                 f'else (set "NUKE_PATH={plugin_dir}")\n'
                 f'set "HDMATT_ENGINE={hdmatt}"\n')
-    return (f'export NUKE_PATH="{plugin_dir}${{NUKE_PATH:+:$NUKE_PATH}}"\n'
-            f'export HDMATT_ENGINE="{hdmatt}"\n')
+    return (f'export NUKE_PATH={shlex.quote(str(plugin_dir))}"${{NUKE_PATH:+:$NUKE_PATH}}"\n'
+            f'export HDMATT_ENGINE={shlex.quote(str(hdmatt))}\n')
 
 
 # ---------------------------------------------------------------- --check
@@ -333,18 +364,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.uninstall:
         rec = read_record(home) or {}
-        for what in remove_nuke_hooks(home):
+        removed = remove_nuke_hooks(home)
+        envs = [venv, *(rec.get("created") or {}).get("venvs", [])]
+        for what in removed + remove_created_envs(envs):
             print(f"removed {what}")
-        if (rec.get("created") or {}).get("venv") and Path(rec.get("python", "")).exists():
-            env_dir = Path(rec["python"]).parent.parent
-            shutil.rmtree(env_dir)
-            print(f"removed {env_dir}")
         return 0
 
-    venv_created = False
     if not args.no_env:
         try:
-            venv_created = create_env(venv, args.python, "test,bench" if args.dev else "")
+            create_env(venv, args.python, "test,bench" if args.dev else "")
         except subprocess.CalledProcessError as exc:
             print(f"install.py: step failed ({exc.cmd[0]} exit {exc.returncode})", file=sys.stderr)
             return 1
@@ -352,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_nuke_path:
         print(nuke_path_lines(GIZMO_DIR, hdmatt, args.shell), end="")
     elif not args.no_nuke:
-        rec = add_nuke_hooks(home, GIZMO_DIR, hdmatt, venv_python(venv), venv_created)
+        rec = add_nuke_hooks(home, GIZMO_DIR, hdmatt, venv_python(venv))
         print(f"Nuke: {nuke_dir(home) / 'init.py'} loads {GIZMO_DIR}; engine recorded in "
               f"{nuke_dir(home) / RECORD_NAME} ({rec['hdmatt']})")
         print(f"Or, without ~/.nuke (managed pipelines), set these in your {args.shell} "

@@ -104,10 +104,24 @@ def test_command_line_install_and_uninstall(tmp_path, engine):
 
     r = run("--no-env", "--print-nuke-path", "--venv", str(venv))
     assert r.returncode == 0
-    assert f'export NUKE_PATH="{ROOT / "gizmos"}' in r.stdout
-    assert r.stdout == (f'export NUKE_PATH="{ROOT / "gizmos"}${{NUKE_PATH:+:$NUKE_PATH}}"\n'
-                        f'export HDMATT_ENGINE="{engine}"\n')  # only lines a shell can eval
+    assert r.stdout == install.nuke_path_lines(ROOT / "gizmos", engine, "sh")
+    assert len(r.stdout.splitlines()) == 2     # only lines a shell can eval
     assert list(home.iterdir()) == []  # printing touches nothing
+
+
+@pytest.mark.parametrize("before", [None, "/studio/gizmos"])
+def test_printed_nuke_path_lines_hold_any_folder_name_literally(tmp_path, before):
+    odd = tmp_path / "co $HOME `touch pwned` \"q\" 'x'"
+    lines = install.nuke_path_lines(odd / "gizmos", odd / "bin" / "hdmatt", "sh")
+    env = {"PATH": os.environ["PATH"], **({"NUKE_PATH": before} if before else {})}
+    r = subprocess.run(["sh", "-c", lines + 'printf "%s\\n" "$NUKE_PATH" "$HDMATT_ENGINE"'],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=30)
+    assert r.returncode == 0, r.stderr
+    want = str(odd / "gizmos") + (f":{before}" if before else "")
+    assert r.stdout.splitlines() == [want, str(odd / "bin" / "hdmatt")]
+    assert not (tmp_path / "pwned").exists()
+    ps = install.nuke_path_lines(odd / "gizmos", odd / "bin" / "hdmatt", "powershell")
+    assert "'" + str(odd / "gizmos").replace("'", "''") + "'" in ps   # a literal string
 
 
 def test_weights_sha256_check(tmp_path):
@@ -157,17 +171,22 @@ def test_uninstall_removes_a_venv_only_if_the_install_created_it(tmp_path, monke
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    venv = engine.parent.parent
-    (venv / "bin" / "python").write_text("")
-    install.add_nuke_hooks(home, install.GIZMO_DIR, engine, venv / "bin" / "python",
-                           venv_created=False)
-    assert install.main(["--uninstall"]) == 0
-    assert venv.exists() and list(home.iterdir()) == []
-    install.add_nuke_hooks(home, install.GIZMO_DIR, engine, venv / "bin" / "python",
-                           venv_created=True)
-    install.add_nuke_hooks(home, install.GIZMO_DIR, engine, venv / "bin" / "python")  # re-run
-    assert install.main(["--uninstall"]) == 0
-    assert not venv.exists() and list(home.iterdir()) == []
+    studio = engine.parent.parent                 # an environment that was there before
+    (studio / "bin" / "python").write_text("")
+    made = tmp_path / "made"                      # the one an install created
+    (made / "bin").mkdir(parents=True)
+    install.mark_created(made)
+    # the first install made `made`; a second one was pointed at the studio's environment
+    install.add_nuke_hooks(home, install.GIZMO_DIR, made / "bin" / "hdmatt", made / "bin" / "python")
+    install.add_nuke_hooks(home, install.GIZMO_DIR, engine, studio / "bin" / "python")
+    assert install.main(["--uninstall", "--venv", str(tmp_path / "elsewhere")]) == 0
+    assert studio.exists() and (studio / "bin" / "python").exists()
+    assert list(home.iterdir()) == [] and not made.exists()
+    # --no-nuke and --print-nuke-path installs leave no record: --venv finds the mark
+    (studio.parent / "other").mkdir()
+    install.mark_created(studio.parent / "other")
+    assert install.main(["--uninstall", "--venv", str(studio.parent / "other")]) == 0
+    assert not (studio.parent / "other").exists() and studio.exists()
 
 
 def test_the_engine_record_writer_gives_what_install_writes(tmp_path, engine):
