@@ -304,7 +304,8 @@ def _check_not_empty(args: argparse.Namespace) -> None:
     names = {"plate": "PLATE", "trimap": "TRIMAP", "output": "-o", "output_dir": "-o"}
     for dest in ("plate", "trimap", "output", "output_dir", "trimap_from_matte",
                  "plate_channels", "trimap_channel", "layer", "compression", "foreground",
-                 "plate_colorspace", "ocio", "weights", "device", "cache", "json_log"):
+                 "plate_colorspace", "ocio", "weights", "device", "cache", "json_log",
+                 "hdmatt", "name", "job_output", "bundle"):
         value = getattr(args, dest, None)
         if isinstance(value, str) and not value.strip():
             raise UsageError(f"{names.get(dest, '--' + dest.replace('_', '-'))} is empty")
@@ -459,7 +460,8 @@ def submit_environment(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_farm_openjd(args: argparse.Namespace) -> int:
-    from .farm.openjd import job_template, render_yaml
+    from .farm.openjd import job_template, template_text
+    from .sequence import format_frames
     from .shot.matte import make_folder, preflight, remove_created
     from .shot.plan import plan_frames
     if args.trimap is None and not args.trimap_from_matte:
@@ -476,6 +478,8 @@ def cmd_farm_openjd(args: argparse.Namespace) -> int:
     plan = plan_frames(job)
     if plan.is_still:
         raise UsageError("farm openjd needs frame sequences (plate.####.exr) and --frames")
+    # the options given, then those the environment pins (each once: pinning sets them on args)
+    given = matte_argv(args, args.matte_actions)
     pinned = submit_environment(args)
     if args.weights:
         from .engine.weights import verified_sha256  # no torch: the file and its .sha256
@@ -484,16 +488,21 @@ def cmd_farm_openjd(args: argparse.Namespace) -> int:
     try:
         template = job_template(plate=args.plate, trimap=args.trimap, output=args.output,
                                 frames=plan.frames, chunk=args.chunk,
-                                extra_args=matte_argv(args, args.matte_actions) + pinned,
+                                extra_args=given + pinned,
                                 executable=args.hdmatt, name=args.name,
                                 gpu=str(args.device or "").startswith("cuda"))
     except BaseException:
         remove_created(created)
         raise
-    text = render_yaml(template)
     target = args.job_output
     if args.bundle:
         target = os.path.join(args.bundle, "template.yaml")
+    text = template_text(template, target)
+    if plan.missing:
+        print(f"hdmatt: warning: {len(plan.missing)} of the {len(plan.frames)} frame(s) lack an "
+              f"input on disk now ({format_frames(plan.missing)}; frame "
+              f"{min(plan.missing)}: {plan.missing[min(plan.missing)]}): their tasks fail "
+              "unless the files are there when they run", file=sys.stderr)
     if target and target != "-":
         from .sequence import FrameSequence, input_sequence
         from .shot.plan import overwritten_input

@@ -3,6 +3,7 @@ EXR sequence writes every output frame (each chunk runs the real ``hdmatt matte`
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -157,6 +158,7 @@ def test_the_submitters_environment_reaches_the_tasks(tmp_path):
     args = step["script"]["actions"]["onRun"]["args"]
     assert args[args.index("--ocio") + 1] == "ocio://studio-config-latest"
     assert args[args.index("--weights") + 1] == str(BUNDLED_WEIGHTS)
+    assert args.count("--ocio") == 1 and args.count("--weights") == 1   # once each
     assert step["hostRequirements"]["amounts"][0]["name"] == "amount.worker.gpu"
     assert "the tasks get --ocio" in proc.stderr
     for bad, message in ((["--device", "gpu"], "--device: device must be auto, cpu or cuda"),
@@ -164,3 +166,25 @@ def test_the_submitters_environment_reaches_the_tasks(tmp_path):
         proc = hdmatt(tmp_path, "farm", "openjd", plate, trimap, "-o", "out/a.####.exr",
                       "--frames", "1-2", *bad)
         assert proc.returncode == 2 and message in proc.stderr and proc.stdout == ""
+
+
+def test_a_json_job_output_is_json_and_missing_frames_are_said_at_submission(tmp_path):
+    plate, trimap = exr_sequence(tmp_path / "in", [1, 2, 4])
+    proc = hdmatt(tmp_path, "farm", "openjd", plate, trimap, "-o", "out/a.####.exr",
+                  "--frames", "1-4", "--hdmatt", HDMATT, "--job-output", "job.json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "job.json").read_text())
+    assert doc["specificationVersion"] == "jobtemplate-2023-09"
+    [warning] = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert "1 of the 4 frame(s)" in warning and "plate.0003.exr" in warning
+    check = subprocess.run([OPENJD, "check", str(tmp_path / "job.json")], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize("option", ["--hdmatt", "--name", "--job-output", "--bundle"])
+def test_an_empty_farm_option_is_refused(tmp_path, option):
+    plate, trimap = exr_sequence(tmp_path / "in", [1, 2])
+    proc = hdmatt(tmp_path, "farm", "openjd", plate, trimap, "-o", "a.####.exr",
+                  "--frames", "1-2", option, "")
+    assert proc.returncode == 2 and f"{option} is empty" in proc.stderr and proc.stdout == ""

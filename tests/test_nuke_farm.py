@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from nuke_double.fixtures import fake_nuke  # noqa: F401  (a pytest fixture, requested by name)
 from test_nuke_node import plate_pixels, read_exr, trimap_pixels, write_exr
@@ -192,6 +193,28 @@ def _farm_nuke(script, *args):
                            "nuke_job; sys.exit(nuke_job.main(sys.argv[1:]))", str(script),
                            "--node", "HDMatt1", "--write", "Write1", "--frames", "1-2", *args],
                           capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--name", "shot {{x}}"], "--name: 'shot {{x}}' holds '{{'"),
+    (["--nuke", ""], "--nuke is empty"),
+    (["--job-output", ""], "--job-output is empty"),
+])
+def test_names_the_template_would_misread_are_refused(farm_shot, args, message):
+    r = _farm_nuke(farm_shot[1], *args)
+    assert r.returncode == 2 and message in r.stderr and r.stdout == "", r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_script_named_with_braces_needs_a_job_name(farm_shot):
+    tmp_path, script, _ = farm_shot
+    odd = tmp_path / "sh{{x}}.nk"
+    odd.write_bytes(script.read_bytes())
+    r = _farm_nuke(odd)
+    assert r.returncode == 2 and "give --name" in r.stderr, r.stderr
+    r = _farm_nuke(odd, "--name", "shot 10")
+    assert r.returncode == 0, r.stderr
+    assert yaml.safe_load(r.stdout)["name"] == "shot 10"
 
 
 def test_the_job_output_never_overwrites_the_script(farm_shot):

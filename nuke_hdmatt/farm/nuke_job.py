@@ -52,9 +52,10 @@ from ..shot.workflow import MAX_THREADS, check_threads
 from .openjd import (
     GPU_HOST,
     SPEC_VERSION,
+    checked_name,
     default_executable,
     range_expression,
-    render_yaml,
+    template_text,
     worker_executable,
     write_template,
 )
@@ -197,7 +198,7 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
     return {
         "specificationVersion": SPEC_VERSION,
         "extensions": ["TASK_CHUNKING"],
-        "name": name or f"hdmatt {os.path.basename(script)} {node}",
+        "name": checked_name(name, f"hdmatt {os.path.basename(script)} {node}"),
         "parameterDefinitions": params,
         "steps": [
             {"name": "ExportInputs",
@@ -299,6 +300,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         args = ap.parse_args(argv)
+        for dest in ("script", "node", "write", "frames", "work", "nuke", "hdmatt", "device",
+                     "name", "job_output", "run_chunk"):
+            value = getattr(args, dest)
+            if isinstance(value, str) and not value.strip():
+                raise UsageError(f"{'SCRIPT' if dest == 'script' else '--' + dest.replace('_', '-')}"
+                                 " is empty")
         if not args.frames:
             raise UsageError("--frames is required (e.g. 1001-1100)")
         check_threads(args.threads)
@@ -325,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                                 name=args.name, matte_options=[
                                     *(["--threads", str(args.threads)] if args.threads else []),
                                     *(["--device", args.device] if args.device else [])])
-        text = render_yaml(template)
+        text = template_text(template, args.job_output)
         if args.job_output:
             write_template(args.job_output, text)
         else:

@@ -1,12 +1,14 @@
 """Open Job Description job templates for ``hdmatt matte`` (what AWS Deadline Cloud runs).
 
 The template (``jobtemplate-2023-09`` with the ``TASK_CHUNKING`` extension) has one step whose
-``Frame`` task parameter is ``CHUNK[INT]`` over the shot's frames with contiguous chunks;
-each task runs::
+``Frame`` task parameter is ``CHUNK[INT]`` over the shot's frames, ``ChunkSize`` frames a
+task, not necessarily contiguous (a stepped shot still fills its chunks); each task runs::
 
-    <HdmattExecutable> matte <Plate> <Trimap> -o <Output> --frames {{Task.Param.Frame}} ...
+    <HdmattExecutable> matte <Plate> <Trimap> -o <Output> --frames={{Task.Param.Frame}} ...
 
-``{{Task.Param.Frame}}`` expands to a range such as ``1001-1010``, which ``--frames`` reads.
+``{{Task.Param.Frame}}`` expands to a range expression such as ``1001-1010`` or
+``1001-1019:2``, which ``--frames`` reads. ``--job-output job.json`` writes the template as
+JSON, any other name YAML.
 The engine is loaded once per chunk, and frames a previous (failed or re-queued) task already
 finished come from the shared per-frame cache if ``--cache`` points at shared storage.
 
@@ -148,7 +150,7 @@ def job_template(*, plate: str, trimap: str | None, output: str, frames: list[in
     args += ["-o", "{{Param.Output}}", "--frames={{Task.Param.Frame}}"]
     args += [_literal(word, prev) for prev, word in zip(["", *(extra_args or [])],
                                                          extra_args or [])]
-    job_name = _literal(name or f"hdmatt {os.path.basename(plate)}", "--name")
+    job_name = checked_name(name, f"hdmatt {os.path.basename(plate)}")
     return {
         "specificationVersion": SPEC_VERSION,
         "extensions": ["TASK_CHUNKING"],
@@ -175,15 +177,26 @@ def job_template(*, plate: str, trimap: str | None, output: str, frames: list[in
     }
 
 
-def _literal(word: str, option: str) -> str:
+def _literal(word: str, option: str, what: str | None = None) -> str:
     """A word the template interpolates (task arguments, the job's name), checked: Open Job
     Description reads ``{{...}}`` there as an expression, so the job would be refused at
-    submission, or the word replaced by a parameter's value."""
+    submission, or the word replaced by a parameter's value. ``what`` names the word in
+    the message (default: ``option``, or "a task argument")."""
     if "{{" in word or "}}" in word:
-        what = option if option.startswith("-") else "a task argument"
+        what = what or (option if option.startswith("-") else "a task argument")
         raise UsageError(f"{what}: {word!r} holds '{{{{' or '}}}}', which Open Job Description "
                          "reads as a template expression; rename it")
     return word
+
+
+def checked_name(name: str | None, default: str) -> str:
+    """The job's name: ``--name``, else ``default`` (made from a file name), either checked
+    by :func:`_literal`."""
+    if name is not None:
+        if not name.strip():
+            raise UsageError("--name is empty")
+        return _literal(name, "--name")
+    return _literal(default, "--name", "the job's name made from a file name (give --name)")
 
 
 def render_yaml(value, indent: int = 0) -> str:
@@ -222,6 +235,14 @@ def _yaml_lines(value, indent: int):
                 yield f"{pad}- {_scalar(item)}"
     else:
         yield f"{pad}{_scalar(value)}"
+
+
+def template_text(template: dict, path: str | None) -> str:
+    """The template as the file ``path`` names it: JSON for a ``.json`` name (Open Job
+    Description reads both), else YAML (stdout too)."""
+    if path and path.lower().endswith(".json"):
+        return json.dumps(template, indent=2) + "\n"
+    return render_yaml(template)
 
 
 def write_template(path: str, text: str) -> None:
