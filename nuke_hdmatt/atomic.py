@@ -3,7 +3,9 @@ data, job templates, reports, the Nuke hook): write a temp file in the target's 
 rename, so a killed run never leaves a half-written file that a later run would trust, and a
 failed run never clobbers the previous file. Otherwise as ``open(path, "w")``: a symlink is
 written through (its target is what the user keeps: dotfiles, a studio file), an existing
-file keeps its permissions and a new one gets the umask's.
+file keeps its permissions and a new one gets the umask's, and an existing file this process
+may not write (``chmod a-w``: a locked, approved frame) is refused, not replaced (a rename
+needs only the folder's permission).
 
 Temp files are named ``.<stem>.<random><suffix>`` beside the target, which is how
 ``imaging.writing.remove_stale_temps`` and ``nuke.engine_call.remove_partial_outputs``
@@ -15,6 +17,7 @@ OpenImageIO are imported by the functions that need them."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -48,6 +51,8 @@ def atomic_path(path, suffix: str = ".tmp", *, fsync: bool = False, make_folder:
     path = Path(path)
     if path.is_symlink():
         path = Path(os.path.realpath(path))
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(errno.EACCES, "read-only; not replaced", str(path))
     if make_folder:
         path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_beside(path, suffix)

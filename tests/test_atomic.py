@@ -1,6 +1,7 @@
 """The shared atomic writer: all or nothing, normal permissions, no temp files left."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,14 @@ def test_a_symlink_is_written_through_like_open_does(tmp_path):
     write_text_atomic(link, "new")
     assert link.is_symlink() and real.read_text() == "new"
     assert sorted(os.listdir(real.parent)) == ["init.py"]
+
+
+def test_a_file_this_process_may_not_write_is_refused_not_replaced(tmp_path, monkeypatch):
+    # chmod a-w: a locked frame (faked for os.access: as root every file is writable)
+    target = tmp_path / "approved.exr"
+    target.write_bytes(b"approved")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == target else real(p, mode))
+    with pytest.raises(PermissionError, match="read-only"):
+        write_text_atomic(target, "new")
+    assert target.read_bytes() == b"approved" and os.listdir(tmp_path) == ["approved.exr"]

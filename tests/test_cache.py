@@ -182,6 +182,52 @@ def test_clear_and_gc_least_recently_used(tmp_path):
     assert cache.clear() == 2 and cache.entries() == []
 
 
+def test_clear_leaves_a_temp_file_a_running_put_is_writing(tmp_path):
+    cache = FrameCache(tmp_path)
+    plate, trimap, alpha = _frame(0)
+    path = cache.put(FrameCache.key(plate, trimap, **SETTINGS), alpha)
+    live, stale = path.parent / ".tmp-live", path.parent / ".tmp-stale"
+    live.write_bytes(b"x")
+    stale.write_bytes(b"x")
+    os.utime(stale, (1000, 1000))
+    assert cache.clear() == 1
+    assert live.exists() and not stale.exists() and not path.exists()
+
+
+def test_a_shared_caches_folders_keep_the_cache_folders_permissions(tmp_path):
+    root = tmp_path / "shared"
+    root.mkdir()
+    os.chmod(root, 0o2775)           # a group's cache: group-writable, group inherited
+    old = os.umask(0o022)            # the first writer's umask would make folders 0755
+    try:
+        plate, trimap, alpha = _frame(0)
+        path = FrameCache(root).put(FrameCache.key(plate, trimap, **SETTINGS), alpha)
+    finally:
+        os.umask(old)
+    assert os.stat(path.parent).st_mode & 0o7777 == 0o2775
+    assert os.stat(path).st_mode & 0o777 == 0o644      # entries: as an ordinary file
+
+
+def test_a_folder_of_the_cache_this_user_may_not_write_costs_only_its_own_frames(
+        tmp_path, monkeypatch, caplog):
+    import tempfile
+    real = tempfile.mkstemp
+    cache = FrameCache(tmp_path)
+    frames = [_frame(i) for i in range(6)]
+    keys = [FrameCache.key(p, t, **SETTINGS) for p, t, _ in frames]
+    closed = cache.path_for(keys[0]).parent
+
+    def mkstemp(*args, dir=None, **kwargs):     # another user's folder, 0755 (as root: faked)
+        if dir is not None and os.path.samefile(dir, closed):
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    stored = [cache.put(k, a) for k, (_, _, a) in zip(keys, frames)]
+    assert stored[0] is None and cache.writable
+    assert all(p is not None for k, p in zip(keys, stored) if cache.path_for(k).parent != closed)
+    assert sum("Permission denied" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_put_keeps_the_cache_under_its_limit_dropping_the_least_recently_used(tmp_path):
     """Without ``hdmatt cache gc``: a workstation's cache stays under its limit as a run
     writes, the entry just read and the one just written kept."""

@@ -70,6 +70,24 @@ def test_inputs_whose_names_only_look_like_patterns_are_those_files(tmp_path):
     assert proc.returncode == 2 and "plate@2x.png" in proc.stderr, proc.stderr
 
 
+def test_a_json_log_never_writes_into_the_weights_or_the_ocio_config(tmp_path):
+    import shutil
+
+    from nuke_hdmatt.engine.weights import BUNDLED_WEIGHTS
+    _png_inputs(tmp_path)
+    weights = tmp_path / "w.safetensors"
+    shutil.copy(BUNDLED_WEIGHTS, weights)
+    config = tmp_path / "config.ocio"
+    config.write_text("ocio_profile_version: 2\n")
+    before = weights.read_bytes(), config.read_bytes()
+    for extra, log in ((["--weights", weights], weights), (["--ocio", config], config),
+                       ([], BUNDLED_WEIGHTS)):
+        proc = hdmatt(tmp_path, "matte", "plate.png", "trimap.png", "-o", "alpha.png", *FAST,
+                      "--no-cache", *extra, "--json-log", log)
+        assert proc.returncode == 2 and "--json-log would write into" in proc.stderr, proc.stderr
+    assert (weights.read_bytes(), config.read_bytes()) == before
+
+
 def test_outputs_say_what_colour_their_pixels_are_in(tmp_path):
     """The EXR carries the plate's colours in the space the run read them in (a
     --plate-colorspace over the file's tag included); an alpha-only PNG is coverage, no sRGB

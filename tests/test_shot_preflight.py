@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cli_fixtures import exr_sequence
 
 
@@ -50,3 +52,28 @@ def test_an_output_differing_from_an_input_only_in_case_is_that_input(tmp_path, 
     out = FrameSequence(str(tmp_path / "PLATE.exr"))
     clash = plan.overwritten_input(out, [FrameSequence(str(tmp_path / "plate.exr"))], [None])
     assert clash is not None and clash[1].endswith("plate.exr")
+
+
+def test_a_locked_output_frame_is_failed_up_front_and_never_replaced(tmp_path, monkeypatch):
+    import os
+
+    from nuke_hdmatt.errors import OutputError
+    from nuke_hdmatt.shot.matte import preflight
+    from nuke_hdmatt.shot.plan import MatteJob, plan_frames
+
+    plate, trimap = exr_sequence(tmp_path / "in", [1, 2], size=48)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.0002.exr").write_bytes(b"approved")
+    real = os.access        # chmod a-w, faked: as root every file is writable
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p).endswith("a.0002.exr")
+                        else real(p, mode))
+    job = MatteJob(plate=plate, trimap=trimap, output=str(out / "a.####.exr"), frames=[1, 2])
+    plan = plan_frames(job)
+    preflight(job, plan)
+    assert list(plan.missing) == [2] and "read-only" in plan.missing[2]
+    still = MatteJob(plate=plate.replace("####", "0002"), trimap=trimap.replace("####", "0002"),
+                     output=str(out / "a.0002.exr"))
+    with pytest.raises(OutputError, match="read-only"):
+        preflight(still, plan_frames(still))
+    assert (out / "a.0002.exr").read_bytes() == b"approved"

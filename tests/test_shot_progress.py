@@ -79,3 +79,17 @@ def test_a_share_of_the_frame_tells_its_fraction(tmp_path, clock):
     assert [e["fraction"] for e in events if e["event"] == "progress"] == [0.425, 0.85, 0.8875, 1.0]
     assert [e["done"] for e in events if e["event"] == "progress"] == [10, 20, 1, 4]
     rep.close()
+
+
+def test_a_json_log_that_cannot_be_written_is_one_warning_and_the_run_goes_on():
+    # /dev/full opens for appending and fails every write (ENOSPC): a log disk filling up
+    stream = io.StringIO()
+    rep = ProgressReporter(2, stream=stream, json_log="/dev/full")
+    rep.frame_start(1)
+    rep.patch(1, 2, "patches")
+    rep.warning("something")
+    rep.frame_start(2)
+    rep.close()
+    lines = [line for line in stream.getvalue().splitlines() if "--json-log" in line]
+    assert lines == ["hdmatt: warning: --json-log /dev/full: cannot write (No space left on "
+                     "device); going on without it"]

@@ -29,12 +29,17 @@ The cache is an accelerator, never a reason to stop: a folder that cannot be cre
 written (a file in its place, read-only, another user's unreadable entry, a full disk) gives
 one warning naming the folder and the run goes on without it; an unreadable size limit gives
 one warning and the default. Entries get the permissions an
-ordinary file would (the umask; a setgid folder's group is inherited), so one cache folder
-can be shared by the farm and the workstations of a group.
+ordinary file would (the umask; a setgid folder's group is inherited), and the two-letter
+folders that hold them the cache folder's own permissions (a group-writable cache stays
+group-writable whatever the umask of whoever made a folder first), so one cache folder can
+be shared by the farm and the workstations of a group. A folder of it this process may not
+write into costs only the frames that belong there; a full or read-only disk stops storing
+for the rest of the run.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -145,6 +150,7 @@ class FrameCache:
         self.root = Path(root).expanduser() if root is not None else default_cache_root()
         self.stats = {"hits": 0, "misses": 0, "corrupt": 0}
         self.writable = True
+        self._closed_dirs: set[Path] = set()   # shard folders this process may not write into
         self._warned: set[str] = set()
         self.max_bytes = _max_bytes_from_env() if max_bytes is None else max(0, int(max_bytes))
         self._written = 0      # bytes put since the last trim
@@ -300,12 +306,16 @@ class FrameCache:
         Atomic: written to a temporary file beside the entry and renamed into place. Safe
         when other processes put the same key concurrently.
         """
-        if not self.writable:
+        if not self.writable or self.path_for(key).parent in self._closed_dirs:
             return None
         try:
             path = self._put(key, alpha, meta)
         except OSError as exc:
-            self.writable = False
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                # another user's folder without write access for us: skip it, not the cache
+                self._closed_dirs.add(self.path_for(key).parent)
+            else:
+                self.writable = False
             self._warn("write", exc)
             return None
         try:
@@ -342,7 +352,7 @@ class FrameCache:
         }, default=str).encode()
         path = self.path_for(key)
         for attempt in range(3):
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self._shard(path.parent)
             try:
                 fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{key[:16]}-", dir=path.parent)
                 break
@@ -366,6 +376,21 @@ class FrameCache:
             _unlink_quiet(Path(tmp))
             raise
         return path
+
+    def _shard(self, folder: Path) -> None:
+        """Make an entry's two-letter folder with the cache folder's permissions (the umask
+        would make a group's shared cache read-only to all but the first writer of each)."""
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            return
+        except FileNotFoundError:
+            self.root.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(exist_ok=True)
+        try:
+            os.chmod(folder, self.root.stat().st_mode & 0o7777)
+        except OSError:
+            pass    # a folder we just made is ours: only an odd file system refuses
 
     # ---- housekeeping -------------------------------------------------------------------
     def _files(self):
@@ -406,11 +431,14 @@ class FrameCache:
         return sum(e.size for e in self.entries())
 
     def clear(self) -> int:
-        """Delete every entry (and leftover temp files); returns how many entries went."""
+        """Delete every entry and temp files left by killed processes (not those a running
+        process is writing); returns how many entries went."""
         n = 0
         for p in list(self._files()):
-            if p.name.endswith(SUFFIX) or p.name.startswith(TMP_PREFIX):
-                n += _unlink_quiet(p) and p.name.endswith(SUFFIX)
+            if p.name.endswith(SUFFIX):
+                n += _unlink_quiet(p)
+            elif p.name.startswith(TMP_PREFIX):
+                _remove_if_stale(p, time.time())
         self._remove_empty_dirs()
         return n
 
@@ -426,11 +454,7 @@ class FrameCache:
         now = time.time()
         for p in list(self._files()):
             if p.name.startswith(TMP_PREFIX):
-                try:
-                    if now - p.stat().st_mtime > STALE_TMP_S:
-                        _unlink_quiet(p)
-                except OSError:
-                    pass
+                _remove_if_stale(p, now)
         entries = []   # (last use, size, path): no header read, a run trims often
         for p in self._files():
             if p.name.endswith(SUFFIX):
@@ -489,6 +513,15 @@ def _checked(header) -> dict:
     if not isinstance(header, dict) or not isinstance(header.get("meta", {}), dict):
         raise ValueError("not a cache entry's header")
     return header
+
+
+def _remove_if_stale(path: Path, now: float) -> None:
+    """Delete a temp file older than :data:`STALE_TMP_S` (a killed process's)."""
+    try:
+        if now - path.stat().st_mtime > STALE_TMP_S:
+            _unlink_quiet(path)
+    except OSError:
+        pass
 
 
 def _unlink_quiet(path: Path) -> bool:

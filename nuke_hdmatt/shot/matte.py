@@ -281,8 +281,17 @@ def _prepare_output(job: MatteJob, plan: FramePlan) -> list[str]:
             names = None
         for frame in plan.frames:
             path = out.path(frame)
-            if (names is None or os.path.basename(path) in names) and os.path.isdir(path):
+            if names is not None and os.path.basename(path) not in names:
+                continue
+            if os.path.isdir(path):
                 raise OutputError("is a folder; give a file name for the output", path=path)
+            if os.path.exists(path) and not os.access(path, os.W_OK):
+                # a locked frame (chmod a-w): never replaced, and not computed for nothing
+                if plan.is_still:
+                    raise OutputError("is read-only; not replaced (make it writable or choose "
+                                      "another -o)", path=path)
+                plan.missing.setdefault(frame, f"{path}: read-only; not replaced")
+                plan.prepared.pop(frame, None)
     except BaseException:
         remove_created(created)
         raise

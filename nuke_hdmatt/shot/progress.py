@@ -88,8 +88,20 @@ class ProgressReporter:
         if self._json is None:
             return
         record = {"t": round(time.time(), 3), "event": kind, **fields}
-        self._json.write(json.dumps(record, default=str) + "\n")
-        self._json.flush()  # farm parsers tail the file while we run
+        try:
+            self._json.write(json.dumps(record, default=str) + "\n")
+            self._json.flush()  # farm parsers tail the file while we run
+        except OSError as exc:
+            # a side channel: its disk filling up must not stop the shot
+            log, self._json = self._json, None
+            try:
+                log.close()
+            except OSError:
+                pass
+            self._end_line()
+            self.stream.write(f"hdmatt: warning: --json-log {log.name}: cannot write "
+                              f"({exc.strerror or exc}); going on without it\n")
+            self.stream.flush()
 
     def close(self) -> None:
         """End the status line and close the JSON log."""

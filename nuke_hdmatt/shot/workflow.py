@@ -180,15 +180,22 @@ def open_cache(settings: RunSettings):
         return None
 
 
-def _check_json_log(json_log: str | None, job, plan) -> None:
-    """``--json-log`` is appended to: it must not be one of the inputs or outputs."""
+def _check_json_log(json_log: str | None, job, plan, settings: RunSettings) -> None:
+    """``--json-log`` is appended to: it must not be one of the inputs or outputs, nor a
+    file the run reads besides them (the weights and their sidecars, the OCIO config)."""
     if not json_log:
         return
+    from ..engine.weights import BUNDLED_WEIGHTS  # no torch
     from ..sequence import FrameSequence, input_sequence
     from .plan import overwritten_input
     files = [input_sequence(p) for p in (job.plate, job.trimap or job.trimap_from_matte)]
     files.append(FrameSequence(job.output))
-    clash = overwritten_input(FrameSequence(json_log), files, plan.frames)
+    weights = str(settings.engine.get("weights") or BUNDLED_WEIGHTS)
+    ocio = job.ocio or os.environ.get("OCIO", "")
+    read = [weights, weights + ".sha256", weights + ".detail.json"] + \
+        ([ocio] if ocio and not ocio.startswith("ocio://") else [])
+    files += [FrameSequence(p, literal=True) for p in read]
+    clash = overwritten_input(FrameSequence(json_log, literal=True), files, plan.frames)
     if clash:
         raise UsageError(f"--json-log would write into {clash[1]}; choose another file",
                          path=json_log)
@@ -205,7 +212,7 @@ def run_matte(job, settings: RunSettings) -> int:
     from .plan import plan_frames
 
     plan = plan_frames(job)
-    _check_json_log(settings.json_log, job, plan)
+    _check_json_log(settings.json_log, job, plan, settings)
     created = preflight(job, plan)
     result = None
     try:
