@@ -22,8 +22,8 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_path", "temp_beside", "save_npz_atomic", "save_npy_atomic", "write_png_atomic",
-           "write_text_atomic"]
+__all__ = ["atomic_path", "current_umask", "temp_beside", "save_npz_atomic", "save_npy_atomic",
+           "write_png_atomic", "write_text_atomic"]
 
 
 def temp_beside(path, suffix: str = ".tmp") -> str:
@@ -74,9 +74,23 @@ def _final_mode(path: Path) -> int:
     try:
         return path.stat().st_mode & 0o7777
     except FileNotFoundError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
+        return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process's umask, read without setting it where the system says it (Linux): setting
+    it to read it would, for that instant, give files other threads create (Nuke runs many)
+    the wrong permissions."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_npz_atomic(path, compressed: bool = True, **arrays) -> None:

@@ -57,3 +57,13 @@ def test_a_file_this_process_may_not_write_is_refused_not_replaced(tmp_path, mon
     with pytest.raises(PermissionError, match="read-only"):
         write_text_atomic(target, "new")
     assert target.read_bytes() == b"approved" and os.listdir(tmp_path) == ["approved.exr"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_the_umask_is_read_as_it_is(mask):
+    from nuke_hdmatt.atomic import current_umask
+    old = os.umask(mask)
+    try:
+        assert current_umask() == mask and os.umask(mask) == mask    # and left as it was
+    finally:
+        os.umask(old)

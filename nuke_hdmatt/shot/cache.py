@@ -54,6 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import current_umask
 from ..errors import UsageError
 
 __all__ = ["FrameCache", "CacheEntry", "default_cache_root", "parse_size", "format_size"]
@@ -363,9 +364,7 @@ class FrameCache:
         try:
             # mkstemp creates 0600: give the entry the umask's permissions (group-readable
             # in a shared cache) like an ordinary file
-            mask = os.umask(0)
-            os.umask(mask)
-            os.fchmod(fd, 0o666 & ~mask)
+            os.fchmod(fd, 0o666 & ~current_umask())
             with os.fdopen(fd, "wb") as fh:
                 fh.write(MAGIC + struct.pack("<I", len(header)) + header + payload)
                 fh.flush()
