@@ -48,7 +48,9 @@ def atomic_path(path, suffix: str = ".tmp", *, fsync: bool = False, make_folder:
     ``fsync`` flushes the temp file to disk before the rename (outputs others read at once:
     a farm's alphas); ``make_folder`` creates missing parent folders.
     """
-    path = Path(path)
+    # ".." taken lexically, as mkstemp places the temp file and every check of the output's
+    # folder reads it (the kernel would fail the rename through a missing "sub/..")
+    path = Path(os.path.abspath(path))
     if path.is_symlink():
         path = Path(os.path.realpath(path))
     if path.exists() and not os.access(path, os.W_OK):

@@ -67,3 +67,9 @@ def test_the_umask_is_read_as_it_is(mask):
         assert current_umask() == mask and os.umask(mask) == mask    # and left as it was
     finally:
         os.umask(old)
+
+
+def test_dot_dot_through_a_missing_folder_is_taken_as_every_check_takes_it(tmp_path):
+    # the checks of an output's folder read "sub/.." lexically, as mkstemp places the temp
+    write_text_atomic(tmp_path / "sub" / ".." / "a.txt", "x")
+    assert (tmp_path / "a.txt").read_text() == "x" and os.listdir(tmp_path) == ["a.txt"]
