@@ -863,8 +863,8 @@ def test_15_setup_lines_for_each_shell(tmp_path):
     install = _install()
     g, e = Path("C:/hdmatt/gizmos"), Path("C:/hdmatt/.venv/Scripts/hdmatt.exe")
     ps = install.nuke_path_lines(g, e, "powershell")
-    assert ps.splitlines()[1] == f'$env:HDMATT_ENGINE = "{e}"'
-    assert ps.startswith(f'$env:NUKE_PATH = "{g}"')
+    assert ps.splitlines()[1] == f"$env:HDMATT_ENGINE = '{e}'"     # literal: no $ expanded
+    assert ps.startswith(f"$env:NUKE_PATH = '{g}'")
     cmd = install.nuke_path_lines(g, e, "cmd")
     assert f'set "NUKE_PATH={g};%NUKE_PATH%"' in cmd and cmd.endswith(f'set "HDMATT_ENGINE={e}"\n')
     sh = install.nuke_path_lines(Path("/g"), Path("/e"), "sh")
