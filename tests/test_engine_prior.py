@@ -450,6 +450,27 @@ def test_auto_detail_blends_the_cascade_with_the_weights_detail_model():
     assert np.abs(got - fixed).max() > 1e-3
 
 
+def test_the_detail_models_tiles_count_in_the_frames_progress(monkeypatch):
+    """With a detail model the blend's tiles are the frame's last part: the bar does not sit
+    at 100 % through them (2-3 s of a 6K CPU frame)."""
+    from nuke_hdmatt.engine import detail
+    from nuke_hdmatt.engine.detail import FEATURES, DetailModel
+    monkeypatch.setattr(detail, "TILE", 32)          # several tiles on a small frame
+    cascade, _ = _cascade_engines()
+    model = DetailModel(np.zeros(len(FEATURES), np.float32), np.ones(len(FEATURES), np.float32),
+                        [(np.zeros((1, len(FEATURES)), np.float32), np.zeros(1, np.float32))])
+    cascade.detail_model, cascade.detail_digest = model, "f" * 64
+    image, trimap = _edge_scene(100, 150)
+    seen = []
+    cascade.matte(image, trimap, progress=lambda d, t, s: seen.append((d, t, s)))
+    tiles = detail.tile_count(trimap)
+    assert tiles > 1 and [s for *_, s in seen][-tiles:] == ["detail"] * tiles
+    assert "detail" not in [s for *_, s in seen][:-tiles]
+    assert [d for d, *_ in seen] == sorted(d for d, *_ in seen)
+    assert len({t for _, t, _ in seen}) == 1 and seen[-1][0] == seen[-1][1]
+    assert seen[-tiles - 1][0] == seen[-1][0] - tiles    # one step a tile
+
+
 def test_the_cascade_flip_averages_its_coarse_pass():
     """With flip (the default) the cascade's 1024 px alpha is the small frame's flip-averaged
     alpha, as a frame of that size gets on its own; the full-resolution pass runs once."""

@@ -229,14 +229,17 @@ class DetailModel:
         return out.clamp_(0, 1)
 
     def blend(self, image: np.ndarray, trimap: np.ndarray, coarse: np.ndarray,
-              full: np.ndarray, device: torch.device | str = "cpu", cancel=None) -> np.ndarray:
+              full: np.ndarray, device: torch.device | str = "cpu", cancel=None,
+              progress=None) -> np.ndarray:
         """The blended alpha (H, W) float32; known trimap pixels are copied from the trimap.
         ``cancel()`` is polled before each tile (a tile takes a fraction of a second on a
-        CPU; an 8K frame has dozens): True raises :class:`~nuke_hdmatt.errors.Cancelled`."""
+        CPU; an 8K frame has dozens): True raises :class:`~nuke_hdmatt.errors.Cancelled`;
+        ``progress(done, total, "detail")`` hears each tile done (of :func:`tile_count`)."""
         h, w = trimap.shape
         out = trimap.astype(np.float32)
         dev = torch.device(device)
         size = tile_size(dev)
+        total, done = tile_count(trimap, dev), 0
         for ty in range(0, h, size):
             for tx in range(0, w, size):
                 unknown = trimap[ty:ty + size, tx:tx + size] == 0.5
@@ -258,6 +261,9 @@ class DetailModel:
                     image[outer], trimap[outer], coarse[outer], full[outer], dev,
                     np.s_[y0 - outer[0].start:y1 - outer[0].start,
                           x0 - outer[1].start:x1 - outer[1].start], box)
+                done += 1
+                if progress is not None:
+                    progress(done, total, "detail")
         return out
 
     def _tile(self, image, trimap, coarse, full, dev, inner, unknown) -> np.ndarray:
@@ -270,6 +276,15 @@ class DetailModel:
                          self.names, up(at).bool())
         # the wanted pixels in the same (raster) order as the measurements
         return self.alpha(feats.T, up(coarse[at]), up(full[at])).cpu().numpy()
+
+
+def tile_count(trimap: np.ndarray, device: torch.device | str = "cpu") -> int:
+    """How many tiles :meth:`DetailModel.blend` measures on ``trimap`` (those holding unknown
+    pixels), for a frame's progress plan."""
+    size = tile_size(torch.device(device))
+    h, w = trimap.shape
+    return sum(bool((trimap[ty:ty + size, tx:tx + size] == 0.5).any())
+               for ty in range(0, h, size) for tx in range(0, w, size))
 
 
 def tile_size(device: torch.device) -> int:

@@ -2,9 +2,10 @@
 
 A frame's matte runs several parts in turn, each counting its own steps: the local prior's
 cells, the cascade's coarse pass over the 1024 px frame, the full-resolution pass, each
-network pass twice with flip averaging. Told to the caller as they came, the count restarted
-at every part (the Nuke node's bar ran backwards within a frame, and an ETA taken from the
-frame's time so far over the first part's share was off by 20x on a 6K frame).
+network pass twice with flip averaging, the detail model's tiles. Told to the caller as
+they came, the count restarted at every part (the Nuke node's bar ran backwards within a
+frame, and an ETA taken from the frame's time so far over the first part's share was off by
+20x on a 6K frame).
 :class:`FrameProgress` plans the parts when the frame starts, so ``done`` only grows and
 ``total`` stays fixed; each part keeps its own stage name.
 """

@@ -22,7 +22,7 @@ from .. import ENGINE_VERSION
 from ..errors import TrimapError, WeightsError
 from .cascade import classical_prior, prior_and_step
 from .config import LIGHT, ModelConfig
-from .detail import DetailModel
+from .detail import DetailModel, tile_count
 from .fold import fold_batchnorm
 from .frame_progress import FrameProgress
 from .memory import guarded
@@ -185,7 +185,7 @@ class Engine:
         trimap: float32 HxW with 0 (background), 0.5 (unknown), 1 (foreground).
         progress(done, total, stage): called per batch of patches and per local prior
         solve, one count over the frame's parts (:mod:`.frame_progress`; stages ``prior``,
-        ``coarse patches``, ``patches``): done only grows, total stays fixed.
+        ``coarse patches``, ``patches``, ``detail``): done only grows, total stays fixed.
         cancel(): polled between batches; True raises :class:`Cancelled`.
         prior: a precomputed HxW prior alpha for variant D (else computed here).
         Returns float32 HxW in [0, 1]; known trimap pixels are copied exactly, unknown ones
@@ -230,7 +230,8 @@ class Engine:
         if isinstance(step, DetailModel):
             assert prior is not None
             with self.stage("detail"):
-                return step.blend(image, trimap, prior, alpha, self.device, cancel)
+                return step.blend(image, trimap, prior, alpha, self.device, cancel,
+                                  frame.part("detail"))
         if step != 1.0:
             assert prior is not None and isinstance(step, float)
             alpha[unknown] = prior[unknown] + step * (alpha[unknown] - prior[unknown])
@@ -244,8 +245,13 @@ class Engine:
         ``detail`` 0)."""
         big = max(trimap.shape) > self.prior_max_side
         local = solves_prior and self.cfg.uses_prior and self.prior == "local" and big
+        # the detail model's tiles after the full-resolution pass: 2-3 s of a 6K CPU frame,
+        # which a bar at 100 % would leave unexplained
+        detail = [("detail", tile_count(trimap, self.device))] \
+            if coarse and full and isinstance(self.detail, DetailModel) else []
         return ([("prior", len(full[0].queries))] if local else []) + \
-            [("coarse patches", p.steps) for p in coarse] + [("patches", p.steps) for p in full]
+            [("coarse patches", p.steps) for p in coarse] + \
+            [("patches", p.steps) for p in full] + detail
 
     def _pass_plans(self, trimap) -> list[PassPlan]:
         """The plan of each of :meth:`_network`'s passes on ``trimap`` (two with flips)."""
