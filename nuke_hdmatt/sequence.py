@@ -185,7 +185,11 @@ def parse_frames(text: str) -> list[int]:
     if text is None or not str(text).strip():
         raise UsageError("--frames: empty frame range")
     ranges = []
-    for part in str(text).replace(" ", "").split(","):
+    # spaces separate parts, as in Nuke's frame ranges ("1001 1005", "1-10 20-30"): never
+    # glued together ("1001 1005" was frame 10011005); around - x : they belong to the part
+    joined = re.sub(r"\s*([x:])\s*", r"\1", str(text).strip())
+    joined = re.sub(r"(?<=\d)\s*-\s*", "-", joined)
+    for part in re.split(r"[\s,]+", joined):
         m = _RANGE.match(part)
         if not m:
             raise UsageError(f"--frames: cannot parse {part!r} (use 1001-1100, 1001-1100x2 or 1,5,10-12)")

@@ -49,6 +49,12 @@ def test_single_file_is_not_a_sequence_and_sequence_needs_a_frame():
     ("1,5,10-12", [1, 5, 10, 11, 12]),
     ("3,1-3", [3, 1, 2]),
     (" 1, 2 ", [1, 2]),
+    # spaces separate parts, as in Nuke's frame ranges: "1001 1005" was frame 10011005
+    ("1001 1005", [1001, 1005]),
+    ("1-3 7", [1, 2, 3, 7]),
+    ("1001 - 1003", [1001, 1002, 1003]),
+    ("1-5 x 2", [1, 3, 5]),
+    ("-3 - -1", [-3, -2, -1]),
 ])
 def test_parse_frames(text, expected):
     assert parse_frames(text) == expected
