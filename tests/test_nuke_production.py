@@ -201,6 +201,13 @@ def test_2_export_writes_the_trimap_in_half_and_refuses_to_fill_the_disk(shot, t
     assert hd().generate(node) is False
     assert "GiB free; generate fewer frames" in node["status"].value()
     assert nuke._renders == [] and list((tmp_path / "tmp").iterdir()) == []
+    # in proxy mode the inputs' sizes are the proxy's: the export (proxy off) is full size
+    full_width = node.input(0).width()
+    nuke.root()["proxy"].setValue(True)
+    assert node.input(0).width() == full_width // 2
+    assert hd().generate(node) is False and nuke.root()["proxy"].value() is True
+    assert "GiB free; generate fewer frames" in node["status"].value()
+    nuke.root()["proxy"].setValue(False)
     monkeypatch.setattr(export.shutil, "disk_usage", lambda p: usage(10 * need, 9 * need, need))
     assert hd().export_inputs(node, [1, 2], str(tmp_path / "w"))["plate"]
 

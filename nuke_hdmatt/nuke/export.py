@@ -112,7 +112,6 @@ def export_inputs(node, frames: list[int], folder: str, plate_space: str = "") -
     """
     names = connected(node)
     all_views = views()
-    check_space(node, len(frames) * len(all_views), folder)
     stereo = len(all_views) > 1
     root = nuke.root()
     working = str(root["workingSpaceLUT"].value()) if root.knob("workingSpaceLUT") else ""
@@ -153,6 +152,8 @@ def export_inputs(node, frames: list[int], folder: str, plate_space: str = "") -
             paths[name] = pattern
         if proxy is not None:
             proxy.setValue(False)
+        # sized with proxy off: in proxy mode an input's width and height are the proxy's
+        check_space(node, len(frames) * len(all_views), folder)
         try:
             with _RenderCallbacksOff():
                 nuke.executeMultiple(writes, [(a, b, 1) for a, b in ranges(frames)], all_views)

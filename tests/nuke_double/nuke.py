@@ -523,6 +523,11 @@ def _format_size():
     return int(parts[0]), int(parts[1])
 
 
+def _proxied(size: int) -> int:
+    r = root()
+    return max(1, int(size * r["proxy_scale"].value())) if r["proxy"].value() else size
+
+
 class _Img(dict):
     """Channel name -> (format height, format width) float32 plane, rows top first, zero
     outside ``bbox`` = (x, y, r, t) in Nuke's pixel coordinates (y up, r and t exclusive)."""
@@ -682,10 +687,12 @@ class Node:
         return True
 
     def width(self) -> int:
-        return _format_size()[0]
+        """The format's width; in proxy mode the proxy's (``root.proxy_scale`` of it), as
+        Nuke gives it."""
+        return _proxied(_format_size()[0])
 
     def height(self) -> int:
-        return _format_size()[1]
+        return _proxied(_format_size()[1])
 
     def _image(self, frame: int) -> "_Img":
         src = self.input(0)
@@ -729,13 +736,15 @@ class Root(Group):
     _KNOBS = {"first_frame": Int_Knob, "last_frame": Int_Knob, "format": String_Knob,
               "fps": Double_Knob, "colorManagement": String_Knob, "OCIO_config": String_Knob,
               "customOCIOConfigPath": File_Knob, "workingSpaceLUT": String_Knob,
-              "project_directory": String_Knob, "proxy": Boolean_Knob, "views": String_Knob}
+              "project_directory": String_Knob, "proxy": Boolean_Knob, "views": String_Knob,
+              "proxy_scale": Double_Knob}
     _MAX_INPUTS = 0
 
     def __init__(self):
         Group.__init__(self)
         self["first_frame"].setValue(1)
         self["last_frame"].setValue(100)
+        self["proxy_scale"].setValue(0.5)
         self["format"].setValue("2048 1556 0 0 2048 1556 1 2K_Super_35(full-ap)")
         self["colorManagement"].setValue("Nuke")
         self["OCIO_config"].setValue("nuke-default")
