@@ -978,3 +978,33 @@ def test_16_an_error_that_is_no_hdmatt_error_is_still_reported_on_the_node(shot,
         assert hd().clear_cache(node) == 0
     assert node["status"].value() == ("error: could not delete 1 of 1 alpha frames "
                                       "(alpha.0001.exr: Permission denied)")
+
+
+def test_16_a_knobs_tcl_failing_after_a_generate_is_an_error_status_not_a_traceback(
+        shot, monkeypatch):
+    """The stale check evaluates every knob: an unset $env in the cache folder raised
+    Nuke's RuntimeError from every idle update (and a render's onCreate)."""
+    nuke, node, plate, src, tmp_path = shot
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+    assert hd().generate(node, "1") is True
+    monkeypatch.delenv("SHOW_CACHE", raising=False)
+    node["cache"].setValue("$env(SHOW_CACHE)/hdmatt")
+    line = hd().update_status(node)
+    assert "SHOW_CACHE" in line and node["status"].value().startswith("error: ")
+    monkeypatch.setattr(nuke, "GUI", False)
+    monkeypatch.setattr(nuke, "thisNode", lambda: node)
+    hd().on_create()                                   # a render loading the script
+
+
+def test_4_each_frame_a_generate_lands_is_in_the_reads_range_at_once(shot):
+    """The worker reloads the inner Read as each frame lands: its range follows, or a first
+    Generate's frames stayed black (range 0-0) until the whole run ended."""
+    nuke, node, plate, src, tmp_path = shot
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+    assert hd().generate(node, "1-2") is True
+    for knob in ("range_first", "range_last"):
+        node[knob].setValue(0)
+    hd()._reload(node)                                 # what frame_done runs on the main thread
+    assert (node["range_first"].value(), node["range_last"].value()) == (1, 2)

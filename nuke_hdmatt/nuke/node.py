@@ -129,7 +129,12 @@ def on_create() -> None:
     update_status(node)
     apply_detail_auto(node)
     if not nuke.GUI:
-        reasons = stale_reasons(node)
+        try:
+            reasons = stale_reasons(node)
+        except HDMattError as exc:
+            reasons = []
+            print(f"HDMatt: warning: {node.fullName()}: cannot tell whether the alpha is stale "
+                  f"({exc.one_line()}); renders use it as it is", file=sys.stderr)
         if reasons:
             print(f"HDMatt: warning: {node.fullName()}: alpha is stale ({', '.join(reasons)} "
                   "changed since Generate); renders use it as it is", file=sys.stderr)
@@ -244,6 +249,8 @@ def stale_reasons(node, max_age: float = 0.0) -> list[str]:
         now = fingerprint(node, parse_frames(rec["frames"]), max_age=max_age)
     except (HDMattError, KeyError, ValueError):
         return ["settings"]
+    except RuntimeError as exc:  # Nuke's, for a knob's bad TCL ($env(SHOW_CACHE) unset)
+        raise UsageError(f"{node.name()}: {_unexpected(exc)}") from None
     then = rec.get("digests", {})
     files_then = rec.get("files", {})
     reasons = [f"{name} input" for name, _ in INPUTS
@@ -576,6 +583,9 @@ def _set_range(node, on_disk=None) -> None:
 
 
 def _reload(node) -> None:
+    """The inner Read reads the frames on disk again, over their range: during a first
+    Generate each frame shows as it lands (its range was 0-0 until the run ended)."""
+    _set_range(node)
     node.node("alpha_read")["reload"].execute()
 
 
@@ -606,7 +616,11 @@ def update_status(node, frames: list[int] | None = None, note: str = "",
         text += f"; failed: {format_frames(sorted(failed))}"
     if older:
         text += f" (an earlier run's alpha is on disk for {format_frames(older)}: renders use it)"
-    stale = stale_reasons(node, max_age) if have else []
+    try:
+        stale = stale_reasons(node, max_age) if have else []
+    except HDMattError as exc:
+        _set(node, "status", f"error: {exc.one_line()}")
+        return exc.one_line()
     if stale:
         text += f"; stale: {', '.join(stale)} changed since Generate"
     warned = node["engine_warnings"].value().splitlines() if "engine_warnings" in node.knobs() else []
