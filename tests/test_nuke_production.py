@@ -349,6 +349,21 @@ def test_4_7_exposure_flip_and_snap_changes_show_stale_at_once(shot):
         node[knob].setValue(old)
 
 
+def test_4_8_frames_a_later_generate_did_not_make_again_stay_stale(shot):
+    """Generate 1-2, change a setting, Generate frame 1: frame 2's alpha is the old
+    setting's, and renders use it; the node says so until frame 2 is made again."""
+    nuke, node, plate, src, _ = shot
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+    assert hd().generate(node, "1-2") is True
+    node["snap"].setValue(0.0)
+    assert hd().generate(node, "1") is True
+    assert "stale: settings changed since Generate" in hd().update_status(node, [1, 2])
+    assert node["label"].value() == "1-2 stale"
+    assert hd().generate(node, "2") is True
+    assert "stale" not in hd().update_status(node, [1, 2])
+
+
 def test_5_changed_weights_mark_the_node_stale(shot, tmp_path, monkeypatch):
     from nuke_hdmatt.engine.weights import file_sha256
     nuke, node, plate, src, _ = shot

@@ -261,6 +261,15 @@ def stale_reasons(node, max_age: float = 0.0) -> list[str]:
         reasons.append("settings")
     if weights_changed(rec.get("weights")):
         reasons.append("weights")
+    outdated = rec.get("outdated") or {}
+    if outdated:
+        try:
+            have = _on_disk(node)
+        except HDMattError:
+            have = set()
+        for f, why in outdated.items():
+            if int(f) in have:
+                reasons += [r for r in why if r not in reasons]
     return reasons
 
 
@@ -512,19 +521,39 @@ def _show_warnings(node, warnings: list[str]) -> None:
 def _remember(node, done: list[int], prints: dict, weights: dict | None = None) -> None:
     """The hidden ``generated`` record: frames, the settings and graph digests, each frame's
     input files, and the weights the engine reported (``{"path", "sha256"}``). Frames of an
-    earlier Generate with the same settings, graphs and weights stay in it."""
-    rec = _record(node)
+    earlier Generate with the same settings, graphs and weights stay in it; those of one
+    with others are ``outdated``, with what differed, until a Generate makes them again
+    (a Generate of frame 1 after a change left frame 2's old alpha looking current)."""
+    rec = _record(node) or {}
     digests = {k: v for k, v in prints.items() if k != "files"}
     files = {str(f): prints["files"].get(str(f), {}) for f in done}
-    if (rec and rec.get("digests") == digests and rec.get("weights") == weights
-            and "files" in rec):
-        files = {**rec["files"], **files}
+    outdated = dict(rec.get("outdated") or {})
+    if "files" in rec:
+        if rec.get("digests") == digests and rec.get("weights") == weights:
+            files = {**rec["files"], **files}
+        else:
+            changed = _differences(rec, digests, weights)
+            for f in rec["files"]:
+                outdated[f] = sorted(set(outdated.get(f, [])) | set(changed))
+    outdated = {f: r for f, r in outdated.items() if f not in files}
     if node.knob("generated") is not None:
         frames = sorted(int(f) for f in files)
         node["generated"].setValue(json.dumps({"frames": format_frames(frames),
                                                "digests": digests, "files": files,
-                                               "weights": weights}, sort_keys=True))
+                                               "weights": weights, "outdated": outdated},
+                                              sort_keys=True))
     _set_range(node)
+
+
+def _differences(rec: dict, digests: dict, weights) -> list[str]:
+    """What differs between a record and a run's digests and weights, as stale reasons."""
+    then = rec.get("digests") or {}
+    out = [f"{name} input" for name, _ in INPUTS if then.get(name) != digests.get(name)]
+    if then.get("settings") != digests.get("settings"):
+        out.append("settings")
+    if rec.get("weights") != weights:
+        out.append("weights")
+    return out
 
 
 def _remember_failed(node, frames: list[int], failed) -> None:
