@@ -596,7 +596,7 @@ def test_clear_cache_asks_in_the_gui(standin):
 
 def test_broken_engine_install_is_one_line(shot, monkeypatch, tmp_path):
     nuke, node, plate, src, _ = shot
-    broken = tmp_path / "hdmatt"
+    broken = tmp_path / "hdmatt_broken"   # not "hdmatt": the alpha folder beside the script
     broken.write_text("#!/nonexistent/python\n")
     broken.chmod(0o755)
     monkeypatch.setenv("HDMATT_ENGINE", str(broken))
@@ -604,3 +604,13 @@ def test_broken_engine_install_is_one_line(shot, monkeypatch, tmp_path):
     assert hdmatt_node.generate(node) is False
     assert node["status"].value() == \
         f"error: {broken}: cannot start the engine (No such file or directory); re-run install.py"
+    # the next idle update rebuilds the status from disk: the error stays on it and the label
+    hdmatt_node.update_status(node)
+    assert node["status"].value().startswith(f"error: {broken}: cannot start the engine")
+    assert node["label"].value() == "not generated failed"
+    # until a Generate starts
+    monkeypatch.setenv("HDMATT_ENGINE", str(HDMATT))
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+    assert hdmatt_node.generate(node, "1") is True, node["status"].value()
+    assert not node["status"].value().startswith("error") and "failed" not in node["label"].value()

@@ -69,6 +69,34 @@ _JOB_NOT_SETTINGS = ("plate", "trimap", "matte", "output", "frames", "cache", "d
 # group) while it generates keeps its run, and a new node given a deleted one's name has none
 _RUNS: list["_Run"] = []
 _RUNS_LOCK = threading.Lock()
+# the last Generate's error or cancel, per node (found as runs are), for this session: the
+# status line is rebuilt from disk at every idle update, which dropped them at once
+_NOTES: list[tuple[Any, str]] = []
+
+
+def _note_of(node) -> str:
+    for other, note in list(_NOTES):
+        try:
+            if other == node:
+                return note
+        except ValueError:          # a deleted node's wrapper raises on use
+            _NOTES.remove((other, note))
+    return ""
+
+
+def _keep_note(node, note: str) -> None:
+    _drop_note(node)
+    if note:
+        _NOTES.append((node, note))
+
+
+def _drop_note(node) -> None:
+    for other, note in list(_NOTES):
+        try:
+            if other == node:
+                _NOTES.remove((other, note))
+        except ValueError:
+            _NOTES.remove((other, note))
 
 
 def _node(node=None):
@@ -333,10 +361,14 @@ def generate(node=None, frames: str | None = None) -> bool:
             raise UsageError(f"{node.name()}: cannot generate during a render; generate first "
                              "or use `hdmatt farm nuke`")
         if running(node) is not None:
-            raise UsageError(f"{node.name()}: already generating; cancel that run first")
+            # said, not kept: the run going on decides the node's state
+            report(node, f"{node.name()}: already generating; cancel that run first", keep=False)
+            return False
+        _drop_note(node)
         run = _prepare(node, requested_frames(node, frames))
     except Cancelled as exc:
-        update_status(node, note=f"cancelled ({exc})")
+        _keep_note(node, f"cancelled ({exc})")
+        update_status(node)
         return False
     except HDMattError as exc:
         report(node, exc.one_line())
@@ -491,7 +523,8 @@ def _finish_run(run: _Run, result, outcome) -> bool:
     if done:
         _remember(node, done, run.digests, result.weights)
     if isinstance(outcome, str):  # cancelled
-        update_status(node, frames, note=outcome)
+        _keep_note(node, outcome)
+        update_status(node, frames)
         return False
     if isinstance(outcome, HDMattError):
         report(node, outcome.one_line())
@@ -504,7 +537,9 @@ def _finish_run(run: _Run, result, outcome) -> bool:
     _remember_failed(node, frames, failed)
     update_status(node, frames)
     if failed:
-        report(node, result.first_error() if result.failed else next(iter(failed.values())))
+        # not kept: the failed frames are (failed_frames), and the status says them
+        report(node, result.first_error() if result.failed else next(iter(failed.values())),
+               keep=False)
         return False
     return True
 
@@ -623,8 +658,10 @@ def _reload(node) -> None:
 
 def update_status(node, frames: list[int] | None = None, note: str = "",
                   max_age: float = 0.0) -> str:
-    """Status line and label: frames cached / missing / failed, stale, running. ``max_age``:
-    how old the upstream Read files' stats may be (the stale check)."""
+    """Status line and label: frames cached / missing / failed, stale, running, and the last
+    Generate's error or cancel (``note`` else the node's kept one). ``max_age``: how old the
+    upstream Read files' stats may be (the stale check)."""
+    note = note or _note_of(node)
     try:
         frames = frames or requested_frames(node)
         have = _on_disk(node)
@@ -655,7 +692,9 @@ def update_status(node, frames: list[int] | None = None, note: str = "",
     warned = node["engine_warnings"].value().splitlines() if "engine_warnings" in node.knobs() else []
     if warned:
         text += f"; {len(warned)} warning(s) from the last Generate, first: {warned[0]}"
-    if note:
+    if note.startswith("error: "):
+        text = f"{note}; {text}"
+    elif note:
         text += f"; {note}"
     if missing:
         text += "; missing frames are black in the viewer and an error in renders"
@@ -669,14 +708,18 @@ def update_status(node, frames: list[int] | None = None, note: str = "",
         label += " warnings"
     if note.startswith("cancelled"):
         label += " cancelled"
+    elif note.startswith("error: ") and not failed:
+        label += " failed"
     _set(node, "label", label)
     return text
 
 
-def report(node, message: str) -> None:
-    """A failure: on the node's status line and label, and in a dialog (GUI) or on stderr
-    (terminal)."""
+def report(node, message: str, keep: bool = True) -> None:
+    """A failure: on the node's status line and label (``keep``: also after the next idle
+    update, until a Generate starts), and in a dialog (GUI) or on stderr (terminal)."""
     line = message if message.startswith(node.name()) else f"{node.name()}: {message}"
+    if keep:
+        _keep_note(node, f"error: {message}")
     node["status"].setValue(f"error: {message}")
     node["label"].setValue("failed")
     if nuke.GUI:
