@@ -462,6 +462,19 @@ def test_7_alpha_path_follows_script_and_node_names(shot):
     copy.setInput(1, node.input(1))
     assert hd().generate(copy) is False
     assert "HDMatt1.alpha_file: " in copy["status"].value() and "also Hero's" in copy["status"].value()
+    # the same files however the path is spelt (%04d for ####, a doubled slash)
+    copy["alpha_file"].getLinkedKnob().setValue(shared.replace("/alpha/", "//alpha/")
+                                                .replace("####", "%04d"))
+    assert hd().generate(copy) is False and "also Hero's" in copy["status"].value()
+    # a node whose alpha sequence holds another's frames never shows them as its own
+    copy["alpha_file"].getLinkedKnob().setValue(str(tmp_path / "elsewhere" / "a.####.exr"))
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+    assert hd().generate(node, "1") is True
+    copy["alpha_file"].getLinkedKnob().setValue(shared)
+    line = hd().update_status(copy)
+    assert line.startswith("error: HDMatt1.alpha_file is also Hero's") and "cached" not in line
+    assert copy["label"].value() == "shared alpha"
 
 
 def test_7_unsaved_script_is_refused(shot):

@@ -133,15 +133,31 @@ def check_alpha_path(node) -> FrameSequence:
     if len(views()) > 1 and "%V" not in alpha_pattern(node):
         raise UsageError(f"{node.name()}.alpha_file: a stereo script needs %V in the alpha "
                          "sequence (e.g. .../alpha.%V.####.exr), one alpha per view")
+    other = _shared_with(node, seq)
+    if other is not None:
+        raise UsageError(f"{node.name()}.alpha_file: {seq.pattern} is also {other}'s alpha "
+                         "sequence; give this node its own")
+    return seq
+
+
+def _shared_with(node, seq: FrameSequence | None = None) -> str | None:
+    """The full name of another HDMatt node whose alpha sequence names the same files
+    (``a.####.exr`` and ``a.%04d.exr``, ``dir//a`` and ``dir/a`` alike), else None."""
+    def files(s: FrameSequence) -> tuple:
+        return tuple(os.path.normcase(os.path.normpath(s.path(f))) for f in (1, 1001))
+    try:
+        mine = files(seq or alpha_sequence(node))
+    except HDMattError:
+        return None
     for other in _hdmatt_nodes():
         try:
-            theirs = alpha_sequence(other).pattern if other is not node else None
-        except HDMattError:
-            continue  # the other node's own problem
-        if theirs == seq.pattern:
-            raise UsageError(f"{node.name()}.alpha_file: {seq.pattern} is also "
-                             f"{other.fullName()}'s alpha sequence; give this node its own")
-    return seq
+            if other == node:   # Nuke's nodes compare by the node they wrap
+                continue
+            if files(alpha_sequence(other)) == mine:
+                return other.fullName()
+        except (HDMattError, ValueError):
+            continue  # the other node's own problem, or a deleted one
+    return None
 
 
 # ---------------------------------------------------------------- callbacks
@@ -672,6 +688,16 @@ def update_status(node, frames: list[int] | None = None, note: str = "",
         _set(node, "status", f"error: {_unexpected(exc)}")
         return _unexpected(exc)
     _set_range(node, sorted(have))
+    if have:
+        # its frames may be another node's (two nodes of one name in different Groups get
+        # one default path): never shown as this node's matte without a word
+        other = _shared_with(node)
+        if other is not None:
+            line = (f"error: {node.name()}.alpha_file is also {other}'s alpha sequence; "
+                    "give this node its own")
+            _set(node, "status", line)
+            _set(node, "label", "shared alpha")
+            return line
     failed = _still_failed(node, have) & set(frames)
     in_range = (have & set(frames)) - failed
     older = sorted(failed & have)
