@@ -67,8 +67,13 @@ def test_build_refuses_another_configuration(tmp_path, synth, capsys):
     out = tmp_path / "s"
     D.build(out, 1, synth.config, seed=1, synthesizer=synth, log=None)
     from nuke_hdmatt.errors import UsageError
-    with pytest.raises(UsageError, match="another configuration"):
+    with pytest.raises(UsageError, match="another seed"):
         D.build(out, 1, synth.config, seed=2, synthesizer=synth, log=None)
+    # another per-scene count would number the same scenes anew: duplicates
+    with pytest.raises(UsageError, match="another per_scene"):
+        D.build(out, 2, synth.config, seed=1, per_scene=2, synthesizer=synth, log=None)
+    assert D.main(["build", "--out", str(out / "manifest.json"), "--n", "1"]) == 2
+    assert "is a file" in capsys.readouterr().err
     assert D.main(["build", "--out", str(out), "--n", "1", "--patch", "24", "--seed", "1"]) == 2
     err = capsys.readouterr().err
     assert ": error: " in err and len(err.strip().splitlines()) == 1
@@ -134,7 +139,7 @@ def test_a_folder_made_before_the_context_rule_resumes_only_with_random_windows(
     manifest = json.loads((out / "manifest.json").read_text())
     del manifest["config"]["context_rule"]                      # as written by older code
     (out / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(UsageError, match="another configuration"):
+    with pytest.raises(UsageError, match="another context_rule"):
         D.build(out, 2, synth.config, seed=1, synthesizer=synth, log=None)
     assert D.build(out, 2, legacy, seed=1, synthesizer=synth, log=None) == 1
 

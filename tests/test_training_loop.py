@@ -203,3 +203,86 @@ def test_prior_solver_comes_from_manifests_or_the_init_weights_before_any_sample
     # no manifest at all: the solver the init weights were trained with, not closed-form
     assert samples_prior_solver([empty], None, init) == "cf+sm"
     assert samples_prior_solver([empty], None) == "cf"
+
+
+def test_a_stopped_run_saves_what_it_has_and_says_it_stopped(tmp_path):
+    """Ctrl-C or SIGTERM: the checkpoint and last.safetensors are written and the stop is
+    re-raised (a script's `train && ship` must not go on as if it finished)."""
+    init = tmp_path / "init.safetensors"
+    torch.manual_seed(0)
+    save_weights(HDMattNet(TINY), init)
+    batches = [split_batch(_batch(seed=i)) for i in range(2)]
+
+    def stopped(step):
+        yield from batches
+        raise KeyboardInterrupt
+    s = TrainSettings(run=tmp_path / "run", data=tmp_path, variant="D", init=init, steps=10,
+                      threads=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(s, stopped, val_pairs=None)
+    assert torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)["state"]["step"] == 2
+    net, _ = load_network(tmp_path / "run" / "last.safetensors")   # the engine can load it
+    assert net.cfg.width == TINY.width
+
+
+def test_minutes_count_over_every_session_of_a_run(tmp_path, monkeypatch):
+    """A resumed --minutes run goes on from where its time stopped: the same command run
+    again neither restarts the schedule nor trains the whole budget again."""
+    import nuke_hdmatt.training.trainer as T
+    init = tmp_path / "init.safetensors"
+    torch.manual_seed(0)
+    save_weights(HDMattNet(TINY), init)
+    clock = [1000.0]
+    monkeypatch.setattr(T.time, "time", lambda: clock[0])
+    batches = [split_batch(_batch(seed=i)) for i in range(3)]
+
+    def ticking(step):
+        for b in batches:
+            clock[0] += 20.0           # each step takes 20 s
+            yield b
+    s = TrainSettings(run=tmp_path / "run", data=tmp_path, variant="D", init=init, steps=1000,
+                      minutes=1.0, threads=1)
+    first = train(s, ticking, val_pairs=None)["step"]
+    assert first == 4                   # 80 s: the first step past its minute
+    assert train(s, ticking, val_pairs=None)["step"] == first + 1   # one step, then stops
+    assert (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_train_refuses_what_would_fail_or_mislead_later(tmp_path, capsys):
+    import json
+
+    from nuke_hdmatt.training import dataset as D
+    from nuke_hdmatt.training.cli import main
+
+    def run(*args):
+        code = main(["--run", str(tmp_path / "run"), "--val-images", "", "--steps", "1", *args])
+        err = capsys.readouterr().err.strip().splitlines()
+        return code, err[-1] if err else ""
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = run("--data", str(empty))
+    assert code == 2 and "not a sample folder" in err
+    folders = {}
+    for name, extra in (("p24", ["--patch", "24"]), ("p32", ["--patch", "32"]),
+                        ("noprior", ["--patch", "24", "--no-prior"])):
+        out = tmp_path / name
+        assert D.main(["build", "--out", str(out), "--n", "1", "--scene", "64",
+                       "--procedural", "1", *extra]) == 0
+        folders[name] = str(out)
+    code, err = run("--data", f"{folders['p24']},{folders['p32']}")
+    assert code == 2 and "different patch sizes" in err
+    code, err = run("--data", folders["noprior"])
+    assert code == 2 and "--no-prior" in err
+    manifest = json.loads((tmp_path / "p24" / D.MANIFEST).read_text())
+    manifest["config"]["holdout"] = ["GT10"]           # built with GT02 among its foregrounds
+    (tmp_path / "p24" / D.MANIFEST).write_text(json.dumps(manifest))
+    code, err = run("--data", folders["p24"], "--val-images", "GT02,GT10")
+    assert code == 2 and "validation image(s) GT02" in err
+    for bad, needle in ((["--threads", "0"], "--threads"), (["--lr", "-1"], "--lr"),
+                        (["--preset", "paper", "--init", "x.safetensors"], "--preset")):
+        code, err = run("--data", folders["p32"], *bad)
+        assert code == 2 and needle in err, (bad, err)
+    (tmp_path / "afile").write_text("x")
+    code = main(["--run", str(tmp_path / "afile"), "--data", folders["p32"], "--val-images", ""])
+    assert code == 2 and "is a file" in capsys.readouterr().err

@@ -52,7 +52,10 @@ def split_batch(batch: dict) -> dict:
     return out
 
 
-def loader_factory(data: list[Path], batch: int, seed: int, min_samples: int, workers: int = 0):
+def loader_factory(data: list[Path], batch: int, seed: int, min_samples: int, workers: int = 0,
+                   with_prior: bool | None = None):
+    """Batches of the folders' samples; waits (a builder beside the trainer) until they hold
+    ``min_samples`` and at least a batch."""
     import time
 
     import torch
@@ -60,10 +63,12 @@ def loader_factory(data: list[Path], batch: int, seed: int, min_samples: int, wo
     from .dataset import PatchFolderDataset, sample_paths
 
     def factory(step: int):
-        while sum(len(sample_paths(d)) for d in data) < min_samples:
-            print(f"waiting for at least {min_samples} samples in {data} ...", flush=True)
+        need = max(min_samples, batch)     # fewer than a batch: drop_last would give none
+        while sum(len(sample_paths(d)) for d in data) < need:
+            print(f"waiting for at least {need} samples in {data} ...", flush=True)
             time.sleep(20)
-        parts = [PatchFolderDataset(d, seed=seed) for d in data if sample_paths(d)]
+        parts = [PatchFolderDataset(d, seed=seed, with_prior=with_prior)
+                 for d in data if sample_paths(d)]
         ds: torch.utils.data.ConcatDataset[Any] = torch.utils.data.ConcatDataset(parts)
         for part in parts:
             part.set_epoch(step)
@@ -74,6 +79,42 @@ def loader_factory(data: list[Path], batch: int, seed: int, min_samples: int, wo
                                          pin_memory=torch.cuda.is_available())
         return (split_batch(rotate_queries(b, g)) for b in dl)
     return factory
+
+
+def check_folders(folders, variant: str, val_images) -> None:
+    """Refuse now what would fail or mislead later: a folder that is no sample folder (no
+    manifest and no samples: the trainer would wait forever), folders of different patch
+    sizes or context counts (batches cannot stack them), no priors for variant D, and
+    samples built from a validation image (the figures would grade what it trained on)."""
+    import json
+
+    from .dataset import MANIFEST, sample_paths
+    shapes: dict[tuple, list[str]] = {}
+    for d in folders:
+        manifest = Path(d) / MANIFEST
+        if not manifest.is_file():
+            if not sample_paths(d):
+                raise UsageError("not a sample folder (no manifest.json, no samples): build one "
+                                 "with `python -m nuke_hdmatt.training.dataset build`", path=str(d))
+            continue
+        try:
+            config = json.loads(manifest.read_text()).get("config", {})
+        except (OSError, ValueError):
+            raise UsageError("unreadable manifest", path=str(manifest)) from None
+        shapes.setdefault((config.get("patch"), config.get("n_context")), []).append(str(d))
+        if variant == "D" and config.get("prior") is False:
+            raise UsageError("samples were built with --no-prior; variant D needs priors",
+                             path=str(d))
+        if "holdout" in config:
+            leaked = sorted(set(val_images) - {str(h).upper() for h in config["holdout"]})
+            if leaked:
+                raise UsageError(f"samples were built from validation image(s) "
+                                 f"{', '.join(leaked)} (their --holdout); rebuild holding them "
+                                 "out, or give other --val-images", path=str(d))
+    if len(shapes) > 1:
+        raise UsageError("sample folders of different patch sizes or context counts: "
+                         + "; ".join(f"patch {p}, context {c}: {', '.join(v)}"
+                                     for (p, c), v in shapes.items()))
 
 
 def samples_prior_solver(folders, requested: str | None, init=None) -> str:
@@ -117,7 +158,9 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="sample folder(s) from `dataset build`, comma-separated")
     ap.add_argument("--run", required=True, help="run folder: checkpoints, best weights, logs")
-    ap.add_argument("--preset", default="light", choices=("light", "paper"))
+    ap.add_argument("--preset", default=None, choices=("light", "paper"),
+                    help="a new network's configuration (default light); --init weights "
+                         "bring their own")
     ap.add_argument("--variant", default="D", choices=("A", "B", "C", "D"))
     ap.add_argument("--init", default=None, help="weights to fine-tune from")
     ap.add_argument("--batch", type=int, default=4)
@@ -147,7 +190,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from .trainer import TrainSettings, train
     from .validation import load_pairs
-    s = TrainSettings(run=Path(args.run), data=Path(args.data), preset=args.preset,
+    s = TrainSettings(run=Path(args.run), data=Path(args.data), preset=args.preset or "light",
                       variant=args.variant, init=Path(args.init) if args.init else None,
                       batch=args.batch, steps=args.steps, minutes=args.minutes, lr=args.lr,
                       ckpt_minutes=args.ckpt_minutes, val_minutes=args.val_minutes,
@@ -164,20 +207,29 @@ def main(argv=None) -> int:
         if args.freeze_bn and not args.init:
             # a new network's statistics are 0 and 1: frozen, they would normalise nothing
             raise UsageError("--freeze-bn holds the statistics of --init weights; give --init")
-        if args.steps < 1 or args.batch < 1 or args.workers < 0:
-            raise UsageError("--steps and --batch must be at least 1, --workers at least 0")
+        if args.steps < 1 or args.batch < 1 or args.workers < 0 or args.threads < 1:
+            raise UsageError("--steps, --batch and --threads must be at least 1, --workers "
+                             "at least 0")
+        if not args.lr > 0 or args.minutes < 0 or args.min_samples < 0:
+            raise UsageError("--lr must be above 0, --minutes and --min-samples 0 or more")
+        if args.preset and args.init:
+            raise UsageError("--preset applies to a new network; the --init weights bring their "
+                             "own configuration")
+        if Path(args.run).exists() and not Path(args.run).is_dir():
+            raise UsageError("--run: is a file, not a folder", path=args.run)
+        names = [n.strip().upper() for n in args.val_images.split(",") if n.strip()]
+        check_folders(folders, args.variant, names)
         s.prior_solver = samples_prior_solver(folders, args.prior_solver, args.init)
         import torch
         torch.set_num_threads(args.threads)
-        names = [n for n in args.val_images.split(",") if n]
         val_dir = Path(args.val_data)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         pairs = load_pairs(val_dir, names, solver=s.prior_solver, device=device) \
             if names and val_dir.exists() else []
         if not pairs:
             print(f"note: no validation images ({val_dir}); training without validation", file=sys.stderr)
-        train(s, loader_factory(folders, args.batch, args.seed, args.min_samples, args.workers),
-              pairs)
+        train(s, loader_factory(folders, args.batch, args.seed, args.min_samples, args.workers,
+                                with_prior=True if args.variant == "D" else None), pairs)
 
     return run_reporting("hdmatt", body, "interrupted; rerun the same command to resume")
 

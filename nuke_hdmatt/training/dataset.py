@@ -25,7 +25,6 @@ made with another configuration is refused.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -35,7 +34,7 @@ import numpy as np
 
 from ..atomic import save_npz_atomic, write_text_atomic
 from ..errors import UsageError, run_reporting
-from . import VALIDATION_IMAGES
+from . import VALIDATION_IMAGES, shared_data_dir
 from .synthesis import SampleSynthesizer, SynthesisConfig
 
 __all__ = ["build", "manifest_prior_solver", "generate_sample", "encode_sample", "decode_sample",
@@ -98,6 +97,8 @@ def manifest_prior_solver(folder) -> str | None:
 
 def _check_manifest(out: Path, manifest: dict) -> None:
     path = out / MANIFEST
+    if out.exists() and not out.is_dir():
+        raise UsageError("--out: is a file, not a folder", path=str(out))
     if path.exists():
         old = json.loads(path.read_text())
         try:
@@ -107,9 +108,15 @@ def _check_manifest(out: Path, manifest: dict) -> None:
                 {**SynthesisConfig.LEGACY, **old.get("config", {})}).to_dict()
         except (UsageError, TypeError):
             old_config = old.get("config")
-        if old_config != manifest["config"] or old.get("seed") != manifest["seed"]:
-            raise UsageError("folder was built with another configuration or seed; "
-                             "use a new --out", path=str(path))
+        new_config = manifest["config"]
+        differ = sorted(k for k in set(old_config or {}) | set(new_config)
+                        if (old_config or {}).get(k) != new_config.get(k))
+        # samples are numbered by (seed, scene, crop): another per-scene count would
+        # give the same scenes again under new numbers
+        differ += [k for k in ("seed", "per_scene") if old.get(k, 1) != manifest[k]]
+        if differ:
+            raise UsageError(f"folder was built with another {', '.join(differ)}; use a new "
+                             "--out or the same settings", path=str(path))
         return
     write_text_atomic(path, json.dumps(manifest, indent=2))
 
@@ -142,6 +149,7 @@ def build(out, n: int, config: SynthesisConfig, seed: int = 0, shard=(1, 1),
     if not total:
         return 0
     synth = synthesizer or SampleSynthesizer(config, device=device)
+    _remove_stale_temps(out)
     start, done = time.monotonic(), 0
     for s, indices in todo.items():
         scene = synth.scene(np.random.default_rng([int(seed), s]))
@@ -154,6 +162,18 @@ def build(out, n: int, config: SynthesisConfig, seed: int = 0, shard=(1, 1),
             print(f"  [{done}/{total}] {indices[-1]:07d}.npz  {rate:.2f} s/sample  "
                   f"ETA {rate * (total - done) / 60:.1f} min", file=log, flush=True)
     return total
+
+
+def _remove_stale_temps(out: Path, max_age_s: float = 3600.0) -> None:
+    """Temp files a killed builder left (``.0000037.<random>.npz``); a shard building beside
+    this one writes its own for seconds, so only old ones go."""
+    now = time.time()
+    for tmp in out.glob(".[0-9]*.npz"):
+        try:
+            if now - tmp.stat().st_mtime > max_age_s:
+                tmp.unlink()
+        except OSError:
+            pass
 
 
 def generate_sample(synth: SampleSynthesizer, seed: int, i: int, per_scene: int = 1) -> dict:
@@ -270,8 +290,10 @@ def _cascade_overrides(args) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nuke_hdmatt.training.dataset",
-                                     description="Pre-generate HDMatt training samples.")
+    from ..errors import ArgumentParser
+    from ..stop_signals import install_stop_handlers, restore_handlers
+    parser = ArgumentParser(prog="python -m nuke_hdmatt.training.dataset",
+                            description="Pre-generate HDMatt training samples.")
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="write N samples (.npz) into a folder, resumable")
     b.add_argument("--out", required=True)
@@ -344,6 +366,10 @@ def main(argv=None) -> int:
                 if not 0.0 <= value <= 1.0:
                     raise UsageError(f"--{flag} must be in [0, 1], got {value}")
                 overrides[name] = value
+        if not 0.0 <= args.prior_downscale <= 1.0:
+            raise UsageError(f"--prior-downscale must be in [0, 1], got {args.prior_downscale}")
+        if args.context < 0:
+            raise UsageError(f"--context must be 0 or more, got {args.context}")
         if args.prior_cascade:
             overrides.update(_cascade_overrides(args))
         if args.crops:
@@ -351,6 +377,8 @@ def main(argv=None) -> int:
                 overrides["crop_sizes"] = tuple(int(c) for c in args.crops.split(","))
             except ValueError:
                 raise UsageError(f"--crops must be integers, got {args.crops!r}") from None
+            if min(overrides["crop_sizes"]) < 16:
+                raise UsageError(f"--crops must be 16 px or more, got {args.crops!r}")
         try:
             from ..engine.config import prior_solver_names
             prior_solver_names(args.prior_solver)
@@ -361,13 +389,29 @@ def main(argv=None) -> int:
         config = SynthesisConfig.for_patch(args.patch, **overrides)
         if args.per_scene < 1:
             raise UsageError("--per-scene must be >= 1")
+        if args.scene and args.scene < max(config.crop_sizes):
+            raise UsageError(f"--scene {args.scene} is smaller than the largest crop "
+                             f"({max(config.crop_sizes)} px); give 0 (the default) or more")
+        data = shared_data_dir()
+        if config.procedural_probability < 1 and not (data / "alphamatting-dev").is_dir():
+            # procedural-only samples, then real ones once the data is back: a folder whose
+            # contents depend on the machine that built each part
+            raise UsageError("the shared data (alphamatting-dev) is not there; give "
+                             "--procedural 1 for procedural foregrounds only, or set "
+                             "$HDMATT_SHARED_DATA", path=str(data))
         if args.device != "cpu":
             from ..engine.runner import resolve_device
             resolve_device(args.device)         # one line for a missing CUDA, before any work
         build(args.out, args.n, config, seed=args.seed, shard=_parse_shard(args.shard),
               per_scene=args.per_scene, device=args.device)
 
-    return run_reporting("dataset build", body, "interrupted; finished samples are kept, rerun to resume")
+    # SIGTERM (a farm's or pkill's stop) as Ctrl-C: the sample being written is removed
+    previous = install_stop_handlers()
+    try:
+        return run_reporting("dataset build", body,
+                             "interrupted; finished samples are kept, rerun to resume")
+    finally:
+        restore_handlers(previous)
 
 
 if __name__ == "__main__":

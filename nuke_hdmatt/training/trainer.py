@@ -2,8 +2,11 @@
 
 Checkpoints (model, optimiser, step, wall time) are written atomically to the run
 folder every few minutes and on Ctrl-C; starting again with the same run folder
-resumes where it stopped. Whenever validation improves, ``best.safetensors``
-(float16, with its configuration) and ``best.json`` are written beside them.
+resumes where it stopped (the schedule and ``minutes`` count the run's time over all its
+sessions). Whenever validation improves, ``best.safetensors`` (float16, with its
+configuration) and ``best.json`` are written beside them; ``last.safetensors`` holds the
+weights where the run stopped (a run without validation has no other). A stop by Ctrl-C or
+SIGTERM saves both files and is re-raised, so the command exits as stopped, not done.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ..atomic import atomic_path, write_text_atomic
 from ..engine.config import PRESETS, ModelConfig
 from ..engine.network import HDMattNet, make_input
 from ..engine.weights import load_network, save_weights
+from ..errors import UsageError
 from .loss import matting_loss, patch_weights
 from .validation import evaluate_engine
 
@@ -133,14 +137,25 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
     opt = torch.optim.Adam(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     state: dict[str, Any] = {"step": 0, "elapsed": 0.0, "best": math.inf, "history": []}
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        net.load_state_dict(ck["net"])
-        opt.load_state_dict(ck["opt"])
-        state = ck["state"]
+        try:
+            ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+            net.load_state_dict(ck["net"])
+            opt.load_state_dict(ck["opt"])
+            state = ck["state"]
+        except (RuntimeError, ValueError, KeyError, EOFError, OSError) as exc:
+            # another --variant / --preset, or a checkpoint cut short: never a traceback
+            reason = " ".join(str(exc).split())[:160]
+            raise UsageError(f"cannot resume from this checkpoint ({reason}); its run used "
+                             "another configuration, or it is damaged: use a new --run",
+                             path=str(ckpt_path)) from None
         print(f"resumed {ckpt_path} at step {state['step']}")
     (s.run / "settings.json").write_text(json.dumps(
         {k: str(v) for k, v in s.__dict__.items() if k != "log"} | {"config": net.cfg.to_dict()}, indent=1))
     weights = None  # blend weights of the loss, made once the patch size is known
+
+    def elapsed() -> float:
+        """The run's wall time over all its sessions (a resumed run goes on from there)."""
+        return session_start + (time.time() - start)
 
     def sched(step: int) -> float:
         """Cosine decay to 0 at ``steps`` or at the end of ``minutes``, whichever comes first
@@ -148,12 +163,16 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
         with a large batch)."""
         progress = step / s.steps
         if s.minutes:
-            progress = max(progress, (time.time() - start) / (s.minutes * 60))
+            progress = max(progress, elapsed() / (s.minutes * 60))
         warm = min(1.0, (step + 1) / WARMUP_STEPS) if s.warmup else 1.0
         return warm * 0.5 * s.lr * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     def save_ckpt():
         _atomic_torch_save({"net": net.state_dict(), "opt": opt.state_dict(), "state": state}, ckpt_path)
+
+    def save_last():
+        save_weights(net, s.run / "last.safetensors",
+                     extra={"step": state["step"], "data": str(s.data)})
 
     def validate():
         if not val_pairs or (state["history"] and state["history"][-1]["step"] == state["step"]):
@@ -211,7 +230,7 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
                 opt.step()
                 state["step"] += 1
                 now = time.time()
-                state["elapsed"] = session_start + (now - start)
+                state["elapsed"] = elapsed()
                 loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
                 if state["step"] % 10 == 0:
                     rate = state["step"] / max(state["elapsed"], 1e-6)
@@ -226,12 +245,19 @@ def train(s: TrainSettings, loader_factory, val_pairs=None) -> dict:
                     validate()
                     save_ckpt()
                     last_val = time.time()
-                if state["step"] >= s.steps or (s.minutes and now - start > s.minutes * 60):
+                if state["step"] >= s.steps or (s.minutes and state["elapsed"] > s.minutes * 60):
                     raise StopIteration
     except (StopIteration, KeyboardInterrupt) as exc:
         print(f"stopping at step {state['step']} ({type(exc).__name__})", file=sys.stderr)
+        if isinstance(exc, KeyboardInterrupt):
+            # stopped, not done: what it has is kept, no validation (minutes on a CPU), and
+            # the command says so and exits 130 / 143
+            save_ckpt()
+            save_last()
+            raise
     save_ckpt()
     validate()
     save_ckpt()
+    save_last()
     return state
 
