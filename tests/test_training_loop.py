@@ -259,9 +259,9 @@ def test_train_refuses_what_would_fail_or_mislead_later(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         return code, err[-1] if err else ""
 
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    code, err = run("--data", str(empty))
+    parent = tmp_path / "runs"                          # a parent of sample folders
+    (parent / "data192").mkdir(parents=True)
+    code, err = run("--data", str(parent))
     assert code == 2 and "not a sample folder" in err
     folders = {}
     for name, extra in (("p24", ["--patch", "24"]), ("p32", ["--patch", "32"]),

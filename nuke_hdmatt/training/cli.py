@@ -83,7 +83,7 @@ def loader_factory(data: list[Path], batch: int, seed: int, min_samples: int, wo
 
 def check_folders(folders, variant: str, val_images) -> None:
     """Refuse now what would fail or mislead later: a folder that is no sample folder (no
-    manifest and no samples: the trainer would wait forever), folders of different patch
+    manifest, no samples and other things in it: the trainer would wait forever), folders of different patch
     sizes or context counts (batches cannot stack them), no priors for variant D, and
     samples built from a validation image (the figures would grade what it trained on)."""
     import json
@@ -93,7 +93,9 @@ def check_folders(folders, variant: str, val_images) -> None:
     for d in folders:
         manifest = Path(d) / MANIFEST
         if not manifest.is_file():
-            if not sample_paths(d):
+            # an empty folder may be one a builder is about to start on (it waits for it);
+            # one holding other things (a parent of sample folders) never will be
+            if not sample_paths(d) and any(Path(d).iterdir()):
                 raise UsageError("not a sample folder (no manifest.json, no samples): build one "
                                  "with `python -m nuke_hdmatt.training.dataset build`", path=str(d))
             continue
