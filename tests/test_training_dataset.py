@@ -87,6 +87,7 @@ def test_build_takes_source_mix_from_the_command_line(tmp_path, capsys):
                    "--procedural", "1", "--highres", "0.9"]) == 0
     config = json.loads((out / D.MANIFEST).read_text())["config"]
     assert config["procedural_probability"] == 1.0 and config["highres_probability"] == 0.9
+    assert "building 1 of 1 samples" in capsys.readouterr().err     # progress on stderr
     assert D.main(["build", "--out", str(tmp_path / "bad"), "--n", "1", "--highres", "1.5"]) == 2
     err = capsys.readouterr().err
     assert "--highres" in err and len(err.strip().splitlines()) == 1

@@ -123,7 +123,7 @@ def _check_manifest(out: Path, manifest: dict) -> None:
 
 def build(out, n: int, config: SynthesisConfig, seed: int = 0, shard=(1, 1),
           per_scene: int = 1, synthesizer: SampleSynthesizer | None = None,
-          log=sys.stderr, device: str = "cpu") -> int:
+          log="stderr", device: str = "cpu") -> int:
     """Generate samples ``0..n-1`` (those of this shard) that are not on disk yet.
 
     ``per_scene`` samples share one composite scene (and its prior solve, the dominant
@@ -132,6 +132,8 @@ def build(out, n: int, config: SynthesisConfig, seed: int = 0, shard=(1, 1),
     Shards split by scene. Returns the number written; progress (rate, ETA) goes to ``log``.
     """
     out = Path(out)
+    if log == "stderr":     # the stream of the moment (not the one at import: a test's)
+        log = sys.stderr
     k, m = shard
     _check_manifest(out, {"format": FORMAT, "seed": int(seed), "per_scene": int(per_scene),
                           "config": config.to_dict()})
