@@ -49,3 +49,19 @@ def test_command_writes_json_and_refuses_a_history_without_per_image_results(tmp
     assert main([str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "selection: error:" in err[0] and "history.json" in err[0]
+
+
+def test_the_command_says_what_is_wrong_with_folds_and_where_it_cannot_write(tmp_path, capsys):
+    path = tmp_path / "history.json"
+    path.write_text(json.dumps(HISTORY))
+    for args, needle in (([ "--folds", "A/Z"], "--folds: Z not among the run's validation"),
+                         (["--folds", "A,B,C"], "at least two images and two folds")):
+        assert main([str(path), *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps([_entry(0, {"A": 1.0})]))
+    assert main([str(one)]) == 2 and "validated on A" in capsys.readouterr().err
+    (tmp_path / "f").write_text("x")
+    assert main([str(path), "--out", str(tmp_path / "f" / "sel.json")]) == 2
+    assert "--out: cannot write" in capsys.readouterr().err

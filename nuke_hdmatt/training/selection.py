@@ -92,9 +92,21 @@ def main(argv=None) -> int:
         args = ap.parse_args(argv)
         try:
             history = json.loads(Path(args.history).read_text())
-            folds = _parse_folds(args.folds, image_names(history[-1]))
-            result = cross_validate(history, folds)
+            names = image_names(history[-1])
         except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            raise UsageError(f"not a run's validation history ({exc})", path=args.history) from None
+        folds = _parse_folds(args.folds, names)
+        unknown = sorted({n for f in folds for n in f} - set(names))
+        if unknown:
+            raise UsageError(f"--folds: {', '.join(unknown)} not among the run's validation "
+                             f"images ({', '.join(names)})")
+        if len(names) < 2 or len(folds) < 2:
+            # a fold is graded by a step chosen on the others: one image or fold leaves none
+            raise UsageError(f"cross-validation needs at least two images and two folds; the "
+                             f"run validated on {', '.join(names) or 'none'}", path=args.history)
+        try:
+            result = cross_validate(history, folds)
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise UsageError(f"not a run's validation history ({exc})", path=args.history) from None
         for row in result["folds"]:
             print(f"graded on {','.join(row['graded_on'])}: step {row['step']} (chosen on "
@@ -105,7 +117,11 @@ def main(argv=None) -> int:
               f"Conn {cv['conn']:.2f}; chosen on all: step {result['chosen_on_all']} "
               f"(SAD {opt['sad']:.3f}, optimistic)")
         if args.out:
-            write_text_atomic(Path(args.out), json.dumps(result, indent=1))
+            try:
+                write_text_atomic(Path(args.out), json.dumps(result, indent=1))
+            except OSError as exc:
+                raise UsageError(f"--out: cannot write ({exc.strerror or exc})",
+                                 path=args.out) from None
 
     return run_reporting(prog, body)
 
