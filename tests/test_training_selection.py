@@ -54,7 +54,7 @@ def test_command_writes_json_and_refuses_a_history_without_per_image_results(tmp
 def test_the_command_says_what_is_wrong_with_folds_and_where_it_cannot_write(tmp_path, capsys):
     path = tmp_path / "history.json"
     path.write_text(json.dumps(HISTORY))
-    for args, needle in (([ "--folds", "A/Z"], "--folds: Z not among the run's validation"),
+    for args, needle in ((["--folds", "A/Z"], "--folds: Z not among the run's validation"),
                          (["--folds", "A,B,C"], "at least two images and two folds")):
         assert main([str(path), *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
