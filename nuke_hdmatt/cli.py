@@ -314,6 +314,8 @@ def _check_not_empty(args: argparse.Namespace) -> None:
 def cmd_info(args: argparse.Namespace) -> int:
     from .imaging import describe_image, read_hdmatt_metadata
     path = args.file
+    if str(path).lower().endswith(".safetensors"):
+        return _weights_info(path, args.json)
     from .sequence import input_sequence
     seq = input_sequence(path)
     if seq.is_sequence:
@@ -342,6 +344,38 @@ def cmd_info(args: argparse.Namespace) -> int:
             if isinstance(value, (dict, list)):
                 value = json.dumps(value, sort_keys=True)
             print(f"    {key}: {value}")
+    return EXIT_OK
+
+
+def _weights_info(path: str, as_json: bool) -> int:
+    """``hdmatt info FILE.safetensors``: the configuration and training record in its header,
+    its sha256 against the one recorded beside it, and its detail model (no torch)."""
+    from pathlib import Path
+
+    from .engine.weights import file_sha256, header_metadata
+    meta = header_metadata(path)
+    config = json.loads(meta.get("config", "{}"))
+    info = json.loads(meta.get("info", "{}"))
+    sha = file_sha256(Path(path))
+    record = Path(path + ".sha256")
+    recorded = record.read_text().split()[0].lower() if record.is_file() else None
+    detail = Path(path + ".detail.json")
+    out = {"path": path, "format": meta.get("format"), "sha256": sha,
+           "sha256_recorded": recorded, "config": config, "info": info,
+           "detail_model": str(detail) if detail.is_file() else None}
+    if as_json:
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    check = ("" if recorded is None else
+             " (matches its .sha256)" if recorded == sha else " (DIFFERS from its .sha256)")
+    print(f"{path}  (HDMatt weights, {meta.get('format')})")
+    print(f"  sha256 {sha}{check}")
+    print("  variant {variant}, prior solver {prior_solver}, blocks {blocks}, width {width}, "
+          "K {k}".format(**{k: config.get(k, "?") for k in
+                             ("variant", "prior_solver", "blocks", "width", "k")}))
+    for key in sorted(info):
+        print(f"  {key}: {json.dumps(info[key]) if isinstance(info[key], (dict, list)) else info[key]}")
+    print(f"  detail model: {out['detail_model'] or 'none (a fixed cascade step)'}")
     return EXIT_OK
 
 

@@ -193,6 +193,23 @@ def test_info_and_cache_commands_never_import_torch(tmp_path):
     assert "channels R, G, B" in proc.stdout
 
 
+def test_info_reads_a_weights_files_header_without_torch(tmp_path):
+    import json
+
+    from nuke_hdmatt.engine.weights import BUNDLED_WEIGHTS, file_sha256
+    code = ("import sys\nfrom nuke_hdmatt.cli import main\n"
+            f"rc = main(['info', {str(BUNDLED_WEIGHTS)!r}, '--json'])\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\nsys.exit(rc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["sha256"] == file_sha256(BUNDLED_WEIGHTS) == info["sha256_recorded"]
+    assert info["config"]["variant"] == "D" and info["detail_model"].endswith(".detail.json")
+    (tmp_path / "x.safetensors").write_text("not weights")
+    proc = hdmatt(tmp_path, "info", "x.safetensors")
+    assert proc.returncode == 2 and "not a readable safetensors file" in proc.stderr
+
+
 def test_cache_ls_gc_clear(tmp_path):
     from nuke_hdmatt.shot.cache import FrameCache
     cache = FrameCache(tmp_path / "c")

@@ -79,6 +79,34 @@ def save_weights(net, path: Path, extra: dict | None = None) -> None:
         save_file(state, tmp, metadata=meta)
 
 
+def header_metadata(path: str | Path) -> dict:
+    """A weights file's header metadata (``format``, ``config``, ``info``) read without
+    torch or safetensors (the format's first 8 bytes give the JSON header's length), for
+    ``hdmatt info`` and checks that must stay light.
+
+    Raises
+    ------
+    WeightsError
+        Not a safetensors file, or not one of HDMatt's.
+    """
+    import struct
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if not 0 < n <= 100 << 20:
+                raise ValueError(f"a header of {n} bytes")
+            meta = json.loads(f.read(n)).get("__metadata__") or {}
+    except FileNotFoundError:
+        raise WeightsError("weights file not found", path=str(path)) from None
+    except (OSError, ValueError, struct.error, AttributeError) as exc:
+        raise WeightsError(f"not a readable safetensors file ({exc})", path=str(path)) from None
+    if meta.get("format") != FORMAT:
+        raise WeightsError("not an HDMatt weights file (no hdmatt config in header)",
+                           path=str(path))
+    return meta
+
+
 def read_header(path: Path) -> dict:
     from safetensors import safe_open
     try:
