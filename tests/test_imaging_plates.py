@@ -151,3 +151,21 @@ def test_deep_exr_is_refused(tmp_path):
     out.close()
     with pytest.raises(PlateError, match="deep"):
         read_plate(path, "A,Z")
+
+
+@pytest.mark.parametrize("ext", ["png", "tif"])
+def test_an_unassociated_alpha_is_not_multiplied_into_the_plate(tmp_path, ext):
+    # a plate carrying a matte or a trimap in its alpha: read as stored, as Nuke's Read does
+    import OpenImageIO as oiio
+    codes = (np.arange(6 * 8 * 4).reshape(6, 8, 4) * 29 % 256).astype(np.uint8)
+    codes[..., 3] = 64
+    path = str(tmp_path / f"p.{ext}")
+    spec = oiio.ImageSpec(8, 6, 4, "uint8")
+    spec.attribute("oiio:UnassociatedAlpha", 1)
+    out = oiio.ImageOutput.create(path)
+    assert out.open(path, spec) and out.write_image(codes)
+    out.close()
+    plate = read_plate(path)
+    np.testing.assert_allclose(plate.pixels, codes[..., :3] / 255, atol=1e-6)
+    alpha = read_plate(path, "A")
+    np.testing.assert_allclose(alpha.pixels, 64 / 255, atol=1e-6)

@@ -122,7 +122,12 @@ def open_image(path: str, frame: int | None = None) -> "oiio.ImageInput":
     if os.path.isdir(path):
         raise PlateError("is a folder, not an image", path=path, frame=frame)
     check_file_name(path, frame)
-    inp = oiio.ImageInput.open(path)
+    # the file's own values: OpenImageIO multiplies an unassociated alpha (PNG, most TIFFs)
+    # into R, G, B by default, so a plate carrying a matte or a trimap in its alpha was
+    # darkened where it was not opaque (Nuke's Read, premultiplied off, reads them as stored)
+    config = oiio.ImageSpec()
+    config.attribute("oiio:UnassociatedAlpha", 1)
+    inp = oiio.ImageInput.open(path, config)
     if inp is None:
         raise PlateError(f"cannot read image: {_last_error()}", path=path, frame=frame)
     return inp
