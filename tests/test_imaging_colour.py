@@ -226,3 +226,34 @@ def test_the_gain_is_exposure_in_linear_light(builtin):
     srgb = (ramp() * 0.9).astype(np.float32)  # an encoded plate: darkened in linear, not as numbers
     got = to_network_space(srgb, "sRGB Encoded Rec.709 (sRGB)", builtin, 0.5)
     np.testing.assert_allclose(got, srgb_encode(0.5 * srgb_decode(srgb)), atol=1e-4)
+
+
+def test_an_exrs_chromaticities_name_its_linear_space(tmp_path, builtin):
+    """An untagged EXR stating AP0 primaries is ACES2065-1, not the scene_linear role's
+    ACEScg (its alpha moved by up to 0.17 read as ACEScg)."""
+    import OpenImageIO as oiio
+    for name, chroma in (("ACES2065-1", (0.7347, 0.2653, 0.0, 1.0, 0.0001, -0.077, 0.32168, 0.33767)),
+                         ("Linear Rec.709 (sRGB)", (0.64, 0.33, 0.3, 0.6, 0.15, 0.06, 0.3127, 0.329)),
+                         ("ACEScg", None), ("ACEScg", (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8))):
+        path = str(tmp_path / "p.exr")
+        spec = oiio.ImageSpec(4, 3, 3, "half")
+        if chroma:
+            spec.attribute("chromaticities", oiio.TypeDesc("float[8]"), chroma)
+        out = oiio.ImageOutput.create(path)
+        assert out.open(path, spec) and out.write_image(ramp()[:3, :4])
+        out.close()
+        assert plate_colorspace(read_plate(path), None, builtin) == name, chroma
+
+
+def test_a_film_scan_dpx_must_name_its_log_space(tmp_path, builtin):
+    import OpenImageIO as oiio
+    path = str(tmp_path / "scan.dpx")
+    spec = oiio.ImageSpec(4, 3, 3, "uint16")
+    spec.attribute("dpx:Transfer", "Printing density")
+    out = oiio.ImageOutput.create(path)
+    assert out.open(path, spec) and out.write_image(np.full((3, 4, 3), 0.5, np.float32))
+    out.close()
+    plate = read_plate(path)
+    with pytest.raises(ColorSpaceError, match="Printing density"):
+        plate_colorspace(plate, None, builtin)
+    assert plate_colorspace(plate, "ACEScct", builtin) == "ACEScct"     # named: read so

@@ -196,9 +196,11 @@ def network_space_name(config: "OCIO.Config") -> str | None:
 def plate_colorspace(plate, explicit: str | None, config: "OCIO.Config") -> str:
     """Decide the colour space of a plate, never silently.
 
-    Order: ``explicit``; else the file's ``oiio:ColorSpace`` metadata; else the config's
-    ``scene_linear`` role for EXR and other half/float files, or sRGB-encoded Rec.709 for
-    8/16-bit integer formats (PNG, TIFF, JPEG, DPX).
+    Order: ``explicit``; else the file's ``oiio:ColorSpace`` metadata; else for EXR and
+    other half/float files the linear space their ``chromaticities`` name (:data:`PRIMARIES`),
+    else the config's ``scene_linear`` role; for 8/16-bit integer formats (PNG, TIFF, JPEG,
+    DPX) sRGB-encoded Rec.709, except a film scan's DPX (transfer "Printing density"), whose
+    log encoding must be named.
 
     Parameters
     ----------
@@ -234,7 +236,18 @@ def plate_colorspace(plate, explicit: str | None, config: "OCIO.Config") -> str:
         except ColorSpaceError as exc:
             raise ColorSpaceError(f"{exc.message}; or give the plate's space with "
                                   "--plate-colorspace", path=plate.path, frame=plate.frame) from None
+    spec = getattr(plate, "spec", None)
+    transfer = str(spec.getattribute("dpx:Transfer") or "") if spec is not None else ""
+    if transfer.lower() == "printing density":
+        # a film scan's log encoding, which OpenImageIO names no colour space for: read as
+        # sRGB its alpha would be wrong without a word ("Logarithmic" DPX is KodakLog above)
+        raise ColorSpaceError("is a film scan (DPX transfer 'Printing density': log-encoded); "
+                              "give its colour space with --plate-colorspace (e.g. the "
+                              "config's Cineon or ADX space)", path=plate.path, frame=plate.frame)
     if plate.is_float or plate.file_format == "openexr":
+        primaries = _named_primaries(spec, config)
+        if primaries is not None:
+            return primaries
         return canonical_colorspace("scene_linear", config, path=plate.path, frame=plate.frame,
                                     what="scene_linear role")
     name = network_space_name(config)
@@ -243,6 +256,34 @@ def plate_colorspace(plate, explicit: str | None, config: "OCIO.Config") -> str:
                               "integer image; pass the colour space explicitly",
                               path=plate.path, frame=plate.frame)
     return name
+
+
+#: linear spaces by the EXR ``chromaticities`` they state (red, green, blue, white xy), as
+#: the names or aliases OCIO configs give them: a file that says AP0 is ACES2065-1 whatever
+#: the config's scene_linear role (ACEScg) would assume
+PRIMARIES = (
+    ((0.7347, 0.2653, 0.0, 1.0, 0.0001, -0.077, 0.32168, 0.33767), ("aces_interchange", "ACES2065-1")),
+    ((0.713, 0.293, 0.165, 0.83, 0.128, 0.044, 0.32168, 0.33767), ("ACEScg", "lin_ap1")),
+    ((0.64, 0.33, 0.3, 0.6, 0.15, 0.06, 0.3127, 0.329), ("lin_rec709", "Linear Rec.709 (sRGB)")),
+    ((0.708, 0.292, 0.17, 0.797, 0.131, 0.046, 0.3127, 0.329), ("lin_rec2020", "Linear Rec.2020")),
+    ((0.68, 0.32, 0.265, 0.69, 0.15, 0.06, 0.3127, 0.329), ("lin_p3d65", "Linear P3-D65")),
+)
+
+
+def _named_primaries(spec, config: "OCIO.Config") -> str | None:
+    """The linear colour space of ``config`` an EXR's ``chromaticities`` name (within
+    0.005), or None: no such attribute, primaries not in :data:`PRIMARIES`, or a config
+    without that space (the scene_linear role then, as before)."""
+    chroma = spec.getattribute("chromaticities") if spec is not None else None
+    if not chroma or len(chroma) != 8:
+        return None
+    for known, names in PRIMARIES:
+        if max(abs(a - b) for a, b in zip(chroma, known)) <= 0.005:
+            for name in names:
+                cs = config.getColorSpace(name)
+                if cs is not None:
+                    return cs.getName()
+    return None
 
 
 def network_processor(colorspace: str, config: "OCIO.Config") -> "OCIO.CPUProcessor":
