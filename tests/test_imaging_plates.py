@@ -169,3 +169,14 @@ def test_an_unassociated_alpha_is_not_multiplied_into_the_plate(tmp_path, ext):
     np.testing.assert_allclose(plate.pixels, codes[..., :3] / 255, atol=1e-6)
     alpha = read_plate(path, "A")
     np.testing.assert_allclose(alpha.pixels, 64 / 255, atol=1e-6)
+
+
+def test_a_stereo_files_parts_are_named_when_the_first_is_read(tmp_path, caplog):
+    left, right = rng_pixels(6, 8, 3, seed=1), rng_pixels(6, 8, 3, seed=2)
+    path = write_parts(tmp_path / "stereo.exr", [Part(left, ("R", "G", "B"), name="left"),
+                                                 Part(right, ("R", "G", "B"), name="right")])
+    with caplog.at_level("WARNING"):
+        plate = read_plate(path)
+    np.testing.assert_array_equal(plate.pixels, left)
+    [message] = [r.getMessage() for r in caplog.records]
+    assert "2 parts (left, right); the first, left, is read" in message

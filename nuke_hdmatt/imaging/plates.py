@@ -8,6 +8,7 @@ data window only and the writer puts the alpha back with the same windows.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -17,6 +18,8 @@ import OpenImageIO as oiio
 
 from ..errors import ChannelError, MissingFileError, PlateError
 from ..sequence import frame_file
+
+log = logging.getLogger(__name__)
 
 Window = tuple[int, int, int, int]
 MAX_PIXELS = 16384 * 16384
@@ -232,6 +235,15 @@ def read_plate(path: str, channels: str | Sequence[str] = ("R", "G", "B"),
             raise ChannelError(f"channel(s) {', '.join(n for n in names if not _in_any(n, specs))}"
                                f" not found; the file has: {_describe_channels(specs)}",
                                path=path, frame=frame, channel=",".join(names))
+        others = [i for i, sp in enumerate(specs)
+                  if i > index and all(n in sp.channelnames for n in names)]
+        if others:
+            # a stereo file's parts (left, right), say: the first is matted, and says so
+            label = lambda i: specs[i].getattribute("oiio:subimagename") or f"part {i}"
+            log.warning("%s: %s are in %d parts (%s); the first, %s, is read (the others "
+                        "are copied to an EXR output unmatted)", path, ",".join(names),
+                        1 + len(others), ", ".join(label(i) for i in [index, *others]),
+                        label(index))
         idx = [have.index(n) for n in names]
         lo, hi = min(idx), max(idx) + 1
         # Read only the span of channels we need: an AOV-heavy EXR can hold 100+ channels.
