@@ -463,7 +463,7 @@ def test_the_detail_models_tiles_count_in_the_frames_progress(monkeypatch):
     image, trimap = _edge_scene(100, 150)
     seen = []
     cascade.matte(image, trimap, progress=lambda d, t, s: seen.append((d, t, s)))
-    tiles = detail.tile_count(trimap)
+    tiles = len(detail.unknown_tiles(trimap))
     assert tiles > 1 and [s for *_, s in seen][-tiles:] == ["detail"] * tiles
     assert "detail" not in [s for *_, s in seen][:-tiles]
     assert [d for d, *_ in seen] == sorted(d for d, *_ in seen)

@@ -234,36 +234,32 @@ class DetailModel:
         """The blended alpha (H, W) float32; known trimap pixels are copied from the trimap.
         ``cancel()`` is polled before each tile (a tile takes a fraction of a second on a
         CPU; an 8K frame has dozens): True raises :class:`~nuke_hdmatt.errors.Cancelled`;
-        ``progress(done, total, "detail")`` hears each tile done (of :func:`tile_count`)."""
+        ``progress(done, total, "detail")`` hears each tile done (of :func:`unknown_tiles`)."""
         h, w = trimap.shape
         out = trimap.astype(np.float32)
         dev = torch.device(device)
         size = tile_size(dev)
-        total, done = tile_count(trimap, dev), 0
-        for ty in range(0, h, size):
-            for tx in range(0, w, size):
-                unknown = trimap[ty:ty + size, tx:tx + size] == 0.5
-                rows, cols = np.flatnonzero(unknown.any(1)), np.flatnonzero(unknown.any(0))
-                if not len(rows):
-                    continue
-                if cancel is not None and cancel():
-                    raise Cancelled("cancelled")
-                # the tile's unknown pixels' bounding box: a band crossing a tile fills
-                # little of it (768 px tiles on a 6K frame with a 10 % band: half the pixels
-                # measured, 2.5 -> 1.6 s)
-                y0, y1 = ty + rows[0], ty + rows[-1] + 1
-                x0, x1 = tx + cols[0], tx + cols[-1] + 1
-                inner = np.s_[y0:y1, x0:x1]
-                outer = np.s_[max(0, y0 - MARGIN):min(h, y1 + MARGIN),
-                              max(0, x0 - MARGIN):min(w, x1 + MARGIN)]
-                box = unknown[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-                out[inner][box] = self._tile(
-                    image[outer], trimap[outer], coarse[outer], full[outer], dev,
-                    np.s_[y0 - outer[0].start:y1 - outer[0].start,
-                          x0 - outer[1].start:x1 - outer[1].start], box)
-                done += 1
-                if progress is not None:
-                    progress(done, total, "detail")
+        tiles = unknown_tiles(trimap, dev)
+        for done, (ty, tx) in enumerate(tiles, 1):
+            unknown = trimap[ty:ty + size, tx:tx + size] == 0.5
+            rows, cols = np.flatnonzero(unknown.any(1)), np.flatnonzero(unknown.any(0))
+            if cancel is not None and cancel():
+                raise Cancelled("cancelled")
+            # the tile's unknown pixels' bounding box: a band crossing a tile fills
+            # little of it (768 px tiles on a 6K frame with a 10 % band: half the pixels
+            # measured, 2.5 -> 1.6 s)
+            y0, y1 = ty + rows[0], ty + rows[-1] + 1
+            x0, x1 = tx + cols[0], tx + cols[-1] + 1
+            inner = np.s_[y0:y1, x0:x1]
+            outer = np.s_[max(0, y0 - MARGIN):min(h, y1 + MARGIN),
+                          max(0, x0 - MARGIN):min(w, x1 + MARGIN)]
+            box = unknown[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+            out[inner][box] = self._tile(
+                image[outer], trimap[outer], coarse[outer], full[outer], dev,
+                np.s_[y0 - outer[0].start:y1 - outer[0].start,
+                      x0 - outer[1].start:x1 - outer[1].start], box)
+            if progress is not None:
+                progress(done, len(tiles), "detail")
         return out
 
     def _tile(self, image, trimap, coarse, full, dev, inner, unknown) -> np.ndarray:
@@ -278,13 +274,14 @@ class DetailModel:
         return self.alpha(feats.T, up(coarse[at]), up(full[at])).cpu().numpy()
 
 
-def tile_count(trimap: np.ndarray, device: torch.device | str = "cpu") -> int:
-    """How many tiles :meth:`DetailModel.blend` measures on ``trimap`` (those holding unknown
-    pixels), for a frame's progress plan."""
+def unknown_tiles(trimap: np.ndarray, device: torch.device | str = "cpu") -> list:
+    """The (y, x) origins of the tiles :meth:`DetailModel.blend` measures on ``trimap``
+    (those holding unknown pixels), in raster order; their count is a frame's progress
+    part."""
     size = tile_size(torch.device(device))
     h, w = trimap.shape
-    return sum(bool((trimap[ty:ty + size, tx:tx + size] == 0.5).any())
-               for ty in range(0, h, size) for tx in range(0, w, size))
+    return [(ty, tx) for ty in range(0, h, size) for tx in range(0, w, size)
+            if (trimap[ty:ty + size, tx:tx + size] == 0.5).any()]
 
 
 def tile_size(device: torch.device) -> int:

@@ -22,7 +22,7 @@ from .. import ENGINE_VERSION
 from ..errors import TrimapError, WeightsError
 from .cascade import classical_prior, prior_and_step
 from .config import LIGHT, ModelConfig
-from .detail import DetailModel, tile_count
+from .detail import DetailModel, unknown_tiles
 from .fold import fold_batchnorm
 from .frame_progress import FrameProgress
 from .memory import guarded
@@ -247,7 +247,7 @@ class Engine:
         local = solves_prior and self.cfg.uses_prior and self.prior == "local" and big
         # the detail model's tiles after the full-resolution pass: 2-3 s of a 6K CPU frame,
         # which a bar at 100 % would leave unexplained
-        detail = [("detail", tile_count(trimap, self.device))] \
+        detail = [("detail", len(unknown_tiles(trimap, self.device)))] \
             if coarse and full and isinstance(self.detail, DetailModel) else []
         return ([("prior", len(full[0].queries))] if local else []) + \
             [("coarse patches", p.steps) for p in coarse] + \
