@@ -220,3 +220,29 @@ def test_new_build_options_refuse_bad_values_in_one_line(tmp_path, capsys):
         assert len(err) == 1 and "error" in err[0], (extra, err)
         assert extra[0].lstrip("-") in err[0] or "cuda" in err[0].lower()
     assert not (tmp_path / "s").exists() or not list((tmp_path / "s").glob("*.npz"))
+
+
+def test_build_refuses_options_that_would_make_nonsense_samples(tmp_path, capsys, monkeypatch):
+    out = str(tmp_path / "o")
+    for extra, needle in ((["--context", "-1"], "--context"), (["--crops", "8,24"], "--crops"),
+                          (["--scene", "10"], "--scene"), (["--prior-downscale", "2"],
+                                                           "--prior-downscale")):
+        assert D.main(["build", "--out", out, "--n", "1", "--patch", "24", *extra]) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+    # no shared data: real foregrounds are wanted, so the folder would depend on the machine
+    monkeypatch.setenv("HDMATT_SHARED_DATA", str(tmp_path / "nowhere"))
+    assert D.main(["build", "--out", out, "--n", "1", "--patch", "24", "--no-prior"]) == 2
+    assert "--procedural 1" in capsys.readouterr().err
+
+
+def test_a_killed_builders_temp_samples_go_and_a_running_ones_stay(tmp_path, synth):
+    import os
+    out = tmp_path / "s"
+    out.mkdir()
+    stale, live = out / ".0000007.abc123.npz", out / ".0000008.def456.npz"
+    stale.write_bytes(b"half")
+    live.write_bytes(b"half")
+    os.utime(stale, (1000, 1000))
+    D.build(out, 1, synth.config, seed=1, synthesizer=synth, log=None)
+    assert not stale.exists() and live.exists()

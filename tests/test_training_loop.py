@@ -286,3 +286,17 @@ def test_train_refuses_what_would_fail_or_mislead_later(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     code = main(["--run", str(tmp_path / "afile"), "--data", folders["p32"], "--val-images", ""])
     assert code == 2 and "is a file" in capsys.readouterr().err
+
+
+def test_resuming_a_run_of_another_configuration_is_one_line(tmp_path):
+    from nuke_hdmatt.errors import UsageError
+    init = tmp_path / "init.safetensors"
+    torch.manual_seed(0)
+    save_weights(HDMattNet(TINY), init)
+    batches = [split_batch(_batch(seed=0))]
+    s = TrainSettings(run=tmp_path / "run", data=tmp_path, variant="D", init=init, steps=1,
+                      threads=1)
+    train(s, lambda step: iter(batches), val_pairs=None)
+    save_weights(HDMattNet(TINY.replace(width=16)), init)     # another network, same run
+    with pytest.raises(UsageError, match="cannot resume from this checkpoint"):
+        train(s, lambda step: iter(batches), val_pairs=None)
