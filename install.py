@@ -17,9 +17,10 @@ What the install adds to the user's home (and ``--uninstall`` removes again):
   created (``~/.nuke``, ``init.py``) so that ``--uninstall`` can restore the home exactly.
 
 A venv the install creates holds a mark file (:data:`CREATED_MARK`); ``--uninstall`` removes
-the venv of ``--venv`` and the one the record names only where that mark is, whatever route
-installed it (``--no-nuke`` and ``--print-nuke-path`` write no record), so an environment
-that was there before (``--venv`` naming a studio's) is never deleted.
+the venvs the record names and the one ``--venv`` names (without a record, the default
+``.venv``: ``--no-nuke`` and ``--print-nuke-path`` write none) only where that mark is, so an
+environment that was there before (``--venv`` naming a studio's) is never deleted, nor the
+checkout's ``.venv`` when this home's record names another.
 
 A ``~/.nuke/init.py`` that is a symlink (a dotfiles repository, a studio-managed file) is
 edited where it points, never replaced by a plain file.
@@ -337,7 +338,7 @@ def print_rows(rows) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--python", default=sys.executable, help="interpreter for the engine venv")
-    ap.add_argument("--venv", default=str(ROOT / ".venv"), help="engine environment folder")
+    ap.add_argument("--venv", help="engine environment folder (default: .venv in the checkout)")
     ap.add_argument("--dev", action="store_true", help="also install test and benchmark tools")
     ap.add_argument("--no-env", action="store_true",
                     help="do not create or update the venv (hooks and record only)")
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--in-env", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--uninstall", action="store_true", help="remove what install added")
     args = ap.parse_args(argv)
-    venv = Path(args.venv).resolve()
+    venv = Path(args.venv or ROOT / ".venv").resolve()
     home = Path.home()
 
     if args.check:
@@ -365,7 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.uninstall:
         rec = read_record(home) or {}
         removed = remove_nuke_hooks(home)
-        envs = [venv, *(rec.get("created") or {}).get("venvs", [])]
+        # the checkout's default venv is not this home's to remove when the home's record names
+        # its own (another user's install, or one pointed at a studio environment)
+        envs = [*([venv] if args.venv or not rec else []),
+                *(rec.get("created") or {}).get("venvs", [])]
         for what in removed + remove_created_envs(envs):
             print(f"removed {what}")
         return 0

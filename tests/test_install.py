@@ -189,6 +189,26 @@ def test_uninstall_removes_a_venv_only_if_the_install_created_it(tmp_path, monke
     assert not (studio.parent / "other").exists() and studio.exists()
 
 
+def test_bare_uninstall_keeps_the_checkouts_venv_when_the_record_names_another(
+        tmp_path, monkeypatch, engine):
+    """CI installs the checkout's .venv (marked); a home whose install was pointed at another
+    environment must not lose that .venv to a bare --uninstall (it ran the test suite)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    checkout = tmp_path / "checkout"
+    (checkout / ".venv").mkdir(parents=True)
+    install.mark_created(checkout / ".venv")
+    monkeypatch.setattr(install, "ROOT", checkout)
+    install.add_nuke_hooks(home, install.GIZMO_DIR, engine, engine.parent / "python")
+    assert install.main(["--uninstall"]) == 0
+    assert (checkout / ".venv" / install.CREATED_MARK).is_file()
+    assert list(home.iterdir()) == []
+    # no record at all (a --no-nuke install): the default .venv is what was installed
+    assert install.main(["--uninstall"]) == 0
+    assert not (checkout / ".venv").exists()
+
+
 def test_the_engine_record_writer_gives_what_install_writes(tmp_path, engine):
     """install.py and engine_env write one schema: the record install.py leaves is, key for
     key and byte for byte, what engine_env.write_record writes from the same values."""
