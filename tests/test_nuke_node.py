@@ -412,6 +412,7 @@ def test_cancel_keeps_the_frames_finished_before_it(standin, monkeypatch):
     nuke, node, plate, src, tmp_path = standin
     monkeypatch.setenv("STANDIN_MODE", "slow")
     monkeypatch.setenv("STANDIN_STEP_S", "0.3")
+    monkeypatch.setenv("STANDIN_PAUSE_S", "60")  # a Cancel that did not stop it: frame 2 lands
     nuke.ProgressTask.cancel_when = staticmethod(lambda task: any(p >= 50 for p in task.progress))
     from nuke_hdmatt.nuke import node as hdmatt_node
     assert hdmatt_node.generate(node) is False

@@ -9,7 +9,9 @@ It speaks the real engine's JSON-log events (``nuke_hdmatt.shot.progress``). ``S
 ``stubborn`` ignore SIGINT, start a helper process, write "<own pid> <helper pid>" to
           ``$STANDIN_MARK``, start frame A's output as a temp file beside it (as
           ``atomic_path`` names them), emit progress until killed (a stop that only a kill ends)
-``slow``  every frame: start, 3 patch progress events ``$STANDIN_STEP_S`` (0.05) s apart, done
+``slow``  every frame: start, 3 patch progress events ``$STANDIN_STEP_S`` (0.05) s apart, done;
+          after frame A, a pause of ``$STANDIN_PAUSE_S`` (0) s (time for a Cancel to land
+          however loaded the machine is: a frame that finishes before it is rightly recorded)
 """
 
 import json
@@ -62,6 +64,8 @@ def main():
                 time.sleep(float(os.environ.get("STANDIN_STEP_S", "0.05")))
                 event(event="progress", frame=f, done=i, total=3, stage="patches")
             event(event="frame_done", frame=f, output="x", cached=False)
+            if f == first:
+                time.sleep(float(os.environ.get("STANDIN_PAUSE_S", "0")))
         return 0
     if mode == "hang":
         def stop(signum, frame):
