@@ -364,6 +364,48 @@ def test_4_8_frames_a_later_generate_did_not_make_again_stay_stale(shot):
     assert "stale" not in hd().update_status(node, [1, 2])
 
 
+def _touch(path, seconds_later=1):
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + seconds_later * 10**9))
+
+
+def test_4_9_the_stale_check_follows_frames_through_time_nodes(shot):
+    """A TimeOffset slips the plate a frame: frame 3's alpha comes from plate frame 2, so a
+    new plate frame 2 makes it stale (the check stat'ed plate frame 3, which does not exist,
+    and said nothing)."""
+    nuke, node, plate, src, _ = shot
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+    slip = nuke.nodes.TimeOffset(time_offset=1)
+    slip.setInput(0, plate)
+    node.setInput(0, slip)
+    assert hd().generate(node, "3") is True
+    _touch(src / "plate.0001.exr")                  # not what frame 3 shows
+    assert "stale" not in hd().update_status(node, [3])
+    _touch(src / "plate.0002.exr")
+    assert "stale: plate input changed since Generate" in hd().update_status(node, [3])
+
+
+def test_4_9_held_and_retimed_plates_count_the_frames_they_read(shot):
+    from nuke_hdmatt.nuke.generated import graph_digests
+    nuke, node, plate, src, _ = shot
+    hold = nuke.nodes.FrameHold(firstFrame=1)
+    hold.setInput(0, plate)
+    before = graph_digests(hold, [1, 2])[1]
+    _touch(src / "plate.0001.exr")                  # every frame of the hold shows frame 1
+    after = graph_digests(hold, [1, 2])[1]
+    assert after[1] != before[1] and after[2] != before[2]
+    # a Read holds its last frame after its range; a group that retimes inside is not
+    # followed, so every frame of the Reads above it counts
+    assert graph_digests(plate, [2, 5])[1][5] == graph_digests(plate, [2, 5])[1][2]
+    group = nuke.nodes.Group()
+    with group:
+        nuke.nodes.TimeOffset(time_offset=3)
+    group.setInput(0, plate)
+    before = graph_digests(group, [1])[1]
+    _touch(src / "plate.0002.exr", 2)
+    assert graph_digests(group, [1])[1] != before
+
+
 def test_5_changed_weights_mark_the_node_stale(shot, tmp_path, monkeypatch):
     from nuke_hdmatt.engine.weights import file_sha256
     nuke, node, plate, src, _ = shot

@@ -43,31 +43,115 @@ def graph_digests(start, frames: list[int], max_age: float = 0.0) -> tuple[str, 
     """Upstream of ``start``: a digest of the graph (node classes, knob values but UI ones,
     groups' insides) and one a frame of what its Reads read there (each file's size and
     modification time, stat'ed at most ``max_age`` seconds ago). Per frame, so a record of
-    several Generates (each of other frames) compares each frame with what made it."""
-    items, reads, seen, todo = [], [], set(), [start]
+    several Generates (each of other frames) compares each frame with what made it.
+
+    The frame a Read reads is followed through the time nodes between it and ``start``
+    (:func:`_time_op`): a TimeOffset of 10 makes frame 1010's alpha depend on the plate's
+    frame 1000, not its 1010."""
+    items, reads, seen, walked = [], [], set(), set()
+    todo: list = [(start, ())]
     while todo:
-        n = todo.pop()
-        if n is None or id(n) in seen:
+        n, ops = todo.pop()
+        if n is None or (id(n), ops) in walked:
             continue
-        seen.add(id(n))
-        knobs = {}
-        for name, knob in sorted(n.knobs().items()):
-            if name in _UI_KNOBS:
-                continue
-            try:
-                knobs[name] = knob.toScript()
-            except Exception:  # a knob type that does not script (buttons, custom UI)
-                continue
-        items.append({"class": n.Class(), "knobs": knobs})
+        walked.add((id(n), ops))
+        if id(n) not in seen:
+            seen.add(id(n))
+            items.append({"class": n.Class(), "knobs": _knob_scripts(n)})
         if n.Class() == "Read":
             text = full_res_file(n)
-            reads += [FrameSequence(text.replace("%V", view))
+            reads += [(n, FrameSequence(text.replace("%V", view)), ops)
                       for view in (views() if "%V" in text else [""])]
-        todo.extend(n.input(i) for i in range(n.inputs()))
-        if hasattr(n, "nodes") and n.Class() not in ("Root",):
-            todo.extend(n.nodes())
-    return digest(items), {f: digest([_stat(seq, f, max_age) for seq in reads])
-                           for f in frames}
+        inner = list(n.nodes()) if hasattr(n, "nodes") and n.Class() != "Root" else []
+        op = _time_op(n, inner)
+        todo.extend((n.input(i), ops + (op,) if op else ops) for i in range(n.inputs()))
+        todo.extend((m, ops) for m in inner)
+    return digest(items), {f: digest([_stats(read, seq, ops, f, max_age)
+                                      for read, seq, ops in reads]) for f in frames}
+
+
+def _stats(read, seq: FrameSequence, ops: tuple, frame: int, max_age: float):
+    got = [_stat(seq, f, max_age) for f in _read_frames(read, ops, frame)]
+    # one frame: its stat alone, as records made before time nodes were followed hold it
+    return got[0] if len(got) == 1 else got
+
+
+def _knob_scripts(n) -> dict:
+    knobs = {}
+    for name, knob in sorted(n.knobs().items()):
+        if name in _UI_KNOBS:
+            continue
+        try:
+            knobs[name] = knob.toScript()
+        except Exception:  # a knob type that does not script (buttons, custom UI)
+            continue
+    return knobs
+
+
+# nodes that read their input at other frames than their own, in ways not followed here: the
+# Reads above them count with every frame of their range (stale if any of those changed)
+_RETIMING = frozenset({"Retime", "TimeWarp", "TimeClip", "AppendClip", "FrameBlend", "TimeEcho",
+                       "TimeBlur", "OFlow", "OFlow2", "Kronos", "MotionBlur"})
+_ANY = ("any",)
+
+
+def _knob_number(n, *names, default: float = 0.0) -> float:
+    for name in names:
+        knob = n.knob(name)
+        if knob is not None:
+            return float(knob.value())
+    return default
+
+
+def _time_op(n, inner: list) -> tuple | None:
+    """How node ``n`` maps its frame to the frame its inputs are read at: ``("shift", k)``
+    (input frame = frame + k), ``("hold", first, increment)``, :data:`_ANY` (not followed),
+    or None (the same frame)."""
+    disable = n.knob("disable")
+    if disable is not None and disable.value():
+        return None
+    cls = n.Class()
+    if cls == "TimeOffset":
+        if n.knob("reverse_input") is not None and n["reverse_input"].value():
+            return _ANY
+        return ("shift", -int(round(_knob_number(n, "time_offset"))))
+    if cls == "FrameHold":  # knob names of Nuke 12+ and of older scripts
+        return ("hold", int(round(_knob_number(n, "firstFrame", "first_frame"))),
+                int(round(_knob_number(n, "increment"))))
+    if cls in _RETIMING or any(_time_op(m, []) for m in inner):
+        return _ANY  # a group whose insides retime: not followed through its Input nodes
+    return None
+
+
+def _read_frames(read, ops: tuple, frame: int) -> list[int]:
+    """The frames of its files ``read`` reads for ``frame`` of the node the walk started at,
+    after the time nodes ``ops`` between them (nearest first) and the Read's own range:
+    before/after its first and last frame it holds, loops, bounces or is black."""
+    first = int(_knob_number(read, "first", default=1))
+    last = int(_knob_number(read, "last", default=first))
+    every = list(range(first, last + 1))
+    own = read.knob("frame")  # the Read's own frame expression or offset: not followed
+    if _ANY in ops or (own is not None and str(own.value()).strip()):
+        return every
+    f = frame
+    for op in ops:
+        if op[0] == "shift":
+            f += op[1]
+        else:
+            _, hold, step = op
+            f = hold if step <= 0 or f <= hold else hold + (f - hold) // step * step
+    if first <= f <= last:
+        return [f]
+    mode = str(read[("before" if f < first else "after")].value()) if read.knob("before") else "hold"
+    n = last - first + 1
+    if mode == "black":
+        return []
+    if mode == "loop":
+        return [first + (f - first) % n]
+    if mode == "bounce" and n > 1:
+        k = (f - first) % (2 * n - 2)
+        return [first + (k if k < n else 2 * n - 2 - k)]
+    return [min(max(f, first), last)]
 
 
 def full_res_file(read) -> str:

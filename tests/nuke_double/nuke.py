@@ -787,6 +787,27 @@ class NoOp(Node):
     pass
 
 
+class TimeOffset(Node):
+    """Frame f shows its input's frame f - time_offset (reverse_input not modelled)."""
+    _KNOBS = {"time_offset": Int_Knob, "reverse_input": Boolean_Knob}
+
+    def _image(self, frame):
+        if self["reverse_input"].value():
+            raise NotImplementedError("nuke double: TimeOffset reverse_input")
+        return Node._image(self, frame - int(self["time_offset"].value()))
+
+
+class FrameHold(Node):
+    """Nuke 12+'s knobs: every frame shows ``firstFrame``, or with ``increment`` n the last
+    multiple of n frames from it."""
+    _KNOBS = {"firstFrame": Int_Knob, "increment": Int_Knob}
+
+    def _image(self, frame):
+        first, step = int(self["firstFrame"].value()), int(self["increment"].value())
+        held = first if step <= 0 or frame <= first else first + (frame - first) // step * step
+        return Node._image(self, held)
+
+
 class Copy(Node):
     # Nuke's Copy copies up to four channels, from<i> of input A (1) to to<i> of B (0);
     # disabled, it passes B through
@@ -995,7 +1016,7 @@ _EXR_COMPRESSION = {"none": "none", "Zip (1 scanline)": "zips", "Zip (16 scanlin
                     "PIZ Wavelet (32 scanlines)": "piz", "RLE": "rle", "B44": "b44",
                     "B44A": "b44a", "DWAA": "dwaa", "DWAB": "dwab"}
 _CLASSES = {c.__name__: c for c in (Node, Group, Input, Output, Dot, NoOp, Copy, Crop, CopyBBox,
-                                    Read, Write)}
+                                    Read, Write, TimeOffset, FrameHold)}
 _knob_defaults: dict[str, str] = {}
 _root = Root()
 _group_stack: list = []
