@@ -295,14 +295,7 @@ def stale_reasons(node, max_age: float = 0.0) -> list[str]:
         return ["settings"]
     except RuntimeError as exc:  # Nuke's, for a knob's bad TCL ($env(SHOW_CACHE) unset)
         raise UsageError(f"{node.name()}: {_unexpected(exc)}") from None
-    then = rec.get("digests", {})
-    files_then = rec.get("files", {})
-    reasons = [f"{name} input" for name, _ in INPUTS
-               if now.get(name) != then.get(name)
-               or any(now["files"].get(f, {}).get(name) != d.get(name)
-                      for f, d in files_then.items())]
-    if now["settings"] != then.get("settings"):
-        reasons.append("settings")
+    reasons = _changed(rec.get("digests") or {}, now, rec.get("files") or {}, now["files"])
     if weights_changed(rec.get("weights")):
         reasons.append("weights")
     outdated = rec.get("outdated") or {}
@@ -583,7 +576,9 @@ def _remember(node, done: list[int], prints: dict, weights: dict | None = None) 
         if rec.get("digests") == digests and rec.get("weights") == weights:
             files = {**rec["files"], **files}
         else:
-            changed = _differences(rec, digests, weights)
+            changed = _changed(rec.get("digests") or {}, digests)
+            if rec.get("weights") != weights:
+                changed.append("weights")
             for f in rec["files"]:
                 outdated[f] = sorted(set(outdated.get(f, [])) | set(changed))
     outdated = {f: r for f, r in outdated.items() if f not in files}
@@ -596,14 +591,17 @@ def _remember(node, done: list[int], prints: dict, weights: dict | None = None) 
     _set_range(node)
 
 
-def _differences(rec: dict, digests: dict, weights) -> list[str]:
-    """What differs between a record and a run's digests and weights, as stale reasons."""
-    then = rec.get("digests") or {}
-    out = [f"{name} input" for name, _ in INPUTS if then.get(name) != digests.get(name)]
-    if then.get("settings") != digests.get("settings"):
+def _changed(then: dict, now: dict, files_then: dict | None = None,
+             files_now: dict | None = None) -> list[str]:
+    """Stale reasons (``"plate input"``, ``"settings"``) between two sets of digests and,
+    given, between each recorded frame's input files and those it would read now."""
+    files_now = files_now or {}
+    out = [f"{name} input" for name, _ in INPUTS
+           if then.get(name) != now.get(name)
+           or any(files_now.get(f, {}).get(name) != d.get(name)
+                  for f, d in (files_then or {}).items())]
+    if then.get("settings") != now.get("settings"):
         out.append("settings")
-    if rec.get("weights") != weights:
-        out.append("weights")
     return out
 
 
