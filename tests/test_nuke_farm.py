@@ -90,17 +90,15 @@ def hdmatt(*args, env):
                           text=True, timeout=120)
 
 
-def test_job_template_checks_and_runs_end_to_end(fake_nuke, farm_shot):
+def test_job_template_checks_and_runs_end_to_end(fake_nuke, farm_shot, monkeypatch):
     tmp_path, script, env = farm_shot
     # a frame generated interactively first: the farm must find it in the shared cache
     nuke = fake_nuke
-    os.environ["HDMATT_ENGINE"] = env["HDMATT_ENGINE"]
-    try:
+    with monkeypatch.context() as m:  # a developer's own HDMATT_ENGINE comes back after
+        m.setenv("HDMATT_ENGINE", env["HDMATT_ENGINE"])
         nuke.scriptOpen(str(script))
         from nuke_hdmatt.nuke import node as hdmatt_node
         assert hdmatt_node.generate(nuke.toNode("HDMatt1"), "1") is True
-    finally:
-        del os.environ["HDMATT_ENGINE"]
     alpha1 = tmp_path / "hdmatt" / "shot020" / "HDMatt1" / "alpha.0001.exr"
     interactive = read_exr(alpha1)["A"]
 
