@@ -66,14 +66,19 @@ def graph_digests(start, frames: list[int], max_age: float = 0.0) -> tuple[str, 
         op = _time_op(n, inner)
         todo.extend((n.input(i), ops + (op,) if op else ops) for i in range(n.inputs()))
         todo.extend((m, ops) for m in inner)
-    return digest(items), {f: digest([_stats(read, seq, ops, f, max_age)
+    memo: dict = {}  # a retimed Read's every frame, stat'ed and digested once, not per frame
+    return digest(items), {f: digest([_stats(read, seq, ops, f, max_age, memo)
                                       for read, seq, ops in reads]) for f in frames}
 
 
-def _stats(read, seq: FrameSequence, ops: tuple, frame: int, max_age: float):
-    got = [_stat(seq, f, max_age) for f in _read_frames(read, ops, frame)]
-    # one frame: its stat alone, as records made before time nodes were followed hold it
-    return got[0] if len(got) == 1 else got
+def _stats(read, seq: FrameSequence, ops: tuple, frame: int, max_age: float, memo: dict):
+    frames = tuple(_read_frames(read, ops, frame))
+    if len(frames) == 1:  # its stat alone, as records made before time nodes were followed
+        return _stat(seq, frames[0], max_age)
+    key = (seq.pattern, frames)
+    if key not in memo:
+        memo[key] = digest([_stat(seq, f, max_age) for f in frames])
+    return memo[key]
 
 
 def _knob_scripts(n) -> dict:
