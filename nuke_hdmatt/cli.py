@@ -75,7 +75,8 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
     io.add_argument("--plate-channels", metavar="R,G,B",
                     help="plate channels to matte, by name (default R,G,B)")
     io.add_argument("--trimap-channel", metavar="C",
-                    help="trimap (or matte) channel (default: first of A, R, Y)")
+                    help="trimap (or matte) channel (default: first of A, R, Y; of a "
+                    "--trimap-from-matte matte: A, Y, R)")
     io.add_argument("--trimap-from-matte", metavar="MATTE",
                     help="make the trimap from this matte/roto alpha instead of TRIMAP")
     io.add_argument("--band", type=int, metavar="N",
@@ -104,7 +105,8 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                         "(one exposure for a shot whose band's brightness comes and goes)")
     colour.add_argument("--plate-colorspace", metavar="NAME",
                         help="plate colour space in the OCIO config (default: file metadata, "
-                        "else scene_linear for EXR / sRGB for 8-16 bit files)")
+                        "else the linear space an EXR's chromaticities name, else scene_linear "
+                        "for EXR and float files / sRGB for 8-16 bit files)")
     colour.add_argument("--ocio", metavar="CONFIG",
                         help="OCIO config file or ocio:// URI (default $OCIO, else built-in cg config)")
     eng = p.add_argument_group("engine")
@@ -582,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("matte", help="alpha for a plate (single file or sequence) and its trimap",
                        description="Matte PLATE with TRIMAP and write the alpha to OUT. Paths are "
-                       "single files or sequences (plate.####.exr, plate.%%04d.exr, plate.@@@@.exr).")
+                       "single files or sequences (plate.####.exr, plate.%04d.exr, plate.@@@@.exr).")
     add_shot_paths(m)
     add_matte_options(m)
     m.set_defaults(func=cmd_matte)
@@ -590,12 +592,13 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the whole chain on a generated hair plate")
     d.add_argument("-o", "--output-dir", default="hdmatt_demo", metavar="DIR",
                    help="where the plate, trimap, alpha and preview go (default ./hdmatt_demo)")
-    d.add_argument("--weights", metavar="FILE")
-    d.add_argument("--device", metavar="auto|cpu|cuda")
-    d.add_argument("--cache", metavar="DIR")
-    d.add_argument("--no-cache", action="store_true")
-    d.add_argument("--quiet", action="store_true")
-    d.add_argument("--json-log", metavar="FILE")
+    d.add_argument("--weights", metavar="FILE", help="network weights (default: the bundled)")
+    d.add_argument("--device", metavar="auto|cpu|cuda", help="compute device (default auto)")
+    d.add_argument("--cache", metavar="DIR", help="frame cache folder (as for matte)")
+    d.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    d.add_argument("--quiet", action="store_true", help="no progress output")
+    d.add_argument("--json-log", metavar="FILE",
+                   help="append JSON-lines progress events to FILE")
     d.set_defaults(func=cmd_demo)
 
     i = sub.add_parser("info", help="channels, windows, colour space; the stamp of our outputs")

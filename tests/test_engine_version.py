@@ -1,8 +1,8 @@
 """The cache keys on ENGINE_VERSION: an engine change that moves alphas or foregrounds
 without bumping it serves stale frames from every cache (it happened: two changes to the
 cascade moved alphas by up to 0.09 under version 0.4.0). This test holds the shipped engine's
-answers on two small frames, one within 1024 px and one the cascade takes, to the ones
-recorded for the current version.
+answers on three small frames (one within 1024 px, one the cascade takes, one with a
+one-sided trimap) and a foreground to the ones recorded for the current version.
 
 After a change that moves them on purpose: bump ``__version__`` (``nuke_hdmatt/__init__.py``
 and ``pyproject.toml``), then record anew::

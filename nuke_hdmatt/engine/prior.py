@@ -20,11 +20,11 @@ ways are offered:
   reflective padding), blended with the same weights as the network's patches.
   Keeps full-resolution detail; cost grows with the number of unknown patches,
   and a patch that lacks foreground or background pixels to anchor the solve
-  gets 0.5 over its unknown pixels.
+  gets the one-sided colour prior (:func:`one_sided_prior`; 0.5 with no known pixel).
 
 Frames no larger than ``max_side`` are solved whole at full resolution by both.
 
-The engine adds a third prior, ``cascade`` (see :mod:`.runner`): the network itself run on
+The engine adds a third prior, ``cascade`` (see :mod:`.cascade`): the network itself run on
 the ``global`` downsampled frame, its alpha upsampled as the full-resolution prior.
 """
 

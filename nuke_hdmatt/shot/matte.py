@@ -99,8 +99,9 @@ def engine_stamp(engine, colorspace: str, config_desc: str, shape=None,
 def cache_params(engine, shape=None) -> dict:
     """Engine parameters that decide the alpha (of a frame of ``shape``: Engine.params).
 
-    The device is left out: CPU and GPU results differ only by float rounding, and a cache
-    shared by farm GPUs and workstation CPUs should serve both. Precision stays in.
+    The device is left out: at one precision CPU and GPU results differ only by float
+    rounding, so a shared cache serves both. The precision stays in: ``auto`` resolves to
+    fp16 on a GPU and bf16 or fp32 on a CPU, whose alphas differ by more than rounding.
     """
     params = dict(engine.params(shape))
     params.pop("device", None)

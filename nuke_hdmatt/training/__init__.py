@@ -1,7 +1,7 @@
 """Training-data synthesis for HDMatt (and, from the lead, the trainer).
 
-Everything here except ``dataset.py`` (the torch ``Dataset`` wrappers) is numpy/scipy, so
-importing ``nuke_hdmatt.training`` never imports torch.
+The synthesis modules are numpy/scipy; ``dataset.py`` (the torch ``Dataset`` wrappers),
+``trainer.py`` and ``loss.py`` import torch, and the package's own import never does.
 
 The alphamatting-dev images in :data:`VALIDATION_IMAGES` are held out: no training source
 ever yields them, and the model card names them.
