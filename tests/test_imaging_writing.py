@@ -126,6 +126,42 @@ def test_integer_plate_to_exr_and_mipmapped_source(tmp_path):
     np.testing.assert_array_equal(got[0, 0, :3], [0.25, 0.5, 0.75])
 
 
+def _uint_channel(path, name):
+    inp = oiio.ImageInput.open(str(path))
+    c = list(inp.spec().channelnames).index(name)
+    fmt = (inp.spec().channelformats or [inp.spec().format] * (c + 1))[c]
+    values = np.asarray(inp.read_image(0, 0, c, c + 1, oiio.UINT))[..., 0]
+    inp.close()
+    return str(fmt), values
+
+
+def test_an_exrs_object_id_channel_stays_unsigned_and_exact(tmp_path, caplog):
+    """A renderer's UINT id channel was read normalised (id / (2**32 - 1)) and stored as half:
+    every id became 0 in the output."""
+    spec = oiio.ImageSpec(6, 2, 4, oiio.UINT)
+    spec.channelnames = ("R", "G", "B", "id")
+    spec.channelformats = (oiio.TypeDesc("half"),) * 3 + (oiio.TypeDesc("uint"),)
+    ids = np.array([[0, 1, 7, 1234, 70000, 2**24 - 1], [2, 3, 5, 8, 13, 21]], np.uint32)
+    buf = np.zeros((2, 6, 4), np.uint32)   # a native write: the ids exactly as a renderer's
+    buf[..., :3] = 2**31
+    buf[..., 3] = ids
+    out = oiio.ImageOutput.create(str(tmp_path / "ids.exr"))
+    assert out.open(str(tmp_path / "ids.exr"), spec) and out.write_image(buf)
+    out.close()
+    plate = read_plate(tmp_path / "ids.exr")
+    write_alpha(tmp_path / "out.exr", alpha_like(plate), plate)
+    fmt, got = _uint_channel(tmp_path / "out.exr", "id")
+    assert fmt == "uint" and np.array_equal(got, ids)
+    assert not caplog.records
+    buf[0, 0, 3] = 2**24 + 1  # beyond float32's integers: said, not silent
+    out = oiio.ImageOutput.create(str(tmp_path / "big.exr"))
+    assert out.open(str(tmp_path / "big.exr"), spec) and out.write_image(buf)
+    out.close()
+    plate = read_plate(tmp_path / "big.exr")
+    write_alpha(tmp_path / "out_big.exr", alpha_like(plate), plate)
+    assert any("channel id holds values above 2**24" in r.getMessage() for r in caplog.records)
+
+
 def test_no_plate_writes_alpha_alone(tmp_path):
     alpha = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
     write_alpha(tmp_path / "a.exr", alpha, None)

@@ -10,6 +10,7 @@ the temporary file and leaves an existing output untouched.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -21,6 +22,8 @@ from .. import ENGINE_VERSION
 from ..atomic import atomic_path, temp_beside
 from ..errors import HDMattError, OutputError, UsageError
 from .plates import Plate, channel_formats, open_image, read_subimage, rewindow, subimage_specs
+
+log = logging.getLogger(__name__)
 
 #: Compression names OpenEXR understands (an optional ``:level`` suffix is allowed on
 #: zip/zips/dwaa/dwab). OIIO silently writes zip for anything else, so we check first.
@@ -280,23 +283,37 @@ def _read_all_subimages(plate: Plate):
     """Every subimage of the plate's file: specs (metadata intact) and pixels.
 
     All-half subimages (the usual Nuke/renderer EXR) are carried as float16, anything
-    else as float32. Integer sources (PNG, TIFF, DPX plates) cannot be stored in EXR;
-    their channels become half (values within 2**-12 of the 8/16-bit originals).
+    else as float32. An EXR's 32-bit unsigned channels (a renderer's object ids) stay
+    unsigned, exact up to 2**24 (OpenImageIO converts them through float32; larger values
+    are rounded, with a warning). 8/16-bit sources (PNG, TIFF, DPX plates) cannot be stored
+    in EXR; their channels become half (values within 2**-12 of the originals).
     """
     inp = open_image(plate.path, plate.frame)
     try:
         specs = subimage_specs(inp)
         images = [read_subimage(inp, i, plate.path, plate.frame, half=_all_half(spec))
                   for i, spec in enumerate(specs)]
+        for i, spec in enumerate(specs):
+            _warn_of_large_ids(inp, i, spec, plate)
     finally:
         inp.close()
     for spec in specs:
-        formats = [f if f.basetype in (oiio.HALF, oiio.FLOAT) else oiio.TypeDesc("half")
+        formats = [f if f.basetype in (oiio.HALF, oiio.FLOAT, oiio.UINT) else oiio.TypeDesc("half")
                    for f in channel_formats(spec)]
         spec.set_format(oiio.TypeDesc("half") if spec.format.basetype not in
                         (oiio.HALF, oiio.FLOAT) else spec.format)
         spec.channelformats = tuple(formats)
     return specs, images
+
+
+def _warn_of_large_ids(inp, index: int, spec, plate: Plate) -> None:
+    for c, f in enumerate(channel_formats(spec)):
+        if f.basetype != oiio.UINT:
+            continue
+        values = inp.read_image(index, 0, c, c + 1, oiio.UINT)
+        if values is not None and np.asarray(values).max(initial=0) > 2**24:
+            log.warning("%s: channel %s holds values above 2**24, which the output stores "
+                        "rounded to float32 precision", plate.path, spec.channelnames[c])
 
 
 def _all_half(spec) -> bool:
