@@ -16,6 +16,10 @@ EXIT_USAGE = 2           # bad input: one line ``prog: error: ...``
 EXIT_INTERNAL = 3        # a bug
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 
+# A library warning about what every frame of a shot shares (a stereo plate's parts) sets
+# this attribute of its log record (``extra=``) to a key: the shot reports it once, not per frame.
+ONCE_A_SHOT = "hdmatt_once_a_shot"
+
 
 def exit_for_signal(signum: int | None) -> int:
     """Exit code of a run stopped by ``signum`` (Ctrl-C when unknown)."""

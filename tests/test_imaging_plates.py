@@ -180,3 +180,28 @@ def test_a_stereo_files_parts_are_named_when_the_first_is_read(tmp_path, caplog)
     np.testing.assert_array_equal(plate.pixels, left)
     [message] = [r.getMessage() for r in caplog.records]
     assert "2 parts (left, right); the first, left, is read" in message
+
+
+def test_a_stereo_sequence_says_which_part_once_a_shot(tmp_path):
+    from nuke_hdmatt.shot.workflow import _warnings_to
+
+    class Reporter:
+        def __init__(self):
+            self.lines = []
+
+        def warning(self, text):
+            self.lines.append(text)
+
+    reporter = Reporter()
+    with _warnings_to(reporter):
+        for f in (1, 2, 3):
+            left, right = rng_pixels(6, 8, 3, seed=f), rng_pixels(6, 8, 3, seed=f + 9)
+            read_plate(write_parts(tmp_path / f"stereo.{f:04d}.exr",
+                                   [Part(left, ("R", "G", "B"), name="left"),
+                                    Part(right, ("R", "G", "B"), name="right")]))
+        read_plate(write_parts(tmp_path / "other.exr",  # other parts: a warning of its own
+                               [Part(left, ("R", "G", "B"), name="a"),
+                                Part(right, ("R", "G", "B"), name="b")]))
+    assert len(reporter.lines) == 2, reporter.lines
+    assert "stereo.0001.exr" in reporter.lines[0] and "(left, right)" in reporter.lines[0]
+    assert "(a, b)" in reporter.lines[1]

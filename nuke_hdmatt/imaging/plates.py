@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import OpenImageIO as oiio
 
-from ..errors import ChannelError, MissingFileError, PlateError
+from ..errors import ONCE_A_SHOT, ChannelError, MissingFileError, PlateError
 from ..sequence import frame_file
 
 log = logging.getLogger(__name__)
@@ -240,10 +240,11 @@ def read_plate(path: str, channels: str | Sequence[str] = ("R", "G", "B"),
         if others:
             # a stereo file's parts (left, right), say: the first is matted, and says so
             label = lambda i: specs[i].getattribute("oiio:subimagename") or f"part {i}"
+            parts = ", ".join(label(i) for i in [index, *others])
             log.warning("%s: %s are in %d parts (%s); the first, %s, is read (the others "
                         "are copied to an EXR output unmatted)", path, ",".join(names),
-                        1 + len(others), ", ".join(label(i) for i in [index, *others]),
-                        label(index))
+                        1 + len(others), parts, label(index),
+                        extra={ONCE_A_SHOT: ("parts", tuple(names), parts)})
         idx = [have.index(n) for n in names]
         lo, hi = min(idx), max(idx) + 1
         # Read only the span of channels we need: an AOV-heavy EXR can hold 100+ channels.

@@ -19,7 +19,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from .. import ENGINE_VERSION
-from ..errors import EXIT_FAILED_FRAMES, EXIT_OK, UsageError, exit_for_signal
+from ..errors import EXIT_FAILED_FRAMES, EXIT_OK, ONCE_A_SHOT, UsageError, exit_for_signal
 
 __all__ = ["RunSettings", "MAX_THREADS", "check_threads", "run_matte", "run_shot",
            "check_engine_files", "load_engine",
@@ -71,8 +71,14 @@ class _ToReporter(logging.Handler):
     def __init__(self, reporter):
         super().__init__(logging.WARNING)
         self.reporter = reporter
+        self.said: set = set()  # ONCE_A_SHOT keys already reported
 
     def emit(self, record: logging.LogRecord) -> None:
+        key = getattr(record, ONCE_A_SHOT, None)
+        if key is not None:
+            if key in self.said:
+                return
+            self.said.add(key)
         self.reporter.warning(_one_line(record.getMessage()))
 
 
