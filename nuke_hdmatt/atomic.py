@@ -19,11 +19,28 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
-__all__ = ["atomic_path", "current_umask", "temp_beside", "save_npz_atomic", "save_npy_atomic",
-           "write_png_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "current_umask", "signals_held", "temp_beside", "save_npz_atomic",
+           "save_npy_atomic", "write_png_atomic", "write_text_atomic"]
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Ctrl-C and SIGTERM wait (POSIX, main thread) until the block ends: a stop between a
+    temp file's creation and the code that removes it on failure would leave it behind. One
+    that arrived meanwhile is raised as the block ends."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def temp_beside(path, suffix: str = ".tmp") -> str:
@@ -57,8 +74,10 @@ def atomic_path(path, suffix: str = ".tmp", *, fsync: bool = False, make_folder:
         raise PermissionError(errno.EACCES, "read-only; not replaced", str(path))
     if make_folder:
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_beside(path, suffix)
+    tmp = None
     try:
+        with signals_held():  # a stop that comes now is raised below, where tmp is removed
+            tmp = temp_beside(path, suffix)
         yield tmp
         if fsync:
             with open(tmp, "rb+") as handle:
@@ -66,7 +85,8 @@ def atomic_path(path, suffix: str = ".tmp", *, fsync: bool = False, make_folder:
         os.chmod(tmp, _final_mode(path))
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -1,6 +1,8 @@
 """The shared atomic writer: all or nothing, normal permissions, no temp files left."""
 
 import os
+import signal
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,31 @@ def test_dot_dot_through_a_missing_folder_is_taken_as_every_check_takes_it(tmp_p
     # the checks of an output's folder read "sub/.." lexically, as mkstemp places the temp
     write_text_atomic(tmp_path / "sub" / ".." / "a.txt", "x")
     assert (tmp_path / "a.txt").read_text() == "x" and os.listdir(tmp_path) == ["a.txt"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_the_instant_the_temp_file_exists_leaves_none(tmp_path, monkeypatch, signum):
+    """Ctrl-C (or SIGTERM) right after mkstemp made the temp file, before the code that
+    removes it on failure: it was left in the output folder."""
+    made = []
+    real = tempfile.mkstemp
+
+    def mkstemp_then_stop(*args, **kw):
+        fd, name = real(*args, **kw)
+        made.append(name)
+        os.kill(os.getpid(), signum)  # arrives while the file exists and has no owner yet
+        return fd, name
+
+    def stop(s, frame):
+        raise KeyboardInterrupt if s == signal.SIGINT else SystemExit(128 + s)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_stop)
+    old = signal.signal(signum, stop)
+    try:
+        with pytest.raises((KeyboardInterrupt, SystemExit)):
+            with atomic_path(tmp_path / "alpha.exr") as tmp:
+                Path(tmp).write_text("never")
+    finally:
+        signal.signal(signum, old)
+    assert made and list(tmp_path.iterdir()) == []

@@ -19,7 +19,7 @@ import numpy as np
 import OpenImageIO as oiio
 
 from .. import ENGINE_VERSION
-from ..atomic import atomic_path, temp_beside
+from ..atomic import atomic_path, signals_held, temp_beside
 from ..errors import HDMattError, OutputError, UsageError
 from .plates import Plate, channel_formats, open_image, read_subimage, rewindow, subimage_specs
 
@@ -113,8 +113,8 @@ def check_output_location(out_path: str) -> None:
     folder = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(folder):
         raise OutputError(f"output folder {folder} does not exist", path=out_path)
-    tmp = _temp_file(out_path)
-    os.unlink(tmp)
+    with signals_held():
+        os.unlink(_temp_file(out_path))
 
 
 def remove_stale_temps(folder: str, is_output, max_age_s: float = STALE_TEMP_S) -> int:
