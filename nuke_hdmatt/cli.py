@@ -74,6 +74,10 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                     "(default: the plate sequence's frames on disk)")
     io.add_argument("--plate-channels", metavar="R,G,B",
                     help="plate channels to matte, by name (default R,G,B)")
+    io.add_argument("--part", metavar="NAME|N",
+                    help="EXR part of a multi-part plate to matte, by name (a stereo file's "
+                    "right) or number (0 = first); the trimap's (or matte's) part of that name "
+                    "where it has one (default: the first part holding the plate channels)")
     io.add_argument("--trimap-channel", metavar="C",
                     help="trimap (or matte) channel (default: first of A, R, Y; of a "
                     "--trimap-from-matte matte: A, Y, R)")
@@ -269,7 +273,7 @@ def matte_job_from_args(args: argparse.Namespace):
     if args.plate_channels:
         job.plate_channels = tuple(parse_channels(args.plate_channels))
     for dest in ("trimap_channel", "trimap_from_matte", "plate_colorspace", "ocio", "layer",
-                 "compression", "bit_depth", "band", "foreground", "exposure"):
+                 "compression", "bit_depth", "band", "foreground", "exposure", "part"):
         if getattr(args, dest) is not None:
             setattr(job, dest, getattr(args, dest))
     if args.band is not None and not args.trimap_from_matte:
@@ -305,7 +309,7 @@ def _check_not_empty(args: argparse.Namespace) -> None:
     "the current folder" or "the default"."""
     names = {"plate": "PLATE", "trimap": "TRIMAP", "output": "-o", "output_dir": "-o"}
     for dest in ("plate", "trimap", "output", "output_dir", "trimap_from_matte",
-                 "plate_channels", "trimap_channel", "layer", "compression", "foreground",
+                 "plate_channels", "part", "trimap_channel", "layer", "compression", "foreground",
                  "plate_colorspace", "ocio", "weights", "device", "cache", "json_log",
                  "hdmatt", "name", "job_output", "bundle"):
         value = getattr(args, dest, None)

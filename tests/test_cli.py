@@ -21,6 +21,7 @@ from cli_fixtures import (
     temp_leftovers,
     write_image,
 )
+from imaging_fixtures import Part, read_all, write_parts
 
 
 def _assert_one_line_error(proc, *needles):
@@ -434,3 +435,43 @@ def test_a_night_plate_is_brightened_for_the_network(tmp_path):
     # rounding; left as it is, it is another alpha
     assert np.abs(got["night"] - got["day"]).max() < 2e-3
     assert np.abs(got["night_off"] - got["day"]).max() > 0.01
+
+
+def test_part_mattes_one_view_of_a_stereo_plate_with_its_trimap(tmp_path):
+    """--part right: the right view's plate and trimap (the trimap's part of that name);
+    the alpha lands in that part, the left part is copied untouched."""
+    left_plate, left_tri = make_frame(3)
+    right_plate, right_tri = make_frame(8)
+    write_parts(tmp_path / "stereo.exr", [Part(left_plate, ("R", "G", "B"), name="left"),
+                                          Part(right_plate, ("R", "G", "B"), name="right")])
+    write_parts(tmp_path / "tri.exr", [Part(left_tri[..., None], ("Y",), name="left"),
+                                       Part(right_tri[..., None], ("Y",), name="right")])
+    write_image(tmp_path / "right.exr", right_plate, "RGB")
+    write_image(tmp_path / "right_tri.exr", right_tri, "Y")
+    r = hdmatt(tmp_path, "matte", "stereo.exr", "tri.exr", "-o", "out.exr", "--part", "right",
+               "--no-cache", *FAST)
+    assert r.returncode == 0, r.stderr
+    assert "parts" not in r.stderr  # chosen: no "the first part is read" warning
+    r = hdmatt(tmp_path, "matte", "right.exr", "right_tri.exr", "-o", "mono.exr", "--no-cache",
+               *FAST)
+    assert r.returncode == 0, r.stderr
+    (s0, p0), (s1, p1) = read_all(tmp_path / "out.exr")
+    assert list(s0.channelnames) == ["R", "G", "B"]  # the left view as it was
+    np.testing.assert_allclose(p0, left_plate, atol=2**-10)
+    [(sm, pm)] = read_all(tmp_path / "mono.exr")
+    a = list(s1.channelnames).index("A")
+    np.testing.assert_array_equal(p1[..., a], pm[..., list(sm.channelnames).index("A")])
+
+
+def test_a_part_the_plate_lacks_is_refused_before_any_frame(tmp_path):
+    plate, tri = make_frame(3)
+    write_parts(tmp_path / "stereo.exr", [Part(plate, ("R", "G", "B"), name="left"),
+                                          Part(plate, ("R", "G", "B"), name="right")])
+    write_image(tmp_path / "tri.exr", tri, "Y")
+    r = hdmatt(tmp_path, "matte", "stereo.exr", "tri.exr", "-o", "out.exr", "--part", "centre",
+               "--no-cache", *FAST)
+    assert r.returncode == 2
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith("hdmatt: error: ") and "stereo.exr" in line
+    assert "no part 'centre'" in line and "[left] R, G, B; [right] R, G, B" in line
+    assert not (tmp_path / "out.exr").exists()

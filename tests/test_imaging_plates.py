@@ -205,3 +205,19 @@ def test_a_stereo_sequence_says_which_part_once_a_shot(tmp_path):
     assert len(reporter.lines) == 2, reporter.lines
     assert "stereo.0001.exr" in reporter.lines[0] and "(left, right)" in reporter.lines[0]
     assert "(a, b)" in reporter.lines[1]
+
+
+def test_part_reads_the_named_or_numbered_part_and_names_the_parts_when_absent(tmp_path):
+    left, right = rng_pixels(6, 8, 3, seed=1), rng_pixels(6, 8, 3, seed=2)
+    path = write_parts(tmp_path / "stereo.exr", [Part(left, ("R", "G", "B"), name="left"),
+                                                 Part(right, ("R", "G", "B"), name="right")])
+    plate = read_plate(path, part="right")
+    np.testing.assert_array_equal(plate.pixels, right)
+    assert plate.subimage == 1
+    np.testing.assert_array_equal(read_plate(path, part="1").pixels, right)
+    np.testing.assert_array_equal(read_plate(path, part="0").pixels, left)
+    with pytest.raises(ChannelError, match=r"no part 'centre'; the file has: \[left\] R, G, B; "
+                                           r"\[right\] R, G, B"):
+        read_plate(path, part="centre")
+    with pytest.raises(ChannelError, match="channel.s. A not in part right"):
+        read_plate(path, "A", part="right")

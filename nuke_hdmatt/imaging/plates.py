@@ -195,8 +195,35 @@ def read_subimage(inp: "oiio.ImageInput", subimage: int, path: str,
     return pixels.reshape(spec.height, spec.width, chend - chbegin)
 
 
+def part_label(spec: "oiio.ImageSpec", index: int) -> str:
+    """An EXR part's name (``oiio:subimagename``: a stereo file's ``left``), else ``part N``."""
+    return spec.getattribute("oiio:subimagename") or f"part {index}"
+
+
+def find_part(specs: list, part: str) -> int | None:
+    """Index of the subimage named ``part``, else numbered ``part`` (0 is the first); None
+    when the file has neither."""
+    for i, spec in enumerate(specs):
+        if spec.getattribute("oiio:subimagename") == part:
+            return i
+    if part.isdigit() and int(part) < len(specs):
+        return int(part)
+    return None
+
+
+def file_has_part(path: str, part: str | None, frame: int | None = None) -> bool:
+    """Whether the image at ``path`` has a part named (or numbered) ``part``."""
+    if part is None:
+        return False
+    inp = open_image(path, frame)
+    try:
+        return find_part(subimage_specs(inp), part) is not None
+    finally:
+        inp.close()
+
+
 def read_plate(path: str, channels: str | Sequence[str] = ("R", "G", "B"),
-               frame: int | None = None) -> Plate:
+               frame: int | None = None, part: str | None = None) -> Plate:
     """Read named channels of an image over its data window.
 
     Parameters
@@ -210,6 +237,9 @@ def read_plate(path: str, channels: str | Sequence[str] = ("R", "G", "B"),
         that holds all of them is used.
     frame : int, optional
         Frame number substituted into ``path`` and named in errors.
+    part : str, optional
+        The EXR part to read, by name (a stereo file's ``right``) or number (0 is the
+        first), instead of the first part holding ``channels``.
 
     Returns
     -------
@@ -227,24 +257,9 @@ def read_plate(path: str, channels: str | Sequence[str] = ("R", "G", "B"),
     inp = open_image(path, frame)
     try:
         specs = subimage_specs(inp)
-        for index, spec in enumerate(specs):  # noqa: B007  (the subimage found is used after the loop)
-            have = list(spec.channelnames)
-            if all(n in have for n in names):
-                break
-        else:
-            raise ChannelError(f"channel(s) {', '.join(n for n in names if not _in_any(n, specs))}"
-                               f" not found; the file has: {_describe_channels(specs)}",
-                               path=path, frame=frame, channel=",".join(names))
-        others = [i for i, sp in enumerate(specs)
-                  if i > index and all(n in sp.channelnames for n in names)]
-        if others:
-            # a stereo file's parts (left, right), say: the first is matted, and says so
-            label = lambda i: specs[i].getattribute("oiio:subimagename") or f"part {i}"
-            parts = ", ".join(label(i) for i in [index, *others])
-            log.warning("%s: %s are in %d parts (%s); the first, %s, is read (the others "
-                        "are copied to an EXR output unmatted)", path, ",".join(names),
-                        1 + len(others), parts, label(index),
-                        extra={ONCE_A_SHOT: ("parts", tuple(names), parts)})
+        index = _part_holding(specs, names, part, path, frame)
+        spec = specs[index]
+        have = list(spec.channelnames)
         idx = [have.index(n) for n in names]
         lo, hi = min(idx), max(idx) + 1
         # Read only the span of channels we need: an AOV-heavy EXR can hold 100+ channels.
@@ -262,6 +277,36 @@ def read_plate(path: str, channels: str | Sequence[str] = ("R", "G", "B"),
                  frame=frame, spec=spec, subimage=index)
 
 
+def _part_holding(specs: list, names: list[str], part: str | None, path: str,
+                  frame: int | None) -> int:
+    """The subimage to read ``names`` from: ``part``, else the first holding them all."""
+    if part is not None:
+        index = find_part(specs, part)
+        if index is None:
+            raise ChannelError(f"no part {part!r}; the file has: {_describe_channels(specs)}",
+                               path=path, frame=frame, channel=",".join(names))
+        missing = [n for n in names if n not in specs[index].channelnames]
+        if missing:
+            raise ChannelError(f"channel(s) {', '.join(missing)} not in part "
+                               f"{part_label(specs[index], index)}; the file has: "
+                               f"{_describe_channels(specs)}",
+                               path=path, frame=frame, channel=",".join(names))
+        return index
+    holding = [i for i, sp in enumerate(specs) if all(n in sp.channelnames for n in names)]
+    if not holding:
+        raise ChannelError(f"channel(s) {', '.join(n for n in names if not _in_any(n, specs))}"
+                           f" not found; the file has: {_describe_channels(specs)}",
+                           path=path, frame=frame, channel=",".join(names))
+    if len(holding) > 1:
+        # a stereo file's parts (left, right), say: the first is matted, and says so
+        parts = ", ".join(part_label(specs[i], i) for i in holding)
+        log.warning("%s: %s are in %d parts (%s); the first, %s, is read (--part to choose; "
+                    "the others are copied to an EXR output unmatted)", path, ",".join(names),
+                    len(holding), parts, part_label(specs[holding[0]], holding[0]),
+                    extra={ONCE_A_SHOT: ("parts", tuple(names), parts)})
+    return holding[0]
+
+
 def _in_any(name: str, specs: list["oiio.ImageSpec"]) -> bool:
     return any(name in spec.channelnames for spec in specs)
 
@@ -271,6 +316,5 @@ def _describe_channels(specs: list["oiio.ImageSpec"]) -> str:
         return ", ".join(specs[0].channelnames)
     parts = []
     for i, spec in enumerate(specs):
-        label = spec.getattribute("oiio:subimagename") or f"part {i}"
-        parts.append(f"[{label}] " + ", ".join(spec.channelnames))
+        parts.append(f"[{part_label(spec, i)}] " + ", ".join(spec.channelnames))
     return "; ".join(parts)

@@ -23,7 +23,16 @@ from scipy import ndimage
 from ..errors import SizeMismatchError, TrimapError
 from ..sequence import frame_file
 from ..trimap_snap import FILE_TOLERANCE, snap
-from .plates import Window, open_image, parse_channels, read_plate, rewindow, subimage_specs
+from .plates import (
+    Window,
+    file_has_part,
+    find_part,
+    open_image,
+    parse_channels,
+    read_plate,
+    rewindow,
+    subimage_specs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,13 +164,13 @@ def is_constant(values: np.ndarray) -> bool:
     return bool(values.size) and float(values.min()) == float(values.max())
 
 
-def _default_channel(path: str, frame: int | None) -> str:
+def _default_channel(path: str, frame: int | None, part: str | None = None) -> str:
     inp = open_image(path, frame)
     try:
         specs = subimage_specs(inp)
     finally:
         inp.close()
-    names = list(specs[0].channelnames)
+    names = list(specs[(find_part(specs, part) or 0) if part is not None else 0].channelnames)
     present = [c for c in _DEFAULT_CHANNELS if c in names]
     if not present:
         if len(names) == 1:
@@ -171,7 +180,8 @@ def _default_channel(path: str, frame: int | None) -> str:
     return present[0]
 
 
-def read_trimap(path: str, channel: str | None = None, frame: int | None = None) -> Trimap:
+def read_trimap(path: str, channel: str | None = None, frame: int | None = None,
+                part: str | None = None) -> Trimap:
     """Read a trimap from an image file.
 
     Parameters
@@ -183,6 +193,9 @@ def read_trimap(path: str, channel: str | None = None, frame: int | None = None)
         its only channel). A constant A channel (an opaque RGBA painting whose trimap is in
         RGB) carries no trimap, so then R is used instead and a warning is logged.
     frame : int, optional
+    part : str, optional
+        The plate's part (``--part``): the trimap's part of that name or number when the
+        file has one (a stereo trimap's ``right``), else as without (one trimap for both).
 
     Returns
     -------
@@ -194,15 +207,16 @@ def read_trimap(path: str, channel: str | None = None, frame: int | None = None)
     MissingFileError, PlateError, ChannelError, TrimapError
     """
     concrete = frame_file(path, frame)
-    chosen = channel or _default_channel(concrete, frame)
-    plate = read_plate(concrete, [chosen], frame=frame)
+    own = part if file_has_part(concrete, part, frame) else None
+    chosen = channel or _default_channel(concrete, frame, own)
+    plate = read_plate(concrete, [chosen], frame=frame, part=own)
     raw = plate.pixels[:, :, 0]
     fallback = next((c for c in ("R", "Y") if c in plate.spec.channelnames), None)
     if channel is None and chosen == "A" and fallback and is_constant(raw):
         log.warning("%s: alpha channel is constant %g, reading the trimap from %s instead",
                     concrete, float(raw.min()), fallback)
         chosen = fallback
-        plate = read_plate(concrete, [chosen], frame=frame)
+        plate = read_plate(concrete, [chosen], frame=frame, part=own)
         raw = plate.pixels[:, :, 0]
     values = snap_trimap(raw, source=f"{concrete} channel {chosen}")
     return Trimap(values=values, data_window=plate.data_window,

@@ -108,18 +108,21 @@ def cache_params(engine, shape=None) -> dict:
     return params
 
 
-def _read_matte(path: str, channel: str | None, frame):
+def _read_matte(path: str, channel: str | None, frame, part: str | None = None):
     """The matte's channel: ``channel``, else the first of :data:`MATTE_CHANNELS` present,
-    passing over a constant A (an opaque alpha saved with a roto drawn in RGB)."""
+    passing over a constant A (an opaque alpha saved with a roto drawn in RGB); from the
+    plate's ``part`` when the matte has one of that name."""
     from ..imaging import read_plate
+    from ..imaging.plates import file_has_part
     from ..imaging.trimaps import is_constant
+    part = part if file_has_part(path, part) else None
     if channel:
-        return read_plate(path, [channel], frame=None)
+        return read_plate(path, [channel], frame=None, part=part)
     last: ChannelError | None = None
     found = None
     for name in MATTE_CHANNELS:
         try:
-            matte = read_plate(path, [name], frame=None)
+            matte = read_plate(path, [name], frame=None, part=part)
         except ChannelError as exc:
             last = exc
             continue
@@ -164,7 +167,8 @@ def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
 
     # Paths are expanded here, so imaging gets concrete files (frame=None) and the frame
     # is added to any error afterwards.
-    plate = read_plate(input_sequence(job.plate).path(frame), job.plate_channels, frame=None)
+    plate = read_plate(input_sequence(job.plate).path(frame), job.plate_channels, frame=None,
+                       part=job.part)
     plate.frame = frame
     if plate.pixels.shape[2] != 3:
         raise ChannelError(f"--plate-channels needs exactly 3 channels (R,G,B), got "
@@ -172,13 +176,14 @@ def _frame_inputs(job: MatteJob, frame, config, config_desc: str):
     colorspace = plate_colorspace(plate, job.plate_colorspace, config)
     if job.trimap_from_matte:
         matte = _read_matte(input_sequence(job.trimap_from_matte).path(frame),
-                            job.trimap_channel, frame)
+                            job.trimap_channel, frame, job.part)
         values = fit_to_plate(matte.pixels[:, :, 0], matte.data_window, matte.display_window,
                               plate, "matte", matte.path, frame)
         _check_band(job.band, values.shape, matte.path)
         trimap = trimap_from_matte(values, job.band)
     else:
-        tri = read_trimap(input_sequence(trimap_source(job)).path(frame), job.trimap_channel, frame=None)
+        tri = read_trimap(input_sequence(trimap_source(job)).path(frame), job.trimap_channel,
+                          frame=None, part=job.part)
         tri.frame = frame
         tri = fit_trimap_to_plate(tri, plate)
         check_trimap(tri, plate)  # window alignment needs the Trimap, not just its values

@@ -32,6 +32,7 @@ class MatteJob:
     output: str
     frames: list[int] | None = None
     plate_channels: tuple[str, ...] = ("R", "G", "B")
+    part: str | None = None  # EXR part of the plate (and trimap/matte, where they have it)
     trimap_channel: str | None = None
     trimap_from_matte: str | None = None
     band: int = 16
