@@ -19,32 +19,23 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
-import tempfile
-import threading
+import secrets
 from pathlib import Path
 
-__all__ = ["atomic_path", "current_umask", "signals_held", "temp_beside", "save_npz_atomic",
-           "save_npy_atomic", "write_png_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "current_umask", "temp_beside", "save_npz_atomic", "save_npy_atomic",
+           "write_png_atomic", "write_text_atomic"]
 
-
-@contextlib.contextmanager
-def signals_held():
-    """Ctrl-C and SIGTERM wait (POSIX, main thread) until the block ends: a stop between a
-    temp file's creation and the code that removes it on failure would leave it behind. One
-    that arrived meanwhile is raised as the block ends."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+_NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"  # as mkstemp's: what cleaners match
+_CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
 def temp_beside(path, suffix: str = ".tmp") -> str:
-    """A new empty temp file in ``path``'s folder, named ``.<stem>.<random><suffix>``.
+    """A new empty temp file (mode 0600) in ``path``'s folder, named
+    ``.<stem>.<8 random><suffix>``.
+
+    The name is drawn before the file is made, so a Ctrl-C or SIGTERM at any instant after
+    the file exists and before this returns removes it (mkstemp's name is only known once it
+    returns: a stop in between left the file behind).
 
     Raises
     ------
@@ -52,9 +43,21 @@ def temp_beside(path, suffix: str = ".tmp") -> str:
         The folder does not take files.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    return tmp
+    for _ in range(100):
+        token = "".join(secrets.choice(_NAME_CHARS) for _ in range(8))
+        tmp = str(path.parent / f".{path.stem}.{token}{suffix}")
+        try:
+            os.close(os.open(tmp, _CREATE, 0o600))
+            return tmp
+        except FileExistsError:
+            continue  # another file's name: not ours to remove
+        except BaseException:
+            # a stop the instant the file was made (or a failure making it): no other file
+            # had this name, so whatever is there is ours
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    raise FileExistsError(errno.EEXIST, "no unused temp file name", str(path.parent))
 
 
 @contextlib.contextmanager
@@ -65,7 +68,7 @@ def atomic_path(path, suffix: str = ".tmp", *, fsync: bool = False, make_folder:
     ``fsync`` flushes the temp file to disk before the rename (outputs others read at once:
     a farm's alphas); ``make_folder`` creates missing parent folders.
     """
-    # ".." taken lexically, as mkstemp places the temp file and every check of the output's
+    # ".." taken lexically, as the temp file is placed and every check of the output's
     # folder reads it (the kernel would fail the rename through a missing "sub/..")
     path = Path(os.path.abspath(path))
     if path.is_symlink():
@@ -76,8 +79,7 @@ def atomic_path(path, suffix: str = ".tmp", *, fsync: bool = False, make_folder:
         path.parent.mkdir(parents=True, exist_ok=True)
     tmp = None
     try:
-        with signals_held():  # a stop that comes now is raised below, where tmp is removed
-            tmp = temp_beside(path, suffix)
+        tmp = temp_beside(path, suffix)  # a stop the instant it returns: removed below
         yield tmp
         if fsync:
             with open(tmp, "rb+") as handle:
@@ -91,7 +93,7 @@ def atomic_path(path, suffix: str = ".tmp", *, fsync: bool = False, make_folder:
 
 
 def _final_mode(path: Path) -> int:
-    # mkstemp creates 0600; the final file gets the permissions a plain open() would give
+    # temp files are made 0600; the final file gets the permissions a plain open() would give
     # it (the existing file's, else the umask's), so the farm and other users can read it
     try:
         return path.stat().st_mode & 0o7777

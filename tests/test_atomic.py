@@ -2,7 +2,6 @@
 
 import os
 import signal
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -77,24 +76,29 @@ def test_dot_dot_through_a_missing_folder_is_taken_as_every_check_takes_it(tmp_p
     assert (tmp_path / "a.txt").read_text() == "x" and os.listdir(tmp_path) == ["a.txt"]
 
 
-@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_the_instant_the_temp_file_exists_leaves_none(tmp_path, monkeypatch, signum):
-    """Ctrl-C (or SIGTERM) right after mkstemp made the temp file, before the code that
-    removes it on failure: it was left in the output folder."""
-    made = []
-    real = tempfile.mkstemp
+    """Ctrl-C (or SIGTERM) right after the temp file was made, before the code that removes
+    it on failure: it was left in the output folder. Another thread runs meanwhile, as
+    torch's do in a real run (a signal mask on the main thread would not hold the stop)."""
+    import threading
+    import types
 
-    def mkstemp_then_stop(*args, **kw):
-        fd, name = real(*args, **kw)
-        made.append(name)
-        os.kill(os.getpid(), signum)  # arrives while the file exists and has no owner yet
-        return fd, name
+    from nuke_hdmatt import atomic
+    made = []
+
+    def close_then_stop(fd):
+        os.close(fd)
+        made.extend(p for p in tmp_path.iterdir())
+        os.kill(os.getpid(), signum)  # arrives while the file exists, before it is returned
 
     def stop(s, frame):
         raise KeyboardInterrupt if s == signal.SIGINT else SystemExit(128 + s)
 
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_stop)
+    monkeypatch.setattr(atomic, "os", types.SimpleNamespace(**{**vars(os), "close": close_then_stop}))
+    done = threading.Event()
+    other = threading.Thread(target=done.wait, args=(30,), daemon=True)
+    other.start()
     old = signal.signal(signum, stop)
     try:
         with pytest.raises((KeyboardInterrupt, SystemExit)):
@@ -102,4 +106,5 @@ def test_a_stop_the_instant_the_temp_file_exists_leaves_none(tmp_path, monkeypat
                 Path(tmp).write_text("never")
     finally:
         signal.signal(signum, old)
+        done.set()
     assert made and list(tmp_path.iterdir()) == []

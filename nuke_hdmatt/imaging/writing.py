@@ -19,7 +19,7 @@ import numpy as np
 import OpenImageIO as oiio
 
 from .. import ENGINE_VERSION
-from ..atomic import atomic_path, signals_held, temp_beside
+from ..atomic import atomic_path, temp_beside
 from ..errors import HDMattError, OutputError, UsageError
 from .plates import Plate, channel_formats, open_image, read_subimage, rewindow, subimage_specs
 
@@ -35,7 +35,7 @@ _EXTENSIONS = {".exr": "openexr", ".png": "png", ".tif": "tiff", ".tiff": "tiff"
 
 METADATA_PREFIX = "hdmatt:"
 
-# Temp files are ".<name>.<8 random>.tmp<ext>" beside the output (mkstemp's random part);
+# Temp files are ".<name>.<8 random>.tmp<ext>" beside the output (atomic.temp_beside's random part);
 # one older than this was left by a killed run (SIGKILL, power loss): a live write takes
 # seconds, and another user's run on the same shot is not a day long.
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp(?P<ext>\.[^.]+)$")
@@ -113,8 +113,7 @@ def check_output_location(out_path: str) -> None:
     folder = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(folder):
         raise OutputError(f"output folder {folder} does not exist", path=out_path)
-    with signals_held():
-        os.unlink(_temp_file(out_path))
+    os.unlink(_temp_file(out_path))  # one expression: no instant a stop could leave it
 
 
 def remove_stale_temps(folder: str, is_output, max_age_s: float = STALE_TEMP_S) -> int:
