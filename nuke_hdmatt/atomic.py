@@ -22,30 +22,28 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["atomic_path", "current_umask", "temp_beside", "save_npz_atomic", "save_npy_atomic",
-           "write_png_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "current_umask", "new_temp_file", "temp_beside", "save_npz_atomic",
+           "save_npy_atomic", "write_png_atomic", "write_text_atomic"]
 
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"  # as mkstemp's: what cleaners match
 _CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
-def temp_beside(path, suffix: str = ".tmp") -> str:
-    """A new empty temp file (mode 0600) in ``path``'s folder, named
-    ``.<stem>.<8 random><suffix>``.
+def new_temp_file(folder, prefix: str, suffix: str = "") -> str:
+    """A new empty file (mode 0600) in ``folder``, named ``<prefix><8 random><suffix>``.
 
     The name is drawn before the file is made, so a Ctrl-C or SIGTERM at any instant after
-    the file exists and before this returns removes it (mkstemp's name is only known once it
-    returns: a stop in between left the file behind).
+    the file exists and before this returns removes it (mkstemp's name is only known once
+    it returns: a stop in between left the file behind).
 
     Raises
     ------
     OSError
         The folder does not take files.
     """
-    path = Path(path)
     for _ in range(100):
         token = "".join(secrets.choice(_NAME_CHARS) for _ in range(8))
-        tmp = str(path.parent / f".{path.stem}.{token}{suffix}")
+        tmp = os.path.join(folder, f"{prefix}{token}{suffix}")
         try:
             os.close(os.open(tmp, _CREATE, 0o600))
             return tmp
@@ -57,7 +55,14 @@ def temp_beside(path, suffix: str = ".tmp") -> str:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-    raise FileExistsError(errno.EEXIST, "no unused temp file name", str(path.parent))
+    raise FileExistsError(errno.EEXIST, "no unused temp file name", str(folder))
+
+
+def temp_beside(path, suffix: str = ".tmp") -> str:
+    """A new empty temp file in ``path``'s folder, named ``.<stem>.<8 random><suffix>``
+    (:func:`new_temp_file`)."""
+    path = Path(path)
+    return new_temp_file(path.parent, f".{path.stem}.", suffix)
 
 
 @contextlib.contextmanager

@@ -76,8 +76,22 @@ def test_dot_dot_through_a_missing_folder_is_taken_as_every_check_takes_it(tmp_p
     assert (tmp_path / "a.txt").read_text() == "x" and os.listdir(tmp_path) == ["a.txt"]
 
 
+def _output(folder):
+    with atomic_path(folder / "alpha.exr") as tmp:
+        Path(tmp).write_text("never")
+
+
+def _cache_entry(folder):
+    import numpy as np
+
+    from nuke_hdmatt.shot.cache import FrameCache
+    FrameCache(folder).put("ab" * 32, np.zeros((4, 4), np.float32))
+
+
+@pytest.mark.parametrize("write", [_output, _cache_entry])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_stop_the_instant_the_temp_file_exists_leaves_none(tmp_path, monkeypatch, signum):
+def test_a_stop_the_instant_the_temp_file_exists_leaves_none(tmp_path, monkeypatch, signum,
+                                                             write):
     """Ctrl-C (or SIGTERM) right after the temp file was made, before the code that removes
     it on failure: it was left in the output folder. Another thread runs meanwhile, as
     torch's do in a real run (a signal mask on the main thread would not hold the stop)."""
@@ -89,7 +103,7 @@ def test_a_stop_the_instant_the_temp_file_exists_leaves_none(tmp_path, monkeypat
 
     def close_then_stop(fd):
         os.close(fd)
-        made.extend(p for p in tmp_path.iterdir())
+        made.extend(p for p in tmp_path.rglob("*") if p.is_file())
         os.kill(os.getpid(), signum)  # arrives while the file exists, before it is returned
 
     def stop(s, frame):
@@ -102,9 +116,8 @@ def test_a_stop_the_instant_the_temp_file_exists_leaves_none(tmp_path, monkeypat
     old = signal.signal(signum, stop)
     try:
         with pytest.raises((KeyboardInterrupt, SystemExit)):
-            with atomic_path(tmp_path / "alpha.exr") as tmp:
-                Path(tmp).write_text("never")
+            write(tmp_path)
     finally:
         signal.signal(signum, old)
         done.set()
-    assert made and list(tmp_path.iterdir()) == []
+    assert made and [p for p in tmp_path.rglob("*") if p.is_file()] == []

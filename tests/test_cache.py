@@ -111,8 +111,7 @@ def test_a_cache_this_process_cannot_write_still_serves_its_frames(tmp_path, mon
                                                                    caplog):
     """A farm's cache mounted read-only on workstations: one warning, no writes, but every
     frame it holds is read (it was dropped, and the frames computed again)."""
-    import tempfile
-
+    from nuke_hdmatt.shot import cache as cache_module
     from nuke_hdmatt.shot.workflow import RunSettings, open_cache
     plate, trimap, alpha = _frame(1)
     key = FrameCache.key(plate, trimap, **SETTINGS)
@@ -120,7 +119,7 @@ def test_a_cache_this_process_cannot_write_still_serves_its_frames(tmp_path, mon
 
     def read_only(*args, **kwargs):
         raise OSError(30, "Read-only file system")
-    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(cache_module, "new_temp_file", read_only)
     cache = open_cache(RunSettings(engine={}, cache=str(tmp_path)))
     assert cache is not None and not cache.writable
     assert np.array_equal(cache.get(key), alpha)
@@ -210,18 +209,18 @@ def test_a_shared_caches_folders_keep_the_cache_folders_permissions(tmp_path):
 
 def test_a_folder_of_the_cache_this_user_may_not_write_costs_only_its_own_frames(
         tmp_path, monkeypatch, caplog):
-    import tempfile
-    real = tempfile.mkstemp
+    from nuke_hdmatt.shot import cache as cache_module
+    real = cache_module.new_temp_file
     cache = FrameCache(tmp_path)
     frames = [_frame(i) for i in range(6)]
     keys = [FrameCache.key(p, t, **SETTINGS) for p, t, _ in frames]
     closed = cache.path_for(keys[0]).parent
 
-    def mkstemp(*args, dir=None, **kwargs):     # another user's folder, 0755 (as root: faked)
-        if dir is not None and os.path.samefile(dir, closed):
+    def new_temp_file(folder, *args, **kwargs):  # another user's folder, 0755 (as root: faked)
+        if os.path.samefile(folder, closed):
             raise PermissionError(13, "Permission denied")
-        return real(*args, dir=dir, **kwargs)
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+        return real(folder, *args, **kwargs)
+    monkeypatch.setattr(cache_module, "new_temp_file", new_temp_file)
     stored = [cache.put(k, a) for k, (_, _, a) in zip(keys, frames)]
     assert stored[0] is None and cache.writable
     assert all(p is not None for k, p in zip(keys, stored) if cache.path_for(k).parent != closed)

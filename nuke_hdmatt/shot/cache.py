@@ -46,7 +46,6 @@ import logging
 import math
 import os
 import struct
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -54,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import current_umask
+from ..atomic import current_umask, new_temp_file
 from ..errors import UsageError
 
 __all__ = ["FrameCache", "CacheEntry", "default_cache_root", "parse_size", "format_size"]
@@ -180,9 +179,7 @@ class FrameCache:
             if self.root.exists() and not self.root.is_dir():
                 raise NotADirectoryError(20, "not a folder")
             self.root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}probe-", dir=self.root)
-            os.close(fd)
-            os.unlink(tmp)
+            os.unlink(new_temp_file(self.root, f"{TMP_PREFIX}probe-"))
         except OSError as exc:
             self.writable = False
             self._warn("write", exc)
@@ -355,17 +352,17 @@ class FrameCache:
         for attempt in range(3):
             self._shard(path.parent)
             try:
-                fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{key[:16]}-", dir=path.parent)
+                tmp = new_temp_file(path.parent, f"{TMP_PREFIX}{key[:16]}-")
                 break
             except FileNotFoundError:
                 # another process's gc removed the (then empty) folder between the two calls
                 if attempt == 2:
                     raise
         try:
-            # mkstemp creates 0600: give the entry the umask's permissions (group-readable
-            # in a shared cache) like an ordinary file
-            os.fchmod(fd, 0o666 & ~current_umask())
-            with os.fdopen(fd, "wb") as fh:
+            # temp files are made 0600: give the entry the umask's permissions
+            # (group-readable in a shared cache) like an ordinary file
+            os.chmod(tmp, 0o666 & ~current_umask())
+            with open(tmp, "wb") as fh:
                 fh.write(MAGIC + struct.pack("<I", len(header)) + header + payload)
                 fh.flush()
                 os.fsync(fh.fileno())
