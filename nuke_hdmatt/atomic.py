@@ -22,19 +22,20 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["atomic_path", "current_umask", "new_temp_file", "temp_beside", "save_npz_atomic",
-           "save_npy_atomic", "write_png_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "current_umask", "new_temp_file", "remove_all", "temp_beside",
+           "save_npz_atomic", "save_npy_atomic", "write_png_atomic", "write_text_atomic"]
 
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"  # as mkstemp's: what cleaners match
 _CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
-def new_temp_file(folder, prefix: str, suffix: str = "") -> str:
+def new_temp_file(folder, prefix: str, suffix: str = "", *, into: list | None = None) -> str:
     """A new empty file (mode 0600) in ``folder``, named ``<prefix><8 random><suffix>``.
 
-    The name is drawn before the file is made, so a Ctrl-C or SIGTERM at any instant after
-    the file exists and before this returns removes it (mkstemp's name is only known once
-    it returns: a stop in between left the file behind).
+    ``into``: the caller's list of its temp files, for its cleanup (``remove_all``). The
+    name goes in before the file is made, so a Ctrl-C or SIGTERM at any instant, this
+    call's return included, finds it there (mkstemp's name is only known once it returns:
+    a stop in between left the file behind).
 
     Raises
     ------
@@ -44,10 +45,14 @@ def new_temp_file(folder, prefix: str, suffix: str = "") -> str:
     for _ in range(100):
         token = "".join(secrets.choice(_NAME_CHARS) for _ in range(8))
         tmp = os.path.join(folder, f"{prefix}{token}{suffix}")
+        if into is not None:
+            into.append(tmp)
         try:
             os.close(os.open(tmp, _CREATE, 0o600))
             return tmp
         except FileExistsError:
+            if into is not None:
+                into.remove(tmp)
             continue  # another file's name: not ours to remove
         except BaseException:
             # a stop the instant the file was made (or a failure making it): no other file
@@ -58,11 +63,18 @@ def new_temp_file(folder, prefix: str, suffix: str = "") -> str:
     raise FileExistsError(errno.EEXIST, "no unused temp file name", str(folder))
 
 
-def temp_beside(path, suffix: str = ".tmp") -> str:
+def temp_beside(path, suffix: str = ".tmp", *, into: list | None = None) -> str:
     """A new empty temp file in ``path``'s folder, named ``.<stem>.<8 random><suffix>``
     (:func:`new_temp_file`)."""
     path = Path(path)
-    return new_temp_file(path.parent, f".{path.stem}.", suffix)
+    return new_temp_file(path.parent, f".{path.stem}.", suffix, into=into)
+
+
+def remove_all(paths: list) -> None:
+    """Remove the temp files of a ``into`` list (those already gone or renamed: nothing)."""
+    for name in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
 
 
 @contextlib.contextmanager
@@ -82,9 +94,9 @@ def atomic_path(path, suffix: str = ".tmp", *, fsync: bool = False, make_folder:
         raise PermissionError(errno.EACCES, "read-only; not replaced", str(path))
     if make_folder:
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
+    made: list[str] = []
     try:
-        tmp = temp_beside(path, suffix)  # a stop the instant it returns: removed below
+        tmp = temp_beside(path, suffix, into=made)
         yield tmp
         if fsync:
             with open(tmp, "rb+") as handle:
@@ -92,8 +104,7 @@ def atomic_path(path, suffix: str = ".tmp", *, fsync: bool = False, make_folder:
         os.chmod(tmp, _final_mode(path))
         os.replace(tmp, path)
     except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        remove_all(made)
         raise
 
 

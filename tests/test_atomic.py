@@ -81,6 +81,11 @@ def _output(folder):
         Path(tmp).write_text("never")
 
 
+def _output_check(folder):
+    from nuke_hdmatt.imaging.writing import check_output_location
+    check_output_location(str(folder / "alpha.exr"))
+
+
 def _cache_entry(folder):
     import numpy as np
 
@@ -88,7 +93,19 @@ def _cache_entry(folder):
     FrameCache(folder).put("ab" * 32, np.zeros((4, 4), np.float32))
 
 
-@pytest.mark.parametrize("write", [_output, _cache_entry])
+def _cache_probe(folder):
+    from nuke_hdmatt.shot.cache import FrameCache
+    FrameCache(folder).usable()
+
+
+WRITERS = [_output, _output_check, _cache_entry, _cache_probe]
+
+
+def _files(folder):
+    return [p for p in folder.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("write", WRITERS)
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_the_instant_the_temp_file_exists_leaves_none(tmp_path, monkeypatch, signum,
                                                              write):
@@ -103,7 +120,7 @@ def test_a_stop_the_instant_the_temp_file_exists_leaves_none(tmp_path, monkeypat
 
     def close_then_stop(fd):
         os.close(fd)
-        made.extend(p for p in tmp_path.rglob("*") if p.is_file())
+        made.extend(_files(tmp_path))
         os.kill(os.getpid(), signum)  # arrives while the file exists, before it is returned
 
     def stop(s, frame):
@@ -120,4 +137,31 @@ def test_a_stop_the_instant_the_temp_file_exists_leaves_none(tmp_path, monkeypat
     finally:
         signal.signal(signum, old)
         done.set()
-    assert made and [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert made and _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("write", WRITERS)
+def test_a_stop_the_instant_the_temp_files_maker_returns_leaves_none(tmp_path, write):
+    """The instant after the temp file's maker returns, before its caller holds the name
+    (where CPython runs a pending signal's handler): the caller's cleanup still has it."""
+    import sys
+
+    from nuke_hdmatt import atomic
+    seen = []
+
+    def on_return(frame, event, arg):
+        if event == "return" and arg is not None:
+            seen.extend(_files(tmp_path))
+            raise KeyboardInterrupt
+        return on_return
+
+    def tracer(frame, event, arg):
+        return on_return if frame.f_code is atomic.new_temp_file.__code__ else None
+
+    sys.settrace(tracer)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write(tmp_path)
+    finally:
+        sys.settrace(None)
+    assert seen and _files(tmp_path) == []

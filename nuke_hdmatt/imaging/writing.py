@@ -19,7 +19,7 @@ import numpy as np
 import OpenImageIO as oiio
 
 from .. import ENGINE_VERSION
-from ..atomic import atomic_path, temp_beside
+from ..atomic import atomic_path, remove_all, temp_beside
 from ..errors import HDMattError, OutputError, UsageError
 from .plates import Plate, channel_formats, open_image, read_subimage, rewindow, subimage_specs
 
@@ -81,15 +81,6 @@ def check_layer(layer: str, path: str | None = None) -> None:
         raise UsageError(f"bad layer name {layer!r} (use rgba or a name like hdmatt)", path=path)
 
 
-def _temp_file(out_path: str) -> str:
-    """A new empty temp file beside ``out_path`` (see _TEMP_NAME); OutputError if the
-    folder does not take files."""
-    try:
-        return temp_beside(out_path, _temp_suffix(out_path))
-    except OSError as exc:
-        raise _cannot_create(out_path, exc) from None
-
-
 def _temp_suffix(out_path: str) -> str:
     return f".tmp{os.path.splitext(out_path)[1]}"
 
@@ -113,7 +104,13 @@ def check_output_location(out_path: str) -> None:
     folder = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(folder):
         raise OutputError(f"output folder {folder} does not exist", path=out_path)
-    os.unlink(_temp_file(out_path))  # one expression: no instant a stop could leave it
+    made: list[str] = []
+    try:  # a temp file as the write will make one (see _TEMP_NAME), removed at once
+        temp_beside(out_path, _temp_suffix(out_path), into=made)
+    except OSError as exc:
+        raise _cannot_create(out_path, exc) from None
+    finally:
+        remove_all(made)
 
 
 def remove_stale_temps(folder: str, is_output, max_age_s: float = STALE_TEMP_S) -> int:

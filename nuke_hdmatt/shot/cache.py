@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import current_umask, new_temp_file
+from ..atomic import current_umask, new_temp_file, remove_all
 from ..errors import UsageError
 
 __all__ = ["FrameCache", "CacheEntry", "default_cache_root", "parse_size", "format_size"]
@@ -179,7 +179,11 @@ class FrameCache:
             if self.root.exists() and not self.root.is_dir():
                 raise NotADirectoryError(20, "not a folder")
             self.root.mkdir(parents=True, exist_ok=True)
-            os.unlink(new_temp_file(self.root, f"{TMP_PREFIX}probe-"))
+            probe: list[str] = []
+            try:
+                new_temp_file(self.root, f"{TMP_PREFIX}probe-", into=probe)
+            finally:
+                remove_all(probe)
         except OSError as exc:
             self.writable = False
             self._warn("write", exc)
@@ -349,16 +353,17 @@ class FrameCache:
             "meta": meta or {},
         }, default=str).encode()
         path = self.path_for(key)
-        for attempt in range(3):
-            self._shard(path.parent)
-            try:
-                tmp = new_temp_file(path.parent, f"{TMP_PREFIX}{key[:16]}-")
-                break
-            except FileNotFoundError:
-                # another process's gc removed the (then empty) folder between the two calls
-                if attempt == 2:
-                    raise
+        made: list[str] = []
         try:
+            for attempt in range(3):
+                self._shard(path.parent)
+                try:
+                    tmp = new_temp_file(path.parent, f"{TMP_PREFIX}{key[:16]}-", into=made)
+                    break
+                except FileNotFoundError:
+                    # another process's gc removed the (then empty) folder between the calls
+                    if attempt == 2:
+                        raise
             # temp files are made 0600: give the entry the umask's permissions
             # (group-readable in a shared cache) like an ordinary file
             os.chmod(tmp, 0o666 & ~current_umask())
@@ -369,7 +374,7 @@ class FrameCache:
             os.replace(tmp, path)
         except BaseException:
             # Ctrl-C or a full disk mid-write: leave no temp file behind
-            _unlink_quiet(Path(tmp))
+            remove_all(made)
             raise
         return path
 
