@@ -162,6 +162,40 @@ def test_an_exrs_object_id_channel_stays_unsigned_and_exact(tmp_path, caplog):
     assert any("channel id holds values above 2**24" in r.getMessage() for r in caplog.records)
 
 
+def test_a_part_of_ids_alone_stays_unsigned_and_a_32_bit_tiffs_colours_become_half(tmp_path,
+                                                                                    caplog):
+    ids = np.array([[0, 1, 7, 1234, 70000, 2**24 - 1]], np.uint32)
+    rgb = rng_pixels(1, 6, 3, seed=3)
+    path = str(tmp_path / "parts.exr")
+    specs = [oiio.ImageSpec(6, 1, 3, oiio.HALF), oiio.ImageSpec(6, 1, 1, oiio.UINT)]
+    specs[0].channelnames, specs[1].channelnames = ("R", "G", "B"), ("id",)
+    specs[0].attribute("oiio:subimagename", "rgba")
+    specs[1].attribute("oiio:subimagename", "ids")
+    out = oiio.ImageOutput.create(path)
+    assert out.open(path, tuple(specs)) and out.write_image(rgb)
+    assert out.open(path, specs[1], "AppendSubimage") and out.write_image(ids[..., None])
+    out.close()
+    plate = read_plate(path)
+    write_alpha(tmp_path / "out.exr", alpha_like(plate), plate)
+    inp = oiio.ImageInput.open(str(tmp_path / "out.exr"))
+    assert inp.seek_subimage(1, 0) and str(inp.spec().format) == "uint"
+    got = np.asarray(inp.read_image(1, 0, 0, 1, oiio.UINT))[..., 0]
+    inp.close()
+    assert np.array_equal(got, ids)
+    # a 32-bit integer TIFF plate: colours (2**31 is 0.5), written as half, no id warning
+    tif = str(tmp_path / "p.tif")
+    out = oiio.ImageOutput.create(tif)
+    assert out.open(tif, oiio.ImageSpec(6, 1, 3, oiio.UINT))
+    assert out.write_image(np.full((1, 6, 3), 2**31, np.uint32))
+    out.close()
+    plate = read_plate(tif)
+    write_alpha(tmp_path / "from_tif.exr", alpha_like(plate), plate)
+    [(spec, px)] = read_all(tmp_path / "from_tif.exr")
+    assert all(str(f) == "half" for f in (spec.channelformats or [spec.format]))
+    np.testing.assert_allclose(px[..., :3], 0.5, atol=HALF_ATOL)
+    assert not any("2**24" in r.getMessage() for r in caplog.records)
+
+
 def test_no_plate_writes_alpha_alone(tmp_path):
     alpha = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
     write_alpha(tmp_path / "a.exr", alpha, None)

@@ -286,18 +286,25 @@ def _read_all_subimages(plate: Plate):
     """
     inp = open_image(plate.path, plate.frame)
     try:
+        # an EXR's UINT is an id; a 32-bit TIFF's is a colour, which becomes half like 8/16 bits
+        kept = (oiio.HALF, oiio.FLOAT) + ((oiio.UINT,) if inp.format_name() == "openexr" else ())
         specs = subimage_specs(inp)
         images = [read_subimage(inp, i, plate.path, plate.frame, half=_all_half(spec))
                   for i, spec in enumerate(specs)]
-        for i, spec in enumerate(specs):
-            _warn_of_large_ids(inp, i, spec, plate)
+        if oiio.UINT in kept:
+            for i, spec in enumerate(specs):
+                _warn_of_large_ids(inp, i, spec, plate)
     finally:
         inp.close()
+    half = oiio.TypeDesc("half")
     for spec in specs:
-        formats = [f if f.basetype in (oiio.HALF, oiio.FLOAT, oiio.UINT) else oiio.TypeDesc("half")
-                   for f in channel_formats(spec)]
-        spec.set_format(oiio.TypeDesc("half") if spec.format.basetype not in
-                        (oiio.HALF, oiio.FLOAT) else spec.format)
+        formats = [f if f.basetype in kept else half for f in channel_formats(spec)]
+        if all(f == formats[0] for f in formats):
+            # one type for every channel: OpenImageIO writes the spec's format, whatever
+            # channelformats says (a part of UINT ids alone came out half)
+            spec.set_format(formats[0])
+        else:
+            spec.set_format(spec.format if spec.format.basetype in (oiio.HALF, oiio.FLOAT) else half)
         spec.channelformats = tuple(formats)
     return specs, images
 
