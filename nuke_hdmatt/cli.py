@@ -76,8 +76,9 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
                     help="plate channels to matte, by name (default R,G,B)")
     io.add_argument("--part", metavar="NAME|N",
                     help="EXR part of a multi-part plate to matte, by name (a stereo file's "
-                    "right) or number (0 = first); the trimap's (or matte's) part of that name "
-                    "where it has one (default: the first part holding the plate channels)")
+                    "right) or number (0 = first), and the trimap's (or matte's) part of that name; "
+                    "a trimap of one part serves every part (default: the first part holding "
+                    "the plate channels)")
     io.add_argument("--trimap-channel", metavar="C",
                     help="trimap (or matte) channel (default: first of A, R, Y; of a "
                     "--trimap-from-matte matte: A, Y, R)")

@@ -221,3 +221,19 @@ def test_part_reads_the_named_or_numbered_part_and_names_the_parts_when_absent(t
         read_plate(path, part="centre")
     with pytest.raises(ChannelError, match="channel.s. A not in part right"):
         read_plate(path, "A", part="right")
+
+
+def test_part_takes_the_trimaps_part_of_that_name_or_its_only_part(tmp_path):
+    from nuke_hdmatt.imaging import read_trimap
+    codes = [np.full((6, 8, 1), v, np.float32) for v in (0.0, 1.0)]
+    both = write_parts(tmp_path / "lr.exr", [Part(codes[0], ("Y",), name="left"),
+                                             Part(codes[1], ("Y",), name="right")])
+    assert read_trimap(both, part="right").values.min() == 1.0
+    assert read_trimap(both, part="left").values.max() == 0.0
+    mono = write_parts(tmp_path / "mono.exr", [Part(codes[1], ("Y",))])
+    assert read_trimap(mono, part="right").values.min() == 1.0  # one trimap for every view
+    other = write_parts(tmp_path / "LR.exr", [Part(codes[0], ("Y",), name="L"),
+                                              Part(codes[1], ("Y",), name="R")])
+    with pytest.raises(ChannelError, match=r"no part 'right' \(--part\) among its parts: "
+                                           r"\[L\] Y; \[R\] Y"):
+        read_trimap(other, part="right")   # its first part would be the other view's

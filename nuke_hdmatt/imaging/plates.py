@@ -211,15 +211,28 @@ def find_part(specs: list, part: str) -> int | None:
     return None
 
 
-def file_has_part(path: str, part: str | None, frame: int | None = None) -> bool:
-    """Whether the image at ``path`` has a part named (or numbered) ``part``."""
+def part_for(path: str, part: str | None, frame: int | None = None) -> str | None:
+    """The plate's ``--part`` as it applies to another input (a trimap, a matte): that part
+    where the file has it, None for a file of one part (one trimap for every view).
+
+    Raises
+    ------
+    ChannelError
+        A file of several parts without it: reading its first would take another view's.
+    """
     if part is None:
-        return False
+        return None
     inp = open_image(path, frame)
     try:
-        return find_part(subimage_specs(inp), part) is not None
+        specs = subimage_specs(inp)
     finally:
         inp.close()
+    if find_part(specs, part) is not None:
+        return part
+    if len(specs) == 1:
+        return None
+    raise ChannelError(f"no part {part!r} (--part) among its parts: {_describe_channels(specs)}",
+                       path=path, frame=frame)
 
 
 def read_plate(path: str, channels: str | Sequence[str] = ("R", "G", "B"),
@@ -300,8 +313,8 @@ def _part_holding(specs: list, names: list[str], part: str | None, path: str,
     if len(holding) > 1:
         # a stereo file's parts (left, right), say: the first is matted, and says so
         parts = ", ".join(part_label(specs[i], i) for i in holding)
-        log.warning("%s: %s are in %d parts (%s); the first, %s, is read (--part to choose; "
-                    "the others are copied to an EXR output unmatted)", path, ",".join(names),
+        log.warning("%s: %s are in %d parts (%s); the first, %s, is read (--part chooses)",
+                    path, ",".join(names),
                     len(holding), parts, part_label(specs[holding[0]], holding[0]),
                     extra={ONCE_A_SHOT: ("parts", tuple(names), parts)})
     return holding[0]

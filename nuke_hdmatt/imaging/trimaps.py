@@ -25,10 +25,10 @@ from ..sequence import frame_file
 from ..trimap_snap import FILE_TOLERANCE, snap
 from .plates import (
     Window,
-    file_has_part,
     find_part,
     open_image,
     parse_channels,
+    part_for,
     read_plate,
     rewindow,
     subimage_specs,
@@ -195,7 +195,8 @@ def read_trimap(path: str, channel: str | None = None, frame: int | None = None,
     frame : int, optional
     part : str, optional
         The plate's part (``--part``): the trimap's part of that name or number when the
-        file has one (a stereo trimap's ``right``), else as without (one trimap for both).
+        file has one (a stereo trimap's ``right``); a trimap of one part serves every part,
+        one of several without it is refused (:func:`~.plates.part_for`).
 
     Returns
     -------
@@ -207,7 +208,7 @@ def read_trimap(path: str, channel: str | None = None, frame: int | None = None,
     MissingFileError, PlateError, ChannelError, TrimapError
     """
     concrete = frame_file(path, frame)
-    own = part if file_has_part(concrete, part, frame) else None
+    own = part_for(concrete, part, frame)
     chosen = channel or _default_channel(concrete, frame, own)
     plate = read_plate(concrete, [chosen], frame=frame, part=own)
     raw = plate.pixels[:, :, 0]

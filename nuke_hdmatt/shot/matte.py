@@ -111,11 +111,11 @@ def cache_params(engine, shape=None) -> dict:
 def _read_matte(path: str, channel: str | None, frame, part: str | None = None):
     """The matte's channel: ``channel``, else the first of :data:`MATTE_CHANNELS` present,
     passing over a constant A (an opaque alpha saved with a roto drawn in RGB); from the
-    plate's ``part`` when the matte has one of that name."""
+    plate's ``part`` as it applies to the matte (:func:`~..imaging.plates.part_for`)."""
     from ..imaging import read_plate
-    from ..imaging.plates import file_has_part
+    from ..imaging.plates import part_for
     from ..imaging.trimaps import is_constant
-    part = part if file_has_part(path, part) else None
+    part = part_for(path, part)
     if channel:
         return read_plate(path, [channel], frame=None, part=part)
     last: ChannelError | None = None
