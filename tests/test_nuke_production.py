@@ -420,6 +420,76 @@ def test_4_9_held_and_retimed_plates_count_the_frames_they_read(shot):
     assert graph_digests(group, [1])[1] != before
 
 
+def test_4_9_a_record_of_the_version_before_stays_current_and_is_brought_up_to_date(shot):
+    """Records written before time nodes were followed digest each frame's own file: a
+    handle frame past the Reads' range (the default range is the script's) must not turn
+    stale by the upgrade, and a later Generate rewrites the record in today's meaning."""
+    import json
+
+    from nuke_hdmatt.nuke import generated
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    nuke, node, plate, src, _ = shot
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+    assert hd().generate(node, "1-3") is True       # the Reads hold frame 2 at frame 3
+    rec = json.loads(node["generated"].value())
+    assert rec["files_version"] == generated.FILES_VERSION
+    old = hdmatt_node.fingerprint(node, [1, 2, 3], follow_time=False)["files"]
+    assert old["3"] != rec["files"]["3"]             # the two meanings differ there
+    legacy = {k: v for k, v in rec.items() if k != "files_version"}
+    node["generated"].setValue(json.dumps({**legacy, "files": old}))
+    assert hd().stale_reasons(node) == []
+    assert hd().generate(node, "1") is True          # a partial Generate upgrades the rest
+    rec = json.loads(node["generated"].value())
+    assert rec["files_version"] == generated.FILES_VERSION and rec["frames"] == "1-3"
+    assert rec["files"]["3"] == hdmatt_node.fingerprint(node, [3])["files"]["3"]
+    assert hd().stale_reasons(node) == []
+    _touch(src / "plate.0002.exr")                   # what frame 3 shows, held
+    assert hd().stale_reasons(node) == ["plate input"]
+
+
+def test_4_9_groups_nested_retimes_and_many_paths_through_time_nodes(shot, monkeypatch):
+    from nuke_hdmatt.nuke import generated
+    from nuke_hdmatt.nuke.generated import graph_digests
+    nuke, node, plate, src, _ = shot
+    # a Read inside a group, slipped there: only the frame it shows counts
+    group = nuke.nodes.Group()
+    with group:
+        inner = nuke.nodes.Read(file=str(src / "plate.####.exr"), first=1, last=2)
+        slip = nuke.nodes.TimeOffset(time_offset=1)
+        slip.setInput(0, inner)
+        nuke.nodes.Output().setInput(0, slip)
+    before = graph_digests(group, [2])[1]
+    _touch(src / "plate.0002.exr")                   # not what frame 2 shows
+    assert graph_digests(group, [2])[1] == before
+    _touch(src / "plate.0001.exr", 2)
+    assert graph_digests(group, [2])[1] != before
+    # a retime two groups deep: every frame of the Read above counts
+    outer = nuke.nodes.Group()
+    with outer:
+        deep = nuke.nodes.Group()
+        with deep:
+            nuke.nodes.TimeOffset(time_offset=1)
+    outer.setInput(0, plate)
+    before = graph_digests(outer, [1])[1]
+    _touch(src / "plate.0002.exr", 3)
+    assert graph_digests(outer, [1])[1] != before
+    # a ladder of 12 offsets, each merged back over its input: 4096 paths, walked boundedly
+    calls = []
+    real = generated._stat
+    monkeypatch.setattr(generated, "_stat", lambda *a: calls.append(a) or real(*a))
+    top = plate
+    for k in range(12):
+        slip = nuke.nodes.TimeOffset(time_offset=2 ** k)
+        slip.setInput(0, top)
+        merge = nuke.nodes.Copy()
+        merge.setInput(0, top)
+        merge.setInput(1, slip)
+        top = merge
+    graph_digests(top, list(range(1, 11)))
+    assert len(calls) < 500, len(calls)
+
+
 def test_5_changed_weights_mark_the_node_stale(shot, tmp_path, monkeypatch):
     from nuke_hdmatt.engine.weights import file_sha256
     nuke, node, plate, src, _ = shot

@@ -39,7 +39,15 @@ def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def graph_digests(start, frames: list[int], max_age: float = 0.0) -> tuple[str, dict[int, str]]:
+#: What a record's per-frame file digests mean: 2, each Read's file at the frame the time
+#: nodes between make it read; 1 (records before it), the file at the node's own frame.
+FILES_VERSION = 2
+_MAX_MAPPINGS = 8  # frame mappings walked per node before every frame counts (a ladder of
+                   # TimeOffsets merged back doubles the paths with each rung)
+
+
+def graph_digests(start, frames: list[int], max_age: float = 0.0,
+                  follow_time: bool = True) -> tuple[str, dict[int, str]]:
     """Upstream of ``start``: a digest of the graph (node classes, knob values but UI ones,
     groups' insides) and one a frame of what its Reads read there (each file's size and
     modification time, stat'ed at most ``max_age`` seconds ago). Per frame, so a record of
@@ -47,32 +55,49 @@ def graph_digests(start, frames: list[int], max_age: float = 0.0) -> tuple[str, 
 
     The frame a Read reads is followed through the time nodes between it and ``start``
     (:func:`_time_op`): a TimeOffset of 10 makes frame 1010's alpha depend on the plate's
-    frame 1000, not its 1010."""
-    items, reads, seen, walked = [], [], set(), set()
-    todo: list = [(start, ())]
+    frame 1000, not its 1010. A group's Reads count as reached from its Output node.
+    ``follow_time=False``: every Read's file at ``start``'s own frame (records of
+    :data:`FILES_VERSION` 1)."""
+    items: list = []
+    reads: list = []
+    seen: set = set()
+    walked: set = set()
+    mappings: dict[int, set] = {}
+    todo: list = [(start, (), True)]  # (node, frame mapping, whether its Reads count)
     while todo:
-        n, ops = todo.pop()
-        if n is None or (id(n), ops) in walked:
+        n, ops, reading = todo.pop()
+        if n is None:
             continue
-        walked.add((id(n), ops))
+        if reading and follow_time:
+            known = mappings.setdefault(id(n), set())
+            if ops not in known and len(known) >= _MAX_MAPPINGS:
+                ops = (_ANY,)
+            known.add(ops)
+        if (id(n), ops, reading) in walked:
+            continue
+        walked.add((id(n), ops, reading))
         if id(n) not in seen:
             seen.add(id(n))
             items.append({"class": n.Class(), "knobs": _knob_scripts(n)})
-        if n.Class() == "Read":
+        if reading and n.Class() == "Read":
             text = full_res_file(n)
             reads += [(n, FrameSequence(text.replace("%V", view)), ops)
                       for view in (views() if "%V" in text else [""])]
         inner = list(n.nodes()) if hasattr(n, "nodes") and n.Class() != "Root" else []
-        op = _time_op(n, inner)
-        todo.extend((n.input(i), ops + (op,) if op else ops) for i in range(n.inputs()))
-        todo.extend((m, ops) for m in inner)
+        up = _then(ops, _time_op(n, inner)) if reading and follow_time else ops
+        todo.extend((n.input(i), up, reading) for i in range(n.inputs()))
+        # inside a group, what reaches its Output is what it shows (and its time nodes
+        # apply to the Reads there); the rest counts for the graph's digest only
+        outputs = [m for m in inner if m.Class() == "Output"] if follow_time else []
+        todo.extend((m, ops, reading and (not outputs or m in outputs)) for m in inner)
     memo: dict = {}  # a retimed Read's every frame, stat'ed and digested once, not per frame
-    return digest(items), {f: digest([_stats(read, seq, ops, f, max_age, memo)
+    return digest(items), {f: digest([_stats(read, seq, ops, f, max_age, memo, follow_time)
                                       for read, seq, ops in reads]) for f in frames}
 
 
-def _stats(read, seq: FrameSequence, ops: tuple, frame: int, max_age: float, memo: dict):
-    frames = tuple(_read_frames(read, ops, frame))
+def _stats(read, seq: FrameSequence, ops: tuple, frame: int, max_age: float, memo: dict,
+           follow_time: bool = True):
+    frames = tuple(_read_frames(read, ops, frame)) if follow_time else (frame,)
     if len(frames) == 1:  # its stat alone, as records made before time nodes were followed
         return _stat(seq, frames[0], max_age)
     key = (seq.pattern, frames)
@@ -96,7 +121,8 @@ def _knob_scripts(n) -> dict:
 # nodes that read their input at other frames than their own, in ways not followed here: the
 # Reads above them count with every frame of their range (stale if any of those changed)
 _RETIMING = frozenset({"Retime", "TimeWarp", "TimeClip", "AppendClip", "FrameBlend", "TimeEcho",
-                       "TimeBlur", "OFlow", "OFlow2", "Kronos", "MotionBlur"})
+                       "TimeBlur", "OFlow", "OFlow2", "Kronos", "MotionBlur", "TemporalMedian",
+                       "VectorGenerator", "SmartVector", "VectorDistort"})
 _ANY = ("any",)
 
 
@@ -119,13 +145,34 @@ def _time_op(n, inner: list) -> tuple | None:
     if cls == "TimeOffset":
         if n.knob("reverse_input") is not None and n["reverse_input"].value():
             return _ANY
-        return ("shift", -int(round(_knob_number(n, "time_offset"))))
+        shift = -int(round(_knob_number(n, "time_offset")))
+        return ("shift", shift) if shift else None
     if cls == "FrameHold":  # knob names of Nuke 12+ and of older scripts
         return ("hold", int(round(_knob_number(n, "firstFrame", "first_frame"))),
                 int(round(_knob_number(n, "increment"))))
-    if cls in _RETIMING or any(_time_op(m, []) for m in inner):
-        return _ANY  # a group whose insides retime: not followed through its Input nodes
+    if cls in _RETIMING or any(_time_op(m, list(m.nodes()) if hasattr(m, "nodes") else [])
+                               for m in inner):
+        return _ANY  # a group that retimes inside (at any depth): not followed through it
     return None
+
+
+def _then(ops: tuple, op: tuple | None) -> tuple:
+    """The mapping ``ops`` followed by ``op`` (further upstream), in one canonical form, so
+    paths that map frames alike are walked once: shifts summed, everything before a hold
+    of one frame forgotten (every frame maps to it), nothing after "any" but such a hold."""
+    if op is None:
+        return ops
+    if op[0] == "hold" and op[2] <= 0:
+        return (op,)
+    if ops[-1:] == (_ANY,) or op == _ANY:
+        return (_ANY,)
+    last = ops[-1] if ops else None
+    if op[0] == "shift" and last is not None and last[0] == "shift":
+        total = last[1] + op[1]
+        return ops[:-1] + ((("shift", total),) if total else ())
+    if op[0] == "shift" and last is not None and last[0] == "hold" and last[2] <= 0:
+        return ops[:-1] + (("hold", last[1] + op[1], 0),)
+    return ops + (op,)
 
 
 def _read_frames(read, ops: tuple, frame: int) -> list[int]:

@@ -46,7 +46,7 @@ from ..errors import Cancelled, HDMattError, UsageError
 from ..sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
 from .engine_call import EngineCall, EngineResult, remove_partial_outputs, run_engine, stop_all_engines
 from .export import INPUTS, connected, export_inputs, views
-from .generated import UI_STAT_AGE_S, digest, graph_digests, weights_changed
+from .generated import FILES_VERSION, UI_STAT_AGE_S, digest, graph_digests, weights_changed
 from .knobs import (
     STALE_KNOBS,
     alpha_pattern,
@@ -253,10 +253,11 @@ def requested_frames(node, frames: str | None = None) -> list[int]:
 
 
 def fingerprint(node, frames: list[int], job: EngineCall | None = None,
-                max_age: float = 0.0) -> dict:
+                max_age: float = 0.0, follow_time: bool = True) -> dict:
     """What decides the alpha, as digests: the settings (engine knobs, colour), each connected
     input's upstream graph, and under ``"files"`` each frame's files of each input
-    (``{"1001": {"plate": ..., "trimap": ...}}``)."""
+    (``{"1001": {"plate": ..., "trimap": ...}}``; ``follow_time``: see
+    :func:`.generated.graph_digests`)."""
     if job is None:
         job = matte_job(node, {"plate": "", "trimap": "" if node.input(1) else None,
                                "matte": None if node.input(1) else ""}, frames)
@@ -266,7 +267,7 @@ def fingerprint(node, frames: list[int], job: EngineCall | None = None,
     files: dict[str, dict] = {str(f): {} for f in frames}
     for i, (name, _) in enumerate(INPUTS):
         if node.input(i) is not None:
-            out[name], per_frame = graph_digests(node.input(i), frames, max_age)
+            out[name], per_frame = graph_digests(node.input(i), frames, max_age, follow_time)
             for f, d in per_frame.items():
                 files[str(f)][name] = d
     out["files"] = files
@@ -290,7 +291,8 @@ def stale_reasons(node, max_age: float = 0.0) -> list[str]:
     if not rec:
         return []
     try:
-        now = fingerprint(node, parse_frames(rec["frames"]), max_age=max_age)
+        now = fingerprint(node, parse_frames(rec["frames"]), max_age=max_age,
+                          follow_time=rec.get("files_version") == FILES_VERSION)
     except (HDMattError, KeyError, ValueError):
         return ["settings"]
     except RuntimeError as exc:  # Nuke's, for a knob's bad TCL ($env(SHOW_CACHE) unset)
@@ -574,7 +576,7 @@ def _remember(node, done: list[int], prints: dict, weights: dict | None = None) 
     outdated = dict(rec.get("outdated") or {})
     if "files" in rec:
         if rec.get("digests") == digests and rec.get("weights") == weights:
-            files = {**rec["files"], **files}
+            files = {**_files_now_meant(node, rec), **files}
         else:
             changed = _changed(rec.get("digests") or {}, digests)
             if rec.get("weights") != weights:
@@ -586,9 +588,25 @@ def _remember(node, done: list[int], prints: dict, weights: dict | None = None) 
         frames = sorted(int(f) for f in files)
         node["generated"].setValue(json.dumps({"frames": format_frames(frames),
                                                "digests": digests, "files": files,
-                                               "weights": weights, "outdated": outdated},
+                                               "weights": weights, "outdated": outdated,
+                                               "files_version": FILES_VERSION},
                                               sort_keys=True))
     _set_range(node)
+
+
+def _files_now_meant(node, rec: dict) -> dict:
+    """A record's per-frame file digests in today's meaning (:data:`FILES_VERSION`): those of
+    an older record whose files have not changed since are taken anew, the others kept (they
+    differ, so they stay stale, as they should)."""
+    if rec.get("files_version") == FILES_VERSION or not rec.get("files"):
+        return rec.get("files") or {}
+    frames = [int(f) for f in rec["files"]]
+    try:
+        then = fingerprint(node, frames, follow_time=False)["files"]
+        now = fingerprint(node, frames)["files"]
+    except (HDMattError, KeyError, ValueError, RuntimeError):  # RuntimeError: a knob's TCL
+        return rec["files"]
+    return {f: now[f] if then.get(f) == d else d for f, d in rec["files"].items()}
 
 
 def _changed(then: dict, now: dict, files_then: dict | None = None,
