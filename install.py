@@ -368,10 +368,13 @@ def main(argv: list[str] | None = None) -> int:
         removed = remove_nuke_hooks(home)
         # the checkout's default venv is not this home's to remove when the home's record names
         # its own (another user's install, or one pointed at a studio environment)
-        envs = [*([venv] if args.venv or not rec else []),
-                *(rec.get("created") or {}).get("venvs", [])]
+        recorded = (rec.get("created") or {}).get("venvs", [])
+        envs = [*([venv] if args.venv or not rec else []), *recorded]
         for what in removed + remove_created_envs(envs):
             print(f"removed {what}")
+        if venv not in map(Path, envs) and (venv / CREATED_MARK).is_file():
+            print(f"kept {venv} (this home's install names another environment; "
+                  f"--uninstall --venv {venv} removes it)")
         return 0
 
     if not args.no_env:

@@ -190,7 +190,7 @@ def test_uninstall_removes_a_venv_only_if_the_install_created_it(tmp_path, monke
 
 
 def test_bare_uninstall_keeps_the_checkouts_venv_when_the_record_names_another(
-        tmp_path, monkeypatch, engine):
+        tmp_path, monkeypatch, engine, capsys):
     """CI installs the checkout's .venv (marked); a home whose install was pointed at another
     environment must not lose that .venv to a bare --uninstall (it ran the test suite)."""
     home = tmp_path / "home"
@@ -203,6 +203,7 @@ def test_bare_uninstall_keeps_the_checkouts_venv_when_the_record_names_another(
     install.add_nuke_hooks(home, install.GIZMO_DIR, engine, engine.parent / "python")
     assert install.main(["--uninstall"]) == 0
     assert (checkout / ".venv" / install.CREATED_MARK).is_file()
+    assert f"kept {checkout / '.venv'}" in capsys.readouterr().out  # said, not silent
     assert list(home.iterdir()) == []
     # no record at all (a --no-nuke install): the default .venv is what was installed
     assert install.main(["--uninstall"]) == 0
