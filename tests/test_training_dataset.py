@@ -246,3 +246,36 @@ def test_a_killed_builders_temp_samples_go_and_a_running_ones_stay(tmp_path, syn
     os.utime(stale, (1000, 1000))
     D.build(out, 1, synth.config, seed=1, synthesizer=synth, log=None)
     assert not stale.exists() and live.exists()
+
+
+def test_sigterm_stops_a_build_keeping_finished_samples_and_no_temp_file(tmp_path):
+    """A farm's or pkill's stop: exit 143 with one line, the finished samples kept (a rerun
+    resumes from them), no half-written sample left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "s"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nuke_hdmatt.training.dataset", "build", "--out", str(out),
+         "--n", "100000", "--patch", "24", "--scene", "64", "--context", "2", "--no-prior",
+         "--procedural", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while len(D.sample_paths(out) if out.is_dir() else []) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "dataset build: terminated; finished samples are kept, rerun to resume" in err
+    assert "Traceback" not in err
+    kept = D.sample_paths(out)
+    assert len(kept) >= 2 and not list(out.glob(".*npz"))
+    for path in kept:
+        assert D.load_sample(path)["image"].shape[-1] == 24   # every kept sample whole
