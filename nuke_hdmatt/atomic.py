@@ -29,13 +29,13 @@ _NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"  # as mkstemp's: what clea
 _CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
-def new_temp_file(folder, prefix: str, suffix: str = "", *, into: list | None = None) -> str:
+def new_temp_file(folder, prefix: str, suffix: str = "", *, into: list) -> str:
     """A new empty file (mode 0600) in ``folder``, named ``<prefix><8 random><suffix>``.
 
-    ``into``: the caller's list of its temp files, for its cleanup (``remove_all``). The
-    name goes in before the file is made, so a Ctrl-C or SIGTERM at any instant, this
-    call's return included, finds it there (mkstemp's name is only known once it returns:
-    a stop in between left the file behind).
+    ``into``: the caller's list of its temp files, for its cleanup (:func:`remove_all`). The
+    name goes in before the file is made, so a Ctrl-C, a SIGTERM or a failure at any
+    instant, this call's return included, finds it there (mkstemp's name is only known once
+    it returns: a stop in between left the file behind).
 
     Raises
     ------
@@ -45,25 +45,16 @@ def new_temp_file(folder, prefix: str, suffix: str = "", *, into: list | None = 
     for _ in range(100):
         token = "".join(secrets.choice(_NAME_CHARS) for _ in range(8))
         tmp = os.path.join(folder, f"{prefix}{token}{suffix}")
-        if into is not None:
-            into.append(tmp)
+        into.append(tmp)
         try:
             os.close(os.open(tmp, _CREATE, 0o600))
             return tmp
         except FileExistsError:
-            if into is not None:
-                into.remove(tmp)
-            continue  # another file's name: not ours to remove
-        except BaseException:
-            # a stop the instant the file was made (or a failure making it): no other file
-            # had this name, so whatever is there is ours
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+            into.remove(tmp)  # another file's name: not ours to remove
     raise FileExistsError(errno.EEXIST, "no unused temp file name", str(folder))
 
 
-def temp_beside(path, suffix: str = ".tmp", *, into: list | None = None) -> str:
+def temp_beside(path, suffix: str = ".tmp", *, into: list) -> str:
     """A new empty temp file in ``path``'s folder, named ``.<stem>.<8 random><suffix>``
     (:func:`new_temp_file`)."""
     path = Path(path)

@@ -181,10 +181,9 @@ def _read_frames(read, ops: tuple, frame: int) -> list[int]:
     before/after its first and last frame it holds, loops, bounces or is black."""
     first = int(_knob_number(read, "first", default=1))
     last = int(_knob_number(read, "last", default=first))
-    every = list(range(first, last + 1))
     own = read.knob("frame")  # the Read's own frame expression or offset: not followed
     if _ANY in ops or (own is not None and str(own.value()).strip()):
-        return every
+        return list(range(first, last + 1))
     f = frame
     for op in ops:
         if op[0] == "shift":
