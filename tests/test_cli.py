@@ -475,3 +475,11 @@ def test_a_part_the_plate_lacks_is_refused_before_any_frame(tmp_path):
     assert line.startswith("hdmatt: error: ") and "stereo.exr" in line
     assert "no part 'centre'" in line and "[left] R, G, B; [right] R, G, B" in line
     assert not (tmp_path / "out.exr").exists()
+    # a matte of several parts without the plate's: refused (its first is another view's)
+    write_parts(tmp_path / "roto.exr", [Part(tri[..., None], ("A",), name="L"),
+                                        Part(tri[..., None], ("A",), name="R")])
+    r = hdmatt(tmp_path, "matte", "stereo.exr", "--trimap-from-matte", "roto.exr", "-o",
+               "out.exr", "--part", "right", "--no-cache", *FAST)
+    assert r.returncode == 2, r.stderr
+    assert "roto.exr" in r.stderr and "no part 'right' (--part) among its parts: [L] A; [R] A" \
+        in r.stderr
