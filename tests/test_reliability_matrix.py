@@ -53,6 +53,11 @@ def template(tmp_path_factory) -> Path:
     write_image(shot / "nan.exr", nan, "Y", fmt="float")
     data = (shot / "plate.0001.exr").read_bytes()
     (shot / "truncated.exr").write_bytes(data[: len(data) // 2])
+    for name in ("p.png", "p.jpg"):  # libpng prints its own line; libjpeg decodes grey rows
+        if name.endswith(".jpg"):
+            write_image(shot / name, np.clip(plate, 0, 1), "RGB", fmt="uint8")
+        whole = (shot / name).read_bytes()
+        (shot / ("truncated" + name[1:])).write_bytes(whole[: len(whole) * 2 // 3])
     (shot / "empty.exr").write_bytes(b"")
     (shot / "P.EXR").write_bytes(data)
     (shot / "huge.exr").write_bytes(_claim_size(data, 20000, 20000))
@@ -247,6 +252,10 @@ CASES = [
     # inputs a TD will meet
     ("plate-missing", ["matte", "nope.png", "t.png", "-o", "a.png"], None, ["nope.png", "not found"]),
     ("plate-truncated", ["matte", "truncated.exr", "t.png", "-o", "a.png"], None, ["truncated.exr"]),
+    ("plate-png-truncated", ["matte", "truncated.png", "t.png", "-o", "a.png"], None,
+     ["truncated.png", "truncated or corrupt"]),
+    ("plate-jpeg-truncated", ["matte", "truncated.jpg", "t.png", "-o", "a.png"], None,
+     ["truncated.jpg", "Premature end"]),
     ("plate-empty-file", ["matte", "empty.exr", "t.png", "-o", "a.png"], None, ["empty.exr"]),
     ("plate-is-text", ["matte", "text.exr", "t.png", "-o", "a.png"], None, ["text.exr"]),
     ("plate-header-claims-20000x20000", ["matte", "huge.exr", "t.png", "-o", "a.png"], None,

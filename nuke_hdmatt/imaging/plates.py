@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import OpenImageIO as oiio
@@ -187,12 +191,50 @@ def read_subimage(inp: "oiio.ImageInput", subimage: int, path: str,
         # a damaged header (or a mistaken file) must not ask for hundreds of GB
         raise PlateError(f"is {spec.width}x{spec.height}, more than the {MAX_PIXELS} pixels "
                          "(16384x16384) hdmatt reads", path=path, frame=frame)
-    pixels = inp.read_image(subimage, 0, chbegin, chend, oiio.HALF if half else oiio.FLOAT)
-    if pixels is None:
+    inp.geterror()  # clears what the header left, so what follows is this read's own
+    with _library_lines_caught(inp.format_name() == "png"):
+        pixels = inp.read_image(subimage, 0, chbegin, chend, oiio.HALF if half else oiio.FLOAT)
+    # a truncated JPEG decodes: its missing rows come back grey and the reader says so
+    # only in its error queue (a matte of half a plate would otherwise be written)
+    if pixels is None or inp.has_error:
         raise PlateError(f"cannot read pixels (truncated or corrupt?): {_last_error(inp)}",
                          path=path, frame=frame)
     pixels = np.asarray(pixels, dtype=np.float16 if half else np.float32)
     return pixels.reshape(spec.height, spec.width, chend - chbegin)
+
+
+_STDERR = threading.Lock()
+
+
+@contextmanager
+def _library_lines_caught(active: bool) -> Iterator[None]:
+    """libpng prints its errors and warnings to the process's stderr itself (OpenImageIO
+    installs no handler for them), beside the one line a bad input is owed: while
+    ``active``, descriptor 2 goes to a scratch file; libpng's lines are logged at debug
+    level (OpenImageIO's error names the problem) and any other line is passed on."""
+    if not active:
+        yield
+        return
+    with _STDERR, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all: nothing to keep clean
+            yield
+            return
+        try:
+            os.dup2(sink.fileno(), 2)
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode("utf-8", "replace").splitlines():
+                if line.startswith("libpng "):
+                    log.debug("%s", line)
+                else:
+                    os.write(2, (line + "\n").encode())
 
 
 def part_label(spec: "oiio.ImageSpec", index: int) -> str:
