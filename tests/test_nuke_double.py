@@ -116,7 +116,7 @@ BASES = {
 USED_BY_PLUGIN = ["executeMultiple", "createNode", "toNode", "thisNode", "thisKnob", "root",
                   "message", "ask", "delete", "frame", "executing", "scriptOpen", "filename",
                   "views", "tcl", "executeInMainThread", "executeInMainThreadWithResult",
-                  "addUpdateUI", "addOnDestroy", "addOnScriptClose"]
+                  "addUpdateUI", "addOnDestroy", "addOnScriptClose", "warning"]
 
 
 def shape(func) -> str:

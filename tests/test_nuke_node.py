@@ -486,6 +486,33 @@ def test_the_engine_stops_with_its_node_or_script(standin, monkeypatch, capsys, 
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
+def test_a_node_deleted_while_its_verdict_waits_for_the_main_thread_gets_none(
+        standin, monkeypatch, capsys):
+    """The worker checks for a stop, then queues the verdict for the main thread: a node
+    deleted in between (its deletion already queued) must not be reported on."""
+    nuke, node, plate, src, tmp_path = standin
+    monkeypatch.setenv("STANDIN_MODE", "fail")
+    nuke.GUI = True
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    queue_result = nuke.executeInMainThreadWithResult
+
+    def deleted_first(call, args=()):
+        nuke.executeInMainThread(nuke.delete, (node,))  # the user's click, just before
+        return queue_result(call, args)
+
+    monkeypatch.setattr(nuke, "executeInMainThreadWithResult", deleted_first)
+    assert hdmatt_node.generate(node) is True
+    run = hdmatt_node.running(node)
+    deadline = time.monotonic() + 90
+    while run.thread.is_alive():
+        nuke._process_events(0.02)
+        assert time.monotonic() < deadline, "the engine run did not end"
+    assert node._deleted and run.stop.is_set()
+    assert run.ok is False and run not in hdmatt_node._RUNS
+    assert nuke._messages == []
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_engines_still_running_are_stopped_when_python_exits(tmp_path):
     """``atexit``: Nuke quitting stops what the node started (its own session outlives it)."""
     mark = tmp_path / "sigint"

@@ -338,13 +338,16 @@ class _Run:
         else:
             fn(*args)
 
-    def _unless_stopped(self, fn, *args) -> None:
+    def _unless_stopped(self, fn, *args):
         # queued before the node was deleted (or its script closed), run after: not at all
-        if not self.stop.is_set():
-            fn(*args)
+        return None if self.stop.is_set() else fn(*args)
 
     def now(self, fn, *args):
-        return nuke.executeInMainThreadWithResult(fn, args) if self.threaded else fn(*args)
+        """``fn(*args)`` on the main thread, its result; None when the node or its script
+        went while the call waited for the main thread."""
+        if not self.threaded:
+            return fn(*args)
+        return nuke.executeInMainThreadWithResult(self._unless_stopped, (fn, *args))
 
 
 def running(node):

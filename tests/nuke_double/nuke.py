@@ -1294,16 +1294,18 @@ def executeInMainThread(call, args=(), kwargs={}) -> None:
 
 
 def executeInMainThreadWithResult(call, args=(), kwargs={}):
-    """Run ``call`` on the main thread and return its result (directly when already there)."""
+    """Run ``call`` on the main thread and return its result, as Nuke's executeInMain.py:
+    the call is queued and waited for, so from the main thread it never returns (raised
+    here); an error in the call is printed and the result is None."""
     args = args if isinstance(args, tuple) else (args,)
     if threading.current_thread() is _MAIN:
-        return call(*args, **kwargs)
+        raise RuntimeError("nuke double: executeInMainThreadWithResult from the main thread "
+                           "waits for itself: Nuke freezes")
     box: dict = {"done": threading.Event()}
     _main_queue.put((call, args, dict(kwargs), box))
+    # Nuke waits for ever; a test whose main thread never processes events fails instead
     if not box["done"].wait(MAIN_THREAD_WAIT_S):
         raise RuntimeError("nuke double: the main thread never ran the call (is it blocked?)")
-    if "error" in box:
-        raise box["error"]
     return box.get("result")
 
 
@@ -1321,11 +1323,8 @@ def _process_events(timeout: float = 0.05) -> int:
             result = call(*args, **kwargs)
             if box is not None:
                 box["result"] = result
-        except Exception as exc:  # Nuke prints errors of executeInMainThread calls
-            if box is not None:
-                box["error"] = exc
-            else:
-                traceback.print_exc()
+        except Exception:  # Nuke prints the errors of both kinds of queued call
+            traceback.print_exc()
         finally:
             if box is not None:
                 box["done"].set()
@@ -1345,9 +1344,6 @@ def _main_only(func):
                                "main thread (use nuke.executeInMainThread)")
         return func(*args, **kwargs)
     return guarded
-
-
-render = execute
 
 
 def sample(node, channel: str, x, y, dx=1, dy=1) -> float:
