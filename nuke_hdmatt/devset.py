@@ -7,39 +7,66 @@ validation during training, the benchmarks and the tests.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from .errors import MissingFileError, PlateError, TrimapError
+from .errors import MissingFileError, TrimapError
 from .imaging.trimaps import snap_trimap
 
-__all__ = ["read_image", "load_case", "list_images"]
+__all__ = ["read_image", "load_case", "check_case", "case_files", "list_images"]
 
 
 def read_image(path) -> np.ndarray:
-    """Read an image with OpenImageIO as float32 (H, W, C) in 0-1 (8-bit files are scaled).
+    """Read an image with OpenImageIO as float32 (H, W, C) in 0-1 (8-bit files are scaled),
+    as plates are read (the file's own values, one line for a damaged file).
 
     Raises
     ------
     MissingFileError, PlateError
     """
-    import OpenImageIO as oiio
+    from .imaging.plates import open_image, read_subimage
 
     path = str(path)
-    if not os.path.exists(path):
-        raise MissingFileError("file not found", path=path)
-    inp = oiio.ImageInput.open(path)
-    if inp is None:
-        raise PlateError(f"cannot read: {oiio.geterror()}", path=path)
+    inp = open_image(path)
     try:
-        pixels = inp.read_image(0, 0, 0, inp.spec().nchannels, "float")
+        return read_subimage(inp, 0, path)
     finally:
         inp.close()
-    if pixels is None:
-        raise PlateError("cannot decode pixels", path=path)
-    return np.asarray(pixels, dtype=np.float32).reshape(inp.spec().height, inp.spec().width, -1)
+
+
+def case_files(dataset_dir, name: str, trimap_set: str) -> dict[str, Path]:
+    """The files of one case: ``image``, ``trimap`` (of that set) and ``alpha``."""
+    root = Path(dataset_dir)
+    return {"image": root / "image" / f"{name}.png", "trimap": root / trimap_set / f"{name}.png",
+            "alpha": root / "alpha" / f"{name}.png"}
+
+
+def check_case(dataset_dir, name: str, trimap_set: str) -> None:
+    """What :func:`load_case` would refuse in the files' sizes, from their headers alone
+    (a whole dataset is checked before the first method runs).
+
+    Raises
+    ------
+    MissingFileError, PlateError, TrimapError
+    """
+    from .imaging.plates import open_image
+
+    files = case_files(dataset_dir, name, trimap_set)
+    sizes = {}
+    for role, path in files.items():
+        inp = open_image(str(path))
+        sizes[role] = (inp.spec().width, inp.spec().height)
+        inp.close()
+    _check_sizes(files, sizes)
+
+
+def _check_sizes(files: dict[str, Path], sizes: dict[str, tuple[int, int]]) -> None:
+    w, h = sizes["image"]
+    for role in ("trimap", "alpha"):
+        if sizes[role] != (w, h):
+            raise TrimapError(f"size {sizes[role][0]}x{sizes[role][1]} differs from the "
+                              f"image's {w}x{h}", path=str(files[role]))
 
 
 def load_case(dataset_dir, name: str, trimap_set: str):
@@ -55,19 +82,16 @@ def load_case(dataset_dir, name: str, trimap_set: str):
     ------
     MissingFileError, TrimapError (size mismatch, or no unknown pixel)
     """
-    root = Path(dataset_dir)
-    image = read_image(root / "image" / f"{name}.png")
+    files = case_files(dataset_dir, name, trimap_set)
+    image = read_image(files["image"])
     image = np.repeat(image, 3, axis=2) if image.shape[2] < 3 else image[..., :3]
-    tri_path = root / trimap_set / f"{name}.png"
-    raw = read_image(tri_path)[..., 0]
-    gt = read_image(root / "alpha" / f"{name}.png")[..., 0]
-    if raw.shape != image.shape[:2] or gt.shape != image.shape[:2]:
-        raise TrimapError(f"size {raw.shape[1]}x{raw.shape[0]} (alpha {gt.shape[1]}x{gt.shape[0]})"
-                          f" differs from the image's {image.shape[1]}x{image.shape[0]}",
-                          path=str(tri_path))
-    trimap = snap_trimap(raw, str(tri_path))
+    raw = read_image(files["trimap"])[..., 0]
+    gt = read_image(files["alpha"])[..., 0]
+    _check_sizes(files, {role: (a.shape[1], a.shape[0]) for role, a in
+                         (("image", image), ("trimap", raw), ("alpha", gt))})
+    trimap = snap_trimap(raw, str(files["trimap"]))
     if not (trimap == 0.5).any():
-        raise TrimapError("no unknown pixels to evaluate", path=str(tri_path))
+        raise TrimapError("no unknown pixels to evaluate", path=str(files["trimap"]))
     return np.ascontiguousarray(image), trimap, gt
 
 

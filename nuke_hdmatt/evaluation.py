@@ -30,7 +30,8 @@ from typing import Callable
 import numpy as np
 
 from .atomic import write_text_atomic
-from .devset import list_images, load_case
+from .devset import case_files, check_case, list_images, load_case
+from .engine.settings import InferenceSettings, check_device
 from .errors import ArgumentParser, MissingFileError, OutputError, TrimapError, UsageError, run_reporting
 from .metrics import METRIC_NAMES, all_metrics
 
@@ -100,6 +101,9 @@ def evaluate(dataset_dir, methods: dict[str, Matter], images=None,
     names = list(images) if images else list_images(dataset_dir, trimap_sets)
     if not names:
         raise MissingFileError("no complete image/alpha/trimap cases", path=str(dataset_dir))
+    for name in names:  # a case that would stop the run is found before the first method
+        for ts in trimap_sets:
+            check_case(dataset_dir, name, ts)
     results = EvalResults()
     total = len(names) * len(trimap_sets) * len(methods)
     done = 0
@@ -222,6 +226,20 @@ def format_table(results: EvalResults) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _check_out(out: str, dataset, names, trimap_sets) -> None:
+    """``--out`` may be written: not a file of the dataset (compared as files: a link or a
+    second name of one is refused too), in a folder that takes a file."""
+    from .imaging.writing import check_output_location
+
+    if os.path.exists(out):
+        for name in names:
+            for ts in trimap_sets:
+                for path in case_files(dataset, name, ts).values():
+                    if path.exists() and os.path.samefile(out, path):
+                        raise UsageError(f"--out {out}: would overwrite the dataset's {path}")
+    check_output_location(out)
+
+
 def main(argv=None) -> int:
     from .training import VALIDATION_IMAGES
 
@@ -258,6 +276,17 @@ def main(argv=None) -> int:
             images = None
         if args.weights and not os.path.exists(args.weights):
             raise MissingFileError("weights file not found", path=args.weights)
+        try:
+            check_device(args.device)
+        except ValueError as exc:
+            raise UsageError(f"--device: {exc}") from None
+        try:
+            InferenceSettings(patch=args.patch)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if args.out:
+            _check_out(args.out, args.dataset, images or list_images(args.dataset, trimap_sets),
+                       trimap_sets)
         spec = args.methods or ("hdmatt,cf,knn" if _pymatting_available() else "hdmatt,cf")
         methods = _methods_from_args(spec, args.weights,
                                      {"device": args.device, "patch": args.patch})

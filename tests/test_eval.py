@@ -72,6 +72,10 @@ def test_cli_writes_the_table(dataset, tmp_path, capsys):
     (["{ds}", "--methods", "D=/nope/d.safetensors"], "/nope/d.safetensors"),
     (["{ds}", "--methods", "cf", "--trimaps", "trimap1", "--images", "GT01",
       "--out", "/proc/hdmatt-no/t.md"], "/proc/hdmatt-no/t.md"),
+    (["{ds}", "--device", "bogus"], "--device"),
+    (["{ds}", "--patch", "12"], "--patch"),
+    (["{ds}", "--methods", "cf", "--out", "{ds}/image/GT01.png"], "would overwrite"),
+    (["{ds}", "--methods", "cf", "--out", "{ds}"], "is a folder"),
 ])
 def test_cli_bad_input_is_one_line(dataset, tmp_path, capsys, argv, needle):
     argv = [a.format(ds=dataset, missing=tmp_path / "nope") for a in argv]
@@ -99,3 +103,43 @@ def test_knn_without_pymatting_is_a_one_line_error_and_not_in_the_default(datase
                         evaluation.EvalResults())
     evaluation.main([str(dataset), "-q"])
     assert seen == [["hdmatt", "cf"]]
+
+
+def test_out_that_is_a_dataset_file_by_another_name_is_refused_and_the_file_kept(dataset,
+                                                                                tmp_path, capsys):
+    image = dataset / "trimap2" / "GT02.png"
+    before = image.read_bytes()
+    (tmp_path / "link.png").symlink_to(image)
+    (tmp_path / "hard.png").hardlink_to(image)
+    for out in ("link.png", "hard.png"):
+        assert evaluation.main([str(dataset), "--methods", "cf", "--out",
+                                str(tmp_path / out), "-q"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("hdmatt: error: --out") and "GT02.png" in err, err
+    assert image.read_bytes() == before
+
+
+@pytest.mark.parametrize("role", ["trimap2", "alpha"])
+def test_a_case_of_the_wrong_size_stops_the_run_before_any_method_and_is_named(dataset, role):
+    from nuke_hdmatt.errors import TrimapError
+
+    write_png_atomic(dataset / role / "GT02.png", np.zeros((40, 40), np.float32))
+    calls = []
+
+    def method(image, trimap):
+        calls.append(1)
+        return trimap
+
+    with pytest.raises(TrimapError, match="size 40x40 differs") as caught:
+        evaluation.evaluate(dataset, {"m": method}, trimap_sets=("trimap1", "trimap2"))
+    assert caught.value.path == str(dataset / role / "GT02.png")
+    assert calls == []  # GT01's cases were not computed first, then thrown away
+
+
+def test_a_truncated_png_is_one_line_with_the_reason(dataset, capfd):
+    image = dataset / "image" / "GT02.png"
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) * 2 // 3])
+    assert evaluation.main([str(dataset), "--methods", "cf", "-q"]) == 2
+    err = capfd.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "GT02.png" in err and "truncated or corrupt" in err, err

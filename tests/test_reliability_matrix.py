@@ -58,6 +58,7 @@ def template(tmp_path_factory) -> Path:
             write_image(shot / name, np.clip(plate, 0, 1), "RGB", fmt="uint8")
         whole = (shot / name).read_bytes()
         (shot / ("truncated" + name[1:])).write_bytes(whole[: len(whole) * 2 // 3])
+    (shot / "header_cut.png").write_bytes((shot / "t.png").read_bytes()[:60])
     (shot / "empty.exr").write_bytes(b"")
     (shot / "P.EXR").write_bytes(data)
     (shot / "huge.exr").write_bytes(_claim_size(data, 20000, 20000))
@@ -254,6 +255,8 @@ CASES = [
     ("plate-truncated", ["matte", "truncated.exr", "t.png", "-o", "a.png"], None, ["truncated.exr"]),
     ("plate-png-truncated", ["matte", "truncated.png", "t.png", "-o", "a.png"], None,
      ["truncated.png", "truncated or corrupt"]),
+    ("trimap-png-cut-in-its-header", ["matte", "p.png", "header_cut.png", "-o", "a.png"], None,
+     ["header_cut.png"]),
     ("plate-jpeg-truncated", ["matte", "truncated.jpg", "t.png", "-o", "a.png"], None,
      ["truncated.jpg", "Premature end"]),
     ("plate-empty-file", ["matte", "empty.exr", "t.png", "-o", "a.png"], None, ["empty.exr"]),

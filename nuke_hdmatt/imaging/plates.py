@@ -134,7 +134,8 @@ def open_image(path: str, frame: int | None = None) -> "oiio.ImageInput":
     # darkened where it was not opaque (Nuke's Read, premultiplied off, reads them as stored)
     config = oiio.ImageSpec()
     config.attribute("oiio:UnassociatedAlpha", 1)
-    inp = oiio.ImageInput.open(path, config)
+    with _library_lines_caught(_is_png(path)):
+        inp = oiio.ImageInput.open(path, config)
     if inp is None:
         raise PlateError(f"cannot read image: {_last_error()}", path=path, frame=frame)
     return inp
@@ -204,6 +205,15 @@ def read_subimage(inp: "oiio.ImageInput", subimage: int, path: str,
 
 
 _STDERR = threading.Lock()
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_PNG_SIGNATURE)) == _PNG_SIGNATURE
+    except OSError:
+        return False
 
 
 @contextmanager
