@@ -60,6 +60,16 @@ def test_demo_on_a_device_this_machine_lacks_writes_nothing(tmp_path):
     assert list((tmp_path / "old").iterdir()) == []
 
 
+@pytest.mark.parametrize("content", [b"not weights at all", b"\x10\x00\x00\x00\x00\x00\x00\x00"
+                                     b'{"a": 1}        '])
+def test_demo_with_a_file_that_is_not_weights_writes_nothing(tmp_path, content):
+    (tmp_path / "w.safetensors").write_bytes(content)
+    proc = hdmatt(tmp_path, "demo", "-o", "demo", "--weights", "w.safetensors", "--no-cache")
+    assert proc.returncode == 2 and "w.safetensors" in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "generating" not in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+
+
 def test_strand_points_split_their_area_bilinearly_and_off_frame_corners_drop():
     from nuke_hdmatt.strands import splat_bilinear
     y, x = np.array([1.25, 3.5]), np.array([2.5, 4.5])  # the second's corners: 1 of 4 inside

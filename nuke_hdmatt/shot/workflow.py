@@ -115,7 +115,7 @@ def setup_logging() -> None:
 
 def check_engine_files(options: dict) -> None:
     """Refuse what :func:`load_engine` would about the device and the weights file (missing,
-    or not the file its ``.sha256`` records) without loading the network, for a caller that
+    not the file its ``.sha256`` records, not HDMatt weights) without loading the network, for a caller that
     writes files before the engine loads (the demo's plate). Imports torch.
 
     Raises
@@ -123,9 +123,10 @@ def check_engine_files(options: dict) -> None:
     UsageError, WeightsError
     """
     from ..engine.runner import resolve_device
-    from ..engine.weights import verified_sha256
+    from ..engine.weights import header_metadata, verified_sha256
     if options.get("weights"):
         verified_sha256(options["weights"])
+        header_metadata(options["weights"])  # a file of another kind, or no HDMatt config
     try:
         resolve_device(options.get("device", "auto"))
     except ValueError as exc:
