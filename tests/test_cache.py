@@ -185,12 +185,35 @@ def test_clear_leaves_a_temp_file_a_running_put_is_writing(tmp_path):
     cache = FrameCache(tmp_path)
     plate, trimap, alpha = _frame(0)
     path = cache.put(FrameCache.key(plate, trimap, **SETTINGS), alpha)
-    live, stale = path.parent / ".tmp-live", path.parent / ".tmp-stale"
+    # named as put names them: the key's first 16 characters
+    live, stale = (path.parent / f".tmp-{path.name[:16]}-{n}" for n in ("live", "stale"))
     live.write_bytes(b"x")
     stale.write_bytes(b"x")
     os.utime(stale, (1000, 1000))
     assert cache.clear() == 1
     assert live.exists() and not stale.exists() and not path.exists()
+
+
+def test_a_cache_command_given_the_wrong_folder_removes_none_of_its_files(tmp_path):
+    """``hdmatt cache --cache <a project folder> clear`` removed any ``*.alpha`` file in any
+    folder of two characters, and the emptied folders."""
+    project = {"v1/hero_matte.alpha": b"a matte", "ab/notes.alpha": b"notes",
+               "ab/.tmp-old": b"x", ("0" * 64) + ".alpha": b"at the top"}
+    for name, data in project.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+        os.utime(tmp_path / name, (1000, 1000))
+    (tmp_path / "cd").mkdir()  # an empty folder of the project's
+    cache = FrameCache(tmp_path)
+    plate, trimap, alpha = _frame(0)
+    entry = cache.put(FrameCache.key(plate, trimap, **SETTINGS), alpha)
+    assert [e.path for e in cache.entries()] == [entry]
+    size = entry.stat().st_size
+    assert cache.gc(0) == (1, size) and not entry.exists()
+    cache.put(FrameCache.key(plate, trimap, **SETTINGS), alpha)
+    assert cache.clear() == 1 and not entry.exists() and not entry.parent.exists()
+    assert all((tmp_path / name).read_bytes() == data for name, data in project.items())
+    assert (tmp_path / "cd").is_dir()
 
 
 def test_a_shared_caches_folders_keep_the_cache_folders_permissions(tmp_path):

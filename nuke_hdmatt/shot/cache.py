@@ -45,6 +45,7 @@ import json
 import logging
 import math
 import os
+import re
 import struct
 import time
 import zlib
@@ -61,6 +62,8 @@ __all__ = ["FrameCache", "CacheEntry", "default_cache_root", "parse_size", "form
 MAGIC = b"HDMATTC1"
 SUFFIX = ".alpha"
 TMP_PREFIX = ".tmp-"
+_SHARD = re.compile(r"[0-9a-f]{2}")
+_ENTRY = re.compile(r"[0-9a-f]{64}" + re.escape(SUFFIX))
 # A temp file older than this belongs to a killed process (a live write takes seconds).
 STALE_TMP_S = 3600.0
 KEY_SCHEMA = "hdmatt-cache-key-1"
@@ -395,15 +398,22 @@ class FrameCache:
 
     # ---- housekeeping -------------------------------------------------------------------
     def _files(self):
+        """The entries and temp files in the cache's shard folders: names of the cache's own
+        making only, so ``--cache`` naming the wrong folder (a project's) removes nothing
+        of its files."""
+        for sub in self._shards():
+            try:
+                files = list(sub.iterdir())
+            except FileNotFoundError:
+                continue  # another process's gc removed it, empty
+            yield from (p for p in files if _ENTRY.fullmatch(p.name) and p.name[:2] == sub.name
+                        or p.name.startswith(f"{TMP_PREFIX}{sub.name}"))
+
+    def _shards(self) -> list[Path]:
         if not self.root.is_dir():
-            return
-        for sub in sorted(self.root.iterdir()):
-            if sub.is_dir() and len(sub.name) == 2:
-                try:
-                    files = list(sub.iterdir())
-                except FileNotFoundError:
-                    continue  # another process's gc removed it, empty
-                yield from files
+            return []
+        return [sub for sub in sorted(self.root.iterdir())
+                if _SHARD.fullmatch(sub.name) and sub.is_dir()]
 
     def entries(self) -> list[CacheEntry]:
         """All entries, least recently used first. Metadata is read from each header."""
@@ -434,14 +444,15 @@ class FrameCache:
     def clear(self) -> int:
         """Delete every entry and temp files left by killed processes (not those a running
         process is writing); returns how many entries went."""
-        n = 0
+        removed = []
         for p in list(self._files()):
             if p.name.endswith(SUFFIX):
-                n += _unlink_quiet(p)
+                if _unlink_quiet(p):
+                    removed.append(p)
             elif p.name.startswith(TMP_PREFIX):
                 _remove_if_stale(p, time.time())
-        self._remove_empty_dirs()
-        return n
+        _remove_emptied_folders(removed)
+        return len(removed)
 
     def gc(self, max_bytes: int) -> tuple[int, int]:
         """Delete least-recently-used entries until the cache holds at most ``max_bytes``.
@@ -466,7 +477,7 @@ class FrameCache:
                 entries.append((st.st_mtime, st.st_size, p))
         entries.sort(key=lambda e: e[0])
         total = sum(size for _, size, _ in entries)
-        removed = freed = 0
+        removed, freed = [], 0
         for _, size, path in entries:
             if total <= max_bytes:
                 break
@@ -474,19 +485,19 @@ class FrameCache:
                 continue  # another user's entry: theirs to remove
             total -= size
             freed += size
-            removed += 1
-        self._remove_empty_dirs()
-        return removed, freed
+            removed.append(path)
+        _remove_emptied_folders(removed)
+        return len(removed), freed
 
-    def _remove_empty_dirs(self) -> None:
-        if not self.root.is_dir():
-            return
-        for sub in self.root.iterdir():
-            if sub.is_dir() and len(sub.name) == 2:
-                try:
-                    sub.rmdir()
-                except OSError:
-                    pass  # not empty, or another process just wrote into it
+
+def _remove_emptied_folders(removed: list[Path]) -> None:
+    """The shard folders of the entries just removed, where nothing is left in them (only
+    those: an empty folder of two characters may be someone else's)."""
+    for folder in sorted({path.parent for path in removed}):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty, or another process just wrote into it
 
 
 def _max_bytes_from_env() -> int:
