@@ -221,6 +221,9 @@ CASES = [
     ("output-is-a-folder", ["matte", "p.png", "t.png", "-o", "folder.exr"], None,
      ["folder.exr", "is a folder"]),
     ("bad-layer", [*MATTE, "--layer=a b"], _previous_output, ["layer", "a b"]),
+    # a dot splits the layer (bad.name.alpha); depth.alpha joins Nuke's own depth layer
+    ("layer-with-a-dot", [*MATTE, "--layer", "bad.name"], None, ["--layer", "bad.name"]),
+    ("layer-of-nukes-own", [*MATTE, "--layer", "depth"], None, ["--layer", "depth"]),
     ("bad-output-extension", ["matte", *SEQ, "-o", "out/a.####.jpg"], None, [".jpg"]),
     ("output-dash", ["matte", "p.png", "t.png", "-o", "-"], None, ["extension"]),
     ("output-without-extension", ["matte", "p.png", "t.png", "-o", "alpha"], None,

@@ -75,10 +75,24 @@ def check_compression(compression: str, fmt: str, path: str | None = None) -> st
     return name
 
 
+#: Nuke's own layers: a channel added to one of them (``depth.alpha``) is not a layer of ours.
+RESERVED_LAYERS = ("rgba", "rgb", "alpha", "depth", "mask")
+
+
 def check_layer(layer: str, path: str | None = None) -> None:
-    """``--layer``: ``rgba`` or a layer name without spaces or commas (EXR output only)."""
-    if not layer or any(c in layer for c in " ,") or layer.startswith(".") or layer.endswith("."):
-        raise UsageError(f"bad layer name {layer!r} (use rgba or a name like hdmatt)", path=path)
+    """``--layer``: ``rgba`` or a new layer's name (EXR output only)."""
+    if layer != "rgba":
+        check_layer_name(layer, "--layer", path, hint="rgba or a name like hdmatt")
+
+
+def check_layer_name(name: str, flag: str, path: str | None = None, *,
+                     hint: str = "a name like fg") -> None:
+    """A layer name an EXR and Nuke read as one layer: the channel is ``NAME.x``, so a dot
+    inside would split it (``bad.name.alpha`` is layer ``bad.name`` or ``bad``); spaces and
+    commas break channel lists; none of Nuke's own layers."""
+    if not name or any(c in name for c in " ,.") or name.lower() in RESERVED_LAYERS:
+        raise UsageError(f"{flag} {name!r}: not a usable layer name (no spaces, commas or dots; "
+                         f"not {', '.join(RESERVED_LAYERS)}): give {hint}", path=path)
 
 
 def _temp_suffix(out_path: str) -> str:

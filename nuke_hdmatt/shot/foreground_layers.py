@@ -17,15 +17,13 @@ a cache, F is stored beside the alpha (:meth:`FrameCache.foreground_key`).
 from __future__ import annotations
 
 from ..errors import UsageError
+from ..imaging.writing import check_layer_name
 from .cache import FrameCache
 
 __all__ = ["DEFAULT_LAYER", "wants_foreground", "check_foreground_job", "foreground_channels"]
 
 DEFAULT_LAYER = "fg"
 # Names Nuke and EXR readers give fixed meanings; a foreground layer there would shadow them.
-RESERVED_LAYERS = ("rgba", "rgb", "alpha", "depth", "mask")
-
-
 def wants_foreground(job) -> bool:
     return bool(getattr(job, "foreground", None) or getattr(job, "premultiplied", False))
 
@@ -55,9 +53,7 @@ def check_foreground_job(job, out_format: str, out_path: str, plate=None) -> Non
     name = job.foreground
     if not name:
         return
-    if any(c in name for c in " ,.") or name.lower() in RESERVED_LAYERS:
-        raise UsageError(f"--foreground {name!r}: not a usable layer name (no spaces, commas or "
-                         f"dots; not {', '.join(RESERVED_LAYERS)})")
+    check_layer_name(name, "--foreground")
     if name == job.layer:
         raise UsageError(f"--foreground {name} is also the alpha's --layer; choose another name")
     if plate is not None:
