@@ -37,7 +37,7 @@ from .engine.settings import (
 from .errors import EXIT_FAILED_FRAMES, EXIT_OK, UsageError, run_reporting
 from .errors import ArgumentParser as Parser
 from .exposure import exposure_value
-from .shot.workflow import MAX_THREADS, check_threads
+from .shot.workflow import MAX_THREADS, check_threads, setup_logging
 
 # Sub-commands implemented elsewhere and dispatched with the rest of the command line.
 DELEGATED = {
@@ -205,7 +205,12 @@ def _exposure(text: str) -> str:
 
 def detail_value(text: str) -> float | str:
     """``--detail``: ``auto`` or a number (its range is the settings' to check)."""
-    return "auto" if text.strip().lower() == "auto" else float(text)
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give auto or a number from 0 to 1") from None
 
 
 def engine_kwargs(args: argparse.Namespace) -> dict:
@@ -464,8 +469,7 @@ def _age(seconds: float) -> str:
 
 
 def cmd_matte(args: argparse.Namespace) -> int:
-    from .shot.workflow import run_matte, setup_logging
-    setup_logging()
+    from .shot.workflow import run_matte
     resolve_weights(args)
     job = matte_job_from_args(args)
     return run_matte(job, run_settings(args))
@@ -473,8 +477,6 @@ def cmd_matte(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    from .shot.workflow import setup_logging
-    setup_logging()
     _check_not_empty(args)
     resolve_weights(args)  # before the demo writes its plate
     return run_demo(args.output_dir, run_settings(args))
@@ -679,6 +681,7 @@ def _main(argv: list[str] | None) -> int:
 
     def body() -> int:
         _import_native_modules()
+        setup_logging()  # every command's library warnings: one "hdmatt: warning:" line each
         # Delegated commands parse their own options; argparse would reject them here.
         if argv and argv[0] in DELEGATED:
             module, func, _ = DELEGATED[argv[0]]

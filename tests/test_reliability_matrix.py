@@ -250,6 +250,7 @@ CASES = [
     # 13: argparse mistakes are one line too
     ("unknown-option", [*MATTE, "--bogus"], None, ["--bogus", "--help"]),
     ("not-an-integer", [*MATTE, "--patch", "big"], None, ["--patch", "big", "--help"]),
+    ("detail-not-a-number", [*MATTE, "--detail", "abc"], None, ["--detail", "'abc'", "auto or a number"]),
     ("no-output", ["matte", *SEQ], None, ["-o", "--help"]),
     ("bad-choice", [*MATTE, "--prior", "magic"], None, ["--prior", "magic"]),
     ("no-command", [], None, ["--help"]),

@@ -115,8 +115,8 @@ def setup_logging() -> None:
 
 def check_engine_files(options: dict) -> None:
     """Refuse what :func:`load_engine` would about the device and the weights file (missing,
-    not the file its ``.sha256`` records, not HDMatt weights) without loading the network, for a caller that
-    writes files before the engine loads (the demo's plate). Imports torch.
+    not the file its ``.sha256`` records, not HDMatt weights) without loading the network,
+    for a caller that writes files before the engine loads (the demo's plate). Imports torch.
 
     Raises
     ------
