@@ -238,8 +238,8 @@ def test_cache_ls_with_a_size_limit_that_is_no_number_warns_and_keeps_the_defaul
                         env=env, cwd=tmp_path)
     assert ls.returncode == 0 and "internal error" not in ls.stderr, ls.stderr
     assert [ln for ln in ls.stderr.splitlines() if "not a size" in ln] == [
-        f"$HDMATT_CACHE_MAX_SIZE={limit!r} is not a size (500M, 50G, 0 for no limit); keeping "
-        "the cache under 50.0G"], ls.stderr
+        f"hdmatt: warning: $HDMATT_CACHE_MAX_SIZE={limit!r} is not a size (500M, 50G, 0 for no "
+        "limit); keeping the cache under 50.0G"], ls.stderr
     assert "(limit 50.0G, $HDMATT_CACHE_MAX_SIZE)" in ls.stderr
 
 
