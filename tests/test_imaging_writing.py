@@ -307,3 +307,50 @@ def test_overwriting_the_plate_itself_is_safe(tmp_path):
     names = list(spec.channelnames)
     np.testing.assert_array_equal(got[:, :, names.index("Z")], px[:, :, 3])
     assert oct(os.stat(path).st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
+
+
+@pytest.mark.parametrize("config, space", [("ocio://cg-config-latest", "ACEScg"),
+                                           ("ocio://studio-config-latest", "ARRI LogC4")])
+def test_the_output_names_the_space_the_run_read_the_plate_in(tmp_path, config, space):
+    """The plate's copied colorInteropID was written over the run's oiio:ColorSpace (a tag
+    --plate-colorspace had corrected came back); a space OpenImageIO has no id for was
+    written untagged, and read back as the config's scene_linear."""
+    from nuke_hdmatt.imaging.colour import plate_colorspace, resolve_config
+
+    path = str(tmp_path / "tagged.exr")
+    spec = oiio.ImageSpec(4, 3, 3, oiio.HALF)
+    spec.attribute("oiio:ColorSpace", "lin_rec709_scene")  # OpenImageIO adds the interop id
+    out = oiio.ImageOutput.create(path)
+    assert out.open(path, spec) and out.write_image(rng_pixels(3, 4, 3))
+    out.close()
+    plate = read_plate(path)
+    assert plate.spec.getattribute("colorInteropID") == "lin_rec709_scene"
+    write_alpha(tmp_path / "out.exr", alpha_like(plate), plate, metadata={"colorspace": space},
+                channels={"fg.R": alpha_like(plate)})
+    ocio, _ = resolve_config(config)
+    assert plate_colorspace(read_plate(tmp_path / "out.exr"), None, ocio) == space
+
+
+def test_colour_channels_beyond_halfs_range_or_over_float_channels_are_float(tmp_path):
+    """A foreground over a CG sun (1e5) was stored as half, and read back as inf; a
+    premultiplied R over a float plate's R lost the plate's precision."""
+    px = rng_pixels(4, 5, 3, seed=4)
+    px[0, 0] = 1e5
+    path = write_image(tmp_path / "float.exr", px, fmt="float")
+    plate = read_plate(path)
+    fg = {f"fg.{c}": plate.pixels[..., i] for i, c in enumerate("RGB")}
+    premultiplied = {c: plate.pixels[..., i] * 0.5 for i, c in enumerate("RGB")}
+    write_alpha(tmp_path / "out.exr", alpha_like(plate), plate, channels={**fg, **premultiplied})
+    [(spec, got)] = read_all(tmp_path / "out.exr")
+    names = list(spec.channelnames)
+    formats = dict(zip(names, (str(f) for f in spec.channelformats)))
+    assert formats == {"R": "float", "G": "float", "B": "float", "A": "half",
+                       "fg.R": "float", "fg.G": "float", "fg.B": "float"}
+    assert np.isfinite(got).all() and got[0, 0, names.index("fg.R")] == 1e5
+    np.testing.assert_array_equal(got[..., names.index("R")], px[..., 0] * 0.5)
+    # within half's range over a half plate: half, as the alpha
+    half_plate = read_plate(write_image(tmp_path / "half.exr", rng_pixels(4, 5, 3)))
+    write_alpha(tmp_path / "half_out.exr", alpha_like(half_plate), half_plate,
+                channels={"fg.R": half_plate.pixels[..., 0]})
+    [(spec, _)] = read_all(tmp_path / "half_out.exr")
+    assert {str(f) for f in (spec.channelformats or [spec.format])} == {"half"}

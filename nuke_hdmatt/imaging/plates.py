@@ -42,7 +42,8 @@ class Plate:
     data_window, display_window : tuple of int
         ``(x, y, width, height)`` in OpenImageIO/EXR convention (y down from the top).
     colorspace : str or None
-        The file's ``oiio:ColorSpace`` metadata, ``None`` if absent.
+        The file's ``oiio:ColorSpace`` metadata (for an output of ours without it, its
+        ``hdmatt:colorspace`` stamp), ``None`` if absent.
     path : str
         The concrete file read (frame already substituted).
     frame : int or None
@@ -336,7 +337,10 @@ def read_plate(path: str, channels: str | Sequence[str] = ("R", "G", "B"),
     finally:
         inp.close()
     data_window, display_window = window_of(spec)
-    colorspace = spec.getattribute("oiio:ColorSpace") or None
+    # OpenImageIO writes only the spaces it has an interop id for: our outputs keep the
+    # space of their colour channels in the stamp too
+    colorspace = (spec.getattribute("oiio:ColorSpace") or spec.getattribute("hdmatt:colorspace")
+                  or None)
     return Plate(pixels=pixels, channels=names, data_window=data_window,
                  display_window=display_window, colorspace=colorspace, path=path,
                  frame=frame, spec=spec, subimage=index)

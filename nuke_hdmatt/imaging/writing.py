@@ -44,6 +44,7 @@ STALE_TEMP_S = 86400.0
 # Attributes that describe the SOURCE file's structure or pixels, not the image, and
 # would be false in the output: a texture's mip settings make OIIO declare MIP levels we
 # never write, and a constant/average colour or hash goes stale once a channel is added.
+HALF_MAX = 65504.0  # the largest finite half
 _STALE_ATTRIBUTES = ("oiio:subimages", "oiio:miplevels", "textureformat",
                      "openexr:roundingmode", "oiio:ConstantColor", "oiio:AverageColor",
                      "oiio:SHA-1")
@@ -217,7 +218,8 @@ def write_alpha(out_path: str, alpha: np.ndarray, plate: Plate | None, *, layer:
         PNG/TIFF as text attributes where the format keeps them.
     channels : dict of str to np.ndarray, optional
         EXR only: more float32 (H, W) channels over the same data window, stored like the
-        alpha (half unless ``half=False``), each added to the plate's subimage or replacing
+        alpha (half unless ``half=False``; float where the channel they replace is float or
+        a value is beyond half's range), each added to the plate's subimage or replacing
         the channel of that name (the foreground: ``fg.R``... or a premultiplied ``R``...).
         PNG/TIFF hold the alpha alone: any channel here is a UsageError.
     bit_depth : int
@@ -284,7 +286,9 @@ def _exr_content(alpha, plate, layer, compression, half, stamps, path, extra=Non
         space = stamps.get(METADATA_PREFIX + "colorspace")
         if index == target and isinstance(space, str) and space:
             # the plate's colours (and the foreground) are in the space the run read them
-            # in: --plate-colorspace over the file's tag, or a space the file never named
+            # in: --plate-colorspace over the file's tag, or a space the file never named.
+            # OpenImageIO writes a copied colorInteropID over oiio:ColorSpace: it goes
+            spec.erase_attribute("colorInteropID")
             spec.attribute("oiio:ColorSpace", space)
     return specs, images
 
@@ -343,8 +347,11 @@ def _add_channels(spec, pixels, channels: dict, channel_type):
     of the plate's pixels (one per channel cost a 6K plate 0.6 s with a foreground)."""
     names = list(spec.channelnames)
     formats = channel_formats(spec)
+    types = {name: _stored_as(values, channel_type,
+                              formats[names.index(name)] if name in names else None)
+             for name, values in channels.items()}
     dtype = pixels.dtype
-    if dtype == np.float16 and channel_type.basetype != oiio.HALF:
+    if dtype == np.float16 and any(t.basetype != oiio.HALF for t in types.values()):
         dtype = np.dtype(np.float32)    # a float channel must not pass through half
     appended = [name for name in channels if name not in names]
     out = np.empty(pixels.shape[:2] + (len(names) + len(appended),), dtype)
@@ -355,14 +362,30 @@ def _add_channels(spec, pixels, channels: dict, channel_type):
     for name, values in channels.items():
         index = names.index(name)
         out[:, :, index] = values
-        formats[index] = channel_type
+        formats[index] = types[name]
     new = oiio.ImageSpec(spec)
     new.nchannels = len(names)
     new.channelnames = tuple(names)
+    if all(f == formats[0] for f in formats):
+        new.set_format(formats[0])  # OpenImageIO writes a uniform part in the spec's format
     new.channelformats = tuple(formats)
     if "A" in channels:
         new.alpha_channel = names.index("A")
     return new, out
+
+
+def _stored_as(values: np.ndarray, channel_type, replaced) -> "oiio.TypeDesc":
+    """How a new channel is stored: ``channel_type``, but float where ``replaced`` (the
+    format of the plate's channel of that name) is float, a premultiplied R over a float R
+    say, and where a value is beyond half's range (a foreground over a CG sun at 1e5:
+    half would hold inf)."""
+    if channel_type.basetype == oiio.FLOAT:
+        return channel_type
+    if replaced is not None and replaced.basetype == oiio.FLOAT:
+        return oiio.TypeDesc("float")
+    if not np.all(np.abs(values) <= HALF_MAX):
+        return oiio.TypeDesc("float")
+    return channel_type
 
 
 def _flat_content(alpha, plate, fmt, compression, bit_depth, stamps):
