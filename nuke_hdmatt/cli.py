@@ -180,7 +180,8 @@ def matte_argv(args: argparse.Namespace, actions: list[argparse.Action]) -> list
         if action.nargs == 0:
             words.append(flag)
             continue
-        if dest in PATH_OPTIONS and not str(value).startswith("ocio://"):
+        # (a cache under "~" is the worker's home, as hdmatt matte reads it there)
+        if dest in PATH_OPTIONS and not str(value).startswith(("ocio://", "~")):
             value = os.path.abspath(value)
         # a value that starts with "-" (--exposure -1e-05) as one word, or argparse reads
         # it as an option
@@ -503,7 +504,7 @@ def submit_environment(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_farm_openjd(args: argparse.Namespace) -> int:
-    from .farm.openjd import job_template, template_text
+    from .farm.openjd import gpus_for, job_template, template_text
     from .sequence import format_frames
     from .shot.matte import make_folder, preflight, remove_created
     from .shot.plan import plan_frames
@@ -533,7 +534,7 @@ def cmd_farm_openjd(args: argparse.Namespace) -> int:
                                 frames=plan.frames, chunk=args.chunk,
                                 extra_args=given + pinned,
                                 executable=args.hdmatt, name=args.name,
-                                gpu=str(args.device or "").startswith("cuda"))
+                                gpus=gpus_for(args.device))
     except BaseException:
         remove_created(created)
         raise

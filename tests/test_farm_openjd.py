@@ -49,6 +49,9 @@ def test_template_structure_and_openjd_check(tmp_path):
     assert "--frames={{Task.Param.Frame}}" in args   # one word: negative chunks are no option
     assert args[args.index("--plate-colorspace") + 1] == "ACEScg" and "--no-cache" in args
     assert "--no-flip" in args and "--detail" not in args      # what was given, only that
+    # a cancel sends SIGTERM first (hdmatt removes its temp files), not OpenJD's default kill
+    assert step["script"]["actions"]["onRun"]["cancelation"] == {
+        "mode": "NOTIFY_THEN_TERMINATE", "notifyPeriodInSeconds": 30}
     (tmp_path / "job.yaml").write_text(text)
     check = subprocess.run([OPENJD, "check", str(tmp_path / "job.yaml")], capture_output=True,
                            text=True, timeout=60)
@@ -188,3 +191,32 @@ def test_an_empty_farm_option_is_refused(tmp_path, option):
     proc = hdmatt(tmp_path, "farm", "openjd", plate, trimap, "-o", "a.####.exr",
                   "--frames", "1-2", option, "")
     assert proc.returncode == 2 and f"{option} is empty" in proc.stderr and proc.stdout == ""
+
+
+def test_awkward_paths_and_names_make_a_template_openjd_accepts(tmp_path):
+    """A path with an emoji was written as a JSON surrogate pair, which is not YAML; a plate
+    name over 128 characters made a job name OpenJD refuses; cuda:1 asked for one GPU."""
+    folder = tmp_path / "sh ot 'q\" $HOME é😀"
+    plate, trimap = exr_sequence(folder, [1, 2])
+    long_plate = folder / ("p" * 120 + ".####.exr")
+    for f in (1, 2):
+        shutil.copy(plate.replace("####", f"{f:04d}"), str(long_plate).replace("####", f"{f:04d}"))
+    proc = hdmatt(tmp_path, "farm", "openjd", long_plate, trimap, "-o",
+                  folder / "out/a.####.exr", "--frames", "1-2", "--hdmatt", HDMATT,
+                  "--cache", "~/farm cache", "--device", "cuda:1", "--job-output", "job.yaml")
+    assert proc.returncode == 0, proc.stderr
+    check = subprocess.run([OPENJD, "check", str(tmp_path / "job.yaml")], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    doc = yaml.safe_load((tmp_path / "job.yaml").read_text(encoding="utf-8"))
+    assert (tmp_path / "job.yaml").read_bytes().isascii()  # escaped, whatever the locale
+    params = {p["name"]: p["default"] for p in doc["parameterDefinitions"]}
+    assert params["Plate"] == str(long_plate) and len(doc["name"]) == 128
+    [step] = doc["steps"]
+    args = step["script"]["actions"]["onRun"]["args"]
+    assert args[args.index("--cache") + 1] == "~/farm cache"  # the worker's home, as matte
+    assert step["hostRequirements"]["amounts"] == [{"name": "amount.worker.gpu", "min": 2}]
+    for name, message in (("shot\nA", "control character"), ("n" * 129, "129 characters")):
+        proc = hdmatt(tmp_path, "farm", "openjd", plate, trimap, "-o", "o/a.####.exr",
+                      "--frames", "1-2", "--hdmatt", HDMATT, "--name", name)
+        assert proc.returncode == 2 and message in proc.stderr and proc.stdout == "", proc.stderr

@@ -238,9 +238,16 @@ def test_matte_step_threads_and_device(farm_shot):
     matte = next(s for s in doc["steps"] if s["name"] == "Matte")
     args = matte["script"]["actions"]["onRun"]["args"]
     assert args[-4:] == ["--threads", "4", "--device", "cuda:1"]
-    assert matte["hostRequirements"]["amounts"][0]["name"] == "amount.worker.gpu"
+    # cuda:1 is a worker's second GPU
+    assert matte["hostRequirements"]["amounts"] == [{"name": "amount.worker.gpu", "min": 2}]
+    for step in doc["steps"]:  # a cancel is a SIGTERM first: hdmatt leaves no temp file
+        assert step["script"]["actions"]["onRun"]["cancelation"]["mode"] == \
+            "NOTIFY_THEN_TERMINATE"
     params = {p["name"]: p["default"] for p in doc["parameterDefinitions"]}
     assert params["HdmattExecutable"] == "hdmatt"       # a bare name: the worker's PATH
+    r = _farm_nuke(script, "--nuke", "bin/Nuke15.1", "--hdmatt", "hdmatt")
+    params = {p["name"]: p["default"] for p in yaml.safe_load(r.stdout)["parameterDefinitions"]}
+    assert os.path.isabs(params["NukeExecutable"])      # a task runs in a folder of its own
     for bad, message in ((["--device", "gpu"], "--device: device must be auto, cpu or cuda"),
                          (["--threads", "0"], "--threads must be 1 to 1024"),
                          (["--work", "/var/tmp/hdmatt_work"], "--work: a temp folder")):

@@ -50,10 +50,13 @@ from ..nuke.engine_call import JOB_FILE, EngineCall
 from ..sequence import parse_frames
 from ..shot.workflow import MAX_THREADS, check_threads
 from .openjd import (
-    GPU_HOST,
     SPEC_VERSION,
     checked_name,
+    checked_parameter,
     default_executable,
+    gpu_host,
+    gpus_for,
+    on_run,
     range_expression,
     template_text,
     worker_executable,
@@ -124,7 +127,7 @@ def check_script(script: str, node: str, write: str) -> None:
 
 def job_template(*, script: str, node: str, write: str, frames: list[int], chunk: int = 10,
                  work: str | None = None, nuke: str = "nuke", executable: str | None = None,
-                 gpu: bool = False, name: str | None = None,
+                 gpus: int = 0, name: str | None = None,
                  matte_options: list[str] | None = None) -> dict:
     """The three-step job as a dict (serialise with :func:`~.openjd.render_yaml`).
 
@@ -144,8 +147,8 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
         Nuke executable on the workers.
     executable : str, optional
         ``hdmatt`` on the workers (default: the one running).
-    gpu : bool
-        Require a GPU (``amount.worker.gpu >= 1``) for the Matte step.
+    gpus : int
+        GPUs a Matte task's worker needs (``amount.worker.gpu``; 0: none).
     matte_options : list of str, optional
         ``--threads N`` / ``--device D`` for the Matte step's ``--run-chunk``.
     """
@@ -158,23 +161,24 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
     work = os.path.abspath(work or os.path.join(os.path.dirname(script), "hdmatt_farm",
                                                 f"{stem}_{node.replace('.', '_')}"))
     exe = worker_executable(executable) if executable else default_executable()
-    params = [
-        {"name": "NukeExecutable", "type": "STRING", "default": nuke,
-         "description": "Nuke on the workers of steps 1 and 3"},
-        {"name": "HdmattExecutable", "type": "STRING", "default": exe,
-         "description": "hdmatt command on the workers of step 2 (engine venv)"},
-        {"name": "Prepass", "type": "STRING", "default": PREPASS,
-         "description": "nuke_hdmatt/nuke/prepass.py, run by nuke -t"},
-        {"name": "Script", "type": "STRING", "default": script, "description": "the .nk script"},
-        {"name": "Node", "type": "STRING", "default": node, "description": "HDMatt node"},
-        {"name": "Write", "type": "STRING", "default": write, "description": "Write to render"},
-        {"name": "WorkDir", "type": "STRING", "default": work,
-         "description": "shared folder for the exported plate/trimap"},
+    # (a task runs in a folder of its own: a relative --nuke is made absolute, as --hdmatt)
+    params: list[dict[str, object]] = [
+        {"name": name, "type": "STRING", "default": checked_parameter(flag, value),
+         "description": description} for name, flag, value, description in (
+        ("NukeExecutable", "--nuke", worker_executable(nuke), "Nuke on the workers of steps 1 and 3"),
+        ("HdmattExecutable", "--hdmatt", exe, "hdmatt command on the workers of step 2 (engine venv)"),
+        ("Prepass", "the prepass", PREPASS, "nuke_hdmatt/nuke/prepass.py, run by nuke -t"),
+        ("Script", "SCRIPT", script, "the .nk script"),
+        ("Node", "--node", node, "HDMatt node"),
+        ("Write", "--write", write, "Write to render"),
+        ("WorkDir", "--work", work, "shared folder for the exported plate/trimap"))]
+    params += [
         {"name": "Frames", "type": "STRING", "default": range_expression(frames),
          "description": "frames (OpenJD range expression)"},
         {"name": "ChunkSize", "type": "INT", "default": int(chunk), "minValue": 1,
          "description": "frames per task"},
     ]
+
     def chunked(constraint="CONTIGUOUS"):
         # Nuke's -F takes a plain range; the prepass and the engine read any range expression
         return {"taskParameterDefinitions": [{
@@ -182,19 +186,16 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
             "chunks": {"defaultTaskCount": "{{Param.ChunkSize}}", "rangeConstraint": constraint},
         }]}
 
-    def run(command, args):
-        return {"actions": {"onRun": {"command": command, "args": args}}}
-
     matte = {
         "name": "Matte",
         "dependencies": [{"dependsOn": "ExportInputs"}],
         "parameterSpace": chunked("NONCONTIGUOUS"),
-        "script": run("{{Param.HdmattExecutable}}",
-                      ["farm", "nuke", "--run-chunk", "{{Param.WorkDir}}",
-                       "--frames={{Task.Param.Frame}}", *(matte_options or [])]),
+        "script": on_run("{{Param.HdmattExecutable}}",
+                         ["farm", "nuke", "--run-chunk", "{{Param.WorkDir}}",
+                          "--frames={{Task.Param.Frame}}", *(matte_options or [])]),
     }
-    if gpu:
-        matte["hostRequirements"] = GPU_HOST
+    if gpus:
+        matte["hostRequirements"] = gpu_host(gpus)
     return {
         "specificationVersion": SPEC_VERSION,
         "extensions": ["TASK_CHUNKING"],
@@ -203,17 +204,17 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
         "steps": [
             {"name": "ExportInputs",
              "parameterSpace": chunked("NONCONTIGUOUS"),
-             "script": run("{{Param.NukeExecutable}}",
-                           ["-t", "{{Param.Prepass}}", "{{Param.Script}}", "--node",
-                            "{{Param.Node}}", "--frames={{Task.Param.Frame}}", "--work",
-                            "{{Param.WorkDir}}"])},
+             "script": on_run("{{Param.NukeExecutable}}",
+                              ["-t", "{{Param.Prepass}}", "{{Param.Script}}", "--node",
+                               "{{Param.Node}}", "--frames={{Task.Param.Frame}}", "--work",
+                               "{{Param.WorkDir}}"])},
             matte,
             {"name": "Render",
              "dependencies": [{"dependsOn": "Matte"}],
              "parameterSpace": chunked(),
-             "script": run("{{Param.NukeExecutable}}",
-                           ["-F", "{{Task.Param.Frame}}", "-X", "{{Param.Write}}", "-x",
-                            "{{Param.Script}}"])},
+             "script": on_run("{{Param.NukeExecutable}}",
+                              ["-F", "{{Task.Param.Frame}}", "-X", "{{Param.Write}}", "-x",
+                               "{{Param.Script}}"])},
         ],
     }
 
@@ -328,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         template = job_template(script=args.script, node=args.node, write=args.write,
                                 frames=parse_frames(args.frames), chunk=args.chunk,
                                 work=args.work, nuke=args.nuke, executable=args.hdmatt,
-                                gpu=args.gpu or str(args.device or "").startswith("cuda"),
+                                gpus=max(int(args.gpu), gpus_for(args.device)),
                                 name=args.name, matte_options=[
                                     *(["--threads", str(args.threads)] if args.threads else []),
                                     *(["--device", args.device] if args.device else [])])

@@ -32,10 +32,12 @@ import json
 import os
 import shutil
 import sys
+import unicodedata
 
 from ..errors import OutputError, UsageError
 
-__all__ = ["job_template", "render_yaml", "default_executable", "write_template", "range_expression"]
+__all__ = ["job_template", "render_yaml", "default_executable", "write_template", "range_expression",
+           "gpus_for", "gpu_host", "on_run", "checked_parameter"]
 
 SPEC_VERSION = "jobtemplate-2023-09"
 STEP_NAME = "Matte"
@@ -61,8 +63,45 @@ def default_executable() -> str:
     raise UsageError("cannot find the hdmatt executable; pass --hdmatt PATH")
 
 
-GPU_HOST = {"amounts": [{"name": "amount.worker.gpu", "min": 1}]}  # OpenJD's GPU count
 MAX_PARAMETER_CHARS = 1024  # OpenJD: the longest value a STRING job parameter may hold
+MAX_NAME_CHARS = 128  # OpenJD: the longest job name (without FEATURE_BUNDLE_1)
+#: seconds between a cancelled task's SIGTERM and its kill: hdmatt stops within a second or
+#: two of SIGTERM (exit 143) and removes its temp files; a kill (OpenJD's default) leaves
+#: the frame being written as a temp file in the shared output folder
+STOP_NOTICE_S = 30
+
+
+def gpus_for(device: str | None) -> int:
+    """GPUs a worker needs for ``--device``: ``cuda:N`` needs N + 1 (the index counts from
+    0), ``cuda`` one, anything else none."""
+    device = str(device or "")
+    if not device.startswith("cuda"):
+        return 0
+    index = device.partition(":")[2]
+    return int(index) + 1 if index.isdigit() else 1
+
+
+def gpu_host(gpus: int) -> dict:
+    """A step's host requirement of at least ``gpus`` GPUs (OpenJD's GPU count)."""
+    return {"amounts": [{"name": "amount.worker.gpu", "min": int(gpus)}]}
+
+
+def on_run(command: str, args: list[str]) -> dict:
+    """A step's script: ``command args`` as its onRun action, cancelled with a SIGTERM first
+    (:data:`STOP_NOTICE_S`)."""
+    return {"actions": {"onRun": {
+        "command": command, "args": args,
+        "cancelation": {"mode": "NOTIFY_THEN_TERMINATE", "notifyPeriodInSeconds": STOP_NOTICE_S},
+    }}}
+
+
+def checked_parameter(name: str, value: str) -> str:
+    """A STRING job parameter's value within OpenJD's 1024 characters (a longer path would
+    be refused at submission)."""
+    if len(value) > MAX_PARAMETER_CHARS:
+        raise UsageError(f"{name}: {value[:40]}... is {len(value)} characters, over Open Job "
+                         f"Description's {MAX_PARAMETER_CHARS} for a job parameter")
+    return value
 
 
 def range_expression(frames: list[int]) -> str:
@@ -103,7 +142,7 @@ def range_expression(frames: list[int]) -> str:
 def job_template(*, plate: str, trimap: str | None, output: str, frames: list[int],
                  chunk: int = 10, extra_args: list[str] | None = None,
                  executable: str | None = None, name: str | None = None,
-                 gpu: bool = False) -> dict:
+                 gpus: int = 0) -> dict:
     """Build the job template as a dict (serialise with :func:`render_yaml`).
 
     Parameters
@@ -121,25 +160,28 @@ def job_template(*, plate: str, trimap: str | None, output: str, frames: list[in
         hdmatt on the workers; default :func:`default_executable`.
     name : str, optional
         Job name; default ``hdmatt <plate file name>``.
-    gpu : bool
-        The tasks need a GPU worker (a host requirement).
+    gpus : int
+        GPUs a task's worker needs (a host requirement; 0: none, :func:`gpus_for`).
     """
     if chunk < 1:
         raise UsageError(f"--chunk must be at least 1, got {chunk}")
     exe = worker_executable(executable) if executable else default_executable()
     params: list[dict[str, object]] = [
-        {"name": "HdmattExecutable", "type": "STRING", "default": exe,
+        {"name": "HdmattExecutable", "type": "STRING", "default": checked_parameter("--hdmatt", exe),
          "description": "hdmatt command on the worker (from the engine venv)"},
-        {"name": "Plate", "type": "STRING", "default": os.path.abspath(plate),
+        {"name": "Plate", "type": "STRING",
+         "default": checked_parameter("PLATE", os.path.abspath(plate)),
          "description": "plate sequence, e.g. /shots/a/plate.####.exr"},
     ]
     args = ["matte", "{{Param.Plate}}"]
     if trimap:
-        params.append({"name": "Trimap", "type": "STRING", "default": os.path.abspath(trimap),
+        params.append({"name": "Trimap", "type": "STRING",
+                       "default": checked_parameter("TRIMAP", os.path.abspath(trimap)),
                        "description": "trimap sequence or single trimap file"})
         args.append("{{Param.Trimap}}")
     params += [
-        {"name": "Output", "type": "STRING", "default": os.path.abspath(output),
+        {"name": "Output", "type": "STRING",
+         "default": checked_parameter("-o", os.path.abspath(output)),
          "description": "alpha output sequence"},
         {"name": "Frames", "type": "STRING", "default": range_expression(frames),
          "description": "frames to matte (OpenJD range expression)"},
@@ -169,10 +211,8 @@ def job_template(*, plate: str, trimap: str | None, output: str, frames: list[in
                                "rangeConstraint": "NONCONTIGUOUS"},
                 }],
             },
-            "script": {
-                "actions": {"onRun": {"command": "{{Param.HdmattExecutable}}", "args": args}},
-            },
-            **({"hostRequirements": GPU_HOST} if gpu else {}),
+            "script": on_run("{{Param.HdmattExecutable}}", args),
+            **({"hostRequirements": gpu_host(gpus)} if gpus else {}),
         }],
     }
 
@@ -190,13 +230,21 @@ def _literal(word: str, option: str, what: str | None = None) -> str:
 
 
 def checked_name(name: str | None, default: str) -> str:
-    """The job's name: ``--name``, else ``default`` (made from a file name), either checked
-    by :func:`_literal`."""
+    """The job's name: ``--name``, else ``default`` (made from a file name, cut to OpenJD's
+    128 characters), either checked by :func:`_literal`; control characters are refused."""
     if name is not None:
         if not name.strip():
             raise UsageError("--name is empty")
-        return _literal(name, "--name")
-    return _literal(default, "--name", "the job's name made from a file name (give --name)")
+        if len(name) > MAX_NAME_CHARS:
+            raise UsageError(f"--name: {len(name)} characters, over Open Job Description's "
+                             f"{MAX_NAME_CHARS} for a job name")
+        chosen, what = name, "--name"
+    else:
+        chosen, what = default[:MAX_NAME_CHARS], "the job's name made from a file name (give --name)"
+    if any(unicodedata.category(c) == "Cc" for c in chosen):
+        raise UsageError(f"{what}: {chosen!r} holds a control character, which Open Job "
+                         "Description refuses in a name")
+    return _literal(chosen, "--name", None if name is not None else what)
 
 
 def render_yaml(value, indent: int = 0) -> str:
@@ -213,7 +261,17 @@ def _scalar(value) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return json.dumps(value)
-    return json.dumps(str(value))
+    # ASCII, escaped as YAML reads it: JSON's surrogate pairs (an emoji in a path) are not
+    # YAML, whose escape for a character beyond 0xFFFF is \UXXXXXXXX
+    return "".join(c if " " <= c <= "~" else _escaped(c)
+                   for c in json.dumps(str(value), ensure_ascii=False))
+
+
+def _escaped(c: str) -> str:
+    code = ord(c)
+    if 0xD800 <= code <= 0xDFFF:  # a file name's byte that is not UTF-8 (surrogateescape)
+        raise UsageError("a path or argument of the job is not valid UTF-8; rename it")
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def _yaml_lines(value, indent: int):
