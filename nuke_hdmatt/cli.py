@@ -37,6 +37,7 @@ from .engine.settings import (
 from .errors import EXIT_FAILED_FRAMES, EXIT_OK, UsageError, run_reporting
 from .errors import ArgumentParser as Parser
 from .exposure import exposure_value
+from .farm.openjd import TIMEOUT_HELP
 from .shot.workflow import MAX_THREADS, check_threads, setup_logging
 
 # Sub-commands implemented elsewhere and dispatched with the rest of the command line.
@@ -504,10 +505,12 @@ def submit_environment(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_farm_openjd(args: argparse.Namespace) -> int:
-    from .farm.openjd import gpus_for, job_template, template_text
+    from .farm.openjd import checked_timeout, gpus_for, job_template, template_text
     from .sequence import format_frames
     from .shot.matte import make_folder, preflight, remove_created
     from .shot.plan import plan_frames
+    if args.timeout is not None:
+        checked_timeout(args.timeout)
     if args.trimap is None and not args.trimap_from_matte:
         raise UsageError("a trimap is needed: TRIMAP or --trimap-from-matte MATTE")
     if args.frames is None:
@@ -534,7 +537,7 @@ def cmd_farm_openjd(args: argparse.Namespace) -> int:
                                 frames=plan.frames, chunk=args.chunk,
                                 extra_args=given + pinned,
                                 executable=args.hdmatt, name=args.name,
-                                gpus=gpus_for(args.device))
+                                gpus=gpus_for(args.device), timeout=args.timeout)
     except BaseException:
         remove_created(created)
         raise
@@ -642,6 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--hdmatt", metavar="PATH", help="hdmatt executable on the farm "
                    "(default: this one, absolute)")
     o.add_argument("--name", help="job name (default: hdmatt <plate file name>)")
+    o.add_argument("--timeout", type=int, metavar="SECONDS", help=TIMEOUT_HELP)
     out = o.add_mutually_exclusive_group()
     out.add_argument("--job-output", metavar="FILE", help="write the template here instead of stdout")
     out.add_argument("--bundle", metavar="DIR", help="write a Deadline Cloud job bundle "

@@ -203,7 +203,8 @@ def test_awkward_paths_and_names_make_a_template_openjd_accepts(tmp_path):
         shutil.copy(plate.replace("####", f"{f:04d}"), str(long_plate).replace("####", f"{f:04d}"))
     proc = hdmatt(tmp_path, "farm", "openjd", long_plate, trimap, "-o",
                   folder / "out/a.####.exr", "--frames", "1-2", "--hdmatt", HDMATT,
-                  "--cache", "~/farm cache", "--device", "cuda:1", "--job-output", "job.yaml")
+                  "--cache", "~/farm cache", "--device", "cuda:1", "--timeout", "3600",
+                  "--job-output", "job.yaml")
     assert proc.returncode == 0, proc.stderr
     check = subprocess.run([OPENJD, "check", str(tmp_path / "job.yaml")], capture_output=True,
                            text=True, timeout=60)
@@ -216,7 +217,10 @@ def test_awkward_paths_and_names_make_a_template_openjd_accepts(tmp_path):
     args = step["script"]["actions"]["onRun"]["args"]
     assert args[args.index("--cache") + 1] == "~/farm cache"  # the worker's home, as matte
     assert step["hostRequirements"]["amounts"] == [{"name": "amount.worker.gpu", "min": 2}]
-    for name, message in (("shot\nA", "control character"), ("n" * 129, "129 characters")):
+    assert step["script"]["actions"]["onRun"]["timeout"] == 3600  # a hung task frees its worker
+    for bad, message in ((["--name", "shot\nA"], "control character"),
+                         (["--name", "n" * 129], "129 characters"),
+                         (["--timeout", "0"], "--timeout must be")):
         proc = hdmatt(tmp_path, "farm", "openjd", plate, trimap, "-o", "o/a.####.exr",
-                      "--frames", "1-2", "--hdmatt", HDMATT, "--name", name)
+                      "--frames", "1-2", "--hdmatt", HDMATT, *bad)
         assert proc.returncode == 2 and message in proc.stderr and proc.stdout == "", proc.stderr

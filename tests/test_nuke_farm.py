@@ -232,7 +232,8 @@ def test_matte_step_threads_and_device(farm_shot):
     every task."""
     tmp_path, script, env = farm_shot
     import yaml
-    r = _farm_nuke(script, "--threads", "4", "--device", "cuda:1", "--hdmatt", "hdmatt")
+    r = _farm_nuke(script, "--threads", "4", "--device", "cuda:1", "--hdmatt", "hdmatt",
+                   "--timeout", "7200")
     assert r.returncode == 0, r.stderr
     doc = yaml.safe_load(r.stdout)
     matte = next(s for s in doc["steps"] if s["name"] == "Matte")
@@ -243,6 +244,7 @@ def test_matte_step_threads_and_device(farm_shot):
     for step in doc["steps"]:  # a cancel is a SIGTERM first: hdmatt leaves no temp file
         assert step["script"]["actions"]["onRun"]["cancelation"]["mode"] == \
             "NOTIFY_THEN_TERMINATE"
+        assert step["script"]["actions"]["onRun"]["timeout"] == 7200
     params = {p["name"]: p["default"] for p in doc["parameterDefinitions"]}
     assert params["HdmattExecutable"] == "hdmatt"       # a bare name: the worker's PATH
     r = _farm_nuke(script, "--nuke", "bin/Nuke15.1", "--hdmatt", "hdmatt")
@@ -250,6 +252,7 @@ def test_matte_step_threads_and_device(farm_shot):
     assert os.path.isabs(params["NukeExecutable"])      # a task runs in a folder of its own
     for bad, message in ((["--device", "gpu"], "--device: device must be auto, cpu or cuda"),
                          (["--threads", "0"], "--threads must be 1 to 1024"),
+                         (["--timeout", "-5"], "--timeout must be"),
                          (["--work", "/var/tmp/hdmatt_work"], "--work: a temp folder")):
         r = _farm_nuke(script, *bad)
         assert r.returncode == 2 and message in r.stderr and r.stdout == ""

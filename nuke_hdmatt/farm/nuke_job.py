@@ -51,8 +51,10 @@ from ..sequence import parse_frames
 from ..shot.workflow import MAX_THREADS, check_threads
 from .openjd import (
     SPEC_VERSION,
+    TIMEOUT_HELP,
     checked_name,
     checked_parameter,
+    checked_timeout,
     default_executable,
     gpu_host,
     gpus_for,
@@ -128,7 +130,7 @@ def check_script(script: str, node: str, write: str) -> None:
 def job_template(*, script: str, node: str, write: str, frames: list[int], chunk: int = 10,
                  work: str | None = None, nuke: str = "nuke", executable: str | None = None,
                  gpus: int = 0, name: str | None = None,
-                 matte_options: list[str] | None = None) -> dict:
+                 matte_options: list[str] | None = None, timeout: int | None = None) -> dict:
     """The three-step job as a dict (serialise with :func:`~.openjd.render_yaml`).
 
     Parameters
@@ -151,6 +153,8 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
         GPUs a Matte task's worker needs (``amount.worker.gpu``; 0: none).
     matte_options : list of str, optional
         ``--threads N`` / ``--device D`` for the Matte step's ``--run-chunk``.
+    timeout : int, optional
+        Seconds a task of any step may run before it is cancelled (None: no limit).
     """
     if chunk < 1:
         raise UsageError(f"--chunk must be at least 1, got {chunk}")
@@ -192,7 +196,7 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
         "parameterSpace": chunked("NONCONTIGUOUS"),
         "script": on_run("{{Param.HdmattExecutable}}",
                          ["farm", "nuke", "--run-chunk", "{{Param.WorkDir}}",
-                          "--frames={{Task.Param.Frame}}", *(matte_options or [])]),
+                          "--frames={{Task.Param.Frame}}", *(matte_options or [])], timeout),
     }
     if gpus:
         matte["hostRequirements"] = gpu_host(gpus)
@@ -207,14 +211,14 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
              "script": on_run("{{Param.NukeExecutable}}",
                               ["-t", "{{Param.Prepass}}", "{{Param.Script}}", "--node",
                                "{{Param.Node}}", "--frames={{Task.Param.Frame}}", "--work",
-                               "{{Param.WorkDir}}"])},
+                               "{{Param.WorkDir}}"], timeout)},
             matte,
             {"name": "Render",
              "dependencies": [{"dependsOn": "Matte"}],
              "parameterSpace": chunked(),
              "script": on_run("{{Param.NukeExecutable}}",
                               ["-F", "{{Task.Param.Frame}}", "-X", "{{Param.Write}}", "-x",
-                               "{{Param.Script}}"])},
+                               "{{Param.Script}}"], timeout)},
         ],
     }
 
@@ -296,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{MAX_THREADS} (default: one per core; tasks sharing a machine give "
                     "their share)")
     ap.add_argument("--name", help="job name")
+    ap.add_argument("--timeout", type=int, metavar="SECONDS", help=TIMEOUT_HELP)
     ap.add_argument("--job-output", metavar="FILE", help="write the template here, not stdout")
     ap.add_argument("--run-chunk", metavar="DIR", help=argparse.SUPPRESS)
 
@@ -315,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
                 check_device(args.device)
             except ValueError as exc:
                 raise UsageError(f"--device: {exc}") from None
+        if args.timeout is not None:
+            checked_timeout(args.timeout)
         if args.run_chunk:
             return run_chunk(args.run_chunk, args.frames, args.threads, args.device)
         if not args.script or not args.node or not args.write:
@@ -332,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                                 gpus=max(int(args.gpu), gpus_for(args.device)),
                                 name=args.name, matte_options=[
                                     *(["--threads", str(args.threads)] if args.threads else []),
-                                    *(["--device", args.device] if args.device else [])])
+                                    *(["--device", args.device] if args.device else [])],
+                                timeout=args.timeout)
         text = template_text(template, args.job_output)
         if args.job_output:
             write_template(args.job_output, text)

@@ -37,7 +37,8 @@ import unicodedata
 from ..errors import OutputError, UsageError
 
 __all__ = ["job_template", "render_yaml", "default_executable", "write_template", "range_expression",
-           "gpus_for", "gpu_host", "on_run", "checked_parameter"]
+           "gpus_for", "gpu_host", "on_run", "checked_parameter", "checked_timeout",
+           "TIMEOUT_HELP"]
 
 SPEC_VERSION = "jobtemplate-2023-09"
 STEP_NAME = "Matte"
@@ -71,6 +72,11 @@ MAX_NAME_CHARS = 128  # OpenJD: the longest job name (without FEATURE_BUNDLE_1)
 STOP_NOTICE_S = 30
 
 
+TIMEOUT_HELP = ("seconds a task may run before the farm cancels it (SIGTERM, then the kill "
+                "30 s later): a task hung on a GPU or a file server frees its worker; "
+                "default: no limit")
+
+
 def gpus_for(device: str | None) -> int:
     """GPUs a worker needs for ``--device``: ``cuda:N`` needs N + 1 (the index counts from
     0), ``cuda`` one, anything else none."""
@@ -86,13 +92,23 @@ def gpu_host(gpus: int) -> dict:
     return {"amounts": [{"name": "amount.worker.gpu", "min": int(gpus)}]}
 
 
-def on_run(command: str, args: list[str]) -> dict:
+def on_run(command: str, args: list[str], timeout: int | None = None) -> dict:
     """A step's script: ``command args`` as its onRun action, cancelled with a SIGTERM first
-    (:data:`STOP_NOTICE_S`)."""
-    return {"actions": {"onRun": {
+    (:data:`STOP_NOTICE_S`), and so when it runs past ``timeout`` seconds (None: never)."""
+    action: dict[str, object] = {
         "command": command, "args": args,
         "cancelation": {"mode": "NOTIFY_THEN_TERMINATE", "notifyPeriodInSeconds": STOP_NOTICE_S},
-    }}}
+    }
+    if timeout is not None:
+        action["timeout"] = checked_timeout(timeout)
+    return {"actions": {"onRun": action}}
+
+
+def checked_timeout(timeout: int) -> int:
+    """``--timeout``: whole seconds, at least one."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+        raise UsageError(f"--timeout must be a whole number of seconds, at least 1, got {timeout!r}")
+    return timeout
 
 
 def checked_parameter(name: str, value: str) -> str:
@@ -142,7 +158,7 @@ def range_expression(frames: list[int]) -> str:
 def job_template(*, plate: str, trimap: str | None, output: str, frames: list[int],
                  chunk: int = 10, extra_args: list[str] | None = None,
                  executable: str | None = None, name: str | None = None,
-                 gpus: int = 0) -> dict:
+                 gpus: int = 0, timeout: int | None = None) -> dict:
     """Build the job template as a dict (serialise with :func:`render_yaml`).
 
     Parameters
@@ -162,6 +178,8 @@ def job_template(*, plate: str, trimap: str | None, output: str, frames: list[in
         Job name; default ``hdmatt <plate file name>``.
     gpus : int
         GPUs a task's worker needs (a host requirement; 0: none, :func:`gpus_for`).
+    timeout : int, optional
+        Seconds a task may run before it is cancelled (None: no limit).
     """
     if chunk < 1:
         raise UsageError(f"--chunk must be at least 1, got {chunk}")
@@ -211,7 +229,7 @@ def job_template(*, plate: str, trimap: str | None, output: str, frames: list[in
                                "rangeConstraint": "NONCONTIGUOUS"},
                 }],
             },
-            "script": on_run("{{Param.HdmattExecutable}}", args),
+            "script": on_run("{{Param.HdmattExecutable}}", args, timeout),
             **({"hostRequirements": gpu_host(gpus)} if gpus else {}),
         }],
     }
