@@ -319,10 +319,9 @@ MAX_BRIGHTEN = 256.0
 def exposure_gain(pixels: np.ndarray, colorspace: str, config: "OCIO.Config",
                   unknown: np.ndarray) -> float:
     """The gain in linear light that fits the ``unknown`` pixels' peak (the
-    :data:`EXPOSURE_PERCENTILE` of their largest channel in ``scene_linear``, or in the
-    network's Rec.709 where that is higher above white) between :data:`EXPOSURE_FLOOR` and
-    display white: 1 / peak above white, floor / peak (at most :data:`MAX_BRIGHTEN`) below
-    the floor, else 1 (also when nothing is unknown or black).
+    :data:`EXPOSURE_PERCENTILE` of their largest channel in ``scene_linear``) between
+    :data:`EXPOSURE_FLOOR` and display white: 1 / peak above white, floor / peak (at most
+    :data:`MAX_BRIGHTEN`) below the floor, else 1 (also when nothing is unknown or black).
 
     Parameters
     ----------
@@ -333,35 +332,13 @@ def exposure_gain(pixels: np.ndarray, colorspace: str, config: "OCIO.Config",
     band = np.ascontiguousarray(np.asarray(pixels)[unknown][None])  # (1, N, 3): converted alone
     if not band.size:
         return 1.0
-    light = to_scene_linear(band, colorspace, config)
-    peak = float(np.percentile(light.max(-1), EXPOSURE_PERCENTILE))
-    # white is the network's: a saturated highlight (ACEScg 4, 0.4, 0.3) peaks higher in
-    # Rec.709 (6.6 in red) than in scene_linear, and would still clip at 1 / peak
-    top = max(peak, _network_light_peak(light, config))
-    if top > 1.0:
-        return 1.0 / top
+    peak = float(np.percentile(to_scene_linear(band, colorspace, config).max(-1),
+                               EXPOSURE_PERCENTILE))
+    if peak > 1.0:
+        return 1.0 / peak
     if 0.0 < peak < EXPOSURE_FLOOR:
         return min(EXPOSURE_FLOOR / peak, MAX_BRIGHTEN)
     return 1.0
-
-
-def _network_light_peak(light: np.ndarray, config: "OCIO.Config") -> float:
-    """The :data:`EXPOSURE_PERCENTILE` of the largest channel of ``light`` (scene_linear,
-    (1, N, 3)) in the network's linear Rec.709, where it is above white (else 0). Read
-    through the conversion itself: encoded, then decoded by a neutral ramp of the same
-    conversion (neutrals keep their value through the colour matrix; a gain commutes with
-    it, so 1 / this peak takes the band's top to the network's white)."""
-    processor = network_processor(OCIO.ROLE_SCENE_LINEAR, config)
-    encoded = np.array(light, dtype=np.float32, order="C", copy=True)
-    processor.apply(OCIO.PackedImageDesc(encoded, encoded.shape[1], encoded.shape[0], 3))
-    top = float(np.percentile(np.nan_to_num(encoded.max(-1), nan=0.0), EXPOSURE_PERCENTILE))
-    if not top > 1.0:  # within white (or a curve clamped at white: nothing to read)
-        return 0.0
-    ramp = np.geomspace(1.0, _POSINF_VALUE, 512, dtype=np.float32)
-    neutral = np.ascontiguousarray(np.repeat(ramp[None, :, None], 3, axis=2))
-    processor.apply(OCIO.PackedImageDesc(neutral, len(ramp), 1, 3))
-    curve = np.maximum.accumulate(np.nan_to_num(neutral[0].max(-1), nan=0.0))
-    return float(np.interp(top, curve, ramp))
 
 
 def to_network_space(pixels: np.ndarray, colorspace: str, config: "OCIO.Config",
