@@ -3,6 +3,7 @@ frames, bad input, info, cache commands. Every run is the real command in a subp
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -143,11 +144,40 @@ def test_exr_sequence_cache_reuse_and_invalidation(tmp_path):
     assert done == [(1001, True), (1002, False), (1003, True)]
     assert "2 from cache" in second.stderr
     assert temp_leftovers(tmp_path / "out", cache) == []
+    # a damaged entry is said after the frames, as no frame's, and shot_done stays the last
+    # record (a log reader stops there; the warning came after it, carrying frame 1003)
+    entry = next(p for p in cache.rglob("*.alpha") if b'"frame": 1001' in p.read_bytes())
+    data = bytearray(entry.read_bytes())
+    data[-1] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    log.unlink()
+    assert hdmatt(tmp_path, *args).returncode == 0
+    events = json_events(log)
+    assert events[-1]["event"] == "shot_done"
+    [said] = [e for e in events if e["event"] == "warning" and "unreadable" in e["text"]]
+    assert said["frame"] is None
 
     info = hdmatt(tmp_path, "info", "out/alpha.1002.exr")
     assert info.returncode == 0, info.stderr
     assert "channels R, G, B, A" in info.stdout and "made by hdmatt" in info.stdout
     assert "weights_id" in info.stdout and "colorspace: ACEScg" in info.stdout
+
+
+def test_a_later_frame_without_the_plates_channels_fails_that_frame_only(tmp_path):
+    """Frame 1's inputs were checked before the engine loaded; frame 2's plate of luminance
+    alone stopped the whole shot with exit 2 and no last record in the log."""
+    plate, trimap = exr_sequence(tmp_path / "in", [1, 2, 3])
+    luma, _ = make_frame(2)
+    write_image(tmp_path / "in/plate.0002.exr", luma[..., 1], "Y")
+    log = tmp_path / "run.jsonl"
+    proc = hdmatt(tmp_path, "matte", plate, trimap, "-o", "out/a.####.exr", *FAST, "--no-cache",
+                  "--json-log", log)
+    assert proc.returncode == 1, proc.stderr
+    assert "1 failed: 2" in proc.stderr and "plate.0002.exr" in proc.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.0001.exr", "a.0003.exr"]
+    events = json_events(log)
+    assert [e["frame"] for e in events if e["event"] == "frame_failed"] == [2]
+    assert events[-1]["event"] == "shot_done" and events[-1]["failed"] == [2]
 
 
 def test_missing_frame_fails_that_frame_only_exit_1(tmp_path):

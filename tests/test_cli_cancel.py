@@ -86,3 +86,29 @@ def test_cancel_through_engine_callback_stops_mid_frame(tmp_path):
     assert result.done == [1] and not result.failed
     assert sorted(p.name for p in out.iterdir()) == ["a.0001.exr"]
     assert temp_leftovers(out, tmp_path / "c") == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_stop_while_the_engine_loads_still_ends_the_log_with_shot_done(tmp_path, monkeypatch,
+                                                                          capsys):
+    """A SIGTERM during the engine's load ended the run (exit 143) with no last record:
+    a log reader (the Nuke node, a farm parser) was left waiting for it."""
+    import os
+
+    from nuke_hdmatt.shot import workflow
+    from nuke_hdmatt.shot.plan import MatteJob
+
+    plate, trimap = exr_sequence(tmp_path / "in", [1, 2], size=48)
+    log = tmp_path / "log.jsonl"
+
+    def loading(options, reporter):
+        os.kill(os.getpid(), signal.SIGTERM)  # the farm's cancel, while the network loads
+        return object()
+
+    monkeypatch.setattr(workflow, "load_engine", loading)
+    job = MatteJob(plate=plate, trimap=trimap, output=str(tmp_path / "out/a.####.exr"))
+    rc = workflow.run_matte(job, workflow.RunSettings(no_cache=True, json_log=str(log)))
+    assert rc == 143
+    last = json_events(log)[-1]
+    assert last["event"] == "shot_done" and last["cancelled"] is True and last["done"] == []
+    assert "cancelled; 0 frame(s) finished" in capsys.readouterr().err

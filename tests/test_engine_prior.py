@@ -1,5 +1,7 @@
 """The closed-form prior of variant D: global (downsampled) and local (per patch)."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -437,6 +439,10 @@ def test_auto_detail_blends_the_cascade_with_the_weights_detail_model():
                         [(w, np.array([-1.0], np.float32))])
     cascade.detail_model, cascade.detail_digest = model, "f" * 64
     assert cascade.params()["detail"] == "auto:" + "f" * 12
+    for prior in ("global", "local"):  # no detail step: not in the cache key or the stamp
+        other = copy.copy(cascade)
+        other.settings = cascade.settings.replace(prior=prior)
+        assert "detail" not in other.params()
     stages = []
     cascade.on_stage = lambda name, seconds: stages.append(name)
     got = cascade.matte(image, trimap)

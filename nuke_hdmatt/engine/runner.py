@@ -143,7 +143,8 @@ class Engine:
         """What decides the alpha besides the inputs and the weights (cache keys, stamps).
         For a frame of ``shape`` (H, W): only what decides that frame's, so a frame within
         ``prior_max_side`` says the global prior it gets under the cascade and no detail
-        step (none is taken there), and changing those does not miss its cache entry."""
+        step (none is taken there, nor with any prior but the cascade), and changing those
+        does not miss its cache entry."""
         s = self.settings
         out = {"patch": s.patch, "overlap": s.overlap, "k": s.k, "pool": s.pool,
                "precision": self._dtype_name(),
@@ -154,6 +155,7 @@ class Engine:
                "engine_version": ENGINE_VERSION}
         if shape is not None and max(shape) <= s.prior_max_side and out["prior"] == "cascade":
             out["prior"] = "global"
+        if out["prior"] != "cascade":  # the detail step is the cascade's alone
             del out["detail"]
         return out
 

@@ -41,10 +41,14 @@ from ..sequence import FrameSequence, format_frames, input_sequence
 from .cache import FrameCache
 from .plan import FramePlan, MatteJob, plan_frames, trimap_source
 
-__all__ = ["ShotResult", "preflight", "matte_shot", "engine_stamp", "summarize"]
+__all__ = ["ShotResult", "preflight", "matte_shot", "report_shot_done", "engine_stamp", "summarize"]
 
-# Errors that would repeat on every frame: stop instead of failing each frame in turn.
+# Errors that would repeat on every frame: stop instead of failing each frame in turn. An
+# output that cannot be written or weights that cannot load stop the shot at any frame; a
+# channel, colour space or setting refused on a later frame than the first (whose inputs
+# were checked before the engine loaded, and passed) is that frame's own file.
 FATAL_ERRORS = (ChannelError, ColorSpaceError, UsageError, WeightsError, OutputError)
+FATAL_AT_ANY_FRAME = (WeightsError, OutputError)
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +349,8 @@ def _with_frame(exc: HDMattError, frame) -> HDMattError:
 
 
 def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
-               cancel=None, plan: FramePlan | None = None) -> ShotResult:
+               cancel=None, plan: FramePlan | None = None,
+               result: ShotResult | None = None) -> ShotResult:
     """Matte every planned frame of ``job`` with a loaded ``engine``.
 
     Parameters
@@ -361,6 +366,8 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
         Returns True to stop; checked between frames and by the engine between patches.
     plan : FramePlan, optional
         From :func:`plan_frames` (computed when absent).
+    result : ShotResult, optional
+        Filled as the frames go (the caller's, for the shot's last report whatever ends it).
 
     Returns
     -------
@@ -371,7 +378,8 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
     Raises
     ------
     HDMattError
-        A problem that would hit every frame, or any problem on a single still.
+        A problem that would hit every frame (its frame listed as failed first), or any
+        problem on a single still.
     """
     from ..imaging import (
         config_fingerprint,
@@ -388,7 +396,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
     config, config_desc = resolve_config(job.ocio)
     # keyed on what the config does, not its path: Nuke's install and a farm copy share entries
     config_key = config_fingerprint(config) if cache is not None else ""
-    result = ShotResult()
+    result = result if result is not None else ShotResult()
     matte_share = 1.0 - FOREGROUND_SHARE if wants_foreground(job) else 1.0
     for frame in plan.frames:
         if frame in plan.missing:
@@ -461,11 +469,12 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
             break
         except HDMattError as exc:
             _with_frame(exc, frame)
-            if plan.is_still or isinstance(exc, FATAL_ERRORS):
-                raise
             # listed under its frame (the summary, the JSON event, the Nuke node)
             result.failed[frame] = exc.one_line(with_frame=frame is None)
             reporter.frame_failed(frame, result.failed[frame])
+            if plan.is_still or isinstance(exc, FATAL_AT_ANY_FRAME) or (
+                    isinstance(exc, FATAL_ERRORS) and not result.done):
+                raise
             continue
         result.done.append(frame)
         if cached:
@@ -474,9 +483,13 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
         reporter.frame_done(frame, output=out_path, cached=cached,
                             weights=str(getattr(engine, "weights_path", None) or ""),
                             weights_sha256=stamp["weights_sha256"])
+    return result
+
+
+def report_shot_done(reporter, result: ShotResult) -> None:
+    """The run's last JSON record, however it ended."""
     reporter.shot_done(done=result.done, failed=sorted(result.failed, key=_order),
                        cancelled=result.cancelled)
-    return result
 
 
 def _order(frame):

@@ -210,6 +210,7 @@ class ProgressReporter:
             self._computed_seconds.append(seconds)
         self.event("frame_done", frame=frame, output=output, cached=cached,
                    seconds=round(seconds, 3), **fields)
+        self._frame = None  # a warning between frames is no frame's
         label = "" if frame is None else f"frame {frame} "
         how = "from cache" if cached else f"in {format_duration(seconds)}"
         eta = self._shot_eta()
@@ -221,6 +222,7 @@ class ProgressReporter:
         counter = self._counter()
         self._index += 1
         self.event("frame_failed", frame=frame, error=error)
+        self._frame = None
         label = "" if frame is None else f"frame {frame} "
         self._say(f"{counter}{label}FAILED: {error}")
 

@@ -233,16 +233,21 @@ def run_matte(job, settings: RunSettings) -> int:
             remove_created(created)
     if result.cancelled:
         print(f"hdmatt: cancelled; {len(result.done)} frame(s) finished and kept", file=sys.stderr)
+        _print_failed(result)  # failed before the stop: a rerun must know them
         return exit_for_signal(result.signum)
     line = summarize(result)
     if result.failed:
         print(f"hdmatt: {line}", file=sys.stderr)
-        for frame in sorted(result.failed, key=lambda f: -1 if f is None else f):
-            print(f"hdmatt:   frame {frame}: {result.failed[frame]}", file=sys.stderr)
+        _print_failed(result)
         return EXIT_FAILED_FRAMES
     if not settings.quiet:
         print(f"hdmatt: {line}", file=sys.stderr)
     return EXIT_OK
+
+
+def _print_failed(result) -> None:
+    for frame in sorted(result.failed, key=lambda f: -1 if f is None else f):
+        print(f"hdmatt:   frame {frame}: {result.failed[frame]}", file=sys.stderr)
 
 
 def stopping_line(signum: int) -> str:
@@ -256,27 +261,40 @@ def stopping_line(signum: int) -> str:
 def _run_planned(job, settings: RunSettings, plan):
     """Open the cache and the reporter around :func:`run_shot`, stoppable by Ctrl-C."""
     from ..stop_signals import SigintCancel
+    from .matte import ShotResult, report_shot_done
     from .progress import ProgressReporter
 
     reporter = ProgressReporter(len(plan.frames), quiet=settings.quiet,
                                 json_log=settings.json_log)
     on_first = lambda signum: print(f"\nhdmatt: {stopping_line(signum)}", file=sys.stderr)
+    result = ShotResult()
     try:
         with _warnings_to(reporter), SigintCancel(on_first=on_first) as cancel:
-            cache = open_cache(settings)
-            result = run_shot(job, settings, cache, reporter, plan=plan, cancel=cancel)
-            result.signum = cancel.signum
-            if cache is not None:
-                cache.trim()
-                cache.report_corrupt()
+            try:
+                cache = open_cache(settings)
+                run_shot(job, settings, cache, reporter, plan=plan, cancel=cancel,
+                         result=result)
+                result.signum = cancel.signum
+                if cache is not None:
+                    cache.trim()
+                    cache.report_corrupt()
+            except (KeyboardInterrupt, SystemExit):  # a second Ctrl-C, a SIGTERM's abort
+                result.cancelled = True
+                raise
+            finally:
+                # the last record whatever ended the run (a log reader waits for it), after
+                # the cache's own warnings
+                report_shot_done(reporter, result)
     finally:
         reporter.close()
     return result
 
 
-def run_shot(job, settings: RunSettings, cache, reporter, *, plan=None, cancel=None):
+def run_shot(job, settings: RunSettings, cache, reporter, *, plan=None, cancel=None,
+             result=None):
     """Load the engine and matte the planned frames; a :class:`~nuke_hdmatt.shot.matte.ShotResult`
-    (cancelled when ``cancel()`` turned True while the engine loaded)."""
+    (``result``, filled as the frames go, when given; cancelled when ``cancel()`` turned True
+    while the engine loaded)."""
     from .matte import ShotResult, matte_shot
     from .plan import plan_frames
 
@@ -291,9 +309,12 @@ def run_shot(job, settings: RunSettings, cache, reporter, *, plan=None, cancel=N
         import torch
         torch.set_num_threads(settings.threads)
         oiio.attribute("threads", settings.threads)
+    result = result if result is not None else ShotResult()
     engine = load_engine(settings.engine, reporter)
     if cancel():
-        return ShotResult(cancelled=True)
+        result.cancelled = True
+        return result
     if cache is not None:
         reporter.message(f"cache: {cache.root}")
-    return matte_shot(job, engine, cache=cache, reporter=reporter, cancel=cancel, plan=plan)
+    return matte_shot(job, engine, cache=cache, reporter=reporter, cancel=cancel, plan=plan,
+                      result=result)
