@@ -77,3 +77,9 @@ def test_a_locked_output_frame_is_failed_up_front_and_never_replaced(tmp_path, m
     with pytest.raises(OutputError, match="read-only"):
         preflight(still, plan_frames(still))
     assert (out / "a.0002.exr").read_bytes() == b"approved"
+    # every frame locked: refused before the engine loads (it loaded, and failed each frame)
+    (out / "a.0001.exr").write_bytes(b"approved too")
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p).startswith(str(out) + "/")
+                        else real(p, mode))
+    with pytest.raises(OutputError, match=r"none of the 2 frame\(s\) can be made \(frame 1: .*read-only"):
+        preflight(job, plan_frames(job))

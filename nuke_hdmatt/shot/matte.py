@@ -302,6 +302,10 @@ def _prepare_output(job: MatteJob, plan: FramePlan) -> list[str]:
                                       "another -o)", path=path)
                 plan.missing.setdefault(frame, f"{path}: read-only; not replaced")
                 plan.prepared.pop(frame, None)
+        if len(plan.missing) == len(plan.frames):  # nothing to run: say so before the engine
+            first = plan.frames[0]
+            raise OutputError(f"none of the {len(plan.frames)} frame(s) can be made (frame "
+                              f"{first}: {plan.missing[first]})", path=job.output)
     except BaseException:
         remove_created(created)
         raise
