@@ -216,6 +216,25 @@ def test_a_cache_command_given_the_wrong_folder_removes_none_of_its_files(tmp_pa
     assert (tmp_path / "cd").is_dir()
 
 
+def test_clear_removes_the_shards_it_empties_and_a_killed_runs_write_probe(tmp_path):
+    """Only the shards of entries clear removed went: one emptied of a killed run's temp
+    file, or by get() dropping a corrupt entry, stayed for ever; so did a write probe."""
+    cache = FrameCache(tmp_path)
+    plate, trimap, alpha = _frame(0)
+    key = FrameCache.key(plate, trimap, **SETTINGS)
+    corrupt = cache.put(key, alpha)
+    corrupt.write_bytes(corrupt.read_bytes()[:-1])
+    assert cache.get(key) is None and not corrupt.parent.exists()
+    (tmp_path / "ab").mkdir()
+    stale = tmp_path / "ab" / f".tmp-ab{'0' * 14}-x1y2z3w4"
+    probe = tmp_path / ".tmp-probe-q1w2e3r4"
+    for path in (stale, probe):
+        path.write_bytes(b"x")
+        os.utime(path, (1000, 1000))
+    assert cache.clear() == 0
+    assert sorted(os.listdir(tmp_path)) == []
+
+
 def test_a_shared_caches_folders_keep_the_cache_folders_permissions(tmp_path):
     root = tmp_path / "shared"
     root.mkdir()

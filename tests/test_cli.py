@@ -513,3 +513,33 @@ def test_a_part_the_plate_lacks_is_refused_before_any_frame(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "roto.exr" in r.stderr and "no part 'right' (--part) among its parts: [L] A; [R] A" \
         in r.stderr
+
+
+def test_an_error_that_stops_the_shot_is_one_line_and_the_logs_last_record(tmp_path,
+                                                                           monkeypatch, capsys):
+    """An output that cannot be written stops the shot at any frame: said once (a FAILED
+    progress line came before the error line), and shot_done carries it."""
+    import nuke_hdmatt.imaging as imaging
+    from nuke_hdmatt.cli import main
+    from nuke_hdmatt.errors import OutputError
+
+    plate, trimap = exr_sequence(tmp_path / "in", [1, 2], size=48)
+    real = imaging.write_alpha
+
+    def full_disk(path, *args, **kwargs):
+        if str(path).endswith("a.0002.exr"):
+            raise OutputError("write failed: No space left on device", path=str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(imaging, "write_alpha", full_disk)
+    log = tmp_path / "run.jsonl"
+    rc = main(["matte", plate, trimap, "-o", str(tmp_path / "out/a.####.exr"), *FAST,
+               "--no-cache", "--json-log", str(log)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert [ln for ln in err.splitlines() if "No space left" in ln] == [
+        f"hdmatt: error: {tmp_path}/out/a.0002.exr, frame 2: write failed: No space left on "
+        "device"], err
+    last = json_events(log)[-1]
+    assert last["event"] == "shot_done" and last["done"] == [1] and last["failed"] == [2]
+    assert "No space left" in last["error"]

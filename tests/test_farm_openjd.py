@@ -220,7 +220,9 @@ def test_awkward_paths_and_names_make_a_template_openjd_accepts(tmp_path):
     assert step["script"]["actions"]["onRun"]["timeout"] == 3600  # a hung task frees its worker
     for bad, message in ((["--name", "shot\nA"], "control character"),
                          (["--name", "n" * 129], "129 characters"),
-                         (["--timeout", "0"], "--timeout must be")):
+                         (["--timeout", "0"], "--timeout must be"),
+                         (["--cache", "c\tache"], "control character"),  # OpenJD refuses
+                         (["--device", "cuda:01"], "--device")):          # torch does
         proc = hdmatt(tmp_path, "farm", "openjd", plate, trimap, "-o", "o/a.####.exr",
                       "--frames", "1-2", "--hdmatt", HDMATT, *bad)
         assert proc.returncode == 2 and message in proc.stderr and proc.stdout == "", proc.stderr

@@ -17,7 +17,7 @@ __all__ = ["InferenceSettings", "check_device", "PRECISIONS", "PRIOR_METHODS", "
            "DEFAULT_DETAIL", "FIXED_DETAIL", "MAX_PATCH", "MAX_POOL", "DEFAULT_SNAP", "MAX_SNAP"]
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+_DEVICE = re.compile(r"auto|cpu|cuda(:(0|[1-9][0-9]*))?")  # torch's own spelling: no cuda:01
 
 
 def check_device(device: str) -> str:

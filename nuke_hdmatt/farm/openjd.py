@@ -258,11 +258,24 @@ def checked_name(name: str | None, default: str) -> str:
                              f"{MAX_NAME_CHARS} for a job name")
         chosen, what = name, "--name"
     else:
-        chosen, what = default[:MAX_NAME_CHARS], "the job's name made from a file name (give --name)"
+        chosen, what = _cut(default, MAX_NAME_CHARS), \
+            "the job's name made from a file name (give --name)"
     if any(unicodedata.category(c) == "Cc" for c in chosen):
         raise UsageError(f"{what}: {chosen!r} holds a control character, which Open Job "
                          "Description refuses in a name")
     return _literal(chosen, "--name", None if name is not None else what)
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters, never ending in a space or inside a character
+    built of several (a letter and its accent, an emoji sequence)."""
+    if len(text) <= limit:
+        return text
+    end = limit
+    while end > 1 and (unicodedata.combining(text[end]) or text[end] in "\u200d\ufe0f"
+                       or text[end - 1] == "\u200d"):
+        end -= 1
+    return text[:end].rstrip()
 
 
 def render_yaml(value, indent: int = 0) -> str:
@@ -287,8 +300,6 @@ def _scalar(value) -> str:
 
 def _escaped(c: str) -> str:
     code = ord(c)
-    if 0xD800 <= code <= 0xDFFF:  # a file name's byte that is not UTF-8 (surrogateescape)
-        raise UsageError("a path or argument of the job is not valid UTF-8; rename it")
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
@@ -316,9 +327,27 @@ def _yaml_lines(value, indent: int):
 def template_text(template: dict, path: str | None) -> str:
     """The template as the file ``path`` names it: JSON for a ``.json`` name (Open Job
     Description reads both), else YAML (stdout too)."""
+    _check_strings(template)
     if path and path.lower().endswith(".json"):
         return json.dumps(template, indent=2) + "\n"
     return render_yaml(template)
+
+
+def _check_strings(value) -> None:
+    """Every string of the template one OpenJD takes: no control character (refused in a
+    name, an argument, a parameter) and valid UTF-8 (a file name's undecodable byte)."""
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_strings(item)
+    elif isinstance(value, str):
+        if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+            raise UsageError(f"{value!r}: not valid UTF-8 (a file name's byte?); rename it")
+        if any(unicodedata.category(c) == "Cc" for c in value):
+            raise UsageError(f"{value!r} holds a control character, which Open Job "
+                             "Description refuses in a job; rename it")
 
 
 def write_template(path: str, text: str) -> None:

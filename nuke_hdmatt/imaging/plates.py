@@ -197,8 +197,9 @@ def read_subimage(inp: "oiio.ImageInput", subimage: int, path: str,
     with _library_lines_caught(inp.format_name() == "png"):
         pixels = inp.read_image(subimage, 0, chbegin, chend, oiio.HALF if half else oiio.FLOAT)
     # a truncated JPEG decodes: its missing rows come back grey and the reader says so
-    # only in its error queue (a matte of half a plate would otherwise be written)
-    if pixels is None or inp.has_error:
+    # only in its error queue (a matte of half a plate would otherwise be written); other
+    # readers queue errors beside good pixels (WebP after a seek past its one subimage)
+    if pixels is None or (inp.format_name() == "jpeg" and inp.has_error):
         raise PlateError(f"cannot read pixels (truncated or corrupt?): {_last_error(inp)}",
                          path=path, frame=frame)
     pixels = np.asarray(pixels, dtype=np.float16 if half else np.float32)
@@ -245,7 +246,10 @@ def _library_lines_caught(active: bool) -> Iterator[None]:
                 if line.startswith("libpng "):
                     log.debug("%s", line)
                 else:
-                    os.write(2, (line + "\n").encode())
+                    try:
+                        os.write(2, (line + "\n").encode())
+                    except OSError:  # stderr gone (a closed pipe): nowhere to say it
+                        pass
 
 
 def part_label(spec: "oiio.ImageSpec", index: int) -> str:

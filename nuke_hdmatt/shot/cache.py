@@ -64,6 +64,8 @@ SUFFIX = ".alpha"
 TMP_PREFIX = ".tmp-"
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _ENTRY = re.compile(r"[0-9a-f]{64}" + re.escape(SUFFIX))
+_TEMP = re.compile(re.escape(TMP_PREFIX) + r"[0-9a-f]{16}-.+")  # put's, named by its key
+_PROBE = TMP_PREFIX + "probe-"  # usable()'s, in the root
 # A temp file older than this belongs to a killed process (a live write takes seconds).
 STALE_TMP_S = 3600.0
 KEY_SCHEMA = "hdmatt-cache-key-1"
@@ -286,7 +288,8 @@ class FrameCache:
         except (ValueError, KeyError, TypeError, zlib.error, struct.error):
             self.stats["corrupt"] += 1
             self.stats["misses"] += 1
-            _unlink_quiet(path)
+            if _unlink_quiet(path):
+                _remove_emptied_folders([path])
             return None
         self.stats["hits"] += 1
         try:
@@ -406,8 +409,8 @@ class FrameCache:
                 files = list(sub.iterdir())
             except FileNotFoundError:
                 continue  # another process's gc removed it, empty
-            yield from (p for p in files if _ENTRY.fullmatch(p.name) and p.name[:2] == sub.name
-                        or p.name.startswith(f"{TMP_PREFIX}{sub.name}"))
+            yield from (p for p in files if (_ENTRY.fullmatch(p.name) and p.name[:2] == sub.name)
+                        or (_TEMP.fullmatch(p.name) and p.name[len(TMP_PREFIX):][:2] == sub.name))
 
     def _shards(self) -> list[Path]:
         if not self.root.is_dir():
@@ -444,15 +447,19 @@ class FrameCache:
     def clear(self) -> int:
         """Delete every entry and temp files left by killed processes (not those a running
         process is writing); returns how many entries went."""
-        removed = []
+        removed, gone = [], self._remove_stale_temps(time.time())
         for p in list(self._files()):
-            if p.name.endswith(SUFFIX):
-                if _unlink_quiet(p):
-                    removed.append(p)
-            elif p.name.startswith(TMP_PREFIX):
-                _remove_if_stale(p, time.time())
-        _remove_emptied_folders(removed)
+            if p.name.endswith(SUFFIX) and _unlink_quiet(p):
+                removed.append(p)
+        _remove_emptied_folders(removed + gone)
         return len(removed)
+
+    def _remove_stale_temps(self, now: float) -> list[Path]:
+        """Temp files of killed processes (in the shards, and the root's write probes);
+        returns those removed."""
+        probes = list(self.root.glob(_PROBE + "*")) if self.root.is_dir() else []
+        temps = [p for p in self._files() if p.name.startswith(TMP_PREFIX)]
+        return [p for p in probes + temps if _remove_if_stale(p, now)]
 
     def gc(self, max_bytes: int) -> tuple[int, int]:
         """Delete least-recently-used entries until the cache holds at most ``max_bytes``.
@@ -463,10 +470,7 @@ class FrameCache:
         -------
         (removed, freed_bytes) : tuple of int
         """
-        now = time.time()
-        for p in list(self._files()):
-            if p.name.startswith(TMP_PREFIX):
-                _remove_if_stale(p, now)
+        gone = self._remove_stale_temps(time.time())
         entries = []   # (last use, size, path): no header read, a run trims often
         for p in self._files():
             if p.name.endswith(SUFFIX):
@@ -486,14 +490,14 @@ class FrameCache:
             total -= size
             freed += size
             removed.append(path)
-        _remove_emptied_folders(removed)
+        _remove_emptied_folders(removed + gone)
         return len(removed), freed
 
 
 def _remove_emptied_folders(removed: list[Path]) -> None:
-    """The shard folders of the entries just removed, where nothing is left in them (only
+    """The shard folders of the files just removed, where nothing is left in them (only
     those: an empty folder of two characters may be someone else's)."""
-    for folder in sorted({path.parent for path in removed}):
+    for folder in sorted({path.parent for path in removed if _SHARD.fullmatch(path.parent.name)}):
         try:
             folder.rmdir()
         except OSError:
@@ -527,13 +531,13 @@ def _checked(header) -> dict:
     return header
 
 
-def _remove_if_stale(path: Path, now: float) -> None:
-    """Delete a temp file older than :data:`STALE_TMP_S` (a killed process's)."""
+def _remove_if_stale(path: Path, now: float) -> bool:
+    """Delete a temp file older than :data:`STALE_TMP_S` (a killed process's); True when
+    it went."""
     try:
-        if now - path.stat().st_mtime > STALE_TMP_S:
-            _unlink_quiet(path)
+        return now - path.stat().st_mtime > STALE_TMP_S and _unlink_quiet(path)
     except OSError:
-        pass
+        return False
 
 
 def _unlink_quiet(path: Path) -> bool:

@@ -393,6 +393,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
         resolve_config,
         write_alpha,
     )
+    from ..imaging.colour import check_scene_linear
     from .foreground_layers import foreground_channels, wants_foreground
 
     plan = plan or plan_frames(job)
@@ -415,6 +416,9 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
         try:
             inputs = plan.prepared.pop(frame, None) or _frame_inputs(job, frame, config, config_desc)
             plate, rgb, trimap, colorspace, gain = inputs
+            if wants_foreground(job):  # before the alpha is computed for nothing
+                with _naming_config(config_desc):
+                    check_scene_linear(colorspace, config)
             if gain != 1.0 and job.exposure == "fit":
                 stops = math.log2(gain)
                 reporter.message(
@@ -475,9 +479,10 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
             _with_frame(exc, frame)
             # listed under its frame (the summary, the JSON event, the Nuke node)
             result.failed[frame] = exc.one_line(with_frame=frame is None)
-            reporter.frame_failed(frame, result.failed[frame])
-            if plan.is_still or isinstance(exc, FATAL_AT_ANY_FRAME) or (
-                    isinstance(exc, FATAL_ERRORS) and not result.done):
+            fatal = plan.is_still or isinstance(exc, FATAL_AT_ANY_FRAME) or (
+                isinstance(exc, FATAL_ERRORS) and not result.done)
+            reporter.frame_failed(frame, result.failed[frame], said_elsewhere=fatal)
+            if fatal:
                 raise
             continue
         result.done.append(frame)
@@ -490,10 +495,10 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
     return result
 
 
-def report_shot_done(reporter, result: ShotResult) -> None:
-    """The run's last JSON record, however it ended."""
+def report_shot_done(reporter, result: ShotResult, error: str | None = None) -> None:
+    """The run's last JSON record, however it ended (``error``: the line that ended it)."""
     reporter.shot_done(done=result.done, failed=sorted(result.failed, key=_order),
-                       cancelled=result.cancelled)
+                       cancelled=result.cancelled, error=error)
 
 
 def _order(frame):

@@ -12,6 +12,7 @@ for scripts); ``--json-log FILE`` appends one JSON object per line for farm log 
     {"t": ..., "event": "frame_failed", "frame": 1002, "error": "..."}
     {"t": ..., "event": "warning", "text": "...", "frame": 1001}   (frame: when it is a frame's)
     {"t": ..., "event": "shot_done", "done": [...], "failed": [...], "cancelled": false}
+    (with "error": "..." when an error ended the run early)
 
 Ctrl-C: :class:`~nuke_hdmatt.stop_signals.SigintCancel` turns the first SIGINT (or SIGTERM)
 into a flag that the engine polls between patches (it then raises
@@ -217,15 +218,19 @@ class ProgressReporter:
         tail = f", shot ETA {format_duration(eta)}" if self._index < self.total and eta else ""
         self._say(f"{counter}{label}done {how} -> {output}{tail}")
 
-    def frame_failed(self, frame, error: str) -> None:
-        """The frame could not be made; the run goes on with the next one."""
+    def frame_failed(self, frame, error: str, *, said_elsewhere: bool = False) -> None:
+        """The frame could not be made; the run goes on with the next one (or, with
+        ``said_elsewhere``, stops on an error whose own one line tells the user)."""
         counter = self._counter()
         self._index += 1
         self.event("frame_failed", frame=frame, error=error)
         self._frame = None
-        label = "" if frame is None else f"frame {frame} "
-        self._say(f"{counter}{label}FAILED: {error}")
+        if not said_elsewhere:
+            label = "" if frame is None else f"frame {frame} "
+            self._say(f"{counter}{label}FAILED: {error}")
 
-    def shot_done(self, *, done: list, failed: list, cancelled: bool = False) -> None:
-        """Final JSON record of the run."""
-        self.event("shot_done", done=done, failed=failed, cancelled=cancelled)
+    def shot_done(self, *, done: list, failed: list, cancelled: bool = False,
+                  error: str | None = None) -> None:
+        """Final JSON record of the run; ``error``: the one line that ended it early."""
+        extra = {} if error is None else {"error": error}
+        self.event("shot_done", done=done, failed=failed, cancelled=cancelled, **extra)

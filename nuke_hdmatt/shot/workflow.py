@@ -19,7 +19,14 @@ import warnings
 from dataclasses import dataclass, field
 
 from .. import ENGINE_VERSION
-from ..errors import EXIT_FAILED_FRAMES, EXIT_OK, ONCE_A_SHOT, UsageError, exit_for_signal
+from ..errors import (
+    EXIT_FAILED_FRAMES,
+    EXIT_OK,
+    ONCE_A_SHOT,
+    HDMattError,
+    UsageError,
+    exit_for_signal,
+)
 
 __all__ = ["RunSettings", "MAX_THREADS", "check_threads", "run_matte", "run_shot",
            "check_engine_files", "load_engine",
@@ -267,7 +274,7 @@ def _run_planned(job, settings: RunSettings, plan):
     reporter = ProgressReporter(len(plan.frames), quiet=settings.quiet,
                                 json_log=settings.json_log)
     on_first = lambda signum: print(f"\nhdmatt: {stopping_line(signum)}", file=sys.stderr)
-    result = ShotResult()
+    result, error = ShotResult(), None
     try:
         with _warnings_to(reporter), SigintCancel(on_first=on_first) as cancel:
             try:
@@ -281,10 +288,13 @@ def _run_planned(job, settings: RunSettings, plan):
             except (KeyboardInterrupt, SystemExit):  # a second Ctrl-C, a SIGTERM's abort
                 result.cancelled = True
                 raise
+            except HDMattError as exc:  # said as the run's one error line too
+                error = exc.one_line()
+                raise
             finally:
                 # the last record whatever ended the run (a log reader waits for it), after
                 # the cache's own warnings
-                report_shot_done(reporter, result)
+                report_shot_done(reporter, result, error)
     finally:
         reporter.close()
     return result
