@@ -191,6 +191,24 @@ def test_2_export_is_one_render_pass(shot, tmp_path):
     assert paths["trimap"] and os.path.exists(paths["trimap"].replace("####", "0002"))
 
 
+def test_2_a_failed_export_leaves_none_of_its_nodes_in_the_script(shot, tmp_path, monkeypatch):
+    """A knob the Write refused (a working space its menu lacks, a studio's locked knob)
+    came before the Write joined the cleanup list: it stayed in the user's script."""
+    nuke, node, plate, src, _ = shot
+    before = {n.name() for n in nuke.allNodes(recurseGroups=True)}
+    refusing = nuke.Write._KNOBS["raw"]
+
+    class Locked(refusing):
+        def setValue(self, *args, **kwargs):
+            raise ValueError("raw: locked by the studio's onCreate")
+
+    monkeypatch.setitem(nuke.Write._KNOBS, "raw", Locked)
+    (tmp_path / "w").mkdir()
+    with pytest.raises(ValueError, match="locked"):
+        hd().export_inputs(node, [1], str(tmp_path / "w"))
+    assert {n.name() for n in nuke.allNodes(recurseGroups=True)} == before
+
+
 def test_2_export_writes_the_trimap_in_half_and_refuses_to_fill_the_disk(shot, tmp_path,
                                                                            monkeypatch):
     import collections

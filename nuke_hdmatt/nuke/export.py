@@ -131,23 +131,29 @@ def export_inputs(node, frames: list[int], folder: str, plate_space: str = "") -
             pattern = pattern.replace("\\", "/")
             source = node.input(index)
             if index:
+                # over the plate's bbox; Nuke fills what a bbox gains with the edge pixels
+                # (a Rectangle's 1 would spread over the frame): black outside first, as
+                # the engine reads a trimap outside its data window
+                black = nuke.nodes.BlackOutside()
+                made.append(black)
+                black.setInput(0, source)
                 bbox = nuke.nodes.CopyBBox()
-                bbox.setInput(0, source)
-                bbox.setInput(1, node.input(0))
                 made.append(bbox)
+                bbox.setInput(0, black)
+                bbox.setInput(1, node.input(0))
                 source = bbox
             write = nuke.nodes.Write(file=pattern, file_type="exr", datatype=DATATYPES[name],
                                      channels=channels, compression=EXPORT_COMPRESSION,
                                      create_directories=True,
                                      beforeRender="", afterRender="", beforeFrameRender="",
                                      afterFrameRender="", views=" ".join(all_views))
+            made.append(write)  # at once: a knob refused below must not leave it in the script
             if index == 0 and plate_space and plate_space == working:
                 write["colorspace"].setValue(working)  # no conversion; tags the EXR
                 write["raw"].setValue(False)
             else:
                 write["raw"].setValue(True)
             write.setInput(0, source)
-            made.append(write)
             writes.append(write)
             paths[name] = pattern
         if proxy is not None:

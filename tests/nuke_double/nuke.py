@@ -23,7 +23,9 @@ an AttributeError, never a silent no-op):
 * ``Link_Knob`` (type 41) forwards value and script text to the knob it links to;
 * images with a bbox: Read reads real files through OpenImageIO (its bbox is the file's data
   window; cached until its ``reload`` knob runs, like Nuke; ``on_error black`` gives black
-  for a missing frame), Crop shrinks the bbox, CopyBBox takes input A's bbox, Copy follows
+  for a missing frame), Crop shrinks the bbox, CopyBBox takes input A's bbox (the area it
+  gains repeats the edge pixels, as Nuke reads outside a bbox; BlackOutside's border makes
+  that black), Copy follows
   its ``bbox`` knob, Input/Output/Group pass through; ``execute`` and ``executeMultiple``
   write real EXRs (data window = the input's bbox, display window = the format), refuse to
   nest (Nuke: "I'm already executing something else") and are recorded in ``_renders``;
@@ -546,6 +548,10 @@ class _Img(dict):
         x, y, r, t = self.bbox
         return slice(max(0, h - t), max(0, h - y)), slice(max(0, x), min(w, r))
 
+    def grown_to(self, bbox):
+        """Over ``bbox``; what it gains repeats the edge pixels (see :func:`_grow`)."""
+        return _grow(self, bbox)
+
     def clipped_to(self, bbox):
         """Pixels outside ``bbox`` set to 0, bbox = ``bbox`` (may grow: new area is black)."""
         out = _Img({}, bbox)
@@ -557,6 +563,23 @@ class _Img(dict):
                 plane[rows, cols] = v[rows, cols]
             out[k] = plane
         return out
+
+
+def _grow(img: "_Img", bbox) -> "_Img":
+    """``img`` over ``bbox``: inside its own bbox as it is, outside that the nearest edge
+    pixel of it (Nuke's rule for reading outside a bbox), 0 outside ``bbox``."""
+    out = _Img({}, bbox)
+    rows, cols = img.rows_cols()
+    new_rows, new_cols = _Img({}, bbox).rows_cols()
+    for k, v in img.items():
+        plane = np.zeros_like(v)
+        if rows.stop > rows.start and cols.stop > cols.start and \
+                new_rows.stop > new_rows.start and new_cols.stop > new_cols.start:
+            ri = np.clip(np.arange(new_rows.start, new_rows.stop), rows.start, rows.stop - 1)
+            ci = np.clip(np.arange(new_cols.start, new_cols.stop), cols.start, cols.stop - 1)
+            plane[new_rows, new_cols] = v[np.ix_(ri, ci)]
+        out[k] = plane
+    return out
 
 
 def _intersect(a, b):
@@ -859,14 +882,25 @@ class Crop(Node):
 
 
 class CopyBBox(Node):
-    """Input 0 (B) with the bbox of input 1 (A); area the bbox gains is black."""
+    """Input 0 (B) with the bbox of input 1 (A); the area the bbox gains repeats B's edge
+    pixels, as anything Nuke reads outside a bbox (BlackOutside before it makes it black)."""
 
     _MAX_INPUTS = 2
 
     def _image(self, frame):
         b = Node._image(self, frame)
         a = self.input(1)
-        return b if a is None else b.clipped_to(a._image(frame).bbox)
+        return b if a is None else b.grown_to(a._image(frame).bbox)
+
+
+class BlackOutside(Node):
+    """The bbox one pixel larger on each side, that border black: what is read outside it
+    (its edge repeated) is black."""
+
+    def _image(self, frame):
+        img = Node._image(self, frame)
+        x, y, r, t = img.bbox
+        return img.clipped_to((x - 1, y - 1, r + 1, t + 1))
 
 
 def _enum(*values):
@@ -1016,7 +1050,7 @@ _EXR_COMPRESSION = {"none": "none", "Zip (1 scanline)": "zips", "Zip (16 scanlin
                     "PIZ Wavelet (32 scanlines)": "piz", "RLE": "rle", "B44": "b44",
                     "B44A": "b44a", "DWAA": "dwaa", "DWAB": "dwab"}
 _CLASSES = {c.__name__: c for c in (Node, Group, Input, Output, Dot, NoOp, Copy, Crop, CopyBBox,
-                                    Read, Write, TimeOffset, FrameHold)}
+                                    BlackOutside, Read, Write, TimeOffset, FrameHold)}
 _knob_defaults: dict[str, str] = {}
 _root = Root()
 _group_stack: list = []
