@@ -93,6 +93,10 @@ def add_matte_options(p: argparse.ArgumentParser) -> list[argparse.Action]:
     io.add_argument("--compression", metavar="NAME", help="output compression (default zip)")
     io.add_argument("--float", dest="float_alpha", action="store_true",
                     help="EXR output: store alpha as 32-bit float instead of half")
+    io.add_argument("--alpha-only", action="store_true",
+                    help="EXR output: the alpha (and foreground) channels alone, over the "
+                    "plate's data and display windows, without copying the plate's channels "
+                    "and parts")
     io.add_argument("--bit-depth", type=int, choices=(8, 16),
                     help="PNG/TIFF output bit depth (default 8)")
     io.add_argument("--foreground", nargs="?", const="fg", metavar="LAYER",
@@ -291,6 +295,7 @@ def matte_job_from_args(args: argparse.Namespace):
     check_threads(args.threads)
     _check_format_options(args)
     job.half = not args.float_alpha
+    job.alpha_only = args.alpha_only
     check_engine_options(args)
     job.premultiplied = bool(getattr(args, "premultiplied", False))
     return job
@@ -307,6 +312,9 @@ def _check_format_options(args: argparse.Namespace) -> None:
     if fmt != "openexr" and args.float_alpha:
         raise UsageError(f"--float applies to EXR outputs; {args.output} is {fmt.upper()} "
                          "(--bit-depth 16 for 16 bits)")
+    if fmt != "openexr" and args.alpha_only:
+        raise UsageError(f"--alpha-only applies to EXR outputs; {args.output} is {fmt.upper()} "
+                         "(it holds the alpha alone already)")
     if fmt != "openexr" and args.layer not in (None, "rgba"):
         raise UsageError(f"--layer {args.layer} applies to EXR outputs; {args.output} is "
                          f"{fmt.upper()} (its one channel is the alpha)")

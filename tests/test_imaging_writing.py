@@ -354,3 +354,24 @@ def test_colour_channels_beyond_halfs_range_or_over_float_channels_are_float(tmp
                 channels={"fg.R": half_plate.pixels[..., 0]})
     [(spec, _)] = read_all(tmp_path / "half_out.exr")
     assert {str(f) for f in (spec.channelformats or [spec.format])} == {"half"}
+
+
+def test_alpha_only_keeps_the_plates_windows_and_attributes_not_its_channels(tmp_path):
+    """A Nuke comp copies the alpha onto its own plate: every alpha frame held a copy of
+    the float plate (every part of a stereo file)."""
+    left = Part(rng_pixels(6, 8, 3), ("R", "G", "B"), fmt="float", data_origin=(-2, -1),
+                display=(0, 0, 5, 4), name="left", attrs={"pipeline:shot": "ab_0010"})
+    right = Part(rng_pixels(6, 8, 3, seed=2), ("R", "G", "B"), fmt="float",
+                 data_origin=(-2, -1), display=(0, 0, 5, 4), name="right")
+    path = write_parts(tmp_path / "stereo.exr", [left, right])
+    plate = read_plate(path, part="right")
+    alpha = alpha_like(plate)
+    write_alpha(tmp_path / "out.exr", alpha, plate, plate_channels=False,
+                channels={"fg.R": plate.pixels[..., 0]}, metadata={"colorspace": "ACEScg"})
+    [(spec, got)] = read_all(tmp_path / "out.exr")
+    assert list(spec.channelnames) == ["A", "fg.R"]
+    assert (spec.x, spec.y, spec.width, spec.height) == (-2, -1, 8, 6)
+    assert (spec.full_x, spec.full_y, spec.full_width, spec.full_height) == (0, 0, 5, 4)
+    np.testing.assert_allclose(got[..., 0], alpha, atol=HALF_ATOL, rtol=0)
+    assert read_hdmatt_metadata(tmp_path / "out.exr")["colorspace"] == "ACEScg"
+    assert os.path.getsize(tmp_path / "out.exr") < os.path.getsize(path)

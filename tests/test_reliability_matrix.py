@@ -222,6 +222,8 @@ CASES = [
      ["folder.exr", "is a folder"]),
     ("bad-layer", [*MATTE, "--layer=a b"], _previous_output, ["layer", "a b"]),
     # a dot splits the layer (bad.name.alpha); depth.alpha joins Nuke's own depth layer
+    ("alpha-only-on-a-png", ["matte", "p.png", "t.png", "-o", "a.png", "--alpha-only"], None,
+     ["--alpha-only", "PNG"]),
     ("layer-with-a-dot", [*MATTE, "--layer", "bad.name"], None, ["--layer", "bad.name"]),
     ("layer-of-nukes-own", [*MATTE, "--layer", "depth"], None, ["--layer", "depth"]),
     ("bad-output-extension", ["matte", *SEQ, "-o", "out/a.####.jpg"], None, [".jpg"]),

@@ -272,7 +272,7 @@ def shot_job(call, frames: list[int], threads: int | None = None):
                    trimap_from_matte=call.matte or None,
                    plate_colorspace=call.plate_colorspace or None, ocio=call.ocio or None,
                    foreground=call.foreground or None, premultiplied=call.premultiplied,
-                   exposure=call.exposure)
+                   exposure=call.exposure, alpha_only=True)
     if call.matte:  # a matte's channel is found as hdmatt matte finds it (A, Y, R)
         job.band = call.band
     else:

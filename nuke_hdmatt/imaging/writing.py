@@ -186,7 +186,8 @@ def _check_alpha(alpha: np.ndarray, plate: Plate | None, path: str) -> np.ndarra
 
 def write_alpha(out_path: str, alpha: np.ndarray, plate: Plate | None, *, layer: str = "rgba",
                 compression: str = "zip", half: bool = True, metadata: dict | None = None,
-                bit_depth: int = 8, channels: dict[str, np.ndarray] | None = None) -> None:
+                bit_depth: int = 8, channels: dict[str, np.ndarray] | None = None,
+                plate_channels: bool = True) -> None:
     """Write an alpha matte, atomically.
 
     Parameters
@@ -222,6 +223,11 @@ def write_alpha(out_path: str, alpha: np.ndarray, plate: Plate | None, *, layer:
         a value is beyond half's range), each added to the plate's subimage or replacing
         the channel of that name (the foreground: ``fg.R``... or a premultiplied ``R``...).
         PNG/TIFF hold the alpha alone: any channel here is a UsageError.
+    plate_channels : bool
+        EXR with a plate: False writes the alpha (and ``channels``) alone, over the plate
+        part's windows and with its attributes, without the plate's channels and other
+        parts (a Nuke comp that copies the alpha back onto its own plate needs no copy of
+        a float plate in every alpha frame).
     bit_depth : int
         PNG/TIFF only: 8 or 16. The single-channel alpha covers the DISPLAY window
         (these formats have no data window): pixels outside the data window are 0,
@@ -252,7 +258,7 @@ def write_alpha(out_path: str, alpha: np.ndarray, plate: Plate | None, *, layer:
     if fmt == "openexr":
         check_layer(layer, out_path)
         specs, images = _exr_content(a, plate, layer, compression, half, stamps, out_path,
-                                     extra)
+                                     extra, plate_channels)
     else:
         if bit_depth not in (8, 16):
             raise UsageError(f"bit depth must be 8 or 16, got {bit_depth}", path=out_path)
@@ -260,7 +266,8 @@ def write_alpha(out_path: str, alpha: np.ndarray, plate: Plate | None, *, layer:
     _write_atomic(out_path, specs, images)
 
 
-def _exr_content(alpha, plate, layer, compression, half, stamps, path, extra=None):
+def _exr_content(alpha, plate, layer, compression, half, stamps, path, extra=None,
+                 plate_channels=True):
     alpha_name = "A" if layer == "rgba" else f"{layer}.alpha"
     alpha_type = oiio.TypeDesc("half" if half else "float")
     if plate is None:
@@ -268,6 +275,14 @@ def _exr_content(alpha, plate, layer, compression, half, stamps, path, extra=Non
         spec.channelnames = (alpha_name,)
         spec.alpha_channel = 0 if alpha_name == "A" else -1
         specs, images, target = [spec], [alpha[:, :, None]], None
+    elif not plate_channels:
+        # the plate part's windows and attributes, none of its channels: added below
+        spec = oiio.ImageSpec(plate.spec)
+        spec.nchannels = 0
+        spec.channelnames = ()
+        spec.channelformats = ()
+        spec.alpha_channel = -1
+        specs, images, target = [spec], [np.empty(alpha.shape + (0,), np.float16)], 0
     else:
         specs, images = _read_all_subimages(plate)
         target = plate.subimage

@@ -96,7 +96,9 @@ class EngineCall:
             assert self.trimap is not None  # no matte: the trimap is the input
             cmd += [self.trimap, "--trimap-channel", self.trimap_channel]
         # one word: argparse reads "-10-20" (a run-up before frame 0) as an option
-        cmd += ["-o", self.output, f"--frames={frames or self.frames}", "--layer", self.layer]
+        # the gizmo copies the alpha onto its own plate: no float plate in every alpha frame
+        cmd += ["-o", self.output, f"--frames={frames or self.frames}", "--layer", self.layer,
+                "--alpha-only"]
         if self.plate_colorspace:
             cmd += ["--plate-colorspace", self.plate_colorspace]
         if self.ocio:

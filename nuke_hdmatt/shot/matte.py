@@ -471,6 +471,7 @@ def matte_shot(job: MatteJob, engine, *, cache: FrameCache | None, reporter,
             os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
             write_alpha(out_path, alpha, plate, layer=job.layer, compression=job.compression,
                         half=job.half, metadata=metadata, bit_depth=job.bit_depth,
+                        plate_channels=not job.alpha_only,
                         channels=channels)
         except Cancelled:
             result.cancelled = True

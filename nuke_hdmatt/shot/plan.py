@@ -42,6 +42,7 @@ class MatteJob:
     compression: str = "zip"
     half: bool = True
     bit_depth: int = 8
+    alpha_only: bool = False       # EXR: the alpha (and foreground) alone, no plate channels
     foreground: str | None = None  # layer for the unpremultiplied foreground (EXR only)
     premultiplied: bool = False    # alpha * foreground into the alpha's layer R, G, B
     exposure: str = "fit"          # exposure.exposure_value: fit, off or stops
