@@ -294,6 +294,13 @@ def test_a_trimap_read_that_bends_its_values_is_a_warning(shot):
     trimap["raw"].setValue(True)
     from nuke_hdmatt.nuke import knobs as hdmatt_knobs
     assert hdmatt_knobs.input_warnings(node) == []
+    # a raw plate Read delivers the file's encoding, which an empty plate colour space
+    # calls the working space: the network sees it wrongly, without a word
+    plate["raw"].setValue(True)
+    [said] = hdmatt_knobs.input_warnings(node)
+    assert f"Read {plate.name()} is raw" in said and "plate colour space is empty" in said
+    node["plate_colorspace"].setValue("sRGB - Texture")
+    assert hdmatt_knobs.input_warnings(node) == []
 
 
 def test_engine_warnings_reach_the_error_console_and_the_status(shot):

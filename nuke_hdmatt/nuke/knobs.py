@@ -65,15 +65,23 @@ def _detail(node) -> float | str:
     return float(knob_value(node, "detail", FIXED_DETAIL))
 
 
-def _upstream_read_space(node, index: int = 0) -> str | None:
-    """The file colour space of a (not raw) Read feeding input ``index`` (0: the plate)
-    through pass-through nodes."""
+def _upstream_read(node, index: int = 0):
+    """The Read feeding input ``index`` (0: the plate) through pass-through nodes, or None."""
     n = node.input(index)
     while n is not None and n.Class() in ("Dot", "NoOp", "Crop", "Reformat"):
         n = n.input(0)
-    if n is None or n.Class() != "Read" or n.knob("colorspace") is None:
-        return None
-    if n.knob("raw") is not None and n["raw"].value():
+    return n if n is not None and n.Class() == "Read" else None
+
+
+def _is_raw(read) -> bool:
+    return read.knob("raw") is not None and bool(read["raw"].value())
+
+
+def _upstream_read_space(node, index: int = 0) -> str | None:
+    """The file colour space of a (not raw) Read feeding input ``index`` (0: the plate)
+    through pass-through nodes."""
+    n = _upstream_read(node, index)
+    if n is None or n.knob("colorspace") is None or _is_raw(n):
         return None
     return str(n["colorspace"].value()) or None
 
@@ -86,8 +94,14 @@ _CURVED = ("srgb", "rec709", "rec.709", "rec1886", "gamma", "log", "output", "di
 def input_warnings(node) -> list[str]:
     """The trimap or matte arriving through a Read that converts from a curved colour space:
     a trimap holds codes, not colours (its 0.5 arrives as about 0.21 from sRGB, which the
-    engine may read as background)."""
+    engine may read as background); the plate through a raw Read while *plate colour space*
+    is empty (the working space): its pixels are the file's, in whatever it encodes."""
     out = []
+    plate = _upstream_read(node)
+    if plate is not None and _is_raw(plate) and not knob_text(node, "plate_colorspace"):
+        out.append(f"the plate input's Read {plate.name()} is raw, so its pixels arrive as the "
+                   "file stores them, but plate colour space is empty (the working space): set "
+                   "it to the file's colour space, or untick raw")
     for index in (1, 2):
         space = _upstream_read_space(node, index)
         if space and any(word in space.lower() for word in _CURVED):
