@@ -209,6 +209,19 @@ def test_2_a_failed_export_leaves_none_of_its_nodes_in_the_script(shot, tmp_path
     assert {n.name() for n in nuke.allNodes(recurseGroups=True)} == before
 
 
+def test_2_a_studios_write_defaults_do_not_change_the_export(shot, tmp_path):
+    """A studio's knobDefault limiting Writes to a range skipped the frames outside it: the
+    engine then failed on inputs that were never written."""
+    nuke, node, plate, src, _ = shot
+    nuke.knobDefault("Write.use_limit", "1")
+    nuke.knobDefault("Write.first", "1")
+    nuke.knobDefault("Write.last", "1")
+    (tmp_path / "w").mkdir()
+    paths = hd().export_inputs(node, [1, 2], str(tmp_path / "w"))
+    assert os.path.exists(paths["plate"].replace("####", "0002"))
+    assert os.path.exists(paths["trimap"].replace("####", "0002"))
+
+
 def test_2_export_writes_the_trimap_in_half_and_refuses_to_fill_the_disk(shot, tmp_path,
                                                                            monkeypatch):
     import collections

@@ -148,6 +148,11 @@ def export_inputs(node, frames: list[int], folder: str, plate_space: str = "") -
                                      beforeRender="", afterRender="", beforeFrameRender="",
                                      afterFrameRender="", views=" ".join(all_views))
             made.append(write)  # at once: a knob refused below must not leave it in the script
+            # a studio's Write defaults must not change the export: a frame range limit
+            # would skip frames, autocrop would shrink the plate's data window
+            for knob in ("use_limit", "autocrop"):
+                if write.knob(knob) is not None:
+                    write[knob].setValue(False)
             if index == 0 and plate_space and plate_space == working:
                 write["colorspace"].setValue(working)  # no conversion; tags the EXR
                 write["raw"].setValue(False)

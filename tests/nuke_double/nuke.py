@@ -1228,6 +1228,9 @@ def executeMultiple(nodes, ranges, views, continueOnError=False) -> None:
             for f in range(first, last + 1, incr):
                 frame(f)
                 for w in writes:
+                    if w["use_limit"].value() and not (
+                            int(w["first"].value()) <= f <= int(w["last"].value())):
+                        continue  # "limit to range": Nuke renders no frame outside it
                     for view in views or ["main"]:
                         _state["view"] = view
                         w._write(f, view)
