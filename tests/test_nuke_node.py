@@ -520,6 +520,36 @@ def test_a_node_deleted_while_its_verdict_waits_for_the_main_thread_gets_none(
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_generate_removes_the_exports_of_a_nuke_that_crashed(shot):
+    """A Generate's exported inputs (float EXRs, gigabytes) went only with its worker or its
+    script: a crashed or killed Nuke left them in the temp folder for good."""
+    import socket
+    import subprocess
+    import sys
+
+    nuke, node, plate, src, tmp_path = shot
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a Nuke that is no more
+    tmp = tmp_path / "tmp"
+    host = socket.gethostname()
+    owners = {"hdmatt_nuke_crashed": f"{host} {gone.pid}",
+              "hdmatt_nuke_running": f"{host} {os.getpid()}",
+              "hdmatt_nuke_other_host": f"render07 {gone.pid}"}
+    for name, owner in owners.items():
+        (tmp / name).mkdir()
+        (tmp / name / "owner").write_text(owner + "\n")
+        (tmp / name / "plate.0001.exr").write_bytes(b"exr")
+    for name, age in (("hdmatt_nuke_old_version", 2 * 86400), ("hdmatt_nuke_recent", 60)):
+        (tmp / name).mkdir()
+        os.utime(tmp / name, (time.time() - age, time.time() - age))
+    node["patch"].setValue(48)
+    node["overlap"].setValue(8)
+    from nuke_hdmatt.nuke import node as hdmatt_node
+    assert hdmatt_node.generate(node, "1") is True, node["status"].value()
+    assert sorted(p.name for p in tmp.iterdir()) == [
+        "hdmatt_nuke_other_host", "hdmatt_nuke_recent", "hdmatt_nuke_running"]
+
+
 def test_engines_still_running_are_stopped_when_python_exits(tmp_path):
     """``atexit``: Nuke quitting stops what the node started (its own session outlives it)."""
     mark = tmp_path / "sigint"

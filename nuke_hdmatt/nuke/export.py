@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import tempfile
+import time
 
 import nuke
 
@@ -21,6 +24,55 @@ DATATYPES = {"plate": "32 bit float", "trimap": "16 bit half", "matte": "16 bit 
 EXPORT_BYTES_A_PIXEL = 3 * 4 + 4 * 2
 # lossless and fast; set explicitly so a studio default (DWAA, B44) cannot make exports lossy
 EXPORT_COMPRESSION = "Zip (1 scanline)"
+
+
+WORK_PREFIX = "hdmatt_nuke_"
+OWNER_FILE = "owner"  # "<host> <pid>" of the Nuke whose Generate made the folder
+#: a work folder without an owner (an older version's) is a crashed Generate's after this
+STALE_WORK_S = 24 * 3600
+
+
+def new_work_folder() -> str:
+    """A temp folder for one Generate's exported inputs, marked with its owner; first the
+    folders of Generates whose Nuke is gone (a crash, a kill: their float EXRs, gigabytes,
+    were never removed) go."""
+    root = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(WORK_PREFIX)]
+    except OSError:
+        names = []
+    for name in names:
+        folder = os.path.join(root, name)
+        if _abandoned(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+    work = tempfile.mkdtemp(prefix=WORK_PREFIX)
+    with open(os.path.join(work, OWNER_FILE), "w", encoding="utf-8") as f:
+        f.write(f"{socket.gethostname()} {os.getpid()}\n")
+    return work
+
+
+def _abandoned(folder: str) -> bool:
+    """True for a work folder of a Generate on this machine whose process is gone."""
+    try:
+        with open(os.path.join(folder, OWNER_FILE), encoding="utf-8") as f:
+            host, pid = f.read().split()
+    except FileNotFoundError:
+        try:
+            return time.time() - os.stat(folder).st_mtime > STALE_WORK_S
+        except OSError:
+            return False
+    except (OSError, ValueError):
+        return False  # being written, or not ours to judge
+    # (Windows' os.kill(pid, 0) would end that process, not ask after it)
+    if host != socket.gethostname() or not pid.isdigit() or os.name != "posix":
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive (another user's process)
+    return False
 
 
 def connected(node) -> list[str]:

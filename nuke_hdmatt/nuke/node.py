@@ -35,7 +35,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from typing import Any
 
@@ -45,7 +44,7 @@ from ..engine_env import engine_executable
 from ..errors import Cancelled, HDMattError, UsageError
 from ..sequence import FrameSequence, format_frames, frames_on_disk, parse_frames
 from .engine_call import EngineCall, EngineResult, remove_partial_outputs, run_engine, stop_all_engines
-from .export import INPUTS, connected, export_inputs, views
+from .export import INPUTS, connected, export_inputs, new_work_folder, views
 from .generated import FILES_VERSION, UI_STAT_AGE_S, digest, graph_digests, weights_changed
 from .knobs import (
     STALE_KNOBS,
@@ -421,7 +420,7 @@ def _prepare(node, frames: list[int]) -> _Run:
     placeholder = {"plate": "", "trimap": "" if node.input(1) else None,
                    "matte": None if node.input(1) else ""}
     digests = fingerprint(node, frames, matte_job(node, placeholder, frames, colour))
-    work = tempfile.mkdtemp(prefix="hdmatt_nuke_")
+    work = new_work_folder()
     try:
         paths = export_inputs(node, frames, work, plate_space=colour.colorspace)
         job = matte_job(node, paths, frames, colour)
