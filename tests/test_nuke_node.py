@@ -297,9 +297,13 @@ def test_a_trimap_read_that_bends_its_values_is_a_warning(shot):
     # a raw plate Read delivers the file's encoding, which an empty plate colour space
     # calls the working space: the network sees it wrongly, without a word
     plate["raw"].setValue(True)
+    plate["colorspace"].setValue("sRGB - Texture")
     [said] = hdmatt_knobs.input_warnings(node)
     assert f"Read {plate.name()} is raw" in said and "plate colour space is empty" in said
     node["plate_colorspace"].setValue("sRGB - Texture")
+    assert hdmatt_knobs.input_warnings(node) == []
+    node["plate_colorspace"].setValue("")  # a file in the working space itself: raw is right
+    plate["colorspace"].setValue(f"default ({nuke.root()['workingSpaceLUT'].value()})")
     assert hdmatt_knobs.input_warnings(node) == []
 
 

@@ -91,6 +91,14 @@ def _upstream_read_space(node, index: int = 0) -> str | None:
 _CURVED = ("srgb", "rec709", "rec.709", "rec1886", "gamma", "log", "output", "display", "video")
 
 
+def _in_working_space(read) -> bool:
+    """The file colour space a Read names (raw or not: ``default (ACEScg)`` included) is the
+    script's working space: its raw pixels are what the working space holds."""
+    knob, root = read.knob("colorspace"), nuke.root()
+    working = str(root["workingSpaceLUT"].value()) if root.knob("workingSpaceLUT") else ""
+    return bool(knob is not None and working and working in str(knob.value()))
+
+
 def input_warnings(node) -> list[str]:
     """The trimap or matte arriving through a Read that converts from a curved colour space:
     a trimap holds codes, not colours (its 0.5 arrives as about 0.21 from sRGB, which the
@@ -98,7 +106,8 @@ def input_warnings(node) -> list[str]:
     is empty (the working space): its pixels are the file's, in whatever it encodes."""
     out = []
     plate = _upstream_read(node)
-    if plate is not None and _is_raw(plate) and not knob_text(node, "plate_colorspace"):
+    if plate is not None and _is_raw(plate) and not knob_text(node, "plate_colorspace") \
+            and not _in_working_space(plate):
         out.append(f"the plate input's Read {plate.name()} is raw, so its pixels arrive as the "
                    "file stores them, but plate colour space is empty (the working space): set "
                    "it to the file's colour space, or untick raw")
