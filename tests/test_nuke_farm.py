@@ -109,9 +109,10 @@ def test_job_template_checks_and_runs_end_to_end(fake_nuke, farm_shot, monkeypat
     job.write_text(r.stdout)
     import yaml
     tpl = yaml.safe_load(r.stdout)
-    assert [s["name"] for s in tpl["steps"]] == ["ExportInputs", "Matte", "Render"]
+    assert [s["name"] for s in tpl["steps"]] == ["ExportInputs", "Matte", "Render", "Cleanup"]
     assert tpl["steps"][1]["dependencies"] == [{"dependsOn": "ExportInputs"}]
     assert tpl["steps"][2]["dependencies"] == [{"dependsOn": "Matte"}]
+    assert tpl["steps"][3]["dependencies"] == [{"dependsOn": "Render"}]
     assert tpl["steps"][2]["script"]["actions"]["onRun"]["args"] == \
         ["-F", "{{Task.Param.Frame}}", "-X", "{{Param.Write}}", "-x", "{{Param.Script}}"]
 
@@ -125,7 +126,9 @@ def test_job_template_checks_and_runs_end_to_end(fake_nuke, farm_shot, monkeypat
                          timeout=180, cwd=tmp_path)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-3000:]
-    work = tmp_path / "hdmatt_farm" / "shot020_HDMatt1"
+    # this submission's own folder: another submission meanwhile exports into its own
+    work = Path({p["name"]: p["default"] for p in tpl["parameterDefinitions"]}["WorkDir"])
+    assert work.parent == tmp_path / "hdmatt_farm" / "shot020_HDMatt1"
     assert (work / "matte_job.json").exists()
     assert sorted(p.name for p in work.glob("*.exr")) == \
         ["plate.0001.exr", "plate.0002.exr", "trimap.0001.exr", "trimap.0002.exr"]
@@ -139,6 +142,15 @@ def test_job_template_checks_and_runs_end_to_end(fake_nuke, farm_shot, monkeypat
         np.testing.assert_allclose(np.stack([comp["R"], comp["G"], comp["B"]], -1),
                                    plate_pixels(f), atol=1e-6)
     assert np.array_equal(read_exr(alpha1)["A"], interactive)
+    # step 4 removes the exported inputs, not the alphas; a folder it did not make stays
+    clean = subprocess.run([str(BIN / "openjd"), "run", str(job), "--step", "Cleanup"], env=env,
+                           capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert clean.returncode == 0, (clean.stdout + clean.stderr)[-3000:]
+    assert not work.exists() and alpha1.exists()
+    other = tmp_path / "not_ours"
+    other.mkdir()
+    r = hdmatt("farm", "nuke", "--clean-work", other, env=env)
+    assert r.returncode == 2 and "not a work folder" in r.stderr and other.exists()
 
 
 def test_render_never_generates(farm_shot):

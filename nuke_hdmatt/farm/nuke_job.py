@@ -3,7 +3,7 @@
     hdmatt farm nuke SCRIPT --node HDMatt1 --write Write1 --frames 1001-1100 [--chunk 10]
                      [--gpu] [--work DIR] [--nuke nuke] > job.yaml
 
-emits an Open Job Description job (``jobtemplate-2023-09``, see :mod:`.openjd`) of three steps,
+emits an Open Job Description job (``jobtemplate-2023-09``, see :mod:`.openjd`) of four steps,
 each depending on the one before:
 
 1. ``ExportInputs`` (frame chunks like step 2, needs a Nuke licence)::
@@ -27,11 +27,17 @@ each depending on the one before:
    The HDMatt node only reads the alpha the previous step wrote; nothing is generated during
    the render (the node has no render callbacks), so ``nuke -x`` never calls ``nuke.execute``
    from a render callback.
+4. ``Cleanup`` (one task, no Nuke)::
 
-``--node`` is the node's full name: ``Group1.HDMatt1`` for one inside a Group. ``DIR``
-(default ``<script folder>/hdmatt_farm/<script>_<node>``), the script and the node's alpha
-sequence must be on storage every worker sees at the same path; an alpha sequence in a
-temp folder (``/tmp``, ``$TMPDIR``) is refused.
+       hdmatt farm nuke --clean-work DIR
+
+   removes the submission's exported inputs once every frame is rendered.
+
+``--node`` is the node's full name: ``Group1.HDMatt1`` for one inside a Group. ``DIR`` is a
+folder of the submission's own (``<time>-<random>``) in ``--work`` (default ``<script
+folder>/hdmatt_farm/<script>_<node>``), so two submissions never share inputs; it, the
+script and the node's alpha sequence must be on storage every worker sees at the same
+path; an alpha sequence in a temp folder (``/tmp``, ``$TMPDIR``) is refused.
 Submit as with :mod:`.openjd`.
 """
 
@@ -40,9 +46,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shlex
+import shutil
 import sys
 import tempfile
+import time
 
 from ..engine.settings import check_device
 from ..errors import EXIT_OK, ArgumentParser, UsageError, run_reporting
@@ -162,8 +171,11 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
         raise UsageError("--frames: no frames")
     script = os.path.abspath(script)
     stem = os.path.splitext(os.path.basename(script))[0]
-    work = os.path.abspath(work or os.path.join(os.path.dirname(script), "hdmatt_farm",
+    base = os.path.abspath(work or os.path.join(os.path.dirname(script), "hdmatt_farm",
                                                 f"{stem}_{node.replace('.', '_')}"))
+    # a folder of this submission's own: a second submission while the first runs would
+    # re-export over its inputs; the Cleanup step removes it when the Render is done
+    work = os.path.join(base, time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3))
     exe = worker_executable(executable) if executable else default_executable()
     # (a task runs in a folder of its own: a relative --nuke is made absolute, as --hdmatt)
     params: list[dict[str, object]] = [
@@ -219,6 +231,10 @@ def job_template(*, script: str, node: str, write: str, frames: list[int], chunk
              "script": on_run("{{Param.NukeExecutable}}",
                               ["-F", "{{Task.Param.Frame}}", "-X", "{{Param.Write}}", "-x",
                                "{{Param.Script}}"], timeout)},
+            {"name": "Cleanup",
+             "dependencies": [{"dependsOn": "Render"}],
+             "script": on_run("{{Param.HdmattExecutable}}",
+                              ["farm", "nuke", "--clean-work", "{{Param.WorkDir}}"], timeout)},
         ],
     }
 
@@ -262,6 +278,17 @@ def run_chunk(work: str, frames: str, threads: int | None = None,
     return worst
 
 
+def clean_work(work: str) -> int:
+    """Step 4: remove one submission's exported inputs (its folder, which the prepass marked
+    with its ``matte_job.json``); a folder without that mark is refused, never removed."""
+    if not os.path.isfile(os.path.join(work, JOB_FILE)):
+        raise UsageError(f"not a work folder of hdmatt farm nuke (no {JOB_FILE}); nothing "
+                         "removed", path=work)
+    shutil.rmtree(work)
+    print(f"hdmatt farm nuke: removed the exported inputs in {work}", flush=True)
+    return EXIT_OK
+
+
 def shot_job(call, frames: list[int], threads: int | None = None):
     """The workflow's (MatteJob, RunSettings) for the Nuke side's engine call on ``frames``
     (what ``hdmatt matte`` would build from ``call.argv``)."""
@@ -303,15 +330,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=int, metavar="SECONDS", help=TIMEOUT_HELP)
     ap.add_argument("--job-output", metavar="FILE", help="write the template here, not stdout")
     ap.add_argument("--run-chunk", metavar="DIR", help=argparse.SUPPRESS)
+    ap.add_argument("--clean-work", metavar="DIR", help=argparse.SUPPRESS)
 
     def body() -> int:
         args = ap.parse_args(argv)
         for dest in ("script", "node", "write", "frames", "work", "nuke", "hdmatt", "device",
-                     "name", "job_output", "run_chunk"):
+                     "name", "job_output", "run_chunk", "clean_work"):
             value = getattr(args, dest)
             if isinstance(value, str) and not value.strip():
                 raise UsageError(f"{'SCRIPT' if dest == 'script' else '--' + dest.replace('_', '-')}"
                                  " is empty")
+        if args.clean_work:
+            return clean_work(args.clean_work)
         if not args.frames:
             raise UsageError("--frames is required (e.g. 1001-1100)")
         check_threads(args.threads)
