@@ -249,7 +249,8 @@ def _literal(word: str, option: str, what: str | None = None) -> str:
 
 def checked_name(name: str | None, default: str) -> str:
     """The job's name: ``--name``, else ``default`` (made from a file name, cut to OpenJD's
-    128 characters), either checked by :func:`_literal`; control characters are refused."""
+    128 characters), either checked by :func:`_literal` (control characters: by
+    :func:`template_text`, as in every string of the job)."""
     if name is not None:
         if not name.strip():
             raise UsageError("--name is empty")
@@ -260,9 +261,6 @@ def checked_name(name: str | None, default: str) -> str:
     else:
         chosen, what = _cut(default, MAX_NAME_CHARS), \
             "the job's name made from a file name (give --name)"
-    if any(unicodedata.category(c) == "Cc" for c in chosen):
-        raise UsageError(f"{what}: {chosen!r} holds a control character, which Open Job "
-                         "Description refuses in a name")
     return _literal(chosen, "--name", None if name is not None else what)
 
 
